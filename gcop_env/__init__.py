@@ -1,1 +1,34 @@
-"""gcop-env: guide-core steering of black-box LLMs as a Gymnasium environment."""
+"""gcop-env: guide–core steering of black-box LLMs as a Gymnasium environment.
+
+Importing this package registers the environments (``GCoP-GSM8K-v0``, and the code tasks)::
+
+    import gymnasium as gym
+    import gcop_env
+    env = gym.make("GCoP-GSM8K-v0", core="anthropic:claude-3-5-haiku-20241022", split="test")
+"""
+
+from gcop_env.cores import Core, CoreError, CoreResponse, RetryPolicy, SamplingParams, make_core, set_price
+from gcop_env.problem import Problem
+from gcop_env.reward import RewardComponents, RewardConfig, shape_reward
+from gcop_env.strategy import ParsedGuideOutput, StructureError, parse_guide_output
+from gcop_env.tasks import TaskSpec, get_task, register_task, registered_tasks
+from gcop_env.validators.base import Status, ValidationResult, Validator
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Core", "CoreError", "CoreResponse", "ParsedGuideOutput", "Problem", "RetryPolicy", "RewardComponents",
+    "RewardConfig", "SamplingParams", "Status", "StructureError", "TaskSpec", "ValidationResult", "Validator",
+    "get_task", "make_core", "parse_guide_output", "register_task", "registered_tasks", "set_price",
+    "shape_reward",
+]
+
+
+def _register_builtin_tasks() -> None:
+    from gcop_env.validators.gsm8k import GSM8KValidator, load_gsm8k
+
+    register_task("GSM8K", validator=GSM8KValidator, load=load_gsm8k,
+                  description="GSM8K grade-school math; exact numeric match of the \\boxed{} answer")
+
+
+_register_builtin_tasks()

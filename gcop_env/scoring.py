@@ -1,0 +1,230 @@
+"""One step's whole path, without Gymnasium state: guide text in, shaped reward out.
+
+    guide text → structure check (I_str) → guided core call → validator (R)
+               → [unguided baseline, once per problem (ΔR)] → [judge (J)] → shaped reward
+
+The environment calls :meth:`GuideScorer.score` once per step; the trainer calls
+:meth:`GuideScorer.score_many` for a batch, which runs core calls concurrently. An
+infrastructure failure anywhere (API down, sandbox broken) ends the step with ``error`` set and
+``reward`` None: it is never scored as a wrong answer.
+"""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from typing import Any, Sequence
+
+from gcop_env.cores.base import Core, CoreError, CoreRequest, CoreResponse, Message, SamplingParams
+from gcop_env.judge import JudgeVerdict, StrategyJudge
+from gcop_env.problem import Problem
+from gcop_env.prompts import core_prompt
+from gcop_env.reward import RewardComponents, RewardConfig, shape_reward
+from gcop_env.strategy import DEFAULT_MAX_STRATEGY_CHARS, ParsedGuideOutput, parse_guide_output
+from gcop_env.validators.base import ValidationResult, Validator
+
+
+@dataclass
+class RoleCost:
+    """Tokens, dollars and time spent by one role (core, baseline or judge) in one step."""
+
+    calls: int = 0
+    cached_calls: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    usd: float = 0.0  # nominal price of the calls, cached or not
+    spent_usd: float = 0.0  # what was actually paid this time (cache hits are free)
+    latency_s: float = 0.0
+
+    def add(self, response: CoreResponse) -> None:
+        self.calls += 1
+        self.cached_calls += int(response.cached)
+        self.input_tokens += response.input_tokens
+        self.output_tokens += response.output_tokens
+        self.usd += response.cost_usd
+        self.spent_usd += response.spent_usd
+        self.latency_s += 0.0 if response.cached else response.latency_s
+
+
+@dataclass
+class StepCost:
+    core: RoleCost = field(default_factory=RoleCost)
+    baseline: RoleCost = field(default_factory=RoleCost)
+    judge: RoleCost = field(default_factory=RoleCost)
+
+    def step_cost(self, unit: str) -> float:
+        """T: the guided core and judge cost of the step (the baseline is a training aid, not inference)."""
+        roles = (self.core, self.judge)
+        if unit == "tokens":
+            return sum(r.input_tokens + r.output_tokens for r in roles) / 1000.0
+        return sum(r.usd for r in roles)
+
+    def as_dict(self) -> dict[str, Any]:
+        d = {role: asdict(getattr(self, role)) for role in ("core", "baseline", "judge")}
+        d["total_usd"] = sum(v["usd"] for v in d.values())
+        d["total_spent_usd"] = sum(getattr(self, r).spent_usd for r in ("core", "baseline", "judge"))
+        d["total_tokens"] = sum(getattr(self, r).input_tokens + getattr(self, r).output_tokens
+                                for r in ("core", "baseline", "judge"))
+        d["latency_s"] = sum(getattr(self, r).latency_s for r in ("core", "baseline", "judge"))
+        return d
+
+
+@dataclass
+class StepOutcome:
+    """Everything one step produced. ``reward`` is None when ``error`` is set (infrastructure)."""
+
+    task_id: str
+    parsed: ParsedGuideOutput
+    components: RewardComponents
+    cost: StepCost
+    core_output: str | None = None
+    validation: ValidationResult | None = None
+    unguided_validation: ValidationResult | None = None
+    verdict: JudgeVerdict | None = None
+    error: str | None = None
+    error_stage: str | None = None
+
+    @property
+    def reward(self) -> float | None:
+        return None if self.error else self.components.shaped
+
+    def info(self) -> dict[str, Any]:
+        info: dict[str, Any] = {
+            "task_id": self.task_id,
+            "structure_ok": self.parsed.structure_ok,
+            "reward_components": self.components.as_dict(),
+            "cost": self.cost.as_dict(),
+            "reward_is_task_outcome": self.error is None,
+            "core_output": self.core_output,
+        }
+        if not self.parsed.structure_ok:
+            info["structure_error"] = self.parsed.error.value if self.parsed.error else None
+            info["structure_message"] = self.parsed.message
+        else:
+            info["strategy"] = self.parsed.strategy
+        if self.validation is not None:
+            info["validation"] = {"status": self.validation.status.value, "reward": self.validation.reward,
+                                  "details": self.validation.details}
+        if self.unguided_validation is not None:
+            info["unguided_validation"] = {"status": self.unguided_validation.status.value,
+                                           "reward": self.unguided_validation.reward}
+        if self.verdict is not None:
+            info["judge"] = asdict(self.verdict)
+        if self.error:
+            info["error"] = self.error
+            info["error_stage"] = self.error_stage
+        return info
+
+
+class _InfraFailure(Exception):
+    def __init__(self, stage: str, message: str):
+        super().__init__(message)
+        self.stage = stage
+
+
+class GuideScorer:
+    """Scores guide outputs for problems of one task against one core. Thread-safe."""
+
+    def __init__(self, validator: Validator, core: Core, *, judge_core: Core | None = None,
+                 reward: RewardConfig | None = None, sampling: SamplingParams | None = None,
+                 judge_sampling: SamplingParams | None = None,
+                 max_strategy_chars: int = DEFAULT_MAX_STRATEGY_CHARS, max_output_chars: int | None = None,
+                 validation_retries: int = 2):
+        self.validator = validator
+        self.core = core
+        self.reward = reward or RewardConfig()
+        self.sampling = sampling or SamplingParams()
+        self.max_strategy_chars = max_strategy_chars
+        self.max_output_chars = max_output_chars
+        self.validation_retries = validation_retries
+        self.judge = StrategyJudge(judge_core or core, validator, judge_sampling) if self.reward.gamma > 0 else None
+        self._baselines: dict[tuple, tuple[ValidationResult, CoreResponse]] = {}
+        self._baseline_locks: dict[tuple, threading.Lock] = {}
+        self._locks_guard = threading.Lock()
+
+    # -- stages -------------------------------------------------------------------------------
+    def _ask_core(self, problem: Problem, strategy: str | None, sample_index: int) -> CoreResponse:
+        prompt = core_prompt(problem.question, self.validator.answer_format, strategy)
+        request = CoreRequest(messages=(Message("user", prompt),), sampling=self.sampling, sample_index=sample_index)
+        try:
+            return self.core.complete(request)
+        except CoreError as exc:
+            raise _InfraFailure("baseline" if strategy is None else "core", str(exc)) from exc
+
+    def _validate(self, problem: Problem, output: str, stage: str) -> ValidationResult:
+        result = None
+        for _ in range(1 + self.validation_retries):
+            try:
+                result = self.validator.validate(problem, output)
+            except Exception as exc:  # noqa: BLE001 - a crashing validator is an infra failure
+                result = ValidationResult.infra(f"validator raised {type(exc).__name__}: {exc}")
+            if not result.is_infra:
+                return result
+        raise _InfraFailure(stage, f"validation failed: {result.details.get('error', 'infrastructure error')}")
+
+    def unguided(self, problem: Problem) -> tuple[ValidationResult, CoreResponse, bool]:
+        """The baseline R(unguided): computed once per (problem, core, sampling), then remembered.
+
+        Returns (result, response, fresh) where ``fresh`` says whether this call computed it.
+        """
+        key = (problem.task_id, problem.question, self.core.spec, self.sampling)
+        with self._locks_guard:
+            lock = self._baseline_locks.setdefault(key, threading.Lock())
+        with lock:
+            if key in self._baselines:
+                result, response = self._baselines[key]
+                return result, response, False
+            response = self._ask_core(problem, None, sample_index=0)
+            result = self._validate(problem, response.text, "baseline")
+            self._baselines[key] = (result, response)
+            return result, response, True
+
+    # -- the step -----------------------------------------------------------------------------
+    def score(self, problem: Problem, guide_text: str, sample_index: int = 0) -> StepOutcome:
+        """Score one guide output. Never raises for API or sandbox failures: see ``error``."""
+        parsed = parse_guide_output(guide_text, self.max_strategy_chars, self.max_output_chars)
+        cost = StepCost()
+        if not parsed.structure_ok:
+            return StepOutcome(problem.task_id, parsed, shape_reward(self.reward, structure_ok=False), cost)
+        outcome = StepOutcome(problem.task_id, parsed, RewardComponents(structure_ok=True), cost)
+        try:
+            response = self._ask_core(problem, parsed.strategy, sample_index)
+            cost.core.add(response)
+            outcome.core_output = response.text
+            outcome.validation = self._validate(problem, response.text, "validation")
+            unguided_reward = None
+            if self.reward.kappa > 0:
+                base_result, base_response, fresh = self.unguided(problem)
+                if fresh:
+                    cost.baseline.add(base_response)
+                outcome.unguided_validation = base_result
+                unguided_reward = base_result.reward
+            judge_score, leak = 0.0, False
+            if self.judge is not None:
+                try:
+                    verdict, judge_response = self.judge.judge(problem, parsed.strategy)
+                except CoreError as exc:
+                    raise _InfraFailure("judge", str(exc)) from exc
+                cost.judge.add(judge_response)
+                outcome.verdict = verdict
+                judge_score, leak = verdict.score, verdict.leak
+            outcome.components = shape_reward(
+                self.reward, structure_ok=True, task_reward=outcome.validation.reward, judge_score=judge_score,
+                leak=leak, unguided_reward=unguided_reward, cost=cost.step_cost(self.reward.cost_unit))
+        except _InfraFailure as failure:
+            outcome.error, outcome.error_stage = str(failure), failure.stage
+            outcome.components = RewardComponents(structure_ok=True, cost=cost.step_cost(self.reward.cost_unit))
+        return outcome
+
+    def score_many(self, items: Sequence[tuple[Problem, str]], max_workers: int = 8,
+                   sample_indices: Sequence[int] | None = None) -> list[StepOutcome]:
+        """Score a batch concurrently (core calls overlap); results in input order."""
+        indices = list(sample_indices) if sample_indices is not None else [0] * len(items)
+        if len(items) <= 1 or max_workers <= 1:
+            return [self.score(p, t, i) for (p, t), i in zip(items, indices)]
+        with ThreadPoolExecutor(max_workers=min(max_workers, len(items))) as pool:
+            return list(pool.map(lambda args: self.score(args[0][0], args[0][1], args[1]), zip(items, indices)))
+
+    def close(self) -> None:
+        self.validator.close()

@@ -1,0 +1,150 @@
+"""Fake Anthropic Messages and OpenAI Chat Completions servers on loopback.
+
+The real ``anthropic`` and ``openai`` SDKs talk to them over HTTP. A test gives a ``responder``
+(the last user message's text -> the reply text) and can queue faults: an HTTP status with
+headers (429 with retry-after, 529, 500), a slow reply (client timeout), a malformed body, or a
+dropped connection. Every request that reaches the server is recorded.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Callable
+
+
+@dataclass
+class Fault:
+    kind: str  # "status", "slow", "malformed", "drop"
+    status: int = 500
+    headers: dict = field(default_factory=dict)
+    delay_s: float = 0.0
+
+
+def status(code: int, **headers: str) -> Fault:
+    return Fault("status", status=code, headers={k.replace("_", "-"): v for k, v in headers.items()})
+
+
+def slow(delay_s: float) -> Fault:
+    return Fault("slow", delay_s=delay_s)
+
+
+def malformed() -> Fault:
+    return Fault("malformed")
+
+
+def drop() -> Fault:
+    return Fault("drop")
+
+
+def _words(text: str) -> int:
+    return max(1, len(text.split()))
+
+
+class FakeLLMServer:
+    """Serves ``POST /v1/messages`` (Anthropic) and ``POST /v1/chat/completions`` (OpenAI)."""
+
+    def __init__(self, responder: Callable[[str], str] | None = None):
+        self.responder = responder or (lambda prompt: "I think the answer is \\boxed{0}.")
+        self.faults: deque[Fault] = deque()
+        self.requests: list[dict] = []  # every request body received, faulted ones included
+        self._lock = threading.Lock()
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):  # keep test output clean
+                pass
+
+            def do_POST(self):  # noqa: N802 - http.server's naming
+                length = int(self.headers.get("content-length", 0))
+                body = json.loads(self.rfile.read(length) or b"{}")
+                with server._lock:
+                    server.requests.append({"path": self.path, "body": body, "headers": dict(self.headers)})
+                    fault = server.faults.popleft() if server.faults else None
+                if fault is not None and fault.kind == "drop":
+                    self.close_connection = True
+                    self.connection.shutdown(2)
+                    return
+                if fault is not None and fault.kind == "slow":
+                    time.sleep(fault.delay_s)
+                if fault is not None and fault.kind == "status":
+                    payload = {"type": "error", "error": {"type": "fault", "message": f"injected {fault.status}"}}
+                    return self._send(fault.status, json.dumps(payload).encode(), fault.headers)
+                if fault is not None and fault.kind == "malformed":
+                    return self._send(200, b'{"id": "msg_1", "content": [ this is not json')
+                if self.path.endswith("/messages"):
+                    return self._send(200, json.dumps(server._anthropic_reply(body)).encode())
+                if self.path.endswith("/chat/completions"):
+                    return self._send(200, json.dumps(server._openai_reply(body)).encode())
+                self._send(404, b'{"error": {"message": "not found"}}')
+
+            def _send(self, code: int, payload: bytes, headers: dict | None = None):
+                self.send_response(code)
+                self.send_header("content-type", "application/json")
+                self.send_header("content-length", str(len(payload)))
+                for k, v in (headers or {}).items():
+                    self.send_header(k, v)
+                self.end_headers()
+                self.wfile.write(payload)
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    # -- replies ------------------------------------------------------------------------------
+    @staticmethod
+    def _last_user_text(messages: list[dict]) -> str:
+        for m in reversed(messages):
+            if m.get("role") == "user":
+                content = m.get("content")
+                if isinstance(content, list):
+                    return "".join(part.get("text", "") for part in content if isinstance(part, dict))
+                return str(content)
+        return ""
+
+    def _anthropic_reply(self, body: dict) -> dict:
+        prompt = self._last_user_text(body.get("messages", []))
+        text = self.responder(prompt)
+        return {"id": f"msg_{len(self.requests)}", "type": "message", "role": "assistant", "model": body.get("model"),
+                "content": [{"type": "text", "text": text}], "stop_reason": "end_turn", "stop_sequence": None,
+                "usage": {"input_tokens": _words(prompt), "output_tokens": _words(text)}}
+
+    def _openai_reply(self, body: dict) -> dict:
+        prompt = self._last_user_text(body.get("messages", []))
+        text = self.responder(prompt)
+        return {"id": f"chatcmpl-{len(self.requests)}", "object": "chat.completion", "created": int(time.time()),
+                "model": body.get("model"),
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
+                "usage": {"prompt_tokens": _words(prompt), "completion_tokens": _words(text),
+                          "total_tokens": _words(prompt) + _words(text)}}
+
+    # -- lifecycle ------------------------------------------------------------------------------
+    @property
+    def url(self) -> str:
+        host, port = self.httpd.server_address[:2]
+        return f"http://{host}:{port}"
+
+    @property
+    def openai_base_url(self) -> str:
+        return self.url + "/v1"
+
+    def count(self, kind: str | None = None) -> int:
+        """Requests received; ``kind`` "messages" or "chat" filters by API."""
+        with self._lock:
+            if kind is None:
+                return len(self.requests)
+            return sum(1 for r in self.requests if r["path"].endswith("/messages" if kind == "messages" else "/chat/completions"))
+
+    def __enter__(self) -> "FakeLLMServer":
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
