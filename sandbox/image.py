@@ -1,0 +1,170 @@
+"""Build and check the Docker image the sandbox runs in (Python 3 + pytest, nothing else).
+
+Two ways to build it:
+
+* ``offline=True`` (no registry needed, like CI here): ``debootstrap --variant=minbase
+  --include=python3,python3-pytest bookworm DIR`` from a Debian mirror, then ``docker import``
+  of DIR as a tarball. Needs root and ``debootstrap``; takes about a minute.
+* ``offline=False``: ``docker build`` of ``sandbox/image/Dockerfile`` (python:3.11-slim + pytest)
+  from a registry.
+
+The sandbox needs only ``python3`` on PATH with pytest importable, so any image with those works
+(``DockerSandbox(image=...)``).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+DEFAULT_IMAGE = "gcop-sandbox:latest"
+DEFAULT_SUITE = "bookworm"
+IMAGE_DIR = Path(__file__).parent / "image"
+
+log = logging.getLogger("gcop_env.sandbox")
+
+# Metadata of the imported image (a tarball import has none of its own).
+_IMPORT_CHANGES = [
+    "ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+    "ENV LANG=C.UTF-8",
+    "USER 65534:65534",
+    'CMD ["python3"]',
+    "LABEL org.gcop.sandbox=1",
+]
+# Dropped from the root filesystem before import: not needed to run Python, and smaller is faster.
+_PRUNE = ["var/cache/apt/archives", "var/lib/apt/lists", "usr/share/doc", "usr/share/man", "usr/share/locale", "usr/share/info"]
+
+
+class ImageBuildError(RuntimeError):
+    """The image could not be built; the message says which step failed and what to do."""
+
+
+def _client(client=None):
+    if client is not None:
+        return client
+    import docker
+
+    return docker.from_env()
+
+
+def build_image(
+    tag: str = DEFAULT_IMAGE,
+    offline: bool = True,
+    suite: str = DEFAULT_SUITE,
+    mirror: str | None = None,
+    client=None,
+    echo: Callable[[str], None] = print,
+) -> str:
+    """Build the sandbox image and tag it ``tag``. Returns the image id."""
+    client = _client(client)
+    started = time.monotonic()
+    if offline:
+        image_id = _build_offline(client, tag, suite, mirror, echo)
+    else:
+        echo(f"building {tag} from {IMAGE_DIR / 'Dockerfile'} (needs a registry)")
+        image, _logs = client.images.build(path=str(IMAGE_DIR), tag=tag, rm=True, pull=True)
+        image_id = image.id
+    echo(f"built {tag} ({image_id[:19]}) in {time.monotonic() - started:.0f}s")
+    return image_id
+
+
+def _build_offline(client, tag: str, suite: str, mirror: str | None, echo: Callable[[str], None]) -> str:
+    debootstrap = shutil.which("debootstrap")
+    if debootstrap is None:
+        raise ImageBuildError(
+            "debootstrap is not installed: `apt-get install debootstrap` (or run scripts/setup_docker.sh), "
+            "or build from a registry with offline=False (`gcop sandbox build-image --registry`)"
+        )
+    if os.geteuid() != 0:
+        raise ImageBuildError("the offline build runs debootstrap, which needs root; run it as root (or with sudo)")
+    with tempfile.TemporaryDirectory(prefix="gcop-image-") as work:
+        root = Path(work) / "rootfs"
+        command = [debootstrap, "--variant=minbase", "--include=python3,python3-pytest", suite, str(root)]
+        if mirror:
+            command.append(mirror)
+        echo("running " + " ".join(command))
+        done = subprocess.run(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        if done.returncode != 0:
+            raise ImageBuildError(f"debootstrap failed (exit {done.returncode}):\n{done.stdout[-3000:]}")
+        for relative in _PRUNE:
+            target = root / relative
+            if target.is_dir():
+                for child in target.iterdir():
+                    if child.is_dir() and not child.is_symlink():
+                        shutil.rmtree(child, ignore_errors=True)
+                    else:
+                        child.unlink(missing_ok=True)
+        echo(f"importing the root filesystem as {tag}")
+        tar = subprocess.Popen(["tar", "-C", str(root), "--numeric-owner", "-c", "."], stdout=subprocess.PIPE)
+        try:
+            repository, _, version = tag.rpartition(":") if ":" in tag.split("/")[-1] else (tag, "", "latest")
+            reply = client.api.import_image_from_stream(
+                tar.stdout, repository=repository, tag=version, changes=_IMPORT_CHANGES
+            )
+        finally:
+            tar.stdout.close()
+            tar.wait()
+        if tar.returncode != 0:
+            raise ImageBuildError(f"tar of the root filesystem failed (exit {tar.returncode})")
+        del reply
+    return client.images.get(tag).id
+
+
+@dataclass(frozen=True)
+class ImageCheck:
+    """The result of :func:`check_image`."""
+
+    ok: bool
+    message: str
+    python: str | None = None
+    pytest: str | None = None
+    seconds: float = 0.0
+
+
+def check_image(tag: str = DEFAULT_IMAGE, client=None) -> ImageCheck:
+    """Start a sandbox on ``tag`` and grade a right and a wrong solution with it."""
+    started = time.monotonic()
+    try:
+        client = _client(client)
+        client.ping()
+    except Exception as exc:
+        return ImageCheck(False, f"no Docker engine answers ({exc}); start one (scripts/setup_docker.sh)")
+    try:
+        client.images.get(tag)
+    except Exception:
+        return ImageCheck(False, f"image {tag} is missing; build it with `gcop sandbox build-image`")
+    from gcop_env.sandbox.docker_backend import DockerSandbox
+
+    tests = "from solution import *\n\ndef test_add():\n    assert add(2, 3) == 5\n"
+    try:
+        with DockerSandbox(image=tag, pool_size=1, client=client) as sandbox:
+            good = sandbox.run_pytest({"solution.py": "def add(a, b):\n    return a + b\n", "test_solution.py": tests}, 10)
+            bad = sandbox.run_pytest({"solution.py": "def add(a, b):\n    return a - b\n", "test_solution.py": tests}, 10)
+            versions = sandbox.versions
+    except Exception as exc:
+        return ImageCheck(False, f"the sandbox failed on {tag}: {exc}")
+    seconds = time.monotonic() - started
+    for outcome in (good, bad):
+        if outcome.infra_error:
+            return ImageCheck(False, f"the sandbox failed on {tag}: {outcome.infra_error}", seconds=seconds)
+    if not good.all_passed or bad.all_passed:
+        return ImageCheck(
+            False,
+            f"wrong verdicts on {tag}: right solution passed={good.all_passed}, wrong solution passed={bad.all_passed}\n"
+            + good.output[-2000:],
+            seconds=seconds,
+        )
+    return ImageCheck(
+        True,
+        f"{tag} works: python {versions.get('python')}, pytest {versions.get('pytest')}",
+        python=versions.get("python"),
+        pytest=versions.get("pytest"),
+        seconds=seconds,
+    )

@@ -1,0 +1,152 @@
+"""The process sandbox: candidate code runs as a host process with limits. WEAKER ISOLATION.
+
+For machines without Docker. Each pool member is a fork server (:mod:`gcop_env.sandbox.worker`)
+started with a scrubbed environment (no API keys, no ``PYTHON*``), stdin closed, in its own
+session. Every run is forked into a fresh temp work dir, its own session and process group,
+with rlimits on CPU time, address space, processes and file size, and is killed with all its
+descendants (the worker is a child subreaper, so even double-forked daemons stay findable) at
+the timeout. When the host process runs as root, runs also drop to ``nobody``.
+
+What it does NOT give you, unlike Docker: a private filesystem (a run can read whatever its user
+can read and write where its user can write, e.g. ``/tmp``), a private network (a run can open
+sockets), or a private process table (a run as the same user as the host could read the host
+process's ``/proc/PID/environ``; run as root, so that runs drop to ``nobody``, or use Docker).
+Use it for trusted or semi-trusted code.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+from gcop_env.sandbox.base import (
+    DEFAULT_MEMORY_MB,
+    DEFAULT_OUTPUT_LIMIT,
+    DEFAULT_PIDS_LIMIT,
+    GRACE_S,
+    SANDBOX_ENV,
+    PooledSandbox,
+    RunRequest,
+    WorkerChannel,
+    WorkerDied,
+    WorkerTimeout,
+    worker_source,
+)
+
+NOBODY = (65534, 65534)
+
+
+class _ProcessWorker:
+    """One fork-server subprocess and its private channel."""
+
+    def __init__(self, python: str, config: dict, start_timeout: float) -> None:
+        self.base = tempfile.mkdtemp(prefix="gcop-sandbox-")
+        config = {**config, "base": self.base}
+        self.proc = subprocess.Popen(
+            [python, "-I", "-c", worker_source(), json.dumps(config)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            env=dict(SANDBOX_ENV),
+            cwd=self.base,
+            start_new_session=True,
+            close_fds=True,
+        )
+        out_fd = self.proc.stdout.fileno()
+
+        def read(n: int, deadline: float) -> bytes:
+            wait = deadline - time.monotonic()
+            ready, _, _ = select.select([out_fd], [], [], max(0.0, wait))
+            if not ready:
+                raise WorkerTimeout("the sandbox worker did not answer in time")
+            return os.read(out_fd, n)
+
+        def write(data: bytes) -> None:
+            self.proc.stdin.write(data)
+            self.proc.stdin.flush()
+
+        self.channel = WorkerChannel(read, write)
+        try:
+            hello = self.channel.receive(start_timeout)
+        except (WorkerDied, WorkerTimeout) as exc:
+            self.close()
+            raise WorkerDied(f"the process sandbox worker did not start: {exc}") from exc
+        if hello.get("op") != "ready":
+            self.close()
+            raise WorkerDied(f"the process sandbox worker failed to start: {hello.get('error', hello)}")
+        self.versions = {"python": hello.get("python"), "pytest": hello.get("pytest")}
+
+    def run(self, request: RunRequest) -> dict:
+        self.channel.send(request.message())
+        return self.channel.receive(request.timeout + GRACE_S)
+
+    def close(self) -> None:
+        try:
+            os.killpg(self.proc.pid, 9)
+        except (ProcessLookupError, PermissionError):
+            pass
+        try:
+            self.proc.kill()
+            self.proc.wait(timeout=5)
+        except Exception:
+            pass
+        for stream in (self.proc.stdin, self.proc.stdout):
+            try:
+                stream.close()
+            except Exception:
+                pass
+        shutil.rmtree(self.base, ignore_errors=True)
+
+
+class ProcessSandbox(PooledSandbox):
+    """Runs tests as host subprocesses with rlimits. See the module docstring for its limits.
+
+    Args:
+        pool_size: fork servers kept warm (default: the CPU count).
+        memory_mb: address-space limit of a run.
+        pids_limit: processes a run may add to its user's count (``RLIMIT_NPROC``).
+        file_size_mb: largest file a run may write (``RLIMIT_FSIZE``).
+        output_limit: bytes of stdout+stderr kept per run.
+        python: interpreter of the fork servers; needs pytest (default: this one).
+        drop_privileges: run candidates as ``nobody`` (default: when this process is root).
+    """
+
+    kind = "process"
+
+    def __init__(
+        self,
+        pool_size: int | None = None,
+        memory_mb: int = DEFAULT_MEMORY_MB,
+        pids_limit: int = DEFAULT_PIDS_LIMIT,
+        file_size_mb: int = 16,
+        output_limit: int = DEFAULT_OUTPUT_LIMIT,
+        python: str | None = None,
+        drop_privileges: bool | None = None,
+        start_timeout: float = 60.0,
+    ) -> None:
+        super().__init__(pool_size, output_limit)
+        self.python = python or sys.executable
+        self.start_timeout = start_timeout
+        if drop_privileges is None:
+            drop_privileges = os.geteuid() == 0
+        self.drops_privileges = bool(drop_privileges)
+        self.config = {
+            "mode": "process",
+            "env": dict(SANDBOX_ENV),
+            "pids_limit": pids_limit,
+            "drop_to": list(NOBODY) if drop_privileges else None,
+            "rlimits": {
+                "RLIMIT_AS": memory_mb << 20,
+                "RLIMIT_FSIZE": file_size_mb << 20,
+                "RLIMIT_NOFILE": 256,
+            },
+        }
+
+    def _start_worker(self) -> _ProcessWorker:
+        return _ProcessWorker(self.python, self.config, self.start_timeout)

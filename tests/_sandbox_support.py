@@ -1,0 +1,62 @@
+"""Shared by the sandbox and code-validator tests: data paths, the Docker requirement, fixtures.
+
+Docker tests are marked ``docker``. They skip when no engine (or no image) is available, unless
+``GCOP_REQUIRE_DOCKER=1`` (CI sets it): then they fail, so CI cannot silently skip them.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from gcop_env.sandbox.docker_backend import DockerSandbox, docker_available
+from gcop_env.sandbox.process_backend import ProcessSandbox
+
+REPO = Path(__file__).resolve().parents[1]
+
+GOOD = "def answer():\n    return 42\n"
+TESTS = "from solution import *\n\n\ndef test_answer():\n    assert answer() == 42\n\n\ndef test_type():\n    assert isinstance(answer(), int)\n"
+
+
+def shared_data(*parts: str) -> Path:
+    """A file under the shared offline data (``../shared/data`` from the repo root)."""
+    candidates = [os.environ.get("GCOP_SHARED_DATA"), REPO.parent / "shared" / "data", REPO / "shared" / "data"]
+    for base in candidates:
+        if base and Path(base, *parts).exists():
+            return Path(base, *parts)
+    pytest.skip(f"shared data {'/'.join(parts)} not found (set GCOP_SHARED_DATA)")
+
+
+def require_docker() -> None:
+    ok, why = docker_available()
+    if ok:
+        return
+    if os.environ.get("GCOP_REQUIRE_DOCKER"):
+        pytest.fail(f"GCOP_REQUIRE_DOCKER is set but Docker is unusable: {why}")
+    pytest.skip(why)
+
+
+def make_backend(kind: str, **options) -> DockerSandbox | ProcessSandbox:
+    if kind == "docker":
+        require_docker()
+        return DockerSandbox(**options)
+    return ProcessSandbox(**options)
+
+
+BACKENDS = [pytest.param("process"), pytest.param("docker", marks=pytest.mark.docker)]
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def sandbox(request):
+    """One warm single-member sandbox per backend (single: a run after a hostile one is on the same pool)."""
+    box = make_backend(request.param, pool_size=1)
+    yield box
+    box.close()
+
+
+def run_good(box) -> None:
+    """A known-good run must pass: the sandbox is usable and clean after whatever ran before."""
+    outcome = box.run_pytest({"solution.py": GOOD, "test_solution.py": TESTS}, timeout=10)
+    assert outcome.all_passed, outcome

@@ -1,0 +1,176 @@
+"""The shared path of the code validators: extract the program, run its tests in a sandbox, score.
+
+A task supplies :meth:`CodeValidator.program_files` (which files the sandbox gets); the rest is
+here: code extraction (:mod:`gcop_env.validators.code_extract`), a syntax check on the host, the
+sandboxed pytest run (:mod:`gcop_env.sandbox`), retries of sandbox failures, and the mapping of
+a run's outcome to a :class:`ValidationResult`:
+
+============  ====================================================================
+``pass``      every collected test passed, at least one was collected (reward 1)
+``fail``      a test failed, errored or was skipped, or the report is untrustworthy
+``timeout``   the run hit its wall-clock limit
+``error``     no code in the reply, a syntax error, or the solution failed to import
+``infra``     the sandbox itself failed (retried first); not a verdict on the answer
+============  ====================================================================
+
+With ``partial_credit=True`` the reward of a non-passing run is the fraction of collected tests
+that passed (0 when the report is untrustworthy or nothing was collected).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+from gcop_env.problem import Problem
+from gcop_env.sandbox import PytestOutcome, Sandbox, make_sandbox
+from gcop_env.validators.base import Status, ValidationResult, Validator
+from gcop_env.validators.code_extract import ExtractedCode, extract_code, reveals_code
+
+_DETAIL_CHARS = 2000  # of output / failure text kept in the result details
+
+
+class CodeValidator(Validator):
+    """Scores a core's reply by running the task's tests on the code in it.
+
+    Args:
+        sandbox: ``"docker"``, ``"process"``, ``"auto"`` (see :func:`gcop_env.sandbox.make_sandbox`)
+            or a :class:`~gcop_env.sandbox.Sandbox` to share (the caller then closes it). A sandbox
+            made from a name is started on the first validation and closed by :meth:`close`.
+        timeout: wall-clock seconds per test run.
+        partial_credit: reward = fraction of tests passed instead of 0 for a non-passing run.
+        infra_retries: extra attempts when the sandbox itself fails.
+        sandbox_options: passed to the sandbox's constructor (``pool_size``, ``memory_mb``, ...).
+    """
+
+    answer_format: ClassVar[str] = "code"
+
+    def __init__(
+        self,
+        sandbox: str | Sandbox = "auto",
+        timeout: float = 10.0,
+        partial_credit: bool = False,
+        infra_retries: int = 2,
+        sandbox_options: Mapping[str, Any] | None = None,
+    ) -> None:
+        if timeout <= 0:
+            raise ValueError(f"timeout must be positive, got {timeout!r}")
+        if isinstance(sandbox, str) and sandbox not in ("docker", "process", "auto"):
+            raise ValueError(f"sandbox must be 'docker', 'process', 'auto' or a Sandbox, got {sandbox!r}")
+        self.timeout = float(timeout)
+        self.partial_credit = bool(partial_credit)
+        self.infra_retries = max(0, int(infra_retries))
+        self._sandbox_spec = sandbox
+        self._sandbox_options = dict(sandbox_options or {})
+        self._sandbox: Sandbox | None = sandbox if isinstance(sandbox, Sandbox) else None
+        self._owns_sandbox = not isinstance(sandbox, Sandbox)
+        self._lock = threading.Lock()
+
+    # -- what a task supplies -------------------------------------------------------------------
+
+    def entry_point(self, problem: Problem) -> str | None:
+        """The name the tests call (helps pick the right code block)."""
+        return problem.metadata.get("entry_point")
+
+    def extract(self, problem: Problem, output: str) -> ExtractedCode:
+        """The code in the reply (see :func:`~gcop_env.validators.code_extract.extract_code`)."""
+        return extract_code(output, self.entry_point(problem))
+
+    def program_files(self, problem: Problem, extracted: ExtractedCode, output: str) -> dict[str, str]:
+        """The files the sandbox gets; must include ``solution.py`` and ``test_solution.py``."""
+        raise NotImplementedError
+
+    def reference_code(self, problem: Problem) -> str | None:
+        """The reference solution the leak check compares strategies with."""
+        return problem.solution
+
+    # -- the validation path --------------------------------------------------------------------
+
+    @property
+    def sandbox(self) -> Sandbox:
+        """The sandbox, started on first use."""
+        with self._lock:
+            if self._sandbox is None:
+                self._sandbox = make_sandbox(str(self._sandbox_spec), **self._sandbox_options)
+            return self._sandbox
+
+    def validate(self, problem: Problem, output: str) -> ValidationResult:
+        extracted = self.extract(problem, output)
+        details: dict[str, Any] = {"extraction": extracted.source, "code_blocks": extracted.blocks}
+        if not extracted.found:
+            return ValidationResult(0.0, Status.ERROR, {**details, "reason": "no_code", "error": "no code found in the reply"})
+        files = self.program_files(problem, extracted, output)
+        syntax = _syntax_error(files["solution.py"])
+        if syntax:
+            return ValidationResult(0.0, Status.ERROR, {**details, "reason": "syntax", "error": syntax})
+        outcome = self.run_tests(files)
+        return self.score(outcome, details)
+
+    def run_tests(self, files: Mapping[str, str]) -> PytestOutcome:
+        """Run the files' tests, retrying sandbox failures ``infra_retries`` times."""
+        outcome = PytestOutcome.infra("not run")
+        for attempt in range(self.infra_retries + 1):
+            try:
+                outcome = self.sandbox.run_pytest(files, timeout=self.timeout)
+            except Exception as exc:  # e.g. the Docker engine is unreachable when the pool starts
+                outcome = PytestOutcome.infra(f"{exc.__class__.__name__}: {exc}")
+            if outcome.infra_error is None:
+                return outcome
+            if attempt < self.infra_retries:
+                time.sleep(0.5 * (attempt + 1))
+        return outcome
+
+    def score(self, outcome: PytestOutcome, details: Mapping[str, Any] | None = None) -> ValidationResult:
+        """The :class:`ValidationResult` of a sandbox run."""
+        details = {**(details or {}), **outcome.summary()}
+        if outcome.infra_error is not None:
+            return ValidationResult.infra(outcome.infra_error, **details)
+        if outcome.output:
+            details["output"] = outcome.output[-_DETAIL_CHARS:]
+        failures = [
+            {"test": t.nodeid, "outcome": t.outcome, "message": t.message[-_DETAIL_CHARS // 4 :]}
+            for t in outcome.tests
+            if t.outcome != "passed"
+        ]
+        if failures:
+            details["failures"] = failures[:5]
+        partial = outcome.pass_fraction if self.partial_credit else 0.0
+        if outcome.all_passed:
+            return ValidationResult(1.0, Status.PASS, details)
+        if outcome.timed_out:
+            return ValidationResult(partial, Status.TIMEOUT, {**details, "reason": "timeout"})
+        if outcome.collected == 0 and outcome.collect_errors:
+            error = outcome.collect_errors[0][-_DETAIL_CHARS:]
+            return ValidationResult(0.0, Status.ERROR, {**details, "reason": "import", "error": error})
+        if outcome.tampered:
+            reason = "untrusted_report"
+        elif not outcome.complete:
+            reason = "crashed"  # the test process ended before pytest finished (os._exit, a signal)
+        elif outcome.collected == 0:
+            reason = "no_tests"
+        else:
+            reason = "tests_failed"
+        return ValidationResult(partial, Status.FAIL, {**details, "reason": reason})
+
+    def leaks(self, problem: Problem, strategy: str) -> bool:
+        """A fenced code block, a written-out function, or most of the reference solution."""
+        return reveals_code(strategy, self.reference_code(problem))
+
+    def close(self) -> None:
+        with self._lock:
+            sandbox, self._sandbox = self._sandbox, (None if self._owns_sandbox else self._sandbox)
+        if sandbox is not None and self._owns_sandbox:
+            sandbox.close()
+
+
+def _syntax_error(code: str) -> str | None:
+    """A short message when ``code`` does not compile (checked on the host, nothing runs)."""
+    try:
+        compile(code, "solution.py", "exec", dont_inherit=True)
+    except SyntaxError as exc:
+        return f"SyntaxError: {exc.msg} (solution.py, line {exc.lineno})"
+    except (ValueError, RecursionError, MemoryError, OverflowError) as exc:
+        return f"{exc.__class__.__name__}: {exc}"
+    return None
