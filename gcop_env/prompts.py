@@ -5,7 +5,9 @@ responses are no longer served for the new prompts.
 
 Roles: the *guide* (trainable) reads a problem and writes guidance, never the final answer; the
 *core* (black box) solves the problem, free to follow the strategy or use its own approach; the
-*judge* scores a strategy's usefulness and flags answer leakage.
+*judge* scores a strategy's usefulness and flags answer leakage; the *teacher* (curation only)
+sees the reference solution and writes strategies in the guide's output format, then refines
+them from the core's failures.
 """
 
 from __future__ import annotations
@@ -85,6 +87,42 @@ Rate the strategy:
 Reply with only a JSON object, for example:
 {{"usefulness": 7, "specificity": 6, "leaks_answer": false}}"""
 
+TEACHER_PROMPT = """\
+You write strategies that guide a solver model on problems. You see the problem and a reference \
+solution; the solver will see only the problem and your strategy. Write guidance, not the answer: \
+explain the approach, the steps, the quantities or cases to track and the mistakes to avoid, \
+but never state the final answer or write the finished code.
+
+Problem:
+{question}
+
+Reference solution (for you only; do not copy its final answer into the strategy):
+{solution}
+
+Reply in exactly this format:
+<think>your private reasoning about what makes the problem tricky</think>
+<strategy>the step-by-step strategy for the solver</strategy>"""
+
+TEACHER_REFINE_PROMPT = """\
+You write strategies that guide a solver model on problems. You see the problem and a reference \
+solution; the solver will see only the problem and your strategy. Write guidance, not the answer: \
+never state the final answer or write the finished code.
+
+Problem:
+{question}
+
+Reference solution (for you only; do not copy its final answer into the strategy):
+{solution}
+
+Your previous strategy:
+{strategy}
+
+It did not work well enough. {feedback}
+
+Write an improved strategy that fixes what went wrong. Reply in exactly this format:
+<think>your private reasoning about what went wrong and how to fix it</think>
+<strategy>the step-by-step strategy for the solver</strategy>"""
+
 CORE_TEMPLATES = {
     ("math", True): CORE_MATH_GUIDED,
     ("math", False): CORE_MATH_UNGUIDED,
@@ -108,3 +146,14 @@ def core_prompt(question: str, answer_format: str, strategy: str | None) -> str:
 
 def judge_prompt(question: str, strategy: str) -> str:
     return JUDGE_PROMPT.format(question=question.strip(), strategy=strategy.strip())
+
+
+def teacher_prompt(question: str, solution: str) -> str:
+    """The curation teacher's first request: write a strategy for ``question`` knowing ``solution``."""
+    return TEACHER_PROMPT.format(question=question.strip(), solution=(solution or "(none given)").strip())
+
+
+def teacher_refine_prompt(question: str, solution: str, strategy: str, feedback: str) -> str:
+    """The teacher's refinement request: the previous strategy plus what went wrong with it."""
+    return TEACHER_REFINE_PROMPT.format(question=question.strip(), solution=(solution or "(none given)").strip(),
+                                        strategy=strategy.strip(), feedback=feedback.strip())

@@ -1,0 +1,290 @@
+"""One config dataclass per command: the fields are the documentation.
+
+Every field has a default that works and help text; the command-line parser is built from the
+dataclass, so ``gcop curate --help`` lists exactly these fields. Values are resolved in order:
+the dataclass default, then a YAML/JSON file given with ``--config``, then flags on the command
+line. Each run writes the resolved config next to its outputs (:func:`write_config`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+from gcop_env.reward import RewardConfig
+from gcop_env.strategy import DEFAULT_MAX_STRATEGY_CHARS
+
+C = TypeVar("C")
+
+DEFAULT_TEACHER = "anthropic:claude-sonnet-4-5"
+DEFAULT_CORE = "anthropic:claude-3-5-haiku-20241022"
+
+
+def _opt(default: Any, help: str, **metadata: Any) -> Any:  # noqa: A002 - mirrors argparse
+    if isinstance(default, (dict, list)):
+        return field(default_factory=lambda: type(default)(default), metadata={"help": help, **metadata})
+    return field(default=default, metadata={"help": help, **metadata})
+
+
+@dataclass
+class CoreCallOptions:
+    """Options shared by every command that calls a core over an API."""
+
+    cache: str | None = _opt(None, "response cache: a SQLite path, 'off' to disable, unset for the default "
+                                   "($GCOP_CACHE_DIR/responses.sqlite). The cache is what makes re-runs free.")
+    max_retries: int = _opt(6, "attempts per API call on transient failures (429, 529, 5xx, timeouts)")
+    retry_backoff_s: float = _opt(1.0, "first backoff between attempts in seconds (doubles each time, with jitter)")
+    timeout_s: float = _opt(120.0, "per-request timeout in seconds")
+
+
+@dataclass
+class CurateConfig(CoreCallOptions):
+    """``gcop curate``: teacher-guided acceptance sampling of strategies.
+
+    For each problem the teacher (who sees the reference solution) writes a strategy; the target
+    core runs it ``k`` times; the strategy is accepted iff q̂_K = successes / k ≥ ``tau``. A rejected
+    strategy goes back to the teacher with the core's failing answer for up to ``max_rounds``
+    refinements.
+    """
+
+    task: str = _opt("GSM8K", "registered task name (see gcop_env.registered_tasks())")
+    data_files: str | None = _opt(None, "local data (file or directory) instead of the Hugging Face hub")
+    split: str = _opt("train", "dataset split to curate")
+    limit: int | None = _opt(None, "curate only the first N problems of the split")
+    teacher: str = _opt(DEFAULT_TEACHER, "core spec of the teacher LLM that writes and refines strategies")
+    core: str = _opt(DEFAULT_CORE, "core spec of the target core that executes the strategies")
+    k: int = _opt(8, "K: core executions per strategy")
+    tau: float = _opt(0.75, "τ: accept a strategy iff its success rate q̂_K over K executions is ≥ τ")
+    max_rounds: int = _opt(2, "N: refinement rounds after the first strategy (0 = no refinement)")
+    success_threshold: float = _opt(1.0, "a core execution counts as a success when its validator reward is ≥ this")
+    out: str = _opt("curated.jsonl", "output JSONL; re-running with the same --out resumes")
+    eta: float = _opt(0.1, "η: tolerance of the acceptance test. A strategy whose true success rate is below "
+                           "τ − η passes with probability at most δ = exp(−2Kη²) (Hoeffding)")
+    epsilon: float | None = _opt(None, "ε: slack of the acceptance rate Â. Unset: the Hoeffding slack "
+                                       "sqrt(ln(1/alpha) / 2n) over the n finished problems")
+    alpha: float = _opt(0.05, "confidence level of the Hoeffding lower bound Â − ε (holds with prob. 1 − alpha)")
+    workers: int = _opt(4, "problems curated concurrently (each runs its K core calls concurrently too)")
+    core_temperature: float = _opt(0.7, "sampling temperature of the core (K executions need temperature > 0 to differ)")
+    core_top_p: float = _opt(1.0, "top-p of the core")
+    core_max_tokens: int = _opt(1024, "reply budget of the core")
+    teacher_temperature: float = _opt(0.7, "sampling temperature of the teacher")
+    teacher_max_tokens: int = _opt(1024, "reply budget of the teacher")
+    max_strategy_chars: int = _opt(DEFAULT_MAX_STRATEGY_CHARS, "length budget of a strategy (structure check)")
+    feedback_chars: int = _opt(1500, "how much of the core's failing answer the teacher sees when refining")
+    validator_options: dict = _opt({}, "keyword arguments for the task's validator, as JSON (e.g. {\"sandbox\": \"docker\"})")
+
+    def __post_init__(self) -> None:
+        _check(self.k >= 1, "k must be >= 1")
+        _check(0.0 <= self.tau <= 1.0, "tau must be in [0, 1]")
+        _check(self.max_rounds >= 0, "max_rounds must be >= 0")
+        _check(self.eta > 0, "eta must be > 0")
+        _check(0 < self.alpha < 1, "alpha must be in (0, 1)")
+        _check(self.workers >= 1, "workers must be >= 1")
+        _check(self.limit is None or self.limit >= 1, "limit must be >= 1")
+
+
+@dataclass
+class LoraOptions:
+    lora: bool = _opt(False, "train a LoRA adapter (peft) instead of all weights; the output is merged")
+    lora_r: int = _opt(16, "LoRA rank")
+    lora_alpha: int = _opt(32, "LoRA alpha")
+    lora_dropout: float = _opt(0.05, "LoRA dropout")
+    lora_target_modules: str = _opt("all-linear", "modules to adapt: 'all-linear' or a comma-separated list")
+
+
+@dataclass
+class TrainRunOptions(LoraOptions):
+    guide: str = _opt("Qwen/Qwen3-1.7B", "the guide: a transformers causal LM (hub id or local path)")
+    output_dir: str = _opt("runs/guide", "where checkpoints, the final model, run_config.json and summary.json go")
+    max_steps: int = _opt(-1, "optimizer steps; -1 trains for num_train_epochs")
+    num_train_epochs: float = _opt(1.0, "epochs when max_steps is -1")
+    per_device_train_batch_size: int = _opt(8, "batch size per device")
+    gradient_accumulation_steps: int = _opt(1, "gradient accumulation steps")
+    logging_steps: int = _opt(1, "log every N steps")
+    save_steps: int = _opt(100, "checkpoint every N steps")
+    save_total_limit: int = _opt(2, "checkpoints kept")
+    report_to: str = _opt("none", "where metrics go: none, tensorboard, wandb (comma-separated)")
+    seed: int = _opt(42, "random seed")
+    bf16: bool | None = _opt(None, "bfloat16 training; unset: on when a GPU supports it")
+    use_cpu: bool | None = _opt(None, "train on the CPU; unset: on when no GPU is visible")
+    gradient_checkpointing: bool = _opt(False, "trade compute for memory")
+    trainer_args: dict = _opt({}, "extra TRL config fields passed through as they are (JSON or config file)")
+
+
+@dataclass
+class SFTRunConfig(TrainRunOptions):
+    """``gcop sft``: supervised fine-tuning of the guide on the accepted (problem, strategy) pairs.
+
+    Chat format: user = the guide's prompt, assistant = ``<think>…</think><strategy>…</strategy>``;
+    the loss covers the assistant turn only.
+    """
+
+    corpus: str = _opt("curated.jsonl", "JSONL written by gcop curate; only accepted rows are used")
+    output_dir: str = _opt("runs/sft", "where checkpoints, the final model, run_config.json and summary.json go")
+    learning_rate: float = _opt(1e-5, "learning rate")
+    weight_decay: float = _opt(0.0, "weight decay")
+    num_train_epochs: float = _opt(3.0, "epochs when max_steps is -1")
+    max_length: int = _opt(4096, "longest tokenized example; longer ones are truncated")
+    min_q_hat: float | None = _opt(None, "also drop accepted rows whose q̂ is below this")
+
+    def __post_init__(self) -> None:
+        _check(bool(self.corpus), "corpus is required")
+
+
+@dataclass
+class GRPORunConfig(TrainRunOptions, CoreCallOptions):
+    """``gcop grpo``: GRPO on the guide with the environment's shaped reward.
+
+    Defaults follow the paper: KL coefficient 0.004, learning rate 1e-6, weight decay 0.1, batch
+    size 8, 8 generations per prompt, completions up to 2048 tokens; evaluation sampling at
+    temperature 0.6, top-p 0.95.
+    """
+
+    task: str = _opt("GSM8K", "registered task name")
+    data_files: str | None = _opt(None, "local data (file or directory) instead of the Hugging Face hub")
+    split: str = _opt("train", "dataset split to train on")
+    limit: int | None = _opt(None, "use only the first N problems")
+    core: str = _opt(DEFAULT_CORE, "core spec of the black-box core the guide steers")
+    judge: str | None = _opt(None, "core spec of the judge J (unset: the core itself; unused when reward_gamma is 0)")
+    output_dir: str = _opt("runs/grpo", "where checkpoints, the final model, run_config.json and summary.json go")
+    kl_coef: float = _opt(0.004, "KL coefficient β of GRPO (TRL's `beta`)")
+    learning_rate: float = _opt(1e-6, "learning rate")
+    weight_decay: float = _opt(0.1, "weight decay")
+    num_generations: int = _opt(8, "completions sampled per prompt (the GRPO group)")
+    max_completion_length: int = _opt(2048, "longest guide output in tokens")
+    temperature: float = _opt(1.0, "sampling temperature of the guide during training")
+    top_p: float = _opt(1.0, "top-p of the guide during training")
+    eval_temperature: float = _opt(0.6, "sampling temperature of the guide in the final evaluation")
+    eval_top_p: float = _opt(0.95, "top-p of the guide in the final evaluation")
+    eval_split: str = _opt("test", "split of the final evaluation")
+    eval_limit: int = _opt(0, "problems in the final evaluation (0 = skip it)")
+    reward_beta: float = _opt(RewardConfig.beta, "β: structure bonus of the shaped reward")
+    reward_gamma: float = _opt(RewardConfig.gamma, "γ: judge weight (0 = no judge calls)")
+    reward_kappa: float = _opt(RewardConfig.kappa, "κ: harm weight on max(0, −ΔR) (0 = no baseline calls)")
+    reward_lambda: float = _opt(RewardConfig.lam, "λ: cost weight")
+    cost_unit: str = _opt(RewardConfig.cost_unit, "what the cost term T counts: usd or tokens (thousands)")
+    core_temperature: float = _opt(0.0, "sampling temperature of the core")
+    core_top_p: float = _opt(1.0, "top-p of the core")
+    core_max_tokens: int = _opt(1024, "reply budget of the core")
+    judge_max_tokens: int = _opt(256, "reply budget of the judge")
+    max_strategy_chars: int = _opt(DEFAULT_MAX_STRATEGY_CHARS, "length budget of a strategy (structure check)")
+    max_workers: int = _opt(8, "concurrent core calls while scoring a batch")
+    use_vllm: bool = _opt(False, "generate with vLLM (TRL's use_vllm); needs a GPU and `pip install vllm`")
+    vllm_mode: str = _opt("colocate", "colocate (vLLM inside the training processes) or server (`trl vllm-serve`)",
+                          choices=("colocate", "server"))
+    vllm_server_base_url: str | None = _opt(None, "URL of `trl vllm-serve` in server mode (default host:port 0.0.0.0:8000)")
+    vllm_gpu_memory_utilization: float = _opt(0.3, "GPU memory share of vLLM in colocate mode")
+    validator_options: dict = _opt({}, "keyword arguments for the task's validator, as JSON")
+
+    def __post_init__(self) -> None:
+        _check(self.num_generations >= 2, "num_generations must be >= 2 (GRPO compares completions in a group)")
+        _check(self.vllm_mode in ("colocate", "server"), "vllm_mode must be 'colocate' or 'server'")
+        RewardConfig(beta=self.reward_beta, gamma=self.reward_gamma, kappa=self.reward_kappa,
+                     lam=self.reward_lambda, cost_unit=self.cost_unit)
+
+    def reward_config(self) -> RewardConfig:
+        return RewardConfig(beta=self.reward_beta, gamma=self.reward_gamma, kappa=self.reward_kappa,
+                            lam=self.reward_lambda, cost_unit=self.cost_unit)
+
+
+def _check(ok: bool, message: str) -> None:
+    if not ok:
+        raise ValueError(message)
+
+
+# -- files and flags ---------------------------------------------------------------------------
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    """A YAML (``.yaml``/``.yml``) or JSON config file as a dict of field names to values."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"config file {path} does not exist")
+    text = path.read_text(encoding="utf-8")
+    if path.suffix.lower() in (".yaml", ".yml"):
+        import yaml
+
+        data = yaml.safe_load(text) or {}
+    else:
+        data = json.loads(text)
+    if not isinstance(data, dict):
+        raise ValueError(f"config file {path} must hold a mapping of field names to values")
+    return {str(k).replace("-", "_"): v for k, v in data.items()}
+
+
+def _parse_bool(text: str) -> bool:
+    lowered = text.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+
+
+def _flag_type(hint: Any) -> tuple[Any, bool]:
+    """(argparse type, is_bool) for a field's type hint (``X | None`` unwrapped)."""
+    base = hint
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        base = next(a for a in typing.get_args(hint) if a is not type(None))
+    if base is bool:
+        return _parse_bool, True
+    if base is dict or typing.get_origin(base) is dict:
+        return json.loads, False
+    return base, False
+
+
+def build_parser(cls: type, prog: str, description: str | None = None) -> argparse.ArgumentParser:
+    """An argparse parser with ``--config FILE`` and one ``--field-name`` flag per field."""
+    parser = argparse.ArgumentParser(prog=prog, description=description or (cls.__doc__ or "").split("\n\n")[0],
+                                     argument_default=argparse.SUPPRESS)
+    parser.add_argument("--config", help="YAML or JSON file of field values; flags given here override it")
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        kind, is_bool = _flag_type(hints[f.name])
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+        help_text = f"{f.metadata.get('help', '')} (default: {default!r})"
+        flag = "--" + f.name.replace("_", "-")
+        if is_bool:
+            # `--lora` alone means true; `--lora false` is accepted too
+            parser.add_argument(flag, dest=f.name, type=kind, nargs="?", const=True, help=help_text)
+            parser.add_argument("--no-" + f.name.replace("_", "-"), dest=f.name, action="store_const", const=False,
+                                help=argparse.SUPPRESS)
+        else:
+            parser.add_argument(flag, dest=f.name, type=kind, choices=f.metadata.get("choices"), help=help_text)
+    return parser
+
+
+def parse_config(cls: type[C], argv: list[str] | None, prog: str) -> C:
+    """Defaults, then ``--config FILE``, then flags: the resolved config."""
+    parser = build_parser(cls, prog)
+    ns = vars(parser.parse_args(argv))
+    values: dict[str, Any] = {}
+    config_file = ns.pop("config", None)
+    if config_file:
+        values.update(read_config_file(config_file))
+    values.update(ns)
+    return config_from_dict(cls, values)
+
+
+def config_from_dict(cls: type[C], values: dict[str, Any]) -> C:
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - names)
+    if unknown:
+        import difflib
+
+        hints = [f"{u!r}" + (f" (did you mean {m[0]!r}?)" if (m := difflib.get_close_matches(u, names, 1)) else "")
+                 for u in unknown]
+        raise ValueError(f"unknown {cls.__name__} field(s): {', '.join(hints)}; valid: {sorted(names)}")
+    return cls(**values)
+
+
+def write_config(config: Any, path: str | Path) -> Path:
+    """Write the resolved config as JSON (it can be passed back with ``--config``)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(dataclasses.asdict(config), indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    return path

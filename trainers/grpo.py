@@ -1,0 +1,244 @@
+"""Structure-aware GRPO: TRL's ``GRPOTrainer`` with the environment's shaped reward.
+
+The reward function is a thin adapter over :meth:`GuideScorer.score_many`: the environment does
+the work (structure check, concurrent core calls, validator, baseline, judge, cost). For each
+completion it returns the shaped reward, or ``None`` when the step failed for infrastructure
+reasons; TRL treats ``None`` as unscorable (NaN), leaves it out of the group baseline and gives
+it zero advantage, so an API outage never looks like a wrong answer.
+
+Metrics (TRL logging, so ``report_to`` TensorBoard/W&B shows them), averaged per logging step:
+
+=========================  ===============================================================
+``gcop/structure_ok``      share of scored completions that are one well-formed strategy (I_str)
+``gcop/task_reward``       R of the guided core, over scored completions (malformed count 0)
+``gcop/judge_score``       J, over well-formed completions
+``gcop/reward_delta``      ΔR = R(guided) − R(unguided), over well-formed completions
+``gcop/harm_penalty``      κ·max(0, −ΔR), over well-formed completions
+``gcop/cost``              T per completion (USD or thousands of tokens, ``cost_unit``)
+``gcop/cost_usd``          nominal USD of the batch's core, baseline and judge calls
+``gcop/spent_usd``         USD actually paid for the batch (cache hits are free)
+``gcop/shaped``            the shaped reward, over scored completions
+``gcop/infra_error_rate``  share of completions left unscored (infrastructure failures)
+=========================  ===============================================================
+
+vLLM: ``use_vllm=True`` with ``vllm_mode="colocate"`` runs vLLM inside each training process;
+``vllm_mode="server"`` talks to ``trl vllm-serve --model GUIDE`` on other GPUs. For several GPUs::
+
+    CUDA_VISIBLE_DEVICES=0 trl vllm-serve --model runs/sft &
+    CUDA_VISIBLE_DEVICES=1,2,3 accelerate launch --num_processes 3 -m gcop_env.trainers.cli grpo \\
+        --guide runs/sft --use-vllm --vllm-mode server ...
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from gcop_env.cores.base import SamplingParams
+from gcop_env.problem import Problem
+from gcop_env.prompts import guide_prompt
+from gcop_env.scoring import GuideScorer, StepOutcome
+from gcop_env.tasks import get_task
+from gcop_env.trainers.common import core_from_options, mean, write_json
+from gcop_env.trainers.config import GRPORunConfig, write_config
+from gcop_env.trainers.sft import (RUN_CONFIG, TrainSummary, common_trainer_args, last_checkpoint, load_guide,
+                                   save_final_model)
+
+log = logging.getLogger(__name__)
+
+METRIC_PREFIX = "gcop/"
+
+
+@dataclass
+class RewardTotals:
+    """Running totals over every completion the reward function scored."""
+
+    completions: int = 0
+    infra_errors: int = 0
+    structure_ok: int = 0
+    sums: dict[str, float] = field(default_factory=lambda: Counter())
+    counts: dict[str, int] = field(default_factory=lambda: Counter())
+    cost_usd: float = 0.0
+    spent_usd: float = 0.0
+
+    def add(self, name: str, values: list[float]) -> None:
+        self.sums[name] += sum(values)
+        self.counts[name] += len(values)
+
+    def means(self) -> dict[str, float]:
+        return {name: self.sums[name] / self.counts[name] for name in self.sums if self.counts[name]}
+
+
+def batch_metrics(outcomes: Sequence[StepOutcome]) -> dict[str, list[float]]:
+    """Per-term values of one batch, each over the completions where the term is defined."""
+    scored = [o for o in outcomes if o.error is None]
+    formed = [o for o in scored if o.components.structure_ok]
+    return {
+        "structure_ok": [float(o.components.structure_ok) for o in scored],
+        "task_reward": [o.components.task_reward for o in scored],
+        "judge_score": [o.components.judge_score for o in formed],
+        "reward_delta": [o.components.reward_delta for o in formed],
+        "harm_penalty": [o.components.harm_penalty for o in formed],
+        "cost": [o.components.cost for o in scored],
+        "shaped": [o.components.shaped for o in scored],
+    }
+
+
+class ShapedReward:
+    """A TRL reward function: the environment's shaped reward per completion, None on infra failure.
+
+    The dataset rows carry ``task_id``; TRL passes it (one per completion) as a keyword argument.
+    """
+
+    __name__ = "gcop_shaped"  # TRL names the reward column after the function
+
+    def __init__(self, scorer: GuideScorer, problems: Sequence[Problem], max_workers: int = 8):
+        self.scorer = scorer
+        self.problems = {p.task_id: p for p in problems}
+        self.max_workers = max_workers
+        self.totals = RewardTotals()
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def _text(completion: Any) -> str:
+        if isinstance(completion, str):
+            return completion
+        # conversational: a list of messages, the guide's reply is the assistant content
+        return "".join(m.get("content") or "" for m in completion if m.get("role", "assistant") == "assistant")
+
+    def __call__(self, prompts: list, completions: list, task_id: list[str],
+                 log_metric: Callable[[str, float], None] | None = None,
+                 log_extra: Callable[[str, list], None] | None = None, **_: Any) -> list[float | None]:
+        items = [(self.problems[tid], self._text(c)) for tid, c in zip(task_id, completions)]
+        # identical completions to one problem get distinct core samples, not one cached answer
+        seen: Counter = Counter()
+        indices = []
+        for problem, text in items:
+            indices.append(seen[(problem.task_id, text)])
+            seen[(problem.task_id, text)] += 1
+        outcomes = self.scorer.score_many(items, max_workers=self.max_workers, sample_indices=indices)
+        metrics = batch_metrics(outcomes)
+        errors = sum(o.error is not None for o in outcomes)
+        cost_usd = sum(o.cost.as_dict()["total_usd"] for o in outcomes)
+        spent_usd = sum(o.cost.as_dict()["total_spent_usd"] for o in outcomes)
+        with self._lock:
+            t = self.totals
+            t.completions += len(outcomes)
+            t.infra_errors += errors
+            t.structure_ok += int(sum(metrics["structure_ok"]))
+            t.cost_usd += cost_usd
+            t.spent_usd += spent_usd
+            for name, values in metrics.items():
+                t.add(name, values)
+        if log_metric is not None:
+            for name, values in metrics.items():
+                if values:
+                    log_metric(METRIC_PREFIX + name, sum(values) / len(values))
+            log_metric(METRIC_PREFIX + "cost_usd", cost_usd)
+            log_metric(METRIC_PREFIX + "spent_usd", spent_usd)
+            log_metric(METRIC_PREFIX + "infra_error_rate", errors / max(1, len(outcomes)))
+        if log_extra is not None:
+            log_extra("structure_ok", [o.components.structure_ok for o in outcomes])
+            log_extra("task_reward", [None if o.error else o.components.task_reward for o in outcomes])
+            log_extra("infra_error", [o.error for o in outcomes])
+        return [o.reward for o in outcomes]
+
+
+def grpo_dataset(problems: Sequence[Problem]) -> Any:
+    """Conversational prompts (the environment's observation) with the problem's id alongside."""
+    from datasets import Dataset
+
+    return Dataset.from_list([{"prompt": [{"role": "user", "content": guide_prompt(p.question)}],
+                               "task_id": p.task_id} for p in problems])
+
+
+def build_scorer(config: GRPORunConfig) -> GuideScorer:
+    task = get_task(config.task)
+    core = core_from_options(config.core, config)
+    reward = config.reward_config()
+    judge = core_from_options(config.judge, config) if config.judge and reward.gamma > 0 else None
+    return GuideScorer(task.validator(**config.validator_options), core, judge_core=judge, reward=reward,
+                       sampling=SamplingParams(config.core_temperature, config.core_top_p, config.core_max_tokens),
+                       judge_sampling=SamplingParams(0.0, 1.0, config.judge_max_tokens),
+                       max_strategy_chars=config.max_strategy_chars)
+
+
+def load_problems(config: GRPORunConfig, split: str, limit: int | None) -> list[Problem]:
+    problems = get_task(config.task).load(split=split, data_files=config.data_files)
+    return problems[:limit] if limit else problems
+
+
+def build_grpo_trainer(config: GRPORunConfig, scorer: GuideScorer | None = None) -> tuple[Any, ShapedReward]:
+    """The configured TRL ``GRPOTrainer`` and its reward function (not yet trained)."""
+    from trl import GRPOConfig, GRPOTrainer
+
+    problems = load_problems(config, config.split, config.limit)
+    scorer = scorer or build_scorer(config)
+    reward = ShapedReward(scorer, problems, max_workers=config.max_workers)
+    args = common_trainer_args(config)
+    model, tokenizer, peft_config = load_guide(config.guide, config, bf16=args["bf16"])
+    vllm: dict[str, Any] = {}
+    if config.use_vllm:
+        vllm = dict(use_vllm=True, vllm_mode=config.vllm_mode, vllm_gpu_memory_utilization=config.vllm_gpu_memory_utilization)
+        if config.vllm_server_base_url:
+            vllm["vllm_server_base_url"] = config.vllm_server_base_url
+    grpo_args = GRPOConfig(**args, beta=config.kl_coef, learning_rate=config.learning_rate,
+                           weight_decay=config.weight_decay, num_generations=config.num_generations,
+                           max_completion_length=config.max_completion_length, temperature=config.temperature,
+                           top_p=config.top_p, **vllm, **config.trainer_args)
+    trainer = GRPOTrainer(model=model, reward_funcs=[reward], args=grpo_args, train_dataset=grpo_dataset(problems),
+                          processing_class=tokenizer, peft_config=peft_config)
+    return trainer, reward
+
+
+def evaluate_guide(model: Any, tokenizer: Any, scorer: GuideScorer, problems: Sequence[Problem],
+                   temperature: float, top_p: float, max_new_tokens: int) -> dict[str, Any]:
+    """Sample one guide output per problem (the paper's eval sampling) and score it in the env."""
+    import torch
+
+    texts = []
+    model.eval()
+    for problem in problems:
+        messages = [{"role": "user", "content": guide_prompt(problem.question)}]
+        ids = tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt",
+                                            return_dict=True)
+        ids = {k: v.to(model.device) for k, v in ids.items()}
+        with torch.no_grad():
+            out = model.generate(**ids, do_sample=True, temperature=temperature, top_p=top_p,
+                                 max_new_tokens=max_new_tokens, pad_token_id=tokenizer.pad_token_id)
+        texts.append(tokenizer.decode(out[0, ids["input_ids"].shape[1]:], skip_special_tokens=True))
+    outcomes = scorer.score_many(list(zip(problems, texts)))
+    metrics = {f"eval_{k}": mean(v) for k, v in batch_metrics(outcomes).items()}
+    metrics["eval_problems"] = len(problems)
+    metrics["eval_samples"] = texts[:3]
+    metrics["eval_infra_errors"] = sum(o.error is not None for o in outcomes)
+    return metrics
+
+
+def train_grpo(config: GRPORunConfig, scorer: GuideScorer | None = None) -> TrainSummary:
+    """Run GRPO as configured. Writes ``run_config.json``, checkpoints, the model and ``summary.json``."""
+    write_config(config, Path(config.output_dir) / RUN_CONFIG)
+    trainer, reward = build_grpo_trainer(config, scorer)
+    started = time.monotonic()
+    trainer.train(resume_from_checkpoint=last_checkpoint(config.output_dir))
+    runtime = time.monotonic() - started
+    model = save_final_model(trainer, trainer.processing_class, config.output_dir, merged_lora=config.lora)
+    t = reward.totals
+    metrics: dict[str, Any] = {f"mean_{k}": v for k, v in t.means().items()}
+    metrics.update(completions=t.completions, infra_errors=t.infra_errors, cost_usd=t.cost_usd,
+                   spent_usd=t.spent_usd, step_time_s=runtime / max(1, trainer.state.global_step))
+    if config.eval_limit > 0:
+        metrics.update(evaluate_guide(model, trainer.processing_class, reward.scorer,
+                                      load_problems(config, config.eval_split, config.eval_limit),
+                                      config.eval_temperature, config.eval_top_p, config.max_completion_length))
+    summary = TrainSummary(command="grpo", output_dir=config.output_dir, steps=trainer.state.global_step,
+                           examples=len(trainer.train_dataset), train_runtime_s=runtime, metrics=metrics)
+    write_json(Path(config.output_dir) / "summary.json",
+               {**summary.as_dict(), "log_history": trainer.state.log_history})
+    reward.scorer.close()
+    return summary

@@ -1,0 +1,168 @@
+"""Strategy SFT: fine-tune the guide on the accepted (problem, strategy) pairs of a curation run.
+
+Each accepted row becomes one conversational prompt/completion example:
+
+    prompt     = [user: guide_prompt(question)]       (the environment's observation)
+    completion = [assistant: <think>…</think><strategy>…</strategy>]
+
+TRL tokenizes the prompt alone and prompt + completion with the model's chat template and masks
+the prompt tokens out of the loss (``completion_only_loss``), so the loss is on the guide's output
+only. This needs no ``{% generation %}`` markers in the template. A tokenizer without any chat
+template gets a plain ChatML one (saved with the model).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from gcop_env.prompts import guide_prompt
+from gcop_env.trainers.common import read_jsonl_rows, resolve_device, write_json
+from gcop_env.trainers.config import LoraOptions, SFTRunConfig, TrainRunOptions, write_config
+
+log = logging.getLogger(__name__)
+
+RUN_CONFIG = "run_config.json"  # the resolved config (the model's own config.json sits beside it)
+
+CHATML_TEMPLATE = (
+    "{% for message in messages %}"
+    "{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n' }}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+)
+
+
+@dataclass
+class TrainSummary:
+    """What a training run did: steps, losses or rewards, spend, where the model went."""
+
+    command: str
+    output_dir: str
+    steps: int
+    examples: int
+    train_runtime_s: float
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def lines(self) -> list[str]:
+        shown = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in self.metrics.items()
+                          if not isinstance(v, (dict, list)))
+        return [f"{self.command}: {self.steps} steps on {self.examples} examples in {self.train_runtime_s:.1f}s",
+                shown, f"model and summary: {self.output_dir}"]
+
+
+def sft_examples(corpus: str | Path, min_q_hat: float | None = None) -> list[dict[str, Any]]:
+    """Conversational prompt/completion examples from the accepted rows of a curation JSONL."""
+    rows = read_jsonl_rows(corpus)
+    if not rows:
+        raise ValueError(f"corpus {corpus} has no rows; run `gcop curate --out {corpus}` first")
+    examples = []
+    for row in rows:
+        if not row.get("accepted") or not row.get("guide_output"):
+            continue
+        if min_q_hat is not None and row.get("q_hat", 0.0) < min_q_hat:
+            continue
+        examples.append({"prompt": [{"role": "user", "content": guide_prompt(row["question"])}],
+                         "completion": [{"role": "assistant", "content": row["guide_output"]}],
+                         "problem_id": row["problem_id"]})
+    if not examples:
+        raise ValueError(f"corpus {corpus} has {len(rows)} rows but no accepted strategy to train on")
+    return examples
+
+
+def load_guide(path: str, options: LoraOptions, bf16: bool = False) -> tuple[Any, Any, Any]:
+    """(model, tokenizer, peft_config or None) for a guide, with a chat template and a pad token."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    if not tokenizer.chat_template:
+        log.warning("%s has no chat template; using ChatML", path)
+        tokenizer.chat_template = CHATML_TEMPLATE
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.bfloat16 if bf16 else torch.float32)
+    peft_config = None
+    if options.lora:
+        from peft import LoraConfig
+
+        targets: Any = options.lora_target_modules
+        if targets != "all-linear":
+            targets = [t.strip() for t in targets.split(",") if t.strip()]
+        peft_config = LoraConfig(r=options.lora_r, lora_alpha=options.lora_alpha, lora_dropout=options.lora_dropout,
+                                 target_modules=targets, task_type="CAUSAL_LM")
+    return model, tokenizer, peft_config
+
+
+def common_trainer_args(config: TrainRunOptions) -> dict[str, Any]:
+    """The TRL/transformers arguments every trainer here shares."""
+    use_cpu, bf16 = resolve_device(config.use_cpu, config.bf16)
+    args = dict(output_dir=config.output_dir, max_steps=config.max_steps, num_train_epochs=config.num_train_epochs,
+                per_device_train_batch_size=config.per_device_train_batch_size,
+                gradient_accumulation_steps=config.gradient_accumulation_steps,
+                logging_steps=config.logging_steps, save_steps=config.save_steps,
+                save_total_limit=config.save_total_limit, report_to=_report_to(config.report_to), seed=config.seed,
+                bf16=bf16, use_cpu=use_cpu)
+    if config.gradient_checkpointing:
+        args["gradient_checkpointing"] = True
+    return args
+
+
+def last_checkpoint(output_dir: str) -> str | None:
+    """The newest ``checkpoint-N`` in ``output_dir``: a re-run continues from it."""
+    from transformers.trainer_utils import get_last_checkpoint
+
+    return get_last_checkpoint(output_dir) if Path(output_dir).is_dir() else None
+
+
+def save_final_model(trainer: Any, tokenizer: Any, output_dir: str, merged_lora: bool) -> Any:
+    """Save the trained guide as a plain model directory (a LoRA adapter is merged in); returns it."""
+    model = trainer.model
+    if merged_lora and hasattr(model, "merge_and_unload"):
+        model.save_pretrained(Path(output_dir) / "adapter")
+        model = model.merge_and_unload()
+    model.save_pretrained(output_dir)
+    tokenizer.save_pretrained(output_dir)
+    return model
+
+
+def build_sft_trainer(config: SFTRunConfig) -> Any:
+    """The configured TRL ``SFTTrainer`` (not yet trained)."""
+    from datasets import Dataset
+    from trl import SFTConfig, SFTTrainer
+
+    examples = sft_examples(config.corpus, config.min_q_hat)
+    args = common_trainer_args(config)
+    model, tokenizer, peft_config = load_guide(config.guide, config, bf16=args["bf16"])
+    sft_args = SFTConfig(**args, learning_rate=config.learning_rate, weight_decay=config.weight_decay,
+                         max_length=config.max_length, completion_only_loss=True, assistant_only_loss=False,
+                         **config.trainer_args)
+    return SFTTrainer(model=model, args=sft_args, train_dataset=Dataset.from_list(examples),
+                      processing_class=tokenizer, peft_config=peft_config)
+
+
+def train_sft(config: SFTRunConfig) -> TrainSummary:
+    """Run SFT as configured. Writes ``run_config.json``, checkpoints, the model and ``summary.json``."""
+    write_config(config, Path(config.output_dir) / RUN_CONFIG)
+    trainer = build_sft_trainer(config)
+    started = time.monotonic()
+    result = trainer.train(resume_from_checkpoint=last_checkpoint(config.output_dir))
+    save_final_model(trainer, trainer.processing_class, config.output_dir, merged_lora=config.lora)
+    losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
+    summary = TrainSummary(
+        command="sft", output_dir=config.output_dir, steps=trainer.state.global_step,
+        examples=len(trainer.train_dataset), train_runtime_s=time.monotonic() - started,
+        metrics={"train_loss": result.training_loss, "first_loss": losses[0] if losses else None,
+                 "last_loss": losses[-1] if losses else None})
+    write_json(Path(config.output_dir) / "summary.json", summary.as_dict())
+    return summary
+
+
+def _report_to(value: str) -> Any:
+    items = [v.strip() for v in value.split(",") if v.strip()]
+    return "none" if not items or items == ["none"] else items
