@@ -50,7 +50,7 @@ class FakeLLMServer:
 
     def __init__(self, responder: Callable[[str], str] | None = None):
         self.responder = responder or (lambda prompt: "I think the answer is \\boxed{0}.")
-        self.faults: deque[Fault] = deque()
+        self.faults: deque[Fault | None] = deque()  # None: answer this request normally
         self.requests: list[dict] = []  # every request body received, faulted ones included
         self._lock = threading.Lock()
         server = self

@@ -67,10 +67,19 @@ class HFCore(Core):
         tokenizer = AutoTokenizer.from_pretrained(source, **kwargs)
         model = AutoModelForCausalLM.from_pretrained(source, dtype=self._dtype if self._dtype != "auto" else torch.float32, **kwargs)
         if self._gguf_file and source == self._path:
+            # The weights are already dequantised to plain tensors; drop the GGUF marker so
+            # save_pretrained writes them as an ordinary checkpoint (best effort: a failure
+            # only costs the slow load next time).
             saved = self._dequantised_dir()
-            saved.mkdir(parents=True, exist_ok=True)
-            model.save_pretrained(saved)
-            tokenizer.save_pretrained(saved)
+            try:
+                model.hf_quantizer = None
+                if hasattr(model.config, "quantization_config"):
+                    del model.config.quantization_config
+                saved.mkdir(parents=True, exist_ok=True)
+                model.save_pretrained(saved)
+                tokenizer.save_pretrained(saved)
+            except Exception as exc:  # noqa: BLE001 - caching is an optimisation
+                log.warning("could not save the dequantised model to %s: %s", saved, exc)
         device = self._device or ("cuda" if torch.cuda.is_available() else "cpu")
         model.to(device).eval()
         self._model, self._tokenizer = model, tokenizer

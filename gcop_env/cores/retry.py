@@ -9,6 +9,7 @@ as an infrastructure error, never as a wrong answer.
 from __future__ import annotations
 
 import email.utils
+import json
 import logging
 import random
 import time
@@ -71,7 +72,7 @@ def is_transient(exc: BaseException) -> bool:
     name = type(exc).__name__
     if name in {"APIConnectionError", "APITimeoutError", "APIResponseValidationError"}:
         return True
-    if isinstance(exc, (TimeoutError, ConnectionError, ValueError)):  # ValueError: undecodable body
+    if isinstance(exc, (TimeoutError, ConnectionError, json.JSONDecodeError)):  # undecodable body
         return True
     return False
 

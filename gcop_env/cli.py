@@ -1,0 +1,79 @@
+"""The ``gcop`` command: one entry point, one sub-command per job."""
+
+from __future__ import annotations
+
+import sys
+
+USAGE = """usage: gcop <command> [options]
+
+commands:
+  demo      run a few GSM8K problems through the env with a local core (offline)
+  tasks     list the registered tasks and their env ids
+  score     grade a JSONL file of core outputs exactly as the env would
+  sandbox   build or check the Docker sandbox image
+  curate    teacher-guided acceptance sampling of strategies
+  sft       supervised fine-tuning of the guide on curated strategies
+  grpo      GRPO of the guide on the env's shaped reward
+
+Run 'gcop <command> --help' for a command's options."""
+
+
+def _tasks(argv: list[str]) -> int:
+    import gcop_env
+
+    for spec in gcop_env.registered_tasks():
+        print(f"{spec.env_id:24s} {spec.description}")
+    return 0
+
+
+def _demo(argv):
+    from gcop_env.demo import run_demo
+    return run_demo(argv)
+
+
+def _score(argv):
+    from gcop_env.validators.score import score_cli
+    return score_cli(argv)
+
+
+def _sandbox(argv):
+    from gcop_env.sandbox.cli import sandbox_cli
+    return sandbox_cli(argv)
+
+
+def _curate(argv):
+    from gcop_env.trainers.cli import curate_cli
+    return curate_cli(argv)
+
+
+def _sft(argv):
+    from gcop_env.trainers.cli import sft_cli
+    return sft_cli(argv)
+
+
+def _grpo(argv):
+    from gcop_env.trainers.cli import grpo_cli
+    return grpo_cli(argv)
+
+
+COMMANDS = {"demo": _demo, "tasks": _tasks, "score": _score, "sandbox": _sandbox,
+            "curate": _curate, "sft": _sft, "grpo": _grpo}
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        print(USAGE)
+        return 0
+    command, rest = argv[0], argv[1:]
+    if command not in COMMANDS:
+        import difflib
+        close = difflib.get_close_matches(command, list(COMMANDS), n=1)
+        print(f"gcop: unknown command {command!r}" + (f"; did you mean {close[0]!r}?" if close else "") + f"\n\n{USAGE}",
+              file=sys.stderr)
+        return 2
+    return int(COMMANDS[command](rest) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

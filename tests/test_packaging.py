@@ -1,0 +1,48 @@
+"""The wheel: one import namespace, every public module importable from a fresh venv."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import sysconfig
+import venv
+import zipfile
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.slow
+def test_wheel_installs_into_fresh_venv_and_imports_every_module(tmp_path):
+    wheel_dir = tmp_path / "wheels"
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
+                    "-w", str(wheel_dir), str(REPO)], check=True, capture_output=True, timeout=300)
+    (wheel,) = wheel_dir.glob("gcop_env-*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    top_level = {n.split("/")[0] for n in names if not n.startswith("gcop_env-")}
+    assert top_level == {"gcop_env"}, f"the wheel must install only gcop_env, found {top_level}"
+    for sub in ("trainers", "validators", "sandbox", "cores"):
+        assert f"gcop_env/{sub}/__init__.py" in names
+
+    env_dir = tmp_path / "venv"
+    venv.EnvBuilder(with_pip=False).create(env_dir)
+    py = env_dir / "bin" / "python"
+    site = Path(subprocess.check_output([str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"], text=True).strip())
+    # Dependencies come from this test run's environment (no network); the package itself only from the wheel.
+    (site / "deps.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    with zipfile.ZipFile(wheel) as zf:
+        zf.extractall(site)
+    code = (
+        "import importlib, pkgutil, gcop_env, pathlib\n"
+        f"assert pathlib.Path(gcop_env.__file__).is_relative_to({str(site)!r}), gcop_env.__file__\n"
+        "mods = [m.name for m in pkgutil.walk_packages(gcop_env.__path__, 'gcop_env.') if '._' not in m.name]\n"
+        "for m in mods: importlib.import_module(m)\n"
+        "import gymnasium as gym\n"
+        "assert 'GCoP-GSM8K-v0' in gym.registry\n"
+        "print(len(mods))\n"
+    )
+    out = subprocess.run([str(py), "-c", code], capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert int(out.stdout.strip().splitlines()[-1]) >= 15

@@ -1,0 +1,98 @@
+"""The structure check I_str and GSM8K answer extraction."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+
+from gcop_env import StructureError, parse_guide_output
+from gcop_env.problem import Problem
+from gcop_env.validators.gsm8k import GSM8KValidator, extract_answer, gold_from_answer, load_gsm8k
+from gcop_env.validators.data import DataError
+
+
+@pytest.mark.parametrize("text, strategy, think", [
+    ("<strategy>Add them.</strategy>", "Add them.", None),
+    ("  <think>hmm</think>\n\n<strategy>\n Add them.\n</strategy>\n", "Add them.", "hmm"),
+    ("<THINK>a</THINK><Strategy>b</Strategy>", "b", "a"),
+    ("<think></think><strategy>use 3 < 4 and a > b</strategy>", "use 3 < 4 and a > b", ""),
+])
+def test_well_formed(text, strategy, think):
+    parsed = parse_guide_output(text)
+    assert parsed.structure_ok and parsed.strategy == strategy and parsed.think == think
+
+
+@pytest.mark.parametrize("text, error", [
+    ("", StructureError.EMPTY_OUTPUT),
+    ("   ", StructureError.EMPTY_OUTPUT),
+    ("no tags at all", StructureError.NO_STRATEGY),
+    ("<think>only thinking</think>", StructureError.NO_STRATEGY),
+    ("<strategy>never closed", StructureError.UNCLOSED_TAG),
+    ("</strategy>", StructureError.UNCLOSED_TAG),
+    ("<strategy>a <think>b</think></strategy>", StructureError.NESTED_TAG),
+    ("<strategy>a</strategy><strategy>b</strategy>", StructureError.MULTIPLE_STRATEGIES),
+    ("<think>a</think><think>b</think><strategy>c</strategy>", StructureError.MULTIPLE_THINKS),
+    ("<strategy>c</strategy><think>a</think>", StructureError.THINK_AFTER_STRATEGY),
+    ("Sure! <strategy>c</strategy>", StructureError.TEXT_OUTSIDE_TAGS),
+    ("<strategy>c</strategy> The answer is 5.", StructureError.TEXT_OUTSIDE_TAGS),
+    ("<strategy>  \n </strategy>", StructureError.EMPTY_STRATEGY),
+    ("<strategy>" + "a" * 101 + "</strategy>", StructureError.TOO_LONG),
+])
+def test_malformed(text, error):
+    parsed = parse_guide_output(text, max_strategy_chars=100)
+    assert not parsed.structure_ok and parsed.error is error and parsed.message and parsed.strategy is None
+
+
+def test_parse_is_deterministic():
+    text = "<think>x</think><strategy>y</strategy>"
+    assert parse_guide_output(text) == parse_guide_output(text)
+
+
+@pytest.mark.parametrize("reply, value, source", [
+    ("so \\boxed{18}", "18", "boxed"),
+    ("\\boxed{\\$1,234.00} dollars", "1234", "boxed"),
+    ("\\boxed{18.0}", "18", "boxed"),
+    ("\\boxed{\\text{answer: } 7}", "7", "boxed"),
+    ("first \\boxed{3} then \\boxed{4}", "4", "boxed"),
+    ("The total is 5.\n#### 1,000", "1000", "hashes"),
+    ("We get 3 apples, then 12 more, so 15 in all.", "15", "last_number"),
+    ("it is -2.50", "-2.5", "last_number"),
+    ("\\boxed{1 000}", "1000", "boxed"),
+    ("no number here", None, "none"),
+])
+def test_extract_answer(reply, value, source):
+    got, where = extract_answer(reply)
+    assert (str(got) if got is not None else None) == value and where == source
+
+
+def test_validator_scores_numerically():
+    v = GSM8KValidator()
+    p = Problem("t", "q", reference="72")
+    assert v.validate(p, "... \\boxed{72.0}").reward == 1.0
+    assert v.validate(p, "... \\boxed{$72}").status.value == "pass"
+    assert v.validate(p, "... \\boxed{71}").status.value == "fail"
+    assert v.validate(p, "I don't know").status.value == "error"
+    assert v.leaks(p, "the result is 72 dollars") and not v.leaks(p, "multiply 7 by 2") and not v.leaks(p, "720 or 172")
+
+
+def test_gold_and_loader(gsm8k_dir):
+    assert gold_from_answer("step\n#### 1,250") == "1250"
+    problems = load_gsm8k("test", data_files=str(gsm8k_dir))
+    assert len(problems) == 1319 and problems[0].task_id == "gsm8k/test/0"
+    assert Decimal(problems[0].reference) == Decimal(gold_from_answer(problems[0].solution))
+    assert len(load_gsm8k("train", data_files={"train": str(gsm8k_dir / "train.jsonl")})) == 7473
+
+
+def test_corrupt_row_is_named(tmp_path):
+    f = tmp_path / "test.jsonl"
+    f.write_text('{"question": "1+1?", "answer": "#### 2"}\n{"question": "2+2?", "answer": "four"}\n')
+    with pytest.raises(DataError, match="row 1"):
+        load_gsm8k("test", data_files=str(f))
+
+
+def test_missing_data_says_what_to_do(tmp_path):
+    with pytest.raises(DataError, match="not found"):
+        load_gsm8k("test", data_files=str(tmp_path / "nope.jsonl"))
+    with pytest.raises(DataError, match="no test.jsonl"):
+        load_gsm8k("test", data_files=str(tmp_path))
