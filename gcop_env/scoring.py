@@ -130,7 +130,7 @@ class GuideScorer:
                  reward: RewardConfig | None = None, sampling: SamplingParams | None = None,
                  judge_sampling: SamplingParams | None = None,
                  max_strategy_chars: int = DEFAULT_MAX_STRATEGY_CHARS, max_output_chars: int | None = None,
-                 validation_retries: int = 2):
+                 validation_retries: int = 0):
         self.validator = validator
         self.core = core
         self.reward = reward or RewardConfig()
@@ -153,6 +153,8 @@ class GuideScorer:
             raise _InfraFailure("baseline" if strategy is None else "core", str(exc)) from exc
 
     def _validate(self, problem: Problem, output: str, stage: str) -> ValidationResult:
+        # Validators retry their own infrastructure (the code validators retry the sandbox), so
+        # by default an INFRA result here is final; ``validation_retries`` adds attempts on top.
         result = None
         for _ in range(1 + self.validation_retries):
             try:

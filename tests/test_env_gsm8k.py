@@ -226,3 +226,17 @@ def test_step_before_reset_is_an_error(solver_server, gsm8k_dir):
     env = make_env(solver_server, gsm8k_dir).unwrapped
     with pytest.raises(RuntimeError, match="reset"):
         env.step(GOOD_GUIDE)
+
+
+def test_crashing_validator_is_an_infra_error_not_a_zero(solver_server, gsm8k_dir):
+    from gcop_env.validators.gsm8k import GSM8KValidator
+
+    env = make_env(solver_server, gsm8k_dir, gamma=0.0, kappa=0.0)
+    env.reset(seed=0)
+
+    def explode(problem, output):
+        raise OSError("disk full")
+    env.unwrapped.validator.validate = explode
+    _, reward, _, _, info = env.step(GOOD_GUIDE)
+    assert info["reward_is_task_outcome"] is False and info["error_stage"] == "validation"
+    assert "disk full" in info["error"] and isinstance(env.unwrapped.validator, GSM8KValidator)

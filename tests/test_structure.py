@@ -96,3 +96,10 @@ def test_missing_data_says_what_to_do(tmp_path):
         load_gsm8k("test", data_files=str(tmp_path / "nope.jsonl"))
     with pytest.raises(DataError, match="no test.jsonl"):
         load_gsm8k("test", data_files=str(tmp_path))
+
+
+def test_hub_failure_names_the_hub_id_and_data_files(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    with pytest.raises(DataError, match=r"openai/gsm8k.*data_files="):
+        load_gsm8k("test")
