@@ -27,7 +27,6 @@ from gcop_env.sandbox.base import (
     RunRequest,
     SandboxError,
     WorkerChannel,
-    WorkerDied,
     WorkerTimeout,
     worker_source,
 )

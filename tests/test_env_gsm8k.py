@@ -7,7 +7,7 @@ import os
 import gymnasium as gym
 import pytest
 from conftest import GOOD_GUIDE, ScriptedSolver, gsm8k_golds
-from fake_llm import FakeLLMServer, status
+from fake_llm import FakeLLMServer
 from gymnasium.utils.env_checker import check_env
 
 import gcop_env

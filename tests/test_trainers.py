@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import json
-import math
-import os
 from pathlib import Path
 
 import pytest
-from conftest import GOOD_GUIDE, GSM8K_DIR, REPO_ROOT, ScriptedSolver, gsm8k_golds
-from fake_llm import FakeLLMServer
-from test_curate import GOOD, CurationWorld, curate_argv
+from conftest import GOOD_GUIDE, GSM8K_DIR, REPO_ROOT, gsm8k_golds
+from test_curate import GOOD, curate_argv, world  # noqa: F401 - world is a fixture
 from tiny_guide import build_tiny_guide
 
 from gcop_env import RewardConfig, RetryPolicy, get_task, make_core
@@ -39,16 +36,6 @@ def changed(before: dict, after: dict) -> bool:
 def tiny_guide(tmp_path_factory) -> Path:
     questions = list(gsm8k_golds(20))
     return build_tiny_guide(tmp_path_factory.mktemp("guide") / "tiny", questions, [GOOD, GOOD_GUIDE] * 3)
-
-
-@pytest.fixture
-def world(monkeypatch):
-    monkeypatch.setenv("GCOP_PRICES", json.dumps({"fake-teacher": [3.0, 15.0], "fake-core": [0.8, 4.0]}))
-    w = CurationWorld()
-    with FakeLLMServer(w) as server:
-        w.server = server
-        yield w
-        w.release.set()
 
 
 def test_curate_sft_grpo_end_to_end(world, tiny_guide, tmp_path):
