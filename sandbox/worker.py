@@ -146,6 +146,20 @@ def _base_name(nodeid):
     return name.split("[", 1)[0]
 
 
+class _CappedOutput:
+    """The run's stdout/stderr, kept up to ``limit`` bytes; the rest is counted, not stored."""
+
+    def __init__(self, limit):
+        self.limit = limit
+        self.data = bytearray()
+        self.dropped = 0
+
+    def feed(self, chunk):
+        keep = max(0, self.limit - len(self.data))
+        self.data += chunk[:keep]
+        self.dropped += len(chunk) - min(len(chunk), keep)
+
+
 class _Report:
     """Reads the plugin's lines and decides the verdict."""
 
@@ -340,8 +354,8 @@ class Worker:
         os.close(rep_w)
         os.close(out_w)
 
-        output = bytearray()
-        dropped = 0
+        output = _CappedOutput(output_limit)
+        sinks = {rep_r: report, out_r: output}
         status = None
         timed_out = False
         deadline = started + timeout
@@ -361,12 +375,8 @@ class Worker:
                 data = os.read(fd, _CHUNK)
                 if not data:
                     open_fds.remove(fd)
-                elif fd == rep_r:
-                    report.feed(data)
                 else:
-                    keep = max(0, output_limit - len(output))
-                    output += data[:keep]
-                    dropped += len(data) - min(len(data), keep)
+                    sinks[fd].feed(data)
             done, code = os.waitpid(pid, os.WNOHANG)
             if done:
                 status = code
@@ -389,12 +399,7 @@ class Worker:
                         break
                     if not data:
                         break
-                    if fd == rep_r:
-                        report.feed(data)
-                    else:
-                        keep = max(0, output_limit - len(output))
-                        output += data[:keep]
-                        dropped += len(data) - min(len(data), keep)
+                    sinks[fd].feed(data)
             os.close(fd)
         report.finish()
         clean = self._wipe(workdir)
@@ -415,8 +420,8 @@ class Worker:
             signal=signal_name,
             strays=strays,
             clean=clean,
-            output=output.decode("utf-8", "replace"),
-            output_dropped=dropped,
+            output=output.data.decode("utf-8", "replace"),
+            output_dropped=output.dropped,
             duration_s=round(time.monotonic() - started, 4),
         )
         return result
