@@ -1,8 +1,7 @@
 """``anthropic:MODEL``: Claude through the official SDK's Messages API.
 
 The SDK reads ``ANTHROPIC_API_KEY`` and ``ANTHROPIC_BASE_URL`` itself; we pass a base URL only
-when the user gives one. The SDK's own retries are off: :mod:`gcop_env.cores.retry` does them,
-so that every attempt is visible and the policy is one for all backends.
+when the user gives one.
 
 Sampling parameters: API version 2026-10-21 (the default of anthropic SDK >= 2.0) rejects
 ``temperature``, ``top_p`` and ``top_k``, and the SDK no longer takes them, so by default none is
@@ -12,16 +11,16 @@ older API version, which accepts them; then the env's ``temperature``/``top_p`` 
 
 from __future__ import annotations
 
-import threading
 import time
+from typing import Any
 
-from gcop_env.cores.base import Core, CoreRequest, CoreResponse
+from gcop_env.cores.base import CoreRequest, CoreResponse, SDKCore
 
 
 LEGACY_API_VERSION = "2023-06-01"
 
 
-class AnthropicCore(Core):
+class AnthropicCore(SDKCore):
     backend = "anthropic"
 
     @property
@@ -30,28 +29,17 @@ class AnthropicCore(Core):
 
     def __init__(self, model: str, *, base_url: str | None = None, api_key: str | None = None,
                  timeout_s: float = 120.0, api_version: str | None = None):
-        self.model = model
+        super().__init__(model, base_url=base_url, api_key=api_key, timeout_s=timeout_s)
         self._api_version = api_version
-        self._base_url = base_url
-        self._api_key = api_key
-        self._timeout_s = timeout_s
-        self._client = None
-        self._lock = threading.Lock()
 
-    def _get_client(self):
-        with self._lock:
-            if self._client is None:
-                import anthropic
+    def _new_client(self, common: dict[str, Any]) -> Any:
+        import anthropic
 
-                kwargs = {"max_retries": 0, "timeout": self._timeout_s}
-                if self._base_url:
-                    kwargs["base_url"] = self._base_url
-                if self._api_key:
-                    kwargs["api_key"] = self._api_key
-                if self._api_version:
-                    kwargs["default_headers"] = {"anthropic-version": self._api_version}
-                self._client = anthropic.Anthropic(**kwargs)
-            return self._client
+        if self._api_key:
+            common["api_key"] = self._api_key
+        if self._api_version:
+            common["default_headers"] = {"anthropic-version": self._api_version}
+        return anthropic.Anthropic(**common)
 
     def complete(self, request: CoreRequest) -> CoreResponse:
         client = self._get_client()
@@ -80,9 +68,3 @@ class AnthropicCore(Core):
             model=self.model,
             stop_reason=getattr(message, "stop_reason", None),
         )
-
-    def close(self) -> None:
-        with self._lock:
-            if self._client is not None:
-                self._client.close()
-                self._client = None

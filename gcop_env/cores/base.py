@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import threading
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any
@@ -97,3 +98,40 @@ class Core(ABC):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.spec!r})"
+
+
+class SDKCore(Core):
+    """A core behind a vendor SDK client: made on first use (thread-safe), closed by :meth:`close`.
+
+    The SDK's own retries are off (``max_retries=0``): :mod:`gcop_env.cores.retry` does them, so
+    every attempt is visible and one policy serves all backends. Subclasses build the client in
+    :meth:`_new_client` from the common keyword arguments.
+    """
+
+    def __init__(self, model: str, *, base_url: str | None = None, api_key: str | None = None,
+                 timeout_s: float = 120.0):
+        self.model = model
+        self._base_url = base_url
+        self._api_key = api_key
+        self._timeout_s = timeout_s
+        self._client = None
+        self._lock = threading.Lock()
+
+    @abstractmethod
+    def _new_client(self, common: dict[str, Any]) -> Any:
+        """Build the SDK client; ``common`` holds ``max_retries``, ``timeout`` and ``base_url`` if set."""
+
+    def _get_client(self) -> Any:
+        with self._lock:
+            if self._client is None:
+                common: dict[str, Any] = {"max_retries": 0, "timeout": self._timeout_s}
+                if self._base_url:
+                    common["base_url"] = self._base_url
+                self._client = self._new_client(common)
+            return self._client
+
+    def close(self) -> None:
+        with self._lock:
+            if self._client is not None:
+                self._client.close()
+                self._client = None

@@ -8,43 +8,28 @@ URL is given and no key is set, a placeholder key is sent.
 from __future__ import annotations
 
 import os
-import threading
 import time
+from typing import Any
 
-from gcop_env.cores.base import Core, CoreRequest, CoreResponse
+from gcop_env.cores.base import CoreRequest, CoreResponse, SDKCore
 
 
-class OpenAICore(Core):
+class OpenAICore(SDKCore):
     backend = "openai"
-
-    def __init__(self, model: str, *, base_url: str | None = None, api_key: str | None = None,
-                 timeout_s: float = 120.0):
-        self.model = model
-        self._base_url = base_url
-        self._api_key = api_key
-        self._timeout_s = timeout_s
-        self._client = None
-        self._lock = threading.Lock()
 
     @property
     def spec(self) -> str:
         return f"openai:{self.model}@{self._base_url}" if self._base_url else f"openai:{self.model}"
 
-    def _get_client(self):
-        with self._lock:
-            if self._client is None:
-                import openai
+    def _new_client(self, common: dict[str, Any]) -> Any:
+        import openai
 
-                kwargs = {"max_retries": 0, "timeout": self._timeout_s}
-                if self._base_url:
-                    kwargs["base_url"] = self._base_url
-                api_key = self._api_key or os.environ.get("OPENAI_API_KEY")
-                if api_key is None and (self._base_url or os.environ.get("OPENAI_BASE_URL")):
-                    api_key = "EMPTY"
-                if api_key is not None:
-                    kwargs["api_key"] = api_key
-                self._client = openai.OpenAI(**kwargs)
-            return self._client
+        api_key = self._api_key or os.environ.get("OPENAI_API_KEY")
+        if api_key is None and (self._base_url or os.environ.get("OPENAI_BASE_URL")):
+            api_key = "EMPTY"
+        if api_key is not None:
+            common["api_key"] = api_key
+        return openai.OpenAI(**common)
 
     def complete(self, request: CoreRequest) -> CoreResponse:
         client = self._get_client()
@@ -72,9 +57,3 @@ class OpenAICore(Core):
             model=self.model,
             stop_reason=choice.finish_reason,
         )
-
-    def close(self) -> None:
-        with self._lock:
-            if self._client is not None:
-                self._client.close()
-                self._client = None
