@@ -10,23 +10,21 @@ import os
 from pathlib import Path
 
 import pytest
+from conftest import SHARED_DATA
 
 from gcop_env.sandbox.docker_backend import DockerSandbox, docker_available
 from gcop_env.sandbox.process_backend import ProcessSandbox
-
-REPO = Path(__file__).resolve().parents[1]
 
 GOOD = "def answer():\n    return 42\n"
 TESTS = "from solution import *\n\n\ndef test_answer():\n    assert answer() == 42\n\n\ndef test_type():\n    assert isinstance(answer(), int)\n"
 
 
 def shared_data(*parts: str) -> Path:
-    """A file under the shared offline data (``../shared/data`` from the repo root)."""
-    candidates = [os.environ.get("GCOP_SHARED_DATA"), REPO.parent / "shared" / "data", REPO / "shared" / "data"]
-    for base in candidates:
-        if base and Path(base, *parts).exists():
-            return Path(base, *parts)
-    pytest.skip(f"shared data {'/'.join(parts)} not found (set GCOP_SHARED_DATA)")
+    """A file under the shared offline data (located by ``conftest.SHARED_DATA``)."""
+    path = SHARED_DATA.joinpath(*parts)
+    if not path.exists():
+        pytest.skip(f"shared data {'/'.join(parts)} not found under {SHARED_DATA} (set GCOP_SHARED_DATA)")
+    return path
 
 
 def require_docker() -> None:

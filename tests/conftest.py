@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import sys
 from pathlib import Path
@@ -16,12 +17,14 @@ from fake_llm import FakeLLMServer  # noqa: E402
 
 
 def _find_shared_data() -> Path:
+    """``$GCOP_SHARED_DATA``, else ``shared/data`` beside or above the repo (CI lays it beside)."""
+    if os.environ.get("GCOP_SHARED_DATA"):
+        return Path(os.environ["GCOP_SHARED_DATA"])
     for base in (REPO_ROOT, *REPO_ROOT.parents):
         candidate = base / "shared" / "data"
         if candidate.is_dir():
             return candidate
-    candidate = REPO_ROOT.parent / "shared" / "data"
-    return candidate
+    return REPO_ROOT.parent / "shared" / "data"
 
 
 SHARED_DATA = _find_shared_data()

@@ -10,8 +10,8 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from conftest import REPO_ROOT as REPO
 
-REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.mark.slow
