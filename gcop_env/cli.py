@@ -72,7 +72,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"gcop: unknown command {command!r}" + (f"; did you mean {close[0]!r}?" if close else "") + f"\n\n{USAGE}",
               file=sys.stderr)
         return 2
-    return int(COMMANDS[command](rest) or 0)
+    from gcop_env.cores.base import FatalCoreError
+
+    try:
+        return int(COMMANDS[command](rest) or 0)
+    except FatalCoreError as exc:  # a retired model or bad key: one clear line, not a traceback
+        print(f"gcop {command}: error: {exc}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

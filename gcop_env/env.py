@@ -18,6 +18,7 @@ from typing import Any
 import gymnasium as gym
 
 from gcop_env.cores import RetryPolicy, SamplingParams, make_core
+from gcop_env.cores.models import DEFAULT_CORE  # a current model; dates and sources in cores/models.py
 from gcop_env.problem import Problem
 from gcop_env.prompts import guide_prompt
 from gcop_env.reward import RewardConfig
@@ -25,8 +26,6 @@ from gcop_env.scoring import GuideScorer, StepOutcome
 from gcop_env.spaces import UnicodeText
 from gcop_env.strategy import DEFAULT_MAX_STRATEGY_CHARS
 from gcop_env.tasks import get_task
-
-DEFAULT_CORE = "anthropic:claude-3-5-haiku-20241022"
 
 
 class GCoPEnv(gym.Env[str, str]):

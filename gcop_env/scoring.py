@@ -16,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Any, Sequence
 
-from gcop_env.cores.base import Core, CoreError, CoreRequest, CoreResponse, Message, SamplingParams
+from gcop_env.cores.base import Core, CoreError, CoreRequest, CoreResponse, FatalCoreError, Message, SamplingParams
 from gcop_env.judge import JudgeVerdict, StrategyJudge
 from gcop_env.problem import Problem
 from gcop_env.prompts import core_prompt
@@ -36,8 +36,10 @@ class RoleCost:
     usd: float = 0.0  # nominal price of the calls, cached or not
     spent_usd: float = 0.0  # what was actually paid this time (cache hits are free)
     latency_s: float = 0.0
+    priced: bool = True  # False: a model without a price counted as $0 (cost figures incomplete)
 
     def add(self, response: CoreResponse) -> None:
+        self.priced = self.priced and response.priced
         self.calls += 1
         self.cached_calls += int(response.cached)
         self.input_tokens += response.input_tokens
@@ -67,6 +69,7 @@ class StepCost:
         d["total_tokens"] = sum(getattr(self, r).input_tokens + getattr(self, r).output_tokens
                                 for r in ("core", "baseline", "judge"))
         d["latency_s"] = sum(getattr(self, r).latency_s for r in ("core", "baseline", "judge"))
+        d["priced"] = all(getattr(self, r).priced for r in ("core", "baseline", "judge"))
         return d
 
 
@@ -149,6 +152,8 @@ class GuideScorer:
         request = CoreRequest(messages=(Message("user", prompt),), sampling=self.sampling, sample_index=sample_index)
         try:
             return self.core.complete(request)
+        except FatalCoreError:
+            raise  # a dead model or bad key stops the run: every later step would fail the same way
         except CoreError as exc:
             raise _InfraFailure("baseline" if strategy is None else "core", str(exc)) from exc
 
@@ -184,7 +189,11 @@ class GuideScorer:
 
     # -- the step -----------------------------------------------------------------------------
     def score(self, problem: Problem, guide_text: str, sample_index: int = 0) -> StepOutcome:
-        """Score one guide output. Never raises for API or sandbox failures: see ``error``."""
+        """Score one guide output. Never raises for API or sandbox failures: see ``error``.
+
+        Raises :class:`~gcop_env.cores.base.FatalCoreError` for a permanent configuration error
+        (retired model, bad key): that is not a per-step outcome but the end of the run.
+        """
         parsed = parse_guide_output(guide_text, self.max_strategy_chars, self.max_output_chars)
         cost = StepCost()
         if not parsed.structure_ok:
@@ -206,6 +215,8 @@ class GuideScorer:
             if self.judge is not None:
                 try:
                     verdict, judge_response = self.judge.judge(problem, parsed.strategy)
+                except FatalCoreError:
+                    raise
                 except CoreError as exc:
                     raise _InfraFailure("judge", str(exc)) from exc
                 cost.judge.add(judge_response)

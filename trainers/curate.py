@@ -32,7 +32,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from gcop_env.cores import Core, CoreError
+from gcop_env.cores import Core, CoreError, FatalCoreError
 from gcop_env.cores.base import CoreRequest, Message, SamplingParams
 from gcop_env.problem import Problem
 from gcop_env.prompts import teacher_prompt, teacher_refine_prompt
@@ -138,6 +138,8 @@ class Curator:
                               sample_index=round_index)
         try:
             return self.teacher.complete(request)
+        except FatalCoreError:
+            raise  # a dead model or bad key ends the run, not one problem
         except CoreError as exc:
             raise Unfinished("teacher", str(exc)) from exc
 
@@ -235,6 +237,10 @@ class Curator:
                 problem = futures[future]
                 try:
                     row = future.result()
+                except FatalCoreError:
+                    pool.shutdown(wait=True, cancel_futures=True)  # queued problems would fail the same way
+                    bar.close()
+                    raise
                 except Unfinished as exc:
                     unfinished.append({"problem_id": problem.task_id, "stage": exc.stage, "error": str(exc)})
                     log.warning("problem %s unfinished (%s): %s", problem.task_id, exc.stage, exc)
