@@ -87,6 +87,7 @@ class StepOutcome:
     verdict: JudgeVerdict | None = None
     error: str | None = None
     error_stage: str | None = None
+    core_sampling: dict[str, Any] | None = None  # the sampling parameters the core was really sent
 
     @property
     def reward(self) -> float | None:
@@ -100,6 +101,7 @@ class StepOutcome:
             "cost": self.cost.as_dict(),
             "reward_is_task_outcome": self.error is None,
             "core_output": self.core_output,
+            "core_sampling": self.core_sampling,
         }
         if not self.parsed.structure_ok:
             info["structure_error"] = self.parsed.error.value if self.parsed.error else None
@@ -203,6 +205,7 @@ class GuideScorer:
             response = self._ask_core(problem, parsed.strategy, sample_index)
             cost.core.add(response)
             outcome.core_output = response.text
+            outcome.core_sampling = response.sampling
             outcome.validation = self._validate(problem, response.text, "validation")
             unguided_reward = None
             if self.reward.kappa > 0:

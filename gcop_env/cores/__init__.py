@@ -26,7 +26,8 @@ from gcop_env.prompts import PROMPT_VERSION
 
 __all__ = [
     "Core", "CoreError", "CoreRequest", "CoreResponse", "DEFAULT_CORE", "DEFAULT_TEACHER", "FatalCoreError",
-    "ManagedCore", "Message", "RetryPolicy", "SamplingParams", "make_core", "parse_core_spec", "set_price",
+    "ManagedCore", "Message", "RetryPolicy", "SamplingParams", "make_core", "parse_core_spec", "sampling_report",
+    "set_price",
 ]
 
 SPEC_FORMS = (
@@ -193,6 +194,15 @@ class ManagedCore(Core):
 
     def close(self) -> None:
         self.inner.close()
+
+
+def sampling_report(core: Core, sampling: SamplingParams) -> dict:
+    """What was asked, what the backend really sends, and whether repeats give the same answer.
+
+    Run summaries record this, so a reader never takes an unsent temperature for the one used.
+    """
+    return {"requested": sampling.as_dict(), "sent": core.sent_sampling(sampling),
+            "deterministic": core.is_deterministic(sampling)}
 
 
 def make_core(spec: str | Core, *, cache: bool | str | ResponseCache | None = None,
