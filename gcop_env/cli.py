@@ -9,6 +9,7 @@ USAGE = """usage: gcop <command> [options]
 commands:
   demo      run a few GSM8K problems through the env with a local core (offline)
   tasks     list the registered tasks and their env ids
+  check     one tiny call per model spec: reachable? model id, sampling accepted, price
   score     grade a JSONL file of core outputs exactly as the env would
   sandbox   build or check the Docker sandbox image
   curate    teacher-guided acceptance sampling of strategies
@@ -29,6 +30,11 @@ def _tasks(argv: list[str]) -> int:
 def _demo(argv):
     from gcop_env.demo import run_demo
     return run_demo(argv)
+
+
+def _check(argv):
+    from gcop_env.check import check_cli
+    return check_cli(argv)
 
 
 def _score(argv):
@@ -56,7 +62,7 @@ def _grpo(argv):
     return grpo_cli(argv)
 
 
-COMMANDS = {"demo": _demo, "tasks": _tasks, "score": _score, "sandbox": _sandbox,
+COMMANDS = {"demo": _demo, "tasks": _tasks, "check": _check, "score": _score, "sandbox": _sandbox,
             "curate": _curate, "sft": _sft, "grpo": _grpo}
 
 

@@ -219,6 +219,9 @@ class Curator:
         started = time.monotonic()
         out = Path(cfg.out)
         self._check_resume(out)
+        if cfg.preflight:  # one tiny call per model before anything is spent (gcop check)
+            from gcop_env.check import preflight_curate
+            preflight_curate(cfg, self.teacher, self.core)
         write_config(cfg, config_path(out))
         if problems is None:
             problems = self.task.load(split=cfg.split, data_files=cfg.data_files)

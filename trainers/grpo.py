@@ -224,6 +224,9 @@ def evaluate_guide(model: Any, tokenizer: Any, scorer: GuideScorer, problems: Se
 def train_grpo(config: GRPORunConfig, scorer: GuideScorer | None = None) -> TrainSummary:
     """Run GRPO as configured. Writes ``run_config.json``, checkpoints, the model and ``summary.json``."""
     write_config(config, Path(config.output_dir) / RUN_CONFIG)
+    if config.preflight:  # one tiny call per model before the guide loads or anything is spent
+        from gcop_env.check import preflight_grpo
+        preflight_grpo(config, scorer)
     trainer, reward = build_grpo_trainer(config, scorer)
     started = time.monotonic()
     trainer.train(resume_from_checkpoint=last_checkpoint(config.output_dir))
