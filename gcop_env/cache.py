@@ -33,6 +33,11 @@ SCHEMA = "CREATE TABLE IF NOT EXISTS responses (key TEXT PRIMARY KEY, value TEXT
 _COLUMNS = ["key", "value", "created"]
 _RESPONSE_FIELDS = {f.name for f in fields(CoreResponse)}
 
+# Files this process has already checked (path, inode, size, mtime): a full integrity check reads the
+# whole file, so every env or core opening the same cache does not pay it again.
+_checked: set[tuple[str, int, int, int]] = set()
+_checked_lock = threading.Lock()
+
 
 def default_cache_dir() -> Path:
     """``$GCOP_CACHE_DIR``, else ``$XDG_CACHE_HOME/gcop_env``, else ``~/.cache/gcop_env``."""
@@ -125,6 +130,10 @@ class ResponseCache:
     def _check_or_create(self) -> None:
         """Open, check integrity and schema, create the table, and prove a write works."""
         existed = self.path.exists() and self.path.stat().st_size > 0
+        if existed:
+            with _checked_lock:
+                if self._stamp() in _checked:
+                    existed = False  # checked already in this process: only the cheap steps below
         conn = sqlite3.connect(self.path, timeout=60.0)
         try:
             if existed:
@@ -143,6 +152,12 @@ class ResponseCache:
                 conn.execute("DELETE FROM responses WHERE key = '__probe__'")
         finally:
             conn.close()
+        with _checked_lock:
+            _checked.add(self._stamp())
+
+    def _stamp(self) -> tuple[str, int, int, int]:
+        st = self.path.stat()
+        return (str(self.path.resolve()), st.st_ino, st.st_size, st.st_mtime_ns)
 
     def _move_aside(self, reason: str) -> None:
         stamp = time.strftime("%Y%m%d-%H%M%S")

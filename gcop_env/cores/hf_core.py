@@ -119,6 +119,19 @@ class HFCore(Core):
         self._tokenizer = None
         self._fingerprint: str | None = None
 
+    def __getstate__(self) -> dict:
+        # A pickled core carries its configuration, not the loaded model: it reloads on first use.
+        state = dict(self.__dict__)
+        for name in ("_lock", "_model", "_tokenizer"):
+            state.pop(name, None)
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+        self._model = None
+        self._tokenizer = None
+
     def cache_identity(self) -> dict:
         # Computed once per core: a checkpoint rewritten while this process holds the loaded
         # model would be stale in memory anyway; a new process gets the new fingerprint.

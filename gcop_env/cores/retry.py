@@ -93,7 +93,8 @@ _KIND_BY_STATUS = {401: "authentication", 403: "permission", 404: "model_not_fou
                    422: "invalid_request"}
 
 _HINTS = {
-    "model_not_found": "the model does not exist at this endpoint (retired or misspelt); check the model name",
+    "model_not_found": "the model (or the endpoint) does not exist: a retired or misspelt model name, or a base "
+                       "URL without its /v1",
     "authentication": "the API key was refused; set ANTHROPIC_API_KEY / OPENAI_API_KEY (or the server's key)",
     "permission": "this key may not use this model or resource",
     "invalid_request": "the provider refuses this request configuration (e.g. a sampling parameter or "
