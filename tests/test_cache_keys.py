@@ -252,3 +252,14 @@ def test_hf_sampling_uses_a_local_generator_not_the_global_rng(tiny_model):
     assert len(others | {first}) > 1  # distinct sample indices give distinct samples
     greedy = SamplingParams(temperature=0.0, max_tokens=12)
     assert core.is_deterministic(greedy) and core.sent_sampling(greedy)["do_sample"] is False
+
+
+def test_a_lone_surrogate_in_the_guide_text_never_crashes_a_step(solver_server, gsm8k_dir):
+    import gymnasium as gym
+    from conftest import GOOD_GUIDE
+
+    env = gym.make("GCoP-GSM8K-v0", core=f"openai:m@{solver_server.openai_base_url}", data_files=str(gsm8k_dir),
+                   limit=2, gamma=0.0, kappa=0.0, retry=FAST)
+    env.reset(seed=0)
+    _, reward, terminated, _, info = env.step(GOOD_GUIDE.replace("<strategy>", "<strategy>\ud800 "))
+    assert terminated and isinstance(reward, float)  # scored, rejected or an infra error: a defined result
