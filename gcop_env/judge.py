@@ -2,6 +2,8 @@
 
 J = mean(usefulness, specificity) / 10 from the LLM judge, forced to 0 when either the judge
 or the task's deterministic check (``Validator.leaks``) says the strategy gives the answer away.
+The deterministic check runs first: when it fires, J = 0 is already known and the LLM judge is
+not called (no request, no cost).
 The judge's reply is parsed robustly: a JSON object anywhere in it, else ``key: value`` lines.
 A reply with no usable score gives J = 0 and ``parsed=False`` (the judge's failure to follow the
 format is not the guide's gain).
@@ -33,6 +35,7 @@ class JudgeVerdict:
     specificity: float | None = None
     parsed: bool = True
     raw: str = ""
+    llm_called: bool = True  # False when the deterministic leak check settled J = 0 first
 
 
 def _clip10(value: float) -> float:
@@ -74,17 +77,22 @@ class StrategyJudge:
         self.validator = validator
         self.sampling = sampling or SamplingParams(temperature=0.0, max_tokens=256)
 
-    def judge(self, problem: Problem, strategy: str) -> tuple[JudgeVerdict, CoreResponse]:
-        """Raises :class:`~gcop_env.cores.base.CoreError` when the judge's API fails."""
+    def judge(self, problem: Problem, strategy: str) -> tuple[JudgeVerdict, CoreResponse | None]:
+        """The verdict and the judge's response (None when the deterministic leak check settled it).
+
+        Raises :class:`~gcop_env.cores.base.CoreError` when the judge's API fails.
+        """
+        if self.validator.leaks(problem, strategy):
+            return JudgeVerdict(score=0.0, leak=True, deterministic_leak=True, llm_leak=False,
+                                parsed=False, llm_called=False), None
         request = CoreRequest(messages=(Message("user", judge_prompt(problem.question, strategy)),),
                               sampling=self.sampling)
         response = self.core.complete(request)
         usefulness, specificity, llm_leak = parse_judge_reply(response.text)
-        deterministic_leak = bool(self.validator.leaks(problem, strategy))
         scores = [s for s in (usefulness, specificity) if s is not None]
         parsed = bool(scores)
-        leak = deterministic_leak or bool(llm_leak)
+        leak = bool(llm_leak)
         score = 0.0 if (leak or not parsed) else sum(scores) / (10.0 * len(scores))
-        return JudgeVerdict(score=score, leak=leak, deterministic_leak=deterministic_leak,
-                            llm_leak=bool(llm_leak), usefulness=usefulness, specificity=specificity,
+        return JudgeVerdict(score=score, leak=leak, deterministic_leak=False,
+                            llm_leak=leak, usefulness=usefulness, specificity=specificity,
                             parsed=parsed, raw=response.text[:2000]), response

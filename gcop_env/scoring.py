@@ -222,7 +222,8 @@ class GuideScorer:
                     raise
                 except CoreError as exc:
                     raise _InfraFailure("judge", str(exc)) from exc
-                cost.judge.add(judge_response)
+                if judge_response is not None:  # None: the leak check settled J = 0 without a call
+                    cost.judge.add(judge_response)
                 outcome.verdict = verdict
                 judge_score, leak = verdict.score, verdict.leak
             outcome.components = shape_reward(

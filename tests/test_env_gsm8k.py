@@ -115,9 +115,17 @@ def test_leaky_strategy_gets_judge_zero(solver_server, gsm8k_dir):
     env = make_env(solver_server, gsm8k_dir, gamma=0.5, kappa=0.0)
     env.reset(options={"task_id": "gsm8k/test/0"})
     gold = env.unwrapped.problem.reference
-    # the deterministic check: the gold number is in the strategy
+    # the deterministic check: the gold number is in the strategy. J = 0 is known, so the judge is
+    # not asked (and not paid): the only requests are the guided core call and the baseline
+    before = solver_server.count()
     _, _, _, _, info = env.step(f"<strategy>Work it out; it comes to {gold}.</strategy>")
     assert info["judge"]["deterministic_leak"] and info["reward_components"]["judge_score"] == 0.0
+    assert not info["judge"]["llm_called"] and info["reward_components"]["leak"]
+    assert info["cost"]["judge"] == {"calls": 0, "cached_calls": 0, "input_tokens": 0, "output_tokens": 0,
+                                     "usd": 0.0, "spent_usd": 0.0, "latency_s": 0.0}
+    prompts = [solver_server._last_user_text(r["body"]["messages"]) for r in solver_server.requests[before:]]
+    assert not any(p.startswith("You review a strategy") for p in prompts)
+    assert solver_server.count() - before == 1  # the guided core call only (kappa = 0: no baseline)
     # the LLM judge's flag
     env.reset(options={"task_id": "gsm8k/test/0"})
     _, _, _, _, info = env.step("<strategy>A LEAKY strategy with no numbers.</strategy>")

@@ -44,9 +44,15 @@ def test_malformed(text, error):
     assert not parsed.structure_ok and parsed.error is error and parsed.message and parsed.strategy is None
 
 
-def test_parse_is_deterministic():
-    text = "<think>x</think><strategy>y</strategy>"
-    assert parse_guide_output(text) == parse_guide_output(text)
+def test_strategy_budget_boundary_and_round_trip():
+    # exactly at the budget is fine, one character over is not; what is parsed re-serialises to itself
+    at_budget = parse_guide_output("<think>t</think><strategy>" + "a" * 100 + "</strategy>", max_strategy_chars=100)
+    assert at_budget.structure_ok and at_budget.strategy == "a" * 100
+    over = parse_guide_output("<strategy>" + "a" * 101 + "</strategy>", max_strategy_chars=100)
+    assert not over.structure_ok and over.error is StructureError.TOO_LONG
+    parsed = parse_guide_output("<think> plan </think>\n<strategy> 1. add\n2. check </strategy>")
+    again = parse_guide_output(f"<think>{parsed.think}</think><strategy>{parsed.strategy}</strategy>")
+    assert (again.think, again.strategy) == (parsed.think, parsed.strategy) == ("plan", "1. add\n2. check")
 
 
 @pytest.mark.parametrize("reply, value, source", [
@@ -74,6 +80,35 @@ def test_validator_scores_numerically():
     assert v.validate(p, "... \\boxed{71}").status.value == "fail"
     assert v.validate(p, "I don't know").status.value == "error"
     assert v.leaks(p, "the result is 72 dollars") and not v.leaks(p, "multiply 7 by 2") and not v.leaks(p, "720 or 172")
+
+
+QUESTION = "A class has 3 rows of 6 desks and 18 chairs. Each desk seats 1 student. How many seats are free?"
+
+
+@pytest.mark.parametrize("gold, strategy, kind", [
+    # step and list indices are formatting, not the answer
+    ("3", "Step 1: count the desks. Step 2: count the chairs. Step 3: subtract.", None),
+    ("3", "1. Count the desks.\n2. Count the chairs.\n3. Subtract.", None),
+    ("2", "1. Count the desks. 2. Count the chairs. 3. Subtract.", None),
+    ("4", "(1) count, (2) compare, (3) check, (4) report", None),
+    # numbers the question states are its data (18 is in the question)
+    ("18", "There are 3 rows of 6 desks and 18 chairs; compare desks with chairs.", None),
+    # a stated answer or the last computed result leaks even when the question holds the number
+    ("18", "Compare desks with chairs, so the answer is 18.", "stated_answer"),
+    ("18", "Answer: 18", "stated_answer"),
+    ("18", "Put \\boxed{18} at the end.", "stated_answer"),
+    ("18", "3 rows times 6 desks = 18", "last_result"),
+    # the gold as a new number anywhere is a leak; an index word does not protect a stated result
+    ("12", "Subtract: you should get 12 free seats.", "new_number"),
+    ("12", "Step 12 of the plan is to say the answer is 12.", "stated_answer"),
+    ("0", "18 chairs for 18 desks leaves 0 free.", "new_number"),
+    ("12", "3 * 6 = 18, and 18 - 6 = 12 more", "last_result"),
+    ("12", "It costs $12. Then stop.", "new_number"),  # "12." after "$" is not an item number
+])
+def test_gsm8k_leak_rule(gold, strategy, kind):
+    finding = GSM8KValidator().leak_finding(Problem("t", QUESTION, reference=gold), strategy)
+    assert (finding.kind.value if finding else None) == kind
+    assert GSM8KValidator().leaks(Problem("t", QUESTION, reference=gold), strategy) is (kind is not None)
 
 
 def test_gold_and_loader(gsm8k_dir):

@@ -13,6 +13,7 @@ from decimal import Decimal, InvalidOperation
 from gcop_env.problem import Problem
 from gcop_env.validators.base import Status, ValidationResult, Validator
 from gcop_env.validators.data import DataError, load_rows
+from gcop_env.validators.math_leak import LeakFinding, find_numeric_leak
 
 HUB_ID = "openai/gsm8k"
 HUB_CONFIG = "main"
@@ -102,13 +103,14 @@ class GSM8KValidator(Validator):
                                 {"extracted": str(value), "source": source, "gold": str(gold)})
 
     def leaks(self, problem: Problem, strategy: str) -> bool:
-        """The gold answer appears as a number in the strategy."""
-        gold = Decimal(str(problem.reference))
-        for token in _NUMBER.findall(strategy):
-            value = normalize_number(token)
-            if value is not None and value == gold:
-                return True
-        return False
+        """The strategy states the gold answer (rules in :mod:`gcop_env.validators.math_leak`):
+        the gold as a stated answer or last computed result, or as a number that is neither a
+        step index nor one the question already gives."""
+        return self.leak_finding(problem, strategy) is not None
+
+    def leak_finding(self, problem: Problem, strategy: str) -> LeakFinding | None:
+        """Which number leaks the gold and by which rule; None when the strategy does not leak."""
+        return find_numeric_leak(problem.question, strategy, Decimal(str(problem.reference)), normalize_number)
 
 
 def load_gsm8k(split: str = "test", data_files=None) -> list[Problem]:
