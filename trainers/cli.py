@@ -19,15 +19,29 @@ def _setup_logging() -> None:
         logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
 
 
+def _usage_error(prog: str, exc: Exception) -> int:
+    print(f"{prog}: error: {exc}", file=sys.stderr)
+    return 2
+
+
 def curate_cli(argv: list[str] | None = None) -> int:
-    """``gcop curate``: exit 0 when every problem finished, 2 when some are left for a re-run."""
+    """``gcop curate``: exit 0 when every problem finished, 2 when some are left for a re-run,
+    130 when stopped by Ctrl-C / SIGTERM (finished rows are saved; re-run to resume)."""
     config = parse_config(CurateConfig, argv, prog="gcop curate")
     _setup_logging()
-    from gcop_env.trainers.curate import curate
+    from gcop_env.interrupt import exit_interrupted, stop_on_signal
+    from gcop_env.trainers.curate import ResumeMismatch, curate
+    from gcop_env.validators.data import DataError
 
-    summary = curate(config)
+    with stop_on_signal(what="curation") as stop:
+        try:
+            summary = curate(config, stop=stop)
+        except (DataError, ResumeMismatch) as exc:
+            return _usage_error("gcop curate", exc)
     for line in summary.lines():
         print(line)
+    if summary.interrupted:
+        return exit_interrupted()
     return 2 if summary.unfinished else 0
 
 
