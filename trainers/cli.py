@@ -12,16 +12,12 @@ import logging
 import sys
 
 from gcop_env.trainers.config import CurateConfig, GRPORunConfig, SFTRunConfig, parse_config
+from gcop_env.usage import usage_error
 
 
 def _setup_logging() -> None:
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-
-
-def _usage_error(prog: str, exc: Exception) -> int:
-    print(f"{prog}: error: {exc}", file=sys.stderr)
-    return 2
 
 
 def curate_cli(argv: list[str] | None = None) -> int:
@@ -30,14 +26,15 @@ def curate_cli(argv: list[str] | None = None) -> int:
     config = parse_config(CurateConfig, argv, prog="gcop curate")
     _setup_logging()
     from gcop_env.interrupt import exit_interrupted, stop_on_signal
+    from gcop_env.trainers.common import JsonlError
     from gcop_env.trainers.curate import ResumeMismatch, curate
     from gcop_env.validators.data import DataError
 
     with stop_on_signal(what="curation") as stop:
         try:
             summary = curate(config, stop=stop)
-        except (DataError, ResumeMismatch) as exc:
-            return _usage_error("gcop curate", exc)
+        except (DataError, JsonlError, ResumeMismatch) as exc:  # bad input or --out: nothing was spent
+            return usage_error("gcop curate", exc)
     for line in summary.lines():
         print(line)
     if summary.interrupted:

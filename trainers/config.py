@@ -25,6 +25,7 @@ from typing import Any, TypeVar
 from gcop_env.checks import check_bool, check_int, check_number
 from gcop_env.reward import RewardConfig
 from gcop_env.strategy import DEFAULT_MAX_STRATEGY_CHARS
+from gcop_env.usage import OneLineErrorParser
 
 C = TypeVar("C")
 
@@ -314,13 +315,6 @@ def _flag_type(hint: Any) -> tuple[Any, bool]:
     if base is dict or typing.get_origin(base) is dict:
         return _json_object, False
     return base, False
-
-
-class OneLineErrorParser(argparse.ArgumentParser):
-    """Usage errors as one line (``prog: error: ...``, exit 2), not the usage of 60 flags."""
-
-    def error(self, message: str) -> typing.NoReturn:
-        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
 def build_parser(cls: type, prog: str, description: str | None = None) -> argparse.ArgumentParser:
