@@ -164,3 +164,33 @@ def test_stop_on_signal_sets_the_flag_and_restores_handlers():
             os.kill(os.getpid(), signal.SIGINT)
             time.sleep(1)
     assert signal.getsignal(signal.SIGINT) is before
+
+
+def test_grpo_stops_after_the_current_step_with_a_checkpoint(solver_server, tmp_path):
+    pytest.importorskip("trl")
+    from conftest import GOOD_GUIDE
+    from tiny_guide import build_tiny_guide
+
+    from gcop_env.trainers.config import GRPORunConfig
+    from gcop_env.trainers.grpo import build_scorer, train_grpo
+
+    guide = build_tiny_guide(tmp_path / "tiny", list(gsm8k_golds(4)), [GOOD_GUIDE] * 3)
+    config = GRPORunConfig(task="GSM8K", data_files=str(GSM8K_DIR), split="test", limit=4, guide=str(guide),
+                           output_dir=str(tmp_path / "grpo"), core=f"openai:fake-core@{solver_server.openai_base_url}",
+                           num_generations=2, per_device_train_batch_size=2, max_completion_length=16,
+                           max_steps=5, save_steps=100, reward_gamma=0.0, reward_kappa=0.0, use_cpu=True)
+    stop = StopRequest()
+    scorer = build_scorer(config)
+    real_score_many = scorer.score_many
+    batches = []
+
+    def score_many_then_signal(*args, **kwargs):  # Ctrl-C arrives while step 1 is being scored
+        batches.append(1)
+        stop.request("SIGINT")
+        return real_score_many(*args, **kwargs)
+
+    scorer.score_many = score_many_then_signal
+    summary = train_grpo(config, scorer=scorer, stop=stop)
+    assert summary.metrics["interrupted"] and summary.steps == 1 and len(batches) == 1
+    assert (tmp_path / "grpo" / "checkpoint-1").is_dir()  # what the re-run resumes from
+    assert not (tmp_path / "grpo" / "summary.json").exists()  # no final model or summary from a partial run

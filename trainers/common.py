@@ -118,3 +118,18 @@ def write_json(path: str | Path, payload: dict) -> Path:
 def mean(values: Iterable[float]) -> float | None:
     values = list(values)
     return sum(values) / len(values) if values else None
+
+
+def stop_callback(stop: Any) -> Any:
+    """A ``transformers`` callback that ends training after the current step once ``stop`` is set,
+    saving a checkpoint first, so a Ctrl-C'd run resumes from where it stopped."""
+    from transformers import TrainerCallback
+
+    class StopOnRequest(TrainerCallback):
+        def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> Any:
+            if stop.requested:
+                control.should_save = True
+                control.should_training_stop = True
+            return control
+
+    return StopOnRequest()
