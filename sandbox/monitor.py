@@ -227,6 +227,14 @@ class _Scanner(ast.NodeVisitor):
                 self._module(node, node.args[0].value)
         self.generic_visit(node)
 
+    def visit_Dict(self, node: ast.Dict) -> None:
+        # type("X", (int,), {"__eq__": lambda self, other: True}): a class built at run time
+        for key, value in zip(node.keys, node.values):
+            if isinstance(key, ast.Constant) and key.value in ("__eq__", "__ne__") and isinstance(value, ast.Lambda):
+                if _is_constant(value.body, key.value == "__eq__"):
+                    self.flag(node, "always_equal", f"builds a class whose {key.value} returns {key.value == '__eq__'}")
+        self.generic_visit(node)
+
     def visit_Constant(self, node: ast.Constant) -> None:
         if isinstance(node.value, str) and len(node.value) < 200 and _TEST_FILE_NAME.search(node.value.strip()):
             self.flag(node, "test_file_read", f"names the test file ({node.value.strip()!r})")

@@ -444,13 +444,14 @@ class _Monitor:
             return "%s:%d" % (os.path.basename(code.co_filename), code.co_firstlineno)
         return None
 
-    def candidate_frame(self, frame):
-        """The innermost candidate frame on the stack from ``frame`` up, or None."""
-        while frame is not None:
-            if frame.f_code.co_filename in self.candidate_files:
-                return frame
-            frame = frame.f_back
-        return None
+    def direct_caller(self, frame):
+        """``frame`` when the candidate's code runs in it (the code that did the thing), else None.
+
+        Libraries the candidate imports patch functions and register exit handlers for their own
+        reasons (numpy's dispatchers set ``__code__``, matplotlib registers ``atexit``): only what
+        the candidate's own lines do is theirs.
+        """
+        return frame if frame is not None and frame.f_code.co_filename in self.candidate_files else None
 
     def candidate_caller(self, frame):
         """The candidate frame that caused what ``frame`` does, directly or through libraries.
@@ -493,7 +494,7 @@ class _Monitor:
         monitor = self
 
         def register(func, *args, **kwargs):
-            frame = monitor.candidate_frame(sys._getframe(1))
+            frame = monitor.direct_caller(sys._getframe(1))
             if frame is not None:
                 monitor.flag(
                     "interpreter_state",
@@ -531,7 +532,7 @@ class _Monitor:
                         "%s:%d" % (os.path.basename(frame.f_code.co_filename), frame.f_lineno),
                     )
             elif args[1] == "__code__":
-                frame = self.candidate_frame(sys._getframe(1))
+                frame = self.direct_caller(sys._getframe(1))
                 if frame is not None:
                     target = getattr(args[0], "__qualname__", "?")
                     self.flag(
@@ -671,7 +672,7 @@ class _Monitor:
         current = vars(builtins)
         for key in set(self.builtins) | set(current):
             before, now = self.builtins.get(key, _MISSING), current.get(key, _MISSING)
-            if before is not now:
+            if before is not now and before is not _MISSING:  # new names shadow nothing (pybind11 adds some)
                 code = _code_of(now)
                 if code is not None and code.co_filename in self.test_files:
                     continue  # the tests' own patching (e.g. of input) is theirs to make
