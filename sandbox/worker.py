@@ -758,12 +758,14 @@ class Worker:
             # the import path's directories now, as root; after the drop, imports go through
             # /proc/self/fd/N, which checks only the directory's own (world-readable) mode.
             self.import_path = []
+            self.path_map = []  # (sys.path entry, its /proc/self/fd/N form), for packages imported already
             for entry in sys.path:
                 try:
                     fd = os.open(entry, os.O_RDONLY | os.O_DIRECTORY)
                 except OSError:
                     continue
                 self.import_path.append("/proc/self/fd/%d" % fd)
+                self.path_map.append((entry.rstrip("/") + "/", "/proc/self/fd/%d/" % fd))
         if not self.in_container:
             uid = self.drop_to[0] if self.drop_to else os.getuid()
             self.nproc = _count_processes(uid) + int(config.get("pids_limit", 128))
@@ -918,6 +920,12 @@ class Worker:
                 os.setgid(self.drop_to[1])
                 os.setuid(self.drop_to[0])
                 sys.path[:] = self.import_path
+                # Packages imported before the drop (encodings, email...) find their submodules
+                # through __path__, not sys.path: point those at the open directories too.
+                for module in list(sys.modules.values()):
+                    paths = getattr(module, "__path__", None)
+                    if isinstance(paths, list):
+                        paths[:] = [_remap(p, self.path_map) for p in paths]
                 sys.path_importer_cache.clear()
             os.chdir(workdir)
             env = dict(self.config.get("env", {}))
@@ -1043,6 +1051,13 @@ class Worker:
             except Exception:
                 result = {"op": "result", "harness_error": traceback.format_exc()[-_MESSAGE_LIMIT:]}
             _send(self.proto_out, result)
+
+
+def _remap(path, path_map):
+    for original, opened in sorted(path_map, key=lambda pair: -len(pair[0])):
+        if (path + "/").startswith(original):
+            return opened + path[len(original):] if len(path) >= len(original) else opened.rstrip("/")
+    return path
 
 
 def _pytest_version():
