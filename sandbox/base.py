@@ -93,6 +93,7 @@ class PytestOutcome:
     duration_s: float = 0.0
     backend: str = ""
     infra_error: str | None = None
+    profile: dict[str, float] | None = None  # seconds per phase, when the sandbox's ``profile`` is on
 
     @property
     def all_passed(self) -> bool:
@@ -155,6 +156,7 @@ class PytestOutcome:
             output_dropped=int(message["output_dropped"]),
             duration_s=float(message["duration_s"]),
             backend=backend,
+            profile=dict(message["profile"]) if message.get("profile") else None,
         )
 
     def summary(self) -> dict[str, Any]:
@@ -313,6 +315,7 @@ class PooledSandbox(Sandbox):
         self.pool_size = max(1, int(pool_size or os.cpu_count() or 1))
         self.output_limit = int(output_limit)
         self.reuse = reuse
+        self.profile = False  # ask workers for per-phase timings (benchmarks/bench_sandbox.py --profile)
         self.versions: dict[str, str] = {}
         self._idle: queue.LifoQueue[Worker] = queue.LifoQueue()
         self._lock = threading.Lock()
@@ -387,13 +390,14 @@ class PooledSandbox(Sandbox):
         timeout: float = DEFAULT_TIMEOUT_S,
         test_file: str = "test_solution.py",
     ) -> PytestOutcome:
-        request = RunRequest(files, timeout, test_file, self.output_limit)
+        request = RunRequest(files, timeout, test_file, self.output_limit, extra={"profile": True} if self.profile else {})
         request.message()  # a bad file name is the caller's bug: raise now, not as infra
         for attempt in range(2):
             try:
                 worker = self._acquire()
             except Exception as exc:
                 return PytestOutcome.infra(f"cannot start a {self.kind} sandbox: {exc}", self.kind)
+            sent = time.monotonic()
             try:
                 reply = worker.run(request)
             except WorkerTimeout:
@@ -408,6 +412,8 @@ class PooledSandbox(Sandbox):
                     continue
                 # Not "tampered": nothing shows a trick, only that the run killed its sandbox twice.
                 return PytestOutcome(backend=self.kind, signal=f"the sandbox died during the run ({exc})")
+            if reply.get("profile"):  # the round trip beyond the worker's own time: transport
+                reply["profile"]["transport"] = max(0.0, time.monotonic() - sent - float(reply.get("duration_s", 0.0)))
             outcome = PytestOutcome.from_worker(reply, self.kind)
             healthy = (
                 outcome.infra_error is None

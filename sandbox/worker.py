@@ -113,7 +113,14 @@ def _make_reporter(fd, nonce, monitor=None):
             emit(dict(finding, ev="tamper"))
 
     class _Reporter:
+        profile = None  # phase timings, when the host asked for them (informational only)
+
+        def mark(self, phase):
+            if self.profile is not None:
+                self.profile[phase] = time.monotonic()
+
         def pytest_sessionstart(self, session):
+            self.mark("t_sessionstart")
             if monitor is not None:
                 monitor.snapshot(session)
 
@@ -122,6 +129,7 @@ def _make_reporter(fd, nonce, monitor=None):
                 emit({"ev": "collect_error", "id": report.nodeid, "msg": text(report)})
 
         def pytest_collection_finish(self, session):
+            self.mark("t_collected")
             if monitor is not None:
                 flush(monitor.collected(session.items))
             emit({"ev": "collected", "ids": [item.nodeid for item in session.items]})
@@ -135,8 +143,14 @@ def _make_reporter(fd, nonce, monitor=None):
             emit(event)
 
         def pytest_sessionfinish(self, session, exitstatus):
+            self.mark("t_tested")
             if monitor is not None:
                 flush(monitor.check(full=True))
+            if self.profile is not None:
+                p = self.profile
+                emit({"ev": "profile", "fork": p["fork"], "setup": p["setup"], "rewrite": p.get("rewrite", 0.0),
+                      "config": p["t_sessionstart"] - p["t_main"], "collect": p["t_collected"] - p["t_sessionstart"],
+                      "tests": p["t_tested"] - p["t_collected"], "monitor": time.monotonic() - p["t_tested"]})
             emit({"ev": "end", "exit": int(exitstatus)})
 
     return _Reporter()
@@ -248,6 +262,7 @@ class _Report:
         self.phases = {}  # nodeid -> {when: (outcome, msg)}
         self.end = None
         self.monitor = []  # the runtime monitor's findings (family, message, where)
+        self.profile = None
 
     def feed(self, data):
         self.size += len(data)
@@ -297,6 +312,8 @@ class _Report:
                 if self.end is not None:
                     raise ValueError("two end records")
                 self.end = int(event["exit"])
+            elif kind == "profile":
+                self.profile = {k: float(v) for k, v in event.items() if k != "ev"}
             elif kind == "tamper":
                 if len(self.monitor) < 10:
                     self.monitor.append(
@@ -358,6 +375,7 @@ class _Report:
             "missing_tests": missing,
             "tampered": list(self.tampered),
             "monitor": list(self.monitor),
+            "profile": self.profile,
         }
 
 
@@ -769,16 +787,52 @@ class Worker:
         if not self.in_container:
             uid = self.drop_to[0] if self.drop_to else os.getuid()
             self.nproc = _count_processes(uid) + int(config.get("pids_limit", 128))
+        self.prepared = self.prepare_pytest() if config.get("prepare", True) else None
 
     # -- one run --------------------------------------------------------------------------
+
+    @staticmethod
+    def pytest_args(workdir, test_file):
+        inifile = os.path.join(workdir, ".pytest.ini")  # read before any candidate code runs
+        return [
+            "-q", "--no-header", "--tb=short", "-p", "no:cacheprovider", "--noconftest",
+            "-c", inifile, "--rootdir", workdir, "-o", "addopts=", "-o", "python_files=test_*.py",
+            os.path.join(workdir, test_file),
+        ]
+
+    def prepare_pytest(self):
+        """Parse pytest's command line and register its plugins once, here, before any run.
+
+        Every run then forks from a process whose pytest ``Config`` is ready (about half of what
+        ``pytest.main`` costs per run). Runs use one fixed work dir for this (the arguments name
+        it), which is wiped after each; nothing of a run flows back into this process. Returns
+        None when this pytest lacks the private entry point (each run then calls ``pytest.main``).
+        """
+        workdir = os.path.join(self.base, "run")
+        try:
+            from _pytest.config import _prepareconfig
+
+            os.mkdir(workdir, 0o700)
+            with open(os.path.join(workdir, ".pytest.ini"), "w") as handle:
+                handle.write("[pytest]\n")
+            config = _prepareconfig(self.pytest_args(workdir, "test_solution.py"), None)
+            if config.pluginmanager.getplugin("capturemanager") is None:
+                return None
+            return config
+        except Exception:
+            return None
+        finally:
+            _remove(workdir)
 
     def run(self, request):
         self.runs += 1
         started = time.monotonic()
-        workdir = os.path.join(self.base, "run%d" % self.runs)
-        inifile = os.path.join(workdir, ".pytest.ini")  # read before any candidate code runs
+        workdir = os.path.join(self.base, "run")
+        inifile = os.path.join(workdir, ".pytest.ini")
         files = request["files"]
         test_file = request.get("test_file", "test_solution.py")
+        prepared = self.prepared if test_file == "test_solution.py" else None
+        profile = bool(request.get("profile"))
         timeout = float(request["timeout"])
         output_limit = int(request.get("output_limit", 1 << 20))
         for name in files:
@@ -802,16 +856,13 @@ class Worker:
         report = _Report()
         rep_r, rep_w = os.pipe()
         out_r, out_w = os.pipe()
-        args = [
-            "-q", "--no-header", "--tb=short", "-p", "no:cacheprovider", "--noconftest",
-            "-c", inifile, "--rootdir", workdir, "-o", "addopts=", "-o", "python_files=test_*.py",
-            os.path.join(workdir, test_file),
-        ]
+        args = self.pytest_args(workdir, test_file)
+        forked = time.monotonic()
         pid = os.fork()
         if pid == 0:  # the child never returns
             self._child(
                 workdir, args, timeout, rep_w, out_w, [rep_r, out_r, self.proto_in, self.proto_out, *self.wake],
-                test_file, list(files),
+                test_file, list(files), prepared, forked if profile else None,
             )
         os.close(rep_w)
         os.close(out_w)
@@ -842,6 +893,7 @@ class Worker:
             done, code = os.waitpid(pid, os.WNOHANG)
             if done:
                 status = code
+        exited = time.monotonic()
         strays = self._kill_everything(pid)
         if status is None:
             for _ in range(200):
@@ -875,6 +927,8 @@ class Worker:
                     signal_name = signal.Signals(os.WTERMSIG(status)).name
                 except ValueError:
                     signal_name = str(os.WTERMSIG(status))
+        if profile and result.get("profile") is not None:
+            result["profile"]["cleanup"] = time.monotonic() - exited
         result.update(
             op="result",
             timed_out=timed_out,
@@ -888,8 +942,15 @@ class Worker:
         )
         return result
 
-    def _child(self, workdir, args, timeout, rep_w, out_w, close_fds, test_file, files):
+    def _child(self, workdir, args, timeout, rep_w, out_w, close_fds, test_file, files, prepared, forked):
         try:
+            if forked is not None:
+                profile = {"fork": time.monotonic() - forked}
+            capture = prepared.pluginmanager.getplugin("capturemanager") if prepared is not None else None
+            if capture is not None:
+                # The prepared config captures output into files the fork server opened; give this
+                # run its own (so no run sees another's output), pointed at this run's pipe below.
+                capture.stop_global_capturing()
             os.setsid()
             signal.set_wakeup_fd(-1)
             signal.signal(signal.SIGCHLD, signal.SIG_DFL)
@@ -950,7 +1011,22 @@ class Worker:
                 monitor.install()
             reporter = _make_reporter(rep_w, nonce, monitor)
             del nonce
-            code = pytest.main(args, plugins=[reporter])
+            if forked is not None:
+                _profile_rewriting(profile)
+                profile["setup"] = time.monotonic() - forked - profile["fork"]
+                profile["t_main"] = time.monotonic()
+                reporter.profile = profile
+            if prepared is None:
+                code = pytest.main(args, plugins=[reporter])
+            else:  # what pytest.main does after parsing the command line
+                if capture is not None:
+                    capture.start_global_capturing()
+                    capture.suspend_global_capture()
+                prepared.pluginmanager.register(reporter, "gcop-reporter")
+                try:
+                    code = prepared.hook.pytest_cmdline_main(config=prepared)
+                finally:
+                    prepared._ensure_unconfigure()
             try:
                 sys.stdout.flush()
                 sys.stderr.flush()
@@ -1058,6 +1134,24 @@ def _remap(path, path_map):
         if (path + "/").startswith(original):
             return opened + path[len(original):] if len(path) >= len(original) else opened.rstrip("/")
     return path
+
+
+def _profile_rewriting(profile):
+    """Time pytest's assertion rewriting of the test file (profiling runs only; verdict-neutral)."""
+    try:
+        from _pytest.assertion import rewrite
+    except ImportError:
+        return
+    original = rewrite._rewrite_test
+
+    def timed(*args, **kwargs):
+        started = time.monotonic()
+        try:
+            return original(*args, **kwargs)
+        finally:
+            profile["rewrite"] = profile.get("rewrite", 0.0) + time.monotonic() - started
+
+    rewrite._rewrite_test = timed
 
 
 def _pytest_version():
