@@ -39,6 +39,12 @@ SANDBOX_ENV = {
     "PYTHONDONTWRITEBYTECODE": "1",
     "PYTHONHASHSEED": "0",
     "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1",
+    "MPLBACKEND": "Agg",  # no display: matplotlib must never try a GUI backend
+    # One thread per math library: a run has one CPU, and per-thread buffers would eat its
+    # address-space limit on a many-core host.
+    "OPENBLAS_NUM_THREADS": "1",
+    "OMP_NUM_THREADS": "1",
+    "MKL_NUM_THREADS": "1",
 }
 
 
@@ -78,13 +84,16 @@ class PytestOutcome:
     tests: tuple[TestOutcome, ...] = ()
     collect_errors: tuple[str, ...] = ()
     missing_tests: tuple[str, ...] = ()  # test functions in the file that were never collected
-    tampered: tuple[str, ...] = ()  # why the report cannot be trusted, if it cannot
+    tampered: tuple[str, ...] = ()  # why the report cannot be trusted, if it cannot (forged report lines)
+    monitor: tuple[dict[str, Any], ...] = ()  # the runtime reward-hack monitor's findings (family, message, where)
+    missing_modules: tuple[str, ...] = ()  # modules the tests import that the sandbox lacks (then infra_error)
     strays: int = 0  # processes that outlived pytest and were killed
     output: str = ""  # stdout+stderr, capped
     output_dropped: int = 0  # bytes beyond the cap
     duration_s: float = 0.0
     backend: str = ""
     infra_error: str | None = None
+    profile: dict[str, float] | None = None  # seconds per phase, when the sandbox's ``profile`` is on
 
     @property
     def all_passed(self) -> bool:
@@ -94,6 +103,7 @@ class PytestOutcome:
             and self.complete
             and not self.timed_out
             and not self.tampered
+            and not self.monitor
             and not self.missing_tests
             and not self.collect_errors
             and self.collected >= 1
@@ -104,7 +114,7 @@ class PytestOutcome:
     @property
     def pass_fraction(self) -> float:
         """Passed tests over collected tests (0 when nothing was collected or the report is forged)."""
-        if self.collected == 0 or self.tampered or self.infra_error:
+        if self.collected == 0 or self.tampered or self.monitor or self.infra_error:
             return 0.0
         return self.passed / self.collected
 
@@ -116,6 +126,15 @@ class PytestOutcome:
     def from_worker(cls, message: Mapping[str, Any], backend: str) -> "PytestOutcome":
         if message.get("harness_error"):
             return cls.infra("sandbox worker failed: " + str(message["harness_error"]), backend)
+        if message.get("missing_modules"):
+            missing = tuple(str(m) for m in message["missing_modules"])
+            return cls(
+                infra_error=f"the sandbox cannot import {', '.join(missing)}, which the tests import: an environment "
+                "defect, not a verdict on the answer (add the package to the image; `gcop sandbox check --data-files` "
+                "lists a dataset's imports)",
+                missing_modules=missing,
+                backend=backend,
+            )
         return cls(
             collected=int(message["collected"]),
             passed=int(message["passed"]),
@@ -131,11 +150,13 @@ class PytestOutcome:
             collect_errors=tuple(e["msg"] for e in message["collect_errors"]),
             missing_tests=tuple(message["missing_tests"]),
             tampered=tuple(message["tampered"]),
+            monitor=tuple(dict(m) for m in message.get("monitor", ())),
             strays=int(message["strays"]),
             output=str(message["output"]),
             output_dropped=int(message["output_dropped"]),
             duration_s=float(message["duration_s"]),
             backend=backend,
+            profile=dict(message["profile"]) if message.get("profile") else None,
         )
 
     def summary(self) -> dict[str, Any]:
@@ -150,6 +171,8 @@ class PytestOutcome:
             "complete": self.complete,
             "timed_out": self.timed_out,
             "tampered": list(self.tampered),
+            "monitor": list(self.monitor),
+            "missing_modules": list(self.missing_modules),
             "missing_tests": list(self.missing_tests),
             "strays": self.strays,
             "duration_s": self.duration_s,
@@ -292,6 +315,7 @@ class PooledSandbox(Sandbox):
         self.pool_size = max(1, int(pool_size or os.cpu_count() or 1))
         self.output_limit = int(output_limit)
         self.reuse = reuse
+        self.profile = False  # ask workers for per-phase timings (benchmarks/bench_sandbox.py --profile)
         self.versions: dict[str, str] = {}
         self._idle: queue.LifoQueue[Worker] = queue.LifoQueue()
         self._lock = threading.Lock()
@@ -366,13 +390,14 @@ class PooledSandbox(Sandbox):
         timeout: float = DEFAULT_TIMEOUT_S,
         test_file: str = "test_solution.py",
     ) -> PytestOutcome:
-        request = RunRequest(files, timeout, test_file, self.output_limit)
+        request = RunRequest(files, timeout, test_file, self.output_limit, extra={"profile": True} if self.profile else {})
         request.message()  # a bad file name is the caller's bug: raise now, not as infra
         for attempt in range(2):
             try:
                 worker = self._acquire()
             except Exception as exc:
                 return PytestOutcome.infra(f"cannot start a {self.kind} sandbox: {exc}", self.kind)
+            sent = time.monotonic()
             try:
                 reply = worker.run(request)
             except WorkerTimeout:
@@ -385,7 +410,10 @@ class PooledSandbox(Sandbox):
                 if attempt == 0:  # once more on a fresh worker: a second death is the run's doing
                     log.info("sandbox worker died during a run (%s); retrying on a fresh one", exc)
                     continue
-                return PytestOutcome(backend=self.kind, tampered=(f"the sandbox died during the run ({exc})",))
+                # Not "tampered": nothing shows a trick, only that the run killed its sandbox twice.
+                return PytestOutcome(backend=self.kind, signal=f"the sandbox died during the run ({exc})")
+            if reply.get("profile"):  # the round trip beyond the worker's own time: transport
+                reply["profile"]["transport"] = max(0.0, time.monotonic() - sent - float(reply.get("duration_s", 0.0)))
             outcome = PytestOutcome.from_worker(reply, self.kind)
             healthy = (
                 outcome.infra_error is None

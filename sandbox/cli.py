@@ -5,7 +5,16 @@ from __future__ import annotations
 import argparse
 import sys
 
-from gcop_env.sandbox.image import DEFAULT_IMAGE, DEFAULT_SUITE, ImageBuildError, build_image, check_image
+from gcop_env.sandbox.image import (
+    DEFAULT_IMAGE,
+    DEFAULT_SUITE,
+    ImageBuildError,
+    build_image,
+    check_image,
+    image_is_current,
+    image_recipe,
+    recipe_hash,
+)
 
 
 def _parser(prog: str) -> argparse.ArgumentParser:
@@ -15,17 +24,31 @@ def _parser(prog: str) -> argparse.ArgumentParser:
         "build-image",
         help="build the sandbox image",
         description="Build the sandbox image: offline by default (debootstrap + docker import, needs root "
-        "and debootstrap, about a minute), or from the Dockerfile with --registry.",
+        "and debootstrap, a few minutes), or from the Dockerfile with --registry.",
     )
-    build.add_argument("--tag", default=DEFAULT_IMAGE, help=f"image tag (default {DEFAULT_IMAGE})")
+    build.add_argument("--tag", default=DEFAULT_IMAGE, help=f"image tag (default $GCOP_SANDBOX_IMAGE or {DEFAULT_IMAGE})")
     how = build.add_mutually_exclusive_group()
     how.add_argument("--offline", dest="offline", action="store_true", default=True, help="debootstrap + docker import (default)")
     how.add_argument("--registry", dest="offline", action="store_false", help="docker build of sandbox/image/Dockerfile")
     build.add_argument("--suite", default=DEFAULT_SUITE, help=f"Debian suite for the offline build (default {DEFAULT_SUITE})")
     build.add_argument("--mirror", default=None, help="Debian mirror URL for the offline build")
-    build.add_argument("--if-missing", action="store_true", help="do nothing when the image exists")
-    check = sub.add_parser("check", help="run a right and a wrong solution in the sandbox image")
-    check.add_argument("--tag", default=DEFAULT_IMAGE, help=f"image tag (default {DEFAULT_IMAGE})")
+    when = build.add_mutually_exclusive_group()
+    when.add_argument("--if-missing", action="store_true", help="do nothing when the image exists (whatever its recipe)")
+    when.add_argument(
+        "--if-outdated",
+        action="store_true",
+        help="do nothing when the image exists and was built from this version's recipe (its label); else build",
+    )
+    check = sub.add_parser(
+        "check",
+        help="check the sandbox image (or a dataset's imports against it)",
+        description="Without --data-files: run a right and a wrong solution in the image. With --data-files: "
+        "list the modules the rows' solutions and tests import and import each one inside the sandbox; "
+        "exit 1 when any is missing (rows that need it would be scored wrongly).",
+    )
+    check.add_argument("--tag", default=DEFAULT_IMAGE, help=f"image tag (default $GCOP_SANDBOX_IMAGE or {DEFAULT_IMAGE})")
+    check.add_argument("--data-files", nargs="+", default=None, help="dataset files (.jsonl[.gz], .json, .parquet)")
+    check.add_argument("--sandbox", choices=("docker", "process"), default="docker", help="backend to probe (default docker)")
     return parser
 
 
@@ -33,30 +56,75 @@ def sandbox_cli(argv: list[str] | None = None, prog: str = "gcop sandbox") -> in
     """Entry point for ``gcop sandbox ...``; returns the exit status."""
     args = _parser(prog).parse_args(argv)
     if args.command == "build-image":
-        try:
-            import docker
-
-            client = docker.from_env()
-            client.ping()
-        except Exception as exc:
-            print(f"error: no Docker engine answers ({exc}); start one (scripts/setup_docker.sh)", file=sys.stderr)
-            return 1
-        if args.if_missing:
-            try:
-                client.images.get(args.tag)
-                print(f"{args.tag} is present")
-                return 0
-            except Exception:
-                pass
-        try:
-            build_image(args.tag, offline=args.offline, suite=args.suite, mirror=args.mirror, client=client)
-        except (ImageBuildError, Exception) as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 1
-        return 0
+        return _build(args)
+    if args.data_files:
+        return _check_dataset(args)
     result = check_image(args.tag)
     print(("ok: " if result.ok else "error: ") + result.message + f" ({result.seconds:.1f}s)")
     return 0 if result.ok else 1
+
+
+def _build(args: argparse.Namespace) -> int:
+    try:
+        import docker
+
+        client = docker.from_env()
+        client.ping()
+    except Exception as exc:
+        print(f"error: no Docker engine answers ({exc}); start one (scripts/setup_docker.sh)", file=sys.stderr)
+        return 1
+    present = image_recipe(args.tag, client)
+    if args.if_missing and present is not None:
+        print(f"{args.tag} is present")
+        return 0
+    if args.if_outdated and present is not None:
+        if image_is_current(args.tag, client, args.suite):
+            print(f"{args.tag} is present and current (recipe {present})")
+            return 0
+        want = recipe_hash(args.offline, args.suite)
+        print(f"{args.tag} was built from another recipe ({present or 'unlabelled'}; this version's is {want}): rebuilding")
+    try:
+        build_image(args.tag, offline=args.offline, suite=args.suite, mirror=args.mirror, client=client)
+    except (ImageBuildError, Exception) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _check_dataset(args: argparse.Namespace) -> int:
+    from gcop_env.sandbox import make_sandbox
+    from gcop_env.sandbox.imports import probe_modules, scan_dataset
+
+    try:
+        found = scan_dataset(args.data_files)
+    except (OSError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    options = {"image": args.tag} if args.sandbox == "docker" else {}
+    where = f"image {args.tag}" if args.sandbox == "docker" else "the process backend (this Python)"
+    try:
+        with make_sandbox(args.sandbox, pool_size=1, memory_mb=1024, **options) as sandbox:
+            results = probe_modules(sandbox, found.modules)
+    except Exception as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    missing = {name: why for name, why in results.items() if why is not None}
+    print(f"{found.rows} rows import {len(results)} modules; {len(missing)} not importable in {where}")
+    print("| module | rows (solutions) | rows (tests) | importable |")
+    print("|---|---:|---:|---|")
+    for name in sorted(results, key=lambda n: (results[n] is None, -(found.solutions[n] + found.tests[n]), n)):
+        state = "yes" if results[name] is None else f"NO: {results[name]}"
+        print(f"| {name} | {found.solutions[name]} | {found.tests[name]} | {state} |")
+    if missing:
+        rows = {n: found.solutions[n] + found.tests[n] for n in missing}
+        print(
+            f"error: rows that import {', '.join(sorted(missing))} would fail for every answer "
+            f"({sum(rows.values())} row-imports); add the packages to the image recipe (sandbox/image.py) "
+            "or drop those rows",
+            file=sys.stderr,
+        )
+        return 1
+    return 0
 
 
 if __name__ == "__main__":

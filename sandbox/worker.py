@@ -87,8 +87,13 @@ def _recv(fd):
 # --------------------------------------------------------------------------- the pytest plugin
 
 
-def _make_reporter(fd, nonce):
-    """A pytest plugin that reports to ``fd``; the nonce lives only in this closure."""
+def _make_reporter(fd, nonce, monitor=None):
+    """A pytest plugin that reports to ``fd``; the nonce lives only in this closure.
+
+    ``monitor`` (a :class:`_Monitor`) is asked for findings at collection's end, after every
+    test phase and at the session's end; each finding goes out as a ``tamper`` record before
+    the record that follows it, so a forged result never reaches the report unflagged.
+    """
     prefix = (nonce + " ").encode("ascii")
 
     def emit(event):
@@ -103,21 +108,49 @@ def _make_reporter(fd, nonce):
         except Exception:  # a candidate's exception with a broken __repr__
             return "<unprintable failure>"
 
+    def flush(findings):
+        for finding in findings:
+            emit(dict(finding, ev="tamper"))
+
     class _Reporter:
+        profile = None  # phase timings, when the host asked for them (informational only)
+
+        def mark(self, phase):
+            if self.profile is not None:
+                self.profile[phase] = time.monotonic()
+
+        def pytest_sessionstart(self, session):
+            self.mark("t_sessionstart")
+            if monitor is not None:
+                monitor.snapshot(session)
+
         def pytest_collectreport(self, report):
             if report.failed:
                 emit({"ev": "collect_error", "id": report.nodeid, "msg": text(report)})
 
         def pytest_collection_finish(self, session):
+            self.mark("t_collected")
+            if monitor is not None:
+                flush(monitor.collected(session.items))
             emit({"ev": "collected", "ids": [item.nodeid for item in session.items]})
 
         def pytest_runtest_logreport(self, report):
+            if monitor is not None:
+                flush(monitor.check(full=False))
             event = {"ev": "phase", "id": report.nodeid, "when": report.when, "outcome": report.outcome}
             if report.failed:
                 event["msg"] = text(report)
             emit(event)
 
         def pytest_sessionfinish(self, session, exitstatus):
+            self.mark("t_tested")
+            if monitor is not None:
+                flush(monitor.check(full=True))
+            if self.profile is not None:
+                p = self.profile
+                emit({"ev": "profile", "fork": p["fork"], "setup": p["setup"], "rewrite": p.get("rewrite", 0.0),
+                      "config": p["t_sessionstart"] - p["t_main"], "collect": p["t_collected"] - p["t_sessionstart"],
+                      "tests": p["t_tested"] - p["t_collected"], "monitor": time.monotonic() - p["t_tested"]})
             emit({"ev": "end", "exit": int(exitstatus)})
 
     return _Reporter()
@@ -138,6 +171,62 @@ def expected_test_names(source):
                 if isinstance(item, (ast.FunctionDef, ast.AsyncFunctionDef)) and item.name.startswith("test"):
                     names.add(node.name + "::" + item.name)
     return names
+
+
+def needed_modules(source):
+    """Top-level names of the modules ``source`` imports for sure.
+
+    Absolute ``import x`` / ``from x import y`` anywhere, and ``pytest.importorskip("x")``;
+    not imports guarded by a ``try`` that catches ``ImportError`` (the code copes without them).
+    Unparsable code needs nothing (its own syntax error is its verdict).
+    """
+    try:
+        tree = ast.parse(source)
+    except (SyntaxError, ValueError):
+        return set()
+    names = set()
+
+    def visit(node, guarded):
+        if isinstance(node, ast.Try) or type(node).__name__ == "TryStar":
+            catches = any(_catches_import_error(h.type) for h in node.handlers)
+            for child in node.body:
+                visit(child, guarded or catches)
+            for part in (node.handlers, node.orelse, node.finalbody):
+                for child in part:
+                    visit(child, guarded)
+            return
+        if not guarded:
+            if isinstance(node, ast.Import):
+                names.update(alias.name.split(".")[0] for alias in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names.add(node.module.split(".")[0])
+            elif (
+                isinstance(node, ast.Call)
+                and _call_name(node.func) == "importorskip"
+                and node.args
+                and isinstance(node.args[0], ast.Constant)
+                and isinstance(node.args[0].value, str)
+            ):
+                names.add(node.args[0].value.split(".")[0])
+        for child in ast.iter_child_nodes(node):
+            visit(child, guarded)
+
+    visit(tree, False)
+    return names
+
+
+def _call_name(func):
+    if isinstance(func, ast.Attribute):
+        return func.attr
+    return func.id if isinstance(func, ast.Name) else ""
+
+
+def _catches_import_error(handler_type):
+    if handler_type is None:
+        return True
+    if isinstance(handler_type, ast.Tuple):
+        return any(_catches_import_error(elt) for elt in handler_type.elts)
+    return _call_name(handler_type) in ("ImportError", "ModuleNotFoundError", "Exception", "BaseException")
 
 
 def _base_name(nodeid):
@@ -172,6 +261,8 @@ class _Report:
         self.collect_errors = []
         self.phases = {}  # nodeid -> {when: (outcome, msg)}
         self.end = None
+        self.monitor = []  # the runtime monitor's findings (family, message, where)
+        self.profile = None
 
     def feed(self, data):
         self.size += len(data)
@@ -221,6 +312,14 @@ class _Report:
                 if self.end is not None:
                     raise ValueError("two end records")
                 self.end = int(event["exit"])
+            elif kind == "profile":
+                self.profile = {k: float(v) for k, v in event.items() if k != "ev"}
+            elif kind == "tamper":
+                if len(self.monitor) < 10:
+                    self.monitor.append(
+                        {"family": str(event["family"]), "layer": "runtime", "message": str(event["message"]),
+                         "where": event.get("where")}
+                    )
             else:
                 raise ValueError("unknown event %r" % (kind,))
         except Exception as exc:  # malformed line: not something our plugin writes
@@ -275,7 +374,379 @@ class _Report:
             "collect_errors": self.collect_errors,
             "missing_tests": missing,
             "tampered": list(self.tampered),
+            "monitor": list(self.monitor),
+            "profile": self.profile,
         }
+
+
+# --------------------------------------------------------------------------- the runtime monitor
+
+# pytest's and pluggy's modules whose functions and classes decide a verdict.
+_WATCHED_MODULES = (
+    "pytest", "_pytest.runner", "_pytest.reports", "_pytest.python", "_pytest.main", "_pytest.outcomes",
+    "_pytest.fixtures", "_pytest.nodes", "_pytest.skipping", "_pytest.unittest", "_pytest.capture",
+    "_pytest.assertion", "_pytest.assertion.rewrite", "_pytest.assertion.util", "_pytest.python_api",
+    "_pytest.raises", "_pytest.config", "pluggy", "pluggy._hooks", "pluggy._callers", "pluggy._manager",
+    "pluggy._result",
+)
+_DYNAMIC_GLOBALS = frozenset(("_reprcompare", "_assertion_pass", "_config"))  # pytest sets these per test
+_WATCHED_HOOKS = (
+    "pytest_runtest_protocol", "pytest_runtest_makereport", "pytest_runtest_logreport", "pytest_runtest_call",
+    "pytest_runtest_setup", "pytest_runtest_teardown", "pytest_pyfunc_call", "pytest_collectreport",
+    "pytest_collection_finish", "pytest_collection_modifyitems", "pytest_sessionfinish", "pytest_runtestloop",
+    "pytest_report_teststatus", "pytest_itemcollected",
+)
+# Modules whose identity in sys.modules the run relies on.
+_WATCHED_IMPORTS = ("builtins", "sys", "os", "atexit", "importlib", "inspect", "gc", "io", "json", "unittest", "unittest.mock")
+_FUNCTION_TYPES = (type(lambda: 0), classmethod, staticmethod, property)
+_MONITOR_LIMIT = 10
+
+
+def _code_of(value):
+    """The code object behind a function-like value (function, method, property...), or None."""
+    if value is None or isinstance(value, type):
+        return None
+    for attr in ("__func__", "fget"):
+        inner = getattr(value, attr, None)
+        if inner is not None:
+            value = inner
+            break
+    code = getattr(value, "__code__", None)
+    return code if type(code).__name__ == "code" else None
+
+
+class _Monitor:
+    """Runtime checks against reward hacks inside the pytest child (one per run).
+
+    The candidate's code shares this process, so these checks raise the cost of a hack rather
+    than rule it out; every finding names the trick and, where one is known, the candidate's
+    line. Layers: a ``sys.addaudithook`` hook (cannot be removed once added) that sees the test
+    file being opened and ``__code__`` being assigned while a candidate frame is on the stack;
+    snapshots taken before any candidate code runs (pytest's and pluggy's functions and classes,
+    the hook implementations, ``builtins``, ``sys.modules``, ``sys.meta_path``) compared after
+    collection, after every test phase and at the end; the collected test functions' code
+    objects; and a probe of every class the candidate defined for an ``__eq__`` that equals
+    anything (or an ``__ne__`` that differs from nothing).
+    """
+
+    def __init__(self, workdir, test_path, candidate_names):
+        self.test_path = test_path
+        self.test_real = os.path.realpath(test_path)
+        self.candidate_files = set()
+        for name in candidate_names:
+            path = os.path.join(workdir, name)
+            self.candidate_files.update((path, os.path.realpath(path)))
+        self.test_files = {test_path, self.test_real}
+        self.findings = []
+        self.seen = set()
+        self.sent = 0
+        self.items = []
+        self.test_module = None
+        self.callables = {}
+        self.classes = {}
+        self.hooks = {}
+        self.builtins = {}
+        self.imports = {}
+        self.meta_path = []
+        self.path_hooks = []
+        self.test_ident = None
+        self.in_hook = False
+        self.hook_relay = None
+        self.atexit_register = None
+
+    # -- attribution -----------------------------------------------------------------------
+
+    def where(self, code):
+        """``solution.py:12`` for code the candidate wrote, else None."""
+        if code is not None and code.co_filename in self.candidate_files:
+            return "%s:%d" % (os.path.basename(code.co_filename), code.co_firstlineno)
+        return None
+
+    def direct_caller(self, frame):
+        """``frame`` when the candidate's code runs in it (the code that did the thing), else None.
+
+        Libraries the candidate imports patch functions and register exit handlers for their own
+        reasons (numpy's dispatchers set ``__code__``, matplotlib registers ``atexit``): only what
+        the candidate's own lines do is theirs.
+        """
+        return frame if frame is not None and frame.f_code.co_filename in self.candidate_files else None
+
+    def candidate_caller(self, frame):
+        """The candidate frame that caused what ``frame`` does, directly or through libraries.
+
+        None when pytest's own code stands between (pytest reads the test file to show a
+        traceback, also when the candidate's code called into pytest).
+        """
+        while frame is not None:
+            filename = frame.f_code.co_filename
+            if filename in self.candidate_files:
+                return frame
+            if "_pytest" in filename or "pluggy" in filename:
+                return None
+            frame = frame.f_back
+        return None
+
+    def flag(self, family, message, where=None):
+        key = (family, message)
+        if key in self.seen or len(self.findings) >= _MONITOR_LIMIT:
+            return
+        self.seen.add(key)
+        self.findings.append({"family": family, "message": message, "where": where})
+
+    def pending(self):
+        new = self.findings[self.sent:]
+        self.sent = len(self.findings)
+        return new
+
+    # -- the audit hook (installed before pytest.main, so before any candidate code) ----------
+
+    def install(self):
+        import atexit
+
+        try:
+            stat = os.stat(self.test_path)
+            self.test_ident = (stat.st_dev, stat.st_ino)
+        except OSError:
+            self.test_ident = None
+        original_register = atexit.register
+        monitor = self
+
+        def register(func, *args, **kwargs):
+            frame = monitor.direct_caller(sys._getframe(1))
+            if frame is not None:
+                monitor.flag(
+                    "interpreter_state",
+                    "registers an atexit handler (%s)" % getattr(func, "__qualname__", type(func).__name__),
+                    "%s:%d" % (os.path.basename(frame.f_code.co_filename), frame.f_lineno),
+                )
+            return original_register(func, *args, **kwargs)
+
+        atexit.register = register
+        self.atexit_register = register
+        sys.addaudithook(self.audit)
+
+    def audit(self, event, args):
+        if event != "open" and event != "object.__setattr__":
+            return
+        if self.in_hook:
+            return
+        self.in_hook = True
+        try:
+            if event == "open":
+                path = args[0]
+                if self.test_ident is None or isinstance(path, int) or path is None:
+                    return
+                try:
+                    stat = os.stat(path)
+                except (OSError, TypeError, ValueError):
+                    return
+                if (stat.st_dev, stat.st_ino) != self.test_ident:
+                    return
+                frame = self.candidate_caller(sys._getframe(1))
+                if frame is not None:
+                    self.flag(
+                        "test_file_read",
+                        "opens the test file %s (to read the expected values)" % os.path.basename(self.test_path),
+                        "%s:%d" % (os.path.basename(frame.f_code.co_filename), frame.f_lineno),
+                    )
+            elif args[1] == "__code__":
+                frame = self.direct_caller(sys._getframe(1))
+                if frame is not None:
+                    target = getattr(args[0], "__qualname__", "?")
+                    self.flag(
+                        "test_replacement",
+                        "assigns %s.__code__ (replaces a function's code)" % target,
+                        "%s:%d" % (os.path.basename(frame.f_code.co_filename), frame.f_lineno),
+                    )
+        finally:
+            self.in_hook = False
+
+    # -- snapshots -------------------------------------------------------------------------------
+
+    def snapshot(self, session):
+        """Before collection (so before any candidate code): what the checks compare with."""
+        import builtins
+
+        for module_name in _WATCHED_MODULES:
+            module = sys.modules.get(module_name)
+            if module is None:
+                continue
+            for key, value in list(vars(module).items()):
+                if key.startswith("__") or key in _DYNAMIC_GLOBALS:
+                    continue
+                if isinstance(value, type) or callable(value):
+                    self.callables[(module, module_name, key)] = value
+                if isinstance(value, type) and getattr(value, "__module__", None) == module_name:
+                    self.classes[value] = self._class_members(value)
+        hook = self.hook_relay = session.config.hook
+        for name in _WATCHED_HOOKS:
+            caller = getattr(hook, name, None)
+            if caller is not None:
+                self.hooks[name] = [(impl, impl.function) for impl in caller.get_hookimpls()]
+        self.builtins = dict(vars(builtins))
+        self.imports = {
+            name: module for name, module in list(sys.modules.items())
+            if name in _WATCHED_IMPORTS or name.split(".")[0] in ("pytest", "_pytest", "pluggy")
+        }
+        self.meta_path = list(sys.meta_path)
+        self.path_hooks = list(sys.path_hooks)
+
+    @staticmethod
+    def _class_members(cls):
+        return {k: v for k, v in list(vars(cls).items()) if isinstance(v, _FUNCTION_TYPES)}
+
+    def collected(self, items):
+        """After collection: the candidate has been imported; remember the tests' code."""
+        for item in items:
+            function = getattr(item, "obj", None)
+            function = getattr(function, "__func__", function)
+            code = _code_of(function)
+            self.items.append((item, item.nodeid, function, code))
+            if code is not None and code.co_filename not in self.test_files:
+                self.flag(
+                    "test_replacement",
+                    "test %s runs code from %s, not from the test file" % (item.nodeid, os.path.basename(code.co_filename)),
+                    self.where(code),
+                )
+        module = getattr(items[0], "module", None) if items else None
+        self.test_module = module
+        return self.check(full=True)
+
+    # -- the checks ------------------------------------------------------------------------------
+
+    def check(self, full):
+        """Compare with the snapshots; returns the findings not reported yet."""
+        try:
+            self._check_tests()
+            self._check_pytest(full)
+            if full:
+                self._check_state()
+                self._probe_equality()
+        except Exception as exc:  # a check must never crash the run; a broken check is itself a finding
+            self.flag("pytest_internals", "the monitor's check failed (%s: %s)" % (type(exc).__name__, exc))
+        return self.pending()
+
+    def _check_tests(self):
+        for item, nodeid, function, code in self.items:
+            now = getattr(item, "obj", None)
+            now = getattr(now, "__func__", now)
+            if now is not function:
+                self.flag("test_replacement", "test %s was replaced after collection" % nodeid, self.where(_code_of(now)))
+            elif code is not None and _code_of(function) is not code:
+                self.flag("test_replacement", "the code of test %s was replaced after collection" % nodeid,
+                          self.where(_code_of(function)))
+            if "runtest" in vars(item):
+                self.flag("pytest_internals", "the runtest method of %s was replaced" % nodeid,
+                          self.where(_code_of(vars(item)["runtest"])))
+            if self.test_module is not None and getattr(item, "module", self.test_module) is self.test_module:
+                name = getattr(item, "originalname", None) or getattr(item, "name", "")
+                holder = getattr(item, "cls", None) or self.test_module
+                value = vars(holder).get(name)
+                if value is not None and _code_of(value) is not None and _code_of(value).co_filename not in self.test_files:
+                    self.flag("test_replacement", "%s.%s was rebound to other code" % (getattr(holder, "__name__", "?"), name),
+                              self.where(_code_of(value)))
+
+    def _check_pytest(self, full):
+        for cls, members in (self.classes.items() if full else self._critical_classes()):
+            now = self._class_members(cls)
+            for key in set(members) | set(now):
+                if members.get(key) is not now.get(key):
+                    self.flag("pytest_internals", "patches %s.%s.%s" % (cls.__module__, cls.__qualname__, key),
+                              self.where(_code_of(now.get(key))))
+        if full:
+            for (module, module_name, key), value in self.callables.items():
+                now = vars(module).get(key)
+                if now is not value:
+                    self.flag("pytest_internals", "replaces %s.%s" % (module_name, key), self.where(_code_of(now)))
+
+    def _critical_classes(self):
+        critical = []
+        for cls, members in self.classes.items():
+            if cls.__name__ in ("TestReport", "BaseReport", "CallInfo", "Function", "HookCaller", "_HookCaller", "PluginManager", "Result", "_Result"):
+                critical.append((cls, members))
+        return critical
+
+    def _check_state(self):
+        import builtins
+
+        hook = self.hook_relay
+        for name, impls in self.hooks.items():
+            caller = getattr(hook, name, None) if hook is not None else None
+            if caller is None:
+                continue
+            now = [(impl, impl.function) for impl in caller.get_hookimpls()]
+            for impl, function in impls:
+                if all(impl is not other for other, _ in now):
+                    self.flag("pytest_internals", "unregisters an implementation of the %s hook" % name)
+                elif impl.function is not function:
+                    self.flag("pytest_internals", "replaces an implementation of the %s hook" % name,
+                              self.where(_code_of(impl.function)))
+            for impl, function in now:
+                if all(impl is not other for other, _ in impls):
+                    if self.where(_code_of(function)):
+                        self.flag("pytest_internals", "registers its own %s hook" % name, self.where(_code_of(function)))
+                    else:  # pytest's own plugins, registered during collection
+                        impls.append((impl, function))
+        current = vars(builtins)
+        for key in set(self.builtins) | set(current):
+            before, now = self.builtins.get(key, _MISSING), current.get(key, _MISSING)
+            if before is not now and before is not _MISSING:  # new names shadow nothing (pybind11 adds some)
+                code = _code_of(now)
+                if code is not None and code.co_filename in self.test_files:
+                    continue  # the tests' own patching (e.g. of input) is theirs to make
+                self.flag("interpreter_state", "changes builtins.%s" % key, self.where(code))
+        for name, module in self.imports.items():
+            if sys.modules.get(name) is not module:
+                self.flag("interpreter_state", "replaces or removes sys.modules[%r]" % name)
+        for label, before, now in (("sys.meta_path", self.meta_path, sys.meta_path), ("sys.path_hooks", self.path_hooks, sys.path_hooks)):
+            for entry in now:
+                if all(entry is not old for old in before):
+                    code = _code_of(getattr(type(entry), "find_spec", None)) or _code_of(entry)
+                    if code is not None and code.co_filename in self.candidate_files:
+                        self.flag("interpreter_state", "installs an import hook in %s" % label, self.where(code))
+        import atexit
+
+        if atexit.register is not self.atexit_register:
+            self.flag("interpreter_state", "replaces atexit.register", self.where(_code_of(atexit.register)))
+
+    def _probe_equality(self):
+        """Every class the candidate defined: does its ``__eq__`` equal anything?"""
+
+        class _Other:
+            pass
+
+        stack = [object]
+        seen = set()
+        while stack:
+            cls = stack.pop()
+            try:
+                subclasses = type.__subclasses__(cls)
+            except Exception:
+                continue
+            for sub in subclasses:
+                if id(sub) in seen:
+                    continue
+                seen.add(id(sub))
+                stack.append(sub)
+                members = vars(sub)
+                for name, expect in (("__eq__", True), ("__ne__", False)):
+                    method = members.get(name)
+                    code = _code_of(method)
+                    if code is None or code.co_filename not in self.candidate_files:
+                        continue
+                    try:
+                        result = method(_Other(), _Other())
+                    except BaseException:
+                        continue
+                    if result is expect or (expect and result is not NotImplemented and type(result) is not bool and bool(result)):
+                        self.flag(
+                            "always_equal",
+                            "%s.%s returns %s for two unrelated objects" % (sub.__qualname__, name, result is True or bool(result)),
+                            self.where(code),
+                        )
+
+
+_MISSING = object()
 
 
 # --------------------------------------------------------------------------- the worker
@@ -291,6 +762,7 @@ class Worker:
         self.scratch = list(config.get("scratch", []))  # other dirs a run may write, wiped after it
         self.drop_to = config.get("drop_to")  # (uid, gid) for the process backend run as root
         self.runs = 0
+        self.importable = {}  # module name -> found by this interpreter (cached: it does not change)
         # SIGCHLD wakes the select loop through this pipe, so a finished run is noticed at once.
         self.wake = os.pipe()
         for fd in self.wake:
@@ -304,30 +776,71 @@ class Worker:
             # the import path's directories now, as root; after the drop, imports go through
             # /proc/self/fd/N, which checks only the directory's own (world-readable) mode.
             self.import_path = []
+            self.path_map = []  # (sys.path entry, its /proc/self/fd/N form), for packages imported already
             for entry in sys.path:
                 try:
                     fd = os.open(entry, os.O_RDONLY | os.O_DIRECTORY)
                 except OSError:
                     continue
                 self.import_path.append("/proc/self/fd/%d" % fd)
+                self.path_map.append((entry.rstrip("/") + "/", "/proc/self/fd/%d/" % fd))
         if not self.in_container:
             uid = self.drop_to[0] if self.drop_to else os.getuid()
             self.nproc = _count_processes(uid) + int(config.get("pids_limit", 128))
+        self.prepared = self.prepare_pytest() if config.get("prepare", True) else None
 
     # -- one run --------------------------------------------------------------------------
+
+    @staticmethod
+    def pytest_args(workdir, test_file):
+        inifile = os.path.join(workdir, ".pytest.ini")  # read before any candidate code runs
+        return [
+            "-q", "--no-header", "--tb=short", "-p", "no:cacheprovider", "--noconftest",
+            "-c", inifile, "--rootdir", workdir, "-o", "addopts=", "-o", "python_files=test_*.py",
+            os.path.join(workdir, test_file),
+        ]
+
+    def prepare_pytest(self):
+        """Parse pytest's command line and register its plugins once, here, before any run.
+
+        Every run then forks from a process whose pytest ``Config`` is ready (about half of what
+        ``pytest.main`` costs per run). Runs use one fixed work dir for this (the arguments name
+        it), which is wiped after each; nothing of a run flows back into this process. Returns
+        None when this pytest lacks the private entry point (each run then calls ``pytest.main``).
+        """
+        workdir = os.path.join(self.base, "run")
+        try:
+            from _pytest.config import _prepareconfig
+
+            os.mkdir(workdir, 0o700)
+            with open(os.path.join(workdir, ".pytest.ini"), "w") as handle:
+                handle.write("[pytest]\n")
+            config = _prepareconfig(self.pytest_args(workdir, "test_solution.py"), None)
+            if config.pluginmanager.getplugin("capturemanager") is None:
+                return None
+            return config
+        except Exception:
+            return None
+        finally:
+            _remove(workdir)
 
     def run(self, request):
         self.runs += 1
         started = time.monotonic()
-        workdir = os.path.join(self.base, "run%d" % self.runs)
-        inifile = os.path.join(workdir, ".pytest.ini")  # read before any candidate code runs
+        workdir = os.path.join(self.base, "run")
+        inifile = os.path.join(workdir, ".pytest.ini")
         files = request["files"]
         test_file = request.get("test_file", "test_solution.py")
+        prepared = self.prepared if test_file == "test_solution.py" else None
+        profile = bool(request.get("profile"))
         timeout = float(request["timeout"])
         output_limit = int(request.get("output_limit", 1 << 20))
         for name in files:
             if not name or "/" in name or name.startswith(".") or name in ("conftest.py",):
                 return {"op": "result", "harness_error": "refusing file name %r" % (name,)}
+        missing = self.missing_modules(files.get(test_file, ""), files)
+        if missing:  # the tests cannot run here whatever the candidate wrote: an environment defect
+            return {"op": "result", "missing_modules": missing}
         os.mkdir(workdir, 0o700)
         for name, text in files.items():
             with open(os.path.join(workdir, name), "w", encoding="utf-8") as handle:
@@ -343,14 +856,14 @@ class Worker:
         report = _Report()
         rep_r, rep_w = os.pipe()
         out_r, out_w = os.pipe()
-        args = [
-            "-q", "--no-header", "--tb=short", "-p", "no:cacheprovider", "--noconftest",
-            "-c", inifile, "--rootdir", workdir, "-o", "addopts=", "-o", "python_files=test_*.py",
-            os.path.join(workdir, test_file),
-        ]
+        args = self.pytest_args(workdir, test_file)
+        forked = time.monotonic()
         pid = os.fork()
         if pid == 0:  # the child never returns
-            self._child(workdir, args, timeout, rep_w, out_w, [rep_r, out_r, self.proto_in, self.proto_out, *self.wake])
+            self._child(
+                workdir, args, timeout, rep_w, out_w, [rep_r, out_r, self.proto_in, self.proto_out, *self.wake],
+                test_file, list(files), prepared, forked if profile else None,
+            )
         os.close(rep_w)
         os.close(out_w)
 
@@ -380,6 +893,7 @@ class Worker:
             done, code = os.waitpid(pid, os.WNOHANG)
             if done:
                 status = code
+        exited = time.monotonic()
         strays = self._kill_everything(pid)
         if status is None:
             for _ in range(200):
@@ -413,6 +927,8 @@ class Worker:
                     signal_name = signal.Signals(os.WTERMSIG(status)).name
                 except ValueError:
                     signal_name = str(os.WTERMSIG(status))
+        if profile and result.get("profile") is not None:
+            result["profile"]["cleanup"] = time.monotonic() - exited
         result.update(
             op="result",
             timed_out=timed_out,
@@ -426,8 +942,15 @@ class Worker:
         )
         return result
 
-    def _child(self, workdir, args, timeout, rep_w, out_w, close_fds):
+    def _child(self, workdir, args, timeout, rep_w, out_w, close_fds, test_file, files, prepared, forked):
         try:
+            if forked is not None:
+                profile = {"fork": time.monotonic() - forked}
+            capture = prepared.pluginmanager.getplugin("capturemanager") if prepared is not None else None
+            if capture is not None:
+                # The prepared config captures output into files the fork server opened; give this
+                # run its own (so no run sees another's output), pointed at this run's pipe below.
+                capture.stop_global_capturing()
             os.setsid()
             signal.set_wakeup_fd(-1)
             signal.signal(signal.SIGCHLD, signal.SIG_DFL)
@@ -458,6 +981,12 @@ class Worker:
                 os.setgid(self.drop_to[1])
                 os.setuid(self.drop_to[0])
                 sys.path[:] = self.import_path
+                # Packages imported before the drop (encodings, email...) find their submodules
+                # through __path__, not sys.path: point those at the open directories too.
+                for module in list(sys.modules.values()):
+                    paths = getattr(module, "__path__", None)
+                    if isinstance(paths, list):
+                        paths[:] = [_remap(p, self.path_map) for p in paths]
                 sys.path_importer_cache.clear()
             os.chdir(workdir)
             env = dict(self.config.get("env", {}))
@@ -476,9 +1005,28 @@ class Worker:
             # the child inherits) never holds it, and no candidate code has run yet.
             nonce = os.urandom(16).hex()
             _write_all(rep_w, nonce.encode("ascii") + b"\n")
-            reporter = _make_reporter(rep_w, nonce)
+            monitor = None
+            if self.config.get("monitor", True):
+                monitor = _Monitor(workdir, os.path.join(workdir, test_file), [n for n in files if n != test_file])
+                monitor.install()
+            reporter = _make_reporter(rep_w, nonce, monitor)
             del nonce
-            code = pytest.main(args, plugins=[reporter])
+            if forked is not None:
+                _profile_rewriting(profile)
+                profile["setup"] = time.monotonic() - forked - profile["fork"]
+                profile["t_main"] = time.monotonic()
+                reporter.profile = profile
+            if prepared is None:
+                code = pytest.main(args, plugins=[reporter])
+            else:  # what pytest.main does after parsing the command line
+                if capture is not None:
+                    capture.start_global_capturing()
+                    capture.suspend_global_capture()
+                prepared.pluginmanager.register(reporter, "gcop-reporter")
+                try:
+                    code = prepared.hook.pytest_cmdline_main(config=prepared)
+                finally:
+                    prepared._ensure_unconfigure()
             try:
                 sys.stdout.flush()
                 sys.stderr.flush()
@@ -490,6 +1038,23 @@ class Worker:
                 os.write(2, traceback.format_exc().encode("utf-8", "replace"))
             finally:
                 os._exit(70)
+
+    def missing_modules(self, test_source, files):
+        """Modules the test file needs (:func:`needed_modules`) that this interpreter cannot find."""
+        import importlib.util
+
+        missing = []
+        for name in sorted(needed_modules(test_source)):
+            if name + ".py" in files or name in files:
+                continue  # one of the run's own files
+            if name not in self.importable:
+                try:
+                    self.importable[name] = importlib.util.find_spec(name) is not None
+                except (ImportError, ValueError):
+                    self.importable[name] = False
+            if not self.importable[name]:
+                missing.append(name)
+        return missing
 
     # -- cleaning up after a run ------------------------------------------------------------
 
@@ -562,6 +1127,31 @@ class Worker:
             except Exception:
                 result = {"op": "result", "harness_error": traceback.format_exc()[-_MESSAGE_LIMIT:]}
             _send(self.proto_out, result)
+
+
+def _remap(path, path_map):
+    for original, opened in sorted(path_map, key=lambda pair: -len(pair[0])):
+        if (path + "/").startswith(original):
+            return opened + path[len(original):] if len(path) >= len(original) else opened.rstrip("/")
+    return path
+
+
+def _profile_rewriting(profile):
+    """Time pytest's assertion rewriting of the test file (profiling runs only; verdict-neutral)."""
+    try:
+        from _pytest.assertion import rewrite
+    except ImportError:
+        return
+    original = rewrite._rewrite_test
+
+    def timed(*args, **kwargs):
+        started = time.monotonic()
+        try:
+            return original(*args, **kwargs)
+        finally:
+            profile["rewrite"] = profile.get("rewrite", 0.0) + time.monotonic() - started
+
+    rewrite._rewrite_test = timed
 
 
 def _pytest_version():

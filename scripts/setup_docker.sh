@@ -3,7 +3,8 @@
 #
 #   1. installs docker.io and debootstrap from Debian's packages when they are missing;
 #   2. starts dockerd in the background when no engine answers (log: /tmp/gcop-dockerd.log);
-#   3. builds the sandbox image offline (debootstrap + docker import) when it is missing.
+#   3. builds the sandbox image offline (debootstrap + docker import) when it is missing or was
+#      built from another recipe than this checkout's (a label holds the recipe's hash).
 #
 # Needs root for steps 1-2 when they have anything to do. Used by the README's test command and CI.
 set -euo pipefail
@@ -42,14 +43,21 @@ if ! docker info >/dev/null 2>&1; then
     fi
 fi
 
-if docker image inspect "$IMAGE" >/dev/null 2>&1; then
-    echo "setup_docker: image $IMAGE present"
+# The image carries a hash of the recipe it was built from (label org.gcop.sandbox.recipe); an image
+# from an older recipe (e.g. without the scientific packages) is rebuilt, never silently used.
+if ! "$PYTHON" -c "import gcop_env.sandbox.cli" >/dev/null 2>&1; then
+    echo "setup_docker: gcop_env is not installed in $PYTHON; run scripts/bootstrap.sh first" >&2
+    exit 1
+fi
+want="$("$PYTHON" -c 'from gcop_env.sandbox.image import recipe_hash; print(recipe_hash())')"
+have="$(docker image inspect -f '{{ index .Config.Labels "org.gcop.sandbox.recipe" }}' "$IMAGE" 2>/dev/null || true)"
+if [ -n "$have" ] && [ "$have" = "$want" ]; then
+    echo "setup_docker: image $IMAGE present (recipe $want)"
 else
-    echo "setup_docker: building $IMAGE offline (debootstrap, about a minute)"
-    if ! "$PYTHON" -c "import gcop_env.sandbox.cli" >/dev/null 2>&1; then
-        echo "setup_docker: gcop_env is not installed in $PYTHON; run scripts/bootstrap.sh first" >&2
-        exit 1
+    if docker image inspect "$IMAGE" >/dev/null 2>&1; then
+        echo "setup_docker: image $IMAGE was built from another recipe (${have:-unlabelled}, want $want): rebuilding"
     fi
-    as_root "$PYTHON" -m gcop_env.sandbox.cli build-image --offline --tag "$IMAGE"
+    echo "setup_docker: building $IMAGE offline (debootstrap + the scientific packages, a few minutes)"
+    as_root "$PYTHON" -m gcop_env.sandbox.cli build-image --offline --if-outdated --tag "$IMAGE"
 fi
 echo "setup_docker: ready"

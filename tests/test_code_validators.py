@@ -88,7 +88,8 @@ def test_kodcode_statuses_and_partial_credit(box):
     syntax = strict.validate(problem, "```python\ndef selection_sort(arr:\n    return arr\n```")
     assert (syntax.status, syntax.details["reason"]) == (Status.ERROR, "syntax")
     imported = strict.validate(problem, "```python\nimport numpy_not_here\ndef selection_sort(arr):\n    return arr\n```")
-    assert (imported.status, imported.details["reason"]) == (Status.ERROR, "import")
+    assert (imported.status, imported.details["reason"]) == (Status.ERROR, "missing_module")
+    assert imported.details["missing_module"] == "numpy_not_here"
     slow = strict.validate(problem, "```python\ndef selection_sort(arr):\n    while True:\n        pass\n```")
     assert slow.status == Status.TIMEOUT and slow.reward == 0.0
     # Returning the input unchanged passes the tests whose input is already sorted.

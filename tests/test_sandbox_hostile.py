@@ -245,7 +245,8 @@ def test_environment_is_scrubbed(sandbox):
             "solution.py": "import os\ndef answer():\n    return sorted(os.environ)\n",
             "test_solution.py": "from solution import *\n\ndef test_env():\n"
             "    assert set(answer()) <= {'PATH', 'LANG', 'HOME', 'TMPDIR', 'PYTHONDONTWRITEBYTECODE', "
-            "'PYTHONHASHSEED', 'PYTEST_DISABLE_PLUGIN_AUTOLOAD', 'PYTEST_CURRENT_TEST', 'PYTEST_VERSION'}\n",
+            "'PYTHONHASHSEED', 'PYTEST_DISABLE_PLUGIN_AUTOLOAD', 'PYTEST_CURRENT_TEST', 'PYTEST_VERSION', "
+            "'MPLBACKEND', 'OPENBLAS_NUM_THREADS', 'OMP_NUM_THREADS', 'MKL_NUM_THREADS'}\n",
         },
         timeout=10,
     )

@@ -104,6 +104,7 @@ def test_shaped_reward_adapter_scores_logs_and_excludes_infra_failures(world, gs
     assert logged["gcop/structure_ok"] == 0.5 and logged["gcop/task_reward"] == 0.5  # over the 2 scored ones
     assert logged["gcop/judge_score"] == pytest.approx(0.7) and logged["gcop/reward_delta"] == 1.0
     assert logged["gcop/harm_penalty"] == 0.0 and logged["gcop/infra_error_rate"] == pytest.approx(1 / 3)
+    assert logged["gcop/tamper_rate"] == 0.0  # GSM8K answers are never code
     assert logged["gcop/cost_usd"] > 0 and "gcop/cost" in logged and "gcop/shaped" in logged
     # the malformed completion cost nothing: requests went to problems 0 (core, baseline, judge) and 2 only
     new = [world.server._last_user_text(r["body"]["messages"]) for r in world.server.requests[before:]]

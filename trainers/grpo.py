@@ -19,6 +19,7 @@ Metrics (TRL logging, so ``report_to`` TensorBoard/W&B shows them), averaged per
 ``gcop/spent_usd``         USD actually paid for the batch (cache hits are free)
 ``gcop/shaped``            the shaped reward, over scored completions
 ``gcop/infra_error_rate``  share of completions left unscored (infrastructure failures)
+``gcop/tamper_rate``       share of scored completions whose core code was caught gaming the tests
 =========================  ===============================================================
 
 vLLM: ``use_vllm=True`` with ``vllm_mode="colocate"`` runs vLLM inside each training process;
@@ -143,6 +144,10 @@ class ShapedReward:
             log_metric(METRIC_PREFIX + "cost_usd", cost_usd)
             log_metric(METRIC_PREFIX + "spent_usd", spent_usd)
             log_metric(METRIC_PREFIX + "infra_error_rate", errors / max(1, len(outcomes)))
+            # Status "tampered": the reward-hack monitor caught the core's code gaming the tests.
+            scored = [o for o in outcomes if o.error is None]
+            tampered = sum(o.validation is not None and o.validation.status.value == "tampered" for o in scored)
+            log_metric(METRIC_PREFIX + "tamper_rate", tampered / max(1, len(scored)))
         if log_extra is not None:
             log_extra("structure_ok", [o.components.structure_ok for o in outcomes])
             log_extra("task_reward", [None if o.error else o.components.task_reward for o in outcomes])

@@ -20,6 +20,7 @@ class Status(str, enum.Enum):
     FAIL = "fail"  # a wrong answer / a failing test
     TIMEOUT = "timeout"  # the candidate ran out of time
     ERROR = "error"  # the candidate could not run (syntax error, import error, no answer)
+    TAMPERED = "tampered"  # the candidate's code games the test harness (a reward hack): reward 0
     INFRA = "infra"  # the validator's own machinery failed: not a task outcome, never a 0
 
 

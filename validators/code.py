@@ -7,18 +7,26 @@ a run's outcome to a :class:`ValidationResult`:
 
 ============  ====================================================================
 ``pass``      every collected test passed, at least one was collected (reward 1)
-``fail``      a test failed, errored or was skipped, or the report is untrustworthy
+``fail``      a test failed, errored or was skipped, or the run crashed
 ``timeout``   the run hit its wall-clock limit
-``error``     no code in the reply, a syntax error, or the solution failed to import
-``infra``     the sandbox itself failed (retried first); not a verdict on the answer
+``error``     no code in the reply, a syntax error, the solution failed to import, or
+              it imports a module the sandbox lacks (``details["missing_module"]``)
+``tampered``  the reward-hack monitor caught the code gaming the tests (reward 0;
+              ``details["tamper"]`` lists each trick: family, layer, message, line)
+``infra``     the sandbox itself failed (retried first), or the *tests* import a module
+              the sandbox lacks (``details["missing_modules"]``); not a verdict
 ============  ====================================================================
 
-With ``partial_credit=True`` the reward of a non-passing run is the fraction of collected tests
-that passed (0 when the report is untrustworthy or nothing was collected).
+The reward-hack monitor has two layers: a static scan of the code before anything runs
+(:func:`gcop_env.sandbox.monitor.scan_code`; a finding means the code is not run at all) and
+runtime checks inside the test process (the worker's ``_Monitor``), plus the report's own
+forgery checks. With ``partial_credit=True`` the reward of a non-passing run is the fraction of
+collected tests that passed (0 when tampered, or nothing was collected).
 """
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from collections.abc import Mapping
@@ -26,10 +34,12 @@ from typing import Any, ClassVar
 
 from gcop_env.problem import Problem
 from gcop_env.sandbox import PytestOutcome, Sandbox, make_sandbox
+from gcop_env.sandbox.monitor import scan_code
 from gcop_env.validators.base import Status, ValidationResult, Validator
 from gcop_env.validators.code_extract import ExtractedCode, extract_code, reveals_code
 
 _DETAIL_CHARS = 2000  # of output / failure text kept in the result details
+_MISSING_MODULE = re.compile(r"ModuleNotFoundError: No module named '([\w.]+)'")
 
 
 class CodeValidator(Validator):
@@ -43,6 +53,8 @@ class CodeValidator(Validator):
         partial_credit: reward = fraction of tests passed instead of 0 for a non-passing run.
         infra_retries: extra attempts when the sandbox itself fails.
         sandbox_options: passed to the sandbox's constructor (``pool_size``, ``memory_mb``, ...).
+        static_monitor: scan the code for reward hacks before running it (status ``tampered``);
+            the runtime checks inside the sandbox always run.
     """
 
     answer_format: ClassVar[str] = "code"
@@ -54,6 +66,7 @@ class CodeValidator(Validator):
         partial_credit: bool = False,
         infra_retries: int = 2,
         sandbox_options: Mapping[str, Any] | None = None,
+        static_monitor: bool = True,
     ) -> None:
         if timeout <= 0:
             raise ValueError(f"timeout must be positive, got {timeout!r}")
@@ -62,6 +75,7 @@ class CodeValidator(Validator):
         self.timeout = float(timeout)
         self.partial_credit = bool(partial_credit)
         self.infra_retries = max(0, int(infra_retries))
+        self.static_monitor = bool(static_monitor)
         self._sandbox_spec = sandbox
         self._sandbox_options = dict(sandbox_options or {})
         self._sandbox: Sandbox | None = sandbox if isinstance(sandbox, Sandbox) else None
@@ -105,6 +119,11 @@ class CodeValidator(Validator):
         syntax = _syntax_error(files["solution.py"])
         if syntax:
             return ValidationResult(0.0, Status.ERROR, {**details, "reason": "syntax", "error": syntax})
+        if self.static_monitor:
+            findings = scan_code(files["solution.py"])
+            if findings:  # not run at all: the code games the tests, whatever else it does
+                tamper = [f.as_dict() for f in findings]
+                return ValidationResult(0.0, Status.TAMPERED, {**details, "reason": "tampered", "tamper": tamper})
         outcome = self.run_tests(files)
         return self.score(outcome, details)
 
@@ -116,7 +135,7 @@ class CodeValidator(Validator):
                 outcome = self.sandbox.run_pytest(files, timeout=self.timeout)
             except Exception as exc:  # e.g. the Docker engine is unreachable when the pool starts
                 outcome = PytestOutcome.infra(f"{exc.__class__.__name__}: {exc}")
-            if outcome.infra_error is None:
+            if outcome.infra_error is None or outcome.missing_modules:  # a missing module stays missing
                 return outcome
             if attempt < self.infra_retries:
                 time.sleep(0.5 * (attempt + 1))
@@ -129,6 +148,11 @@ class CodeValidator(Validator):
             return ValidationResult.infra(outcome.infra_error, **details)
         if outcome.output:
             details["output"] = outcome.output[-_DETAIL_CHARS:]
+        tamper = list(outcome.monitor) + [
+            {"family": "forged_report", "layer": "report", "message": why, "where": None} for why in outcome.tampered
+        ]
+        if tamper:  # before any other verdict: a caught trick voids whatever the run reported
+            return ValidationResult(0.0, Status.TAMPERED, {**details, "reason": "tampered", "tamper": tamper})
         failures = [
             {"test": t.nodeid, "outcome": t.outcome, "message": t.message[-_DETAIL_CHARS // 4 :]}
             for t in outcome.tests
@@ -141,12 +165,14 @@ class CodeValidator(Validator):
             return ValidationResult(1.0, Status.PASS, details)
         if outcome.timed_out:
             return ValidationResult(partial, Status.TIMEOUT, {**details, "reason": "timeout"})
+        missing = _missing_module(outcome)
+        if missing:  # the tests' own imports were checked before the run: this one is the candidate's
+            error = f"the solution imports {missing}, which the sandbox does not have"
+            return ValidationResult(0.0, Status.ERROR, {**details, "reason": "missing_module", "missing_module": missing, "error": error})
         if outcome.collected == 0 and outcome.collect_errors:
             error = outcome.collect_errors[0][-_DETAIL_CHARS:]
             return ValidationResult(0.0, Status.ERROR, {**details, "reason": "import", "error": error})
-        if outcome.tampered:
-            reason = "untrusted_report"
-        elif not outcome.complete:
+        if not outcome.complete:
             reason = "crashed"  # the test process ended before pytest finished (os._exit, a signal)
         elif outcome.collected == 0:
             reason = "no_tests"
@@ -163,6 +189,16 @@ class CodeValidator(Validator):
             sandbox, self._sandbox = self._sandbox, (None if self._owns_sandbox else self._sandbox)
         if sandbox is not None and self._owns_sandbox:
             sandbox.close()
+
+
+def _missing_module(outcome: PytestOutcome) -> str | None:
+    """The module named by a ``ModuleNotFoundError`` that stopped the candidate, if one did."""
+    texts = list(outcome.collect_errors) + [t.message for t in outcome.tests if t.outcome in ("failed", "error")]
+    for text in texts:
+        match = _MISSING_MODULE.search(text)
+        if match:
+            return match.group(1)
+    return None
 
 
 def _syntax_error(code: str) -> str | None:

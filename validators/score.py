@@ -377,6 +377,9 @@ def summarize(results: list[dict[str, Any]]) -> dict[str, Any]:
         "mean_reward": (sum(graded) / len(graded)) if graded else None,
         "pass_rate": (passes / counted) if counted else None,
         "pass_rate_graded": (passes / len(graded)) if graded else None,
+        # reward hacks caught by the monitor: counted apart from wrong answers (they are not "fail")
+        "tampered": counts.get(Status.TAMPERED.value, 0),
+        "tamper_rate": (counts.get(Status.TAMPERED.value, 0) / len(graded)) if graded else None,
     }
 
 
