@@ -93,6 +93,17 @@ class ResponseCache:
     def __deepcopy__(self, memo: dict) -> "ResponseCache":
         return self  # one store, shared (gym.make deep-copies its kwargs)
 
+    # Pickling sends the path: SQLite connections belong to one thread of one process, so the
+    # copy opens its own on first use (WAL mode lets the processes share the file).
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        del state["_local"]
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._local = threading.local()
+
     def close(self) -> None:
         conn = getattr(self._local, "conn", None)
         if conn is not None:

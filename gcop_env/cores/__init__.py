@@ -124,6 +124,17 @@ class ManagedCore(Core):
     def close(self) -> None:
         self.inner.close()
 
+    # Pickling: the backend and the cache pickle themselves (lazily reconnecting); the counters
+    # travel as a snapshot and then count the copy's own calls.
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        del state["_lock"]
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+
 
 def make_core(spec: str | Core, *, cache: bool | str | ResponseCache | None = None,
               retry: RetryPolicy | None = None, timeout_s: float = 120.0,

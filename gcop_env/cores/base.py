@@ -135,3 +135,15 @@ class SDKCore(Core):
             if self._client is not None:
                 self._client.close()
                 self._client = None
+
+    # Pickling (Ray, multiprocessing, async vector envs): the SDK client holds sockets and the
+    # lock cannot cross processes; the copy builds its own client on first use.
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state["_client"] = None
+        del state["_lock"]
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()

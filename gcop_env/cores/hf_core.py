@@ -121,3 +121,14 @@ class HFCore(Core):
         with self._lock:
             self._model = None
             self._tokenizer = None
+
+    # Pickling sends the recipe, not the weights: the copy loads the model on its first call.
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        state["_model"] = state["_tokenizer"] = None
+        del state["_lock"]
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
