@@ -31,6 +31,7 @@ import difflib
 import inspect
 import json
 import os
+import threading
 from collections.abc import Mapping
 from typing import Any
 
@@ -53,6 +54,41 @@ DEFAULT_CORE = "anthropic:claude-3-5-haiku-20241022"
 # integer for every backend (the hf: core seeds torch with it).
 SAMPLE_STREAMS = 2**24
 SAMPLES_PER_STREAM = 2**20
+
+
+class SampleCounter:
+    """Hands out core sample numbers per key (e.g. (stream, problem, strategy)); thread-safe.
+
+    ``take`` gives the next unused number; ``give_back`` returns one whose call failed, and it is
+    handed out again before any new one (a retry asks for the same sample, never skips one).
+    """
+
+    def __init__(self) -> None:
+        self._next: dict[Any, int] = {}
+        self._returned: dict[Any, list[int]] = {}
+        self._lock = threading.Lock()
+
+    def take(self, key: Any) -> int:
+        with self._lock:
+            returned = self._returned.get(key)
+            if returned:
+                return returned.pop(0)
+            number = self._next.get(key, 0)
+            self._next[key] = number + 1
+            return number
+
+    def give_back(self, key: Any, number: int) -> None:
+        with self._lock:
+            self._returned.setdefault(key, []).append(number)
+            self._returned[key].sort()
+
+    def __getstate__(self) -> dict[str, Any]:
+        with self._lock:
+            return {"_next": dict(self._next), "_returned": {k: list(v) for k, v in self._returned.items()}}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
 
 
 class GCoPEnv(gym.Env[str, str]):
@@ -119,7 +155,7 @@ class GCoPEnv(gym.Env[str, str]):
         self.problem: Problem | None = None
         self.last_outcome: StepOutcome | None = None
         self._sample_stream = 0
-        self._sample_counts: dict[tuple[int, str, str], int] = {}
+        self.sample_counter = SampleCounter()
 
     # -- spec: gym.make sets it; ours writes JSON that gym.make can read back -----------------
     @property
@@ -187,10 +223,11 @@ class GCoPEnv(gym.Env[str, str]):
         key = self._sample_key(action)
         sample_index = 0
         if key is not None:
-            sample_index = key[0] * SAMPLES_PER_STREAM + self._sample_counts.get(key, 0)
+            number = self.sample_counter.take(key)
+            sample_index = key[0] * SAMPLES_PER_STREAM + number
         outcome = self.scorer.score(self.problem, action, sample_index)
-        if key is not None and outcome.error is None:
-            self._sample_counts[key] = self._sample_counts.get(key, 0) + 1
+        if key is not None and outcome.error is not None:
+            self.sample_counter.give_back(key, number)  # nothing was learnt from it: a retry asks again
         self.last_outcome = outcome
         observation = guide_prompt(self.problem.question)
         reward = float(outcome.reward) if outcome.reward is not None else 0.0

@@ -91,3 +91,19 @@ def test_malformed_steps_draw_no_sample(solver_server, gsm8k_dir, guide):
     env.reset(options={"index": 0})
     assert "core_sample_index" not in env.step(guide)[4]
     assert run_script(env, [GOOD_GUIDE]) == [(0, 1)]
+
+
+def test_sample_counter_hands_out_each_number_once_across_threads_and_reuses_returned_ones():
+    import pickle
+    from concurrent.futures import ThreadPoolExecutor
+
+    from gcop_env.env import SampleCounter
+
+    counter = SampleCounter()
+    with ThreadPoolExecutor(8) as pool:
+        numbers = list(pool.map(lambda _: counter.take(("p", "s")), range(800)))
+    assert sorted(numbers) == list(range(800))
+    counter.give_back(("p", "s"), 5)
+    clone = pickle.loads(pickle.dumps(counter))
+    assert counter.take(("p", "s")) == 5 and counter.take(("p", "s")) == 800
+    assert clone.take(("p", "s")) == 5 and counter.take(("other", "s")) == 0

@@ -26,13 +26,12 @@ for a plain template; both train the same reward::
 from __future__ import annotations
 
 import os
-import threading
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import gymnasium as gym
 
-from gcop_env.env import SAMPLE_STREAMS, SAMPLES_PER_STREAM
+from gcop_env.env import SAMPLE_STREAMS, SAMPLES_PER_STREAM, SampleCounter
 from gcop_env.problem import Problem
 from gcop_env.scoring import GuideScorer, StepOutcome
 from gcop_env.strategy import parse_guide_output
@@ -78,9 +77,7 @@ class EnvironmentReward(ShapedReward):
         super().__init__(scorer, problems, max_workers=max_workers)
         # one stream per training process, so processes scoring the same pair draw different samples
         self.stream = (int(os.environ.get("RANK", 0)) if stream is None else stream) % SAMPLE_STREAMS
-        self._counts: dict[tuple[str, str], int] = {}  # samples handed out per (problem, strategy)
-        self._unused: dict[tuple[str, str], list[int]] = {}  # handed out, but the call failed
-        self._counts_lock = threading.Lock()
+        self.sample_counter = SampleCounter()  # per (problem, strategy), across batches
 
     def core_samples(self) -> bool:
         """Whether the core's answer varies between calls (then repeats get fresh samples)."""
@@ -96,30 +93,17 @@ class EnvironmentReward(ShapedReward):
     def sample_indices(self, items: Sequence[tuple[Problem, str]]) -> list[int]:
         if not self.core_samples():
             return [0] * len(items)
-        indices = []
-        with self._counts_lock:
-            for problem, text in items:
-                key = self._key(problem, text)
-                if key is None:
-                    indices.append(0)
-                elif self._unused.get(key):
-                    indices.append(self._unused[key].pop(0))  # a sample whose call failed earlier
-                else:
-                    count = self._counts.get(key, 0)
-                    self._counts[key] = count + 1
-                    indices.append(self.stream * SAMPLES_PER_STREAM + count)
-        return indices
+        keys = [self._key(problem, text) for problem, text in items]
+        return [0 if key is None else self.stream * SAMPLES_PER_STREAM + self.sample_counter.take(key) for key in keys]
 
     def scored(self, items: Sequence[tuple[Problem, str]], indices: Sequence[int],
                outcomes: Sequence[StepOutcome]) -> None:
         if not self.core_samples():
             return
-        with self._counts_lock:  # a failed step does not use up its sample: a later batch asks for it again
-            for (problem, text), index, outcome in zip(items, indices, outcomes):
-                key = self._key(problem, text)
-                if key is not None and outcome.error is not None:
-                    self._unused.setdefault(key, []).append(index)
-                    self._unused[key].sort()
+        for (problem, text), index, outcome in zip(items, indices, outcomes):
+            key = self._key(problem, text)
+            if key is not None and outcome.error is not None:  # a later batch asks for the same sample
+                self.sample_counter.give_back(key, index - self.stream * SAMPLES_PER_STREAM)
 
     def __call__(self, prompts: list, completions: list, task_id: list[str] | None = None,
                  environments: list[GuideEnvironment] | None = None, **kwargs: Any) -> list[float | None]:
