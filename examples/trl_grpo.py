@@ -4,7 +4,9 @@
 
 ``ShapedReward`` wraps the env's scorer as a TRL reward function: it scores a batch of guide
 outputs concurrently, returns None for infrastructure failures (TRL leaves them out) and logs each
-reward term as its own metric. ``gcop grpo`` is this script with every knob exposed.
+reward term as its own metric. At the end the script prints the ``gcop/*`` and reward metrics of
+the last logged training steps, and the run's totals. ``examples/trl_environment.py`` does the
+same through TRL's ``environment_factory``. ``gcop grpo`` is this script with every knob exposed.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import torch
 from trl import GRPOConfig, GRPOTrainer
 
 import gcop_env  # noqa: F401 - registers the environments
-from gcop_env.trainers.grpo import ShapedReward, grpo_dataset
+from gcop_env.trainers.grpo import METRIC_PREFIX, ShapedReward, grpo_dataset
 
 
 def main(argv: list[str] | None = None) -> GRPOTrainer:
@@ -42,7 +44,14 @@ def main(argv: list[str] | None = None) -> GRPOTrainer:
                         weight_decay=0.1, logging_steps=1, report_to="none", use_cpu=not torch.cuda.is_available())
     trainer = GRPOTrainer(model=args.guide, reward_funcs=[reward], args=config, train_dataset=grpo_dataset(problems))
     trainer.train()
-    print({k: v for k, v in trainer.state.log_history[-1].items() if k.startswith(("gcop/", "reward"))})
+    # log_history ends with the run summary (train_runtime, ...); the metrics are in the step logs
+    step_logs = [entry for entry in trainer.state.log_history if any(k.startswith(METRIC_PREFIX) for k in entry)]
+    for entry in step_logs[-3:]:
+        metrics = {k: round(v, 4) for k, v in entry.items() if k.startswith((METRIC_PREFIX, "reward"))}
+        print(f"step {entry['step']}: {metrics}")
+    totals = reward.totals
+    print(f"run: {totals.completions} completions scored, {totals.infra_errors} infrastructure errors left out, "
+          f"${totals.spent_usd:.4f} spent; means {({k: round(v, 4) for k, v in totals.means().items()})}")
     env.close()
     return trainer
 

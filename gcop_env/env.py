@@ -6,28 +6,91 @@ in ``info["reward_components"]`` and the spend in ``info["cost"]``.
 
 ``info["reward_is_task_outcome"]`` is False (and ``info["error"]`` set) when an API or the sandbox
 failed: the reward of such a step is 0.0 only because Gymnasium needs a float; learners must
-drop it (the bundled trainer does).
+drop it (the bundled trainer does; :class:`gcop_env.wrappers.InfraAware` does it for any library).
+
+Core samples: when the core samples (temperature > 0, or the core says it is not deterministic),
+a repeated (problem, strategy) gets a fresh core sample: the env counts the samples it drew for
+each (problem, strategy) and asks for the next ``sample_index``, which is part of the response
+cache key. A re-run of the same script therefore replays the same cached sequence (no API call),
+while one run sees independent samples. The counter is per env and starts from a *sample stream*
+taken from the seed of ``reset(seed=...)`` (0 until a seed is given), so the sub-envs of a vector
+env, seeded ``seed + i``, draw different samples. A step that failed for infrastructure reasons
+does not use up its sample: a retry asks for the same one.
+
+Pickling, ``copy.deepcopy`` and ``cloudpickle`` work: clients, SQLite connections, locks and
+sandboxes are left out and made again on first use. A deep copy shares the core and its
+response cache (thread-safe connections, like ``gym.make`` copies); a pickled copy gets its own.
+``env.spec.to_json()`` stores core spec strings; a ``Core`` object cannot be written as JSON and
+is refused with a message saying which spec string to pass instead.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import inspect
+import json
 import numbers
+import os
+import threading
+from collections.abc import Mapping
 from typing import Any
 
 import gymnasium as gym
+from gymnasium.envs.registration import EnvSpec
 
+from gcop_env.cache import ResponseCache
 from gcop_env.checks import check_int, check_number
-from gcop_env.cores import RetryPolicy, SamplingParams, make_core
+from gcop_env.cores import Core, RetryPolicy, SamplingParams, make_core
 from gcop_env.cores.models import DEFAULT_CORE  # a current model; dates and sources in cores/models.py
 from gcop_env.problem import Problem
 from gcop_env.prompts import guide_prompt
 from gcop_env.reward import RewardConfig
 from gcop_env.scoring import GuideScorer, StepOutcome
 from gcop_env.spaces import UnicodeText
-from gcop_env.strategy import DEFAULT_MAX_STRATEGY_CHARS
+from gcop_env.strategy import DEFAULT_MAX_STRATEGY_CHARS, parse_guide_output
 from gcop_env.tasks import get_task
+
+
+# sample_index = stream * SAMPLES_PER_STREAM + count. Bounded so that the index stays a small
+# integer for every backend (the hf: core seeds torch with it).
+SAMPLE_STREAMS = 2**24
+SAMPLES_PER_STREAM = 2**20
+
+
+class SampleCounter:
+    """Hands out core sample numbers per key (e.g. (stream, problem, strategy)); thread-safe.
+
+    ``take`` gives the next unused number; ``give_back`` returns one whose call failed, and it is
+    handed out again before any new one (a retry asks for the same sample, never skips one).
+    """
+
+    def __init__(self) -> None:
+        self._next: dict[Any, int] = {}
+        self._returned: dict[Any, list[int]] = {}
+        self._lock = threading.Lock()
+
+    def take(self, key: Any) -> int:
+        with self._lock:
+            returned = self._returned.get(key)
+            if returned:
+                return returned.pop(0)
+            number = self._next.get(key, 0)
+            self._next[key] = number + 1
+            return number
+
+    def give_back(self, key: Any, number: int) -> None:
+        with self._lock:
+            self._returned.setdefault(key, []).append(number)
+            self._returned[key].sort()
+
+    def __getstate__(self) -> dict[str, Any]:
+        with self._lock:
+            return {"_next": dict(self._next), "_returned": {k: list(v) for k, v in self._returned.items()}}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
 
 
 class GCoPEnv(gym.Env[str, str]):
@@ -43,7 +106,8 @@ class GCoPEnv(gym.Env[str, str]):
         judge_max_tokens: the judge's reply budget.
         max_strategy_chars: the strategy length budget of the structure check.
         max_observation_chars, max_action_chars: lengths of the text spaces.
-        cache: None/True (the default on-disk cache), False (off), or a cache path. retry: a :class:`RetryPolicy`.
+        cache: None/True (the default on-disk cache), False (off), or a cache path.
+        retry: a :class:`RetryPolicy` (or a dict of its fields, as ``spec.to_json()`` writes it).
         **validator_options: passed to the task's validator class (e.g. ``sandbox="docker"``).
     """
 
@@ -77,6 +141,8 @@ class GCoPEnv(gym.Env[str, str]):
         if not self.problems:
             raise ValueError(f"{self.task.env_id}: split {split!r} has no problems")
         self._index = {p.task_id: i for i, p in enumerate(self.problems)}
+        if isinstance(retry, Mapping):
+            retry = RetryPolicy(**retry)
         self.core = make_core(core, cache=cache, retry=retry)
         judge_core = None
         if self.reward_config.gamma > 0 and judge is not None:
@@ -91,10 +157,43 @@ class GCoPEnv(gym.Env[str, str]):
         self.action_space = UnicodeText(max_length=max_action_chars)
         self.problem: Problem | None = None
         self.last_outcome: StepOutcome | None = None
+        self._sample_stream = 0
+        self.sample_counter = SampleCounter()
+
+    # -- spec: gym.make sets it; ours writes JSON that gym.make can read back -----------------
+    @property
+    def spec(self) -> EnvSpec | None:
+        return self.__dict__.get("_spec")
+
+    @spec.setter
+    def spec(self, value: EnvSpec | None) -> None:
+        if value is not None and not isinstance(value, GCoPEnvSpec):
+            value = GCoPEnvSpec(**{f.name: getattr(value, f.name) for f in dataclasses.fields(value) if f.init})
+        self.__dict__["_spec"] = value
+
+    # -- core samples ---------------------------------------------------------------------------
+    def core_samples(self) -> bool:
+        """Whether the core's answer to one prompt varies between calls (so repeats are worth drawing)."""
+        sampling = self.scorer.sampling
+        is_deterministic = getattr(self.core, "is_deterministic", None)
+        if callable(is_deterministic):
+            return not is_deterministic(sampling)
+        return sampling.temperature > 0
+
+    def _sample_key(self, action: str) -> tuple[int, str, str] | None:
+        """The (stream, problem, strategy) whose samples this step counts; None when no core call is made."""
+        if not self.core_samples():
+            return None
+        parsed = parse_guide_output(action, self.scorer.max_strategy_chars, self.scorer.max_output_chars)
+        if not parsed.structure_ok:
+            return None
+        return (self._sample_stream, self.problem.task_id, parsed.strategy)
 
     # -- Gymnasium API ----------------------------------------------------------------------
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[str, dict]:
         super().reset(seed=seed)
+        if seed is not None:
+            self._sample_stream = int(seed) % SAMPLE_STREAMS
         options = dict(options or {})
         if "task_id" in options:
             task_id = options.pop("task_id")
@@ -128,11 +227,21 @@ class GCoPEnv(gym.Env[str, str]):
             raise RuntimeError("call reset() before step(): each episode is one problem and one step")
         if not isinstance(action, str):
             raise TypeError(f"the action must be the guide's output text (str), got {type(action).__name__}")
-        outcome = self.scorer.score(self.problem, action)
+        key = self._sample_key(action)
+        sample_index = 0
+        if key is not None:
+            number = self.sample_counter.take(key)
+            sample_index = key[0] * SAMPLES_PER_STREAM + number
+        outcome = self.scorer.score(self.problem, action, sample_index)
+        if key is not None and outcome.error is not None:
+            self.sample_counter.give_back(key, number)  # nothing was learnt from it: a retry asks again
         self.last_outcome = outcome
         observation = guide_prompt(self.problem.question)
         reward = float(outcome.reward) if outcome.reward is not None else 0.0
-        return observation, reward, True, False, outcome.info()
+        info = outcome.info()
+        if outcome.parsed.structure_ok:
+            info["core_sample_index"] = sample_index
+        return observation, reward, True, False, info
 
     def render(self) -> str | None:
         if self.render_mode != "ansi":
@@ -165,6 +274,40 @@ def _check_arguments(*, limit: Any, temperature: Any, top_p: Any, max_tokens: An
     check_int("max_strategy_chars", max_strategy_chars, lo=1)
     check_int("max_observation_chars", max_observation_chars, lo=1)
     check_int("max_action_chars", max_action_chars, lo=1)
+
+
+class GCoPEnvSpec(EnvSpec):
+    """Gymnasium's spec with a ``to_json`` that says what it cannot write and how to fix it."""
+
+    def to_json(self) -> str:
+        kwargs = {name: _jsonable(name, value) for name, value in self.kwargs.items()}
+        plain = EnvSpec(**{f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.init})
+        plain.kwargs = kwargs
+        return plain.to_json()
+
+
+def _jsonable(name: str, value: Any) -> Any:
+    """A kwarg as JSON that ``gym.make`` reads back to the same env, or a TypeError saying what to pass."""
+    if isinstance(value, Core):
+        raise TypeError(f"env.spec.to_json(): {name}= is a Core object ({value!r}), which JSON cannot hold (its "
+                        f"retries, timeouts, prices and cache are not part of a spec string). Make the env with "
+                        f"{name}={value.spec!r} (and retry=..., cache=... as env kwargs) to get a JSON spec.")
+    if isinstance(value, ResponseCache):
+        return str(value.path)  # a cache is its file: the same path opens the same store
+    if isinstance(value, RetryPolicy):
+        return dataclasses.asdict(value)
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    if isinstance(value, Mapping):
+        return {k: _jsonable(f"{name}[{k!r}]", v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(f"{name}[{i}]", v) for i, v in enumerate(value)]
+    try:
+        json.dumps(value)
+    except (TypeError, ValueError):
+        raise TypeError(f"env.spec.to_json(): {name}={value!r} ({type(value).__name__}) cannot be written as JSON; "
+                        "pass a string, number, list or dict instead (e.g. sandbox='docker' rather than a Sandbox)") from None
+    return value
 
 
 _ENV_KWARGS = [name for name in inspect.signature(GCoPEnv.__init__).parameters

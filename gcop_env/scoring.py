@@ -245,3 +245,14 @@ class GuideScorer:
 
     def close(self) -> None:
         self.validator.close()
+
+    # Pickling and deep copies keep the remembered baselines; the locks are made afresh.
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state["_baseline_locks"] = {}
+        del state["_locks_guard"]
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._locks_guard = threading.Lock()

@@ -113,17 +113,27 @@ class ShapedReward:
         # conversational: a list of messages, the guide's reply is the assistant content
         return "".join(m.get("content") or "" for m in completion if m.get("role", "assistant") == "assistant")
 
-    def __call__(self, prompts: list, completions: list, task_id: list[str],
-                 log_metric: Callable[[str, float], None] | None = None,
-                 log_extra: Callable[[str, list], None] | None = None, **_: Any) -> list[float | None]:
-        items = [(self.problems[tid], self._text(c)) for tid, c in zip(task_id, completions)]
-        # identical completions to one problem get distinct core samples, not one cached answer
+    def sample_indices(self, items: Sequence[tuple[Problem, str]]) -> list[int]:
+        """The core sample each completion asks for: identical completions to one problem in a
+        batch get distinct samples, not one cached answer."""
         seen: Counter = Counter()
         indices = []
         for problem, text in items:
             indices.append(seen[(problem.task_id, text)])
             seen[(problem.task_id, text)] += 1
+        return indices
+
+    def scored(self, items: Sequence[tuple[Problem, str]], indices: Sequence[int],
+               outcomes: Sequence[StepOutcome]) -> None:
+        """Called after each batch is scored (a hook for subclasses that keep sample counters)."""
+
+    def __call__(self, prompts: list, completions: list, task_id: list[str],
+                 log_metric: Callable[[str, float], None] | None = None,
+                 log_extra: Callable[[str, list], None] | None = None, **_: Any) -> list[float | None]:
+        items = [(self.problems[tid], self._text(c)) for tid, c in zip(task_id, completions)]
+        indices = self.sample_indices(items)
         outcomes = self.scorer.score_many(items, max_workers=self.max_workers, sample_indices=indices)
+        self.scored(items, indices, outcomes)
         metrics = batch_metrics(outcomes)
         errors = sum(o.error is not None for o in outcomes)
         cost_usd = sum(o.cost.as_dict()["total_usd"] for o in outcomes)

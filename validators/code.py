@@ -27,6 +27,7 @@ collected tests that passed (0 when tampered, or nothing was collected).
 from __future__ import annotations
 
 import re
+import copy
 import threading
 import time
 from collections.abc import Mapping
@@ -189,6 +190,34 @@ class CodeValidator(Validator):
             sandbox, self._sandbox = self._sandbox, (None if self._owns_sandbox else self._sandbox)
         if sandbox is not None and self._owns_sandbox:
             sandbox.close()
+
+    # Pickling and deep copies: a sandbox made from a name is this validator's own (live workers,
+    # containers), so a copy starts its own on first use. A Sandbox passed in is shared by a deep
+    # copy but cannot cross processes.
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        del state["_lock"]
+        if self._owns_sandbox:
+            state["_sandbox"] = None
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+
+    def __deepcopy__(self, memo: dict) -> "CodeValidator":
+        clone = type(self).__new__(type(self))
+        memo[id(self)] = clone
+        if not self._owns_sandbox:
+            memo[id(self._sandbox)] = self._sandbox  # shared, not copied
+        clone.__setstate__(copy.deepcopy(self.__getstate__(), memo))
+        return clone
+
+    def __reduce_ex__(self, protocol):
+        if not self._owns_sandbox:
+            raise TypeError(f"{type(self).__name__} was given a running Sandbox object, which cannot be pickled; "
+                            "pass sandbox='docker', 'process' or 'auto' so each process starts its own")
+        return super().__reduce_ex__(protocol)
 
 
 def _missing_module(outcome: PytestOutcome) -> str | None:
