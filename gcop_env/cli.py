@@ -14,6 +14,7 @@ commands:
   curate    teacher-guided acceptance sampling of strategies
   sft       supervised fine-tuning of the guide on curated strategies
   grpo      GRPO of the guide on the env's shaped reward
+  eval      evaluate one condition (core-only, ICL, guided, strategies) into a run dir
 
 Run 'gcop <command> --help' for a command's options."""
 
@@ -56,8 +57,13 @@ def _grpo(argv):
     return grpo_cli(argv)
 
 
+def _eval(argv):
+    from gcop_env.evaluation.runner import eval_cli
+    return eval_cli(argv)
+
+
 COMMANDS = {"demo": _demo, "tasks": _tasks, "score": _score, "sandbox": _sandbox,
-            "curate": _curate, "sft": _sft, "grpo": _grpo}
+            "curate": _curate, "sft": _sft, "grpo": _grpo, "eval": _eval}
 
 
 def main(argv: list[str] | None = None) -> int:
