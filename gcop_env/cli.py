@@ -14,6 +14,7 @@ commands:
   curate    teacher-guided acceptance sampling of strategies
   sft       supervised fine-tuning of the guide on curated strategies
   grpo      GRPO of the guide on the env's shaped reward
+  report    Table 1, Figure 1 and paired tests from `gcop eval` run dirs
 
 Run 'gcop <command> --help' for a command's options."""
 
@@ -56,8 +57,13 @@ def _grpo(argv):
     return grpo_cli(argv)
 
 
+def _report(argv):
+    from gcop_env.evaluation.report import report_cli
+    return report_cli(argv)
+
+
 COMMANDS = {"demo": _demo, "tasks": _tasks, "score": _score, "sandbox": _sandbox,
-            "curate": _curate, "sft": _sft, "grpo": _grpo}
+            "curate": _curate, "sft": _sft, "grpo": _grpo, "report": _report}
 
 
 def main(argv: list[str] | None = None) -> int:
