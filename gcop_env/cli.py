@@ -15,6 +15,7 @@ commands:
   sft       supervised fine-tuning of the guide on curated strategies
   grpo      GRPO of the guide on the env's shaped reward
   eval      evaluate one condition (core-only, ICL, guided, strategies) into a run dir
+  report    Table 1, Figure 1 and paired tests from `gcop eval` run dirs
 
 Run 'gcop <command> --help' for a command's options."""
 
@@ -62,8 +63,13 @@ def _eval(argv):
     return eval_cli(argv)
 
 
+def _report(argv):
+    from gcop_env.evaluation.report import report_cli
+    return report_cli(argv)
+
+
 COMMANDS = {"demo": _demo, "tasks": _tasks, "score": _score, "sandbox": _sandbox,
-            "curate": _curate, "sft": _sft, "grpo": _grpo, "eval": _eval}
+            "curate": _curate, "sft": _sft, "grpo": _grpo, "eval": _eval, "report": _report}
 
 
 def main(argv: list[str] | None = None) -> int:
