@@ -20,8 +20,8 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import hashlib
+import inspect
 import json
-import math
 import os
 import platform
 import sys
@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from gcop_env.cores import RetryPolicy, make_core
+from gcop_env.cores import RetryPolicy, make_core, parse_core_spec
 from gcop_env.cores.base import CoreError, CoreResponse, SamplingParams
 from gcop_env.cores.pricing import lookup_price
 from gcop_env.problem import Problem
@@ -41,6 +41,7 @@ from gcop_env.strategy import DEFAULT_MAX_STRATEGY_CHARS
 from gcop_env.tasks import TaskSpec, get_task
 from gcop_env.trainers.common import JsonlAppender, read_jsonl_rows
 
+from gcop_env.evaluation.stats import wilson_interval
 from gcop_env.evaluation.guides import (DEFAULT_GUIDE_STOP, Guide, guide_request, make_guide,
                                         parse_guide_spec)
 
@@ -50,7 +51,6 @@ SUMMARY = "summary.json"
 RUN_CONFIG = "run_config.json"
 ROLES = ("guide", "core", "judge")
 KINDS = ("core-only", "icl", "guided", "strategies")
-RECIPE_FILE = "recipe.json"  # written by `gcop sft` / `gcop grpo` into their output dirs: {"recipe": "SFT"}
 
 # `--preset paper`: the paper's protocol. Splits: GSM8K test (1,319 problems); KodCode: the
 # seeded 1,000-problem sample of KodCode-Light-RL-10K, 80/20, its 200-problem test part (the
@@ -125,8 +125,12 @@ class EvalConfig:
             self.guide_price = tuple(float(x) for x in self.guide_price)  # type: ignore[assignment]
             if len(self.guide_price) != 2 or min(self.guide_price) < 0:
                 raise EvalInputError(f"--guide-price needs IN,OUT (USD per million tokens, >= 0), got {self.guide_price}")
-        if self.kind == "guided":
-            parse_guide_spec(self.guide)  # a bad spec fails here, before any loading
+        try:  # a bad spec fails here, before anything is loaded or called
+            parse_core_spec(self.core)
+            if self.kind == "guided":
+                parse_guide_spec(self.guide)
+        except ValueError as exc:
+            raise EvalInputError(str(exc)) from None
 
     def identity(self) -> dict[str, Any]:
         """What makes two runs the same condition (a run dir resumes only with the same identity).
@@ -497,43 +501,26 @@ def load_strategies(path: Path, problems: list[Problem], task: str, split: str) 
 
 
 def guide_recipe(spec: str | None) -> str | None:
-    """The guide's training recipe: ``recipe.json`` in a local guide's dir, else None (a plain model)."""
+    """The guide's training recipe as recorded in its dir by ``gcop sft`` / ``gcop grpo`` (else ``None``).
+
+    A guide behind a server is ``external`` (its training is not known here).
+    """
     if not spec:
         return None
     backend, model, _ = parse_guide_spec(spec)
     if backend == "openai":
         return "external"
-    path = Path(model) / RECIPE_FILE
-    if path.is_file():
-        try:
-            recipe = json.loads(path.read_text(encoding="utf-8")).get("recipe")
-            if recipe:
-                return str(recipe)
-        except (ValueError, AttributeError):
-            pass
-    return "None"
+    try:
+        from gcop_env.recipe import read_recipe
+    except ImportError:  # a package without recipe records: every local guide is a plain model
+        return "None"
+    try:
+        return str(read_recipe(model))
+    except ValueError as exc:  # a damaged record (RecipeError)
+        raise EvalInputError(str(exc)) from None
 
 
 # ----------------------------------------------------------------------------------- metrics
-
-
-def wilson_interval(successes: float, n: int, z: float = 1.96) -> tuple[float, float]:
-    """The 95% Wilson score interval (delegates to :mod:`gcop_env.evaluation.stats` when it is there)."""
-    try:
-        from gcop_env.evaluation.stats import wilson_interval as shared
-    except ImportError:
-        shared = None
-    if shared is not None:
-        lo, hi = shared(successes, n, z)
-        return float(lo), float(hi)
-    # Fallback until the stats module lands (evalreport's; the lead keeps that one).
-    if n <= 0:
-        return (0.0, 1.0)
-    p = successes / n
-    denom = 1 + z * z / n
-    centre = (p + z * z / (2 * n)) / denom
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-    return (max(0.0, centre - half), min(1.0, centre + half))
 
 
 def summarize_rows(rows_by_problem: list[list[dict]], *, kind: str, lam: float) -> dict[str, Any]:
@@ -700,7 +687,7 @@ def build_condition(config: EvalConfig, task: TaskSpec, problems: list[Problem],
     try:
         guide = make_guide(config.guide, cache=cache, retry=retry, timeout_s=config.timeout_s, workers=config.workers,
                            batch_size=config.guide_batch_size, prefill=config.guide_prefill, stop=config.guide_stop)
-    except ImportError as exc:
+    except (ImportError, ValueError) as exc:
         raise EvalInputError(str(exc)) from None
     return Guided(config, task, scorer, guide)
 
@@ -747,7 +734,15 @@ def run_eval(config: EvalConfig, *, progress: bool = True, preflight: bool = Tru
         _preflight([config.core] + ([config.guide] if config.kind == "guided" else []))
     core = make_core(config.core, cache=cache, retry=retry, timeout_s=config.timeout_s)
     validator = task.validator(**config.validator_options)
+    scorer_options: dict[str, Any] = {}
+    recipe = (config.recipe or guide_recipe(config.guide)) if config.kind == "guided" else config.recipe
+    if recipe == "Advisor":
+        # An advisor guide is trained without the structure requirement: its whole output is the advice.
+        if "structure_required" not in inspect.signature(GuideScorer).parameters:
+            raise EvalInputError("an Advisor guide needs GuideScorer(structure_required=False), missing in this version")
+        scorer_options["structure_required"] = False
     scorer = GuideScorer(validator, core, reward=RewardConfig(beta=0.0, gamma=0.0, kappa=0.0, lam=0.0),
+                         **scorer_options,
                          sampling=SamplingParams(temperature=config.core_temperature, top_p=config.core_top_p,
                                                  max_tokens=config.core_max_tokens),
                          max_strategy_chars=config.max_strategy_chars)
