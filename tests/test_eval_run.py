@@ -186,7 +186,7 @@ def test_raising_the_limit_extends_the_run_and_a_changed_condition_is_refused(wo
 def test_infra_errors_are_counted_apart_said_loudly_and_retried(world, tmp_path, capsys):
     world.responder_obj.solver.unguided_correct = True
     out = tmp_path / "o"
-    world.faults.extend([status(400)] * 1)  # a permanent error on the first core call
+    world.faults.append(status(500))  # the first core call fails, and its one attempt is all it gets
     argv = world.base + ["--core-only", "--limit", "3", "--workers", "1", "--max-retries", "1", "--out", str(out)]
     assert eval_cli(argv) == 3
     captured = capsys.readouterr()
