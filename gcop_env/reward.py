@@ -21,6 +21,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+from gcop_env.checks import check_number
+
 
 @dataclass(frozen=True)
 class RewardConfig:
@@ -41,10 +43,8 @@ class RewardConfig:
     cost_unit: str = "usd"
 
     def __post_init__(self) -> None:
-        for name in ("beta", "gamma", "kappa", "lam"):
-            value = getattr(self, name)
-            if not isinstance(value, (int, float)) or value < 0:
-                raise ValueError(f"{name} must be a number >= 0, got {value!r}")
+        for name in ("beta", "gamma", "kappa", "lam"):  # finite: a NaN weight would make every reward NaN
+            check_number(name, getattr(self, name), lo=0)
         if self.cost_unit not in ("usd", "tokens"):
             raise ValueError(f"cost_unit must be 'usd' or 'tokens', got {self.cost_unit!r}")
 

@@ -39,12 +39,12 @@ def test_score_kodcode_with_bad_rows(tmp_path, capsys):
 def test_score_humaneval(tmp_path, capsys):
     from gcop_env.validators.humaneval import load_humaneval
 
-    problems = load_humaneval()[:3]
+    *problems, wrong = load_humaneval()[:4]
     predictions = tmp_path / "p.jsonl"
     predictions.write_text(
         "\n".join(json.dumps({"task_id": p.task_id, "completion": p.metadata["canonical_solution"]}) for p in problems)
         + "\n"
-        + json.dumps({"task_id": problems[0].task_id, "completion": "    return None\n"})
+        + json.dumps({"task_id": wrong.task_id, "completion": "    return None\n"})
         + "\n"
     )
     out = tmp_path / "r.jsonl"

@@ -12,6 +12,7 @@ import logging
 import sys
 
 from gcop_env.trainers.config import CurateConfig, GRPORunConfig, SFTRunConfig, parse_config
+from gcop_env.usage import usage_error
 
 
 def _setup_logging() -> None:
@@ -19,21 +20,51 @@ def _setup_logging() -> None:
         logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
 
 
+def guide_path_problem(guide: str) -> str | None:
+    """Why ``guide`` cannot be a model, when it is clearly a local path (not a hub id) that is missing.
+
+    A hub id is ``name`` or ``owner/name``; an absolute path, ``./…``, ``~/…`` or one with more
+    than one ``/`` is a local path and must exist (a hub lookup would only add a confusing error).
+    """
+    import os
+
+    if os.path.exists(os.path.expanduser(guide)):
+        return None
+    looks_local = (guide.startswith(("/", "./", "../", "~")) or guide.count("/") > 1
+                   or (os.sep != "/" and os.sep in guide))
+    if looks_local:
+        return f"--guide {guide}: the path does not exist (give a local model directory or a hub id like Qwen/Qwen3-1.7B)"
+    return None
+
+
 def curate_cli(argv: list[str] | None = None) -> int:
-    """``gcop curate``: exit 0 when every problem finished, 2 when some are left for a re-run."""
+    """``gcop curate``: exit 0 when every problem finished, 2 when some are left for a re-run,
+    130 when stopped by Ctrl-C / SIGTERM (finished rows are saved; re-run to resume)."""
     config = parse_config(CurateConfig, argv, prog="gcop curate")
     _setup_logging()
-    from gcop_env.trainers.curate import curate
+    from gcop_env.interrupt import exit_interrupted, stop_on_signal
+    from gcop_env.trainers.common import JsonlError
+    from gcop_env.trainers.curate import ResumeMismatch, curate
+    from gcop_env.validators.data import DataError
 
-    summary = curate(config)
+    with stop_on_signal(what="curation") as stop:
+        try:
+            summary = curate(config, stop=stop)
+        except (DataError, JsonlError, ResumeMismatch) as exc:  # bad input or --out: nothing was spent
+            return usage_error("gcop curate", exc)
     for line in summary.lines():
         print(line)
+    if summary.interrupted:
+        return exit_interrupted()
     return 2 if summary.unfinished else 0
 
 
 def sft_cli(argv: list[str] | None = None) -> int:
     """``gcop sft``: fine-tune the guide on the accepted strategies."""
     config = parse_config(SFTRunConfig, argv, prog="gcop sft")
+    problem = guide_path_problem(config.guide)
+    if problem:
+        return usage_error("gcop sft", problem)
     _setup_logging()
     from gcop_env.trainers.sft import train_sft
 
@@ -46,12 +77,21 @@ def sft_cli(argv: list[str] | None = None) -> int:
 def grpo_cli(argv: list[str] | None = None) -> int:
     """``gcop grpo``: GRPO on the guide with the environment's shaped reward."""
     config = parse_config(GRPORunConfig, argv, prog="gcop grpo")
+    problem = guide_path_problem(config.guide)
+    if problem:
+        return usage_error("gcop grpo", problem)
     _setup_logging()
+    from gcop_env.interrupt import exit_interrupted, stop_on_signal
     from gcop_env.trainers.grpo import train_grpo
 
-    summary = train_grpo(config)
+    with stop_on_signal(what="training (after the current step, with a checkpoint)") as stop:
+        summary = train_grpo(config, stop=stop)
     for line in summary.lines():
         print(line)
+    if stop.requested:
+        print(f"interrupted at step {summary.steps}: checkpoint {summary.metrics.get('checkpoint')}; re-run the "
+              "same command to resume from it", file=sys.stderr)
+        return exit_interrupted()
     return 0
 
 

@@ -39,29 +39,62 @@ class JsonlAppender:
             os.fsync(fh.fileno())
 
 
+class JsonlError(ValueError):
+    """A JSONL file has a bad line; the message names the file and the line."""
+
+    def __init__(self, path: str | Path, line: int, problem: str):
+        super().__init__(f"{path}: line {line} {problem}; fix or remove that line")
+        self.path, self.line = str(path), line
+
+
+def parse_jsonl_line(raw: bytes, path: str | Path, line: int) -> dict | None:
+    """One JSONL line as a dict; None when blank. Bad UTF-8, bad JSON or a non-object is a JsonlError."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise JsonlError(path, line, f"is not valid UTF-8 (byte {exc.start})") from None
+    if not text.strip():
+        return None
+    try:
+        row = json.loads(text)
+    except ValueError as exc:
+        raise JsonlError(path, line, f"is not valid JSON ({getattr(exc, 'msg', exc)})") from None
+    if not isinstance(row, dict):
+        raise JsonlError(path, line, f"must be a JSON object, not {type(row).__name__}")
+    return row
+
+
 def read_jsonl_rows(path: str | Path, repair: bool = False) -> list[dict]:
-    """Rows of a JSONL file. A torn last line (the writer was killed mid-line) is dropped, and
-    cut off the file when ``repair`` is set; a bad line elsewhere is an error."""
+    """Rows of a JSONL file written by :class:`JsonlAppender`.
+
+    Only a last line without its newline can be torn (the writer was killed mid-line): it is
+    dropped when it does not parse, and cut off the file when ``repair`` is set (a last line that
+    does parse is kept, and ``repair`` adds its newline). Any other bad line, the last complete
+    one included, is a :class:`JsonlError` naming the file and the line: it is never cut.
+    """
     path = Path(path)
     if not path.exists():
         return []
     data = path.read_bytes()
+    *complete, tail = data.split(b"\n")  # tail: the bytes after the last newline
     rows: list[dict] = []
-    offset = 0
-    for raw in data.splitlines(keepends=True):
-        text = raw.decode("utf-8", errors="replace").strip()
-        complete = raw.endswith(b"\n")
-        if text:
-            try:
-                rows.append(json.loads(text))
-            except ValueError:
-                if complete and offset + len(raw) < len(data):
-                    raise ValueError(f"{path}: line {len(rows) + 1} is not valid JSON; fix or remove it") from None
+    for number, raw in enumerate(complete, start=1):
+        row = parse_jsonl_line(raw, path, number)
+        if row is not None:
+            rows.append(row)
+    if tail.strip():
+        try:
+            row = parse_jsonl_line(tail, path, len(complete) + 1)
+        except JsonlError:
+            if repair:
+                with open(path, "r+b") as fh:
+                    fh.truncate(len(data) - len(tail))
+        else:
+            if row is not None:
+                rows.append(row)
                 if repair:
-                    with open(path, "r+b") as fh:
-                        fh.truncate(offset)
-                break
-        offset += len(raw)
+                    with open(path, "ab") as fh:
+                        fh.write(b"\n")
     return rows
 
 
@@ -85,3 +118,18 @@ def write_json(path: str | Path, payload: dict) -> Path:
 def mean(values: Iterable[float]) -> float | None:
     values = list(values)
     return sum(values) / len(values) if values else None
+
+
+def stop_callback(stop: Any) -> Any:
+    """A ``transformers`` callback that ends training after the current step once ``stop`` is set,
+    saving a checkpoint first, so a Ctrl-C'd run resumes from where it stopped."""
+    from transformers import TrainerCallback
+
+    class StopOnRequest(TrainerCallback):
+        def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> Any:
+            if stop.requested:
+                control.should_save = True
+                control.should_training_stop = True
+            return control
+
+    return StopOnRequest()

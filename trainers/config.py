@@ -4,6 +4,11 @@ Every field has a default that works and help text; the command-line parser is b
 dataclass, so ``gcop curate --help`` lists exactly these fields. Values are resolved in order:
 the dataclass default, then a YAML/JSON file given with ``--config``, then flags on the command
 line. Each run writes the resolved config next to its outputs (:func:`write_config`).
+
+Every field is checked before any work starts (:func:`validate_fields`): its type, that a number
+is finite, and its range (``lo``/``hi`` in the field's metadata). A bad value is a
+:class:`ConfigError` naming the field and the valid range; the commands print it as a one-line
+usage error with exit status 2.
 """
 
 from __future__ import annotations
@@ -17,8 +22,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+from gcop_env.checks import check_bool, check_int, check_number
 from gcop_env.reward import RewardConfig
 from gcop_env.strategy import DEFAULT_MAX_STRATEGY_CHARS
+from gcop_env.usage import OneLineErrorParser
 
 C = TypeVar("C")
 
@@ -26,7 +33,12 @@ DEFAULT_TEACHER = "anthropic:claude-sonnet-4-5"
 DEFAULT_CORE = "anthropic:claude-3-5-haiku-20241022"
 
 
+class ConfigError(ValueError):
+    """A config value is of the wrong type or out of its range, or a field is unknown."""
+
+
 def _opt(default: Any, help: str, **metadata: Any) -> Any:  # noqa: A002 - mirrors argparse
+    """A field with help text. ``lo``/``hi`` (``lo_open``/``hi_open`` for strict bounds) give its range."""
     if isinstance(default, (dict, list)):
         return field(default_factory=lambda: type(default)(default), metadata={"help": help, **metadata})
     return field(default=default, metadata={"help": help, **metadata})
@@ -38,9 +50,10 @@ class CoreCallOptions:
 
     cache: str | None = _opt(None, "response cache: a SQLite path, 'off' to disable, unset for the default "
                                    "($GCOP_CACHE_DIR/responses.sqlite). The cache is what makes re-runs free.")
-    max_retries: int = _opt(6, "attempts per API call on transient failures (429, 529, 5xx, timeouts)")
-    retry_backoff_s: float = _opt(1.0, "first backoff between attempts in seconds (doubles each time, with jitter)")
-    timeout_s: float = _opt(120.0, "per-request timeout in seconds")
+    max_retries: int = _opt(6, "attempts per API call on transient failures (429, 529, 5xx, timeouts)", lo=1)
+    retry_backoff_s: float = _opt(1.0, "first backoff between attempts in seconds (doubles each time, with jitter)",
+                                  lo=0)
+    timeout_s: float = _opt(120.0, "per-request timeout in seconds", lo=0, lo_open=True)
 
 
 @dataclass
@@ -56,45 +69,43 @@ class CurateConfig(CoreCallOptions):
     task: str = _opt("GSM8K", "registered task name (see gcop_env.registered_tasks())")
     data_files: str | None = _opt(None, "local data (file or directory) instead of the Hugging Face hub")
     split: str = _opt("train", "dataset split to curate")
-    limit: int | None = _opt(None, "curate only the first N problems of the split")
+    limit: int | None = _opt(None, "curate only the first N problems of the split", lo=1)
     teacher: str = _opt(DEFAULT_TEACHER, "core spec of the teacher LLM that writes and refines strategies")
     core: str = _opt(DEFAULT_CORE, "core spec of the target core that executes the strategies")
-    k: int = _opt(8, "K: core executions per strategy")
-    tau: float = _opt(0.75, "τ: accept a strategy iff its success rate q̂_K over K executions is ≥ τ")
-    max_rounds: int = _opt(2, "N: refinement rounds after the first strategy (0 = no refinement)")
-    success_threshold: float = _opt(1.0, "a core execution counts as a success when its validator reward is ≥ this")
+    k: int = _opt(8, "K: core executions per strategy", lo=1)
+    tau: float = _opt(0.75, "τ: accept a strategy iff its success rate q̂_K over K executions is ≥ τ", lo=0, hi=1)
+    max_rounds: int = _opt(2, "N: refinement rounds after the first strategy (0 = no refinement)", lo=0)
+    success_threshold: float = _opt(1.0, "a core execution counts as a success when its validator reward is ≥ this",
+                                    lo=0, hi=1)
     out: str = _opt("curated.jsonl", "output JSONL; re-running with the same --out resumes")
     eta: float = _opt(0.1, "η: tolerance of the acceptance test. A strategy whose true success rate is below "
-                           "τ − η passes with probability at most δ = exp(−2Kη²) (Hoeffding)")
+                           "τ − η passes with probability at most δ = exp(−2Kη²) (Hoeffding)", lo=0, hi=1, lo_open=True)
     epsilon: float | None = _opt(None, "ε: slack of the acceptance rate Â. Unset: the Hoeffding slack "
-                                       "sqrt(ln(1/alpha) / 2n) over the n finished problems")
-    alpha: float = _opt(0.05, "confidence level of the Hoeffding lower bound Â − ε (holds with prob. 1 − alpha)")
-    workers: int = _opt(4, "problems curated concurrently (each runs its K core calls concurrently too)")
-    core_temperature: float = _opt(0.7, "sampling temperature of the core (K executions need temperature > 0 to differ)")
-    core_top_p: float = _opt(1.0, "top-p of the core")
-    core_max_tokens: int = _opt(1024, "reply budget of the core")
-    teacher_temperature: float = _opt(0.7, "sampling temperature of the teacher")
-    teacher_max_tokens: int = _opt(1024, "reply budget of the teacher")
-    max_strategy_chars: int = _opt(DEFAULT_MAX_STRATEGY_CHARS, "length budget of a strategy (structure check)")
-    feedback_chars: int = _opt(1500, "how much of the core's failing answer the teacher sees when refining")
+                                       "sqrt(ln(1/alpha) / 2n) over the n finished problems", lo=0, hi=1)
+    alpha: float = _opt(0.05, "confidence level of the Hoeffding lower bound Â − ε (holds with prob. 1 − alpha)",
+                        lo=0, hi=1, lo_open=True, hi_open=True)
+    workers: int = _opt(4, "problems curated concurrently (each runs its K core calls concurrently too)", lo=1)
+    core_temperature: float = _opt(0.7, "sampling temperature of the core (K executions need temperature > 0 to differ)",
+                                   lo=0, hi=2)
+    core_top_p: float = _opt(1.0, "top-p of the core", lo=0, hi=1, lo_open=True)
+    core_max_tokens: int = _opt(1024, "reply budget of the core", lo=1)
+    teacher_temperature: float = _opt(0.7, "sampling temperature of the teacher", lo=0, hi=2)
+    teacher_max_tokens: int = _opt(1024, "reply budget of the teacher", lo=1)
+    max_strategy_chars: int = _opt(DEFAULT_MAX_STRATEGY_CHARS, "length budget of a strategy (structure check)", lo=1)
+    feedback_chars: int = _opt(1500, "how much of the core's failing answer the teacher sees when refining", lo=0)
     validator_options: dict = _opt({}, "keyword arguments for the task's validator, as JSON (e.g. {\"sandbox\": \"docker\"})")
 
     def __post_init__(self) -> None:
-        _check(self.k >= 1, "k must be >= 1")
-        _check(0.0 <= self.tau <= 1.0, "tau must be in [0, 1]")
-        _check(self.max_rounds >= 0, "max_rounds must be >= 0")
-        _check(self.eta > 0, "eta must be > 0")
-        _check(0 < self.alpha < 1, "alpha must be in (0, 1)")
-        _check(self.workers >= 1, "workers must be >= 1")
-        _check(self.limit is None or self.limit >= 1, "limit must be >= 1")
+        validate_fields(self)
+        _check_task(self.task)
 
 
 @dataclass
 class LoraOptions:
     lora: bool = _opt(False, "train a LoRA adapter (peft) instead of all weights; the output is merged")
-    lora_r: int = _opt(16, "LoRA rank")
-    lora_alpha: int = _opt(32, "LoRA alpha")
-    lora_dropout: float = _opt(0.05, "LoRA dropout")
+    lora_r: int = _opt(16, "LoRA rank", lo=1)
+    lora_alpha: int = _opt(32, "LoRA alpha", lo=1)
+    lora_dropout: float = _opt(0.05, "LoRA dropout", lo=0, hi=1, hi_open=True)
     lora_target_modules: str = _opt("all-linear", "modules to adapt: 'all-linear' or a comma-separated list")
 
 
@@ -102,15 +113,15 @@ class LoraOptions:
 class TrainRunOptions(LoraOptions):
     guide: str = _opt("Qwen/Qwen3-1.7B", "the guide: a transformers causal LM (hub id or local path)")
     output_dir: str = _opt("runs/guide", "where checkpoints, the final model, run_config.json and summary.json go")
-    max_steps: int = _opt(-1, "optimizer steps; -1 trains for num_train_epochs")
-    num_train_epochs: float = _opt(1.0, "epochs when max_steps is -1")
-    per_device_train_batch_size: int = _opt(8, "batch size per device")
-    gradient_accumulation_steps: int = _opt(1, "gradient accumulation steps")
-    logging_steps: int = _opt(1, "log every N steps")
-    save_steps: int = _opt(100, "checkpoint every N steps")
-    save_total_limit: int = _opt(2, "checkpoints kept")
+    max_steps: int = _opt(-1, "optimizer steps; -1 trains for num_train_epochs", lo=-1)
+    num_train_epochs: float = _opt(1.0, "epochs when max_steps is -1", lo=0, lo_open=True)
+    per_device_train_batch_size: int = _opt(8, "batch size per device", lo=1)
+    gradient_accumulation_steps: int = _opt(1, "gradient accumulation steps", lo=1)
+    logging_steps: int = _opt(1, "log every N steps", lo=1)
+    save_steps: int = _opt(100, "checkpoint every N steps", lo=1)
+    save_total_limit: int = _opt(2, "checkpoints kept", lo=1)
     report_to: str = _opt("none", "where metrics go: none, tensorboard, wandb (comma-separated)")
-    seed: int = _opt(42, "random seed")
+    seed: int = _opt(42, "random seed", lo=0)
     bf16: bool | None = _opt(None, "bfloat16 training; unset: on when a GPU supports it")
     use_cpu: bool | None = _opt(None, "train on the CPU; unset: on when no GPU is visible")
     gradient_checkpointing: bool = _opt(False, "trade compute for memory")
@@ -127,13 +138,14 @@ class SFTRunConfig(TrainRunOptions):
 
     corpus: str = _opt("curated.jsonl", "JSONL written by gcop curate; only accepted rows are used")
     output_dir: str = _opt("runs/sft", "where checkpoints, the final model, run_config.json and summary.json go")
-    learning_rate: float = _opt(1e-5, "learning rate")
-    weight_decay: float = _opt(0.0, "weight decay")
-    num_train_epochs: float = _opt(3.0, "epochs when max_steps is -1")
-    max_length: int = _opt(4096, "longest tokenized example; longer ones are truncated")
-    min_q_hat: float | None = _opt(None, "also drop accepted rows whose q̂ is below this")
+    learning_rate: float = _opt(1e-5, "learning rate", lo=0, lo_open=True)
+    weight_decay: float = _opt(0.0, "weight decay", lo=0)
+    num_train_epochs: float = _opt(3.0, "epochs when max_steps is -1", lo=0, lo_open=True)
+    max_length: int = _opt(4096, "longest tokenized example; longer ones are truncated", lo=1)
+    min_q_hat: float | None = _opt(None, "also drop accepted rows whose q̂ is below this", lo=0, hi=1)
 
     def __post_init__(self) -> None:
+        validate_fields(self)
         _check(bool(self.corpus), "corpus is required")
 
 
@@ -149,40 +161,43 @@ class GRPORunConfig(TrainRunOptions, CoreCallOptions):
     task: str = _opt("GSM8K", "registered task name")
     data_files: str | None = _opt(None, "local data (file or directory) instead of the Hugging Face hub")
     split: str = _opt("train", "dataset split to train on")
-    limit: int | None = _opt(None, "use only the first N problems")
+    limit: int | None = _opt(None, "use only the first N problems", lo=1)
     core: str = _opt(DEFAULT_CORE, "core spec of the black-box core the guide steers")
     judge: str | None = _opt(None, "core spec of the judge J (unset: the core itself; unused when reward_gamma is 0)")
     output_dir: str = _opt("runs/grpo", "where checkpoints, the final model, run_config.json and summary.json go")
-    kl_coef: float = _opt(0.004, "KL coefficient β of GRPO (TRL's `beta`)")
-    learning_rate: float = _opt(1e-6, "learning rate")
-    weight_decay: float = _opt(0.1, "weight decay")
-    num_generations: int = _opt(8, "completions sampled per prompt (the GRPO group)")
-    max_completion_length: int = _opt(2048, "longest guide output in tokens")
-    temperature: float = _opt(1.0, "sampling temperature of the guide during training")
-    top_p: float = _opt(1.0, "top-p of the guide during training")
-    eval_temperature: float = _opt(0.6, "sampling temperature of the guide in the final evaluation")
-    eval_top_p: float = _opt(0.95, "top-p of the guide in the final evaluation")
+    kl_coef: float = _opt(0.004, "KL coefficient β of GRPO (TRL's `beta`)", lo=0)
+    learning_rate: float = _opt(1e-6, "learning rate", lo=0, lo_open=True)
+    weight_decay: float = _opt(0.1, "weight decay", lo=0)
+    num_generations: int = _opt(8, "completions sampled per prompt (the GRPO group)", lo=2)
+    max_completion_length: int = _opt(2048, "longest guide output in tokens", lo=1)
+    temperature: float = _opt(1.0, "sampling temperature of the guide during training", lo=0, lo_open=True)
+    top_p: float = _opt(1.0, "top-p of the guide during training", lo=0, hi=1, lo_open=True)
+    eval_temperature: float = _opt(0.6, "sampling temperature of the guide in the final evaluation", lo=0, lo_open=True)
+    eval_top_p: float = _opt(0.95, "top-p of the guide in the final evaluation", lo=0, hi=1, lo_open=True)
     eval_split: str = _opt("test", "split of the final evaluation")
-    eval_limit: int = _opt(0, "problems in the final evaluation (0 = skip it)")
-    reward_beta: float = _opt(RewardConfig.beta, "β: structure bonus of the shaped reward")
-    reward_gamma: float = _opt(RewardConfig.gamma, "γ: judge weight (0 = no judge calls)")
-    reward_kappa: float = _opt(RewardConfig.kappa, "κ: harm weight on max(0, −ΔR) (0 = no baseline calls)")
-    reward_lambda: float = _opt(RewardConfig.lam, "λ: cost weight")
+    eval_limit: int = _opt(0, "problems in the final evaluation (0 = skip it)", lo=0)
+    reward_beta: float = _opt(RewardConfig.beta, "β: structure bonus of the shaped reward", lo=0)
+    reward_gamma: float = _opt(RewardConfig.gamma, "γ: judge weight (0 = no judge calls)", lo=0)
+    reward_kappa: float = _opt(RewardConfig.kappa, "κ: harm weight on max(0, −ΔR) (0 = no baseline calls)", lo=0)
+    reward_lambda: float = _opt(RewardConfig.lam, "λ: cost weight", lo=0)
     cost_unit: str = _opt(RewardConfig.cost_unit, "what the cost term T counts: usd or tokens (thousands)")
-    core_temperature: float = _opt(0.0, "sampling temperature of the core")
-    core_top_p: float = _opt(1.0, "top-p of the core")
-    core_max_tokens: int = _opt(1024, "reply budget of the core")
-    judge_max_tokens: int = _opt(256, "reply budget of the judge")
-    max_strategy_chars: int = _opt(DEFAULT_MAX_STRATEGY_CHARS, "length budget of a strategy (structure check)")
-    max_workers: int = _opt(8, "concurrent core calls while scoring a batch")
+    core_temperature: float = _opt(0.0, "sampling temperature of the core", lo=0, hi=2)
+    core_top_p: float = _opt(1.0, "top-p of the core", lo=0, hi=1, lo_open=True)
+    core_max_tokens: int = _opt(1024, "reply budget of the core", lo=1)
+    judge_max_tokens: int = _opt(256, "reply budget of the judge", lo=1)
+    max_strategy_chars: int = _opt(DEFAULT_MAX_STRATEGY_CHARS, "length budget of a strategy (structure check)", lo=1)
+    max_workers: int = _opt(8, "concurrent core calls while scoring a batch", lo=1)
     use_vllm: bool = _opt(False, "generate with vLLM (TRL's use_vllm); needs a GPU and `pip install vllm`")
     vllm_mode: str = _opt("colocate", "colocate (vLLM inside the training processes) or server (`trl vllm-serve`)",
                           choices=("colocate", "server"))
     vllm_server_base_url: str | None = _opt(None, "URL of `trl vllm-serve` in server mode (default host:port 0.0.0.0:8000)")
-    vllm_gpu_memory_utilization: float = _opt(0.3, "GPU memory share of vLLM in colocate mode")
+    vllm_gpu_memory_utilization: float = _opt(0.3, "GPU memory share of vLLM in colocate mode",
+                                              lo=0, hi=1, lo_open=True)
     validator_options: dict = _opt({}, "keyword arguments for the task's validator, as JSON")
 
     def __post_init__(self) -> None:
+        validate_fields(self)
+        _check_task(self.task)
         _check(self.num_generations >= 2, "num_generations must be >= 2 (GRPO compares completions in a group)")
         _check(self.vllm_mode in ("colocate", "server"), "vllm_mode must be 'colocate' or 'server'")
         RewardConfig(beta=self.reward_beta, gamma=self.reward_gamma, kappa=self.reward_kappa,
@@ -195,24 +210,79 @@ class GRPORunConfig(TrainRunOptions, CoreCallOptions):
 
 def _check(ok: bool, message: str) -> None:
     if not ok:
-        raise ValueError(message)
+        raise ConfigError(message)
+
+
+def _check_task(name: str) -> None:
+    from gcop_env.tasks import get_task
+
+    try:
+        get_task(name)
+    except KeyError as exc:
+        raise ConfigError(exc.args[0]) from None
+
+
+def validate_fields(config: Any) -> None:
+    """Check every field of a config dataclass: type, finiteness and range (the field's ``lo``/``hi``).
+
+    Raises :class:`ConfigError` naming the field, the value and what is valid.
+    """
+    hints = typing.get_type_hints(type(config))
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        base, optional = _unwrap_optional(hints[f.name])
+        if value is None:
+            if optional:
+                continue
+            raise ConfigError(f"{f.name} must be set (got null)")
+        meta = f.metadata
+        bounds = dict(lo=meta.get("lo"), hi=meta.get("hi"))
+        try:
+            if base is bool:
+                check_bool(f.name, value)
+            elif base is int:
+                check_int(f.name, value, **bounds)
+            elif base is float:
+                check_number(f.name, value, **bounds, lo_open=meta.get("lo_open", False),
+                             hi_open=meta.get("hi_open", False))
+            elif base is str and not isinstance(value, str):
+                raise ValueError(f"{f.name} must be a string, got {value!r} ({type(value).__name__})")
+            elif (base is dict or typing.get_origin(base) is dict) and not isinstance(value, dict):
+                raise ValueError(f"{f.name} must be a mapping (JSON object), got {value!r}")
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+        if f.metadata.get("choices") and value not in f.metadata["choices"]:
+            raise ConfigError(f"{f.name} must be one of {list(f.metadata['choices'])}, got {value!r}")
+    if getattr(config, "max_steps", None) == 0:
+        raise ConfigError("max_steps must be -1 (train for num_train_epochs) or >= 1, got 0")
+
+
+def _unwrap_optional(hint: Any) -> tuple[Any, bool]:
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(hint) if a is not type(None)]
+        return (args[0] if len(args) == 1 else hint), len(args) < len(typing.get_args(hint))
+    return hint, False
 
 
 # -- files and flags ---------------------------------------------------------------------------
 def read_config_file(path: str | Path) -> dict[str, Any]:
     """A YAML (``.yaml``/``.yml``) or JSON config file as a dict of field names to values."""
     path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"config file {path} does not exist")
-    text = path.read_text(encoding="utf-8")
-    if path.suffix.lower() in (".yaml", ".yml"):
-        import yaml
+    if not path.is_file():
+        raise ConfigError(f"config file {path} does not exist" if not path.exists() else f"config file {path} is not a file")
+    try:
+        text = path.read_text(encoding="utf-8")
+        if path.suffix.lower() in (".yaml", ".yml"):
+            import yaml
 
-        data = yaml.safe_load(text) or {}
-    else:
-        data = json.loads(text)
+            data = yaml.safe_load(text) or {}
+        else:
+            data = json.loads(text)
+    except Exception as exc:  # noqa: BLE001 - YAML, JSON and decoding errors all mean the same to the user
+        detail = " ".join(str(exc).split())
+        raise ConfigError(f"config file {path} cannot be read ({type(exc).__name__}: {detail})") from None
     if not isinstance(data, dict):
-        raise ValueError(f"config file {path} must hold a mapping of field names to values")
+        raise ConfigError(f"config file {path} must hold a mapping of field names to values")
     return {str(k).replace("-", "_"): v for k, v in data.items()}
 
 
@@ -225,6 +295,16 @@ def _parse_bool(text: str) -> bool:
     raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
 
 
+def _json_object(text: str) -> dict:
+    try:
+        value = json.loads(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"not valid JSON ({exc}): {text!r}") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"expected a JSON object like '{{\"key\": 1}}', got {text!r}")
+    return value
+
+
 def _flag_type(hint: Any) -> tuple[Any, bool]:
     """(argparse type, is_bool) for a field's type hint (``X | None`` unwrapped)."""
     base = hint
@@ -233,13 +313,13 @@ def _flag_type(hint: Any) -> tuple[Any, bool]:
     if base is bool:
         return _parse_bool, True
     if base is dict or typing.get_origin(base) is dict:
-        return json.loads, False
+        return _json_object, False
     return base, False
 
 
 def build_parser(cls: type, prog: str, description: str | None = None) -> argparse.ArgumentParser:
     """An argparse parser with ``--config FILE`` and one ``--field-name`` flag per field."""
-    parser = argparse.ArgumentParser(prog=prog, description=description or (cls.__doc__ or "").split("\n\n")[0],
+    parser = OneLineErrorParser(prog=prog, description=description or (cls.__doc__ or "").split("\n\n")[0],
                                      argument_default=argparse.SUPPRESS)
     parser.add_argument("--config", help="YAML or JSON file of field values; flags given here override it")
     hints = typing.get_type_hints(cls)
@@ -259,15 +339,21 @@ def build_parser(cls: type, prog: str, description: str | None = None) -> argpar
 
 
 def parse_config(cls: type[C], argv: list[str] | None, prog: str) -> C:
-    """Defaults, then ``--config FILE``, then flags: the resolved config."""
+    """Defaults, then ``--config FILE``, then flags: the resolved config.
+
+    A bad flag, config file or value exits with status 2 and a one-line message.
+    """
     parser = build_parser(cls, prog)
     ns = vars(parser.parse_args(argv))
     values: dict[str, Any] = {}
     config_file = ns.pop("config", None)
-    if config_file:
-        values.update(read_config_file(config_file))
-    values.update(ns)
-    return config_from_dict(cls, values)
+    try:
+        if config_file:
+            values.update(read_config_file(config_file))
+        values.update(ns)
+        return config_from_dict(cls, values)
+    except ConfigError as exc:
+        parser.error(str(exc))
 
 
 def config_from_dict(cls: type[C], values: dict[str, Any]) -> C:
@@ -278,7 +364,7 @@ def config_from_dict(cls: type[C], values: dict[str, Any]) -> C:
 
         hints = [f"{u!r}" + (f" (did you mean {m[0]!r}?)" if (m := difflib.get_close_matches(u, names, 1)) else "")
                  for u in unknown]
-        raise ValueError(f"unknown {cls.__name__} field(s): {', '.join(hints)}; valid: {sorted(names)}")
+        raise ConfigError(f"unknown {cls.__name__} field(s): {', '.join(hints)}; valid: {sorted(names)}")
     return cls(**values)
 
 

@@ -19,6 +19,10 @@ Resumable: a row is appended and fsynced as each problem finishes; a re-run with
 ``--out`` skips finished problems, and the response cache makes the calls already made for an
 unfinished problem free. An infrastructure failure (API down after retries) is not a rejection:
 the problem is left unfinished and reported, and a re-run retries it.
+
+Interruptible: on the first Ctrl-C / SIGTERM (:mod:`gcop_env.interrupt`) no new problem is
+started and problems in flight stop at their next round; what finishes within the grace period is
+saved, the rest is reported unfinished, and ``gcop curate`` exits 130 with the resume command.
 """
 
 from __future__ import annotations
@@ -27,13 +31,14 @@ import json
 import logging
 import math
 import time
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from gcop_env.cores import Core, CoreError
 from gcop_env.cores.base import CoreRequest, Message, SamplingParams
+from gcop_env.interrupt import StopRequest, completed_until_stopped
 from gcop_env.problem import Problem
 from gcop_env.prompts import teacher_prompt, teacher_refine_prompt
 from gcop_env.reward import RewardConfig
@@ -48,6 +53,10 @@ log = logging.getLogger(__name__)
 # Settings that change what a finished row means: resuming with different ones is refused.
 _RESUME_KEYS = ("task", "split", "data_files", "teacher", "core", "k", "tau", "max_rounds", "success_threshold",
                 "core_temperature", "core_top_p", "core_max_tokens", "teacher_temperature", "teacher_max_tokens")
+
+
+class ResumeMismatch(ValueError):
+    """The output file was written with settings that change what its rows mean."""
 
 
 class Unfinished(Exception):
@@ -79,6 +88,7 @@ class CurationSummary:
     core_calls: int = 0  # paid core requests this run
     elapsed_s: float = 0.0
     warnings: list[str] = field(default_factory=list)
+    interrupted: bool = False  # stopped by Ctrl-C / SIGTERM: re-run the same command to resume
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -95,6 +105,9 @@ class CurationSummary:
             out.append(f"{len(self.unfinished)} problem(s) unfinished (infrastructure errors); re-run the same "
                        f"command to retry them: " + ", ".join(u["problem_id"] for u in self.unfinished[:10]))
         out.extend(f"WARNING: {w}" for w in self.warnings)
+        if self.interrupted:
+            out.append(f"INTERRUPTED: {self.finished} finished rows are saved in {self.out}; re-run the same "
+                       f"command to resume (finished problems are skipped, answered calls come from the cache).")
         return out
 
 
@@ -116,8 +129,10 @@ def acceptance_statistics(accepted: int, finished: int, k: int, eta: float, alph
 class Curator:
     """Runs acceptance sampling for one task. ``teacher``/``core`` may be given ready-made."""
 
-    def __init__(self, config: CurateConfig, teacher: Core | None = None, core: Core | None = None):
+    def __init__(self, config: CurateConfig, teacher: Core | None = None, core: Core | None = None,
+                 stop: StopRequest | None = None):
         self.config = config
+        self.stop = stop or StopRequest()
         self.task = get_task(config.task)
         self.validator = self.task.validator(**config.validator_options)
         self.teacher = teacher or core_from_options(config.teacher, config)
@@ -150,6 +165,8 @@ class Curator:
         cost_usd = spent_usd = 0.0
         best: dict[str, Any] | None = None
         for round_index in range(1 + cfg.max_rounds):
+            if self.stop.requested:  # no new paid round once the user asked to stop
+                raise Unfinished("interrupted", f"stopped before round {round_index}")
             reply = self._ask_teacher(prompt, round_index)
             cost_usd += reply.cost_usd
             spent_usd += reply.spent_usd
@@ -165,6 +182,8 @@ class Curator:
                 feedback = "Your strategy gives away the final answer. Describe how to get there, not the result."
                 previous = parsed.strategy
             else:
+                if self.stop.requested:
+                    raise Unfinished("interrupted", f"stopped before the core runs of round {round_index}")
                 guide_output = (f"<think>{parsed.think}</think>\n" if parsed.think else "") + \
                                f"<strategy>{parsed.strategy}</strategy>"
                 outcomes = self.scorer.score_many([(problem, guide_output)] * cfg.k, max_workers=cfg.k,
@@ -229,22 +248,31 @@ class Curator:
         spent0 = _spent(self.teacher) + _spent(self.core)
         bar = _progress(len(todo), progress)
         accepted_now = 0
-        with ThreadPoolExecutor(max_workers=cfg.workers) as pool:
-            futures = {pool.submit(self.curate_problem, p): p for p in todo}
-            for future in as_completed(futures):
-                problem = futures[future]
+        finished_ids: set[str] = set()
+        pool = ThreadPoolExecutor(max_workers=cfg.workers)
+        try:
+            # Submitted a few at a time, so that a stop leaves at most `workers` problems running.
+            for problem, future in completed_until_stopped(pool, self.curate_problem, todo, self.stop, cfg.workers):
+                finished_ids.add(problem.task_id)
                 try:
                     row = future.result()
                 except Unfinished as exc:
                     unfinished.append({"problem_id": problem.task_id, "stage": exc.stage, "error": str(exc)})
-                    log.warning("problem %s unfinished (%s): %s", problem.task_id, exc.stage, exc)
+                    if exc.stage != "interrupted":
+                        log.warning("problem %s unfinished (%s): %s", problem.task_id, exc.stage, exc)
                 else:
                     writer.append(row)
                     accepted_now += int(row["accepted"])
                 bar.update(1)
                 bar.set_postfix(accepted=accepted_now, unfinished=len(unfinished),
                                 paid=f"${_spent(self.teacher) + _spent(self.core) - spent0:.4f}")
+        finally:
+            # After a stop, calls still running past the grace period are abandoned, not awaited.
+            pool.shutdown(wait=not self.stop.requested, cancel_futures=True)
         bar.close()
+        if self.stop.requested:
+            unfinished.extend({"problem_id": p.task_id, "stage": "interrupted", "error": "not finished before the stop"}
+                              for p in todo if p.task_id not in finished_ids)
         rows = read_jsonl_rows(out)
         n_accepted = sum(1 for r in rows if r.get("accepted"))
         stats = acceptance_statistics(n_accepted, len(rows), cfg.k, cfg.eta, cfg.alpha, cfg.epsilon)
@@ -253,7 +281,7 @@ class Curator:
             skipped_finished=len(problems) - len(todo), cost_usd=sum(r.get("cost_usd", 0.0) for r in rows),
             spent_usd=_spent(self.teacher) + _spent(self.core) - spent0,
             teacher_calls=_calls(self.teacher) - teacher_calls0, core_calls=_calls(self.core) - core_calls0,
-            elapsed_s=time.monotonic() - started, **stats)
+            elapsed_s=time.monotonic() - started, interrupted=self.stop.requested, **stats)
         if rows and summary.guarantee_vacuous:
             margin = (summary.acceptance_rate or 0.0) - (summary.epsilon or 0.0)
             summary.warnings.append(
@@ -272,7 +300,7 @@ class Curator:
         new = asdict(self.config)
         changed = [k for k in _RESUME_KEYS if k in old and old[k] != new[k]]
         if changed:
-            raise ValueError(f"{out} was curated with different settings ({', '.join(f'{k}: {old[k]!r} -> {new[k]!r}' for k in changed)}); "
+            raise ResumeMismatch(f"{out} was curated with different settings ({', '.join(f'{k}: {old[k]!r} -> {new[k]!r}' for k in changed)}); "
                              "use another --out, or delete the file to start over")
 
     def close(self) -> None:
@@ -288,9 +316,13 @@ def summary_path(out: Path) -> Path:
 
 
 def curate(config: CurateConfig, teacher: Core | None = None, core: Core | None = None,
-           progress: bool = True) -> CurationSummary:
-    """Run curation as configured; returns the summary (also written next to ``config.out``)."""
-    curator = Curator(config, teacher=teacher, core=core)
+           progress: bool = True, stop: StopRequest | None = None) -> CurationSummary:
+    """Run curation as configured; returns the summary (also written next to ``config.out``).
+
+    ``stop``: set it (e.g. from :func:`gcop_env.interrupt.stop_on_signal`) to end the run early;
+    finished rows are kept and ``summary.interrupted`` is True.
+    """
+    curator = Curator(config, teacher=teacher, core=core, stop=stop)
     try:
         return curator.run(progress=progress)
     finally:

@@ -44,7 +44,7 @@ from gcop_env.problem import Problem
 from gcop_env.prompts import guide_prompt
 from gcop_env.scoring import GuideScorer, StepOutcome
 from gcop_env.tasks import get_task
-from gcop_env.trainers.common import core_from_options, mean, write_json
+from gcop_env.trainers.common import core_from_options, mean, stop_callback, write_json
 from gcop_env.trainers.config import GRPORunConfig, write_config
 from gcop_env.trainers.sft import (RUN_CONFIG, TrainSummary, common_trainer_args, last_checkpoint, load_guide,
                                    save_final_model)
@@ -220,13 +220,25 @@ def evaluate_guide(model: Any, tokenizer: Any, scorer: GuideScorer, problems: Se
     return metrics
 
 
-def train_grpo(config: GRPORunConfig, scorer: GuideScorer | None = None) -> TrainSummary:
-    """Run GRPO as configured. Writes ``run_config.json``, checkpoints, the model and ``summary.json``."""
+def train_grpo(config: GRPORunConfig, scorer: GuideScorer | None = None, stop: Any = None) -> TrainSummary:
+    """Run GRPO as configured. Writes ``run_config.json``, checkpoints, the model and ``summary.json``.
+
+    ``stop`` (a :class:`gcop_env.interrupt.StopRequest`): once set, training ends after the current
+    step with a checkpoint saved; the summary's ``metrics["interrupted"]`` is True and no final model
+    or evaluation is made. The same command resumes from the checkpoint.
+    """
     write_config(config, Path(config.output_dir) / RUN_CONFIG)
     trainer, reward = build_grpo_trainer(config, scorer)
+    if stop is not None:
+        trainer.add_callback(stop_callback(stop))
     started = time.monotonic()
     trainer.train(resume_from_checkpoint=last_checkpoint(config.output_dir))
     runtime = time.monotonic() - started
+    if stop is not None and stop.requested:
+        reward.scorer.close()
+        return TrainSummary(command="grpo", output_dir=config.output_dir, steps=trainer.state.global_step,
+                            examples=len(trainer.train_dataset), train_runtime_s=runtime,
+                            metrics={"interrupted": True, "checkpoint": last_checkpoint(config.output_dir)})
     model = save_final_model(trainer, trainer.processing_class, config.output_dir, merged_lora=config.lora)
     t = reward.totals
     metrics: dict[str, Any] = {f"mean_{k}": v for k, v in t.means().items()}

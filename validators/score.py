@@ -1,17 +1,34 @@
 """``gcop score``: grade a file of core outputs the way the environment would.
 
 Each prediction row is ``{"task_id": ..., "completion": <the core's whole reply>}``; each result
-row is ``{"task_id", "status", "reward", "details"}``, in the input's order. Rows that cannot be
-graded (bad JSON, no task_id, an unknown task id) get ``"status": "invalid"`` and an ``"error"``,
-and the rest are still graded. Scoring goes through the task's validator (the same extraction
-and validation the env uses).
+row is ``{"line", "task_id", "status", "reward", "details"}``, in the input's order. Scoring goes
+through the task's validator (the same extraction and validation the env uses).
+
+Bad input loses nothing:
+
+* Rows that cannot be graded (not UTF-8, bad JSON, no task_id, an unknown task id, a completion
+  that is not a string or not valid Unicode) get ``"status": "invalid"`` and an ``"error"`` naming
+  the file and line; the rest are still graded.
+* Duplicate task ids: the **first** row of a task id is graded; every later row of it gets
+  ``"status": "duplicate"`` and is listed in the summary (``duplicates``).
+* ``pass_rate`` is passes over all rows except duplicates (invalid and infra rows count as not
+  passed); ``pass_rate_graded`` is passes over graded rows only; ``mean_reward`` is over graded rows.
+* ``--out`` is checked before any grading (writable, not one of the inputs). Result rows are
+  appended and fsynced to ``<out>.partial`` as they finish; at the end ``<out>`` is written
+  atomically (temp file + rename) in input order and the partial file removed. Re-running the
+  same command after a crash or Ctrl-C resumes from the partial file (rows that hit an
+  infrastructure error are graded again). Ctrl-C / SIGTERM stop grading, keep the finished rows
+  and exit 130.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
+import os
 import sys
+import tempfile
 from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -19,10 +36,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from gcop_env.checks import check_int, check_number
+from gcop_env.interrupt import completed_until_stopped, exit_interrupted, stop_on_signal
 from gcop_env.problem import Problem
+from gcop_env.usage import OneLineErrorParser, usage_error
 from gcop_env.validators.base import Status, ValidationResult, Validator
 
 INVALID = "invalid"
+DUPLICATE = "duplicate"
+_RESUME_HEADER = "gcop_score_resume"
 
 
 @dataclass(frozen=True)
@@ -56,13 +78,15 @@ TASKS: dict[str, Callable[[], ScoreTask]] = {"kodcode": _kodcode, "humaneval": _
 
 
 def _parser(prog: str) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineErrorParser(
         prog=prog,
         description="Grade core outputs: one JSON row per prediction, {\"task_id\": ..., \"completion\": ...}.",
     )
     parser.add_argument("--task", required=True, choices=sorted(TASKS), help="the task the predictions answer")
     parser.add_argument("--predictions", required=True, type=Path, help="JSONL file of {task_id, completion} rows")
-    parser.add_argument("--out", type=Path, default=None, help="JSONL file for the results (default: print only the summary)")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="JSONL file for the results, written atomically; progress is kept in <out>.partial "
+                             "so a re-run resumes (default: print only the summary)")
     parser.add_argument("--data-files", default=None, help="local data file(s) instead of the default source (comma-separated)")
     parser.add_argument("--split", default="test", help="the split the task ids come from (default test; KodCode: train/test/all)")
     parser.add_argument("--sandbox", default="auto", choices=["docker", "process", "auto"], help="where code runs (code tasks; default auto)")
@@ -72,101 +96,291 @@ def _parser(prog: str) -> argparse.ArgumentParser:
     return parser
 
 
-def _read_predictions(path: Path) -> list[tuple[int, dict[str, Any] | None, str | None]]:
-    """(line number, row or None, error or None) per non-blank line."""
+@dataclass(frozen=True)
+class PredictionRow:
+    """One non-blank line of the predictions file, or why it cannot be graded."""
+
+    line: int
+    task_id: str | None
+    completion: str | None
+    error: str | None = None
+
+
+def read_predictions(path: Path) -> list[PredictionRow]:
+    """Every non-blank line of ``path``; a bad line is an invalid row naming the file and line."""
     rows = []
-    with path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                rows.append((number, None, f"line {number}: not valid JSON ({exc.msg})"))
-                continue
-            if not isinstance(row, dict):
-                rows.append((number, None, f"line {number}: a row must be a JSON object"))
-            elif not isinstance(row.get("task_id"), (str, int)):
-                rows.append((number, None, f"line {number}: no task_id"))
-            elif not isinstance(row.get("completion"), str):
-                rows.append((number, row, f"line {number}: 'completion' must be a string (task_id {row['task_id']!r})"))
-            else:
-                rows.append((number, row, None))
+    for number, raw in enumerate(path.read_bytes().split(b"\n"), start=1):
+        where = f"{path}: line {number}"
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            rows.append(PredictionRow(number, None, None, f"{where}: not valid UTF-8 (byte {exc.start})"))
+            continue
+        if not text.strip():
+            continue
+        try:
+            row = json.loads(text)
+        except ValueError as exc:
+            rows.append(PredictionRow(number, None, None, f"{where}: not valid JSON ({getattr(exc, 'msg', exc)})"))
+            continue
+        if not isinstance(row, dict):
+            rows.append(PredictionRow(number, None, None, f"{where}: a row must be a JSON object"))
+            continue
+        task_id = row.get("task_id")
+        if isinstance(task_id, bool) or not isinstance(task_id, (str, int)) or not _is_text(str(task_id)):
+            rows.append(PredictionRow(number, None, None, f"{where}: no task_id (a string or integer)"))
+            continue
+        task_id = str(task_id)
+        completion = row.get("completion")
+        if not isinstance(completion, str):
+            rows.append(PredictionRow(number, task_id, None,
+                                      f"{where}: 'completion' must be a string (task_id {task_id!r})"))
+        elif not _is_text(completion):
+            rows.append(PredictionRow(number, task_id, None,
+                                      f"{where}: 'completion' holds a lone surrogate, not valid Unicode text "
+                                      f"(task_id {task_id!r})"))
+        else:
+            rows.append(PredictionRow(number, task_id, completion))
     return rows
 
 
-def score_cli(argv: list[str] | None = None, prog: str = "gcop score") -> int:
-    """Entry point for ``gcop score``. Exit status 0 when every row was graded, 1 otherwise."""
-    args = _parser(prog).parse_args(argv)
-    if not args.predictions.exists():
-        print(f"error: predictions file {args.predictions} does not exist", file=sys.stderr)
-        return 2
+def _is_text(text: str) -> bool:
+    """True when ``text`` encodes as UTF-8 (no lone surrogates, e.g. from a JSON ``"\ud800"`` escape)."""
     try:
-        task = TASKS[args.task]()
-    except ImportError as exc:
-        print(f"error: task {args.task} is not available: {exc}", file=sys.stderr)
-        return 2
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        if a.exists() and b.exists():
+            return os.path.samefile(a, b)
+    except OSError:
+        pass
+    return os.path.realpath(a) == os.path.realpath(b)
+
+
+def partial_path(out: Path) -> Path:
+    return out.with_name(out.name + ".partial")
+
+
+def _check_out(out: Path, inputs: list[Path]) -> str | None:
+    """Why ``out`` cannot be used (an input, a directory, not writable), or None."""
+    for candidate in (out, partial_path(out)):
+        for source in inputs:
+            if _same_file(candidate, source):
+                return f"--out {out} would overwrite the input file {source}; choose another path"
+    if out.is_dir():
+        return f"--out {out} is a directory; give a file path"
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with open(partial_path(out), "a", encoding="utf-8"):
+            pass
+        with tempfile.NamedTemporaryFile(dir=out.parent, prefix=f".{out.name}.", delete=True):
+            pass
+    except OSError as exc:
+        return f"--out {out} is not writable ({exc.strerror or exc})"
+    return None
+
+
+def _data_paths(task: str, split: str, data_files: Any) -> list[Path]:
+    from gcop_env.validators.data import DataError, resolve_data_files
+
+    if data_files is None:
+        return []
+    try:
+        files = resolve_data_files(split, data_files)
+    except DataError:
+        files = data_files
+    items = [files] if isinstance(files, (str, os.PathLike)) else list(files)
+    return [Path(f) for f in items]
+
+
+def _fingerprint(args: argparse.Namespace, data_files: Any) -> dict[str, Any]:
+    """What a partial file's rows depend on: resuming under anything else is refused."""
+    return {"task": args.task, "split": args.split, "data_files": data_files, "partial_credit": args.partial_credit,
+            "timeout": args.timeout,
+            "predictions_sha256": hashlib.sha256(args.predictions.read_bytes()).hexdigest()}
+
+
+def _read_partial(path: Path, fingerprint: dict[str, Any]) -> tuple[dict[int, dict[str, Any]], str | None]:
+    """Finished result rows by input line, or why the partial file cannot be resumed."""
+    from gcop_env.trainers.common import JsonlError, read_jsonl_rows
+
+    try:
+        rows = read_jsonl_rows(path, repair=True)
+    except JsonlError as exc:
+        return {}, f"cannot resume from {exc}"
+    if not rows:
+        return {}, None
+    header = rows[0].get(_RESUME_HEADER)
+    if header != fingerprint:
+        changed = sorted(k for k in fingerprint if not isinstance(header, dict) or header.get(k) != fingerprint[k])
+        return {}, (f"{path} holds results of a different run (changed: {', '.join(changed)}); "
+                    "delete it to start over, or use another --out")
+    done = {}
+    for row in rows[1:]:
+        if isinstance(row.get("line"), int) and row.get("status") != Status.INFRA.value:
+            done[row["line"]] = row  # infra rows are graded again
+    return done, None
+
+
+def _append(handle: Any, row: dict[str, Any]) -> None:
+    handle.write(json.dumps(row, default=str) + "\n")
+    handle.flush()
+    os.fsync(handle.fileno())
+
+
+def _write_atomic(path: Path, rows: list[dict[str, Any]]) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            for row in rows:
+                handle.write(json.dumps(row, default=str) + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def score_cli(argv: list[str] | None = None, prog: str = "gcop score") -> int:
+    """Entry point for ``gcop score``. Exit 0 when every row was graded, 1 when some were not
+    (invalid, duplicate or infra rows), 2 on a usage error, 130 when interrupted (re-run to resume)."""
+    parser = _parser(prog)
+    args = parser.parse_args(argv)
+    try:
+        check_number("--timeout", args.timeout, lo=0, lo_open=True)
+        if args.workers is not None:
+            check_int("--workers", args.workers, lo=1)
+    except ValueError as exc:
+        parser.error(str(exc))
+    if not args.predictions.is_file():
+        what = "does not exist" if not args.predictions.exists() else "is not a file"
+        return usage_error(prog, f"predictions file {args.predictions} {what}")
     data_files = None
     if args.data_files:
         parts = [p.strip() for p in args.data_files.split(",") if p.strip()]
         data_files = parts[0] if len(parts) == 1 else parts
+    if args.out is not None:
+        problem = _check_out(args.out, [args.predictions, *_data_paths(args.task, args.split, data_files)])
+        if problem:
+            return usage_error(prog, problem)
+    try:
+        task = TASKS[args.task]()
+    except ImportError as exc:
+        return usage_error(prog, f"task {args.task} is not available: {exc}")
     try:
         problems = {p.task_id: p for p in task.load(split=args.split, data_files=data_files)}
-    except Exception as exc:
-        print(f"error: cannot load {args.task} ({args.split}): {exc}", file=sys.stderr)
-        return 2
-    predictions = _read_predictions(args.predictions)
+    except Exception as exc:  # noqa: BLE001 - any loader failure is reported, with the file, as a usage error
+        return usage_error(prog, f"cannot load {args.task} ({args.split}): {exc}")
+
+    done: dict[int, dict[str, Any]] = {}
+    partial = None
+    if args.out is not None:
+        fingerprint = _fingerprint(args, data_files)
+        done, problem = _read_partial(partial_path(args.out), fingerprint)
+        if problem:
+            return usage_error(prog, problem)
+        partial = open(partial_path(args.out), "a", encoding="utf-8")
+        if partial.tell() == 0:
+            _append(partial, {_RESUME_HEADER: fingerprint})
+        if done:
+            print(f"resuming: {len(done)} rows already graded in {partial_path(args.out)}", file=sys.stderr)
+
+    predictions = read_predictions(args.predictions)
+    results: dict[int, dict[str, Any]] = {}
+    first_line: dict[str, int] = {}
+    todo: list[PredictionRow] = []
+    for row in predictions:
+        error, status = row.error, INVALID
+        if error is None and row.task_id not in problems:
+            error = (f"{args.predictions}: line {row.line}: unknown task_id {row.task_id!r} "
+                     f"(not in {args.task} split {args.split!r})")
+        elif error is None and row.task_id in first_line:
+            error, status = (f"{args.predictions}: line {row.line}: duplicate task_id {row.task_id!r} (first at line "
+                             f"{first_line[row.task_id]}); only the first row of a task id is graded"), DUPLICATE
+        if error is None:
+            first_line[row.task_id] = row.line
+            if row.line in done and done[row.line].get("task_id") == row.task_id:
+                results[row.line] = done[row.line]
+            else:
+                todo.append(row)
+        else:
+            results[row.line] = {"line": row.line, "task_id": row.task_id, "status": status, "reward": None,
+                                 "error": error}
+
     validator = task.make_validator(args)
     workers = args.workers or (_cpu_count() if task.code else 1)
 
-    def grade(item: tuple[int, dict[str, Any] | None, str | None]) -> dict[str, Any]:
-        number, row, error = item
-        task_id = None if row is None else str(row.get("task_id"))
-        if error is None and task_id not in problems:
-            error = f"line {number}: unknown task_id {task_id!r} (not in {args.task} split {args.split!r})"
-        if error is not None:
-            return {"task_id": task_id, "status": INVALID, "reward": None, "error": error}
+    def grade(row: PredictionRow) -> dict[str, Any]:
         try:
-            result = validator.validate(problems[task_id], row["completion"])
-        except Exception as exc:  # a validator bug must not lose the other rows
+            result = validator.validate(problems[row.task_id], row.completion)
+        except Exception as exc:  # noqa: BLE001 - a validator bug must not lose the other rows
             result = ValidationResult.infra(f"the validator raised {exc.__class__.__name__}: {exc}")
-        return {"task_id": task_id, "status": result.status.value, "reward": result.reward, "details": result.details}
+        return {"line": row.line, "task_id": row.task_id, "status": result.status.value, "reward": result.reward,
+                "details": result.details}
 
-    try:
-        with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-            results = list(pool.map(grade, predictions))
-    finally:
-        validator.close()
+    pool = ThreadPoolExecutor(max_workers=max(1, workers))
+    with stop_on_signal(what="grading") as stop:
+        try:
+            for row, future in completed_until_stopped(pool, grade, todo, stop, max_in_flight=max(1, workers)):
+                results[row.line] = future.result()
+                if partial is not None:
+                    _append(partial, results[row.line])
+        finally:
+            pool.shutdown(wait=not stop.requested, cancel_futures=True)
+            if partial is not None:
+                partial.close()
+            if not stop.requested:
+                validator.close()
+    if stop.requested:
+        graded = sum(1 for r in todo if r.line in results)
+        where = f"saved in {partial_path(args.out)}; re-run the same command to resume" if args.out else \
+            "nothing saved (no --out)"
+        print(f"interrupted: {graded} of {len(todo)} rows graded this run, {where}", file=sys.stderr)
+        return exit_interrupted()
 
+    ordered = [results[line] for line in sorted(results)]
     if args.out is not None:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        with args.out.open("w", encoding="utf-8") as handle:
-            for result in results:
-                handle.write(json.dumps(result, default=str) + "\n")
-    for result in results:
-        if result["status"] == INVALID:
+        _write_atomic(args.out, ordered)
+        partial_path(args.out).unlink(missing_ok=True)
+    for result in ordered:
+        if result["status"] in (INVALID, DUPLICATE):
             print(f"warning: {result['error']}", file=sys.stderr)
-    print(json.dumps(summarize(results), indent=2))
-    bad = sum(r["status"] in (INVALID, Status.INFRA.value) for r in results)
+    print(json.dumps(summarize(ordered), indent=2))
+    bad = sum(r["status"] in (INVALID, DUPLICATE, Status.INFRA.value) for r in ordered)
     return 0 if bad == 0 else 1
 
 
 def summarize(results: list[dict[str, Any]]) -> dict[str, Any]:
-    """Counts per status and the mean reward over graded rows (infra and invalid rows excluded)."""
+    """Counts per status, mean reward over graded rows, and the pass rates.
+
+    ``pass_rate``: passes over every row but duplicates (invalid and infra rows count as not
+    passed), so a file of one good row and eight bad ones does not show 1.0.
+    ``pass_rate_graded``: passes over graded rows (invalid, duplicate and infra rows left out).
+    """
     counts = Counter(r["status"] for r in results)
-    graded = [r["reward"] for r in results if r["status"] not in (INVALID, Status.INFRA.value)]
+    graded = [r["reward"] for r in results if r["status"] not in (INVALID, DUPLICATE, Status.INFRA.value)]
+    counted = len(results) - counts.get(DUPLICATE, 0)
+    passes = counts.get(Status.PASS.value, 0)
     return {
         "rows": len(results),
         "graded": len(graded),
+        "invalid": counts.get(INVALID, 0),
+        "duplicates": [{"line": r["line"], "task_id": r["task_id"]} for r in results if r["status"] == DUPLICATE],
+        "infra_errors": counts.get(Status.INFRA.value, 0),
         "status_counts": dict(sorted(counts.items())),
         "mean_reward": (sum(graded) / len(graded)) if graded else None,
-        "pass_rate": (counts.get(Status.PASS.value, 0) / len(graded)) if graded else None,
+        "pass_rate": (passes / counted) if counted else None,
+        "pass_rate_graded": (passes / len(graded)) if graded else None,
     }
 
 
 def _cpu_count() -> int:
-    import os
-
     return os.cpu_count() or 1
 
 

@@ -1,0 +1,196 @@
+"""Ctrl-C / SIGTERM stop a paid run: no new requests, finished work saved, exit 130, resumable.
+
+The commands run in a real subprocess against a loopback fake server (real OpenAI SDK) that
+records when each request arrived, so the test counts the requests started after the signal.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+from conftest import GSM8K_DIR, REPO_ROOT, ScriptedSolver, gsm8k_golds
+from fake_llm import FakeLLMServer
+
+from gcop_env.interrupt import StopRequest, completed_until_stopped, stop_on_signal
+from gcop_env.trainers.cli import curate_cli
+
+PROBLEMS, WORKERS, K = 40, 4, 4
+GOOD = "<think>Track each quantity.</think><strategy>List every quantity, then combine them step by step.</strategy>"
+
+
+class SlowWorld:
+    """A teacher that always writes a good strategy and a core that answers right after a pause."""
+
+    def __init__(self, delay_s: float = 0.25):
+        self.solver = ScriptedSolver(gsm8k_golds(PROBLEMS))
+        self.delay_s = delay_s
+        self.arrivals: list[float] = []
+        self.lock = threading.Lock()
+
+    def __call__(self, prompt: str) -> str:
+        with self.lock:
+            self.arrivals.append(time.monotonic())
+        time.sleep(self.delay_s)
+        if prompt.startswith("You write strategies"):
+            return GOOD
+        return self.solver(prompt)
+
+    def after(self, moment: float) -> int:
+        with self.lock:
+            return sum(1 for t in self.arrivals if t > moment)
+
+
+@pytest.fixture
+def slow_world():
+    world = SlowWorld()
+    with FakeLLMServer(world) as server:
+        world.server = server
+        yield world
+
+
+def _argv(server, out):
+    return ["--task", "GSM8K", "--data-files", str(GSM8K_DIR), "--split", "test", "--limit", str(PROBLEMS),
+            "--teacher", f"openai:fake-teacher@{server.openai_base_url}",
+            "--core", f"openai:fake-core@{server.openai_base_url}",
+            "--k", str(K), "--tau", "0.75", "--max-rounds", "1", "--out", str(out), "--workers", str(WORKERS),
+            "--max-retries", "1"]
+
+
+def _start(argv):
+    code = "import sys; from gcop_env.trainers.cli import curate_cli; sys.exit(curate_cli(sys.argv[1:]))"
+    return subprocess.Popen([sys.executable, "-c", code, *argv], cwd=REPO_ROOT, env=dict(os.environ),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_first_signal_stops_curate_saves_and_resumes(slow_world, tmp_path, signum):
+    out = tmp_path / "curated.jsonl"
+    argv = _argv(slow_world.server, out)
+    proc = _start(argv)
+    try:
+        deadline = time.monotonic() + 120
+        while len(slow_world.arrivals) < 30:  # several problems finished, others in flight
+            assert proc.poll() is None, proc.stderr.read().decode()
+            assert time.monotonic() < deadline, "the run never got going"
+            time.sleep(0.05)
+        signalled = time.monotonic()
+        proc.send_signal(signum)
+        stdout, stderr = proc.communicate(timeout=30)
+        stopped_after = time.monotonic() - signalled
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    stdout, stderr = stdout.decode(), stderr.decode()
+    assert proc.returncode == 130, stderr
+    # in-flight requests may finish, but no new problem and no new round starts: at most one
+    # request per worker can race the flag (a call submitted just before the signal landed)
+    late = slow_world.after(signalled + 0.05)
+    assert late <= WORKERS, f"{late} requests started after the signal"
+    assert stopped_after < 15
+    assert "SIGINT" in stderr or "SIGTERM" in stderr
+    assert "re-run the same command to resume" in stdout
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert 0 < len(rows) < PROBLEMS
+    assert all(r["accepted"] for r in rows)
+    summary = json.loads(out.with_name("curated.summary.json").read_text())
+    assert summary["interrupted"] and summary["finished"] == len(rows)
+
+    # the re-run skips the finished problems and completes the rest
+    finished = {r["problem_id"] for r in rows}
+    before = len(slow_world.server.requests)
+    assert curate_cli(argv) == 0
+    new_prompts = [slow_world.server._last_user_text(r["body"]["messages"])
+                   for r in slow_world.server.requests[before:]]
+    questions = {p.task_id: p.question for p in __import__("gcop_env").get_task("GSM8K").load(
+        split="test", data_files=str(GSM8K_DIR))[:PROBLEMS]}
+    assert not any(questions[tid] in prompt for tid in finished for prompt in new_prompts)
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(rows) == PROBLEMS and len({r["problem_id"] for r in rows}) == PROBLEMS
+
+
+def test_completed_until_stopped_submits_no_more_after_stop():
+    from concurrent.futures import ThreadPoolExecutor
+
+    stop = StopRequest(grace_s=2.0)
+    started: list[int] = []
+
+    def work(i: int) -> int:
+        started.append(i)
+        if i == 5:
+            stop.request("test")
+        time.sleep(0.05)
+        return i
+
+    with ThreadPoolExecutor(2) as pool:
+        done = [item for item, future in completed_until_stopped(pool, work, range(100), stop, max_in_flight=2)]
+    assert stop.requested and len(started) <= 8  # 100 queued, only the in-flight ones ran
+    assert set(done) == set(started)  # in-flight calls finished within the grace period and were yielded
+
+
+def test_completed_until_stopped_abandons_calls_past_the_grace_period():
+    from concurrent.futures import ThreadPoolExecutor
+
+    stop = StopRequest(grace_s=0.2)
+    release = threading.Event()
+
+    def work(i: int) -> int:
+        if i == 1:
+            stop.request("test")
+            release.wait(10)  # stuck, e.g. in a retry backoff
+        return i
+
+    pool = ThreadPoolExecutor(2)
+    began = time.monotonic()
+    done = [item for item, _ in completed_until_stopped(pool, work, range(10), stop, max_in_flight=2)]
+    elapsed = time.monotonic() - began
+    release.set()
+    pool.shutdown(wait=True)
+    assert 1 not in done and elapsed < 5
+
+
+def test_stop_on_signal_sets_the_flag_and_restores_handlers():
+    before = signal.getsignal(signal.SIGINT)
+    with stop_on_signal(grace_s=1.0, announce=lambda text: None) as stop:
+        os.kill(os.getpid(), signal.SIGINT)
+        assert stop.wait(5) and stop.signal_name == "SIGINT"
+        with pytest.raises(KeyboardInterrupt):  # a second signal stops at once
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(1)
+    assert signal.getsignal(signal.SIGINT) is before
+
+
+def test_grpo_stops_after_the_current_step_with_a_checkpoint(solver_server, tmp_path):
+    pytest.importorskip("trl")
+    from conftest import GOOD_GUIDE
+    from tiny_guide import build_tiny_guide
+
+    from gcop_env.trainers.config import GRPORunConfig
+    from gcop_env.trainers.grpo import build_scorer, train_grpo
+
+    guide = build_tiny_guide(tmp_path / "tiny", list(gsm8k_golds(4)), [GOOD_GUIDE] * 3)
+    config = GRPORunConfig(task="GSM8K", data_files=str(GSM8K_DIR), split="test", limit=4, guide=str(guide),
+                           output_dir=str(tmp_path / "grpo"), core=f"openai:fake-core@{solver_server.openai_base_url}",
+                           num_generations=2, per_device_train_batch_size=2, max_completion_length=16,
+                           max_steps=5, save_steps=100, reward_gamma=0.0, reward_kappa=0.0, use_cpu=True)
+    stop = StopRequest()
+    scorer = build_scorer(config)
+    real_score_many = scorer.score_many
+    batches = []
+
+    def score_many_then_signal(*args, **kwargs):  # Ctrl-C arrives while step 1 is being scored
+        batches.append(1)
+        stop.request("SIGINT")
+        return real_score_many(*args, **kwargs)
+
+    scorer.score_many = score_many_then_signal
+    summary = train_grpo(config, scorer=scorer, stop=stop)
+    assert summary.metrics["interrupted"] and summary.steps == 1 and len(batches) == 1
+    assert (tmp_path / "grpo" / "checkpoint-1").is_dir()  # what the re-run resumes from
+    assert not (tmp_path / "grpo" / "summary.json").exists()  # no final model or summary from a partial run
