@@ -351,3 +351,28 @@ def test_demo_at_small_size_runs_an_evaluation_and_the_report(tiny_model, gsm8k_
     for condition in ("core-only", "guided"):
         assert len(_rows(out / condition)) == 2 and _summary(out / condition)["metrics"]["n_problems"] == 2
     assert all(r["guide_output"].startswith("<think>") for r in _rows(out / "guided"))
+
+
+def test_ctrl_c_stops_after_the_batch_in_flight_with_exit_130_and_resumes(gsm8k_dir, tmp_path):
+    responder = GuideAndSolver(unguided_correct=True, delay_s=0.4)
+    with FakeLLMServer(responder) as server:
+        out = tmp_path / "o"
+        argv = ["eval", "--task", "GSM8K", "--data-files", str(gsm8k_dir), "--core",
+                f"openai:gpt-4o-mini@{server.openai_base_url}", "--core-only", "--limit", "8", "--workers", "1",
+                "--no-progress", "--out", str(out)]
+        env = dict(os.environ, PYTHONPATH=str(REPO_ROOT))
+        proc = subprocess.Popen([sys.executable, "-m", "gcop_env.cli", *argv], env=env,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        records = out / "records.jsonl"
+        deadline = time.time() + 120
+        while time.time() < deadline and (not records.exists() or len(records.read_text().splitlines()) < 2):
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+        assert proc.returncode == 130, err
+        assert "re-run the same command to resume" in err
+        done = len(records.read_text().splitlines())
+        assert 2 <= done < 8 and not (out / "summary.json").exists()
+        calls = server.count()
+        assert eval_cli(argv[1:]) == 0
+        assert server.count() - calls == 8 - done and len(_rows(out)) == 8

@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from gcop_env.checks import check_int, check_number
 from gcop_env.cores import RetryPolicy, make_core, parse_core_spec
 from gcop_env.cores.base import CoreError, CoreResponse, SamplingParams
 from gcop_env.cores.pricing import lookup_price
@@ -113,18 +114,30 @@ class EvalConfig:
         need = {"icl": ("icl_k", self.icl_k), "guided": ("guide", self.guide), "strategies": ("strategies", self.strategies)}
         if self.kind in need and not need[self.kind][1]:
             raise EvalInputError(f"condition {self.kind} needs {need[self.kind][0]}")
-        if self.kind == "icl" and self.icl_k is not None and self.icl_k < 1:
-            raise EvalInputError(f"--icl K needs K >= 1, got {self.icl_k}")
-        if self.guide_samples < 1:
-            raise EvalInputError(f"--guide-samples must be >= 1, got {self.guide_samples}")
-        if self.limit is not None and self.limit < 1:
-            raise EvalInputError(f"--limit must be >= 1, got {self.limit}")
-        if self.lam < 0:
-            raise EvalInputError(f"--lam must be >= 0, got {self.lam}")
-        if self.guide_price is not None:
-            self.guide_price = tuple(float(x) for x in self.guide_price)  # type: ignore[assignment]
-            if len(self.guide_price) != 2 or min(self.guide_price) < 0:
-                raise EvalInputError(f"--guide-price needs IN,OUT (USD per million tokens, >= 0), got {self.guide_price}")
+        try:
+            if self.kind == "icl":
+                check_int("--icl K", self.icl_k, 1)
+            check_int("--guide-samples", self.guide_samples, 1)
+            if self.limit is not None:
+                check_int("--limit", self.limit, 1)
+            check_number("--lam", self.lam, 0)
+            check_number("--guide-temperature", self.guide_temperature, 0)
+            check_number("--guide-top-p", self.guide_top_p, 0, 1, lo_open=True)
+            check_number("--core-temperature", self.core_temperature, 0)
+            check_number("--core-top-p", self.core_top_p, 0, 1, lo_open=True)
+            for name in ("guide_max_tokens", "core_max_tokens", "workers", "guide_batch_size", "max_retries",
+                         "max_strategy_chars"):
+                check_int("--" + name.replace("_", "-"), getattr(self, name), 1)
+            check_number("--timeout-s", self.timeout_s, 0, lo_open=True)
+            check_number("--retry-backoff-s", self.retry_backoff_s, 0)
+            if self.guide_price is not None:
+                price = tuple(self.guide_price)
+                if len(price) != 2:
+                    raise ValueError(f"--guide-price needs IN,OUT (USD per million tokens), got {self.guide_price}")
+                self.guide_price = (check_number("--guide-price IN", price[0], 0),  # type: ignore[assignment]
+                                    check_number("--guide-price OUT", price[1], 0))
+        except ValueError as exc:
+            raise EvalInputError(str(exc)) from None
         try:  # a bad spec fails here, before anything is loaded or called
             parse_core_spec(self.core)
             if self.kind == "guided":
@@ -864,7 +877,6 @@ def _progress_bar(total: int, initial: int, enabled: bool, label: str):
 # ------------------------------------------------------------------------------------ the CLI
 
 EXIT_INFRA = 3
-EXIT_INTERRUPTED = 130
 
 
 def _price_pair(text: str) -> tuple[float, float]:
@@ -882,8 +894,10 @@ def _price_pair(text: str) -> tuple[float, float]:
 def build_parser():
     import argparse
 
+    from gcop_env.usage import OneLineErrorParser
+
     d = EvalConfig()
-    p = argparse.ArgumentParser(
+    p = OneLineErrorParser(
         prog="gcop eval", argument_default=argparse.SUPPRESS,
         description="Run one condition (core-only, ICL, guided, or pre-written strategies) over a task split; "
                     "write DIR/records.jsonl and DIR/summary.json. Re-running the same command resumes.")
@@ -964,11 +978,19 @@ def eval_cli(argv: list[str] | None = None) -> int:
     parser = build_parser()
     ns = vars(parser.parse_args(argv))
     progress, preflight = not ns.get("no_progress", False), not ns.get("no_preflight", False)
+    from gcop_env.interrupt import exit_interrupted, stop_on_signal
+
     try:
         config = config_from_args(ns)
-        result = run_eval(config, progress=progress, preflight=preflight)
+        # Ctrl-C / SIGTERM: no new batch starts, the one in flight is saved, exit 130 (a second one stops at once)
+        with stop_on_signal(what="gcop eval") as stop:
+            result = run_eval(config, progress=progress, preflight=preflight, stop=stop.is_set)
     except EvalInputError as exc:
         print(f"gcop eval: error: {exc}", file=sys.stderr)
+        return 2
+    except CoreError as exc:  # a permanent API error (bad key, unknown model): every call would fail the same way
+        print(f"gcop eval: error: {exc} (finished problems are saved in {ns['out']}; fix it and re-run to resume)",
+              file=sys.stderr)
         return 2
     for line in result.lines():
         print(line)
@@ -976,7 +998,7 @@ def eval_cli(argv: list[str] | None = None) -> int:
         print(f"gcop eval: interrupted after {result.metrics['n_problems']} of {result.n_problems} problems; "
               f"the finished ones are saved in {result.out / RECORDS}: re-run the same command to resume",
               file=sys.stderr)
-        return EXIT_INTERRUPTED
+        return exit_interrupted()
     n_infra = result.metrics["n_infra"]
     if n_infra:
         print(f"gcop eval: WARNING: {n_infra} record(s) hit infrastructure errors (API or sandbox), left out of "
