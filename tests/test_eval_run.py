@@ -298,8 +298,11 @@ def test_icl_condition_prepends_the_nearest_training_pairs(world, gsm8k_dir, tmp
     assert len(rows) == 3 and all(len(r["icl_examples"]) == 2 for r in rows)
     assert all(r["icl_examples"][0]["cosine"] >= r["icl_examples"][1]["cosine"] for r in rows)
     train = [json.loads(line) for line in (data / "train.jsonl").read_text().splitlines()]
+    test = [json.loads(line) for line in (data / "test.jsonl").read_text().splitlines()]
     prompts = [r["body"]["messages"][-1]["content"] for r in world.requests]
-    for row, prompt in zip(rows, prompts):
+    for row in rows:
+        question = test[int(row["task_id"].rsplit("/", 1)[1])]["question"].strip()
+        prompt = next(p for p in prompts if p.rstrip().split("Problem:")[-1].strip().startswith(question))
         for example in row["icl_examples"]:
             index = int(example["task_id"].rsplit("/", 1)[1])
             assert train[index]["question"].strip() in prompt
