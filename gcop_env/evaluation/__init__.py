@@ -1,0 +1,1 @@
+"""Evaluation: run conditions (core-only, ICL, guided), then report them with uncertainty."""

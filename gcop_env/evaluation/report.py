@@ -1,0 +1,406 @@
+"""``gcop report``: Table 1 and Figure 1 as a view of saved evaluation runs.
+
+Reads only each run dir's ``summary.json`` (the condition and its metrics) and ``records.jsonl``
+(per-problem outcomes, for the paired test); nothing is re-run or re-scored. Writes:
+
+- ``table.md``: per task, the paper's Table 1 layout: a *baselines* block (core-only, ICL) and a
+  *guided generation* block (guided, pre-written strategies), one row per condition: core, guide,
+  recipe, accuracy with its 95% interval, executability α̂, $/problem, tokens/problem, and the
+  two-sided p-value of McNemar's exact test against the core-only run of the same core on the
+  same problems (pairs: sample 0 of each task_id scored in both runs).
+- ``reward_cost.png``: Figure 1, accuracy against total cost per problem, one labelled point per
+  condition with its interval, log cost axis (symlog near zero so that free local runs still show).
+- ``report.json``: every number in the table, with the paired counts behind each p-value.
+
+The accuracy in ``summary.json`` is checked against the records it claims to summarise; a run
+dir whose two files disagree is refused rather than shown.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from gcop_env.evaluation.stats import McNemarResult, mcnemar_exact
+
+SCHEMA = 1
+BASELINE_KINDS = ("core-only", "icl")
+GUIDED_KINDS = ("guided", "strategies")
+KIND_ORDER = {kind: i for i, kind in enumerate(BASELINE_KINDS + GUIDED_KINDS)}
+_ACCURACY_TOLERANCE = 1e-9
+
+
+class ReportError(ValueError):
+    """A run dir cannot be reported (missing or garbled file, mixed tasks); the message says which and why."""
+
+
+@dataclass
+class PairedTest:
+    """McNemar's exact test of one condition against its core-only reference."""
+
+    reference: str                     # run dir of the core-only run
+    n_pairs: int
+    both: int
+    only_reference: int
+    only_condition: int
+    neither: int
+    p_value: float | None              # None when there is nothing to pair
+
+    @classmethod
+    def from_mcnemar(cls, reference: str, result: McNemarResult) -> "PairedTest":
+        return cls(reference=reference, n_pairs=result.n_pairs, both=result.both, only_reference=result.only_a,
+                   only_condition=result.only_b, neither=result.neither,
+                   p_value=result.p_value if result.n_pairs else None)
+
+
+@dataclass
+class RunView:
+    """One run dir as the report sees it: its summary and the sample-0 outcome of each problem."""
+
+    run_dir: str
+    task: str
+    split: str
+    name: str
+    kind: str
+    core: str
+    guide: str | None
+    recipe: str | None
+    metrics: dict[str, Any]
+    outcomes: dict[str, bool] = field(repr=False)   # task_id -> success of sample 0 (infra rows left out)
+    paired: PairedTest | None = None
+    paired_note: str | None = None
+
+    @property
+    def total_usd(self) -> float:
+        return float(self.metrics["cost_per_problem"]["total"]["usd"])
+
+    @property
+    def total_tokens(self) -> float:
+        return float(self.metrics["cost_per_problem"]["total"]["tokens"])
+
+
+def _fail(run_dir: Path, what: str) -> ReportError:
+    return ReportError(f"cannot report {run_dir}: {what}")
+
+
+def _need(mapping: dict, key: str, run_dir: Path, where: str):
+    if not isinstance(mapping, dict) or key not in mapping:
+        raise _fail(run_dir, f"{where} has no {key!r} field (is it a `gcop eval --out` run dir of schema {SCHEMA}?)")
+    return mapping[key]
+
+
+def load_run(run_dir: Path | str) -> RunView:
+    """Read and check one run dir; any problem is a :class:`ReportError` naming the file and line."""
+    run_dir = Path(run_dir)
+    summary_path, records_path = run_dir / "summary.json", run_dir / "records.jsonl"
+    for path in (summary_path, records_path):
+        if not path.is_file():
+            raise _fail(run_dir, f"{path.name} is missing (a finished `gcop eval --out {run_dir}` writes it)")
+    try:
+        summary = json.loads(summary_path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise _fail(run_dir, f"summary.json is not valid JSON ({exc})") from None
+    if not isinstance(summary, dict):
+        raise _fail(run_dir, "summary.json is not a JSON object")
+    if summary.get("schema") != SCHEMA:
+        raise _fail(run_dir, f"summary.json has schema {summary.get('schema')!r}; this report reads schema {SCHEMA}")
+    condition = _need(summary, "condition", run_dir, "summary.json")
+    metrics = _need(summary, "metrics", run_dir, "summary.json")
+    task, split = _need(summary, "task", run_dir, "summary.json"), _need(summary, "split", run_dir, "summary.json")
+    kind = _need(condition, "kind", run_dir, "summary.json condition")
+    if kind not in KIND_ORDER:
+        raise _fail(run_dir, f"summary.json condition kind {kind!r} is not one of {list(KIND_ORDER)}")
+    for key in ("accuracy", "accuracy_ci95", "n_infra", "cost_per_problem"):
+        _need(metrics, key, run_dir, "summary.json metrics")
+    for key in ("usd", "tokens"):
+        _need(_need(metrics["cost_per_problem"], "total", run_dir, "summary.json cost_per_problem"), key, run_dir,
+              "summary.json cost_per_problem.total")
+
+    latest: dict[tuple[str, int], dict] = {}
+    with records_path.open(encoding="utf-8") as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise _fail(run_dir, f"records.jsonl line {number} is not valid JSON ({exc.msg}); the file is "
+                                     f"truncated or edited: re-run the same `gcop eval` command to complete it") from None
+            if not isinstance(row, dict):
+                raise _fail(run_dir, f"records.jsonl line {number} is not a JSON object")
+            for key in ("task", "task_id", "sample", "success"):
+                if key not in row:
+                    raise _fail(run_dir, f"records.jsonl line {number} has no {key!r} field")
+            if row["task"] != task:
+                raise _fail(run_dir, f"records.jsonl line {number} is a {row['task']!r} record but summary.json "
+                                     f"says task {task!r}: the files come from different runs")
+            if row["success"] not in (True, False, None):
+                raise _fail(run_dir, f"records.jsonl line {number} has success={row['success']!r}; expected "
+                                     f"true, false or null")
+            # A resumed run appends; a later row for the same (problem, sample) supersedes an earlier one.
+            latest[(str(row["task_id"]), int(row["sample"]))] = row
+    outcomes = {task_id: row["success"] for (task_id, sample), row in latest.items()
+                if sample == 0 and row["success"] is not None}
+
+    # Pass@1 in summary.json is sample 0 of each problem over the scored ones: check it is the records'.
+    accuracy = metrics["accuracy"]
+    if outcomes:
+        wins = sum(outcomes.values())
+        from_records = wins / len(outcomes)
+        if accuracy is None or abs(float(accuracy) - from_records) > _ACCURACY_TOLERANCE:
+            raise _fail(run_dir, f"summary.json accuracy {accuracy} disagrees with records.jsonl "
+                                 f"({wins}/{len(outcomes)} scored sample-0 rows = {from_records:.6g}): the run is "
+                                 f"unfinished, or the files were edited or come from different runs")
+    elif accuracy is not None:
+        raise _fail(run_dir, f"summary.json reports accuracy {accuracy} but records.jsonl has no scored sample-0 row")
+    return RunView(run_dir=str(run_dir), task=str(task), split=str(split), name=str(condition.get("name") or kind),
+                   kind=kind, core=str(condition.get("core")), guide=condition.get("guide"),
+                   recipe=condition.get("recipe"), metrics=metrics, outcomes=outcomes)
+
+
+@dataclass
+class TaskTable:
+    """The rows of one (task, split), baselines first, each guided row tested against its core-only run."""
+
+    task: str
+    split: str
+    rows: list[RunView]
+
+    @property
+    def title(self) -> str:
+        return f"{self.task} ({self.split})"
+
+
+def build_tables(runs: list[RunView]) -> list[TaskTable]:
+    """Group runs by (task, split) and attach each non-reference row's paired test."""
+    groups: dict[tuple[str, str], list[RunView]] = {}
+    for run in runs:
+        groups.setdefault((run.task, run.split), []).append(run)
+    tables = []
+    for (task, split), rows in groups.items():
+        rows = sorted(rows, key=lambda r: (KIND_ORDER[r.kind], r.core, r.name))
+        references: dict[str, RunView] = {}
+        for row in rows:
+            if row.kind == "core-only":
+                references.setdefault(row.core, row)  # the first core-only run of each core is the reference
+        for row in rows:
+            reference = references.get(row.core)
+            if reference is None:
+                row.paired_note = f"no core-only run of core {row.core} on {task} ({split}) was given"
+            elif reference is row:
+                row.paired_note = "reference"
+            else:
+                shared = sorted(set(reference.outcomes) & set(row.outcomes))
+                result = mcnemar_exact([reference.outcomes[t] for t in shared], [row.outcomes[t] for t in shared])
+                row.paired = PairedTest.from_mcnemar(reference.run_dir, result)
+                if not shared:
+                    row.paired_note = "no problem scored in both runs"
+                elif len(shared) < max(len(reference.outcomes), len(row.outcomes)):
+                    row.paired_note = f"paired on the {len(shared)} problems scored in both runs"
+        tables.append(TaskTable(task=task, split=split, rows=rows))
+    return tables
+
+
+def _percent(value) -> str:
+    return "—" if value is None else f"{100 * float(value):.1f}"
+
+
+def _usd(value: float) -> str:
+    if value == 0:
+        return "$0"
+    return f"${value:.2g}" if value < 0.01 else f"${value:.4f}"
+
+
+def _p_value(row: RunView) -> str:
+    if row.paired_note == "reference":
+        return "ref."
+    if row.paired is None or row.paired.p_value is None:
+        return "—"
+    p = row.paired.p_value
+    return "<0.001" if p < 0.001 else f"{p:.3f}"
+
+
+def _table_row(row: RunView) -> str:
+    m = row.metrics
+    lo, hi = m["accuracy_ci95"] or (None, None)
+    marks = []
+    if m.get("guide_priced") is False:
+        marks.append("†")
+    if int(m.get("n_infra") or 0):
+        marks.append("‡")
+    cells = [row.name, row.core, row.guide or "—", row.recipe or "—",
+             f"{_percent(m['accuracy'])} [{_percent(lo)}, {_percent(hi)}]", _percent(m.get("executability")),
+             _usd(row.total_usd) + "".join(marks), f"{row.total_tokens:,.0f}", _p_value(row), str(len(row.outcomes))]
+    return "| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |"
+
+
+TABLE_HEADER = ("| Condition | Core | Guide | Recipe | Accuracy % [95% CI] | α̂ % | $/problem | tokens/problem "
+                "| p vs core-only | n |\n|---|---|---|---|---|---|---|---|---|---|")
+
+
+def render_markdown(tables: list[TaskTable]) -> str:
+    """``table.md``: one Table 1 per (task, split)."""
+    out = ["# Evaluation report", ""]
+    for table in tables:
+        out += [f"## {table.title}", "", TABLE_HEADER]
+        for block, kinds in (("Baselines", BASELINE_KINDS), ("Guided generation", GUIDED_KINDS)):
+            rows = [r for r in table.rows if r.kind in kinds]
+            if rows:
+                out.append(f"| **{block}** | | | | | | | | | |")
+                out += [_table_row(r) for r in rows]
+        notes = []
+        for row in table.rows:
+            n_infra = int(row.metrics.get("n_infra") or 0)
+            if n_infra:
+                notes.append(f"‡ {row.name}: {n_infra} problem(s) hit infrastructure errors and are left out "
+                             f"(not counted as wrong); re-run `gcop eval` to retry them.")
+            if row.paired_note not in (None, "reference"):
+                notes.append(f"{row.name}: {row.paired_note}.")
+        if any(r.metrics.get("guide_priced") is False for r in table.rows):
+            notes.append("† the guide's tokens are not priced (a local guide counts $0 unless `--guide-price` is given).")
+        out += ["", "Accuracy: Pass@1 (sample 0 of each problem) with its Wilson 95% interval. α̂: executability, "
+                    "the mean over problems of the core's success rate over the guide's samples (with one sample it "
+                    "equals the guided accuracy). p: two-sided McNemar exact test against the core-only run of the "
+                    "same core, paired by problem; the paper reports no significance test."]
+        out += [f"- {n}" for n in notes]
+        out.append("")
+    return "\n".join(out)
+
+
+def _symlog_threshold(costs: list[float]) -> float:
+    positive = [c for c in costs if c > 0]
+    return 10 ** math.floor(math.log10(min(positive))) if positive else 1e-6
+
+
+def plot_reward_cost(tables: list[TaskTable], path: Path | None = None):
+    """Figure 1: accuracy against total cost per problem; returns the matplotlib Figure.
+
+    One ``errorbar`` container per condition (label = condition name), in table order. The cost
+    axis is logarithmic; when a run costs $0 (local models) it is a *symlog* axis, linear below
+    the smallest non-zero cost's decade, and the axis label says so.
+    """
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise ReportError("the reward-cost plot needs matplotlib; install it with `pip install 'gcop-env[eval]'`") from None
+
+    fig, axes = plt.subplots(1, len(tables), figsize=(6.4 * len(tables), 4.8), squeeze=False)
+    for ax, table in zip(axes[0], tables):
+        costs = [r.total_usd for r in table.rows]
+        for row in table.rows:
+            if row.metrics["accuracy"] is None:
+                continue  # nothing scored (all infra errors): no point rather than a false 0
+            accuracy = float(row.metrics["accuracy"])
+            lo, hi = (float(v) for v in row.metrics["accuracy_ci95"])
+            marker = "s" if row.kind in BASELINE_KINDS else "o"
+            ax.errorbar([row.total_usd], [accuracy], yerr=[[accuracy - lo], [hi - accuracy]], fmt=marker,
+                        capsize=4, label=row.name)
+            ax.annotate(row.name, (row.total_usd, accuracy), textcoords="offset points", xytext=(6, 6), fontsize=8)
+        if any(c == 0 for c in costs):
+            threshold = _symlog_threshold(costs)
+            ax.set_xscale("symlog", linthresh=threshold)
+            # No "$" in labels: matplotlib reads text between two dollar signs as mathtext.
+            ax.set_xlabel(f"total cost per problem (USD; symlog: linear below {threshold:g}; 0 = local models)")
+            ax.set_xlim(-threshold * 0.3, max(costs) * 4 if max(costs) > 0 else threshold)
+        else:
+            ax.set_xscale("log")
+            ax.set_xlabel("total cost per problem (USD, log scale)")
+            ax.set_xlim(min(costs) / 3, max(costs) * 4)  # room for the point labels
+        ax.set_ylabel("accuracy (Pass@1, 95% CI)")
+        ax.set_ylim(-0.02, 1.02)
+        ax.set_title(table.title)
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    if path is not None:
+        fig.savefig(path, dpi=120)
+    return fig
+
+
+def report_json(tables: list[TaskTable]) -> dict:
+    return {"schema": SCHEMA, "tables": [{
+        "task": t.task, "split": t.split,
+        "rows": [{"run_dir": r.run_dir, "condition": r.name, "kind": r.kind, "core": r.core, "guide": r.guide,
+                  "recipe": r.recipe, "accuracy": r.metrics["accuracy"], "accuracy_ci95": r.metrics["accuracy_ci95"],
+                  "executability": r.metrics.get("executability"), "n_scored_problems": len(r.outcomes),
+                  "n_infra": r.metrics.get("n_infra"), "usd_per_problem": r.total_usd,
+                  "tokens_per_problem": r.total_tokens, "guide_priced": r.metrics.get("guide_priced"),
+                  "cost_per_problem": r.metrics["cost_per_problem"],
+                  "mcnemar_vs_core_only": asdict(r.paired) if r.paired else None, "paired_note": r.paired_note}
+                 for r in t.rows]} for t in tables]}
+
+
+@dataclass
+class Report:
+    out_dir: Path
+    tables: list[TaskTable]
+
+    @property
+    def table_path(self) -> Path:
+        return self.out_dir / "table.md"
+
+    @property
+    def plot_path(self) -> Path:
+        return self.out_dir / "reward_cost.png"
+
+    @property
+    def json_path(self) -> Path:
+        return self.out_dir / "report.json"
+
+
+def write_report(run_dirs: list[Path | str], out_dir: Path | str, *, task: str | None = None) -> Report:
+    """Read the run dirs, write ``table.md``, ``reward_cost.png`` and ``report.json`` into ``out_dir``.
+
+    ``task``: when given, every run dir must be of that task (a run from another task is an error
+    rather than a second table).
+    """
+    if not run_dirs:
+        raise ReportError("give at least one run dir (written by `gcop eval --out DIR`)")
+    seen: set[Path] = set()
+    runs = []
+    for run_dir in run_dirs:
+        resolved = Path(run_dir).resolve()
+        if resolved in seen:
+            raise ReportError(f"run dir {run_dir} is given twice")
+        seen.add(resolved)
+        run = load_run(run_dir)
+        if task is not None and run.task.lower() != task.lower():
+            raise ReportError(f"cannot report {run_dir}: it is a {run.task} run, but --task {task} was asked for")
+        runs.append(run)
+    tables = build_tables(runs)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    report = Report(out_dir=out, tables=tables)
+    # Everything is computed before anything is written: a bad run dir leaves no half report.
+    markdown, payload = render_markdown(tables), report_json(tables)
+    fig = plot_reward_cost(tables, report.plot_path)
+    import matplotlib.pyplot as plt
+    plt.close(fig)
+    report.table_path.write_text(markdown, encoding="utf-8")
+    report.json_path.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
+    return report
+
+
+def report_cli(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="gcop report", description=(
+        "Table 1 (table.md), Figure 1 (reward_cost.png) and report.json from `gcop eval` run dirs, with a paired "
+        "McNemar test of every condition against the core-only run of the same core and task."))
+    parser.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="run dirs written by `gcop eval --out`")
+    parser.add_argument("--out", required=True, type=Path, help="directory for table.md, reward_cost.png, report.json")
+    parser.add_argument("--task", default=None, help="refuse run dirs of any other task")
+    args = parser.parse_args(argv)
+    try:
+        report = write_report(args.run_dirs, args.out, task=args.task)
+    except ReportError as exc:
+        print(f"gcop report: {exc}", file=sys.stderr)
+        return 2
+    print(report.table_path.read_text(encoding="utf-8"))
+    print(f"table:  {report.table_path}\nfigure: {report.plot_path}\njson:   {report.json_path}")
+    return 0
