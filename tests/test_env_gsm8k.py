@@ -121,7 +121,8 @@ def test_leaky_strategy_gets_judge_zero(solver_server, gsm8k_dir):
     _, _, _, _, info = env.step(f"<strategy>Work it out; it comes to {gold}.</strategy>")
     assert info["judge"]["deterministic_leak"] and info["reward_components"]["judge_score"] == 0.0
     assert not info["judge"]["llm_called"] and info["reward_components"]["leak"]
-    assert info["cost"]["judge"] == {"calls": 0, "cached_calls": 0, "input_tokens": 0, "output_tokens": 0,
+    judge_cost = {k: v for k, v in info["cost"]["judge"].items() if k != "priced"}
+    assert judge_cost == {"calls": 0, "cached_calls": 0, "input_tokens": 0, "output_tokens": 0,
                                      "usd": 0.0, "spent_usd": 0.0, "latency_s": 0.0}
     prompts = [solver_server._last_user_text(r["body"]["messages"]) for r in solver_server.requests[before:]]
     assert not any(p.startswith("You review a strategy") for p in prompts)
