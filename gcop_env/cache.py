@@ -211,7 +211,8 @@ class ResponseCache:
             self._count(False)
             return None
         try:
-            data = json.loads(row[0])
+            raw = row[0]
+            data = json.loads(raw.decode("utf-8", "surrogatepass") if isinstance(raw, bytes) else raw)
             response = CoreResponse(**{k: v for k, v in data.items() if k in _RESPONSE_FIELDS})
         except (ValueError, TypeError):
             self._count(False)  # a damaged entry is a miss, and is overwritten by the next put
@@ -226,7 +227,9 @@ class ResponseCache:
         data = asdict(response)
         data["cached"] = False
         try:
-            value = json.dumps(data, ensure_ascii=True)  # ASCII: a lone surrogate cannot break the write
+            # UTF-8 bytes with surrogatepass: any str (lone surrogates included) is stored exactly;
+            # an ASCII \u escape would fuse an adjacent high + low surrogate into one character.
+            value = json.dumps(data, ensure_ascii=False).encode("utf-8", "surrogatepass")
             with self._conn() as conn:
                 conn.execute("INSERT OR REPLACE INTO responses (key, value, created) VALUES (?, ?, ?)",
                              (key, value, time.time()))

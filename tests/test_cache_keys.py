@@ -263,3 +263,24 @@ def test_a_lone_surrogate_in_the_guide_text_never_crashes_a_step(solver_server, 
     env.reset(seed=0)
     _, reward, terminated, _, info = env.step(GOOD_GUIDE.replace("<strategy>", "<strategy>\ud800 "))
     assert terminated and isinstance(reward, float)  # scored, rejected or an infra error: a defined result
+
+
+def test_any_str_gives_a_key_and_round_trips_through_the_cache(tmp_path):
+    import random
+
+    from gcop_env.cores import CoreResponse
+
+    rng = random.Random(7)
+    cache = ResponseCache(tmp_path / "c.sqlite")
+    keys = set()
+    for i in range(2000):  # code points from the whole range, lone surrogates and NUL included
+        text = "".join(chr(rng.choice([rng.randrange(0x110000), rng.randrange(0xD800, 0xE000), 0])) for _ in range(20))
+        key = request_key("openai", "m", CoreRequest(messages=(Message("user", text),), system=text[:3]), "v1")
+        assert len(key) == 64 and key == request_key("openai", "m", CoreRequest(
+            messages=(Message("user", text),), system=text[:3]), "v1")
+        keys.add(key)
+        if i % 20 == 0:
+            assert cache.put(key, CoreResponse(text=text, input_tokens=1, output_tokens=1, latency_s=0.0,
+                                               backend="openai", model="m"))
+            assert cache.get(key).text == text
+    assert len(keys) == 2000

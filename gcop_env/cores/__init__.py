@@ -173,8 +173,10 @@ class ManagedCore(Core):
                 flight = self._inflight[key] = _InFlight()
         if not leader:
             flight.done.wait()
-            if flight.error is not None:
+            if isinstance(flight.error, Exception):
                 raise flight.error
+            if flight.error is not None:  # the leader was interrupted (Ctrl-C): not this thread's signal
+                raise CoreError(f"core {self.spec}: the identical request in flight was interrupted", transient=True)
             with self._lock:
                 self.cache_hits += 1
                 self.shared_inflight += 1

@@ -13,6 +13,12 @@ Checked on 2026-11-29 against:
   Sonnet).
 * Anthropic pricing, https://platform.claude.com/docs/en/about-claude/pricing (see ``pricing.py``).
 
+The stored copy of the deprecations page did not include its table, so some retirement dates were
+taken from reports quoting Anthropic's notices and release notes: Claude 3.5 Haiku 2026-02-19,
+Claude 3 Haiku 2026-04-20 (some reports say 04-19), Sonnet 4 / Opus 4 2026-06-15, Opus 4.1
+2026-08-05 (the pricing page lists it as retired), Claude 3 Opus January 2026. A wrong date only
+changes a message; whether a model is gone is decided by the provider's 404, never by this table.
+
 Update this table (and the date above) when a provider announces a retirement.
 """
 
@@ -59,7 +65,7 @@ LIFECYCLE: tuple[Lifecycle, ...] = (
     Lifecycle("claude-3-opus", "retired", "2026-01-05", _OPUS),
     Lifecycle("claude-3-haiku", "retired", "2026-04-20", _HAIKU),
     Lifecycle("claude-3-5-haiku", "retired", "2026-02-19", _HAIKU),
-    Lifecycle("claude-3-5-sonnet", "retired", "2025-10-28", _SONNET),
+    Lifecycle("claude-3-5-sonnet", "retired", "2025-10-22", _SONNET),
     Lifecycle("claude-3-7-sonnet", "retired", "2026-02-19", _SONNET),
     Lifecycle("claude-sonnet-4-0", "retired", "2026-06-15", _SONNET),
     Lifecycle("claude-sonnet-4-2025", "retired", "2026-06-15", _SONNET),
