@@ -25,12 +25,14 @@ def main(argv: list[str] | None = None) -> list[float]:
     parser.add_argument("--env", default="GCoP-GSM8K-v0")
     parser.add_argument("--data-files", default=None)
     parser.add_argument("--split", default="train")
+    parser.add_argument("--limit", type=int, default=None, help="use only the first N problems")
     parser.add_argument("--episodes", type=int, default=100)
     parser.add_argument("--max-new-tokens", type=int, default=256)
     parser.add_argument("--lr", type=float, default=1e-5)
     args = parser.parse_args(argv)
 
-    env = gym.make(args.env, core=args.core, split=args.split, data_files=args.data_files, gamma=0.0)
+    env = gym.make(args.env, core=args.core, split=args.split, data_files=args.data_files, limit=args.limit,
+                   gamma=0.0)
     tokenizer = AutoTokenizer.from_pretrained(args.guide)
     model = AutoModelForCausalLM.from_pretrained(args.guide)
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr)

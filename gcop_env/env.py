@@ -103,6 +103,8 @@ class GCoPEnv(gym.Env[str, str]):
         judge: core spec for the judge J (default: the core itself). Unused when ``gamma == 0``.
         beta, gamma, kappa, lam, cost_unit: the shaped reward's weights (:class:`~gcop_env.reward.RewardConfig`).
         temperature, top_p, max_tokens: the core's sampling parameters (part of the cache keys).
+        baseline_samples: unguided draws averaged into the baseline E[r(y_0)] of ΔR. None: 1 when the
+            core is deterministic, else :data:`~gcop_env.scoring.DEFAULT_STOCHASTIC_BASELINE_SAMPLES`.
         judge_max_tokens: the judge's reply budget.
         max_strategy_chars: the strategy length budget of the structure check.
         max_observation_chars, max_action_chars: lengths of the text spaces.
@@ -117,7 +119,7 @@ class GCoPEnv(gym.Env[str, str]):
                  limit: int | None = None, judge: Any = None, beta: float = RewardConfig.beta,
                  gamma: float = RewardConfig.gamma, kappa: float = RewardConfig.kappa, lam: float = RewardConfig.lam,
                  cost_unit: str = RewardConfig.cost_unit, temperature: float = 0.0, top_p: float = 1.0,
-                 max_tokens: int = 1024, judge_max_tokens: int = 256,
+                 max_tokens: int = 1024, judge_max_tokens: int = 256, baseline_samples: int | None = None,
                  max_strategy_chars: int = DEFAULT_MAX_STRATEGY_CHARS, max_observation_chars: int = 32768,
                  max_action_chars: int = 32768, cache: Any = None, retry: RetryPolicy | None = None,
                  render_mode: str | None = None, **validator_options: Any):
@@ -152,7 +154,8 @@ class GCoPEnv(gym.Env[str, str]):
             self.validator, self.core, judge_core=judge_core, reward=self.reward_config,
             sampling=SamplingParams(temperature=temperature, top_p=top_p, max_tokens=max_tokens),
             judge_sampling=SamplingParams(temperature=0.0, max_tokens=judge_max_tokens),
-            max_strategy_chars=max_strategy_chars, max_output_chars=max_action_chars)
+            max_strategy_chars=max_strategy_chars, max_output_chars=max_action_chars,
+            baseline_samples=baseline_samples)
         self.observation_space = UnicodeText(max_length=max_observation_chars)
         self.action_space = UnicodeText(max_length=max_action_chars)
         self.problem: Problem | None = None

@@ -9,12 +9,14 @@ I_str     ``structure_ok``      the guide's output is one well-formed strategy b
 R         ``task_reward``       validator reward of the guided core's answer, in [0, 1]
 β         ``bonus``             structure bonus (``RewardConfig.beta``)
 J         ``judge_score``       judge score of the strategy in [0, 1]; 0 when it leaks
-ΔR        ``reward_delta``      R(guided) − R(unguided)
+ΔR        ``reward_delta``      R(guided) − E[r(y_0)], the unguided mean over baseline draws
 κ·max(0, −ΔR)  ``harm_penalty`` penalise harm only: guidance that made the core worse
 λ·T       ``cost_penalty``      inference cost T of the step (USD or tokens), weight λ
 ========  ====================  ==========================================================
 
-A malformed output gets shaped = 0 and nothing is called, so T = 0 too.
+T counts the guided core call and the judge call, the calls a deployed guide pays for. The
+unguided baseline is a training aid (it only measures ΔR), so it is reported in ``info["cost"]``
+but not part of T. A malformed output gets shaped = 0 and nothing is called, so T = 0 too.
 """
 
 from __future__ import annotations
@@ -33,7 +35,8 @@ class RewardConfig:
         gamma: judge weight γ. 0 turns the judge off (no judge calls).
         kappa: harm weight κ on max(0, −ΔR). 0 turns the unguided baseline off (no baseline calls).
         lam: cost weight λ. The default 0 leaves cost out of the reward (it is still reported).
-        cost_unit: what T counts: ``"usd"`` (core + baseline + judge spend) or ``"tokens"`` (in thousands).
+        cost_unit: what T counts: ``"usd"`` (nominal price of the guided core and judge calls; the
+            unguided baseline is not part of T) or ``"tokens"`` (their tokens, in thousands).
     """
 
     beta: float = 0.1

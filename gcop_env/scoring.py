@@ -3,6 +3,12 @@
     guide text → structure check (I_str) → guided core call → validator (R)
                → [unguided baseline, once per problem (ΔR)] → [judge (J)] → shaped reward
 
+The unguided baseline estimates E[r(y_0)], the unguided core's expected reward, so that
+ΔR = R(guided) − E[r(y_0)] as in the paper. A deterministic core needs one draw; a sampled core
+(temperature > 0, or a backend that cannot be made deterministic) gets the mean over
+``baseline_samples`` distinct draws (sample indices 0..n−1, each cached on its own), default
+:data:`DEFAULT_STOCHASTIC_BASELINE_SAMPLES`.
+
 The environment calls :meth:`GuideScorer.score` once per step; the trainer calls
 :meth:`GuideScorer.score_many` for a batch, which runs core calls concurrently. An
 infrastructure failure anywhere (API down, sandbox broken) ends the step with ``error`` set and
@@ -23,6 +29,55 @@ from gcop_env.prompts import core_prompt
 from gcop_env.reward import RewardComponents, RewardConfig, shape_reward
 from gcop_env.strategy import DEFAULT_MAX_STRATEGY_CHARS, ParsedGuideOutput, parse_guide_output
 from gcop_env.validators.base import ValidationResult, Validator
+
+# Unguided draws averaged for ΔR when the core samples: 4 draws put the standard error of a
+# Bernoulli baseline at or below 0.25 (one draw: up to 0.5) for 4 times one baseline's cost,
+# paid once per problem and then cached.
+DEFAULT_STOCHASTIC_BASELINE_SAMPLES = 4
+
+
+def core_is_deterministic(core: Core, sampling: SamplingParams) -> bool:
+    """Whether ``core`` gives the same reply every time under ``sampling``.
+
+    The core decides when it can (``Core.is_deterministic``: a backend that does not send the
+    temperature is not deterministic at temperature 0); otherwise temperature 0 counts as greedy.
+    """
+    decide = getattr(core, "is_deterministic", None)
+    return bool(decide(sampling)) if callable(decide) else sampling.temperature == 0
+
+
+def resolve_baseline_samples(core: Core, sampling: SamplingParams, baseline_samples: int | None) -> int:
+    """The number of unguided draws: as given, else 1 for a deterministic core and the default otherwise."""
+    if baseline_samples is None:
+        return 1 if core_is_deterministic(core, sampling) else DEFAULT_STOCHASTIC_BASELINE_SAMPLES
+    if isinstance(baseline_samples, bool) or not isinstance(baseline_samples, int) or baseline_samples < 1:
+        raise ValueError(f"baseline_samples must be an integer >= 1 (or None for the default), got {baseline_samples!r}")
+    return baseline_samples
+
+
+@dataclass(frozen=True)
+class UnguidedBaseline:
+    """E[r(y_0)] estimated from ``len(results)`` distinct unguided draws of one problem."""
+
+    results: tuple[ValidationResult, ...]
+    responses: tuple[CoreResponse, ...]
+
+    @property
+    def reward(self) -> float:
+        """The mean validator reward over the draws."""
+        return sum(r.reward for r in self.results) / len(self.results)
+
+    @property
+    def samples(self) -> int:
+        return len(self.results)
+
+    def as_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"reward": self.reward, "samples": self.samples,
+                             "rewards": [r.reward for r in self.results],
+                             "statuses": [r.status.value for r in self.results]}
+        if self.samples == 1:
+            d["status"] = self.results[0].status.value
+        return d
 
 
 @dataclass
@@ -83,11 +138,12 @@ class StepOutcome:
     cost: StepCost
     core_output: str | None = None
     validation: ValidationResult | None = None
-    unguided_validation: ValidationResult | None = None
+    unguided: UnguidedBaseline | None = None
     verdict: JudgeVerdict | None = None
     error: str | None = None
     error_stage: str | None = None
     core_sampling: dict[str, Any] | None = None  # the sampling parameters the core was really sent
+    baseline_samples: int = 0  # unguided draws behind E[r(y_0)] (0: no baseline, κ = 0)
 
     @property
     def reward(self) -> float | None:
@@ -100,6 +156,7 @@ class StepOutcome:
             "reward_components": self.components.as_dict(),
             "cost": self.cost.as_dict(),
             "reward_is_task_outcome": self.error is None,
+            "baseline_samples": self.baseline_samples,
             "core_output": self.core_output,
             "core_sampling": self.core_sampling,
         }
@@ -111,9 +168,8 @@ class StepOutcome:
         if self.validation is not None:
             info["validation"] = {"status": self.validation.status.value, "reward": self.validation.reward,
                                   "details": self.validation.details}
-        if self.unguided_validation is not None:
-            info["unguided_validation"] = {"status": self.unguided_validation.status.value,
-                                           "reward": self.unguided_validation.reward}
+        if self.unguided is not None:
+            info["unguided_validation"] = self.unguided.as_dict()
         if self.verdict is not None:
             info["judge"] = asdict(self.verdict)
         if self.error:
@@ -135,7 +191,7 @@ class GuideScorer:
                  reward: RewardConfig | None = None, sampling: SamplingParams | None = None,
                  judge_sampling: SamplingParams | None = None,
                  max_strategy_chars: int = DEFAULT_MAX_STRATEGY_CHARS, max_output_chars: int | None = None,
-                 validation_retries: int = 0):
+                 validation_retries: int = 0, baseline_samples: int | None = None):
         self.validator = validator
         self.core = core
         self.reward = reward or RewardConfig()
@@ -143,8 +199,11 @@ class GuideScorer:
         self.max_strategy_chars = max_strategy_chars
         self.max_output_chars = max_output_chars
         self.validation_retries = validation_retries
+        # unguided draws per problem for E[r(y_0)]; 0 when there is no baseline (κ = 0)
+        samples = resolve_baseline_samples(core, self.sampling, baseline_samples)
+        self.baseline_samples = samples if self.reward.kappa > 0 else 0
         self.judge = StrategyJudge(judge_core or core, validator, judge_sampling) if self.reward.gamma > 0 else None
-        self._baselines: dict[tuple, tuple[ValidationResult, CoreResponse]] = {}
+        self._baselines: dict[tuple, UnguidedBaseline] = {}
         self._baseline_locks: dict[tuple, threading.Lock] = {}
         self._locks_guard = threading.Lock()
 
@@ -173,22 +232,34 @@ class GuideScorer:
                 return result
         raise _InfraFailure(stage, f"validation failed: {result.details.get('error', 'infrastructure error')}")
 
-    def unguided(self, problem: Problem) -> tuple[ValidationResult, CoreResponse, bool]:
-        """The baseline R(unguided): computed once per (problem, core, sampling), then remembered.
+    def unguided(self, problem: Problem) -> tuple[UnguidedBaseline, bool]:
+        """The baseline E[r(y_0)] over ``baseline_samples`` draws: computed once per (problem, core,
+        sampling), then remembered. Returns (baseline, fresh): ``fresh`` says whether this call paid.
 
-        Returns (result, response, fresh) where ``fresh`` says whether this call computed it.
+        The draws run concurrently, each with its own ``sample_index`` (a distinct cached sample).
+        Any draw failing for infrastructure reasons fails the baseline: a mean over the draws that
+        happened to succeed would be a different estimate.
         """
-        key = (problem.task_id, problem.question, self.core.spec, self.sampling)
+        n = max(1, self.baseline_samples)
+        key = (problem.task_id, problem.question, self.core.spec, self.sampling, n)
         with self._locks_guard:
             lock = self._baseline_locks.setdefault(key, threading.Lock())
         with lock:
             if key in self._baselines:
-                result, response = self._baselines[key]
-                return result, response, False
-            response = self._ask_core(problem, None, sample_index=0)
-            result = self._validate(problem, response.text, "baseline")
-            self._baselines[key] = (result, response)
-            return result, response, True
+                return self._baselines[key], False
+
+            def draw(index: int) -> tuple[ValidationResult, CoreResponse]:
+                response = self._ask_core(problem, None, sample_index=index)
+                return self._validate(problem, response.text, "baseline"), response
+
+            if n == 1:
+                draws = [draw(0)]
+            else:
+                with ThreadPoolExecutor(max_workers=n) as pool:
+                    draws = list(pool.map(draw, range(n)))
+            baseline = UnguidedBaseline(tuple(r for r, _ in draws), tuple(resp for _, resp in draws))
+            self._baselines[key] = baseline
+            return baseline, True
 
     # -- the step -----------------------------------------------------------------------------
     def score(self, problem: Problem, guide_text: str, sample_index: int = 0) -> StepOutcome:
@@ -200,8 +271,10 @@ class GuideScorer:
         parsed = parse_guide_output(guide_text, self.max_strategy_chars, self.max_output_chars)
         cost = StepCost()
         if not parsed.structure_ok:
-            return StepOutcome(problem.task_id, parsed, shape_reward(self.reward, structure_ok=False), cost)
-        outcome = StepOutcome(problem.task_id, parsed, RewardComponents(structure_ok=True), cost)
+            return StepOutcome(problem.task_id, parsed, shape_reward(self.reward, structure_ok=False), cost,
+                               baseline_samples=self.baseline_samples)
+        outcome = StepOutcome(problem.task_id, parsed, RewardComponents(structure_ok=True), cost,
+                              baseline_samples=self.baseline_samples)
         try:
             response = self._ask_core(problem, parsed.strategy, sample_index)
             cost.core.add(response)
@@ -210,11 +283,12 @@ class GuideScorer:
             outcome.validation = self._validate(problem, response.text, "validation")
             unguided_reward = None
             if self.reward.kappa > 0:
-                base_result, base_response, fresh = self.unguided(problem)
+                baseline, fresh = self.unguided(problem)
                 if fresh:
-                    cost.baseline.add(base_response)
-                outcome.unguided_validation = base_result
-                unguided_reward = base_result.reward
+                    for base_response in baseline.responses:
+                        cost.baseline.add(base_response)
+                outcome.unguided = baseline
+                unguided_reward = baseline.reward
             judge_score, leak = 0.0, False
             if self.judge is not None:
                 try:

@@ -77,6 +77,9 @@ def test_curate_sft_grpo_end_to_end(world, tiny_guide, tmp_path):
         assert f"gcop/{term}" in logged, term
     print("GRPO summary:", {k: v for k, v in summary["metrics"].items()})
     assert summary["steps"] == 2 and summary["metrics"]["completions"] == 8
+    assert summary["metrics"]["baseline_samples"] == 1  # core_temperature 0: one unguided draw
+    assert summary["metrics"]["eval_problems"] == 2 and summary["metrics"]["eval_infra_errors"] == 0
+    assert summary["metrics"]["eval_structure_ok"] is not None
     assert summary["metrics"]["mean_structure_ok"] > 0 and summary["metrics"]["spent_usd"] > 0
     assert changed(weights(sft_dir), weights(grpo_dir))
     assert (grpo_dir / "checkpoint-2").is_dir()
@@ -133,6 +136,7 @@ def test_config_defaults_file_and_flags(tmp_path):
     assert (cfg.kl_coef, cfg.learning_rate, cfg.weight_decay) == (0.004, 1e-6, 0.1)
     assert (cfg.per_device_train_batch_size, cfg.num_generations, cfg.max_completion_length) == (8, 8, 2048)
     assert (cfg.eval_temperature, cfg.eval_top_p) == (0.6, 0.95) and not cfg.use_vllm
+    assert 0 < cfg.eval_limit <= 50  # the 0.6 / 0.95 evaluation runs by default, on a small set
     f = tmp_path / "c.json"
     f.write_text(json.dumps({"num-generations": 4, "use_vllm": True, "vllm_mode": "server", "max_steps": 9}))
     cfg = parse_config(GRPORunConfig, ["--config", str(f), "--max-steps", "3", "--lora"], prog="gcop grpo")
@@ -143,14 +147,56 @@ def test_config_defaults_file_and_flags(tmp_path):
         parse_config(GRPORunConfig, ["--vllm-mode", "remote"], prog="gcop grpo")
 
 
-def test_examples_run_at_tiny_size(solver_server, tiny_guide, gsm8k_dir, tmp_path):
+@pytest.fixture(scope="module")
+def well_formed_guide(tiny_guide, tmp_path_factory) -> Path:
+    """The tiny guide taught, in plain torch, to answer any GSM8K prompt with GOOD_GUIDE."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from gcop_env.prompts import guide_prompt
+
+    tok = AutoTokenizer.from_pretrained(tiny_guide)
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_pretrained(tiny_guide)
+    target = tok(GOOD_GUIDE + "<|im_end|>", add_special_tokens=False, return_tensors="pt")["input_ids"][0]
+    rows = []
+    for question in list(gsm8k_golds(20))[:8]:
+        prompt = tok.apply_chat_template([{"role": "user", "content": guide_prompt(question)}],
+                                         add_generation_prompt=True, return_tensors="pt", return_dict=True)
+        rows.append((prompt["input_ids"][0], torch.cat([prompt["input_ids"][0], target])))
+    width = max(len(ids) for _, ids in rows)
+    input_ids = torch.full((len(rows), width), tok.pad_token_id)
+    labels = torch.full((len(rows), width), -100)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, (prompt_ids, ids) in enumerate(rows):
+        input_ids[i, :len(ids)], mask[i, :len(ids)] = ids, 1
+        labels[i, len(prompt_ids):len(ids)] = target  # loss on the guide's output only
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    for _ in range(150):  # under a minute on 2 cores; the loss ends near 0.002
+        loss = model(input_ids=input_ids, attention_mask=mask, labels=labels).loss
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    path = tmp_path_factory.mktemp("guide") / "well_formed"
+    model.save_pretrained(path)
+    tok.save_pretrained(path)
+    return path
+
+
+def test_examples_run_at_tiny_size(solver_server, tiny_guide, well_formed_guide, gsm8k_dir, tmp_path):
     import runpy
 
     core = f"openai:fake-core@{solver_server.openai_base_url}"
-    common = ["--guide", str(tiny_guide), "--core", core, "--data-files", str(gsm8k_dir), "--split", "test"]
+    data = ["--core", core, "--data-files", str(gsm8k_dir), "--split", "test"]
+    common = ["--guide", str(tiny_guide)] + data
     reinforce = runpy.run_path(str(REPO_ROOT / "examples" / "reinforce_loop.py"))["main"]
-    rewards = reinforce(common + ["--episodes", "3", "--max-new-tokens", "8", "--lr", "1e-3"])
-    assert len(rewards) == 3 and all(r == 0.0 for r in rewards)  # a random guide's output is malformed
+    # a guide that writes a well-formed strategy: each episode reaches the core, the solver answers
+    # right guided and wrong unguided, so the env pays R + β = 1.1 (ΔR = +1, no harm) per episode
+    before = solver_server.count()
+    rewards = reinforce(["--guide", str(well_formed_guide), *data, "--limit", "8", "--episodes", "3",
+                         "--max-new-tokens", "64", "--lr", "1e-5"])
+    assert len(rewards) == 3 and rewards.count(pytest.approx(1.1)) >= 2, rewards
+    assert all(r == pytest.approx(1.1) or r == 0.0 for r in rewards)
+    assert solver_server.count() > before  # the reward came from the core, not from a shortcut
     trl_grpo = runpy.run_path(str(REPO_ROOT / "examples" / "trl_grpo.py"))["main"]
     trainer = trl_grpo(common + ["--limit", "2", "--output-dir", str(tmp_path / "g"), "--max-steps", "1",
                                  "--num-generations", "2", "--max-completion-length", "8"])

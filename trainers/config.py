@@ -159,8 +159,9 @@ class GRPORunConfig(TrainRunOptions, CoreCallOptions):
     """``gcop grpo``: GRPO on the guide with the environment's shaped reward.
 
     Defaults follow the paper: KL coefficient 0.004, learning rate 1e-6, weight decay 0.1, batch
-    size 8, 8 generations per prompt, completions up to 2048 tokens; evaluation sampling at
-    temperature 0.6, top-p 0.95.
+    size 8, 8 generations per prompt, completions up to 2048 tokens. After training, the guide is
+    evaluated on the first ``eval_limit`` (default 20) problems of ``eval_split`` with the paper's
+    evaluation sampling, temperature 0.6 and top-p 0.95 (``eval_*`` metrics in summary.json).
     """
 
     task: str = _opt("GSM8K", "registered task name")
@@ -180,7 +181,8 @@ class GRPORunConfig(TrainRunOptions, CoreCallOptions):
     eval_temperature: float = _opt(0.6, "sampling temperature of the guide in the final evaluation", lo=0, lo_open=True)
     eval_top_p: float = _opt(0.95, "top-p of the guide in the final evaluation", lo=0, hi=1, lo_open=True)
     eval_split: str = _opt("test", "split of the final evaluation")
-    eval_limit: int = _opt(0, "problems in the final evaluation (0 = skip it)", lo=0)
+    eval_limit: int = _opt(20, "problems of eval_split in the final evaluation after training, one guide sample "
+                               "each at eval_temperature / eval_top_p, scored in the env (0 = skip it)", lo=0)
     reward_beta: float = _opt(RewardConfig.beta, "β: structure bonus of the shaped reward", lo=0)
     reward_gamma: float = _opt(RewardConfig.gamma, "γ: judge weight (0 = no judge calls)", lo=0)
     reward_kappa: float = _opt(RewardConfig.kappa, "κ: harm weight on max(0, −ΔR) (0 = no baseline calls)", lo=0)
@@ -189,6 +191,9 @@ class GRPORunConfig(TrainRunOptions, CoreCallOptions):
     core_temperature: float = _opt(0.0, "sampling temperature of the core", lo=0, hi=2)
     core_top_p: float = _opt(1.0, "top-p of the core", lo=0, hi=1, lo_open=True)
     core_max_tokens: int = _opt(1024, "reply budget of the core", lo=1)
+    baseline_samples: int | None = _opt(None, "unguided core draws averaged into the baseline E[r(y_0)] of ΔR, "
+                                              "once per problem (unset: 1 for a deterministic core, 4 for a "
+                                              "sampled one)", lo=1)
     judge_max_tokens: int = _opt(256, "reply budget of the judge", lo=1)
     max_strategy_chars: int = _opt(DEFAULT_MAX_STRATEGY_CHARS, "length budget of a strategy (structure check)", lo=1)
     max_workers: int = _opt(8, "concurrent core calls while scoring a batch", lo=1)
@@ -205,6 +210,7 @@ class GRPORunConfig(TrainRunOptions, CoreCallOptions):
         _check_task(self.task)
         _check(self.num_generations >= 2, "num_generations must be >= 2 (GRPO compares completions in a group)")
         _check(self.vllm_mode in ("colocate", "server"), "vllm_mode must be 'colocate' or 'server'")
+        _check(self.baseline_samples is None or self.baseline_samples >= 1, "baseline_samples must be >= 1 (or unset)")
         RewardConfig(beta=self.reward_beta, gamma=self.reward_gamma, kappa=self.reward_kappa,
                      lam=self.reward_lambda, cost_unit=self.cost_unit)
 

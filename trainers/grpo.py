@@ -181,7 +181,7 @@ def build_scorer(config: GRPORunConfig) -> GuideScorer:
     return GuideScorer(task.validator(**config.validator_options), core, judge_core=judge, reward=reward,
                        sampling=SamplingParams(config.core_temperature, config.core_top_p, config.core_max_tokens),
                        judge_sampling=SamplingParams(0.0, 1.0, config.judge_max_tokens),
-                       max_strategy_chars=config.max_strategy_chars)
+                       max_strategy_chars=config.max_strategy_chars, baseline_samples=config.baseline_samples)
 
 
 def load_problems(config: GRPORunConfig, split: str, limit: int | None) -> list[Problem]:
@@ -261,6 +261,7 @@ def train_grpo(config: GRPORunConfig, scorer: GuideScorer | None = None, stop: A
     model = save_final_model(trainer, trainer.processing_class, config.output_dir, merged_lora=config.lora)
     t = reward.totals
     metrics: dict[str, Any] = {f"mean_{k}": v for k, v in t.means().items()}
+    metrics.update(baseline_samples=reward.scorer.baseline_samples)
     metrics.update(completions=t.completions, infra_errors=t.infra_errors, cost_usd=t.cost_usd,
                    spent_usd=t.spent_usd, step_time_s=runtime / max(1, trainer.state.global_step),
                    core_sampling=sampling_report(reward.scorer.core, reward.scorer.sampling))
