@@ -267,3 +267,12 @@ def test_other_local_formats_are_read_directly(tmp_path):
     (tmp_path / "f.csv").write_bytes(b"question,answer\nok,#### 1\n\xff,#### 2\n")
     with pytest.raises(DataError, match="f.csv: line 3 is not valid UTF-8"):
         load_rows("x", None, "test", str(tmp_path / "f.csv"))
+
+
+def test_curate_checks_its_output_path_before_paying(tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    result = _gcop("curate", "--data-files", str(GSM8K_DIR), "--split", "test", "--limit", "1",
+                   "--teacher", "openai:t@http://127.0.0.1:9/v1", "--core", "openai:c@http://127.0.0.1:9/v1",
+                   "--out", str(blocker / "curated.jsonl"))
+    assert result.returncode == 2 and "is not writable" in result.stderr and "Traceback" not in result.stderr

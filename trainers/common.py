@@ -58,19 +58,19 @@ def read_jsonl_rows(path: str | Path, repair: bool = False) -> list[dict]:
         row = parse_jsonl_line(raw, path, number)
         if row is not None:
             rows.append(row)
-    if tail.strip():
+    if tail:
         try:
             row = parse_jsonl_line(tail, path, len(complete) + 1)
         except JsonlError:
+            row = None
+        if row is not None:
+            rows.append(row)
             if repair:
-                with open(path, "r+b") as fh:
-                    fh.truncate(len(data) - len(tail))
-        else:
-            if row is not None:
-                rows.append(row)
-                if repair:
-                    with open(path, "ab") as fh:
-                        fh.write(b"\n")
+                with open(path, "ab") as fh:
+                    fh.write(b"\n")
+        elif repair:  # torn (or blank): cut, so the next appended row starts a clean line
+            with open(path, "r+b") as fh:
+                fh.truncate(len(data) - len(tail))
     return rows
 
 
