@@ -398,7 +398,12 @@ _WATCHED_HOOKS = (
 )
 # Modules whose identity in sys.modules the run relies on.
 _WATCHED_IMPORTS = ("builtins", "sys", "os", "atexit", "importlib", "inspect", "gc", "io", "json", "unittest", "unittest.mock")
-_FUNCTION_TYPES = (type(lambda: 0), classmethod, staticmethod, property)
+_FUNCTION = type(lambda: 0)
+_FUNCTION_TYPES = (_FUNCTION, classmethod, staticmethod, property)
+_CRITICAL_CLASSES = frozenset((
+    "TestReport", "BaseReport", "CallInfo", "Function", "HookCaller", "_HookCaller", "PluginManager",
+    "PytestPluginManager", "Result", "_Result", "HookImpl",
+))
 _MONITOR_LIMIT = 10
 
 
@@ -441,9 +446,11 @@ class _Monitor:
         self.seen = set()
         self.sent = 0
         self.items = []
-        self.test_module = None
         self.callables = {}
-        self.classes = {}
+        self.classes = []  # (class, size of its __dict__, its function-like members)
+        self.critical = []  # the same for the classes a report is made of, checked after every phase
+        self.items_checked = False
+        self.candidate_modules = None
         self.hooks = {}
         self.builtins = {}
         self.imports = {}
@@ -577,7 +584,10 @@ class _Monitor:
                 if isinstance(value, type) or callable(value):
                     self.callables[(module, module_name, key)] = value
                 if isinstance(value, type) and getattr(value, "__module__", None) == module_name:
-                    self.classes[value] = self._class_members(value)
+                    entry = (value, len(vars(value)), self._class_members(value))
+                    self.classes.append(entry)
+                    if value.__name__ in _CRITICAL_CLASSES:
+                        self.critical.append(entry)
         hook = self.hook_relay = session.config.hook
         for name in _WATCHED_HOOKS:
             caller = getattr(hook, name, None)
@@ -601,33 +611,39 @@ class _Monitor:
             function = getattr(item, "obj", None)
             function = getattr(function, "__func__", function)
             code = _code_of(function)
-            self.items.append((item, item.nodeid, function, code))
+            # Where the test module holds the function by name (looked up once: item.module is slow).
+            holder = getattr(item, "cls", None) or getattr(item, "module", None)
+            name = getattr(item, "originalname", None) or getattr(item, "name", "")
+            self.items.append((item, item.nodeid, function, code, holder, name))
             if code is not None and code.co_filename not in self.test_files:
                 self.flag(
                     "test_replacement",
                     "test %s runs code from %s, not from the test file" % (item.nodeid, os.path.basename(code.co_filename)),
                     self.where(code),
                 )
-        module = getattr(items[0], "module", None) if items else None
-        self.test_module = module
         return self.check(full=True)
 
     # -- the checks ------------------------------------------------------------------------------
 
     def check(self, full):
-        """Compare with the snapshots; returns the findings not reported yet."""
+        """Compare with the snapshots; returns the findings not reported yet.
+
+        ``full=False`` (after every test phase) checks the tests and the report classes only;
+        ``full=True`` (after collection and at the end) checks everything.
+        """
         try:
             self._check_tests()
             self._check_pytest(full)
             if full:
                 self._check_state()
-                self._probe_equality()
+                self._probe_equality(everywhere=self.items_checked)
+            self.items_checked = True
         except Exception as exc:  # a check must never crash the run; a broken check is itself a finding
             self.flag("pytest_internals", "the monitor's check failed (%s: %s)" % (type(exc).__name__, exc))
         return self.pending()
 
     def _check_tests(self):
-        for item, nodeid, function, code in self.items:
+        for item, nodeid, function, code, holder, name in self.items:
             now = getattr(item, "obj", None)
             now = getattr(now, "__func__", now)
             if now is not function:
@@ -638,33 +654,28 @@ class _Monitor:
             if "runtest" in vars(item):
                 self.flag("pytest_internals", "the runtest method of %s was replaced" % nodeid,
                           self.where(_code_of(vars(item)["runtest"])))
-            if self.test_module is not None and getattr(item, "module", self.test_module) is self.test_module:
-                name = getattr(item, "originalname", None) or getattr(item, "name", "")
-                holder = getattr(item, "cls", None) or self.test_module
-                value = vars(holder).get(name)
-                if value is not None and _code_of(value) is not None and _code_of(value).co_filename not in self.test_files:
+            value = vars(holder).get(name) if holder is not None else None
+            if value is not None and value is not function:
+                rebound = _code_of(value)
+                if rebound is not None and rebound.co_filename not in self.test_files:
                     self.flag("test_replacement", "%s.%s was rebound to other code" % (getattr(holder, "__name__", "?"), name),
-                              self.where(_code_of(value)))
+                              self.where(rebound))
 
     def _check_pytest(self, full):
-        for cls, members in (self.classes.items() if full else self._critical_classes()):
-            now = self._class_members(cls)
-            for key in set(members) | set(now):
-                if members.get(key) is not now.get(key):
+        for cls, size, members in (self.classes if full else self.critical):
+            now = vars(cls)
+            if len(now) == size and all(now.get(key) is value for key, value in members.items()):
+                continue  # the common case, without building anything
+            current = self._class_members(cls)
+            for key in set(members) | set(current):
+                if members.get(key) is not current.get(key):
                     self.flag("pytest_internals", "patches %s.%s.%s" % (cls.__module__, cls.__qualname__, key),
-                              self.where(_code_of(now.get(key))))
+                              self.where(_code_of(current.get(key))))
         if full:
             for (module, module_name, key), value in self.callables.items():
                 now = vars(module).get(key)
                 if now is not value:
                     self.flag("pytest_internals", "replaces %s.%s" % (module_name, key), self.where(_code_of(now)))
-
-    def _critical_classes(self):
-        critical = []
-        for cls, members in self.classes.items():
-            if cls.__name__ in ("TestReport", "BaseReport", "CallInfo", "Function", "HookCaller", "_HookCaller", "PluginManager", "Result", "_Result"):
-                critical.append((cls, members))
-        return critical
 
     def _check_state(self):
         import builtins
@@ -709,41 +720,66 @@ class _Monitor:
         if atexit.register is not self.atexit_register:
             self.flag("interpreter_state", "replaces atexit.register", self.where(_code_of(atexit.register)))
 
-    def _probe_equality(self):
-        """Every class the candidate defined: does its ``__eq__`` equal anything?"""
+    def _probe_equality(self, everywhere):
+        """Classes the candidate defined: does an ``__eq__`` equal anything (``__ne__`` differ from nothing)?
+
+        After collection, the classes in the candidate's modules; at the end (``everywhere``),
+        also the classes its functions built at run time (``type(...)``) on ``object`` or a
+        builtin value type, found through ``__subclasses__`` (the static layer reads the rest).
+        """
 
         class _Other:
             pass
 
-        stack = [object]
-        seen = set()
-        while stack:
-            cls = stack.pop()
-            try:
-                subclasses = type.__subclasses__(cls)
-            except Exception:
-                continue
-            for sub in subclasses:
-                if id(sub) in seen:
+        if self.candidate_modules is None:  # after collection the candidate's modules are imported
+            self.candidate_modules = [
+                m for m in list(sys.modules.values()) if getattr(m, "__file__", None) in self.candidate_files
+            ]
+        modules = self.candidate_modules
+        names = {m.__name__ for m in modules}
+        classes = [value for module in modules for value in list(vars(module).values()) if isinstance(value, type)]
+        if everywhere:
+            classes += _classes_from(names)
+        for cls in classes:
+            members = vars(cls)
+            for name, expect in (("__eq__", True), ("__ne__", False)):
+                method = members.get(name)
+                if type(method) is not _FUNCTION:  # pytest's, the stdlib's or C slots: not the candidate's
                     continue
-                seen.add(id(sub))
+                code = method.__code__
+                if code.co_filename not in self.candidate_files:
+                    continue
+                try:
+                    result = method(_Other(), _Other())
+                except BaseException:
+                    continue
+                if result is expect or (expect and result is not NotImplemented and type(result) is not bool and bool(result)):
+                    self.flag(
+                        "always_equal",
+                        "%s.%s returns %r for two unrelated objects" % (cls.__qualname__, name, result),
+                        self.where(code),
+                    )
+
+
+_VALUE_TYPES = (object, int, float, complex, str, bytes, list, tuple, dict, set, frozenset)
+
+
+def _classes_from(module_names):
+    """The candidate's classes (``__module__`` one of its modules) on ``object``, the builtin value
+    types, and below those."""
+    found = []
+    stack = list(_VALUE_TYPES)
+    seen = set()
+    while stack:
+        base = stack.pop()
+        for sub in type.__subclasses__(base):
+            if id(sub) in seen:
+                continue
+            seen.add(id(sub))
+            if getattr(sub, "__module__", None) in module_names:
+                found.append(sub)
                 stack.append(sub)
-                members = vars(sub)
-                for name, expect in (("__eq__", True), ("__ne__", False)):
-                    method = members.get(name)
-                    code = _code_of(method)
-                    if code is None or code.co_filename not in self.candidate_files:
-                        continue
-                    try:
-                        result = method(_Other(), _Other())
-                    except BaseException:
-                        continue
-                    if result is expect or (expect and result is not NotImplemented and type(result) is not bool and bool(result)):
-                        self.flag(
-                            "always_equal",
-                            "%s.%s returns %s for two unrelated objects" % (sub.__qualname__, name, result is True or bool(result)),
-                            self.where(code),
-                        )
+    return found
 
 
 _MISSING = object()
