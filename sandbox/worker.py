@@ -823,7 +823,7 @@ class Worker:
         if not self.in_container:
             uid = self.drop_to[0] if self.drop_to else os.getuid()
             self.nproc = _count_processes(uid) + int(config.get("pids_limit", 128))
-        self.prepared = self.prepare_pytest() if config.get("prepare", True) else None
+        self.session = None  # the fork server's pytest session (see serve_in_session), when it has one
 
     # -- one run --------------------------------------------------------------------------
 
@@ -836,30 +836,6 @@ class Worker:
             os.path.join(workdir, test_file),
         ]
 
-    def prepare_pytest(self):
-        """Parse pytest's command line and register its plugins once, here, before any run.
-
-        Every run then forks from a process whose pytest ``Config`` is ready (about half of what
-        ``pytest.main`` costs per run). Runs use one fixed work dir for this (the arguments name
-        it), which is wiped after each; nothing of a run flows back into this process. Returns
-        None when this pytest lacks the private entry point (each run then calls ``pytest.main``).
-        """
-        workdir = os.path.join(self.base, "run")
-        try:
-            from _pytest.config import _prepareconfig
-
-            os.mkdir(workdir, 0o700)
-            with open(os.path.join(workdir, ".pytest.ini"), "w") as handle:
-                handle.write("[pytest]\n")
-            config = _prepareconfig(self.pytest_args(workdir, "test_solution.py"), None)
-            if config.pluginmanager.getplugin("capturemanager") is None:
-                return None
-            return config
-        except Exception:
-            return None
-        finally:
-            _remove(workdir)
-
     def run(self, request):
         self.runs += 1
         started = time.monotonic()
@@ -867,7 +843,7 @@ class Worker:
         inifile = os.path.join(workdir, ".pytest.ini")
         files = request["files"]
         test_file = request.get("test_file", "test_solution.py")
-        prepared = self.prepared if test_file == "test_solution.py" else None
+        session = self.session if test_file == "test_solution.py" else None
         profile = bool(request.get("profile"))
         timeout = float(request["timeout"])
         output_limit = int(request.get("output_limit", 1 << 20))
@@ -898,7 +874,7 @@ class Worker:
         if pid == 0:  # the child never returns
             self._child(
                 workdir, args, timeout, rep_w, out_w, [rep_r, out_r, self.proto_in, self.proto_out, *self.wake],
-                test_file, list(files), prepared, forked if profile else None,
+                test_file, list(files), session, forked if profile else None,
             )
         os.close(rep_w)
         os.close(out_w)
@@ -978,14 +954,15 @@ class Worker:
         )
         return result
 
-    def _child(self, workdir, args, timeout, rep_w, out_w, close_fds, test_file, files, prepared, forked):
+    def _child(self, workdir, args, timeout, rep_w, out_w, close_fds, test_file, files, session, forked):
+        profile = None
         try:
             if forked is not None:
                 profile = {"fork": time.monotonic() - forked}
-            capture = prepared.pluginmanager.getplugin("capturemanager") if prepared is not None else None
+            capture = session.config.pluginmanager.getplugin("capturemanager") if session is not None else None
             if capture is not None:
-                # The prepared config captures output into files the fork server opened; give this
-                # run its own (so no run sees another's output), pointed at this run's pipe below.
+                # The session captures output into files the fork server opened; give this run
+                # its own (so no run sees another's output), pointed at this run's pipe below.
                 capture.stop_global_capturing()
             os.setsid()
             signal.set_wakeup_fd(-1)
@@ -1052,23 +1029,17 @@ class Worker:
                 profile["setup"] = time.monotonic() - forked - profile["fork"]
                 profile["t_main"] = time.monotonic()
                 reporter.profile = profile
-            if prepared is None:
-                code = pytest.main(args, plugins=[reporter])
-            else:  # what pytest.main does after parsing the command line
-                if capture is not None:
-                    capture.start_global_capturing()
-                    capture.suspend_global_capture()
-                prepared.pluginmanager.register(reporter, "gcop-reporter")
-                try:
-                    code = prepared.hook.pytest_cmdline_main(config=prepared)
-                finally:
-                    prepared._ensure_unconfigure()
+            if session is not None:  # go back up into the session's collection (see serve_in_session)
+                raise _RunInThisChild(reporter, monitor, capture)
+            code = pytest.main(args, plugins=[reporter])
             try:
                 sys.stdout.flush()
                 sys.stderr.flush()
             except Exception:
                 pass
             os._exit(int(code))
+        except _RunInThisChild:
+            raise
         except BaseException:
             try:
                 os.write(2, traceback.format_exc().encode("utf-8", "replace"))
@@ -1146,6 +1117,42 @@ class Worker:
 
     # -- the serve loop -----------------------------------------------------------------------
 
+    def serve_in_session(self):
+        """Serve from inside a pytest session, so that every run forks at the start of collection.
+
+        ``pytest.main`` runs here once, on the fixed work dir's test file: it parses the command
+        line, loads and configures the plugins and starts the session (about half of what a
+        whole ``pytest.main`` costs per run), then calls ``pytest_collection``, where
+        :class:`_ForkServerPlugin` serves requests. Each run's child leaves the serve loop
+        (:class:`_RunInThisChild`) and returns from that hook, so pytest goes on to collect and
+        run the run's files, and the child exits with pytest's code. No candidate code ever runs
+        before the fork, and nothing of a child flows back. Returns False when pytest could not
+        start a session (then :meth:`serve` serves plain ``pytest.main`` runs).
+        """
+        import pytest
+
+        workdir = os.path.join(self.base, "run")
+        plugin = _ForkServerPlugin(self)
+        try:
+            os.mkdir(workdir, 0o700)
+            with open(os.path.join(workdir, ".pytest.ini"), "w") as handle:
+                handle.write("[pytest]\n")
+            code = pytest.main(self.pytest_args(workdir, "test_solution.py"), plugins=[plugin])
+        except _RunInThisChild:
+            raise AssertionError("unreachable: the child returns from the collection hook")
+        except Exception:
+            code = None
+        if plugin.child:  # a run's pytest is done: its exit code ends the child
+            try:
+                sys.stdout.flush()
+                sys.stderr.flush()
+            except Exception:
+                pass
+            os._exit(int(code) if code is not None else 70)
+        _remove(workdir)
+        return plugin.served
+
+
     def serve(self):
         _send(self.proto_out, {"op": "ready", "python": sys.version.split()[0], "pytest": _pytest_version()})
         while True:
@@ -1163,6 +1170,49 @@ class Worker:
             except Exception:
                 result = {"op": "result", "harness_error": traceback.format_exc()[-_MESSAGE_LIMIT:]}
             _send(self.proto_out, result)
+
+
+class _RunInThisChild(BaseException):
+    """Raised in a run's child to unwind from the serve loop back into the pytest session."""
+
+    def __init__(self, reporter, monitor, capture):
+        super().__init__()
+        self.reporter, self.monitor, self.capture = reporter, monitor, capture
+
+
+class _ForkServerPlugin:
+    """Serves requests from pytest's collection hook (see :meth:`Worker.serve_in_session`)."""
+
+    def __init__(self, worker):
+        self.worker = worker
+        self.served = False
+        self.child = False
+
+    def pytest_collection(self, session):
+        # tryfirst: before pytest's own collection, which only children go on to.
+        if self.served:
+            return None
+        self.served = True
+        _remove(os.path.join(self.worker.base, "run"))  # each run makes it anew
+        self.worker.session = session
+        try:
+            self.worker.serve()
+        except _RunInThisChild as run:
+            self.child = True
+            if run.capture is not None:
+                run.capture.start_global_capturing()
+                run.capture.suspend_global_capture()
+            session.config.pluginmanager.register(run.reporter, "gcop-reporter")
+            run.reporter.mark("t_sessionstart")
+            terminal = session.config.pluginmanager.getplugin("terminalreporter")
+            if terminal is not None and hasattr(terminal, "_sessionstarttime"):
+                terminal._sessionstarttime = time.time()  # "N passed in Xs" counts this run only
+            if run.monitor is not None:
+                run.monitor.snapshot(session)
+            return None  # pytest's own pytest_collection collects this run's test file
+        os._exit(0)  # the host asked the fork server to exit
+
+    pytest_collection.tryfirst = True
 
 
 def _remap(path, path_map):
@@ -1334,6 +1384,9 @@ def main():
     except Exception:
         _send(proto_out, {"op": "fatal", "error": traceback.format_exc()[-_MESSAGE_LIMIT:]})
         return 1
+    if config.get("session", True) and worker.serve_in_session():
+        return 0
+    worker.session = None
     worker.serve()
     return 0
 
