@@ -94,6 +94,8 @@ def _make_reporter(fd, nonce, monitor=None):
     test phase and at the session's end; each finding goes out as a ``tamper`` record before
     the record that follows it, so a forged result never reaches the report unflagged.
     """
+    import pytest
+
     prefix = (nonce + " ").encode("ascii")
 
     def emit(event):
@@ -152,6 +154,18 @@ def _make_reporter(fd, nonce, monitor=None):
                       "config": p["t_sessionstart"] - p["t_main"], "collect": p["t_collected"] - p["t_sessionstart"],
                       "tests": p["t_tested"] - p["t_collected"], "monitor": time.monotonic() - p["t_tested"]})
             emit({"ev": "end", "exit": int(exitstatus)})
+            self.exitstatus = int(exitstatus)
+
+        @pytest.hookimpl(tryfirst=True)
+        def pytest_unconfigure(self, config):
+            # The verdict is complete and the summary printed: skip pytest's teardown (with
+            # pytest >= 8 it runs the garbage collector twice) and end the child here.
+            try:
+                sys.stdout.flush()
+                sys.stderr.flush()
+            except Exception:
+                pass
+            os._exit(getattr(self, "exitstatus", 70))
 
     return _Reporter()
 
@@ -799,6 +813,8 @@ class Worker:
         self.drop_to = config.get("drop_to")  # (uid, gid) for the process backend run as root
         self.runs = 0
         self.importable = {}  # module name -> found by this interpreter (cached: it does not change)
+        self._path_fixes = None
+        self._path_fixes_for = 0
         # SIGCHLD wakes the select loop through this pipe, so a finished run is noticed at once.
         self.wake = os.pipe()
         for fd in self.wake:
@@ -869,12 +885,13 @@ class Worker:
         rep_r, rep_w = os.pipe()
         out_r, out_w = os.pipe()
         args = self.pytest_args(workdir, test_file)
+        path_fixes = self.package_path_fixes() if self.drop_to else ()
         forked = time.monotonic()
         pid = os.fork()
         if pid == 0:  # the child never returns
             self._child(
                 workdir, args, timeout, rep_w, out_w, [rep_r, out_r, self.proto_in, self.proto_out, *self.wake],
-                test_file, list(files), session, forked if profile else None,
+                test_file, list(files), session, forked if profile else None, path_fixes,
             )
         os.close(rep_w)
         os.close(out_w)
@@ -954,7 +971,7 @@ class Worker:
         )
         return result
 
-    def _child(self, workdir, args, timeout, rep_w, out_w, close_fds, test_file, files, session, forked):
+    def _child(self, workdir, args, timeout, rep_w, out_w, close_fds, test_file, files, session, forked, path_fixes):
         profile = None
         try:
             if forked is not None:
@@ -996,10 +1013,8 @@ class Worker:
                 sys.path[:] = self.import_path
                 # Packages imported before the drop (encodings, email...) find their submodules
                 # through __path__, not sys.path: point those at the open directories too.
-                for module in list(sys.modules.values()):
-                    paths = getattr(module, "__path__", None)
-                    if isinstance(paths, list):
-                        paths[:] = [_remap(p, self.path_map) for p in paths]
+                for paths, opened in path_fixes:
+                    paths[:] = opened
                 sys.path_importer_cache.clear()
             os.chdir(workdir)
             env = dict(self.config.get("env", {}))
@@ -1045,6 +1060,21 @@ class Worker:
                 os.write(2, traceback.format_exc().encode("utf-8", "replace"))
             finally:
                 os._exit(70)
+
+    def package_path_fixes(self):
+        """(a package's ``__path__`` list, its /proc/self/fd form) for the imported packages, computed
+        once here so that a child's privilege drop only assigns them."""
+        if self._path_fixes is None or len(sys.modules) != self._path_fixes_for:
+            ordered = sorted(self.path_map, key=lambda pair: -len(pair[0]))
+            fixes = []
+            for module in list(sys.modules.values()):
+                paths = getattr(module, "__path__", None)
+                if isinstance(paths, list):
+                    opened = [_remap(p, ordered) for p in paths]
+                    if opened != paths:
+                        fixes.append((paths, opened))
+            self._path_fixes, self._path_fixes_for = fixes, len(sys.modules)
+        return self._path_fixes
 
     def missing_modules(self, test_source, files):
         """Modules the test file needs (:func:`needed_modules`) that this interpreter cannot find."""
@@ -1132,7 +1162,7 @@ class Worker:
         import pytest
 
         workdir = os.path.join(self.base, "run")
-        plugin = _ForkServerPlugin(self)
+        plugin = _fork_server_plugin(self)
         try:
             os.mkdir(workdir, 0o700)
             with open(os.path.join(workdir, ".pytest.ini"), "w") as handle:
@@ -1180,43 +1210,48 @@ class _RunInThisChild(BaseException):
         self.reporter, self.monitor, self.capture = reporter, monitor, capture
 
 
-class _ForkServerPlugin:
-    """Serves requests from pytest's collection hook (see :meth:`Worker.serve_in_session`)."""
+def _fork_server_plugin(worker):
+    """The plugin that serves requests from pytest's collection hook (see :meth:`Worker.serve_in_session`)."""
+    import pytest
 
-    def __init__(self, worker):
-        self.worker = worker
-        self.served = False
-        self.child = False
+    class _ForkServerPlugin:
+        """Serves requests from pytest's collection hook (see :meth:`Worker.serve_in_session`)."""
 
-    def pytest_collection(self, session):
-        # tryfirst: before pytest's own collection, which only children go on to.
-        if self.served:
-            return None
-        self.served = True
-        _remove(os.path.join(self.worker.base, "run"))  # each run makes it anew
-        self.worker.session = session
-        try:
-            self.worker.serve()
-        except _RunInThisChild as run:
-            self.child = True
-            if run.capture is not None:
-                run.capture.start_global_capturing()
-                run.capture.suspend_global_capture()
-            session.config.pluginmanager.register(run.reporter, "gcop-reporter")
-            run.reporter.mark("t_sessionstart")
-            terminal = session.config.pluginmanager.getplugin("terminalreporter")
-            if terminal is not None and hasattr(terminal, "_sessionstarttime"):
-                terminal._sessionstarttime = time.time()  # "N passed in Xs" counts this run only
-            if run.monitor is not None:
-                run.monitor.snapshot(session)
-            return None  # pytest's own pytest_collection collects this run's test file
-        os._exit(0)  # the host asked the fork server to exit
+        def __init__(self, worker):
+            self.worker = worker
+            self.served = False
+            self.child = False
 
-    pytest_collection.tryfirst = True
+        @pytest.hookimpl(tryfirst=True)
+        def pytest_collection(self, session):
+            # tryfirst: before pytest's own collection, which only children go on to.
+            if self.served:
+                return None
+            self.served = True
+            _remove(os.path.join(self.worker.base, "run"))  # each run makes it anew
+            self.worker.session = session
+            try:
+                self.worker.serve()
+            except _RunInThisChild as run:
+                self.child = True
+                if run.capture is not None:
+                    run.capture.start_global_capturing()
+                    run.capture.suspend_global_capture()
+                session.config.pluginmanager.register(run.reporter, "gcop-reporter")
+                run.reporter.mark("t_sessionstart")
+                terminal = session.config.pluginmanager.getplugin("terminalreporter")
+                if terminal is not None and hasattr(terminal, "_sessionstarttime"):
+                    terminal._sessionstarttime = time.time()  # "N passed in Xs" counts this run only
+                if run.monitor is not None:
+                    run.monitor.snapshot(session)
+                return None  # pytest's own pytest_collection collects this run's test file
+            os._exit(0)  # the host asked the fork server to exit
+
+    return _ForkServerPlugin(worker)
 
 
 def _remap(path, path_map):
-    for original, opened in sorted(path_map, key=lambda pair: -len(pair[0])):
+    for original, opened in path_map:  # longest first
         if (path + "/").startswith(original):
             return opened + path[len(original):] if len(path) >= len(original) else opened.rstrip("/")
     return path
