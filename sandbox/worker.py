@@ -1,11 +1,14 @@
 """The program that runs inside a sandbox: a pytest fork server.
 
 It starts once (inside a Docker container as PID 1, or as a host subprocess for the process
-backend), imports pytest, then serves runs: for each request it writes the files into a fresh
-work dir, forks a child that runs pytest on them, enforces the wall-clock timeout, kills every
-process the run left behind, wipes the work dir and answers with one result message. Forking
-from a process that already imported pytest is what makes a validation cost tens of
-milliseconds instead of a second.
+backend), imports pytest and starts one pytest session on a fixed work dir (command line parsed,
+plugins configured, session started: :meth:`Worker.serve_in_session`), then serves runs from
+inside that session's collection hook: for each request it writes the files into the fresh work
+dir, forks a child that goes on from the hook to collect and run them, enforces the wall-clock
+timeout, kills every process the run left behind, wipes the work dir and answers with one
+result message. Forking from a process that has pytest imported *and configured* is what makes a
+validation cost a fork, a collection and the tests, tens of milliseconds instead of a second. No
+candidate code runs before a fork, and nothing of a child flows back into the server.
 
 Why the verdict cannot be forged by the candidate's code (which runs inside the pytest child):
 
@@ -20,10 +23,16 @@ Why the verdict cannot be forged by the candidate's code (which runs inside the 
 * pytest runs with ``--noconftest``, plugin autoload disabled, ``-p no:cacheprovider``, and an
   explicit empty ini file and rootdir, so files the candidate plants cannot configure it.
 
+* A runtime reward-hack monitor (:class:`_Monitor`) watches the tricks that fool pytest from
+  inside the process (patched pytest internals, replaced tests, always-equal objects, reading
+  the test file, tampered ``sys.modules``/``builtins``/``atexit``); each finding goes into the
+  report as a ``tamper`` record, and any finding voids the pass.
+
 The limit: the candidate's code shares the pytest process, so code written to attack this
-harness on purpose (reading the nonce out of the interpreter's memory, patching pytest's
-internals) could forge a report. That is true of every harness that imports the solution into
-the test process, KodCode's own included.
+harness on purpose (reading the nonce out of the interpreter's memory, disabling the monitor
+before it looks) could still forge a report. That is true of every harness that imports the
+solution into the test process, KodCode's own included; the static scan on the host
+(:mod:`gcop_env.sandbox.monitor`) reads the code before it runs.
 
 The protocol with the host: 4-byte big-endian length + UTF-8 JSON, both ways, on the fds that
 were stdin/stdout at start (they are moved away so the candidate never sees them).
