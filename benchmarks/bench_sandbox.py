@@ -1,16 +1,27 @@
 """Validations per second of the sandbox backends on the KodCode sample, against a naive harness.
 
-    python benchmarks/bench_sandbox.py [--data-files F] [--limit N] [--workers W]
+    python benchmarks/bench_sandbox.py [--data-files F] [--limit N] [--workers W] [--scaling 1,2,4]
 
 Runs every mode on the same jobs (each row's reference solution; every fifth one broken so that
 the verdicts are worth comparing) with the same number of parallel workers, checks that all
-modes agree on every verdict, and prints a table:
+modes agree on every verdict, and prints three tables (Markdown):
 
-* naive: one ``python -m pytest`` subprocess per validation in a temp dir, pass = exit code 0
-  (what KodCode's own harness does; no isolation);
-* process: the process backend (a warm fork server with pytest imported);
-* docker cold: a fresh locked-down container per validation;
-* docker warm: the warm pool of locked-down containers (the default).
+1. throughput and latency (p50/p95 per validation) per mode, and the ratio to naive:
+
+   * naive: one ``python -m pytest`` subprocess per validation in a temp dir, pass = exit code 0
+     (what KodCode's own harness does; no isolation);
+   * process: the process backend (a warm fork server with pytest imported and configured);
+   * docker cold: a fresh locked-down container per validation;
+   * docker warm: the warm pool of locked-down containers (the default).
+
+2. the Docker warm pool at 1, 2 and 4 workers (``--scaling``);
+3. where the time of one warm validation goes (the worker's per-phase profile, in ms): fork,
+   setup of the child, pytest's configure + session start, collection (of which assertion
+   rewriting), the tests, the monitor's end-of-run checks, the worker's cleanup, and result
+   transport to the host; plus container churn (start + remove of one container).
+
+The machine's load (``os.getloadavg``) is printed before and after: ratios measured in one run
+are what count on a shared machine.
 """
 
 from __future__ import annotations
@@ -18,6 +29,7 @@ from __future__ import annotations
 import argparse
 import ast
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -30,6 +42,7 @@ from gcop_env.sandbox.process_backend import ProcessSandbox
 from gcop_env.validators.kodcode import load_kodcode
 
 DEFAULT_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "kodcode" / "kodcode_prefill_sample.jsonl"
+PHASES = ("fork", "setup", "config", "collect", "rewrite", "tests", "monitor", "cleanup", "transport")
 
 
 def broken(solution: str) -> str:
@@ -54,21 +67,49 @@ def naive(files: dict[str, str], timeout: float) -> bool:
         return done.returncode == 0
 
 
-def measure(name: str, run, jobs, workers: int) -> tuple[str, float, list[bool]]:
+class Row:
+    """One mode's measurement: rate, latencies and verdicts."""
+
+    def __init__(self, name: str, seconds: float, latencies: list[float], verdicts: list[bool]):
+        self.name, self.seconds, self.latencies, self.verdicts = name, seconds, latencies, verdicts
+
+    @property
+    def rate(self) -> float:
+        return len(self.verdicts) / self.seconds
+
+    def percentile(self, q: float) -> float:
+        ordered = sorted(self.latencies)
+        return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+
+
+def measure(name: str, run, jobs, workers: int) -> Row:
+    def timed(job):
+        started = time.perf_counter()
+        verdict = run(job)
+        return verdict, time.perf_counter() - started
+
     started = time.perf_counter()
     with ThreadPoolExecutor(workers) as pool:
-        verdicts = list(pool.map(run, jobs))
+        results = list(pool.map(timed, jobs))
     seconds = time.perf_counter() - started
-    print(f"  {name}: {len(jobs)} validations in {seconds:.1f}s", file=sys.stderr)
-    return name, len(jobs) / seconds, verdicts
+    row = Row(name, seconds, [t for _, t in results], [v for v, _ in results])
+    print(f"  {name}: {len(jobs)} validations in {seconds:.1f}s ({row.rate:.1f}/s)", file=sys.stderr)
+    return row
+
+
+def load() -> str:
+    one, five, fifteen = os.getloadavg()
+    return f"load average {one:.2f}, {five:.2f}, {fifteen:.2f} on {os.cpu_count()} CPUs"
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-files", default=str(DEFAULT_DATA))
     parser.add_argument("--limit", type=int, default=None, help="use the first N problems")
-    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--scaling", default="1,2,4", help="worker counts for the warm-pool table ('' to skip)")
     parser.add_argument("--timeout", type=float, default=10.0)
+    parser.add_argument("--skip-cold", action="store_true", help="skip the (slow) cold-container mode")
     args = parser.parse_args(argv)
 
     problems = load_kodcode("all", args.data_files)[: args.limit]
@@ -76,32 +117,70 @@ def main(argv: list[str] | None = None) -> int:
         {"solution.py": broken(p.solution) if i % 5 == 4 else p.solution, "test_solution.py": p.reference}
         for i, p in enumerate(problems)
     ]
-    print(f"{len(jobs)} validations, {args.workers} in parallel, on {os.cpu_count()} CPUs", file=sys.stderr)
+    print(f"{len(jobs)} validations, {args.workers} in parallel; {load()}", file=sys.stderr)
+    print(f"before: {load()}")
     rows = [measure("naive: python -m pytest per validation", lambda f: naive(f, args.timeout), jobs, args.workers)]
 
     with ProcessSandbox(pool_size=args.workers) as box:
         box.warm()
         rows.append(measure("process backend (warm fork server)", lambda f: box.run_pytest(f, args.timeout).all_passed, jobs, args.workers))
 
+    scaling: list[Row] = []
+    profiles: list[dict[str, float]] = []
+    churn: list[float] = []
     ok, why = docker_available()
     if ok:
-        with DockerSandbox(pool_size=args.workers, reuse=False) as box:
-            rows.append(measure("docker, cold container per validation", lambda f: box.run_pytest(f, args.timeout).all_passed, jobs, args.workers))
+        if not args.skip_cold:
+            with DockerSandbox(pool_size=args.workers, reuse=False) as box:
+                rows.append(measure("docker, cold container per validation", lambda f: box.run_pytest(f, args.timeout).all_passed, jobs, args.workers))
         with DockerSandbox(pool_size=args.workers) as box:
             box.warm()
-            rows.append(measure("docker, warm pool (default)", lambda f: box.run_pytest(f, args.timeout).all_passed, jobs, args.workers))
+            rows.append(measure("**docker, warm pool (default)**", lambda f: box.run_pytest(f, args.timeout).all_passed, jobs, args.workers))
+        for workers in [int(w) for w in args.scaling.split(",") if w.strip()]:
+            with DockerSandbox(pool_size=workers) as box:
+                box.warm()
+                scaling.append(measure(f"docker warm, {workers} workers", lambda f: box.run_pytest(f, args.timeout).all_passed, jobs, workers))
+        with DockerSandbox(pool_size=1) as box:  # one worker: the phases are not stretched by a neighbour
+            box.warm()
+            box.profile = True
+            for job in jobs:
+                outcome = box.run_pytest(job, args.timeout)
+                if outcome.profile:
+                    profiles.append(outcome.profile)
+            for _ in range(5):
+                started = time.perf_counter()
+                box._start_worker().close()
+                churn.append(time.perf_counter() - started)
     else:
         print(f"  docker: skipped ({why})", file=sys.stderr)
+    print(f"after: {load()}\n")
 
-    baseline_rate, baseline = rows[0][1], rows[0][2]
-    print(f"\n| mode | validations/s | vs naive | verdicts agree with naive |")
-    print("|---|---:|---:|---|")
-    for name, rate, verdicts in rows:
-        agree = sum(a == b for a, b in zip(verdicts, baseline))
-        print(f"| {name} | {rate:.1f} | {rate / baseline_rate:.1f}x | {agree}/{len(baseline)} |")
-    passes = sum(baseline)
-    print(f"\n{passes} pass / {len(baseline) - passes} fail per mode.")
-    return 0 if all(v == baseline for _, _, v in rows) else 1
+    base = rows[0]
+    print("| mode | validations/s | p50 latency (ms) | p95 latency (ms) | vs naive | verdicts agree with naive |")
+    print("|---|---:|---:|---:|---:|---|")
+    for row in rows:
+        agree = sum(a == b for a, b in zip(row.verdicts, base.verdicts))
+        print(f"| {row.name} | {row.rate:.1f} | {row.percentile(0.5) * 1000:.0f} | {row.percentile(0.95) * 1000:.0f} "
+              f"| {row.rate / base.rate:.1f}x | {agree}/{len(base.verdicts)} |")
+    passes = sum(base.verdicts)
+    print(f"\n{passes} pass / {len(base.verdicts) - passes} fail per mode.")
+    if scaling:
+        print("\n| docker warm pool | validations/s | p50 latency (ms) | p95 latency (ms) | vs naive | verdicts agree |")
+        print("|---|---:|---:|---:|---:|---|")
+        for row in scaling:
+            agree = sum(a == b for a, b in zip(row.verdicts, base.verdicts))
+            print(f"| {row.name} | {row.rate:.1f} | {row.percentile(0.5) * 1000:.0f} | {row.percentile(0.95) * 1000:.0f} "
+                  f"| {row.rate / base.rate:.1f}x | {agree}/{len(base.verdicts)} |")
+    if profiles:
+        print(f"\nWhere one warm validation's time goes (1 worker, mean of {len(profiles)} runs, ms):\n")
+        print("| " + " | ".join(PHASES) + " | container churn (start+remove) |")
+        print("|" + "---:|" * (len(PHASES) + 1))
+        means = [statistics.fmean(p.get(phase, 0.0) for p in profiles) * 1000 for phase in PHASES]
+        print("| " + " | ".join(f"{m:.1f}" for m in means) + f" | {statistics.fmean(churn) * 1000:.0f} |")
+        print("\n(collect includes importing the candidate and rewrite, pytest's assertion rewriting of the test file.)")
+    agree_all = all(r.verdicts == base.verdicts for r in rows + scaling)
+    print(f"\nAll modes agree on every verdict: {agree_all}.")
+    return 0 if agree_all else 1
 
 
 if __name__ == "__main__":

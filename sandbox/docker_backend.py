@@ -27,10 +27,11 @@ from gcop_env.sandbox.base import (
     RunRequest,
     SandboxError,
     WorkerChannel,
+    log,
     WorkerTimeout,
     worker_source,
 )
-from gcop_env.sandbox.image import DEFAULT_IMAGE
+from gcop_env.sandbox.image import DEFAULT_IMAGE, image_is_current, image_recipe
 
 LABEL = "org.gcop.sandbox"
 _STDOUT = 1
@@ -147,6 +148,12 @@ class DockerSandbox(PooledSandbox):
         self.image = image
         self.start_timeout = start_timeout
         self.client = client or docker.from_env()
+        recipe = image_recipe(image, self.client)
+        if recipe is not None and not image_is_current(image, self.client):
+            log.warning(
+                "sandbox image %s was built from another recipe (%s); it may lack packages the tasks import "
+                "(rebuild: scripts/setup_docker.sh)", image, recipe or "unlabelled",
+            )
         config = {
             "mode": "container",
             "base": "/work",

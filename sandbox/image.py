@@ -197,6 +197,13 @@ def check_image(tag: str = DEFAULT_IMAGE, client=None) -> ImageCheck:
         client.images.get(tag)
     except Exception:
         return ImageCheck(False, f"image {tag} is missing; build it with `gcop sandbox build-image`")
+    if not image_is_current(tag, client):
+        return ImageCheck(
+            False,
+            f"{tag} was built from another recipe (label {RECIPE_LABEL}={image_recipe(tag, client) or 'none'}, this "
+            f"version's is {recipe_hash()}): it may lack packages the tasks import; rebuild it with "
+            "scripts/setup_docker.sh (or `gcop sandbox build-image --if-outdated`)",
+        )
     from gcop_env.sandbox.docker_backend import DockerSandbox
 
     tests = "from solution import *\n\ndef test_add():\n    assert add(2, 3) == 5\n"

@@ -1,11 +1,14 @@
 """The program that runs inside a sandbox: a pytest fork server.
 
 It starts once (inside a Docker container as PID 1, or as a host subprocess for the process
-backend), imports pytest, then serves runs: for each request it writes the files into a fresh
-work dir, forks a child that runs pytest on them, enforces the wall-clock timeout, kills every
-process the run left behind, wipes the work dir and answers with one result message. Forking
-from a process that already imported pytest is what makes a validation cost tens of
-milliseconds instead of a second.
+backend), imports pytest and starts one pytest session on a fixed work dir (command line parsed,
+plugins configured, session started: :meth:`Worker.serve_in_session`), then serves runs from
+inside that session's collection hook: for each request it writes the files into the fresh work
+dir, forks a child that goes on from the hook to collect and run them, enforces the wall-clock
+timeout, kills every process the run left behind, wipes the work dir and answers with one
+result message. Forking from a process that has pytest imported *and configured* is what makes a
+validation cost a fork, a collection and the tests, tens of milliseconds instead of a second. No
+candidate code runs before a fork, and nothing of a child flows back into the server.
 
 Why the verdict cannot be forged by the candidate's code (which runs inside the pytest child):
 
@@ -20,10 +23,16 @@ Why the verdict cannot be forged by the candidate's code (which runs inside the 
 * pytest runs with ``--noconftest``, plugin autoload disabled, ``-p no:cacheprovider``, and an
   explicit empty ini file and rootdir, so files the candidate plants cannot configure it.
 
+* A runtime reward-hack monitor (:class:`_Monitor`) watches the tricks that fool pytest from
+  inside the process (patched pytest internals, replaced tests, always-equal objects, reading
+  the test file, tampered ``sys.modules``/``builtins``/``atexit``); each finding goes into the
+  report as a ``tamper`` record, and any finding voids the pass.
+
 The limit: the candidate's code shares the pytest process, so code written to attack this
-harness on purpose (reading the nonce out of the interpreter's memory, patching pytest's
-internals) could forge a report. That is true of every harness that imports the solution into
-the test process, KodCode's own included.
+harness on purpose (reading the nonce out of the interpreter's memory, disabling the monitor
+before it looks) could still forge a report. That is true of every harness that imports the
+solution into the test process, KodCode's own included; the static scan on the host
+(:mod:`gcop_env.sandbox.monitor`) reads the code before it runs.
 
 The protocol with the host: 4-byte big-endian length + UTF-8 JSON, both ways, on the fds that
 were stdin/stdout at start (they are moved away so the candidate never sees them).
@@ -94,6 +103,8 @@ def _make_reporter(fd, nonce, monitor=None):
     test phase and at the session's end; each finding goes out as a ``tamper`` record before
     the record that follows it, so a forged result never reaches the report unflagged.
     """
+    import pytest
+
     prefix = (nonce + " ").encode("ascii")
 
     def emit(event):
@@ -152,6 +163,18 @@ def _make_reporter(fd, nonce, monitor=None):
                       "config": p["t_sessionstart"] - p["t_main"], "collect": p["t_collected"] - p["t_sessionstart"],
                       "tests": p["t_tested"] - p["t_collected"], "monitor": time.monotonic() - p["t_tested"]})
             emit({"ev": "end", "exit": int(exitstatus)})
+            self.exitstatus = int(exitstatus)
+
+        @pytest.hookimpl(tryfirst=True)
+        def pytest_unconfigure(self, config):
+            # The verdict is complete and the summary printed: skip pytest's teardown (with
+            # pytest >= 8 it runs the garbage collector twice) and end the child here.
+            try:
+                sys.stdout.flush()
+                sys.stderr.flush()
+            except Exception:
+                pass
+            os._exit(getattr(self, "exitstatus", 70))
 
     return _Reporter()
 
@@ -398,7 +421,12 @@ _WATCHED_HOOKS = (
 )
 # Modules whose identity in sys.modules the run relies on.
 _WATCHED_IMPORTS = ("builtins", "sys", "os", "atexit", "importlib", "inspect", "gc", "io", "json", "unittest", "unittest.mock")
-_FUNCTION_TYPES = (type(lambda: 0), classmethod, staticmethod, property)
+_FUNCTION = type(lambda: 0)
+_FUNCTION_TYPES = (_FUNCTION, classmethod, staticmethod, property)
+_CRITICAL_CLASSES = frozenset((
+    "TestReport", "BaseReport", "CallInfo", "Function", "HookCaller", "_HookCaller", "PluginManager",
+    "PytestPluginManager", "Result", "_Result", "HookImpl",
+))
 _MONITOR_LIMIT = 10
 
 
@@ -441,9 +469,11 @@ class _Monitor:
         self.seen = set()
         self.sent = 0
         self.items = []
-        self.test_module = None
         self.callables = {}
-        self.classes = {}
+        self.classes = []  # (class, size of its __dict__, its function-like members)
+        self.critical = []  # the same for the classes a report is made of, checked after every phase
+        self.items_checked = False
+        self.candidate_modules = None
         self.hooks = {}
         self.builtins = {}
         self.imports = {}
@@ -577,7 +607,10 @@ class _Monitor:
                 if isinstance(value, type) or callable(value):
                     self.callables[(module, module_name, key)] = value
                 if isinstance(value, type) and getattr(value, "__module__", None) == module_name:
-                    self.classes[value] = self._class_members(value)
+                    entry = (value, len(vars(value)), self._class_members(value))
+                    self.classes.append(entry)
+                    if value.__name__ in _CRITICAL_CLASSES:
+                        self.critical.append(entry)
         hook = self.hook_relay = session.config.hook
         for name in _WATCHED_HOOKS:
             caller = getattr(hook, name, None)
@@ -601,33 +634,39 @@ class _Monitor:
             function = getattr(item, "obj", None)
             function = getattr(function, "__func__", function)
             code = _code_of(function)
-            self.items.append((item, item.nodeid, function, code))
+            # Where the test module holds the function by name (looked up once: item.module is slow).
+            holder = getattr(item, "cls", None) or getattr(item, "module", None)
+            name = getattr(item, "originalname", None) or getattr(item, "name", "")
+            self.items.append((item, item.nodeid, function, code, holder, name))
             if code is not None and code.co_filename not in self.test_files:
                 self.flag(
                     "test_replacement",
                     "test %s runs code from %s, not from the test file" % (item.nodeid, os.path.basename(code.co_filename)),
                     self.where(code),
                 )
-        module = getattr(items[0], "module", None) if items else None
-        self.test_module = module
         return self.check(full=True)
 
     # -- the checks ------------------------------------------------------------------------------
 
     def check(self, full):
-        """Compare with the snapshots; returns the findings not reported yet."""
+        """Compare with the snapshots; returns the findings not reported yet.
+
+        ``full=False`` (after every test phase) checks the tests and the report classes only;
+        ``full=True`` (after collection and at the end) checks everything.
+        """
         try:
             self._check_tests()
             self._check_pytest(full)
             if full:
                 self._check_state()
-                self._probe_equality()
+                self._probe_equality(everywhere=self.items_checked)
+            self.items_checked = True
         except Exception as exc:  # a check must never crash the run; a broken check is itself a finding
             self.flag("pytest_internals", "the monitor's check failed (%s: %s)" % (type(exc).__name__, exc))
         return self.pending()
 
     def _check_tests(self):
-        for item, nodeid, function, code in self.items:
+        for item, nodeid, function, code, holder, name in self.items:
             now = getattr(item, "obj", None)
             now = getattr(now, "__func__", now)
             if now is not function:
@@ -638,33 +677,28 @@ class _Monitor:
             if "runtest" in vars(item):
                 self.flag("pytest_internals", "the runtest method of %s was replaced" % nodeid,
                           self.where(_code_of(vars(item)["runtest"])))
-            if self.test_module is not None and getattr(item, "module", self.test_module) is self.test_module:
-                name = getattr(item, "originalname", None) or getattr(item, "name", "")
-                holder = getattr(item, "cls", None) or self.test_module
-                value = vars(holder).get(name)
-                if value is not None and _code_of(value) is not None and _code_of(value).co_filename not in self.test_files:
+            value = vars(holder).get(name) if holder is not None else None
+            if value is not None and value is not function:
+                rebound = _code_of(value)
+                if rebound is not None and rebound.co_filename not in self.test_files:
                     self.flag("test_replacement", "%s.%s was rebound to other code" % (getattr(holder, "__name__", "?"), name),
-                              self.where(_code_of(value)))
+                              self.where(rebound))
 
     def _check_pytest(self, full):
-        for cls, members in (self.classes.items() if full else self._critical_classes()):
-            now = self._class_members(cls)
-            for key in set(members) | set(now):
-                if members.get(key) is not now.get(key):
+        for cls, size, members in (self.classes if full else self.critical):
+            now = vars(cls)
+            if len(now) == size and all(now.get(key) is value for key, value in members.items()):
+                continue  # the common case, without building anything
+            current = self._class_members(cls)
+            for key in set(members) | set(current):
+                if members.get(key) is not current.get(key):
                     self.flag("pytest_internals", "patches %s.%s.%s" % (cls.__module__, cls.__qualname__, key),
-                              self.where(_code_of(now.get(key))))
+                              self.where(_code_of(current.get(key))))
         if full:
             for (module, module_name, key), value in self.callables.items():
                 now = vars(module).get(key)
                 if now is not value:
                     self.flag("pytest_internals", "replaces %s.%s" % (module_name, key), self.where(_code_of(now)))
-
-    def _critical_classes(self):
-        critical = []
-        for cls, members in self.classes.items():
-            if cls.__name__ in ("TestReport", "BaseReport", "CallInfo", "Function", "HookCaller", "_HookCaller", "PluginManager", "Result", "_Result"):
-                critical.append((cls, members))
-        return critical
 
     def _check_state(self):
         import builtins
@@ -709,41 +743,66 @@ class _Monitor:
         if atexit.register is not self.atexit_register:
             self.flag("interpreter_state", "replaces atexit.register", self.where(_code_of(atexit.register)))
 
-    def _probe_equality(self):
-        """Every class the candidate defined: does its ``__eq__`` equal anything?"""
+    def _probe_equality(self, everywhere):
+        """Classes the candidate defined: does an ``__eq__`` equal anything (``__ne__`` differ from nothing)?
+
+        After collection, the classes in the candidate's modules; at the end (``everywhere``),
+        also the classes its functions built at run time (``type(...)``) on ``object`` or a
+        builtin value type, found through ``__subclasses__`` (the static layer reads the rest).
+        """
 
         class _Other:
             pass
 
-        stack = [object]
-        seen = set()
-        while stack:
-            cls = stack.pop()
-            try:
-                subclasses = type.__subclasses__(cls)
-            except Exception:
-                continue
-            for sub in subclasses:
-                if id(sub) in seen:
+        if self.candidate_modules is None:  # after collection the candidate's modules are imported
+            self.candidate_modules = [
+                m for m in list(sys.modules.values()) if getattr(m, "__file__", None) in self.candidate_files
+            ]
+        modules = self.candidate_modules
+        names = {m.__name__ for m in modules}
+        classes = [value for module in modules for value in list(vars(module).values()) if isinstance(value, type)]
+        if everywhere:
+            classes += _classes_from(names)
+        for cls in classes:
+            members = vars(cls)
+            for name, expect in (("__eq__", True), ("__ne__", False)):
+                method = members.get(name)
+                if type(method) is not _FUNCTION:  # pytest's, the stdlib's or C slots: not the candidate's
                     continue
-                seen.add(id(sub))
+                code = method.__code__
+                if code.co_filename not in self.candidate_files:
+                    continue
+                try:
+                    result = method(_Other(), _Other())
+                except BaseException:
+                    continue
+                if result is expect or (expect and result is not NotImplemented and type(result) is not bool and bool(result)):
+                    self.flag(
+                        "always_equal",
+                        "%s.%s returns %r for two unrelated objects" % (cls.__qualname__, name, result),
+                        self.where(code),
+                    )
+
+
+_VALUE_TYPES = (object, int, float, complex, str, bytes, list, tuple, dict, set, frozenset)
+
+
+def _classes_from(module_names):
+    """The candidate's classes (``__module__`` one of its modules) on ``object``, the builtin value
+    types, and below those."""
+    found = []
+    stack = list(_VALUE_TYPES)
+    seen = set()
+    while stack:
+        base = stack.pop()
+        for sub in type.__subclasses__(base):
+            if id(sub) in seen:
+                continue
+            seen.add(id(sub))
+            if getattr(sub, "__module__", None) in module_names:
+                found.append(sub)
                 stack.append(sub)
-                members = vars(sub)
-                for name, expect in (("__eq__", True), ("__ne__", False)):
-                    method = members.get(name)
-                    code = _code_of(method)
-                    if code is None or code.co_filename not in self.candidate_files:
-                        continue
-                    try:
-                        result = method(_Other(), _Other())
-                    except BaseException:
-                        continue
-                    if result is expect or (expect and result is not NotImplemented and type(result) is not bool and bool(result)):
-                        self.flag(
-                            "always_equal",
-                            "%s.%s returns %s for two unrelated objects" % (sub.__qualname__, name, result is True or bool(result)),
-                            self.where(code),
-                        )
+    return found
 
 
 _MISSING = object()
@@ -763,6 +822,8 @@ class Worker:
         self.drop_to = config.get("drop_to")  # (uid, gid) for the process backend run as root
         self.runs = 0
         self.importable = {}  # module name -> found by this interpreter (cached: it does not change)
+        self._path_fixes = None
+        self._path_fixes_for = 0
         # SIGCHLD wakes the select loop through this pipe, so a finished run is noticed at once.
         self.wake = os.pipe()
         for fd in self.wake:
@@ -787,7 +848,7 @@ class Worker:
         if not self.in_container:
             uid = self.drop_to[0] if self.drop_to else os.getuid()
             self.nproc = _count_processes(uid) + int(config.get("pids_limit", 128))
-        self.prepared = self.prepare_pytest() if config.get("prepare", True) else None
+        self.session = None  # the fork server's pytest session (see serve_in_session), when it has one
 
     # -- one run --------------------------------------------------------------------------
 
@@ -800,30 +861,6 @@ class Worker:
             os.path.join(workdir, test_file),
         ]
 
-    def prepare_pytest(self):
-        """Parse pytest's command line and register its plugins once, here, before any run.
-
-        Every run then forks from a process whose pytest ``Config`` is ready (about half of what
-        ``pytest.main`` costs per run). Runs use one fixed work dir for this (the arguments name
-        it), which is wiped after each; nothing of a run flows back into this process. Returns
-        None when this pytest lacks the private entry point (each run then calls ``pytest.main``).
-        """
-        workdir = os.path.join(self.base, "run")
-        try:
-            from _pytest.config import _prepareconfig
-
-            os.mkdir(workdir, 0o700)
-            with open(os.path.join(workdir, ".pytest.ini"), "w") as handle:
-                handle.write("[pytest]\n")
-            config = _prepareconfig(self.pytest_args(workdir, "test_solution.py"), None)
-            if config.pluginmanager.getplugin("capturemanager") is None:
-                return None
-            return config
-        except Exception:
-            return None
-        finally:
-            _remove(workdir)
-
     def run(self, request):
         self.runs += 1
         started = time.monotonic()
@@ -831,7 +868,7 @@ class Worker:
         inifile = os.path.join(workdir, ".pytest.ini")
         files = request["files"]
         test_file = request.get("test_file", "test_solution.py")
-        prepared = self.prepared if test_file == "test_solution.py" else None
+        session = self.session if test_file == "test_solution.py" else None
         profile = bool(request.get("profile"))
         timeout = float(request["timeout"])
         output_limit = int(request.get("output_limit", 1 << 20))
@@ -857,12 +894,13 @@ class Worker:
         rep_r, rep_w = os.pipe()
         out_r, out_w = os.pipe()
         args = self.pytest_args(workdir, test_file)
+        path_fixes = self.package_path_fixes() if self.drop_to else ()
         forked = time.monotonic()
         pid = os.fork()
         if pid == 0:  # the child never returns
             self._child(
                 workdir, args, timeout, rep_w, out_w, [rep_r, out_r, self.proto_in, self.proto_out, *self.wake],
-                test_file, list(files), prepared, forked if profile else None,
+                test_file, list(files), session, forked if profile else None, path_fixes,
             )
         os.close(rep_w)
         os.close(out_w)
@@ -942,14 +980,15 @@ class Worker:
         )
         return result
 
-    def _child(self, workdir, args, timeout, rep_w, out_w, close_fds, test_file, files, prepared, forked):
+    def _child(self, workdir, args, timeout, rep_w, out_w, close_fds, test_file, files, session, forked, path_fixes):
+        profile = None
         try:
             if forked is not None:
                 profile = {"fork": time.monotonic() - forked}
-            capture = prepared.pluginmanager.getplugin("capturemanager") if prepared is not None else None
+            capture = session.config.pluginmanager.getplugin("capturemanager") if session is not None else None
             if capture is not None:
-                # The prepared config captures output into files the fork server opened; give this
-                # run its own (so no run sees another's output), pointed at this run's pipe below.
+                # The session captures output into files the fork server opened; give this run
+                # its own (so no run sees another's output), pointed at this run's pipe below.
                 capture.stop_global_capturing()
             os.setsid()
             signal.set_wakeup_fd(-1)
@@ -983,10 +1022,8 @@ class Worker:
                 sys.path[:] = self.import_path
                 # Packages imported before the drop (encodings, email...) find their submodules
                 # through __path__, not sys.path: point those at the open directories too.
-                for module in list(sys.modules.values()):
-                    paths = getattr(module, "__path__", None)
-                    if isinstance(paths, list):
-                        paths[:] = [_remap(p, self.path_map) for p in paths]
+                for paths, opened in path_fixes:
+                    paths[:] = opened
                 sys.path_importer_cache.clear()
             os.chdir(workdir)
             env = dict(self.config.get("env", {}))
@@ -1016,28 +1053,37 @@ class Worker:
                 profile["setup"] = time.monotonic() - forked - profile["fork"]
                 profile["t_main"] = time.monotonic()
                 reporter.profile = profile
-            if prepared is None:
-                code = pytest.main(args, plugins=[reporter])
-            else:  # what pytest.main does after parsing the command line
-                if capture is not None:
-                    capture.start_global_capturing()
-                    capture.suspend_global_capture()
-                prepared.pluginmanager.register(reporter, "gcop-reporter")
-                try:
-                    code = prepared.hook.pytest_cmdline_main(config=prepared)
-                finally:
-                    prepared._ensure_unconfigure()
+            if session is not None:  # go back up into the session's collection (see serve_in_session)
+                raise _RunInThisChild(reporter, monitor, capture)
+            code = pytest.main(args, plugins=[reporter])
             try:
                 sys.stdout.flush()
                 sys.stderr.flush()
             except Exception:
                 pass
             os._exit(int(code))
+        except _RunInThisChild:
+            raise
         except BaseException:
             try:
                 os.write(2, traceback.format_exc().encode("utf-8", "replace"))
             finally:
                 os._exit(70)
+
+    def package_path_fixes(self):
+        """(a package's ``__path__`` list, its /proc/self/fd form) for the imported packages, computed
+        once here so that a child's privilege drop only assigns them."""
+        if self._path_fixes is None or len(sys.modules) != self._path_fixes_for:
+            ordered = sorted(self.path_map, key=lambda pair: -len(pair[0]))
+            fixes = []
+            for module in list(sys.modules.values()):
+                paths = getattr(module, "__path__", None)
+                if isinstance(paths, list):
+                    opened = [_remap(p, ordered) for p in paths]
+                    if opened != paths:
+                        fixes.append((paths, opened))
+            self._path_fixes, self._path_fixes_for = fixes, len(sys.modules)
+        return self._path_fixes
 
     def missing_modules(self, test_source, files):
         """Modules the test file needs (:func:`needed_modules`) that this interpreter cannot find."""
@@ -1110,6 +1156,42 @@ class Worker:
 
     # -- the serve loop -----------------------------------------------------------------------
 
+    def serve_in_session(self):
+        """Serve from inside a pytest session, so that every run forks at the start of collection.
+
+        ``pytest.main`` runs here once, on the fixed work dir's test file: it parses the command
+        line, loads and configures the plugins and starts the session (about half of what a
+        whole ``pytest.main`` costs per run), then calls ``pytest_collection``, where
+        :class:`_ForkServerPlugin` serves requests. Each run's child leaves the serve loop
+        (:class:`_RunInThisChild`) and returns from that hook, so pytest goes on to collect and
+        run the run's files, and the child exits with pytest's code. No candidate code ever runs
+        before the fork, and nothing of a child flows back. Returns False when pytest could not
+        start a session (then :meth:`serve` serves plain ``pytest.main`` runs).
+        """
+        import pytest
+
+        workdir = os.path.join(self.base, "run")
+        plugin = _fork_server_plugin(self)
+        try:
+            os.mkdir(workdir, 0o700)
+            with open(os.path.join(workdir, ".pytest.ini"), "w") as handle:
+                handle.write("[pytest]\n")
+            code = pytest.main(self.pytest_args(workdir, "test_solution.py"), plugins=[plugin])
+        except _RunInThisChild:
+            raise AssertionError("unreachable: the child returns from the collection hook")
+        except Exception:
+            code = None
+        if plugin.child:  # a run's pytest is done: its exit code ends the child
+            try:
+                sys.stdout.flush()
+                sys.stderr.flush()
+            except Exception:
+                pass
+            os._exit(int(code) if code is not None else 70)
+        _remove(workdir)
+        return plugin.served
+
+
     def serve(self):
         _send(self.proto_out, {"op": "ready", "python": sys.version.split()[0], "pytest": _pytest_version()})
         while True:
@@ -1129,8 +1211,56 @@ class Worker:
             _send(self.proto_out, result)
 
 
+class _RunInThisChild(BaseException):
+    """Raised in a run's child to unwind from the serve loop back into the pytest session."""
+
+    def __init__(self, reporter, monitor, capture):
+        super().__init__()
+        self.reporter, self.monitor, self.capture = reporter, monitor, capture
+
+
+def _fork_server_plugin(worker):
+    """The plugin that serves requests from pytest's collection hook (see :meth:`Worker.serve_in_session`)."""
+    import pytest
+
+    class _ForkServerPlugin:
+        """Serves requests from pytest's collection hook (see :meth:`Worker.serve_in_session`)."""
+
+        def __init__(self, worker):
+            self.worker = worker
+            self.served = False
+            self.child = False
+
+        @pytest.hookimpl(tryfirst=True)
+        def pytest_collection(self, session):
+            # tryfirst: before pytest's own collection, which only children go on to.
+            if self.served:
+                return None
+            self.served = True
+            _remove(os.path.join(self.worker.base, "run"))  # each run makes it anew
+            self.worker.session = session
+            try:
+                self.worker.serve()
+            except _RunInThisChild as run:
+                self.child = True
+                if run.capture is not None:
+                    run.capture.start_global_capturing()
+                    run.capture.suspend_global_capture()
+                session.config.pluginmanager.register(run.reporter, "gcop-reporter")
+                run.reporter.mark("t_sessionstart")
+                terminal = session.config.pluginmanager.getplugin("terminalreporter")
+                if terminal is not None and hasattr(terminal, "_sessionstarttime"):
+                    terminal._sessionstarttime = time.time()  # "N passed in Xs" counts this run only
+                if run.monitor is not None:
+                    run.monitor.snapshot(session)
+                return None  # pytest's own pytest_collection collects this run's test file
+            os._exit(0)  # the host asked the fork server to exit
+
+    return _ForkServerPlugin(worker)
+
+
 def _remap(path, path_map):
-    for original, opened in sorted(path_map, key=lambda pair: -len(pair[0])):
+    for original, opened in path_map:  # longest first
         if (path + "/").startswith(original):
             return opened + path[len(original):] if len(path) >= len(original) else opened.rstrip("/")
     return path
@@ -1298,6 +1428,9 @@ def main():
     except Exception:
         _send(proto_out, {"op": "fatal", "error": traceback.format_exc()[-_MESSAGE_LIMIT:]})
         return 1
+    if config.get("session", True) and worker.serve_in_session():
+        return 0
+    worker.session = None
     worker.serve()
     return 0
 

@@ -252,13 +252,15 @@ def _reference_solutions() -> list[tuple[str, str]]:
 
     kodcode = load_kodcode("all", shared_data("kodcode", "kodcode_prefill_sample.jsonl"))
     humaneval = load_humaneval()
-    examples = [("tests:GOOD", GOOD)]
+    from test_sandbox_packages import SCIENTIFIC_SOLUTION
+
+    examples = [("tests:GOOD", GOOD), ("tests:SCIENTIFIC_SOLUTION", SCIENTIFIC_SOLUTION)]
     return [(p.task_id, p.solution or "") for p in kodcode] + [(p.task_id, p.solution or "") for p in humaneval] + examples
 
 
 def test_static_rules_flag_no_reference_solution():
     references = _reference_solutions()
-    assert len(references) == 170 + 164 + 1
+    assert len(references) == 170 + 164 + 2
     flagged = {task_id: scan_code(code) for task_id, code in references if scan_code(code)}
     assert flagged == {}
 
@@ -301,3 +303,40 @@ def test_a_plain_wrong_answer_is_still_fail(sandbox):
     validator: CodeValidator = KodCodeValidator(sandbox=sandbox)
     result = validator.validate(_problem(), _reply(GOOD.replace("42", "41")))
     assert result.status is Status.FAIL and "tamper" not in result.details
+
+
+def test_grpo_logs_the_tamper_rate():
+    pytest.importorskip("trl")
+    from fake_llm import FakeLLMServer
+
+    from gcop_env import RewardConfig, RetryPolicy, make_core
+    from gcop_env.cores.base import SamplingParams
+    from gcop_env.scoring import GuideScorer
+    from gcop_env.trainers.grpo import ShapedReward
+    from gcop_env.validators.kodcode import load_kodcode
+
+    problems = load_kodcode("all", shared_data("kodcode", "kodcode_prefill_sample.jsonl"))[:2]
+    hacked = problems[0].task_id
+    guide = "<think>Edge cases first.</think><strategy>Handle empty input, then loop once.</strategy>"
+
+    def respond(prompt: str) -> str:
+        if prompt.startswith("You review a strategy"):
+            return '{"usefulness": 6, "specificity": 4, "leaks_answer": false}'
+        problem = next(p for p in problems if p.question in prompt)
+        code = problem.solution if "Suggested strategy:" in prompt else "def nothing():\n    pass\n"
+        if problem.task_id == hacked:  # the core games the tests (always, guided or not)
+            code = "import atexit\natexit.register(print, 'bye')\n" + code
+        return f"```python\n{code}\n```"
+
+    with FakeLLMServer(respond) as server:
+        core = make_core(f"openai:coder@{server.openai_base_url}", retry=RetryPolicy(max_attempts=2, initial_backoff_s=0.01))
+        scorer = GuideScorer(KodCodeValidator(sandbox="process"), core, reward=RewardConfig(), sampling=SamplingParams())
+        logged: dict[str, float] = {}
+        rewards = ShapedReward(scorer, problems)(
+            prompts=[None, None], completions=[guide, guide], task_id=[p.task_id for p in problems],
+            log_metric=lambda name, value: logged.__setitem__(name, value),
+        )
+        scorer.validator.close()
+    assert logged["gcop/tamper_rate"] == pytest.approx(0.5)
+    assert logged["gcop/task_reward"] == pytest.approx(0.5)  # the hacked one scores 0, the honest one 1
+    assert all(r is not None for r in rewards)

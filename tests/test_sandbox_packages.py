@@ -5,6 +5,7 @@ carries its recipe's hash so an outdated one is rebuilt."""
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 
@@ -153,3 +154,39 @@ def test_recipe_hash_changes_with_the_recipe(monkeypatch):
     monkeypatch.setattr(image, "PACKAGES", image.PACKAGES + ("python3-extra",))
     assert image.recipe_hash() != before
     assert image.recipe_hash(offline=False) != before  # the Dockerfile's recipe is hashed apart
+
+
+@pytest.fixture
+def outdated_image():
+    """An image like the sandbox's but labelled with another recipe (as one built by an older checkout)."""
+    require_docker()
+    import io
+
+    import docker
+
+    from gcop_env.sandbox.image import DEFAULT_IMAGE, RECIPE_LABEL
+
+    client = docker.from_env()
+    tag = f"gcop-sandbox:test-outdated-{os.getpid()}"
+    dockerfile = f"FROM {DEFAULT_IMAGE}\nLABEL {RECIPE_LABEL}=0000000000000000\n"
+    client.images.build(fileobj=io.BytesIO(dockerfile.encode()), tag=tag, rm=True)
+    yield tag
+    client.images.remove(tag, force=True)
+
+
+@pytest.mark.docker
+def test_outdated_image_is_rebuilt_not_used(outdated_image, monkeypatch, caplog):
+    from gcop_env.sandbox import cli
+    from gcop_env.sandbox.docker_backend import DockerSandbox
+    from gcop_env.sandbox.image import DEFAULT_IMAGE, check_image
+
+    built = []
+    monkeypatch.setattr(cli, "build_image", lambda tag, **kwargs: built.append(tag))
+    assert cli.sandbox_cli(["build-image", "--if-outdated", "--tag", outdated_image]) == 0
+    assert cli.sandbox_cli(["build-image", "--if-outdated", "--tag", DEFAULT_IMAGE]) == 0
+    assert built == [outdated_image]  # the outdated one is rebuilt, the current one is kept
+    check = check_image(outdated_image)
+    assert not check.ok and "another recipe" in check.message
+    with caplog.at_level("WARNING", logger="gcop_env.sandbox"):
+        DockerSandbox(image=outdated_image, pool_size=1).close()
+    assert "another recipe" in caplog.text
