@@ -1,6 +1,6 @@
 """The environment from a plain training loop: a few lines of REINFORCE in torch, no TRL.
 
-    python examples/reinforce_loop.py --guide Qwen/Qwen3-0.6B --core anthropic:claude-3-5-haiku-20241022
+    python examples/reinforce_loop.py --guide Qwen/Qwen3-0.6B --core anthropic:claude-haiku-4-5-20251001
 
 Each episode: reset → the guide samples its output → env.step scores it → one policy-gradient
 step on log p(output) weighted by (reward − running baseline). Steps whose core call failed for
@@ -21,7 +21,7 @@ import gcop_env  # noqa: F401 - registers the environments
 def main(argv: list[str] | None = None) -> list[float]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--guide", default="Qwen/Qwen3-0.6B")
-    parser.add_argument("--core", default="anthropic:claude-3-5-haiku-20241022")
+    parser.add_argument("--core", default="anthropic:claude-haiku-4-5-20251001")
     parser.add_argument("--env", default="GCoP-GSM8K-v0")
     parser.add_argument("--data-files", default=None)
     parser.add_argument("--split", default="train")

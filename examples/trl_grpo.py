@@ -1,6 +1,6 @@
 """The environment's shaped reward in a TRL GRPO script of your own.
 
-    python examples/trl_grpo.py --guide Qwen/Qwen3-0.6B --core anthropic:claude-3-5-haiku-20241022
+    python examples/trl_grpo.py --guide Qwen/Qwen3-0.6B --core anthropic:claude-haiku-4-5-20251001
 
 ``ShapedReward`` wraps the env's scorer as a TRL reward function: it scores a batch of guide
 outputs concurrently, returns None for infrastructure failures (TRL leaves them out) and logs each
@@ -24,7 +24,7 @@ from gcop_env.trainers.grpo import METRIC_PREFIX, ShapedReward, grpo_dataset
 def main(argv: list[str] | None = None) -> GRPOTrainer:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--guide", default="Qwen/Qwen3-0.6B")
-    parser.add_argument("--core", default="anthropic:claude-3-5-haiku-20241022")
+    parser.add_argument("--core", default="anthropic:claude-haiku-4-5-20251001")
     parser.add_argument("--env", default="GCoP-GSM8K-v0")
     parser.add_argument("--data-files", default=None)
     parser.add_argument("--split", default="train")

@@ -4,7 +4,7 @@ Importing this package registers the environments (``GCoP-GSM8K-v0``, and the co
 
     import gymnasium as gym
     import gcop_env
-    env = gym.make("GCoP-GSM8K-v0", core="anthropic:claude-3-5-haiku-20241022", split="test")
+    env = gym.make("GCoP-GSM8K-v0", core="anthropic:claude-haiku-4-5-20251001", split="test")
 """
 
 from gcop_env.cores import Core, CoreError, CoreResponse, RetryPolicy, SamplingParams, make_core, set_price

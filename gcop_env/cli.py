@@ -9,6 +9,7 @@ USAGE = """usage: gcop <command> [options]
 commands:
   demo      run a few GSM8K problems through the env with a local core (offline)
   tasks     list the registered tasks and their env ids
+  check     one tiny call per model spec: reachable? model id, sampling accepted, price
   score     grade a JSONL file of core outputs exactly as the env would
   sandbox   build or check the Docker sandbox image
   curate    teacher-guided acceptance sampling of strategies
@@ -29,6 +30,11 @@ def _tasks(argv: list[str]) -> int:
 def _demo(argv):
     from gcop_env.demo import run_demo
     return run_demo(argv)
+
+
+def _check(argv):
+    from gcop_env.check import check_cli
+    return check_cli(argv)
 
 
 def _score(argv):
@@ -56,7 +62,7 @@ def _grpo(argv):
     return grpo_cli(argv)
 
 
-COMMANDS = {"demo": _demo, "tasks": _tasks, "score": _score, "sandbox": _sandbox,
+COMMANDS = {"demo": _demo, "tasks": _tasks, "check": _check, "score": _score, "sandbox": _sandbox,
             "curate": _curate, "sft": _sft, "grpo": _grpo}
 
 
@@ -72,7 +78,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"gcop: unknown command {command!r}" + (f"; did you mean {close[0]!r}?" if close else "") + f"\n\n{USAGE}",
               file=sys.stderr)
         return 2
-    return int(COMMANDS[command](rest) or 0)
+    from gcop_env.cores.base import FatalCoreError
+
+    try:
+        return int(COMMANDS[command](rest) or 0)
+    except FatalCoreError as exc:  # a retired model or bad key: one clear line, not a traceback
+        print(f"gcop {command}: error: {exc}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

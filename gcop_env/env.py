@@ -40,6 +40,7 @@ from gymnasium.envs.registration import EnvSpec
 
 from gcop_env.cache import ResponseCache
 from gcop_env.cores import Core, RetryPolicy, SamplingParams, make_core
+from gcop_env.cores.models import DEFAULT_CORE  # a current model; dates and sources in cores/models.py
 from gcop_env.problem import Problem
 from gcop_env.prompts import guide_prompt
 from gcop_env.reward import RewardConfig
@@ -47,8 +48,6 @@ from gcop_env.scoring import GuideScorer, StepOutcome
 from gcop_env.spaces import UnicodeText
 from gcop_env.strategy import DEFAULT_MAX_STRATEGY_CHARS, parse_guide_output
 from gcop_env.tasks import get_task
-
-DEFAULT_CORE = "anthropic:claude-3-5-haiku-20241022"
 
 # sample_index = stream * SAMPLES_PER_STREAM + count. Bounded so that the index stays a small
 # integer for every backend (the hf: core seeds torch with it).
@@ -171,11 +170,11 @@ class GCoPEnv(gym.Env[str, str]):
     # -- core samples ---------------------------------------------------------------------------
     def core_samples(self) -> bool:
         """Whether the core's answer to one prompt varies between calls (so repeats are worth drawing)."""
+        # temperature > 0 varies with sample_index even on a reproducible core (hf: seeds with it);
+        # a core that cannot send temperature 0 (default Anthropic API version) samples regardless
         sampling = self.scorer.sampling
         is_deterministic = getattr(self.core, "is_deterministic", None)
-        if callable(is_deterministic):
-            return not is_deterministic(sampling)
-        return sampling.temperature > 0
+        return sampling.temperature > 0 or (callable(is_deterministic) and not is_deterministic(sampling))
 
     def _sample_key(self, action: str) -> tuple[int, str, str] | None:
         """The (stream, problem, strategy) whose samples this step counts; None when no core call is made."""

@@ -16,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Any, Sequence
 
-from gcop_env.cores.base import Core, CoreError, CoreRequest, CoreResponse, Message, SamplingParams
+from gcop_env.cores.base import Core, CoreError, CoreRequest, CoreResponse, FatalCoreError, Message, SamplingParams
 from gcop_env.judge import JudgeVerdict, StrategyJudge
 from gcop_env.problem import Problem
 from gcop_env.prompts import core_prompt
@@ -36,8 +36,10 @@ class RoleCost:
     usd: float = 0.0  # nominal price of the calls, cached or not
     spent_usd: float = 0.0  # what was actually paid this time (cache hits are free)
     latency_s: float = 0.0
+    priced: bool = True  # False: a model without a price counted as $0 (cost figures incomplete)
 
     def add(self, response: CoreResponse) -> None:
+        self.priced = self.priced and response.priced
         self.calls += 1
         self.cached_calls += int(response.cached)
         self.input_tokens += response.input_tokens
@@ -67,6 +69,7 @@ class StepCost:
         d["total_tokens"] = sum(getattr(self, r).input_tokens + getattr(self, r).output_tokens
                                 for r in ("core", "baseline", "judge"))
         d["latency_s"] = sum(getattr(self, r).latency_s for r in ("core", "baseline", "judge"))
+        d["priced"] = all(getattr(self, r).priced for r in ("core", "baseline", "judge"))
         return d
 
 
@@ -84,6 +87,7 @@ class StepOutcome:
     verdict: JudgeVerdict | None = None
     error: str | None = None
     error_stage: str | None = None
+    core_sampling: dict[str, Any] | None = None  # the sampling parameters the core was really sent
 
     @property
     def reward(self) -> float | None:
@@ -97,6 +101,7 @@ class StepOutcome:
             "cost": self.cost.as_dict(),
             "reward_is_task_outcome": self.error is None,
             "core_output": self.core_output,
+            "core_sampling": self.core_sampling,
         }
         if not self.parsed.structure_ok:
             info["structure_error"] = self.parsed.error.value if self.parsed.error else None
@@ -149,6 +154,8 @@ class GuideScorer:
         request = CoreRequest(messages=(Message("user", prompt),), sampling=self.sampling, sample_index=sample_index)
         try:
             return self.core.complete(request)
+        except FatalCoreError:
+            raise  # a dead model or bad key stops the run: every later step would fail the same way
         except CoreError as exc:
             raise _InfraFailure("baseline" if strategy is None else "core", str(exc)) from exc
 
@@ -184,7 +191,11 @@ class GuideScorer:
 
     # -- the step -----------------------------------------------------------------------------
     def score(self, problem: Problem, guide_text: str, sample_index: int = 0) -> StepOutcome:
-        """Score one guide output. Never raises for API or sandbox failures: see ``error``."""
+        """Score one guide output. Never raises for API or sandbox failures: see ``error``.
+
+        Raises :class:`~gcop_env.cores.base.FatalCoreError` for a permanent configuration error
+        (retired model, bad key): that is not a per-step outcome but the end of the run.
+        """
         parsed = parse_guide_output(guide_text, self.max_strategy_chars, self.max_output_chars)
         cost = StepCost()
         if not parsed.structure_ok:
@@ -194,6 +205,7 @@ class GuideScorer:
             response = self._ask_core(problem, parsed.strategy, sample_index)
             cost.core.add(response)
             outcome.core_output = response.text
+            outcome.core_sampling = response.sampling
             outcome.validation = self._validate(problem, response.text, "validation")
             unguided_reward = None
             if self.reward.kappa > 0:
@@ -206,6 +218,8 @@ class GuideScorer:
             if self.judge is not None:
                 try:
                     verdict, judge_response = self.judge.judge(problem, parsed.strategy)
+                except FatalCoreError:
+                    raise
                 except CoreError as exc:
                     raise _InfraFailure("judge", str(exc)) from exc
                 cost.judge.add(judge_response)

@@ -23,10 +23,17 @@ class Fault:
     status: int = 500
     headers: dict = field(default_factory=dict)
     delay_s: float = 0.0
+    error_type: str = "fault"  # the provider's error type in the body, e.g. "not_found_error"
+    message: str = ""
 
 
 def status(code: int, **headers: str) -> Fault:
     return Fault("status", status=code, headers={k.replace("_", "-"): v for k, v in headers.items()})
+
+
+def api_error(code: int, error_type: str, message: str) -> Fault:
+    """An error reply as the provider words it, e.g. ``api_error(404, "not_found_error", "model: x")``."""
+    return Fault("status", status=code, error_type=error_type, message=message)
 
 
 def slow(delay_s: float) -> Fault:
@@ -74,7 +81,8 @@ class FakeLLMServer:
                 if fault is not None and fault.kind == "slow":
                     time.sleep(fault.delay_s)
                 if fault is not None and fault.kind == "status":
-                    payload = {"type": "error", "error": {"type": "fault", "message": f"injected {fault.status}"}}
+                    payload = {"type": "error", "error": {"type": fault.error_type,
+                                                          "message": fault.message or f"injected {fault.status}"}}
                     return self._send(fault.status, json.dumps(payload).encode(), fault.headers)
                 if fault is not None and fault.kind == "malformed":
                     return self._send(200, b'{"id": "msg_1", "content": [ this is not json')

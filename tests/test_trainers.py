@@ -65,7 +65,8 @@ def test_curate_sft_grpo_end_to_end(world, tiny_guide, tmp_path):
         f"core: openai:fake-core@{world.server.openai_base_url}\n"
         "num_generations: 4\nper_device_train_batch_size: 4\nmax_completion_length: 48\n"
         "learning_rate: 1.0e-3\nweight_decay: 0.0\nsave_steps: 2\nlogging_steps: 1\n"
-        "reward_gamma: 0.2\nreward_kappa: 0.5\neval_limit: 2\nmax_retries: 2\nretry_backoff_s: 0.01\n")
+        "reward_gamma: 0.2\nreward_kappa: 0.5\neval_limit: 2\nmax_retries: 2\nretry_backoff_s: 0.01\n"
+        "preflight: false\n")
     assert grpo_cli(["--config", str(config), "--guide", str(sft_dir), "--output-dir", str(grpo_dir),
                      "--max-steps", "2"]) == 0
     resolved = json.loads((grpo_dir / "run_config.json").read_text())

@@ -17,13 +17,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+# Current models (checked 2026-11-29; dates, sources and the retired models in gcop_env/cores/models.py):
+# Claude Haiku 4.5 stands in for the paper's retired Claude 3 / 3.5 Haiku cores; Claude Sonnet 5.5
+# replaces Sonnet 4.5 as the teacher (Sonnet 4.5 retires on 2026-11-30).
+from gcop_env.cores.models import DEFAULT_CORE, DEFAULT_TEACHER
 from gcop_env.reward import RewardConfig
 from gcop_env.strategy import DEFAULT_MAX_STRATEGY_CHARS
 
 C = TypeVar("C")
 
-DEFAULT_TEACHER = "anthropic:claude-sonnet-4-5"
-DEFAULT_CORE = "anthropic:claude-3-5-haiku-20241022"
 
 
 def _opt(default: Any, help: str, **metadata: Any) -> Any:  # noqa: A002 - mirrors argparse
@@ -41,6 +43,9 @@ class CoreCallOptions:
     max_retries: int = _opt(6, "attempts per API call on transient failures (429, 529, 5xx, timeouts)")
     retry_backoff_s: float = _opt(1.0, "first backoff between attempts in seconds (doubles each time, with jitter)")
     timeout_s: float = _opt(120.0, "per-request timeout in seconds")
+    preflight: bool = _opt(True, "before spending anything, make one tiny call per model spec (as `gcop check`) "
+                                 "and stop on a retired model, a bad key or a refused sampling parameter; "
+                                 "--no-preflight skips it")
 
 
 @dataclass

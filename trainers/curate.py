@@ -32,7 +32,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from gcop_env.cores import Core, CoreError
+from gcop_env.cores import Core, CoreError, FatalCoreError, sampling_report
 from gcop_env.cores.base import CoreRequest, Message, SamplingParams
 from gcop_env.problem import Problem
 from gcop_env.prompts import teacher_prompt, teacher_refine_prompt
@@ -79,6 +79,7 @@ class CurationSummary:
     core_calls: int = 0  # paid core requests this run
     elapsed_s: float = 0.0
     warnings: list[str] = field(default_factory=list)
+    sampling: dict = field(default_factory=dict)  # per role: requested, really sent, deterministic
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -138,6 +139,8 @@ class Curator:
                               sample_index=round_index)
         try:
             return self.teacher.complete(request)
+        except FatalCoreError:
+            raise  # a dead model or bad key ends the run, not one problem
         except CoreError as exc:
             raise Unfinished("teacher", str(exc)) from exc
 
@@ -216,6 +219,9 @@ class Curator:
         started = time.monotonic()
         out = Path(cfg.out)
         self._check_resume(out)
+        if cfg.preflight:  # one tiny call per model before anything is spent (gcop check)
+            from gcop_env.check import preflight_curate
+            preflight_curate(cfg, self.teacher, self.core)
         write_config(cfg, config_path(out))
         if problems is None:
             problems = self.task.load(split=cfg.split, data_files=cfg.data_files)
@@ -235,6 +241,10 @@ class Curator:
                 problem = futures[future]
                 try:
                     row = future.result()
+                except FatalCoreError:
+                    pool.shutdown(wait=True, cancel_futures=True)  # queued problems would fail the same way
+                    bar.close()
+                    raise
                 except Unfinished as exc:
                     unfinished.append({"problem_id": problem.task_id, "stage": exc.stage, "error": str(exc)})
                     log.warning("problem %s unfinished (%s): %s", problem.task_id, exc.stage, exc)
@@ -253,7 +263,9 @@ class Curator:
             skipped_finished=len(problems) - len(todo), cost_usd=sum(r.get("cost_usd", 0.0) for r in rows),
             spent_usd=_spent(self.teacher) + _spent(self.core) - spent0,
             teacher_calls=_calls(self.teacher) - teacher_calls0, core_calls=_calls(self.core) - core_calls0,
-            elapsed_s=time.monotonic() - started, **stats)
+            elapsed_s=time.monotonic() - started,
+            sampling={"core": sampling_report(self.core, self.scorer.sampling),
+                      "teacher": sampling_report(self.teacher, self.teacher_sampling)}, **stats)
         if rows and summary.guarantee_vacuous:
             margin = (summary.acceptance_rate or 0.0) - (summary.epsilon or 0.0)
             summary.warnings.append(

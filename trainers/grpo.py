@@ -39,6 +39,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from gcop_env.cores import sampling_report
 from gcop_env.cores.base import SamplingParams
 from gcop_env.problem import Problem
 from gcop_env.prompts import guide_prompt
@@ -233,6 +234,9 @@ def evaluate_guide(model: Any, tokenizer: Any, scorer: GuideScorer, problems: Se
 def train_grpo(config: GRPORunConfig, scorer: GuideScorer | None = None) -> TrainSummary:
     """Run GRPO as configured. Writes ``run_config.json``, checkpoints, the model and ``summary.json``."""
     write_config(config, Path(config.output_dir) / RUN_CONFIG)
+    if config.preflight:  # one tiny call per model before the guide loads or anything is spent
+        from gcop_env.check import preflight_grpo
+        preflight_grpo(config, scorer)
     trainer, reward = build_grpo_trainer(config, scorer)
     started = time.monotonic()
     trainer.train(resume_from_checkpoint=last_checkpoint(config.output_dir))
@@ -241,7 +245,8 @@ def train_grpo(config: GRPORunConfig, scorer: GuideScorer | None = None) -> Trai
     t = reward.totals
     metrics: dict[str, Any] = {f"mean_{k}": v for k, v in t.means().items()}
     metrics.update(completions=t.completions, infra_errors=t.infra_errors, cost_usd=t.cost_usd,
-                   spent_usd=t.spent_usd, step_time_s=runtime / max(1, trainer.state.global_step))
+                   spent_usd=t.spent_usd, step_time_s=runtime / max(1, trainer.state.global_step),
+                   core_sampling=sampling_report(reward.scorer.core, reward.scorer.sampling))
     if config.eval_limit > 0:
         metrics.update(evaluate_guide(model, trainer.processing_class, reward.scorer,
                                       load_problems(config, config.eval_split, config.eval_limit),

@@ -1,7 +1,7 @@
 """Black-box cores chosen by a spec string, behind one small interface.
 
-``make_core("anthropic:claude-3-5-haiku-20241022")`` gives a :class:`ManagedCore`: the raw
-backend plus retries, pricing and the on-disk response cache. Spec forms:
+``make_core("anthropic:claude-haiku-4-5-20251001")`` gives a :class:`ManagedCore`: the raw
+backend plus retries, pricing, the on-disk response cache and in-flight de-duplication. Spec forms:
 
 * ``anthropic:MODEL``                    Anthropic Messages API (official SDK)
 * ``anthropic:MODEL?api_version=2023-06-01``  the same, on the API version that takes temperature
@@ -17,19 +17,21 @@ import threading
 from urllib.parse import parse_qsl
 
 from gcop_env.cache import ResponseCache, request_key
-from gcop_env.cores.base import (Core, CoreError, CoreRequest, CoreResponse, Message,
+from gcop_env.cores.base import (Core, CoreError, CoreRequest, CoreResponse, FatalCoreError, Message,
                                  SamplingParams)
+from gcop_env.cores.models import DEFAULT_CORE, DEFAULT_TEACHER, retired_successor, warn_lifecycle
 from gcop_env.cores.pricing import price_tokens, set_price
 from gcop_env.cores.retry import RetryPolicy, call_with_retries
 from gcop_env.prompts import PROMPT_VERSION
 
 __all__ = [
-    "Core", "CoreError", "CoreRequest", "CoreResponse", "ManagedCore", "Message", "RetryPolicy",
-    "SamplingParams", "make_core", "parse_core_spec", "set_price",
+    "Core", "CoreError", "CoreRequest", "CoreResponse", "DEFAULT_CORE", "DEFAULT_TEACHER", "FatalCoreError",
+    "ManagedCore", "Message", "RetryPolicy", "SamplingParams", "make_core", "parse_core_spec", "sampling_report",
+    "set_price",
 ]
 
 SPEC_FORMS = (
-    "anthropic:MODEL (e.g. anthropic:claude-3-5-haiku-20241022) or anthropic:MODEL?api_version=2023-06-01, "
+    f"anthropic:MODEL (e.g. {DEFAULT_CORE}) or anthropic:MODEL?api_version=2023-06-01, "
     "openai:MODEL or openai:MODEL@http://HOST:PORT/v1, "
     "hf:PATH or hf:PATH?gguf_file=NAME"
 )
@@ -73,10 +75,21 @@ def _build_backend(spec: str, timeout_s: float) -> Core:
     return HFCore(model, gguf_file=options.get("gguf_file"))
 
 
-class ManagedCore(Core):
-    """A backend with retries, pricing and the response cache around it.
+class _InFlight:
+    """One request being made: the threads asking for the same key wait for its outcome."""
 
-    Counts real calls, cache hits and spend, so callers (and tests) can see what was paid.
+    def __init__(self) -> None:
+        self.done = threading.Event()
+        self.response: CoreResponse | None = None
+        self.error: BaseException | None = None
+
+
+class ManagedCore(Core):
+    """A backend with retries, pricing, the response cache and in-flight de-duplication around it.
+
+    Identical concurrent requests (same cache key) are made once: the first thread calls the API,
+    the others wait for its answer and get it as a cache hit (they paid nothing). Counts real
+    calls, cache hits and spend, so callers (and tests) can see what was paid.
     """
 
     def __init__(self, backend: Core, *, cache: ResponseCache | None, retry: RetryPolicy,
@@ -87,53 +100,109 @@ class ManagedCore(Core):
         self.cache = cache
         self.retry = retry
         self.prices = prices
-        self._lock = threading.Lock()
         self.calls = 0
         self.cache_hits = 0
+        self.shared_inflight = 0  # requests answered by another thread's identical in-flight call
         self.spent_usd = 0.0
+        self._init_runtime()
+        warn_lifecycle(self.backend, self.model)
+
+    def _init_runtime(self) -> None:
+        self._lock = threading.Lock()
+        self._inflight: dict[str, _InFlight] = {}
+
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        state.pop("_lock", None)
+        state.pop("_inflight", None)
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._init_runtime()
 
     @property
     def spec(self) -> str:
         return self.inner.spec
 
+    def sent_sampling(self, sampling: SamplingParams) -> dict:
+        return self.inner.sent_sampling(sampling)
+
+    def is_deterministic(self, sampling: SamplingParams) -> bool:
+        return self.inner.is_deterministic(sampling)
+
+    def cache_identity(self) -> dict:
+        return self.inner.cache_identity()
+
     def _priced(self, response: CoreResponse, cached: bool) -> CoreResponse:
-        cost, _ = price_tokens(self.backend, self.model, response.input_tokens, response.output_tokens, self.prices)
-        return dataclasses.replace(response, cost_usd=cost, cached=cached)
+        cost, priced = price_tokens(self.backend, self.model, response.input_tokens, response.output_tokens, self.prices)
+        return dataclasses.replace(response, cost_usd=cost, cached=cached, priced=priced)
 
     def is_priced(self) -> bool:
         return price_tokens(self.backend, self.model, 0, 0, self.prices)[1]
 
-    def complete(self, request: CoreRequest) -> CoreResponse:
-        key = request_key(self.backend, self.model, request, PROMPT_VERSION) if self.cache is not None else None
-        if key is not None:
-            hit = self.cache.get(key)
-            if hit is not None:
-                with self._lock:
-                    self.cache_hits += 1
-                return self._priced(hit, cached=True)
-        response = call_with_retries(lambda: self.inner.complete(request), self.retry,
-                                     what=f"core {self.spec}")
+    def request_key(self, request: CoreRequest) -> str:
+        """The cache key: what decides the answer, including the endpoint and the sampling really sent."""
+        return request_key(self.backend, self.model, request, PROMPT_VERSION,
+                           identity=self.inner.cache_identity(), sampling=self.inner.sent_sampling(request.sampling))
+
+    def _call(self, request: CoreRequest) -> CoreResponse:
+        response = call_with_retries(lambda: self.inner.complete(request), self.retry, what=f"core {self.spec}",
+                                     spec=self.spec, successor=retired_successor(self.backend, self.model))
+        if response.sampling is None:
+            response = dataclasses.replace(response, sampling=self.inner.sent_sampling(request.sampling))
         response = self._priced(response, cached=False)
         with self._lock:
             self.calls += 1
             self.spent_usd += response.cost_usd
-        if key is not None:
-            self.cache.put(key, response)
         return response
+
+    def complete(self, request: CoreRequest) -> CoreResponse:
+        if self.cache is None:
+            return self._call(request)
+        key = self.request_key(request)
+        hit = self.cache.get(key)
+        if hit is not None:
+            with self._lock:
+                self.cache_hits += 1
+            return self._priced(hit, cached=True)
+        with self._lock:
+            flight = self._inflight.get(key)
+            leader = flight is None
+            if leader:
+                flight = self._inflight[key] = _InFlight()
+        if not leader:
+            flight.done.wait()
+            if flight.error is not None:
+                raise flight.error
+            with self._lock:
+                self.cache_hits += 1
+                self.shared_inflight += 1
+            return dataclasses.replace(flight.response, cached=True)
+        try:
+            response = self._call(request)
+            self.cache.put(key, response)  # never raises: a failed write still returns the paid answer
+            flight.response = response
+            return response
+        except BaseException as exc:
+            flight.error = exc
+            raise
+        finally:
+            with self._lock:
+                self._inflight.pop(key, None)
+            flight.done.set()
 
     def close(self) -> None:
         self.inner.close()
 
-    # Pickling: the backend and the cache pickle themselves (lazily reconnecting); the counters
-    # travel as a snapshot and then count the copy's own calls.
-    def __getstate__(self) -> dict:
-        state = self.__dict__.copy()
-        del state["_lock"]
-        return state
 
-    def __setstate__(self, state: dict) -> None:
-        self.__dict__.update(state)
-        self._lock = threading.Lock()
+def sampling_report(core: Core, sampling: SamplingParams) -> dict:
+    """What was asked, what the backend really sends, and whether repeats give the same answer.
+
+    Run summaries record this, so a reader never takes an unsent temperature for the one used.
+    """
+    return {"requested": sampling.as_dict(), "sent": core.sent_sampling(sampling),
+            "deterministic": core.is_deterministic(sampling)}
 
 
 def make_core(spec: str | Core, *, cache: bool | str | ResponseCache | None = None,
@@ -151,6 +220,10 @@ def make_core(spec: str | Core, *, cache: bool | str | ResponseCache | None = No
         return make_core(spec.inner, cache=spec.cache if cache is None else cache,
                          retry=retry or spec.retry, prices=prices or spec.prices)
     backend = spec if isinstance(spec, Core) else _build_backend(spec, timeout_s)
+    if not isinstance(spec, Core):
+        from gcop_env.cores.pricing import lookup_price, warn_unpriced
+        if lookup_price(backend.backend, backend.model, prices) is None:
+            warn_unpriced(backend.backend, backend.model)
     if cache is None or cache is True:
         store = ResponseCache()
     elif cache is False:

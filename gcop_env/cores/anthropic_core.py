@@ -14,7 +14,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from gcop_env.cores.base import CoreRequest, CoreResponse, SDKCore
+from gcop_env.cores.base import CoreRequest, CoreResponse, SamplingParams, SDKCore
 
 
 LEGACY_API_VERSION = "2023-06-01"
@@ -22,6 +22,8 @@ LEGACY_API_VERSION = "2023-06-01"
 
 class AnthropicCore(SDKCore):
     backend = "anthropic"
+    base_url_env = "ANTHROPIC_BASE_URL"
+    default_base_url = "https://api.anthropic.com"
 
     @property
     def spec(self) -> str:
@@ -31,6 +33,21 @@ class AnthropicCore(SDKCore):
                  timeout_s: float = 120.0, api_version: str | None = None):
         super().__init__(model, base_url=base_url, api_key=api_key, timeout_s=timeout_s)
         self._api_version = api_version
+
+    def cache_identity(self) -> dict[str, Any]:
+        # The API version decides whether temperature is applied at all: part of the key.
+        return {"base_url": self.resolved_base_url(), "api_version": self._api_version or "sdk-default"}
+
+    def sent_sampling(self, sampling: SamplingParams) -> dict[str, Any]:
+        """Only ``max_tokens`` on the default API version; one of temperature / top_p on the legacy one."""
+        sent: dict[str, Any] = {"max_tokens": sampling.max_tokens}
+        if self._api_version == LEGACY_API_VERSION:
+            # Claude 4.x models reject temperature and top_p together: send one.
+            if sampling.top_p < 1.0:
+                sent["top_p"] = sampling.top_p
+            else:
+                sent["temperature"] = sampling.temperature
+        return sent
 
     def _new_client(self, common: dict[str, Any]) -> Any:
         import anthropic
@@ -43,15 +60,14 @@ class AnthropicCore(SDKCore):
 
     def complete(self, request: CoreRequest) -> CoreResponse:
         client = self._get_client()
-        s = request.sampling
+        sent = self.sent_sampling(request.sampling)
         kwargs = {
             "model": self.model,
-            "max_tokens": s.max_tokens,
+            "max_tokens": sent.pop("max_tokens"),
             "messages": [{"role": m.role, "content": m.content} for m in request.messages],
         }
-        if self._api_version == LEGACY_API_VERSION:
-            # Claude 4.x models also reject temperature and top_p together: send one.
-            kwargs["extra_body"] = {"top_p": s.top_p} if s.top_p < 1.0 else {"temperature": s.temperature}
+        if sent:
+            kwargs["extra_body"] = sent  # the SDK no longer takes them as arguments
         if request.system:
             kwargs["system"] = request.system
         start = time.perf_counter()
@@ -67,4 +83,6 @@ class AnthropicCore(SDKCore):
             backend=self.backend,
             model=self.model,
             stop_reason=getattr(message, "stop_reason", None),
+            sampling=self.sent_sampling(request.sampling),
+            served_model=getattr(message, "model", None),
         )

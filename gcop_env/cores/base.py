@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 import threading
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
@@ -17,7 +18,11 @@ class Message:
 
 @dataclass(frozen=True)
 class SamplingParams:
-    """Sampling parameters sent to the core. Part of every cache key."""
+    """Sampling parameters asked of the core.
+
+    What a backend actually sends (:meth:`Core.sent_sampling`) may be less: the default Anthropic
+    API version takes no temperature. The cache key and ``CoreResponse.sampling`` hold what was sent.
+    """
 
     temperature: float = 0.0
     top_p: float = 1.0
@@ -54,6 +59,9 @@ class CoreResponse:
     cost_usd: float = 0.0
     cached: bool = False
     stop_reason: str | None = None
+    sampling: dict[str, Any] | None = None  # the sampling parameters actually sent (None: not recorded)
+    served_model: str | None = None  # the model id the server says answered (may differ from an alias)
+    priced: bool = True  # False: the model is not in the price table, so cost_usd is 0 by default
 
     @property
     def spent_usd(self) -> float:
@@ -73,15 +81,54 @@ class CoreError(RuntimeError):
         self.cause = cause
 
 
+class FatalCoreError(CoreError):
+    """A permanent configuration error: a retired or misspelt model, a bad key, no permission, or a
+    request the provider refuses for every input (e.g. a sampling parameter the model rejects).
+
+    Never retried and never a per-step infrastructure error: the first one stops the env step, the
+    trainer or the command, because every later call would fail the same way.
+    """
+
+    def __init__(self, message: str, *, spec: str = "", kind: str = "", provider_message: str = "",
+                 successor: str | None = None, status: int | None = None, attempts: int = 1):
+        super().__init__(message, transient=False, attempts=attempts, cause=provider_message)
+        self.spec = spec
+        self.kind = kind  # "model_not_found", "authentication", "permission" or "invalid_request"
+        self.provider_message = provider_message
+        self.successor = successor
+        self.status = status
+
+
 class Core(ABC):
     """A black-box LLM. Implementations must be safe to call from several threads."""
 
     backend: str = ""
     model: str = ""
 
+    def sent_sampling(self, sampling: SamplingParams) -> dict[str, Any]:
+        """The sampling parameters this backend really sends for ``sampling`` (all of them by default)."""
+        return sampling.as_dict()
+
+    def is_deterministic(self, sampling: SamplingParams) -> bool:
+        """True when repeating a request gives the same answer: temperature 0 is actually sent.
+
+        A backend that cannot send a temperature (the default Anthropic API version) samples at the
+        model's own default and is not deterministic, whatever ``sampling`` asks for.
+        """
+        sent = self.sent_sampling(sampling)
+        return sent.get("temperature") == 0 or sent.get("do_sample") is False
+
+    def cache_identity(self) -> dict[str, Any]:
+        """What, beyond the model name, decides the answers: endpoint, API version, weights.
+
+        Part of every cache key, so two servers (or two checkpoints) under one model name never
+        share cached answers.
+        """
+        return {}
+
     @property
     def spec(self) -> str:
-        """The spec string that rebuilds this core, e.g. ``anthropic:claude-3-5-haiku-20241022``."""
+        """The spec string that rebuilds this core, e.g. ``anthropic:claude-haiku-4-5-20251001``."""
         return f"{self.backend}:{self.model}"
 
     @abstractmethod
@@ -108,14 +155,40 @@ class SDKCore(Core):
     :meth:`_new_client` from the common keyword arguments.
     """
 
+    #: environment variable the SDK reads its base URL from, and the URL it uses without one
+    base_url_env: str = ""
+    default_base_url: str = ""
+
     def __init__(self, model: str, *, base_url: str | None = None, api_key: str | None = None,
                  timeout_s: float = 120.0):
         self.model = model
         self._base_url = base_url
         self._api_key = api_key
         self._timeout_s = timeout_s
+        self._init_runtime()
+
+    def _init_runtime(self) -> None:
+        # The only unpicklable state: re-created after pickling or copying.
         self._client = None
         self._lock = threading.Lock()
+
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        state.pop("_client", None)
+        state.pop("_lock", None)
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._init_runtime()
+
+    def resolved_base_url(self) -> str:
+        """The base URL requests go to: the spec's, else the SDK's environment variable, else the default."""
+        url = self._base_url or os.environ.get(self.base_url_env) or self.default_base_url
+        return url.rstrip("/")
+
+    def cache_identity(self) -> dict[str, Any]:
+        return {"base_url": self.resolved_base_url()}
 
     @abstractmethod
     def _new_client(self, common: dict[str, Any]) -> Any:
@@ -135,15 +208,3 @@ class SDKCore(Core):
             if self._client is not None:
                 self._client.close()
                 self._client = None
-
-    # Pickling (Ray, multiprocessing, async vector envs): the SDK client holds sockets and the
-    # lock cannot cross processes; the copy builds its own client on first use.
-    def __getstate__(self) -> dict[str, Any]:
-        state = self.__dict__.copy()
-        state["_client"] = None
-        del state["_lock"]
-        return state
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__dict__.update(state)
-        self._lock = threading.Lock()

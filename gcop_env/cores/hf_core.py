@@ -4,6 +4,14 @@ Models with a chat template get it; base models (no template, e.g. Gemma 3 270M)
 completion-style prompt. A GGUF file is dequantised by transformers on first load and saved once
 under the cache directory, so later loads take seconds. Calls are serialised (one model, one
 lock); local calls cost $0.
+
+Sampling (temperature > 0) draws from a local ``torch.Generator`` seeded by the request's
+``sample_index``: the same request gives the same sample, and the process-global RNG (which a
+guide being trained in the same process samples from) is never reseeded or advanced. Temperature 0
+is greedy decoding, deterministic.
+
+Cache keys carry a fingerprint of the weights (size and mtime of every weight file, hash of the
+config), so a checkpoint retrained in place never serves the old model's cached answers.
 """
 
 from __future__ import annotations
@@ -14,9 +22,77 @@ import threading
 import time
 from pathlib import Path
 
-from gcop_env.cores.base import Core, CoreRequest, CoreResponse
+from gcop_env.cores.base import Core, CoreRequest, CoreResponse, SamplingParams
 
 log = logging.getLogger(__name__)
+
+_WEIGHT_SUFFIXES = (".safetensors", ".bin", ".gguf", ".pt", ".pth", ".h5", ".msgpack")
+_HASHED_FILES = ("config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json")
+
+
+def weights_fingerprint(path: str, gguf_file: str | None = None) -> str:
+    """A short hash that changes when the checkpoint at ``path`` changes.
+
+    Local directory: name, size and mtime of every weight file, and the content of the config
+    and tokenizer files. Hub id: the snapshot commit the local hub cache resolves it to (or the id
+    alone when it is not cached yet).
+    """
+    h = hashlib.sha256()
+    root = Path(path).expanduser()
+    if root.is_file():
+        stat = root.stat()
+        h.update(f"{root.name}:{stat.st_size}:{stat.st_mtime_ns}".encode())
+    elif root.is_dir():
+        for f in sorted(root.rglob("*")):
+            if not f.is_file():
+                continue
+            rel = f.relative_to(root).as_posix()
+            if f.name.endswith(_WEIGHT_SUFFIXES) and (gguf_file is None or not f.name.endswith(".gguf")
+                                                       or f.name == gguf_file):
+                stat = f.stat()
+                h.update(f"{rel}:{stat.st_size}:{stat.st_mtime_ns};".encode())
+            elif f.name in _HASHED_FILES:
+                h.update(rel.encode() + b":" + hashlib.sha256(f.read_bytes()).digest())
+    else:
+        h.update(f"hub:{path}@{_hub_commit(path) or 'unresolved'}".encode())
+    return h.hexdigest()[:24]
+
+
+def _hub_commit(repo_id: str) -> str | None:
+    try:
+        from huggingface_hub.constants import HF_HUB_CACHE
+    except ImportError:  # pragma: no cover - transformers brings huggingface_hub
+        return None
+    ref = Path(HF_HUB_CACHE) / ("models--" + repo_id.replace("/", "--")) / "refs" / "main"
+    return ref.read_text().strip() if ref.is_file() else None
+
+
+class _SampleWithGenerator:
+    """A logits processor that samples the next token with a local generator.
+
+    ``generate`` runs greedy (no global RNG); this processor applies temperature and top-p, draws
+    the token from ``generator`` and leaves only that token possible, so greedy picks it.
+    """
+
+    def __init__(self, temperature: float, top_p: float, generator):
+        self.temperature = temperature
+        self.top_p = top_p
+        self.generator = generator
+
+    def __call__(self, input_ids, scores):
+        import torch
+
+        logits = scores.float() / self.temperature
+        probs = torch.softmax(logits, dim=-1)
+        if self.top_p < 1.0:
+            sorted_probs, order = torch.sort(probs, descending=True, dim=-1)
+            outside = torch.cumsum(sorted_probs, dim=-1) - sorted_probs > self.top_p  # keep the first over top_p
+            sorted_probs = sorted_probs.masked_fill(outside, 0.0)
+            probs = torch.zeros_like(probs).scatter(-1, order, sorted_probs)
+            probs = probs / probs.sum(dim=-1, keepdim=True)
+        choice = torch.multinomial(probs.to(self.generator.device), 1, generator=self.generator).to(scores.device)
+        out = torch.full_like(scores, float("-inf"))
+        return out.scatter(-1, choice, 0.0)
 
 
 def render_completion_prompt(request: CoreRequest) -> str:
@@ -41,6 +117,36 @@ class HFCore(Core):
         self._lock = threading.Lock()
         self._model = None
         self._tokenizer = None
+        self._fingerprint: str | None = None
+
+    def __getstate__(self) -> dict:
+        # A pickled core carries its configuration, not the loaded model: it reloads on first use.
+        state = dict(self.__dict__)
+        for name in ("_lock", "_model", "_tokenizer"):
+            state.pop(name, None)
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+        self._model = None
+        self._tokenizer = None
+
+    def cache_identity(self) -> dict:
+        # Computed once per core: a checkpoint rewritten while this process holds the loaded
+        # model would be stale in memory anyway; a new process gets the new fingerprint.
+        if self._fingerprint is None:
+            self._fingerprint = weights_fingerprint(self._path, self._gguf_file)
+        return {"weights": self._fingerprint}
+
+    def sent_sampling(self, sampling: SamplingParams) -> dict:
+        if sampling.temperature > 0:
+            return {"temperature": sampling.temperature, "top_p": sampling.top_p, "max_tokens": sampling.max_tokens,
+                    "do_sample": True}
+        return {"max_tokens": sampling.max_tokens, "do_sample": False}
+
+    def is_deterministic(self, sampling: SamplingParams) -> bool:
+        return True  # greedy, or a sample seeded by sample_index: the same request, the same text
 
     def _dequantised_dir(self) -> Path:
         from gcop_env.cache import default_cache_dir
@@ -102,12 +208,14 @@ class HFCore(Core):
             ids = self._prompt_ids(request).to(self._model.device)
             s = request.sampling
             gen_kwargs = {"max_new_tokens": s.max_tokens, "pad_token_id": self._tokenizer.pad_token_id
-                          if self._tokenizer.pad_token_id is not None else self._tokenizer.eos_token_id}
+                          if self._tokenizer.pad_token_id is not None else self._tokenizer.eos_token_id,
+                          "do_sample": False, "temperature": None, "top_p": None, "top_k": None}
             if s.temperature > 0:
-                torch.manual_seed(1_000_003 * request.sample_index + 17)
-                gen_kwargs.update(do_sample=True, temperature=s.temperature, top_p=s.top_p)
-            else:
-                gen_kwargs.update(do_sample=False)
+                from transformers import LogitsProcessorList
+
+                generator = torch.Generator(device="cpu").manual_seed(1_000_003 * request.sample_index + 17)
+                gen_kwargs["logits_processor"] = LogitsProcessorList(
+                    [_SampleWithGenerator(s.temperature, s.top_p, generator)])
             with torch.no_grad():
                 out = self._model.generate(ids, attention_mask=torch.ones_like(ids), **gen_kwargs)
             new = out[0, ids.shape[1]:]
@@ -115,20 +223,10 @@ class HFCore(Core):
             latency = time.perf_counter() - start
         stop = "length" if len(new) >= s.max_tokens else "stop"
         return CoreResponse(text=text, input_tokens=int(ids.shape[1]), output_tokens=int(len(new)),
-                            latency_s=latency, backend=self.backend, model=self.model, stop_reason=stop)
+                            latency_s=latency, backend=self.backend, model=self.model, stop_reason=stop,
+                            sampling=self.sent_sampling(s))
 
     def close(self) -> None:
         with self._lock:
             self._model = None
             self._tokenizer = None
-
-    # Pickling sends the recipe, not the weights: the copy loads the model on its first call.
-    def __getstate__(self) -> dict:
-        state = self.__dict__.copy()
-        state["_model"] = state["_tokenizer"] = None
-        del state["_lock"]
-        return state
-
-    def __setstate__(self, state: dict) -> None:
-        self.__dict__.update(state)
-        self._lock = threading.Lock()

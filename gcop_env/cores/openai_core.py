@@ -16,6 +16,8 @@ from gcop_env.cores.base import CoreRequest, CoreResponse, SDKCore
 
 class OpenAICore(SDKCore):
     backend = "openai"
+    base_url_env = "OPENAI_BASE_URL"
+    default_base_url = "https://api.openai.com/v1"
 
     @property
     def spec(self) -> str:
@@ -56,4 +58,6 @@ class OpenAICore(SDKCore):
             backend=self.backend,
             model=self.model,
             stop_reason=choice.finish_reason,
+            sampling=self.sent_sampling(request.sampling),
+            served_model=getattr(completion, "model", None),
         )

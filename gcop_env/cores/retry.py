@@ -1,9 +1,16 @@
 """Retries for transient API failures: backoff with jitter, honouring ``retry-after``.
 
 Transient: 408, 409, 429, 5xx (529 "overloaded" included), timeouts, connection resets and
-malformed response bodies. Anything else (a bad key, a bad request) fails at once. When retries
-run out the caller gets a :class:`~gcop_env.cores.base.CoreError`, which the environment reports
-as an infrastructure error, never as a wrong answer.
+malformed response bodies. When retries run out the caller gets a
+:class:`~gcop_env.cores.base.CoreError`, which the environment reports as an infrastructure error,
+never as a wrong answer.
+
+Permanent configuration errors fail at once with :class:`~gcop_env.cores.base.FatalCoreError`,
+which stops the run instead of being logged per step: 404 (``not_found_error``: a retired or
+misspelt model), 401 (``authentication_error``), 403 (``permission_error``) and 400/422
+invalid-request errors, except those about one request's own size (a prompt over the context
+window), which stay per-step errors. Other non-transient errors (e.g. 413) fail at once as a
+plain :class:`CoreError`.
 """
 
 from __future__ import annotations
@@ -12,11 +19,12 @@ import email.utils
 import json
 import logging
 import random
+import re
 import time
 from dataclasses import dataclass
 from typing import Callable, TypeVar
 
-from gcop_env.cores.base import CoreError
+from gcop_env.cores.base import CoreError, FatalCoreError
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -77,6 +85,64 @@ def is_transient(exc: BaseException) -> bool:
     return False
 
 
+# 400s that are about one request, not the configuration: the same spec works for shorter inputs.
+_PER_REQUEST_400 = re.compile(r"prompt is too long|context.{0,20}(length|window)|too many (input )?tokens|"
+                              r"maximum context|input is too long|exceeds? the (model's )?(maximum|max)", re.IGNORECASE)
+
+_KIND_BY_STATUS = {401: "authentication", 403: "permission", 404: "model_not_found", 400: "invalid_request",
+                   422: "invalid_request"}
+
+_HINTS = {
+    "model_not_found": "the model (or the endpoint) does not exist: a retired or misspelt model name, or a base "
+                       "URL without its /v1",
+    "authentication": "the API key was refused; set ANTHROPIC_API_KEY / OPENAI_API_KEY (or the server's key)",
+    "permission": "this key may not use this model or resource",
+    "invalid_request": "the provider refuses this request configuration (e.g. a sampling parameter or "
+                       "max_tokens the model does not accept)",
+}
+
+
+def provider_error(exc: BaseException) -> tuple[str | None, str]:
+    """(error type, message) as the provider reported them, e.g. ("not_found_error", "model: x")."""
+    body = getattr(exc, "body", None)
+    kind, message = None, None
+    if isinstance(body, dict):
+        err = body.get("error", body)
+        if isinstance(err, dict):
+            kind, message = err.get("type"), err.get("message")
+        elif isinstance(err, str):
+            message = err
+    kind = kind or getattr(exc, "type", None)
+    return (str(kind) if kind else None), str(message or getattr(exc, "message", None) or exc)
+
+
+def permanent_kind(exc: BaseException) -> str | None:
+    """The kind of permanent configuration error ``exc`` is, or None when it is not one."""
+    status = getattr(exc, "status_code", None)
+    kind = _KIND_BY_STATUS.get(status) if isinstance(status, int) else None
+    if kind == "invalid_request" and _PER_REQUEST_400.search(provider_error(exc)[1]):
+        return None
+    return kind
+
+
+def fatal_error(exc: BaseException, *, spec: str, what: str, successor: str | None = None,
+                attempts: int = 1) -> FatalCoreError:
+    """The one clear error for a permanent failure: the spec, the provider's words, what to do."""
+    kind = permanent_kind(exc) or "invalid_request"
+    status = getattr(exc, "status_code", None)
+    ptype, pmessage = provider_error(exc)
+    provider = f"HTTP {status} {ptype or type(exc).__name__}: {pmessage}"[:500]
+    advice = _HINTS[kind]
+    if successor and kind == "model_not_found":
+        advice = f"{spec} is retired; use {successor} instead"
+    elif successor:
+        advice += f" ({spec} is retired; its successor is {successor})"
+    message = (f"{what} failed with a permanent error, not retried ({provider}). {advice[0].upper()}{advice[1:]}. "
+               f"Fix the configuration and run again; `gcop check {spec}` tests a spec with one tiny call.")
+    return FatalCoreError(message, spec=spec, kind=kind, provider_message=pmessage, successor=successor,
+                          status=status, attempts=attempts)
+
+
 def describe(exc: BaseException) -> str:
     status = getattr(exc, "status_code", None)
     prefix = f"HTTP {status}: " if status else ""
@@ -84,8 +150,12 @@ def describe(exc: BaseException) -> str:
 
 
 def call_with_retries(fn: Callable[[], T], policy: RetryPolicy, *, what: str,
-                      sleep: Callable[[float], None] = time.sleep, rng: random.Random | None = None) -> T:
-    """Call ``fn`` until it succeeds, a permanent error occurs, or attempts run out."""
+                      sleep: Callable[[float], None] = time.sleep, rng: random.Random | None = None,
+                      spec: str = "", successor: str | None = None) -> T:
+    """Call ``fn`` until it succeeds, a permanent error occurs, or attempts run out.
+
+    ``spec`` and ``successor`` (for a known retired model) go into a :class:`FatalCoreError`.
+    """
     rng = rng or random.Random()
     for attempt in range(1, policy.max_attempts + 1):
         try:
@@ -93,6 +163,8 @@ def call_with_retries(fn: Callable[[], T], policy: RetryPolicy, *, what: str,
         except CoreError:
             raise
         except Exception as exc:  # noqa: BLE001 - classified below, never swallowed
+            if permanent_kind(exc) is not None:
+                raise fatal_error(exc, spec=spec or what, what=what, successor=successor, attempts=attempt) from exc
             transient = is_transient(exc)
             if not transient:
                 raise CoreError(f"{what} failed (not retryable): {describe(exc)}",
