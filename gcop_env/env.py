@@ -20,6 +20,8 @@ does not use up its sample: a retry asks for the same one.
 Pickling, ``copy.deepcopy`` and ``cloudpickle`` work: clients, SQLite connections, locks and
 sandboxes are left out and made again on first use. A deep copy shares the core and its
 response cache (thread-safe connections, like ``gym.make`` copies); a pickled copy gets its own.
+A copy starts with the original's sample counts: seed each copy's ``reset`` differently (as vector
+envs and Ray do) so that copies draw different core samples.
 ``env.spec.to_json()`` stores core spec strings; a ``Core`` object cannot be written as JSON and
 is refused with a message saying which spec string to pass instead.
 """
