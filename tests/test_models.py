@@ -185,3 +185,17 @@ def test_gcop_prices_env_is_used_for_unlisted_models(monkeypatch):
     monkeypatch.setenv("GCOP_PRICES", json.dumps({"house-model": [1.0, 2.0]}))
     assert price_tokens("openai", "house-model-2026-01-01", 10**6, 10**6) == (pytest.approx(3.0), True)
     assert pricing.lookup_price("hf", "anything") == (0.0, 0.0)
+
+
+@pytest.mark.parametrize("model, status", [
+    ("claude-sonnet-4-20250514", "retired"), ("claude-sonnet-4-0", "retired"), ("claude-opus-4-1-20250805", "retired"),
+    ("claude-3-5-sonnet-latest", "retired"), ("claude-3-7-sonnet-20250219", "retired"),
+    ("claude-sonnet-4-5", "deprecated"), ("claude-sonnet-4-6", None), ("claude-opus-4-5-20251101", None),
+    ("claude-haiku-4-5-20251001", None), ("claude-sonnet-5-5", None), ("claude-haiku-5-5", None),
+])
+def test_lifecycle_table_matches_dated_ids_and_aliases(model, status):
+    entry = lifecycle(model)
+    assert (entry.status if entry else None) == status
+    if status:
+        backend, successor = entry.successor.split(":", 1)
+        assert lifecycle(successor) is None and lookup_price(backend, successor) is not None

@@ -69,9 +69,10 @@ class CoreResponse:
 
 
 class CoreError(RuntimeError):
-    """A core call failed for infrastructure reasons (API down, retries exhausted, bad key).
+    """A core call failed for infrastructure reasons (API down, retries exhausted, a request too large).
 
     It is never a task outcome: callers report it as an infrastructure error, not a wrong answer.
+    Its subclass :class:`FatalCoreError` (retired model, bad key) is not per step: it ends the run.
     """
 
     def __init__(self, message: str, *, transient: bool = False, attempts: int = 1, cause: str | None = None):

@@ -74,13 +74,17 @@ class _SampleWithGenerator:
     the token from ``generator`` and leaves only that token possible, so greedy picks it.
     """
 
-    def __init__(self, temperature: float, top_p: float, generator):
+    def __init__(self, temperature: float, top_p: float, seed: int):
         self.temperature = temperature
         self.top_p = top_p
-        self.generator = generator
+        self.seed = seed
+        self.generator = None  # made on the device of the scores at the first token
 
     def __call__(self, input_ids, scores):
         import torch
+
+        if self.generator is None:
+            self.generator = torch.Generator(device=scores.device).manual_seed(self.seed)
 
         logits = scores.float() / self.temperature
         probs = torch.softmax(logits, dim=-1)
@@ -90,7 +94,7 @@ class _SampleWithGenerator:
             sorted_probs = sorted_probs.masked_fill(outside, 0.0)
             probs = torch.zeros_like(probs).scatter(-1, order, sorted_probs)
             probs = probs / probs.sum(dim=-1, keepdim=True)
-        choice = torch.multinomial(probs.to(self.generator.device), 1, generator=self.generator).to(scores.device)
+        choice = torch.multinomial(probs, 1, generator=self.generator)
         out = torch.full_like(scores, float("-inf"))
         return out.scatter(-1, choice, 0.0)
 
@@ -213,9 +217,8 @@ class HFCore(Core):
             if s.temperature > 0:
                 from transformers import LogitsProcessorList
 
-                generator = torch.Generator(device="cpu").manual_seed(1_000_003 * request.sample_index + 17)
                 gen_kwargs["logits_processor"] = LogitsProcessorList(
-                    [_SampleWithGenerator(s.temperature, s.top_p, generator)])
+                    [_SampleWithGenerator(s.temperature, s.top_p, seed=1_000_003 * request.sample_index + 17)])
             with torch.no_grad():
                 out = self._model.generate(ids, attention_mask=torch.ones_like(ids), **gen_kwargs)
             new = out[0, ids.shape[1]:]

@@ -59,7 +59,7 @@ LIFECYCLE: tuple[Lifecycle, ...] = (
     Lifecycle("claude-3-opus", "retired", "2026-01-05", _OPUS),
     Lifecycle("claude-3-haiku", "retired", "2026-04-20", _HAIKU),
     Lifecycle("claude-3-5-haiku", "retired", "2026-02-19", _HAIKU),
-    Lifecycle("claude-3-5-sonnet", "retired", "2025-10-28", _SONNET),
+    Lifecycle("claude-3-5-sonnet", "retired", "2025-10-22", _SONNET),
     Lifecycle("claude-3-7-sonnet", "retired", "2026-02-19", _SONNET),
     Lifecycle("claude-sonnet-4-0", "retired", "2026-06-15", _SONNET),
     Lifecycle("claude-sonnet-4-2025", "retired", "2026-06-15", _SONNET),
