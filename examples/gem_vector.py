@@ -1,6 +1,6 @@
 """GEM: a vector of GCoP environments through ``gem.make_vec``, one guide step per episode.
 
-    python examples/gem_vector.py --core anthropic:claude-3-5-haiku-20241022 --num-envs 4 --steps 3
+    python examples/gem_vector.py --core anthropic:claude-haiku-4-5-20251001 --num-envs 4 --steps 3
 
 Each sub-env gets GEM's ``seed + i`` (its own problem order and core sample stream). GEM resets a
 finished episode in the same step and keeps only the reset's info, so the step's reward terms are
@@ -22,7 +22,7 @@ GUIDE = ("<think>Find the quantities and how they combine.</think>\n"
 
 def main(argv: list[str] | None = None) -> dict[str, float]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--core", default="anthropic:claude-3-5-haiku-20241022")
+    parser.add_argument("--core", default="anthropic:claude-haiku-4-5-20251001")
     parser.add_argument("--task", default="GSM8K")
     parser.add_argument("--data-files", default=None)
     parser.add_argument("--split", default="test")

@@ -1,6 +1,6 @@
 """SkyRL-gym: a GCoP environment made the way SkyRL's generator makes one per trajectory.
 
-    python examples/skyrl_env.py --core anthropic:claude-3-5-haiku-20241022 --limit 4
+    python examples/skyrl_env.py --core anthropic:claude-haiku-4-5-20251001 --limit 4
 
 SkyRL reads ``env_class`` and the extras (here ``task_id``) from each dataset row and calls
 ``skyrl_gym.make(env_class, env_config=..., extras=...)``, ``init(prompt)`` and ``step(reply)``.
@@ -26,7 +26,7 @@ GUIDE = ("<think>Find the quantities and how they combine.</think>\n"
 
 def main(argv: list[str] | None = None) -> dict[str, float]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--core", default="anthropic:claude-3-5-haiku-20241022")
+    parser.add_argument("--core", default="anthropic:claude-haiku-4-5-20251001")
     parser.add_argument("--env", default="GCoP-GSM8K-v0")
     parser.add_argument("--data-files", default=None)
     parser.add_argument("--split", default="test")

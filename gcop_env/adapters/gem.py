@@ -18,7 +18,7 @@ default ``"retry"`` then mask): a masked step is ``truncated`` with ``info["infr
     import gem
     from gcop_env.adapters.gem import register_gem_envs
     register_gem_envs()                                # gcop:GSM8K, gcop:KodCode, ...
-    envs = gem.make_vec(["gcop:GSM8K"] * 8, seed=0, core="anthropic:claude-3-5-haiku-20241022")
+    envs = gem.make_vec(["gcop:GSM8K"] * 8, seed=0, core="anthropic:claude-haiku-4-5-20251001")
 """
 
 from __future__ import annotations
