@@ -1,6 +1,6 @@
 """GRPO through TRL's ``environment_factory``: each rollout resets a GCoP environment from its dataset row.
 
-    python examples/trl_environment.py --guide Qwen/Qwen3-0.6B --core anthropic:claude-3-5-haiku-20241022
+    python examples/trl_environment.py --guide Qwen/Qwen3-0.6B --core anthropic:claude-haiku-4-5-20251001
 
 :class:`gcop_env.adapters.trl.TRLAdapter` gives the dataset (guide prompt + ``task_id``), the
 environment factory (``reset(**row)`` picks the row's problem, so a GRPO group stays on one problem;
@@ -28,7 +28,7 @@ from gcop_env.trainers.grpo import METRIC_PREFIX
 def main(argv: list[str] | None = None) -> GRPOTrainer:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--guide", default="Qwen/Qwen3-0.6B")
-    parser.add_argument("--core", default="anthropic:claude-3-5-haiku-20241022")
+    parser.add_argument("--core", default="anthropic:claude-haiku-4-5-20251001")
     parser.add_argument("--env", default="GCoP-GSM8K-v0")
     parser.add_argument("--data-files", default=None)
     parser.add_argument("--split", default="train")

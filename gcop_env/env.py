@@ -20,6 +20,8 @@ does not use up its sample: a retry asks for the same one.
 Pickling, ``copy.deepcopy`` and ``cloudpickle`` work: clients, SQLite connections, locks and
 sandboxes are left out and made again on first use. A deep copy shares the core and its
 response cache (thread-safe connections, like ``gym.make`` copies); a pickled copy gets its own.
+A copy starts with the original's sample counts: seed each copy's ``reset`` differently (as vector
+envs and Ray do) so that copies draw different core samples.
 ``env.spec.to_json()`` stores core spec strings; a ``Core`` object cannot be written as JSON and
 is refused with a message saying which spec string to pass instead.
 """
@@ -50,7 +52,6 @@ from gcop_env.scoring import GuideScorer, StepOutcome
 from gcop_env.spaces import UnicodeText
 from gcop_env.strategy import DEFAULT_MAX_STRATEGY_CHARS, parse_guide_output
 from gcop_env.tasks import get_task
-
 
 # sample_index = stream * SAMPLES_PER_STREAM + count. Bounded so that the index stays a small
 # integer for every backend (the hf: core seeds torch with it).
@@ -177,11 +178,11 @@ class GCoPEnv(gym.Env[str, str]):
     # -- core samples ---------------------------------------------------------------------------
     def core_samples(self) -> bool:
         """Whether the core's answer to one prompt varies between calls (so repeats are worth drawing)."""
+        # temperature > 0 varies with sample_index even on a reproducible core (hf: seeds with it);
+        # a core that cannot send temperature 0 (default Anthropic API version) samples regardless
         sampling = self.scorer.sampling
         is_deterministic = getattr(self.core, "is_deterministic", None)
-        if callable(is_deterministic):
-            return not is_deterministic(sampling)
-        return sampling.temperature > 0
+        return sampling.temperature > 0 or (callable(is_deterministic) and not is_deterministic(sampling))
 
     def _sample_key(self, action: str) -> tuple[int, str, str] | None:
         """The (stream, problem, strategy) whose samples this step counts; None when no core call is made."""

@@ -178,3 +178,22 @@ def test_spec_to_json_refuses_a_core_object_and_names_the_spec_to_pass(solver_se
     with pytest.raises(TypeError, match="Core object"):
         gym.wrappers.RecordEpisodeStatistics(env).spec.to_json()
     env.close()
+
+
+def test_spec_to_json_writes_paths_and_lists_and_refuses_a_sandbox_object(tmp_path):
+    from gcop_env.env import GCoPEnvSpec
+    from gcop_env.sandbox import make_sandbox
+
+    spec = GCoPEnvSpec(id="GCoP-KodCode-v0", entry_point="gcop_env.env:GCoPEnv",
+                       kwargs={"task": "KodCode", "data_files": [tmp_path / "a.jsonl", tmp_path / "b.jsonl"],
+                               "sandbox_options": {"pool_size": 2}, "retry": RetryPolicy(max_attempts=3)})
+    kwargs = EnvSpec.from_json(spec.to_json()).kwargs
+    assert kwargs["data_files"] == [str(tmp_path / "a.jsonl"), str(tmp_path / "b.jsonl")]
+    assert kwargs["sandbox_options"] == {"pool_size": 2} and kwargs["retry"]["max_attempts"] == 3
+    box = make_sandbox("process")
+    try:
+        spec.kwargs["sandbox"] = box
+        with pytest.raises(TypeError, match=r"sandbox=.*cannot be written as JSON.*sandbox='docker'"):
+            spec.to_json()
+    finally:
+        box.close()

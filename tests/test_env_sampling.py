@@ -56,7 +56,7 @@ def test_greedy_core_asks_once(solver_server, gsm8k_dir):
     assert solver_server.count() == 1
 
 
-def test_core_is_deterministic_overrides_the_temperature_rule(solver_server, gsm8k_dir, monkeypatch):
+def test_a_core_that_is_not_deterministic_at_temperature_0_gets_fresh_samples(solver_server, gsm8k_dir, monkeypatch):
     env = make_env(solver_server, gsm8k_dir, temperature=0.0)
     core = env.unwrapped.core
     monkeypatch.setattr(core, "is_deterministic", lambda sampling: False, raising=False)

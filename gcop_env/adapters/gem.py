@@ -18,7 +18,7 @@ default ``"retry"`` then mask): a masked step is ``truncated`` with ``info["infr
     import gem
     from gcop_env.adapters.gem import register_gem_envs
     register_gem_envs()                                # gcop:GSM8K, gcop:KodCode, ...
-    envs = gem.make_vec(["gcop:GSM8K"] * 8, seed=0, core="anthropic:claude-3-5-haiku-20241022")
+    envs = gem.make_vec(["gcop:GSM8K"] * 8, seed=0, core="anthropic:claude-haiku-4-5-20251001")
 """
 
 from __future__ import annotations
@@ -40,20 +40,21 @@ class GEMGuideEnv(GEMEnv):
     """A GCoP env behind GEM's ``Env`` API (one problem, one guide step per episode).
 
     Args:
-        env_id: the Gymnasium id (``"GCoP-GSM8K-v0"``). seed: seeds the first reset (GEM passes it).
+        gym_id: the Gymnasium id (``"GCoP-GSM8K-v0"``; GEM keeps ``env_id`` for its own id).
+        seed: seeds the first reset (GEM passes it).
         infra_policy, infra_retries, infra_backoff_s: see :class:`~gcop_env.wrappers.InfraAware`
             (after the retries a step is masked).
         **make_kwargs: ``gym.make`` keyword arguments (``core=``, ``split=``, reward weights, ...).
     """
 
-    def __init__(self, env_id: str = "GCoP-GSM8K-v0", seed: int = 0, *, infra_policy: str = "retry",
+    def __init__(self, gym_id: str = "GCoP-GSM8K-v0", seed: int = 0, *, infra_policy: str = "retry",
                  infra_retries: int = 2, infra_backoff_s: float = 1.0, **make_kwargs: Any):
         super().__init__()
-        self.env_id = env_id
+        self.env_id = gym_id  # gem.make overwrites it with the GEM id
         self.seed = seed
-        self._config = dict(env_id=env_id, infra_policy=infra_policy, infra_retries=infra_retries,
+        self._config = dict(gym_id=gym_id, infra_policy=infra_policy, infra_retries=infra_retries,
                             infra_backoff_s=infra_backoff_s, **make_kwargs)
-        self.env = InfraAware(gym.make(env_id, **make_kwargs), policy=InfraPolicy(infra_policy),
+        self.env = InfraAware(gym.make(gym_id, **make_kwargs), policy=InfraPolicy(infra_policy),
                               retries=infra_retries, backoff_s=infra_backoff_s, then=InfraPolicy.MASK)
         self._seeded = False
         self._finished: tuple[float, dict[str, Any]] | None = None
@@ -100,6 +101,6 @@ def register_gem_envs(namespace: str = GEM_NAMESPACE) -> list[str]:
     for task in registered_tasks():
         gem_id = f"{namespace}:{task.name}"
         if gem_id not in ENV_REGISTRY:
-            register(gem_id, entry_point=GEMGuideEnv, env_id=task.env_id)
+            register(gem_id, entry_point=GEMGuideEnv, gym_id=task.env_id)
         ids.append(gem_id)
     return ids

@@ -81,10 +81,9 @@ class EnvironmentReward(ShapedReward):
 
     def core_samples(self) -> bool:
         """Whether the core's answer varies between calls (then repeats get fresh samples)."""
+        sampling = self.scorer.sampling
         is_deterministic = getattr(self.scorer.core, "is_deterministic", None)
-        if callable(is_deterministic):
-            return not is_deterministic(self.scorer.sampling)
-        return self.scorer.sampling.temperature > 0
+        return sampling.temperature > 0 or (callable(is_deterministic) and not is_deterministic(sampling))
 
     def _key(self, problem: Problem, text: str) -> tuple[str, str] | None:
         parsed = parse_guide_output(text, self.scorer.max_strategy_chars, self.scorer.max_output_chars)

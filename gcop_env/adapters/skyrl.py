@@ -1,0 +1,126 @@
+"""SkyRL-gym: a GCoP environment as a ``BaseTextEnv`` (``skyrl_gym.make("gcop", env_config=..., extras=...)``).
+
+SkyRL makes one env per trajectory with ``env_config`` (the ``skyrl_gym`` section of its config for
+this env class) and ``extras`` (the dataset row's extra fields), calls ``init(prompt)`` and then
+``step(guide_text)``. Here:
+
+* ``env_config``: ``env_id`` (default ``GCoP-GSM8K-v0``), ``infra_policy`` / ``infra_retries`` /
+  ``infra_backoff_s`` (see :class:`gcop_env.wrappers.InfraAware`), and any ``gym.make`` kwarg
+  (``core``, ``split``, reward weights, ``temperature``...).
+* ``extras["task_id"]`` (or ``extras["extra_info"]["task_id"]``) picks the problem; ``init`` keeps
+  the row's prompt, or builds the guide prompt when the row has none.
+* ``step`` returns ``done=True`` with the shaped reward, no new observation, and the step's whole
+  info as ``metadata``. :meth:`get_metrics` gives the reward terms, cost and infra flag for
+  SkyRL's per-environment metrics.
+
+Trajectories with one config share one made env per process (its problems, core, cache,
+validator and sample counters: all thread-safe), so creating an env per trajectory costs nothing
+and a GRPO group's identical strategies draw distinct core samples. An infra-failed step (after
+the retries) is masked: reward 0.0 with ``metadata["infra_masked"]`` and ``infra_error`` 1.0 in
+the metrics; SkyRL has no per-sample mask, so watch ``infra_error`` or choose
+``infra_policy="drop"``, which raises instead.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import threading
+from collections.abc import Mapping
+from typing import Any
+
+import gymnasium as gym
+from skyrl_gym.envs.base_text_env import BaseTextEnv, BaseTextEnvStepOutput
+
+import gcop_env  # noqa: F401 - registers the Gymnasium environments
+from gcop_env.env import GCoPEnv
+from gcop_env.wrappers import InfraAware, InfraPolicy
+
+SKYRL_ENV_ID = "gcop"
+_ADAPTER_KEYS = ("env_id", "infra_policy", "infra_retries", "infra_backoff_s")
+
+_shared: dict[str, GCoPEnv] = {}
+_shared_lock = threading.Lock()
+
+
+def _plain(config: Any) -> dict[str, Any]:
+    if config is None:
+        return {}
+    if not isinstance(config, Mapping):  # an OmegaConf DictConfig
+        from omegaconf import OmegaConf
+
+        config = OmegaConf.to_container(config, resolve=True)
+    config = dict(config)
+    config.pop("env_class", None)  # SkyRL's own key
+    return config
+
+
+def shared_env(make_kwargs: dict[str, Any], env_id: str) -> GCoPEnv:
+    """The process's made env for this configuration (made on first use)."""
+    key = json.dumps({"env_id": env_id, **make_kwargs}, sort_keys=True, default=repr)
+    with _shared_lock:
+        if key not in _shared:
+            _shared[key] = gym.make(env_id, **make_kwargs).unwrapped
+        return _shared[key]
+
+
+class SkyRLGuideEnv(BaseTextEnv):
+    """One guide episode for SkyRL: ``init`` from ``extras["task_id"]``, one ``step``, done."""
+
+    def __init__(self, env_config: Any = None, extras: Mapping[str, Any] | None = None):
+        super().__init__()
+        config = _plain(env_config)
+        extras = dict(extras or {})
+        task_id = extras.get("task_id") or (extras.get("extra_info") or {}).get("task_id")
+        if task_id is None:
+            raise KeyError(f"extras has no 'task_id' (keys: {sorted(extras)}): give each dataset row the task_id of "
+                           "its problem (gcop_env.adapters.skyrl.skyrl_dataset_rows builds such rows)")
+        env_id = config.pop("env_id", "GCoP-GSM8K-v0")
+        policy = InfraPolicy(config.pop("infra_policy", "retry"))
+        retries = int(config.pop("infra_retries", 2))
+        backoff_s = float(config.pop("infra_backoff_s", 1.0))
+        # this trajectory's episode state over the shared, thread-safe parts (problems, core, scorer, counters)
+        episode = copy.copy(shared_env(config, env_id))
+        self.env = InfraAware(episode, policy=policy, retries=retries, backoff_s=backoff_s, then=InfraPolicy.MASK)
+        self.task_id = task_id
+        self.max_turns = 1
+        self._info: dict[str, Any] | None = None
+
+    def init(self, prompt: list[dict[str, str]] | None = None) -> tuple[list[dict[str, str]], dict[str, Any]]:
+        observation, info = self.env.reset(options={"task_id": self.task_id})
+        return (list(prompt) if prompt else [{"role": "user", "content": observation}]), info
+
+    def step(self, action: str) -> BaseTextEnvStepOutput:
+        self.turns += 1
+        _, reward, _, _, info = self.env.step(action)
+        self._info = info
+        return BaseTextEnvStepOutput(observations=[], reward=float(reward), done=True, metadata=info)
+
+    def get_metrics(self) -> dict[str, Any]:
+        """The episode's reward terms, cost (USD) and whether infrastructure failed (numbers only)."""
+        if self._info is None:
+            return {}
+        metrics = {k: float(v) for k, v in self._info["reward_components"].items() if isinstance(v, (int, float))}
+        metrics["cost_usd"] = float(self._info["cost"]["total_usd"])
+        metrics["infra_error"] = float(not self._info["reward_is_task_outcome"])
+        return metrics
+
+    def close(self) -> None:
+        """Nothing of its own to release: the shared env lives as long as the process."""
+
+
+def register_skyrl_env(env_id: str = SKYRL_ENV_ID) -> str:
+    """Register :class:`SkyRLGuideEnv` with skyrl_gym as ``env_id`` (idempotent); returns it."""
+    from skyrl_gym.envs.registration import register, registry
+
+    if env_id not in registry:
+        register(id=env_id, entry_point=SkyRLGuideEnv)
+    return env_id
+
+
+def skyrl_dataset_rows(env: gym.Env, env_class: str = SKYRL_ENV_ID) -> list[dict[str, Any]]:
+    """SkyRL dataset rows for an env's problems: the guide prompt, ``env_class`` and ``task_id``."""
+    from gcop_env.prompts import guide_prompt
+
+    return [{"prompt": [{"role": "user", "content": guide_prompt(p.question)}], "env_class": env_class,
+             "task_id": p.task_id} for p in env.unwrapped.problems]
