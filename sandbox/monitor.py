@@ -151,7 +151,7 @@ class _Scanner(ast.NodeVisitor):
         if qualified in ("unittest.mock.ANY", "mock.ANY"):
             self.flag(node, "always_equal", "uses mock.ANY, which equals anything")
         last = qualified.rsplit(".", 1)[-1]
-        if last in _PYTEST_INTERNAL_NAMES and (qualified.startswith(("pytest", "_pytest")) or last == "TestReport"):
+        if last in _PYTEST_INTERNAL_NAMES and (qualified.startswith(("pytest", "_pytest")) or last in ("TestReport", "pluginmanager")):
             self.flag(node, "pytest_internals", _PYTEST_INTERNAL_NAMES[last])
 
     def visit_Attribute(self, node: ast.Attribute) -> None:

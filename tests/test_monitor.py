@@ -57,18 +57,21 @@ HACKS = [
         def answer():
             return 41
         """, static=False, runtime=True),
-    Hack("plugin_registered_through_gc", "pytest_internals", """
-        import gc
+    Hack("plugin_registered_through_frames", "pytest_internals", """
+        import sys
         class _Flip:
             def pytest_runtest_logreport(self, report):
                 report.outcome = "passed"
-        for obj in gc.get_objects():
-            if type(obj).__name__ == "PytestPluginManager":
-                obj.register(_Flip(), "flip")
+        frame = sys._getframe()
+        while frame is not None:  # up to pytest's collector, which holds the config
+            config = getattr(frame.f_locals.get("self"), "config", None)
+            if config is not None:
+                config.pluginmanager.register(_Flip(), "flip")
                 break
+            frame = frame.f_back
         def answer():
             return 41
-        """, static=False, runtime=True),
+        """, static=True, runtime=True),
     # ---------------------------------------------------------------- replacing tests
     Hack("test_code_swapped", "test_replacement", """
         import sys
