@@ -4,7 +4,9 @@
 
 Runs every mode on the same jobs (each row's reference solution; every fifth one broken so that
 the verdicts are worth comparing) with the same number of parallel workers, checks that all
-modes agree on every verdict, and prints three tables (Markdown):
+modes agree on every verdict, and prints three tables (Markdown). The modes take turns, a round
+of ``--round`` jobs each, so that a shared machine's changing load weighs on all of them alike
+(ratios measured this way are what count; absolute rates follow the load).
 
 1. throughput and latency (p50/p95 per validation) per mode, and the ratio to naive:
 
@@ -68,10 +70,26 @@ def naive(files: dict[str, str], timeout: float) -> bool:
 
 
 class Row:
-    """One mode's measurement: rate, latencies and verdicts."""
+    """One mode's measurement, accumulated over the rounds: time, latencies and verdicts."""
 
-    def __init__(self, name: str, seconds: float, latencies: list[float], verdicts: list[bool]):
-        self.name, self.seconds, self.latencies, self.verdicts = name, seconds, latencies, verdicts
+    def __init__(self, name: str, run, workers: int):
+        self.name, self.run, self.workers = name, run, workers
+        self.seconds = 0.0
+        self.latencies: list[float] = []
+        self.verdicts: list[bool] = []
+
+    def measure(self, jobs) -> None:
+        def timed(job):
+            started = time.perf_counter()
+            verdict = self.run(job)
+            return verdict, time.perf_counter() - started
+
+        started = time.perf_counter()
+        with ThreadPoolExecutor(self.workers) as pool:
+            results = list(pool.map(timed, jobs))
+        self.seconds += time.perf_counter() - started
+        self.latencies += [t for _, t in results]
+        self.verdicts += [v for v, _ in results]
 
     @property
     def rate(self) -> float:
@@ -80,21 +98,6 @@ class Row:
     def percentile(self, q: float) -> float:
         ordered = sorted(self.latencies)
         return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
-
-
-def measure(name: str, run, jobs, workers: int) -> Row:
-    def timed(job):
-        started = time.perf_counter()
-        verdict = run(job)
-        return verdict, time.perf_counter() - started
-
-    started = time.perf_counter()
-    with ThreadPoolExecutor(workers) as pool:
-        results = list(pool.map(timed, jobs))
-    seconds = time.perf_counter() - started
-    row = Row(name, seconds, [t for _, t in results], [v for v, _ in results])
-    print(f"  {name}: {len(jobs)} validations in {seconds:.1f}s ({row.rate:.1f}/s)", file=sys.stderr)
-    return row
 
 
 def load() -> str:
@@ -110,6 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--scaling", default="1,2,4", help="worker counts for the warm-pool table ('' to skip)")
     parser.add_argument("--timeout", type=float, default=10.0)
     parser.add_argument("--skip-cold", action="store_true", help="skip the (slow) cold-container mode")
+    parser.add_argument("--round", type=int, default=10, help="jobs per mode per turn")
     args = parser.parse_args(argv)
 
     problems = load_kodcode("all", args.data_files)[: args.limit]
@@ -119,40 +123,55 @@ def main(argv: list[str] | None = None) -> int:
     ]
     print(f"{len(jobs)} validations, {args.workers} in parallel; {load()}", file=sys.stderr)
     print(f"before: {load()}")
-    rows = [measure("naive: python -m pytest per validation", lambda f: naive(f, args.timeout), jobs, args.workers)]
 
-    with ProcessSandbox(pool_size=args.workers) as box:
-        box.warm()
-        rows.append(measure("process backend (warm fork server)", lambda f: box.run_pytest(f, args.timeout).all_passed, jobs, args.workers))
+    def verdict(box):
+        return lambda files: box.run_pytest(files, args.timeout).all_passed
 
+    boxes = []
+    rows = [Row("naive: python -m pytest per validation", lambda f: naive(f, args.timeout), args.workers)]
+    process = ProcessSandbox(pool_size=args.workers)
+    boxes.append(process)
+    rows.append(Row("process backend (warm fork server)", verdict(process), args.workers))
     scaling: list[Row] = []
-    profiles: list[dict[str, float]] = []
-    churn: list[float] = []
     ok, why = docker_available()
     if ok:
         if not args.skip_cold:
-            with DockerSandbox(pool_size=args.workers, reuse=False) as box:
-                rows.append(measure("docker, cold container per validation", lambda f: box.run_pytest(f, args.timeout).all_passed, jobs, args.workers))
-        with DockerSandbox(pool_size=args.workers) as box:
-            box.warm()
-            rows.append(measure("**docker, warm pool (default)**", lambda f: box.run_pytest(f, args.timeout).all_passed, jobs, args.workers))
+            cold = DockerSandbox(pool_size=args.workers, reuse=False)
+            boxes.append(cold)
+            rows.append(Row("docker, cold container per validation", verdict(cold), args.workers))
+        warm = DockerSandbox(pool_size=args.workers)
+        boxes.append(warm)
+        rows.append(Row("**docker, warm pool (default)**", verdict(warm), args.workers))
         for workers in [int(w) for w in args.scaling.split(",") if w.strip()]:
-            with DockerSandbox(pool_size=workers) as box:
-                box.warm()
-                scaling.append(measure(f"docker warm, {workers} workers", lambda f: box.run_pytest(f, args.timeout).all_passed, jobs, workers))
-        with DockerSandbox(pool_size=1) as box:  # one worker: the phases are not stretched by a neighbour
-            box.warm()
-            box.profile = True
-            for job in jobs:
-                outcome = box.run_pytest(job, args.timeout)
-                if outcome.profile:
-                    profiles.append(outcome.profile)
-            for _ in range(5):
-                started = time.perf_counter()
-                box._start_worker().close()
-                churn.append(time.perf_counter() - started)
+            pool = DockerSandbox(pool_size=workers)
+            boxes.append(pool)
+            scaling.append(Row(f"docker warm, {workers} workers", verdict(pool), workers))
     else:
         print(f"  docker: skipped ({why})", file=sys.stderr)
+    profiles: list[dict[str, float]] = []
+    churn: list[float] = []
+    try:
+        for box in boxes:
+            box.warm()
+        for start in range(0, len(jobs), args.round):
+            for row in rows + scaling:
+                row.measure(jobs[start : start + args.round])
+            print(f"  {start + args.round}/{len(jobs)} done", file=sys.stderr)
+        if ok:
+            with DockerSandbox(pool_size=1) as box:  # one worker: the phases are not stretched by a neighbour
+                box.warm()
+                box.profile = True
+                for job in jobs:
+                    outcome = box.run_pytest(job, args.timeout)
+                    if outcome.profile:
+                        profiles.append(outcome.profile)
+                for _ in range(5):
+                    started = time.perf_counter()
+                    box._start_worker().close()
+                    churn.append(time.perf_counter() - started)
+    finally:
+        for box in boxes:
+            box.close()
     print(f"after: {load()}\n")
 
     base = rows[0]

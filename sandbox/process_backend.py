@@ -12,6 +12,13 @@ can read and write where its user can write, e.g. ``/tmp``), a private network (
 sockets), or a private process table (a run as the same user as the host could read the host
 process's ``/proc/PID/environ``; run as root, so that runs drop to ``nobody``, or use Docker).
 Use it for trusted or semi-trusted code.
+
+What it needs on the host: the fork servers run *this* Python (``python=`` to choose another), so
+that interpreter must have pytest and every package the tasks' solutions and tests import. For
+KodCode that is numpy, pandas, scipy, scikit-learn, matplotlib, sympy and networkx (the Docker
+image has them; ``pip install numpy pandas scipy scikit-learn matplotlib sympy networkx`` here).
+A package the *tests* import and this Python lacks makes the run ``infra`` (never ``fail``);
+``gcop sandbox check --data-files F --sandbox process`` lists what a dataset needs and lacks.
 """
 
 from __future__ import annotations
