@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from gcop_env.checks import check_bool, check_int, check_number
+from gcop_env.files import write_text_atomic
 from gcop_env.reward import RewardConfig
 from gcop_env.strategy import DEFAULT_MAX_STRATEGY_CHARS
 from gcop_env.usage import OneLineErrorParser
@@ -370,7 +371,4 @@ def config_from_dict(cls: type[C], values: dict[str, Any]) -> C:
 
 def write_config(config: Any, path: str | Path) -> Path:
     """Write the resolved config as JSON (it can be passed back with ``--config``)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(dataclasses.asdict(config), indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    return path
+    return write_text_atomic(path, json.dumps(dataclasses.asdict(config), indent=2, sort_keys=True) + "\n")
