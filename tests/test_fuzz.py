@@ -31,7 +31,9 @@ _BASE = dict(deadline=timedelta(seconds=5), database=None,  # no .hypothesis/ di
              suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 _SCALE = float(os.environ.get("GCOP_FUZZ_SCALE", "1"))  # e.g. 10 for a long hunt
 FUZZ = settings(max_examples=int(1000 * _SCALE), print_blob=True, **_BASE)  # pure string functions: cheap
-FUZZ_FILES = settings(max_examples=int(300 * _SCALE), print_blob=True, **_BASE)  # each example writes a file
+FUZZ_FILES = settings(max_examples=int(300 * _SCALE), print_blob=True, **{**_BASE, "deadline": timedelta(seconds=10)})
+
+pytest.importorskip("pyarrow.parquet")  # imported once here, not inside the first timed example
 
 # every code point, lone surrogates (Cs) included
 ANY_CHAR = st.characters(exclude_categories=())

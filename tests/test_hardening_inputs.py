@@ -92,6 +92,7 @@ def _gcop(*args, **kwargs):
     (["grpo", "--guide", "/nonexistent/guide"], "the path does not exist"),
     (["grpo", "--reward-beta", "inf"], "reward_beta must be a finite number"),
     (["sft", "--learning-rate", "-1"], "learning_rate must be > 0"),
+    (["sft", "--corpus", "/nonexistent/curated.jsonl"], "--corpus /nonexistent/curated.jsonl does not exist"),
     (["tasks", "--bogus"], "unrecognized arguments: --bogus"),
     (["score", "--task", "gsm8k", "--predictions", "x.jsonl", "--timeout", "nan"], "--timeout must be a finite"),
     (["score", "--task", "gsm8k", "--predictions", "/nonexistent.jsonl"], "does not exist"),

@@ -92,6 +92,8 @@ def test_first_signal_stops_curate_saves_and_resumes(slow_world, tmp_path, signu
     # in-flight requests may finish, but no new problem and no new round starts: at most one
     # request per worker can race the flag (a call submitted just before the signal landed)
     late = slow_world.after(signalled + 0.05)
+    print(f"{signum.name}: {len(slow_world.arrivals)} requests in all, {late} started after the signal, "
+          f"exit after {stopped_after:.1f}s")
     assert late <= WORKERS, f"{late} requests started after the signal"
     assert stopped_after < 15
     assert "SIGINT" in stderr or "SIGTERM" in stderr

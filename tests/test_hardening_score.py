@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 
+import pytest
 from conftest import GSM8K_DIR, KODCODE_SAMPLE, REPO_ROOT
 
 from gcop_env.validators import gsm8k
@@ -168,3 +169,18 @@ def test_score_stops_on_sigint_keeps_rows_and_resumes(tmp_path):
     assert [r["task_id"] for r in results] == [r["question_id"] for r in rows]
     assert all(r["status"] == "pass" for r in results)
     assert not partial_path(out).exists()
+
+
+def test_atomic_write_keeps_the_old_file_when_the_write_fails(tmp_path, monkeypatch):
+    from gcop_env.files import write_text_atomic
+
+    path = tmp_path / "results.jsonl"
+    write_text_atomic(path, "old\n")
+
+    def broken_replace(src, dst):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(os, "replace", broken_replace)
+    with pytest.raises(OSError, match="disk full"):
+        write_text_atomic(path, "new\n" * 1000)
+    assert path.read_text() == "old\n" and [p.name for p in tmp_path.iterdir()] == ["results.jsonl"]

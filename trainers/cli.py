@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from pathlib import Path
 
 from gcop_env.trainers.config import CurateConfig, GRPORunConfig, SFTRunConfig, parse_config
 from gcop_env.usage import usage_error
@@ -84,9 +85,17 @@ def sft_cli(argv: list[str] | None = None) -> int:
     problem = guide_path_problem(config.guide)
     if problem:
         return usage_error("gcop sft", problem)
+    if not Path(config.corpus).is_file():
+        return usage_error("gcop sft", f"--corpus {config.corpus} does not exist; run `gcop curate --out "
+                                       f"{config.corpus}` first")
     _setup_logging()
-    from gcop_env.trainers.sft import train_sft
+    from gcop_env.trainers.common import JsonlError
+    from gcop_env.trainers.sft import sft_examples, train_sft
 
+    try:
+        sft_examples(config.corpus, config.min_q_hat)  # a bad or empty corpus fails before the model loads
+    except (JsonlError, ValueError) as exc:
+        return usage_error("gcop sft", exc)
     summary = train_sft(config)
     for line in summary.lines():
         print(line)

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from gcop_env.cores import Core, RetryPolicy, make_core
+from gcop_env.files import write_text_atomic
 
 from gcop_env.trainers.config import CoreCallOptions
 from gcop_env.validators.data import JsonlError, parse_jsonl_line  # noqa: F401 - JsonlError re-exported
@@ -85,10 +86,7 @@ def resolve_device(use_cpu: bool | None, bf16: bool | None) -> tuple[bool, bool]
 
 
 def write_json(path: str | Path, payload: dict) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(payload, indent=2, sort_keys=True, default=str) + "\n", encoding="utf-8")
-    return path
+    return write_text_atomic(path, json.dumps(payload, indent=2, sort_keys=True, default=str) + "\n")
 
 
 def mean(values: Iterable[float]) -> float | None:

@@ -27,6 +27,7 @@ from gcop_env.checks import check_bool, check_int, check_number
 # Claude Haiku 4.5 stands in for the paper's retired Claude 3 / 3.5 Haiku cores; Claude Sonnet 5.5
 # replaces Sonnet 4.5 as the teacher (Sonnet 4.5 retires on 2026-11-30).
 from gcop_env.cores.models import DEFAULT_CORE, DEFAULT_TEACHER
+from gcop_env.files import write_text_atomic
 from gcop_env.reward import RewardConfig
 from gcop_env.strategy import DEFAULT_MAX_STRATEGY_CHARS
 from gcop_env.usage import OneLineErrorParser
@@ -381,7 +382,4 @@ def config_from_dict(cls: type[C], values: dict[str, Any]) -> C:
 
 def write_config(config: Any, path: str | Path) -> Path:
     """Write the resolved config as JSON (it can be passed back with ``--config``)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(dataclasses.asdict(config), indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    return path
+    return write_text_atomic(path, json.dumps(dataclasses.asdict(config), indent=2, sort_keys=True) + "\n")

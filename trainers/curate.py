@@ -102,9 +102,10 @@ class CurationSummary:
                f"cost ${self.cost_usd:.4f} nominal, ${self.spent_usd:.4f} paid this run "
                f"({self.teacher_calls} teacher + {self.core_calls} core requests) in {self.elapsed_s:.1f}s",
                f"rows: {self.out}"]
-        if self.unfinished:
-            out.append(f"{len(self.unfinished)} problem(s) unfinished (infrastructure errors); re-run the same "
-                       f"command to retry them: " + ", ".join(u["problem_id"] for u in self.unfinished[:10]))
+        failed = [u for u in self.unfinished if u["stage"] != "interrupted"]  # the rest were stopped by the user
+        if failed:
+            out.append(f"{len(failed)} problem(s) unfinished (infrastructure errors); re-run the same "
+                       f"command to retry them: " + ", ".join(u["problem_id"] for u in failed[:10]))
         out.extend(f"WARNING: {w}" for w in self.warnings)
         if self.interrupted:
             out.append(f"INTERRUPTED: {self.finished} finished rows are saved in {self.out}; re-run the same "

@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from gcop_env.checks import check_int, check_number
+from gcop_env.files import write_text_atomic
 from gcop_env.interrupt import completed_until_stopped, exit_interrupted, stop_on_signal
 from gcop_env.problem import Problem
 from gcop_env.usage import OneLineErrorParser, usage_error
@@ -233,20 +234,6 @@ def _append(handle: Any, row: dict[str, Any]) -> None:
     os.fsync(handle.fileno())
 
 
-def _write_atomic(path: Path, rows: list[dict[str, Any]]) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            for row in rows:
-                handle.write(json.dumps(row, default=str) + "\n")
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def score_cli(argv: list[str] | None = None, prog: str = "gcop score") -> int:
     """Entry point for ``gcop score``. Exit 0 when every row was graded, 1 when some were not
     (invalid, duplicate or infra rows), 2 on a usage error, 130 when interrupted (re-run to resume)."""
@@ -346,7 +333,7 @@ def score_cli(argv: list[str] | None = None, prog: str = "gcop score") -> int:
 
     ordered = [results[line] for line in sorted(results)]
     if args.out is not None:
-        _write_atomic(args.out, ordered)
+        write_text_atomic(args.out, "".join(json.dumps(row, default=str) + "\n" for row in ordered))
         partial_path(args.out).unlink(missing_ok=True)
     for result in ordered:
         if result["status"] in (INVALID, DUPLICATE):
