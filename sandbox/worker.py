@@ -148,7 +148,7 @@ def _make_reporter(fd, nonce, monitor=None):
 
         def pytest_runtest_logreport(self, report):
             if monitor is not None:
-                flush(monitor.check(full=False))
+                flush(monitor.check(full=False, nodeid=report.nodeid))
             event = {"ev": "phase", "id": report.nodeid, "when": report.when, "outcome": report.outcome}
             if report.failed:
                 event["msg"] = text(report)
@@ -424,10 +424,8 @@ _WATCHED_HOOKS = (
 _WATCHED_IMPORTS = ("builtins", "sys", "os", "atexit", "importlib", "inspect", "gc", "io", "json", "unittest", "unittest.mock")
 _FUNCTION = type(lambda: 0)
 _FUNCTION_TYPES = (_FUNCTION, classmethod, staticmethod, property)
-_CRITICAL_CLASSES = frozenset((
-    "TestReport", "BaseReport", "CallInfo", "Function", "HookCaller", "_HookCaller", "PluginManager",
-    "PytestPluginManager", "Result", "_Result", "HookImpl",
-))
+# What a test's report is made of: checked after every phase (the rest after collection and at the end).
+_CRITICAL_CLASSES = frozenset(("TestReport", "BaseReport", "CallInfo"))
 _MONITOR_LIMIT = 10
 
 
@@ -649,14 +647,15 @@ class _Monitor:
 
     # -- the checks ------------------------------------------------------------------------------
 
-    def check(self, full):
+    def check(self, full, nodeid=None):
         """Compare with the snapshots; returns the findings not reported yet.
 
-        ``full=False`` (after every test phase) checks the tests and the report classes only;
-        ``full=True`` (after collection and at the end) checks everything.
+        ``full=False`` (after every phase of test ``nodeid``, before its report goes out) checks
+        that test and the classes its report is made of; ``full=True`` (after collection and at
+        the end) checks everything, every test included.
         """
         try:
-            self._check_tests()
+            self._check_tests(None if full else nodeid)
             self._check_pytest(full)
             if full:
                 self._check_state()
@@ -666,8 +665,10 @@ class _Monitor:
             self.flag("pytest_internals", "the monitor's check failed (%s: %s)" % (type(exc).__name__, exc))
         return self.pending()
 
-    def _check_tests(self):
+    def _check_tests(self, only=None):
         for item, nodeid, function, code, holder, name in self.items:
+            if only is not None and nodeid != only:
+                continue
             now = getattr(item, "obj", None)
             now = getattr(now, "__func__", now)
             if now is not function:
