@@ -60,7 +60,7 @@ def _argv(server, out):
             "--teacher", f"openai:fake-teacher@{server.openai_base_url}",
             "--core", f"openai:fake-core@{server.openai_base_url}",
             "--k", str(K), "--tau", "0.75", "--max-rounds", "1", "--out", str(out), "--workers", str(WORKERS),
-            "--max-retries", "1"]
+            "--max-retries", "1", "--no-preflight"]
 
 
 def _start(argv):
@@ -180,7 +180,8 @@ def test_grpo_stops_after_the_current_step_with_a_checkpoint(solver_server, tmp_
     config = GRPORunConfig(task="GSM8K", data_files=str(GSM8K_DIR), split="test", limit=4, guide=str(guide),
                            output_dir=str(tmp_path / "grpo"), core=f"openai:fake-core@{solver_server.openai_base_url}",
                            num_generations=2, per_device_train_batch_size=2, max_completion_length=16,
-                           max_steps=5, save_steps=100, reward_gamma=0.0, reward_kappa=0.0, use_cpu=True)
+                           max_steps=5, save_steps=100, reward_gamma=0.0, reward_kappa=0.0, use_cpu=True,
+                           preflight=False)
     stop = StopRequest()
     scorer = build_scorer(config)
     real_score_many = scorer.score_many

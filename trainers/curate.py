@@ -239,16 +239,17 @@ class Curator:
         started = time.monotonic()
         out = Path(cfg.out)
         self._check_resume(out)
-        if cfg.preflight:  # one tiny call per model before anything is spent (gcop check)
-            from gcop_env.check import preflight_curate
-            preflight_curate(cfg, self.teacher, self.core)
-        write_config(cfg, config_path(out))
+        # Local inputs first (data, the output to resume), so a bad file is reported without a call.
         if problems is None:
             problems = self.task.load(split=cfg.split, data_files=cfg.data_files)
             problems = problems[:cfg.limit] if cfg.limit else problems
         earlier = read_jsonl_rows(out, repair=True)
         done = {row["problem_id"] for row in earlier}
         todo = [p for p in problems if p.task_id not in done]
+        if cfg.preflight and todo:  # one tiny call per model before anything is spent (gcop check);
+            from gcop_env.check import preflight_curate  # a finished run makes no call at all
+            preflight_curate(cfg, self.teacher, self.core)
+        write_config(cfg, config_path(out))
         writer = JsonlAppender(out)
         unfinished: list[dict] = []
         teacher_calls0, core_calls0 = _calls(self.teacher), _calls(self.core)
