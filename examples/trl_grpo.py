@@ -3,8 +3,9 @@
     python examples/trl_grpo.py --guide Qwen/Qwen3-0.6B --core anthropic:claude-3-5-haiku-20241022
 
 ``ShapedReward`` wraps the env's scorer as a TRL reward function: it scores a batch of guide
-outputs concurrently, returns None for infrastructure failures (TRL leaves them out) and logs each
-reward term as its own metric. ``gcop grpo`` is this script with every knob exposed.
+outputs concurrently, returns None for infrastructure failures and logs each reward term as its
+own metric; ``InfraAwareGRPOTrainer`` (TRL's ``GRPOTrainer``) drops the None-rewarded completions
+from the loss. ``gcop grpo`` is this script with every knob exposed.
 """
 
 from __future__ import annotations
@@ -13,13 +14,14 @@ import argparse
 
 import gymnasium as gym
 import torch
-from trl import GRPOConfig, GRPOTrainer
+from trl import GRPOConfig
 
 import gcop_env  # noqa: F401 - registers the environments
 from gcop_env.trainers.grpo import ShapedReward, grpo_dataset
+from gcop_env.trainers.grpo_trainer import InfraAwareGRPOTrainer
 
 
-def main(argv: list[str] | None = None) -> GRPOTrainer:
+def main(argv: list[str] | None = None) -> InfraAwareGRPOTrainer:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--guide", default="Qwen/Qwen3-0.6B")
     parser.add_argument("--core", default="anthropic:claude-3-5-haiku-20241022")
@@ -40,7 +42,8 @@ def main(argv: list[str] | None = None) -> GRPOTrainer:
                         per_device_train_batch_size=args.num_generations,
                         max_completion_length=args.max_completion_length, beta=0.004, learning_rate=1e-6,
                         weight_decay=0.1, logging_steps=1, report_to="none", use_cpu=not torch.cuda.is_available())
-    trainer = GRPOTrainer(model=args.guide, reward_funcs=[reward], args=config, train_dataset=grpo_dataset(problems))
+    trainer = InfraAwareGRPOTrainer(model=args.guide, reward_funcs=[reward], args=config,
+                                    train_dataset=grpo_dataset(problems))
     trainer.train()
     print({k: v for k, v in trainer.state.log_history[-1].items() if k.startswith(("gcop/", "reward"))})
     env.close()
