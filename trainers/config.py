@@ -111,10 +111,20 @@ class TrainRunOptions(LoraOptions):
     save_total_limit: int = _opt(2, "checkpoints kept")
     report_to: str = _opt("none", "where metrics go: none, tensorboard, wandb (comma-separated)")
     seed: int = _opt(42, "random seed")
-    bf16: bool | None = _opt(None, "bfloat16 training; unset: on when a GPU supports it")
+    bf16: bool | None = _opt(None, "bfloat16 compute (autocast); unset: on when a GPU supports it")
+    weights_dtype: str = _opt("auto", "dtype of the weights AdamW updates. auto: float32 master weights (with bf16 "
+                                      "the forward and backward run under bf16 autocast), except that a LoRA run "
+                                      "keeps its frozen base in bfloat16 (the adapters stay float32). bfloat16: "
+                                      "half the memory, but an update below bf16's resolution (about 1/256 of a "
+                                      "weight) rounds to nothing, which at lr 1e-6 is almost every update",
+                              choices=("auto", "float32", "bfloat16"))
     use_cpu: bool | None = _opt(None, "train on the CPU; unset: on when no GPU is visible")
     gradient_checkpointing: bool = _opt(False, "trade compute for memory")
     trainer_args: dict = _opt({}, "extra TRL config fields passed through as they are (JSON or config file)")
+
+    def __post_init__(self) -> None:
+        _check(self.weights_dtype in ("auto", "float32", "bfloat16"),
+               f"weights_dtype must be auto, float32 or bfloat16, got {self.weights_dtype!r}")
 
 
 @dataclass
@@ -134,6 +144,7 @@ class SFTRunConfig(TrainRunOptions):
     min_q_hat: float | None = _opt(None, "also drop accepted rows whose q̂ is below this")
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         _check(bool(self.corpus), "corpus is required")
 
 
@@ -188,6 +199,7 @@ class GRPORunConfig(TrainRunOptions, CoreCallOptions):
     validator_options: dict = _opt({}, "keyword arguments for the task's validator, as JSON")
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         _check(self.num_generations >= 2, "num_generations must be >= 2 (GRPO compares completions in a group)")
         _check(self.vllm_mode in ("colocate", "server"), "vllm_mode must be 'colocate' or 'server'")
         _check(self.baseline_samples is None or self.baseline_samples >= 1, "baseline_samples must be >= 1 (or unset)")
