@@ -61,14 +61,17 @@ class CurateConfig(CoreCallOptions):
     core: str = _opt(DEFAULT_CORE, "core spec of the target core that executes the strategies")
     k: int = _opt(8, "K: core executions per strategy")
     tau: float = _opt(0.75, "τ: accept a strategy iff its success rate q̂_K over K executions is ≥ τ")
-    max_rounds: int = _opt(2, "N: refinement rounds after the first strategy (0 = no refinement)")
+    max_rounds: int = _opt(2, "N: refinement rounds after the teacher's draws (0 = no refinement)")
+    teacher_draws: int = _opt(4, "M: independent teacher strategies per problem before any refinement, each run K "
+                                 "times; the share accepted is Â_s, the per-state acceptance rate behind the "
+                                 "Hoeffding report (ε = sqrt(ln(1/alpha) / 2M))")
     success_threshold: float = _opt(1.0, "a core execution counts as a success when its validator reward is ≥ this")
     out: str = _opt("curated.jsonl", "output JSONL; re-running with the same --out resumes")
-    eta: float = _opt(0.1, "η: tolerance of the acceptance test. A strategy whose true success rate is below "
-                           "τ − η passes with probability at most δ = exp(−2Kη²) (Hoeffding)")
-    epsilon: float | None = _opt(None, "ε: slack of the acceptance rate Â. Unset: the Hoeffding slack "
-                                       "sqrt(ln(1/alpha) / 2n) over the n finished problems")
-    alpha: float = _opt(0.05, "confidence level of the Hoeffding lower bound Â − ε (holds with prob. 1 − alpha)")
+    eta: float = _opt(0.3, "η: tolerance of the acceptance test. A strategy whose true success rate is below "
+                           "τ − η passes with probability at most δ = exp(−2Kη²) (Hoeffding; K=8, η=0.3: 0.24)")
+    epsilon: float | None = _opt(None, "ε: slack of the per-state acceptance rate Â_s. Unset: the Hoeffding slack "
+                                       "sqrt(ln(1/alpha) / 2M) over the M teacher draws")
+    alpha: float = _opt(0.05, "1 − confidence of the lower bound Â_s − ε on each state's acceptance rate")
     workers: int = _opt(4, "problems curated concurrently (each runs its K core calls concurrently too)")
     core_temperature: float = _opt(0.7, "sampling temperature of the core (K executions need temperature > 0 to differ)")
     core_top_p: float = _opt(1.0, "top-p of the core")
@@ -83,6 +86,7 @@ class CurateConfig(CoreCallOptions):
         _check(self.k >= 1, "k must be >= 1")
         _check(0.0 <= self.tau <= 1.0, "tau must be in [0, 1]")
         _check(self.max_rounds >= 0, "max_rounds must be >= 0")
+        _check(self.teacher_draws >= 1, "teacher_draws must be >= 1")
         _check(self.eta > 0, "eta must be > 0")
         _check(0 < self.alpha < 1, "alpha must be in (0, 1)")
         _check(self.workers >= 1, "workers must be >= 1")
