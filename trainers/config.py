@@ -47,10 +47,11 @@ class CoreCallOptions:
 class CurateConfig(CoreCallOptions):
     """``gcop curate``: teacher-guided acceptance sampling of strategies.
 
-    For each problem the teacher (who sees the reference solution) writes a strategy; the target
-    core runs it ``k`` times; the strategy is accepted iff q̂_K = successes / k ≥ ``tau``. A rejected
-    strategy goes back to the teacher with the core's failing answer for up to ``max_rounds``
-    refinements.
+    For each problem the teacher (who sees the reference solution) writes ``teacher_draws``
+    strategies; the target core runs each ``k`` times; a strategy is accepted iff
+    q̂_K = successes / k ≥ ``tau``, and the first accepted draw is kept. When none is, the best
+    goes back to the teacher with the core's failing answer for up to ``max_rounds`` refinements.
+    ``eta``, ``alpha`` and ``epsilon`` only shape the Hoeffding report (see gcop_env.trainers.curate).
     """
 
     task: str = _opt("GSM8K", "registered task name (see gcop_env.registered_tasks())")
