@@ -3,10 +3,11 @@
     python examples/trl_grpo.py --guide Qwen/Qwen3-0.6B --core anthropic:claude-haiku-4-5-20251001
 
 ``ShapedReward`` wraps the env's scorer as a TRL reward function: it scores a batch of guide
-outputs concurrently, returns None for infrastructure failures (TRL leaves them out) and logs each
-reward term as its own metric. At the end the script prints the ``gcop/*`` and reward metrics of
-the last logged training steps, and the run's totals. ``examples/trl_environment.py`` does the
-same through TRL's ``environment_factory``. ``gcop grpo`` is this script with every knob exposed.
+outputs concurrently, returns None for infrastructure failures and logs each reward term as its
+own metric; ``InfraAwareGRPOTrainer`` (TRL's ``GRPOTrainer``) drops the None-rewarded completions
+from the loss. At the end the script prints the ``gcop/*`` and reward metrics of the last logged
+training steps, and the run's totals. ``examples/trl_environment.py`` does the same through TRL's
+``environment_factory``. ``gcop grpo`` is this script with every knob exposed.
 """
 
 from __future__ import annotations
@@ -15,13 +16,14 @@ import argparse
 
 import gymnasium as gym
 import torch
-from trl import GRPOConfig, GRPOTrainer
+from trl import GRPOConfig
 
 import gcop_env  # noqa: F401 - registers the environments
 from gcop_env.trainers.grpo import METRIC_PREFIX, ShapedReward, grpo_dataset
+from gcop_env.trainers.grpo_trainer import InfraAwareGRPOTrainer
 
 
-def main(argv: list[str] | None = None) -> GRPOTrainer:
+def main(argv: list[str] | None = None) -> InfraAwareGRPOTrainer:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--guide", default="Qwen/Qwen3-0.6B")
     parser.add_argument("--core", default="anthropic:claude-haiku-4-5-20251001")
@@ -42,7 +44,8 @@ def main(argv: list[str] | None = None) -> GRPOTrainer:
                         per_device_train_batch_size=args.num_generations,
                         max_completion_length=args.max_completion_length, beta=0.004, learning_rate=1e-6,
                         weight_decay=0.1, logging_steps=1, report_to="none", use_cpu=not torch.cuda.is_available())
-    trainer = GRPOTrainer(model=args.guide, reward_funcs=[reward], args=config, train_dataset=grpo_dataset(problems))
+    trainer = InfraAwareGRPOTrainer(model=args.guide, reward_funcs=[reward], args=config,
+                                    train_dataset=grpo_dataset(problems))
     trainer.train()
     # log_history ends with the run summary (train_runtime, ...); the metrics are in the step logs
     step_logs = [entry for entry in trainer.state.log_history if any(k.startswith(METRIC_PREFIX) for k in entry)]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 import subprocess
@@ -14,7 +15,8 @@ from conftest import GSM8K_DIR, REPO_ROOT, ScriptedSolver, gsm8k_golds
 from fake_llm import FakeLLMServer
 
 from gcop_env.trainers.cli import curate_cli
-from gcop_env.trainers.curate import acceptance_statistics
+from gcop_env.trainers.curate import (acceptance_statistics, hoeffding_delta, hoeffding_epsilon,
+                                      state_guarantee)
 
 K, TAU, ROUNDS = 4, 0.75, 2
 GOOD = "<think>Track each quantity.</think><strategy>List every quantity, then combine them step by step.</strategy>"
@@ -89,8 +91,9 @@ def world(monkeypatch):
         w.release.set()
 
 
-def curate_argv(server, out, workers=3, limit=6):
-    return ["--task", "GSM8K", "--data-files", str(GSM8K_DIR), "--split", "test", "--limit", str(limit),
+def curate_argv(server, out, workers=3, limit=6, draws=1):
+    # one teacher draw per problem unless a test is about Â_s: the call counts below follow it
+    return ["--teacher-draws", str(draws), "--task", "GSM8K", "--data-files", str(GSM8K_DIR), "--split", "test", "--limit", str(limit),
             "--teacher", f"openai:fake-teacher@{server.openai_base_url}",
             "--core", f"openai:fake-core@{server.openai_base_url}",
             "--k", str(K), "--tau", str(TAU), "--max-rounds", str(ROUNDS), "--out", str(out),
@@ -130,7 +133,9 @@ def test_curate_accepts_refines_and_rejects(world, tmp_path, capsys):
     assert 0 < summary["spent_usd"] < summary["cost_usd"]  # nominal cost counts the cached repeats too
     assert json.loads((tmp_path / "curated.config.json").read_text())["k"] == K
     printed = capsys.readouterr().out
-    assert "Â = 0.667" in printed and "vacuous" in printed  # δ = e^{-0.08} ≈ 0.92 with K=4, η=0.1
+    assert "accepted (rate 0.667)" in printed
+    assert "vacuous by construction" in printed  # one draw: ε = sqrt(ln 20 / 2) > 1
+    assert summary["accepted_from_draws"] == 2 and summary["accepted_after_refinement"] == 2
 
     # the same command again: nothing left to do, nothing paid
     before = len(world.server.requests)
@@ -188,10 +193,48 @@ def test_killed_curate_resumes_without_repeating_paid_calls(world, tmp_path):
     assert {i for i, r in by_role.items() if r["accepted"]} == {0, 1, 2, 4}
 
 
-def test_acceptance_statistics_hoeffding():
-    stats = acceptance_statistics(accepted=80, finished=100, k=16, eta=0.3, alpha=0.05)
-    assert stats["acceptance_rate"] == 0.8
-    assert stats["epsilon"] == pytest.approx((__import__("math").log(20) / 200) ** 0.5)
-    assert stats["delta"] == pytest.approx(__import__("math").exp(-2 * 16 * 0.09))
-    assert not stats["guarantee_vacuous"] and stats["bad_acceptance_bound"] < 0.1
-    assert acceptance_statistics(1, 10, k=2, eta=0.05, alpha=0.05)["guarantee_vacuous"]
+def test_per_state_hoeffding_check():
+    delta, eps = hoeffding_delta(k=8, eta=0.3), hoeffding_epsilon(draws=8, alpha=0.05)
+    assert delta == pytest.approx(math.exp(-2 * 8 * 0.09)) and eps == pytest.approx(math.sqrt(math.log(20) / 16))
+    six = state_guarantee(6, 8, k=8, eta=0.3, alpha=0.05)  # Â_s = 0.75, Â_s − ε = 0.317 ≥ δ = 0.237
+    assert six.a_hat == 0.75 and six.holds and six.bad_share_bound == pytest.approx(delta / (0.75 - eps))
+    five = state_guarantee(5, 8, k=8, eta=0.3, alpha=0.05)  # Â_s − ε = 0.192 < δ
+    assert not five.holds
+    assert not state_guarantee(1, 1, k=8, eta=0.3, alpha=0.05).holds  # one draw: ε > 1, never
+    rows = [{"accepted": True, "accepted_from": "teacher_draw", "draws": 8, "accepted_draws": 6},
+            {"accepted": True, "accepted_from": "refinement", "draws": 8, "accepted_draws": 0},
+            {"accepted": False, "draws": 8, "accepted_draws": 5},
+            {"accepted": True}]  # a row from before draws were recorded: counted, not checked
+    stats = acceptance_statistics(rows, k=8, eta=0.3, alpha=0.05, draws=8)
+    assert stats["acceptance_rate"] == 0.75 and stats["accepted_from_draws"] == 1
+    assert stats["accepted_after_refinement"] == 2 and stats["states_checked"] == 3
+    assert stats["states_guaranteed"] == 1 and stats["guaranteed_share"] == pytest.approx(1 / 3)
+    assert stats["mean_draw_acceptance"] == pytest.approx(11 / 24) and stats["guarantee_attainable"]
+
+
+def test_defaults_leave_the_guarantee_attainable():
+    from gcop_env.trainers.config import CurateConfig
+
+    cfg = CurateConfig()
+    delta, eps = hoeffding_delta(cfg.k, cfg.eta), hoeffding_epsilon(cfg.teacher_draws, cfg.alpha)
+    assert delta + eps <= 1.0  # a state whose draws all pass satisfies δ ≤ Â_s − ε
+
+
+def test_curate_reports_draws_and_refinements_separately(world, tmp_path, capsys):
+    out = tmp_path / "curated.jsonl"
+    argv = curate_argv(world.server, out, draws=4)
+    argv[argv.index("--k") + 1] = "8"
+    assert curate_cli(argv) == 0
+    by_role, rows = rows_by_role(world, out)
+    assert {i for i, r in by_role.items() if r["accepted"]} == {0, 1, 2, 4}
+    assert all(r["draws"] == 4 and len(r["teacher_draw_records"]) == 4 for r in rows)
+    # 0, 1: every draw is good (Â_s = 1); 2, 4: no draw passes, accepted only after refinement
+    assert [by_role[i]["accepted_draws"] for i in range(6)] == [4, 4, 0, 0, 0, 0]
+    assert by_role[0]["accepted_from"] == "teacher_draw" and by_role[2]["accepted_from"] == "refinement"
+    summary = json.loads((tmp_path / "curated.summary.json").read_text())
+    assert (summary["accepted_from_draws"], summary["accepted_after_refinement"]) == (2, 2)
+    # δ = e^{-1.44} = 0.237, ε = sqrt(ln 20 / 8) = 0.612: only Â_s = 1 satisfies δ ≤ Â_s − ε
+    assert summary["states_checked"] == 6 and summary["states_guaranteed"] == 2
+    assert summary["guaranteed_share"] == pytest.approx(1 / 3) and summary["guarantee_attainable"]
+    printed = capsys.readouterr().out
+    assert "holds for 2 of 6 states (33.3%)" in printed and "2 only after refinement" in printed

@@ -159,7 +159,7 @@ def well_formed_guide(tiny_guide, tmp_path_factory) -> Path:
     model = AutoModelForCausalLM.from_pretrained(tiny_guide)
     target = tok(GOOD_GUIDE + "<|im_end|>", add_special_tokens=False, return_tensors="pt")["input_ids"][0]
     rows = []
-    for question in list(gsm8k_golds(20))[:8]:
+    for question in list(gsm8k_golds(20))[:4]:
         prompt = tok.apply_chat_template([{"role": "user", "content": guide_prompt(question)}],
                                          add_generation_prompt=True, return_tensors="pt", return_dict=True)
         rows.append((prompt["input_ids"][0], torch.cat([prompt["input_ids"][0], target])))
@@ -192,7 +192,7 @@ def test_examples_run_at_tiny_size(solver_server, tiny_guide, well_formed_guide,
     # a guide that writes a well-formed strategy: each episode reaches the core, the solver answers
     # right guided and wrong unguided, so the env pays R + β = 1.1 (ΔR = +1, no harm) per episode
     before = solver_server.count()
-    rewards = reinforce(["--guide", str(well_formed_guide), *data, "--limit", "8", "--episodes", "3",
+    rewards = reinforce(["--guide", str(well_formed_guide), *data, "--limit", "4", "--episodes", "3",
                          "--max-new-tokens", "64", "--lr", "1e-5"])
     assert len(rewards) == 3 and rewards.count(pytest.approx(1.1)) >= 2, rewards
     assert all(r == pytest.approx(1.1) or r == 0.0 for r in rewards)

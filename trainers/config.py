@@ -66,10 +66,11 @@ class CoreCallOptions:
 class CurateConfig(CoreCallOptions):
     """``gcop curate``: teacher-guided acceptance sampling of strategies.
 
-    For each problem the teacher (who sees the reference solution) writes a strategy; the target
-    core runs it ``k`` times; the strategy is accepted iff q̂_K = successes / k ≥ ``tau``. A rejected
-    strategy goes back to the teacher with the core's failing answer for up to ``max_rounds``
-    refinements.
+    For each problem the teacher (who sees the reference solution) writes ``teacher_draws``
+    strategies; the target core runs each ``k`` times; a strategy is accepted iff
+    q̂_K = successes / k ≥ ``tau``, and the first accepted draw is kept. When none is, the best
+    goes back to the teacher with the core's failing answer for up to ``max_rounds`` refinements.
+    ``eta``, ``alpha`` and ``epsilon`` only shape the Hoeffding report (see gcop_env.trainers.curate).
     """
 
     task: str = _opt("GSM8K", "registered task name (see gcop_env.registered_tasks())")
@@ -80,15 +81,19 @@ class CurateConfig(CoreCallOptions):
     core: str = _opt(DEFAULT_CORE, "core spec of the target core that executes the strategies")
     k: int = _opt(8, "K: core executions per strategy", lo=1)
     tau: float = _opt(0.75, "τ: accept a strategy iff its success rate q̂_K over K executions is ≥ τ", lo=0, hi=1)
-    max_rounds: int = _opt(2, "N: refinement rounds after the first strategy (0 = no refinement)", lo=0)
+    max_rounds: int = _opt(2, "N: refinement rounds after the teacher's draws (0 = no refinement)", lo=0)
+    teacher_draws: int = _opt(4, "M: independent teacher strategies per problem before any refinement, each run K "
+                                 "times; the share accepted is Â_s, the per-state acceptance rate behind the "
+                                 "Hoeffding report (ε = sqrt(ln(1/alpha) / 2M))", lo=1)
     success_threshold: float = _opt(1.0, "a core execution counts as a success when its validator reward is ≥ this",
                                     lo=0, hi=1)
     out: str = _opt("curated.jsonl", "output JSONL; re-running with the same --out resumes")
-    eta: float = _opt(0.1, "η: tolerance of the acceptance test. A strategy whose true success rate is below "
-                           "τ − η passes with probability at most δ = exp(−2Kη²) (Hoeffding)", lo=0, hi=1, lo_open=True)
-    epsilon: float | None = _opt(None, "ε: slack of the acceptance rate Â. Unset: the Hoeffding slack "
-                                       "sqrt(ln(1/alpha) / 2n) over the n finished problems", lo=0, hi=1)
-    alpha: float = _opt(0.05, "confidence level of the Hoeffding lower bound Â − ε (holds with prob. 1 − alpha)",
+    eta: float = _opt(0.3, "η: tolerance of the acceptance test. A strategy whose true success rate is below "
+                           "τ − η passes with probability at most δ = exp(−2Kη²) (Hoeffding; K=8, η=0.3: 0.24)",
+                      lo=0, hi=1, lo_open=True)
+    epsilon: float | None = _opt(None, "ε: slack of the per-state acceptance rate Â_s. Unset: the Hoeffding slack "
+                                       "sqrt(ln(1/alpha) / 2M) over the M teacher draws", lo=0, hi=1)
+    alpha: float = _opt(0.05, "1 − confidence of the lower bound Â_s − ε on each state's acceptance rate",
                         lo=0, hi=1, lo_open=True, hi_open=True)
     workers: int = _opt(4, "problems curated concurrently (each runs its K core calls concurrently too)", lo=1)
     core_temperature: float = _opt(0.7, "sampling temperature of the core (K executions need temperature > 0 to differ)",
@@ -128,11 +133,16 @@ class TrainRunOptions(LoraOptions):
     save_total_limit: int = _opt(2, "checkpoints kept", lo=1)
     report_to: str = _opt("none", "where metrics go: none, tensorboard, wandb (comma-separated)")
     seed: int = _opt(42, "random seed", lo=0)
-    bf16: bool | None = _opt(None, "bfloat16 training; unset: on when a GPU supports it")
+    bf16: bool | None = _opt(None, "bfloat16 compute (autocast); unset: on when a GPU supports it")
+    weights_dtype: str = _opt("auto", "dtype of the weights AdamW updates. auto: float32 master weights (with bf16 "
+                                      "the forward and backward run under bf16 autocast), except that a LoRA run "
+                                      "keeps its frozen base in bfloat16 (the adapters stay float32). bfloat16: "
+                                      "half the memory, but an update below bf16's resolution (about 1/256 of a "
+                                      "weight) rounds to nothing, which at lr 1e-6 is almost every update",
+                              choices=("auto", "float32", "bfloat16"))
     use_cpu: bool | None = _opt(None, "train on the CPU; unset: on when no GPU is visible")
     gradient_checkpointing: bool = _opt(False, "trade compute for memory")
     trainer_args: dict = _opt({}, "extra TRL config fields passed through as they are (JSON or config file)")
-
 
 @dataclass
 class SFTRunConfig(TrainRunOptions):

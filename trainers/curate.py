@@ -1,19 +1,24 @@
 """Curation: teacher-guided acceptance sampling of strategies (the first stage of ExecTune).
 
-For each problem:
+For each problem (a *state* s):
 
-1. The *teacher* (any core spec) sees the problem and its reference solution and writes a
-   strategy in the guide's output format, ``<think>…</think><strategy>…</strategy>``.
-2. The *target core* runs the strategy K times (distinct samples, concurrently) exactly as the
-   environment would; q̂_K is the fraction of runs the task's validator passes.
-3. Accept iff q̂_K ≥ τ. Otherwise the teacher gets the core's failing answer (and the
-   validator's details, e.g. the failing test) and refines, for up to N more rounds.
+1. The *teacher* (any core spec) sees the problem and its reference solution and writes M
+   strategies (``teacher_draws``, distinct samples) in the guide's output format,
+   ``<think>…</think><strategy>…</strategy>``.
+2. The *target core* runs each strategy K times (distinct samples, concurrently) exactly as the
+   environment would; q̂_K is the fraction of runs the task's validator passes; a strategy is
+   accepted iff q̂_K ≥ τ. The first accepted draw is the problem's strategy.
+3. When no draw is accepted, the teacher gets the core's failing answer for its best draw (and
+   the validator's details, e.g. the failing test) and refines, for up to N more rounds.
 
-Guarantee (Hoeffding). A strategy whose true success rate is below τ − η passes the test with
-probability at most δ = exp(−2Kη²). Over n problems the acceptance rate A is at least
-Â − ε with probability 1 − α, ε = sqrt(ln(1/α) / 2n). So the share of accepted strategies that
-are that bad is at most δ / (Â − ε): when δ is not below Â − ε that bound says nothing, and the
-run warns.
+Guarantee (Hoeffding; the paper's Sec. 3.4 / App. A.6), per state. A strategy whose true success
+rate is below τ − η passes the K-run test with probability at most δ = exp(−2Kη²). Â_s, the
+share of the M teacher draws accepted at state s, estimates the teacher's acceptance
+probability A_s, and A_s ≥ Â_s − ε with probability 1 − α, ε = sqrt(ln(1/α) / 2M). So among the
+teacher's accepted strategies at s, the share that is that bad is at most δ / (Â_s − ε), which
+says something only when δ ≤ Â_s − ε. The report gives the share of states that satisfy it.
+Refined proposals are not draws from the teacher's distribution (they were conditioned on the
+core's failures), so they are counted separately and are not covered by the guarantee.
 
 Resumable: a row is appended and fsynced as each problem finishes; a re-run with the same
 ``--out`` skips finished problems, and the response cache makes the calls already made for an
@@ -51,7 +56,8 @@ from gcop_env.trainers.config import CurateConfig, write_config
 log = logging.getLogger(__name__)
 
 # Settings that change what a finished row means: resuming with different ones is refused.
-_RESUME_KEYS = ("task", "split", "data_files", "teacher", "core", "k", "tau", "max_rounds", "success_threshold",
+_RESUME_KEYS = ("task", "split", "data_files", "teacher", "core", "k", "tau", "max_rounds", "teacher_draws",
+                "success_threshold",
                 "core_temperature", "core_top_p", "core_max_tokens", "teacher_temperature", "teacher_max_tokens")
 
 
@@ -74,12 +80,17 @@ class CurationSummary:
     out: str
     finished: int
     accepted: int
-    acceptance_rate: float | None  # Â
-    epsilon: float | None  # ε (Hoeffding slack unless set)
-    acceptance_lcb: float | None  # Â − ε, clipped at 0: holds with probability 1 − alpha
+    acceptance_rate: float | None  # share of finished problems with an accepted strategy (draws or refinement)
+    accepted_from_draws: int  # accepted with one of the M teacher draws (covered by the guarantee)
+    accepted_after_refinement: int  # accepted only after refinement (not teacher draws: not covered)
+    teacher_draws: int  # M
     delta: float  # δ = exp(−2Kη²)
-    bad_acceptance_bound: float | None  # δ / (Â − ε): share of accepted strategies with true rate < τ − η
-    guarantee_vacuous: bool
+    epsilon: float  # ε = sqrt(ln(1/α) / 2M), per state (or as set)
+    states_checked: int  # finished problems whose row records its M draws
+    states_guaranteed: int  # states with δ ≤ Â_s − ε
+    guaranteed_share: float | None  # states_guaranteed / states_checked
+    mean_draw_acceptance: float | None  # mean of Â_s over the checked states
+    guarantee_attainable: bool  # δ + ε ≤ 1: some state can satisfy the check at all
     unfinished: list[dict] = field(default_factory=list)  # {problem_id, stage, error} for this run
     skipped_finished: int = 0  # rows already in the file when this run started
     cost_usd: float = 0.0  # nominal price of all finished rows (cached or not)
@@ -96,9 +107,13 @@ class CurationSummary:
 
     def lines(self) -> list[str]:
         rate = "n/a" if self.acceptance_rate is None else f"{self.acceptance_rate:.3f}"
-        lcb = "n/a" if self.acceptance_lcb is None else f"{self.acceptance_lcb:.3f}"
-        out = [f"curated {self.finished} problems ({self.skipped_finished} from earlier runs): "
-               f"{self.accepted} accepted, Â = {rate}, lower bound Â − ε = {lcb}, δ = {self.delta:.3g}",
+        share = "n/a" if self.guaranteed_share is None else f"{self.guaranteed_share:.1%}"
+        mean_a = "n/a" if self.mean_draw_acceptance is None else f"{self.mean_draw_acceptance:.3f}"
+        out = [f"curated {self.finished} problems ({self.skipped_finished} from earlier runs): {self.accepted} "
+               f"accepted (rate {rate}): {self.accepted_from_draws} from the teacher's {self.teacher_draws} draws, "
+               f"{self.accepted_after_refinement} only after refinement (not covered by the guarantee)",
+               f"per-state guarantee: δ = {self.delta:.3g} ≤ Â_s − ε (ε = {self.epsilon:.3g}) holds for "
+               f"{self.states_guaranteed} of {self.states_checked} states ({share}); mean Â_s = {mean_a}",
                f"cost ${self.cost_usd:.4f} nominal, ${self.spent_usd:.4f} paid this run "
                f"({self.teacher_calls} teacher + {self.core_calls} core requests) in {self.elapsed_s:.1f}s",
                f"rows: {self.out}"]
@@ -113,19 +128,65 @@ class CurationSummary:
         return out
 
 
-def acceptance_statistics(accepted: int, finished: int, k: int, eta: float, alpha: float,
+@dataclass(frozen=True)
+class StateGuarantee:
+    """The Hoeffding check at one state s, from its M teacher draws (before refinement)."""
+
+    accepted_draws: int
+    draws: int  # M
+    delta: float  # δ = exp(−2Kη²)
+    epsilon: float  # ε = sqrt(ln(1/α) / 2M)
+
+    @property
+    def a_hat(self) -> float:
+        """Â_s: the share of the teacher's draws accepted at this state."""
+        return self.accepted_draws / self.draws
+
+    @property
+    def holds(self) -> bool:
+        """δ ≤ Â_s − ε: the bound on bad accepted strategies says something at this state."""
+        return self.delta <= self.a_hat - self.epsilon
+
+    @property
+    def bad_share_bound(self) -> float | None:
+        """δ / (Â_s − ε): at most this share of the teacher's accepted strategies here have true rate < τ − η."""
+        margin = self.a_hat - self.epsilon
+        return min(1.0, self.delta / margin) if margin > 0 else None
+
+
+def hoeffding_delta(k: int, eta: float) -> float:
+    """δ = exp(−2Kη²): the chance that a strategy with true success rate below τ − η passes K runs."""
+    return math.exp(-2.0 * k * eta * eta)
+
+
+def hoeffding_epsilon(draws: int, alpha: float) -> float:
+    """ε = sqrt(ln(1/α) / 2M): A_s ≥ Â_s − ε with probability 1 − α over M draws."""
+    return math.sqrt(math.log(1.0 / alpha) / (2.0 * draws))
+
+
+def state_guarantee(accepted_draws: int, draws: int, k: int, eta: float, alpha: float,
+                    epsilon: float | None = None) -> StateGuarantee:
+    eps = epsilon if epsilon is not None else hoeffding_epsilon(draws, alpha)
+    return StateGuarantee(accepted_draws, draws, hoeffding_delta(k, eta), eps)
+
+
+def acceptance_statistics(rows: list[dict], k: int, eta: float, alpha: float, draws: int,
                           epsilon: float | None = None) -> dict[str, Any]:
-    """Â, ε, the lower bound Â − ε, δ = exp(−2Kη²), and whether δ < Â − ε fails (vacuous)."""
-    delta = math.exp(-2.0 * k * eta * eta)
-    if finished == 0:
-        return {"acceptance_rate": None, "epsilon": epsilon, "acceptance_lcb": None, "delta": delta,
-                "bad_acceptance_bound": None, "guarantee_vacuous": True}
-    rate = accepted / finished
-    eps = epsilon if epsilon is not None else math.sqrt(math.log(1.0 / alpha) / (2.0 * finished))
-    margin = rate - eps
-    return {"acceptance_rate": rate, "epsilon": eps, "acceptance_lcb": max(0.0, margin), "delta": delta,
-            "bad_acceptance_bound": (delta / margin) if margin > 0 else None,
-            "guarantee_vacuous": not delta < margin}
+    """The report's numbers over finished rows: acceptance split by draws vs refinement, and the
+    share of states where δ ≤ Â_s − ε (rows without recorded draws are not checked)."""
+    delta = hoeffding_delta(k, eta)
+    eps = epsilon if epsilon is not None else hoeffding_epsilon(draws, alpha)
+    accepted = [r for r in rows if r.get("accepted")]
+    from_draws = sum(1 for r in accepted if r.get("accepted_from") == "teacher_draw")
+    checks = [state_guarantee(r["accepted_draws"], r["draws"], k, eta, alpha, epsilon)
+              for r in rows if r.get("draws")]
+    return {"acceptance_rate": len(accepted) / len(rows) if rows else None,
+            "accepted_from_draws": from_draws, "accepted_after_refinement": len(accepted) - from_draws,
+            "teacher_draws": draws, "delta": delta, "epsilon": eps, "states_checked": len(checks),
+            "states_guaranteed": sum(c.holds for c in checks),
+            "guaranteed_share": sum(c.holds for c in checks) / len(checks) if checks else None,
+            "mean_draw_acceptance": sum(c.a_hat for c in checks) / len(checks) if checks else None,
+            "guarantee_attainable": delta + eps <= 1.0}
 
 
 class Curator:
@@ -160,55 +221,50 @@ class Curator:
         except CoreError as exc:
             raise Unfinished("teacher", str(exc)) from exc
 
-    def curate_problem(self, problem: Problem) -> dict[str, Any]:
-        """The finished row for ``problem``. Raises :class:`Unfinished` on infrastructure failure."""
+    def _propose(self, problem: Problem, prompt: str, sample_index: int, solution: str,
+                 round_index: int = 0) -> dict[str, Any]:
+        """One teacher proposal tested K times: its round record, the candidate (None unless well
+        formed and leak-free), the refinement prompt to use if it is not accepted, and its cost."""
         cfg = self.config
-        solution = problem.solution if problem.solution is not None else str(problem.reference)
-        prompt = teacher_prompt(problem.question, solution)
-        rounds: list[dict[str, Any]] = []
-        cost_usd = spent_usd = 0.0
-        best: dict[str, Any] | None = None
-        for round_index in range(1 + cfg.max_rounds):
-            if self.stop.requested:  # no new paid round once the user asked to stop
-                raise Unfinished("interrupted", f"stopped before round {round_index}")
-            reply = self._ask_teacher(prompt, round_index)
-            cost_usd += reply.cost_usd
-            spent_usd += reply.spent_usd
-            parsed = parse_guide_output(reply.text, cfg.max_strategy_chars)
-            record: dict[str, Any] = {"round": round_index, "q_hat": None, "successes": 0, "reason": None}
-            if not parsed.structure_ok:
-                record["reason"] = f"malformed: {parsed.message}"
-                feedback = (f"Your reply was not in the required format ({parsed.message}). Reply with one "
-                            "<think>…</think> block followed by exactly one non-empty <strategy>…</strategy> block.")
-                previous = reply.text.strip()[:cfg.feedback_chars] or "(empty)"
-            elif self.validator.leaks(problem, parsed.strategy):
-                record["reason"] = "leak: the strategy states the answer"
-                feedback = "Your strategy gives away the final answer. Describe how to get there, not the result."
-                previous = parsed.strategy
-            else:
-                if self.stop.requested:
-                    raise Unfinished("interrupted", f"stopped before the core runs of round {round_index}")
-                guide_output = (f"<think>{parsed.think}</think>\n" if parsed.think else "") + \
-                               f"<strategy>{parsed.strategy}</strategy>"
-                outcomes = self.scorer.score_many([(problem, guide_output)] * cfg.k, max_workers=cfg.k,
-                                                  sample_indices=range(cfg.k))
-                failed = next((o for o in outcomes if o.error), None)
-                if failed is not None:
-                    raise Unfinished(failed.error_stage or "core", failed.error or "infrastructure error")
-                for o in outcomes:
-                    cost_usd += o.cost.core.usd
-                    spent_usd += o.cost.core.spent_usd
-                passes = [o.validation is not None and o.validation.reward >= cfg.success_threshold for o in outcomes]
-                successes = sum(passes)
-                q_hat = successes / cfg.k
-                record.update(q_hat=q_hat, successes=successes)
-                candidate = {"strategy": parsed.strategy, "guide_output": guide_output, "q_hat": q_hat,
-                             "successes": successes, "round": round_index}
-                if best is None or q_hat > best["q_hat"]:
-                    best = candidate
-                if q_hat >= cfg.tau:
-                    rounds.append(record)
-                    return self._row(problem, candidate, True, rounds, cost_usd, spent_usd)
+        if self.stop.requested:  # no new paid proposal once the user asked to stop
+            raise Unfinished("interrupted", f"stopped before round {round_index} (draw {sample_index})")
+        reply = self._ask_teacher(prompt, sample_index)
+        cost_usd, spent_usd = reply.cost_usd, reply.spent_usd
+        parsed = parse_guide_output(reply.text, cfg.max_strategy_chars)
+        record: dict[str, Any] = {"round": round_index, "q_hat": None, "successes": 0, "reason": None}
+        if round_index == 0:
+            record["draw"] = sample_index
+        candidate = None
+        if not parsed.structure_ok:
+            record["reason"] = f"malformed: {parsed.message}"
+            feedback = (f"Your reply was not in the required format ({parsed.message}). Reply with one "
+                        "<think>…</think> block followed by exactly one non-empty <strategy>…</strategy> block.")
+            previous = reply.text.strip()[:cfg.feedback_chars] or "(empty)"
+        elif self.validator.leaks(problem, parsed.strategy):
+            record["reason"] = "leak: the strategy states the answer"
+            feedback = "Your strategy gives away the final answer. Describe how to get there, not the result."
+            previous = parsed.strategy
+        else:
+            if self.stop.requested:
+                raise Unfinished("interrupted", f"stopped before the core runs of round {round_index}")
+            guide_output = (f"<think>{parsed.think}</think>\n" if parsed.think else "") + \
+                           f"<strategy>{parsed.strategy}</strategy>"
+            outcomes = self.scorer.score_many([(problem, guide_output)] * cfg.k, max_workers=cfg.k,
+                                              sample_indices=range(cfg.k))
+            failed = next((o for o in outcomes if o.error), None)
+            if failed is not None:
+                raise Unfinished(failed.error_stage or "core", failed.error or "infrastructure error")
+            for o in outcomes:
+                cost_usd += o.cost.core.usd
+                spent_usd += o.cost.core.spent_usd
+            passes = [o.validation is not None and o.validation.reward >= cfg.success_threshold for o in outcomes]
+            successes = sum(passes)
+            q_hat = successes / cfg.k
+            record.update(q_hat=q_hat, successes=successes)
+            candidate = {"strategy": parsed.strategy, "guide_output": guide_output, "q_hat": q_hat,
+                         "successes": successes, "round": round_index}
+            feedback = previous = ""
+            if q_hat < cfg.tau:
                 record["reason"] = f"q_hat {q_hat:.2f} < tau {cfg.tau:.2f}"
                 failing = outcomes[passes.index(False)]
                 needed = math.ceil(cfg.tau * cfg.k - 1e-9)
@@ -219,19 +275,60 @@ class Curator:
                             f"{answer[-cfg.feedback_chars:]}\n"
                             f"The checker reported: {_short(details, cfg.feedback_chars)}")
                 previous = parsed.strategy
-            rounds.append(record)
-            prompt = teacher_refine_prompt(problem.question, solution, previous, feedback)
-        return self._row(problem, best, False, rounds, cost_usd, spent_usd)
+        accepted = candidate is not None and candidate["q_hat"] >= cfg.tau
+        return {"record": record, "candidate": candidate, "accepted": accepted, "cost_usd": cost_usd,
+                "spent_usd": spent_usd,
+                "refine_prompt": None if accepted else teacher_refine_prompt(problem.question, solution, previous,
+                                                                             feedback)}
+
+    def curate_problem(self, problem: Problem) -> dict[str, Any]:
+        """The finished row for ``problem``. Raises :class:`Unfinished` on infrastructure failure.
+
+        First M teacher draws (sample indices 0..M−1 of the same prompt), each tested K times: the
+        share accepted is Â_s. The first accepted draw is the row's strategy; when none is, the
+        best draw (highest q̂) goes back to the teacher for up to N refinement rounds.
+        """
+        cfg = self.config
+        solution = problem.solution if problem.solution is not None else str(problem.reference)
+        prompt = teacher_prompt(problem.question, solution)
+        draws = [self._propose(problem, prompt, j, solution) for j in range(cfg.teacher_draws)]
+        cost_usd = sum(d["cost_usd"] for d in draws)
+        spent_usd = sum(d["spent_usd"] for d in draws)
+        draw_stats = {"draws": cfg.teacher_draws, "accepted_draws": sum(d["accepted"] for d in draws),
+                      "teacher_draw_records": [d["record"] for d in draws]}
+        scored = [d for d in draws if d["candidate"] is not None]
+        best = max(scored, key=lambda d: d["candidate"]["q_hat"]) if scored else draws[0]
+        first_accepted = next((d for d in draws if d["accepted"]), None)
+        rounds = [(first_accepted or best)["record"]]
+        if first_accepted is not None:
+            return self._row(problem, first_accepted["candidate"], True, rounds, cost_usd, spent_usd,
+                             accepted_from="teacher_draw", **draw_stats)
+        best_candidate = best["candidate"]
+        prompt = best["refine_prompt"]
+        for round_index in range(1, 1 + cfg.max_rounds):
+            result = self._propose(problem, prompt, round_index, solution, round_index)
+            cost_usd += result["cost_usd"]
+            spent_usd += result["spent_usd"]
+            rounds.append(result["record"])
+            candidate = result["candidate"]
+            if candidate is not None and (best_candidate is None or candidate["q_hat"] > best_candidate["q_hat"]):
+                best_candidate = candidate
+            if result["accepted"]:
+                return self._row(problem, candidate, True, rounds, cost_usd, spent_usd,
+                                 accepted_from="refinement", **draw_stats)
+            prompt = result["refine_prompt"]
+        return self._row(problem, best_candidate, False, rounds, cost_usd, spent_usd, accepted_from=None,
+                         **draw_stats)
 
     def _row(self, problem: Problem, best: dict[str, Any] | None, accepted: bool, rounds: list[dict],
-             cost_usd: float, spent_usd: float) -> dict[str, Any]:
+             cost_usd: float, spent_usd: float, **extra: Any) -> dict[str, Any]:
         best = best or {"strategy": None, "guide_output": None, "q_hat": 0.0, "successes": 0, "round": None}
         return {"problem_id": problem.task_id, "task": self.task.name, "question": problem.question,
                 "accepted": accepted, "strategy": best["strategy"], "guide_output": best["guide_output"],
                 "q_hat": best["q_hat"], "successes": best["successes"], "trials": self.config.k,
                 "round": best["round"], "rounds": rounds, "tau": self.config.tau,
                 "teacher": self.teacher.spec, "core": self.core.spec,
-                "cost_usd": cost_usd, "spent_usd": spent_usd}
+                "cost_usd": cost_usd, "spent_usd": spent_usd, **extra}
 
     # -- the run -------------------------------------------------------------------------------
     def run(self, problems: list[Problem] | None = None, progress: bool = True) -> CurationSummary:
@@ -287,7 +384,7 @@ class Curator:
                               for p in todo if p.task_id not in finished_ids)
         rows = read_jsonl_rows(out)
         n_accepted = sum(1 for r in rows if r.get("accepted"))
-        stats = acceptance_statistics(n_accepted, len(rows), cfg.k, cfg.eta, cfg.alpha, cfg.epsilon)
+        stats = acceptance_statistics(rows, cfg.k, cfg.eta, cfg.alpha, cfg.teacher_draws, cfg.epsilon)
         summary = CurationSummary(
             out=str(out), finished=len(rows), accepted=n_accepted, unfinished=unfinished,
             skipped_finished=len(problems) - len(todo), cost_usd=sum(r.get("cost_usd", 0.0) for r in rows),
@@ -296,12 +393,16 @@ class Curator:
             elapsed_s=time.monotonic() - started, interrupted=self.stop.requested,
             sampling={"core": sampling_report(self.core, self.scorer.sampling),
                       "teacher": sampling_report(self.teacher, self.teacher_sampling)}, **stats)
-        if rows and summary.guarantee_vacuous:
-            margin = (summary.acceptance_rate or 0.0) - (summary.epsilon or 0.0)
+        if rows and not summary.guarantee_attainable:
             summary.warnings.append(
-                f"δ = exp(−2Kη²) = {summary.delta:.3g} (K={cfg.k}, η={cfg.eta}) is not below Â − ε = {margin:.3g}: "
-                "the acceptance guarantee is vacuous (the accepted set may be dominated by strategies whose true "
-                "success rate is under τ − η). Raise --k, raise --eta, or curate more problems.")
+                f"δ + ε = {summary.delta:.3g} + {summary.epsilon:.3g} > 1 (K={cfg.k}, η={cfg.eta}, "
+                f"M={cfg.teacher_draws}, α={cfg.alpha}): no state can satisfy δ ≤ Â_s − ε, so the per-state "
+                "guarantee is vacuous by construction. Raise --teacher-draws, --k or --eta.")
+            log.warning(summary.warnings[-1])
+        elif rows and summary.states_checked and not summary.states_guaranteed:
+            summary.warnings.append(
+                f"no state satisfies δ = {summary.delta:.3g} ≤ Â_s − ε (ε = {summary.epsilon:.3g}): the accepted "
+                "strategies carry no Hoeffding guarantee in this run.")
             log.warning(summary.warnings[-1])
         write_json(summary_path(out), summary.as_dict())
         return summary

@@ -3,8 +3,10 @@
 The reward function is a thin adapter over :meth:`GuideScorer.score_many`: the environment does
 the work (structure check, concurrent core calls, validator, baseline, judge, cost). For each
 completion it returns the shaped reward, or ``None`` when the step failed for infrastructure
-reasons; TRL treats ``None`` as unscorable (NaN), leaves it out of the group baseline and gives
-it zero advantage, so an API outage never looks like a wrong answer.
+reasons. The trainer is :class:`~gcop_env.trainers.grpo_trainer.InfraAwareGRPOTrainer`, which
+drops such completions from the batch after scoring: they are out of the group baseline, the
+loss, the KL term and the loss normaliser, so an API outage never looks like a wrong answer and
+never shrinks the update of the completions that were scored.
 
 Metrics (TRL logging, so ``report_to`` TensorBoard/W&B shows them), averaged per logging step:
 
@@ -20,6 +22,7 @@ Metrics (TRL logging, so ``report_to`` TensorBoard/W&B shows them), averaged per
 ``gcop/shaped``            the shaped reward, over scored completions
 ``gcop/infra_error_rate``  share of completions left unscored (infrastructure failures)
 ``gcop/tamper_rate``       share of scored completions whose core code was caught gaming the tests
+``gcop/unscored_dropped``  completions dropped from this process's loss batch (logged by the trainer)
 =========================  ===============================================================
 
 vLLM: ``use_vllm=True`` with ``vllm_mode="colocate"`` runs vLLM inside each training process;
@@ -191,7 +194,9 @@ def load_problems(config: GRPORunConfig, split: str, limit: int | None) -> list[
 
 def build_grpo_trainer(config: GRPORunConfig, scorer: GuideScorer | None = None) -> tuple[Any, ShapedReward]:
     """The configured TRL ``GRPOTrainer`` and its reward function (not yet trained)."""
-    from trl import GRPOConfig, GRPOTrainer
+    from trl import GRPOConfig
+
+    from gcop_env.trainers.grpo_trainer import InfraAwareGRPOTrainer
 
     problems = load_problems(config, config.split, config.limit)
     scorer = scorer or build_scorer(config)
@@ -207,8 +212,9 @@ def build_grpo_trainer(config: GRPORunConfig, scorer: GuideScorer | None = None)
                            weight_decay=config.weight_decay, num_generations=config.num_generations,
                            max_completion_length=config.max_completion_length, temperature=config.temperature,
                            top_p=config.top_p, **vllm, **config.trainer_args)
-    trainer = GRPOTrainer(model=model, reward_funcs=[reward], args=grpo_args, train_dataset=grpo_dataset(problems),
-                          processing_class=tokenizer, peft_config=peft_config)
+    trainer = InfraAwareGRPOTrainer(model=model, reward_funcs=[reward], args=grpo_args,
+                                    train_dataset=grpo_dataset(problems), processing_class=tokenizer,
+                                    peft_config=peft_config)
     return trainer, reward
 
 

@@ -21,7 +21,7 @@ from typing import Any
 
 from gcop_env.prompts import guide_prompt
 from gcop_env.trainers.common import read_jsonl_rows, resolve_device, write_json
-from gcop_env.trainers.config import LoraOptions, SFTRunConfig, TrainRunOptions, write_config
+from gcop_env.trainers.config import SFTRunConfig, TrainRunOptions, write_config
 
 log = logging.getLogger(__name__)
 
@@ -75,9 +75,28 @@ def sft_examples(corpus: str | Path, min_q_hat: float | None = None) -> list[dic
     return examples
 
 
-def load_guide(path: str, options: LoraOptions, bf16: bool = False) -> tuple[Any, Any, Any]:
-    """(model, tokenizer, peft_config or None) for a guide, with a chat template and a pad token."""
+def guide_weights_dtype(options: TrainRunOptions, bf16: bool) -> Any:
+    """The dtype the guide's weights are loaded (and, unless frozen, updated) in.
+
+    bf16 *weights* lose small updates: AdamW's step at lr 1e-6 is about 1e-6 per weight, while
+    bf16 resolves about 1/256 of a weight, so nearly every update rounds back to the old value.
+    So by default the trained weights are float32 (master weights) and bf16 is a compute dtype
+    (autocast, the Trainer's ``bf16=True``). A LoRA run trains only the adapters, which PEFT keeps
+    in float32, so its frozen base may stay in bf16 and save the memory.
+    """
     import torch
+
+    choice = getattr(options, "weights_dtype", "auto")
+    if choice == "bfloat16" or (choice == "auto" and options.lora and bf16):
+        return torch.bfloat16
+    return torch.float32
+
+
+def load_guide(path: str, options: TrainRunOptions, bf16: bool = False) -> tuple[Any, Any, Any]:
+    """(model, tokenizer, peft_config or None) for a guide, with a chat template and a pad token.
+
+    ``bf16`` is whether the run computes in bf16; the weights' dtype is :func:`guide_weights_dtype`.
+    """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(path)
@@ -86,7 +105,11 @@ def load_guide(path: str, options: LoraOptions, bf16: bool = False) -> tuple[Any
         tokenizer.chat_template = CHATML_TEMPLATE
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.bfloat16 if bf16 else torch.float32)
+    dtype = guide_weights_dtype(options, bf16)
+    if str(dtype) == "torch.bfloat16" and not options.lora:
+        log.warning("training %s with bfloat16 weights: updates below bf16's resolution are lost "
+                    "(most of them at lr 1e-6); weights_dtype=auto keeps float32 master weights", path)
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
     peft_config = None
     if options.lora:
         from peft import LoraConfig
