@@ -12,6 +12,7 @@ from gymnasium.utils.env_checker import check_env
 
 import gcop_env
 from gcop_env import RetryPolicy, make_core
+from gcop_env.scoring import DEFAULT_STOCHASTIC_BASELINE_SAMPLES as STOCHASTIC_DRAWS
 
 FAST_RETRY = RetryPolicy(max_attempts=4, initial_backoff_s=0.01, max_backoff_s=0.05)
 
@@ -20,7 +21,7 @@ def make_env(server, gsm8k_dir, backend="anthropic", **kwargs):
     if backend == "anthropic":
         # the SDK's own environment variables, as a user would set them
         os.environ["ANTHROPIC_BASE_URL"], os.environ["ANTHROPIC_API_KEY"] = server.url, "test-key"
-        core = make_core("anthropic:claude-3-5-haiku-20241022", retry=FAST_RETRY, timeout_s=5)
+        core = make_core("anthropic:claude-haiku-4-5-20251001", retry=FAST_RETRY, timeout_s=5)
     else:
         core = make_core(f"openai:local-model@{server.openai_base_url}", retry=FAST_RETRY, timeout_s=5)
     kwargs.setdefault("limit", 20)
@@ -42,10 +43,12 @@ def test_good_strategy_is_rewarded(solver_server, gsm8k_dir, backend):
     assert reward == pytest.approx(1.0 + 0.1 + 0.5 * 0.7)
     assert rc["shaped"] == pytest.approx(reward)
     cost = info["cost"]
-    assert cost["core"]["calls"] == 1 and cost["baseline"]["calls"] == 1 and cost["judge"]["calls"] == 1
+    # the default anthropic: path sends no temperature (the model samples), so ΔR's baseline is a mean of draws
+    draws = STOCHASTIC_DRAWS if backend == "anthropic" else 1
+    assert cost["core"]["calls"] == 1 and cost["baseline"]["calls"] == draws and cost["judge"]["calls"] == 1
     assert cost["core"]["input_tokens"] > 0 and cost["core"]["output_tokens"] > 0
-    if backend == "anthropic":  # Claude 3.5 Haiku: $0.80 / $4 per million tokens
-        expected = (cost["core"]["input_tokens"] * 0.8 + cost["core"]["output_tokens"] * 4.0) / 1e6
+    if backend == "anthropic":  # Claude Haiku 4.5: $1 / $5 per million tokens
+        expected = (cost["core"]["input_tokens"] * 1.0 + cost["core"]["output_tokens"] * 5.0) / 1e6
         assert cost["core"]["usd"] == pytest.approx(expected)
     assert solver_server.count() == 3
 
@@ -90,7 +93,7 @@ def test_harm_penalty_when_guidance_hurts(gsm8k_dir):
     assert rc["task_reward"] == 0.0 and rc["unguided_reward"] == 1.0
     assert rc["reward_delta"] == -1.0 and rc["harm_penalty"] == pytest.approx(0.5)
     assert reward == pytest.approx(0.1 - 0.5)
-    assert server.count() == 2  # guided + baseline, no judge (gamma = 0)
+    assert server.count() == 1 + STOCHASTIC_DRAWS  # guided + the baseline draws, no judge (gamma = 0)
 
 
 def test_baseline_runs_once_per_problem_and_judge_off_when_gamma_zero(solver_server, gsm8k_dir):
@@ -98,9 +101,9 @@ def test_baseline_runs_once_per_problem_and_judge_off_when_gamma_zero(solver_ser
     for i in range(3):
         env.reset(options={"task_id": "gsm8k/test/3"})
         _, _, _, _, info = env.step(GOOD_GUIDE.replace("step by step", f"step by step ({i})"))
-        assert info["cost"]["baseline"]["calls"] == (1 if i == 0 else 0)
+        assert info["cost"]["baseline"]["calls"] == (STOCHASTIC_DRAWS if i == 0 else 0)
         assert info["cost"]["judge"]["calls"] == 0
-    assert solver_server.count() == 3 + 1  # three guided calls, one baseline
+    assert solver_server.count() == 3 + STOCHASTIC_DRAWS  # three guided calls, one baseline (its draws)
 
 
 def test_kappa_zero_means_no_baseline_calls(solver_server, gsm8k_dir):
@@ -149,7 +152,7 @@ def test_cache_makes_a_rerun_free(solver_server, gsm8k_dir):
     env.reset(seed=5)
     _, first_reward, _, _, first = env.step(GOOD_GUIDE)
     calls_after_first = solver_server.count()
-    assert calls_after_first == 3 and first["cost"]["total_spent_usd"] > 0
+    assert calls_after_first == 2 + STOCHASTIC_DRAWS and first["cost"]["total_spent_usd"] > 0
     env2 = make_env(solver_server, gsm8k_dir, gamma=0.5, kappa=0.5)  # a new run, same cache dir
     env2.reset(seed=5)
     _, second_reward, _, _, second = env2.step(GOOD_GUIDE)

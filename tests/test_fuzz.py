@@ -166,8 +166,6 @@ def test_cache_key_is_a_stable_digest_that_tells_texts_apart(a, b):
     assert _key(a, system=b) != _key(b, system=a) or a == b
 
 
-@pytest.mark.xfail(raises=UnicodeEncodeError, strict=False,
-                   reason="lone surrogates in the cache key are fixed on the models branch (issue 13 item 10)")
 @FUZZ
 @given(ANY_TEXT)
 @example("\ud800")
