@@ -43,7 +43,7 @@ def find_gsm8k(data_files: str | None) -> str | None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="gcop demo", description=__doc__.splitlines()[0])
     parser.add_argument("--problems", type=int, default=3, help="how many GSM8K test problems")
-    parser.add_argument("--core-max-tokens", type=int, default=64, help="core reply budget (the model is slow on CPU)")
+    parser.add_argument("--core-max-tokens", type=int, default=48, help="core reply budget (the model is slow on CPU)")
     parser.add_argument("--guide-max-tokens", type=int, default=64, help="guide reply budget")
     parser.add_argument("--core", default=None, help="core spec (default: the local Gemma 3 270M)")
     parser.add_argument("--guide", default=None, help="guide spec (default: the same local Gemma 3 270M)")
