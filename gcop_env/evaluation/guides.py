@@ -119,6 +119,8 @@ class APIGuide(Guide):
         try:
             return self.core.complete(request)
         except CoreError as exc:
+            if is_fatal(exc):
+                raise  # a bad key or an unknown model: every request would fail, stop the run
             return exc
 
     def generate(self, requests: Sequence[CoreRequest]) -> list[CoreResponse | CoreError]:
@@ -335,6 +337,11 @@ class VLLMGuide(LocalBatchGuide):
 
     def close(self) -> None:
         self._engine = None
+
+
+def is_fatal(exc: BaseException) -> bool:
+    """A permanent configuration error (``FatalCoreError``: bad key, unknown model), not a per-row one."""
+    return any(cls.__name__ == "FatalCoreError" for cls in type(exc).__mro__)
 
 
 def _as_list(value: Any) -> list:
