@@ -397,3 +397,19 @@ def test_demo_default_models_gemma_gguf_at_tiny_size(gsm8k_dir, tmp_path, capsys
     guided = _rows(out / "guided")[0]
     assert guided["guide_output"].startswith("<think>") and guided["cost"]["guide"]["output_tokens"] > 0
     assert _rows(out / "core-only")[0]["cost"]["core"]["output_tokens"] > 0
+
+
+def test_judge_when_asked_rates_each_strategy_and_is_its_own_cost_role(world, tmp_path):
+    path = tmp_path / "s.jsonl"
+    leaky = "<strategy>LEAKY: the answer is whatever the total is.</strategy>"
+    path.write_text(json.dumps({"task_id": "gsm8k/test/0", "guide_output": GOOD_GUIDE}) + "\n"
+                    + json.dumps({"task_id": "gsm8k/test/1", "guide_output": leaky}) + "\n")
+    out = tmp_path / "judged"
+    assert eval_cli(world.base + ["--strategies", str(path), "--judge", world.core, "--out", str(out)]) == 0
+    rows = {r["task_id"]: r for r in _rows(out)}
+    assert rows["gsm8k/test/0"]["judge"]["leak"] is False and rows["gsm8k/test/0"]["judge"]["score"] > 0
+    assert rows["gsm8k/test/1"]["judge"]["leak"] is True and rows["gsm8k/test/1"]["judge"]["score"] == 0
+    assert all(r["cost"]["judge"]["calls"] == 1 and r["cost"]["judge"]["input_tokens"] > 0 for r in rows.values())
+    m = _summary(out)["metrics"]
+    assert m["judge_leak_rate"] == 0.5 and m["cost_per_problem"]["judge"]["tokens"] > 0
+    assert m["accuracy"] == 1.0  # the judge does not change R: both strategies are executed by the core

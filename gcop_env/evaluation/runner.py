@@ -99,6 +99,8 @@ class EvalConfig:
     core_top_p: float = 1.0
     core_max_tokens: int = 1024
     max_strategy_chars: int = DEFAULT_MAX_STRATEGY_CHARS
+    judge: str | None = None  # guided/strategies: also rate each strategy with this judge (off by default)
+    judge_max_tokens: int = 256
     lam: float = 0.0
     workers: int = 8
     cache: str | None = None
@@ -125,8 +127,8 @@ class EvalConfig:
             check_number("--guide-top-p", self.guide_top_p, 0, 1, lo_open=True)
             check_number("--core-temperature", self.core_temperature, 0)
             check_number("--core-top-p", self.core_top_p, 0, 1, lo_open=True)
-            for name in ("guide_max_tokens", "core_max_tokens", "workers", "guide_batch_size", "max_retries",
-                         "max_strategy_chars"):
+            for name in ("guide_max_tokens", "core_max_tokens", "judge_max_tokens", "workers", "guide_batch_size",
+                         "max_retries", "max_strategy_chars"):
                 check_int("--" + name.replace("_", "-"), getattr(self, name), 1)
             check_number("--timeout-s", self.timeout_s, 0, lo_open=True)
             check_number("--retry-backoff-s", self.retry_backoff_s, 0)
@@ -138,8 +140,12 @@ class EvalConfig:
                                     check_number("--guide-price OUT", price[1], 0))
         except ValueError as exc:
             raise EvalInputError(str(exc)) from None
+        if self.judge and self.kind not in ("guided", "strategies"):
+            raise EvalInputError(f"--judge rates strategies; the {self.kind} condition has none")
         try:  # a bad spec fails here, before anything is loaded or called
             parse_core_spec(self.core)
+            if self.judge:
+                parse_core_spec(self.judge)
             if self.kind == "guided":
                 parse_guide_spec(self.guide)
         except ValueError as exc:
@@ -255,6 +261,9 @@ def make_row(task: str, split: str, condition: str, problem: Problem, sample: in
             v = outcome.validation
             row.update(status=v.status.value, reward=float(v.reward), success=bool(v.reward >= 1.0),
                        validation=_jsonable(v.details))
+            if outcome.verdict is not None:
+                row["judge"] = {"score": outcome.verdict.score, "leak": outcome.verdict.leak,
+                                "parsed": outcome.verdict.parsed}
     row["cost"] = cost
     if extra:
         row.update(extra)
@@ -307,7 +316,7 @@ class Condition(ABC):
                 "guide": self.guide_spec, "recipe": self.recipe, "icl_k": c.icl_k if self.kind == "icl" else None,
                 "guide_samples": c.guide_samples if self.kind == "guided" else None,
                 "guide_temperature": c.guide_temperature if self.kind == "guided" else None,
-                "guide_top_p": c.guide_top_p if self.kind == "guided" else None}
+                "guide_top_p": c.guide_top_p if self.kind == "guided" else None, "judge": c.judge}
 
     def default_name(self) -> str:
         return self.kind
@@ -580,6 +589,10 @@ def summarize_rows(rows_by_problem: list[list[dict]], *, kind: str, lam: float) 
         "net_utility": (accuracy - lam * cost["total"]["usd"]) if accuracy is not None else None,
         "guide_empty_outputs": empty_guide if kind in ("guided", "strategies") else None,
     }
+    judged = [r["judge"] for r in records if r.get("judge")]
+    if judged:
+        metrics["judge_score_mean"] = sum(j["score"] for j in judged) / len(judged)
+        metrics["judge_leak_rate"] = sum(1 for j in judged if j["leak"]) / len(judged)
     return metrics
 
 
@@ -754,7 +767,14 @@ def run_eval(config: EvalConfig, *, progress: bool = True, preflight: bool = Tru
         if "structure_required" not in inspect.signature(GuideScorer).parameters:
             raise EvalInputError("an Advisor guide needs GuideScorer(structure_required=False), missing in this version")
         scorer_options["structure_required"] = False
-    scorer = GuideScorer(validator, core, reward=RewardConfig(beta=0.0, gamma=0.0, kappa=0.0, lam=0.0),
+    judge_core = None
+    if config.judge:
+        judge_core = make_core(config.judge, cache=cache, retry=retry, timeout_s=config.timeout_s)
+        scorer_options["judge_core"] = judge_core
+        scorer_options["judge_sampling"] = SamplingParams(temperature=0.0, max_tokens=config.judge_max_tokens)
+    # Only the task reward R is recorded; γ > 0 merely switches the judge on (its verdict is recorded apart).
+    reward = RewardConfig(beta=0.0, gamma=1.0 if config.judge else 0.0, kappa=0.0, lam=0.0)
+    scorer = GuideScorer(validator, core, reward=reward,
                          **scorer_options,
                          sampling=SamplingParams(temperature=config.core_temperature, top_p=config.core_top_p,
                                                  max_tokens=config.core_max_tokens),
@@ -826,6 +846,8 @@ def run_eval(config: EvalConfig, *, progress: bool = True, preflight: bool = Tru
             condition.close()
         scorer.close()
         core.close()
+        if judge_core is not None:
+            judge_core.close()
 
 
 def build_summary(config: EvalConfig, condition: Condition, task: TaskSpec,
@@ -938,6 +960,9 @@ def build_parser():
     c.add_argument("--core-top-p", type=float, help=f"default {d.core_top_p}")
     c.add_argument("--core-max-tokens", type=int, help=f"default {d.core_max_tokens}")
     c.add_argument("--max-strategy-chars", type=int, help=f"strategy length budget (default {d.max_strategy_chars})")
+    c.add_argument("--judge", metavar="SPEC", help="guided/strategies: also rate each strategy with this judge "
+                                                  "(usefulness, leak; its cost is the judge role). Default: off")
+    c.add_argument("--judge-max-tokens", type=int, help=f"the judge's reply budget (default {d.judge_max_tokens})")
     c.add_argument("--validator-options", type=json.loads, help="JSON kwargs for the validator, e.g. '{\"sandbox\": \"docker\"}'")
     r = p.add_argument_group("run")
     r.add_argument("--lam", type=float, help="λ of the net utility V − λ·T (T: total USD per problem; default 0)")
