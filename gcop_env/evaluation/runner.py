@@ -41,6 +41,7 @@ from gcop_env.scoring import GuideScorer, StepOutcome
 from gcop_env.strategy import DEFAULT_MAX_STRATEGY_CHARS
 from gcop_env.tasks import TaskSpec, get_task
 from gcop_env.trainers.common import JsonlAppender, read_jsonl_rows
+from gcop_env.trainers.config import DEFAULT_CORE
 
 from gcop_env.evaluation.stats import wilson_interval
 from gcop_env.evaluation.guides import (DEFAULT_GUIDE_STOP, Guide, guide_request, make_guide,
@@ -78,7 +79,7 @@ class EvalConfig:
     split: str = "test"
     data_files: str | None = None
     limit: int | None = None
-    core: str = "anthropic:claude-3-5-haiku-20241022"
+    core: str = DEFAULT_CORE
     out: str = "runs/eval"
     kind: str = "core-only"  # core-only | icl | guided | strategies
     name: str | None = None  # the condition's label in reports (default: derived from kind, guide, recipe)
@@ -747,8 +748,9 @@ def run_eval(config: EvalConfig, *, progress: bool = True, preflight: bool = Tru
         raise EvalInputError(exc.args[0]) from None
     try:
         all_problems = task.load(split=config.split, data_files=config.data_files)
-    except (ValueError, FileNotFoundError) as exc:
-        raise EvalInputError(f"cannot load {task.name} split {config.split!r}: {exc}") from None
+    except Exception as exc:  # noqa: BLE001 - nothing is spent yet: any loading failure is one clear line
+        raise EvalInputError(f"cannot load {task.name} split {config.split!r} "
+                             f"({type(exc).__name__}: {exc}); check --split / --data-files") from None
     if not all_problems:
         raise EvalInputError(f"{task.name} split {config.split!r} has no problems")
     _check_identity(out, config)
@@ -941,8 +943,8 @@ def build_parser():
                    help="'paper': the paper's split and sampling (guide 0.6/0.95, 2048 tokens; core greedy, "
                         "1024 tokens; all problems); flags given here override it")
     p.add_argument("--name", help="the condition's label in reports (default: derived)")
-    p.add_argument("--recipe", help="the guide's training recipe for reports (default: the guide dir's recipe.json, "
-                                    "else None; external for servers and --strategies)")
+    p.add_argument("--recipe", help="the guide's training recipe for reports (default: recorded in the guide's dir by "
+                                    "gcop sft/grpo, else None; external for servers and --strategies)")
     p.add_argument("--embedder", help="--icl: 'default' (offline PyPI model) or a sentence-transformers name/path")
     g = p.add_argument_group("guide")
     g.add_argument("--guide-samples", type=int, help="N strategies per problem (α̂ averages over them; default 1)")
