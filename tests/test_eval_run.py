@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 import os
@@ -236,11 +237,15 @@ def test_stop_request_saves_finished_problems_and_resumes(world, gsm8k_dir, tmp_
     out = tmp_path / "o"
     config = EvalConfig(task="GSM8K", data_files=str(gsm8k_dir), core=world.core, kind="core-only", limit=4,
                         workers=1, out=str(out))
-    polls = iter([False, False, True])
+    first = dataclasses.replace(config, limit=1)
+    assert run_eval(first, progress=False, preflight=False).n_run == 1 and (out / "summary.json").exists()
+    polls = iter([False, True])
     result = run_eval(config, progress=False, preflight=False, stop=lambda: next(polls))
+    # stopped after one more batch (one problem per batch with one worker); the old summary is gone, not stale
     assert result.interrupted and len(_rows(out)) == 2 and not (out / "summary.json").exists()
     result = run_eval(config, progress=False, preflight=False)
     assert result.n_skipped == 2 and result.n_run == 2 and len(_rows(out)) == 4
+    assert _summary(out)["metrics"]["n_problems"] == 4
 
 
 def test_preset_paper_and_flags_override_it():

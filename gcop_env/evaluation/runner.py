@@ -674,7 +674,9 @@ def _versions() -> dict[str, str]:
 def _check_identity(out: Path, config: EvalConfig) -> None:
     path = out / RUN_CONFIG
     ident = json.loads(json.dumps(config.identity(), sort_keys=True))
-    if path.exists():
+    records = out / RECORDS
+    has_rows = records.exists() and records.stat().st_size > 0
+    if path.exists() and has_rows:  # a dir without rows holds nothing to protect: it takes the new identity
         try:
             saved = json.loads(path.read_text(encoding="utf-8"))
         except ValueError:
@@ -684,7 +686,7 @@ def _check_identity(out: Path, config: EvalConfig) -> None:
             diff = sorted(k for k in set(old) | set(ident) if old.get(k) != ident.get(k))
             detail = "; ".join(f"{k}: {old.get(k)!r} there, {ident.get(k)!r} now" for k in diff[:4])
             raise EvalInputError(f"{out} holds a different condition ({detail}); choose another --out or delete it")
-    elif (out / RECORDS).exists():
+    elif has_rows and not path.exists():
         raise EvalInputError(f"{out} has {RECORDS} but no {RUN_CONFIG}; it is not a gcop eval run dir of this "
                              f"version: choose another --out")
     out.mkdir(parents=True, exist_ok=True)
@@ -808,6 +810,8 @@ def run_eval(config: EvalConfig, *, progress: bool = True, preflight: bool = Tru
         if len(keep) != len(existing):  # drop the rows to be redone (infra errors, half-written problems)
             _rewrite_records(records_path, keep)
         todo = [p for p in selected if p.task_id not in finished]
+        if todo and (out / SUMMARY).exists():
+            (out / SUMMARY).unlink()  # it describes an earlier state; the finished run writes the new one
         appender = JsonlAppender(records_path)
         interrupted, n_run = False, 0
         bar = _progress_bar(len(selected), len(selected) - len(todo), progress, condition.describe()["name"])
