@@ -418,3 +418,51 @@ def test_judge_when_asked_rates_each_strategy_and_is_its_own_cost_role(world, tm
     m = _summary(out)["metrics"]
     assert m["judge_leak_rate"] == 0.5 and m["cost_per_problem"]["judge"]["tokens"] > 0
     assert m["accuracy"] == 1.0  # the judge does not change R: both strategies are executed by the core
+
+
+def test_vllm_guide_against_a_stand_in_engine(monkeypatch, tmp_path):
+    """vLLM needs a GPU, so the real engine is not run here: a stand-in module with vLLM's API checks
+    what the guide sends (completion prompt + prefill, one seed per sample, the stop string) and reads back."""
+    import types
+
+    from gcop_env.cores.base import SamplingParams
+    from gcop_env.evaluation.guides import guide_request, make_guide
+
+    sent = {}
+
+    class FakeTokenizer:
+        chat_template = None
+
+    class FakeLLM:
+        def __init__(self, model):
+            sent["model"] = model
+
+        def get_tokenizer(self):
+            return FakeTokenizer()
+
+        def generate(self, prompts, params):
+            sent["prompts"], sent["params"] = prompts, params
+            outputs = []
+            for i, _ in enumerate(prompts):
+                text = f" plan {i}</think><strategy>step {i}</strategy>"
+                outputs.append(types.SimpleNamespace(prompt_token_ids=[1] * (10 + i), outputs=[
+                    types.SimpleNamespace(text=text, token_ids=[2] * (5 + i))]))
+            return outputs
+
+    class FakeSampling:
+        def __init__(self, **kwargs):
+            self.__dict__.update(kwargs)
+
+    monkeypatch.setitem(sys.modules, "vllm", types.SimpleNamespace(LLM=FakeLLM, SamplingParams=FakeSampling))
+    guide = make_guide("vllm:/models/my-guide", cache=str(tmp_path / "c.sqlite"), prefill="<think>")
+    sampling = SamplingParams(temperature=0.6, top_p=0.95, max_tokens=32)
+    results = guide.generate([guide_request("What is 2+2?", sampling, s) for s in range(2)])
+    assert sent["model"] == "/models/my-guide"
+    assert all(p.endswith("Response:\n<think>") and "What is 2+2?" in p for p in sent["prompts"])
+    seeds = [p.seed for p in sent["params"]]
+    assert len(set(seeds)) == 2  # two samples of one problem are drawn with different seeds
+    assert all(p.stop == ["</strategy>"] and p.temperature == 0.6 and p.top_p == 0.95 for p in sent["params"])
+    assert [r.text for r in results] == [f"<think> plan {i}</think><strategy>step {i}</strategy>" for i in range(2)]
+    assert [(r.input_tokens, r.output_tokens) for r in results] == [(10, 5), (11, 6)]
+    again = guide.generate([guide_request("What is 2+2?", sampling, s) for s in range(2)])
+    assert all(r.cached for r in again) and guide.live_calls == 2 and guide.cached_calls == 2

@@ -319,10 +319,11 @@ class VLLMGuide(LocalBatchGuide):
                                + self.prefill)
             else:
                 prompts.append(render_completion_prompt(r) + self.prefill)
-        s = requests[0].sampling
-        params = VSampling(temperature=s.temperature, top_p=s.top_p, max_tokens=s.max_tokens,
-                           seed=self._batch_seed(requests), stop=[self.stop] if self.stop else None,
-                           include_stop_str_in_output=True)
+        # One seed per request (its key holds the sample index): N samples of one problem must differ.
+        params = [VSampling(temperature=r.sampling.temperature, top_p=r.sampling.top_p,
+                            max_tokens=r.sampling.max_tokens, seed=self._batch_seed([r]),
+                            stop=[self.stop] if self.stop else None, include_stop_str_in_output=True)
+                  for r in requests]
         start = time.perf_counter()
         outputs = self._engine.generate(prompts, params)
         latency = time.perf_counter() - start
