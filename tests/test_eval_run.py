@@ -342,6 +342,13 @@ def test_hf_guide_batched_generation_with_prefill_and_cache(world, tiny_model, t
                       progress=False, preflight=False)
     assert result.calls["guide"] == (0, 6)
     assert [r["guide_output"] for r in _rows(tmp_path / "again")] == [r["guide_output"] for r in rows]
+    # new weights in the same dir (a guide retrained in place) are not answered from the old outputs
+    weights = next(tiny_model.glob("*.safetensors"))
+    stat = weights.stat()
+    os.utime(weights, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
+    result = run_eval(config_from_args(vars(build_parser().parse_args(argv[:-1] + [str(tmp_path / "retrained")]))),
+                      progress=False, preflight=False)
+    assert result.calls["guide"] == (6, 0)
 
 
 def test_demo_at_small_size_runs_an_evaluation_and_the_report(tiny_model, gsm8k_dir, tmp_path, capsys):
