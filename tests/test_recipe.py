@@ -12,7 +12,7 @@ from gcop_env import RewardConfig, get_task, make_core
 from gcop_env.cores.base import SamplingParams
 from gcop_env.recipe import RECIPE_FILE, Recipe, RecipeError, read_recipe, read_recipe_details, write_recipe
 from gcop_env.scoring import GuideScorer
-from gcop_env.trainers.config import GRPORunConfig, parse_config
+from gcop_env.trainers.config import GRPORunConfig, config_from_dict, parse_config
 
 
 def test_read_recipe_of_plain_trained_and_checkpoint_dirs(tmp_path):
@@ -43,6 +43,8 @@ def test_advisor_config_zeroes_the_shaping_weights_and_refuses_explicit_ones():
     assert (reward.beta, reward.gamma, reward.kappa, reward.lam) == (0, 0, 0, 0)
     assert parse_config(GRPORunConfig, [], prog="gcop grpo").reward_config() == RewardConfig()
     with pytest.raises(ValueError, match="task reward alone.*drop --reward-kappa 0.9"):
+        config_from_dict(GRPORunConfig, {"recipe": "advisor", "reward_kappa": 0.9})
+    with pytest.raises(SystemExit):  # on the command line: a one-line usage error (exit 2)
         parse_config(GRPORunConfig, ["--recipe", "advisor", "--reward-kappa", "0.9"], prog="gcop grpo")
     with pytest.raises(SystemExit):  # argparse: not one of the choices
         parse_config(GRPORunConfig, ["--recipe", "rlhf"], prog="gcop grpo")
