@@ -473,3 +473,21 @@ def test_vllm_guide_against_a_stand_in_engine(monkeypatch, tmp_path):
     assert [(r.input_tokens, r.output_tokens) for r in results] == [(10, 5), (11, 6)]
     again = guide.generate([guide_request("What is 2+2?", sampling, s) for s in range(2)])
     assert all(r.cached for r in again) and guide.live_calls == 2 and guide.cached_calls == 2
+
+
+def test_advisor_guide_passes_its_whole_output_to_the_core(world, tiny_model, tmp_path):
+    import shutil
+
+    from gcop_env.recipe import Recipe, write_recipe
+
+    advisor = tmp_path / "advisor"
+    shutil.copytree(tiny_model, advisor)
+    write_recipe(advisor, Recipe.ADVISOR)
+    out = tmp_path / "o"
+    assert eval_cli(world.base + ["--guide", f"hf:{advisor}", "--guide-max-tokens", "8", "--limit", "2",
+                                  "--out", str(out)]) == 0
+    s = _summary(out)
+    assert s["condition"]["recipe"] == "Advisor" and s["condition"]["name"] == "guided-Advisor"
+    for r in _rows(out):  # free text from a random tiny model: no structure needed, the core sees it all
+        assert r["structure_ok"] is True and r["cost"]["core"]["calls"] == 1
+        assert r["strategy"] == r["guide_output"].strip() and r["status"] == "pass"
