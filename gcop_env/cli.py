@@ -22,7 +22,9 @@ Run 'gcop <command> --help' for a command's options."""
 
 def _tasks(argv: list[str]) -> int:
     import gcop_env
+    from gcop_env.usage import OneLineErrorParser
 
+    OneLineErrorParser(prog="gcop tasks", description="List the registered tasks and their env ids.").parse_args(argv)
     for spec in gcop_env.registered_tasks():
         print(f"{spec.env_id:24s} {spec.description}")
     return 0

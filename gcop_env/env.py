@@ -13,10 +13,12 @@ from __future__ import annotations
 
 import difflib
 import inspect
+import numbers
 from typing import Any
 
 import gymnasium as gym
 
+from gcop_env.checks import check_int, check_number
 from gcop_env.cores import RetryPolicy, SamplingParams, make_core
 from gcop_env.problem import Problem
 from gcop_env.prompts import guide_prompt
@@ -65,8 +67,10 @@ class GCoPEnv(gym.Env[str, str]):
             raise TypeError(f"{self.task.env_id} got unknown keyword argument(s) {detail}; valid: {valid}")
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(f"render_mode must be one of {self.metadata['render_modes']} or None, got {render_mode!r}")
-        if limit is not None and limit < 1:
-            raise ValueError(f"limit must be >= 1, got {limit}")
+        _check_arguments(limit=limit, temperature=temperature, top_p=top_p, max_tokens=max_tokens,
+                         judge_max_tokens=judge_max_tokens, max_strategy_chars=max_strategy_chars,
+                         max_observation_chars=max_observation_chars, max_action_chars=max_action_chars)
+        self.reward_config = RewardConfig(beta=beta, gamma=gamma, kappa=kappa, lam=lam, cost_unit=cost_unit)
         self.render_mode = render_mode
         self.split = split
         problems = self.task.load(split=split, data_files=data_files)
@@ -74,7 +78,6 @@ class GCoPEnv(gym.Env[str, str]):
         if not self.problems:
             raise ValueError(f"{self.task.env_id}: split {split!r} has no problems")
         self._index = {p.task_id: i for i, p in enumerate(self.problems)}
-        self.reward_config = RewardConfig(beta=beta, gamma=gamma, kappa=kappa, lam=lam, cost_unit=cost_unit)
         self.core = make_core(core, cache=cache, retry=retry)
         judge_core = None
         if self.reward_config.gamma > 0 and judge is not None:
@@ -102,7 +105,11 @@ class GCoPEnv(gym.Env[str, str]):
                                + (f"; close matches: {close}" if close else ""))
             index = self._index[task_id]
         elif "index" in options:
-            index = int(options.pop("index"))
+            raw = options.pop("index")
+            if isinstance(raw, bool) or not isinstance(raw, numbers.Integral):
+                raise TypeError(f"reset option 'index' must be an integer in 0..{len(self.problems) - 1}, "
+                                f"got {raw!r} ({type(raw).__name__}); use 'task_id' to pick a problem by id")
+            index = int(raw)
             if not 0 <= index < len(self.problems):
                 raise IndexError(f"index {index} out of range 0..{len(self.problems) - 1}")
         else:
@@ -144,6 +151,21 @@ class GCoPEnv(gym.Env[str, str]):
     def close(self) -> None:
         self.scorer.close()
         self.core.close()
+
+
+def _check_arguments(*, limit: Any, temperature: Any, top_p: Any, max_tokens: Any, judge_max_tokens: Any,
+                     max_strategy_chars: Any, max_observation_chars: Any, max_action_chars: Any) -> None:
+    """Every number the env is configured with is finite and in range (the reward weights are
+    checked by :class:`RewardConfig`): a clear ValueError before any data is loaded."""
+    if limit is not None:
+        check_int("limit", limit, lo=1)
+    check_number("temperature", temperature, lo=0, hi=2)
+    check_number("top_p", top_p, lo=0, hi=1, lo_open=True)
+    check_int("max_tokens", max_tokens, lo=1)
+    check_int("judge_max_tokens", judge_max_tokens, lo=1)
+    check_int("max_strategy_chars", max_strategy_chars, lo=1)
+    check_int("max_observation_chars", max_observation_chars, lo=1)
+    check_int("max_action_chars", max_action_chars, lo=1)
 
 
 _ENV_KWARGS = [name for name in inspect.signature(GCoPEnv.__init__).parameters

@@ -54,7 +54,7 @@ def test_kodcode_corrupt_row_is_named(tmp_path):
     with pytest.raises(ValueError, match=r"bad.jsonl:2 .*question_id=.*'test'"):
         load_kodcode("all", bad)
     bad.write_text(json.dumps(rows[0]) + "\n{oops\n")
-    with pytest.raises(ValueError, match=r"bad.jsonl:2: not a JSON object"):
+    with pytest.raises(ValueError, match=r"bad.jsonl: line 2 is not valid JSON"):
         load_kodcode("all", bad)
 
 

@@ -8,7 +8,7 @@ import pytest
 
 from gcop_env import StructureError, parse_guide_output
 from gcop_env.problem import Problem
-from gcop_env.validators.gsm8k import GSM8KValidator, extract_answer, gold_from_answer, load_gsm8k
+from gcop_env.validators.gsm8k import GSM8KValidator, extract_answer, format_number, gold_from_answer, load_gsm8k
 from gcop_env.validators.data import DataError
 
 
@@ -63,7 +63,7 @@ def test_parse_is_deterministic():
 ])
 def test_extract_answer(reply, value, source):
     got, where = extract_answer(reply)
-    assert (str(got) if got is not None else None) == value and where == source
+    assert (format_number(got) if got is not None else None) == value and where == source
 
 
 def test_validator_scores_numerically():

@@ -37,6 +37,22 @@ def guide_path_problem(guide: str) -> str | None:
     return None
 
 
+def out_path_problem(out: str) -> str | None:
+    """Why the output file cannot be written (checked before anything is paid for), or None."""
+    from pathlib import Path
+
+    path = Path(out)
+    if path.is_dir():
+        return f"--out {out} is a directory; give a file path"
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "a", encoding="utf-8"):
+            pass
+    except OSError as exc:
+        return f"--out {out} is not writable ({exc.strerror or exc})"
+    return None
+
+
 def curate_cli(argv: list[str] | None = None) -> int:
     """``gcop curate``: exit 0 when every problem finished, 2 when some are left for a re-run,
     130 when stopped by Ctrl-C / SIGTERM (finished rows are saved; re-run to resume)."""
@@ -47,6 +63,9 @@ def curate_cli(argv: list[str] | None = None) -> int:
     from gcop_env.trainers.curate import ResumeMismatch, curate
     from gcop_env.validators.data import DataError
 
+    problem = out_path_problem(config.out)
+    if problem:
+        return usage_error("gcop curate", problem)
     with stop_on_signal(what="curation") as stop:
         try:
             summary = curate(config, stop=stop)

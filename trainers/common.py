@@ -11,6 +11,7 @@ from typing import Any, Iterable
 from gcop_env.cores import Core, RetryPolicy, make_core
 
 from gcop_env.trainers.config import CoreCallOptions
+from gcop_env.validators.data import JsonlError, parse_jsonl_line  # noqa: F401 - JsonlError re-exported
 
 
 def core_from_options(spec: str | Core, options: CoreCallOptions) -> Core:
@@ -39,31 +40,6 @@ class JsonlAppender:
             os.fsync(fh.fileno())
 
 
-class JsonlError(ValueError):
-    """A JSONL file has a bad line; the message names the file and the line."""
-
-    def __init__(self, path: str | Path, line: int, problem: str):
-        super().__init__(f"{path}: line {line} {problem}; fix or remove that line")
-        self.path, self.line = str(path), line
-
-
-def parse_jsonl_line(raw: bytes, path: str | Path, line: int) -> dict | None:
-    """One JSONL line as a dict; None when blank. Bad UTF-8, bad JSON or a non-object is a JsonlError."""
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise JsonlError(path, line, f"is not valid UTF-8 (byte {exc.start})") from None
-    if not text.strip():
-        return None
-    try:
-        row = json.loads(text)
-    except ValueError as exc:
-        raise JsonlError(path, line, f"is not valid JSON ({getattr(exc, 'msg', exc)})") from None
-    if not isinstance(row, dict):
-        raise JsonlError(path, line, f"must be a JSON object, not {type(row).__name__}")
-    return row
-
-
 def read_jsonl_rows(path: str | Path, repair: bool = False) -> list[dict]:
     """Rows of a JSONL file written by :class:`JsonlAppender`.
 
@@ -82,19 +58,19 @@ def read_jsonl_rows(path: str | Path, repair: bool = False) -> list[dict]:
         row = parse_jsonl_line(raw, path, number)
         if row is not None:
             rows.append(row)
-    if tail.strip():
+    if tail:
         try:
             row = parse_jsonl_line(tail, path, len(complete) + 1)
         except JsonlError:
+            row = None
+        if row is not None:
+            rows.append(row)
             if repair:
-                with open(path, "r+b") as fh:
-                    fh.truncate(len(data) - len(tail))
-        else:
-            if row is not None:
-                rows.append(row)
-                if repair:
-                    with open(path, "ab") as fh:
-                        fh.write(b"\n")
+                with open(path, "ab") as fh:
+                    fh.write(b"\n")
+        elif repair:  # torn (or blank): cut, so the next appended row starts a clean line
+            with open(path, "r+b") as fh:
+                fh.truncate(len(data) - len(tail))
     return rows
 
 

@@ -1,7 +1,19 @@
-"""Loading task rows from the hub or from local files, with errors that say what to do."""
+"""Loading task rows from the hub or from local files, with errors that say what to do.
+
+Local files are read directly, never through the ``datasets`` cache: that cache is keyed on a
+file's path, size and modification time, so a file edited in place (same size, same mtime)
+would come back stale. JSONL (also ``.jsonl.gz``/``.ndjson``), JSON (an array of objects, or
+JSON lines), Parquet and CSV are read here; every error names the file and the line (or row).
+A row must be a JSON object of valid Unicode text: bytes that are not UTF-8 or a lone surrogate
+(``"\\ud800"`` in the JSON) are refused with the file and line, never sent on to a core.
+"""
 
 from __future__ import annotations
 
+import csv
+import gzip
+import io
+import json
 import os
 from pathlib import Path
 from typing import Any
@@ -11,8 +23,97 @@ class DataError(ValueError):
     """A dataset could not be loaded, or one of its rows is malformed."""
 
 
+class JsonlError(DataError):
+    """A JSONL file has a bad line; the message names the file and the line."""
+
+    def __init__(self, path: str | Path, line: int, problem: str):
+        super().__init__(f"{path}: line {line} {problem}; fix or remove that line")
+        self.path, self.line = str(path), line
+
+
+def parse_jsonl_line(raw: bytes, path: str | Path, line: int) -> dict | None:
+    """One JSONL line as a dict; None when blank. Bad UTF-8, bad JSON, a non-object or a lone
+    surrogate in a string is a :class:`JsonlError` naming the file and line."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise JsonlError(path, line, f"is not valid UTF-8 (byte {exc.start})") from None
+    if not text.strip():
+        return None
+    try:
+        row = json.loads(text)
+    except ValueError as exc:
+        raise JsonlError(path, line, f"is not valid JSON ({getattr(exc, 'msg', exc)})") from None
+    if not isinstance(row, dict):
+        raise JsonlError(path, line, f"must be a JSON object, not {type(row).__name__}")
+    if "\\u" in text and not _is_unicode(row):
+        raise JsonlError(path, line, "holds a lone surrogate escape (e.g. \\ud800), not valid Unicode text")
+    return row
+
+
+def _is_unicode(row: Any) -> bool:
+    try:
+        json.dumps(row, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def read_data_file(path: str | os.PathLike) -> list[tuple[str, dict]]:
+    """``(where, row)`` for every row of a local data file; ``where`` is ``file:line`` (or ``file row N``)."""
+    path = Path(path)
+    name = path.name.lower()
+    try:
+        data = gzip.decompress(path.read_bytes()) if name.endswith(".gz") else path.read_bytes()
+    except (OSError, EOFError) as exc:
+        raise DataError(f"could not read {path}: {exc}") from exc
+    stem = name[:-3] if name.endswith(".gz") else name
+    if stem.endswith((".jsonl", ".ndjson")):
+        return _jsonl_rows(data, path)
+    if stem.endswith(".json"):
+        stripped = data.lstrip()
+        if stripped.startswith(b"["):
+            try:
+                items = json.loads(data.decode("utf-8"))
+            except (UnicodeDecodeError, ValueError) as exc:
+                raise DataError(f"{path}: not a valid JSON array ({exc}); use JSON lines to find the bad row") from None
+            if not all(isinstance(item, dict) for item in items):
+                raise DataError(f"{path}: a JSON array of objects is expected")
+            bad = next((i for i, item in enumerate(items) if not _is_unicode(item)), None)
+            if bad is not None:
+                raise DataError(f"{path} row {bad}: holds a lone surrogate, not valid Unicode text")
+            return [(f"{path} row {i}", item) for i, item in enumerate(items)]
+        return _jsonl_rows(data, path)
+    if stem.endswith(".parquet"):
+        try:
+            import pyarrow.parquet as pq
+
+            table = pq.read_table(io.BytesIO(data))
+        except Exception as exc:  # noqa: BLE001 - pyarrow's errors do not name the file
+            raise DataError(f"{path}: not a readable Parquet file ({type(exc).__name__}: {exc})") from None
+        return [(f"{path} row {i}", row) for i, row in enumerate(table.to_pylist())]
+    if stem.endswith(".csv"):
+        try:
+            text = data.decode("utf-8-sig")
+        except UnicodeDecodeError as exc:
+            line = data[:exc.start].count(b"\n") + 1
+            raise DataError(f"{path}: line {line} is not valid UTF-8 (byte {exc.start}); fix or remove that line") from None
+        reader = csv.DictReader(io.StringIO(text, newline=""))
+        return [(f"{path}:{reader.line_num}", dict(row)) for row in reader]
+    raise DataError(f"{path}: unknown data file type; use .jsonl, .jsonl.gz, .json, .parquet or .csv")
+
+
+def _jsonl_rows(data: bytes, path: Path) -> list[tuple[str, dict]]:
+    rows = []
+    for number, raw in enumerate(data.split(b"\n"), start=1):
+        row = parse_jsonl_line(raw, path, number)
+        if row is not None:
+            rows.append((f"{path}:{number}", row))
+    return rows
+
+
 def resolve_data_files(split: str, data_files: Any) -> Any:
-    """Turn the ``data_files=`` argument into something ``datasets`` accepts for one split."""
+    """Turn the ``data_files=`` argument into a file (or files) for one split."""
     if isinstance(data_files, dict):
         if split not in data_files:
             raise DataError(f"data_files has no entry for split {split!r} (has: {sorted(data_files)})")
@@ -27,22 +128,16 @@ def resolve_data_files(split: str, data_files: Any) -> Any:
 
 
 def load_rows(hub_id: str, config: str | None, split: str, data_files: Any) -> list[dict]:
-    """Rows of one split: from ``data_files`` when given, else from the Hugging Face hub."""
-    import datasets
-
+    """Rows of one split: from ``data_files`` when given (read directly), else from the Hugging Face hub."""
     if data_files is not None:
         files = resolve_data_files(split, data_files)
         paths = [files] if isinstance(files, (str, os.PathLike)) else list(files)
         missing = [str(p) for p in paths if not Path(p).exists()]
         if missing:
             raise DataError(f"data file(s) not found: {missing}")
-        suffix = Path(str(paths[0])).suffix.lstrip(".")
-        builder = {"jsonl": "json", "json": "json", "parquet": "parquet", "csv": "csv"}.get(suffix, "json")
-        try:
-            ds = datasets.load_dataset(builder, data_files=[str(p) for p in paths], split="train")
-        except Exception as exc:  # noqa: BLE001 - re-raised with the file names
-            raise DataError(f"could not read {paths}: {exc}") from exc
-        return list(ds)
+        return [row for path in paths for _, row in read_data_file(path)]
+    import datasets
+
     try:
         ds = datasets.load_dataset(hub_id, config, split=split) if config else datasets.load_dataset(hub_id, split=split)
     except Exception as exc:  # noqa: BLE001 - offline machines land here

@@ -13,7 +13,6 @@ Scoring: the code in the core's reply becomes ``solution.py``, the row's ``test`
 from __future__ import annotations
 
 import ast
-import gzip
 import json
 import random
 from collections.abc import Iterable, Mapping, Sequence
@@ -23,6 +22,7 @@ from typing import Any
 from gcop_env.problem import Problem
 from gcop_env.validators.code import CodeValidator
 from gcop_env.validators.code_extract import ExtractedCode
+from gcop_env.validators.data import read_data_file
 
 KODCODE_HUB_ID = "KodCode/KodCode-Light-RL-10K"
 KODCODE_SEED = 0
@@ -102,27 +102,7 @@ def _read_files(paths: Iterable[str | Path]) -> list[tuple[str, dict[str, Any]]]
     for path in map(Path, paths):
         if not path.exists():
             raise FileNotFoundError(f"KodCode data file {path} does not exist")
-        name = path.name.lower()
-        if name.endswith((".jsonl", ".jsonl.gz", ".ndjson")):
-            opener = gzip.open if name.endswith(".gz") else open
-            with opener(path, "rt", encoding="utf-8") as handle:
-                for number, line in enumerate(handle, start=1):
-                    if not line.strip():
-                        continue
-                    where = f"{path}:{number}"
-                    try:
-                        row = json.loads(line)
-                    except json.JSONDecodeError as exc:
-                        raise ValueError(f"{where}: not a JSON object ({exc.msg}); fix or remove the row") from exc
-                    rows.append((where, row))
-        else:
-            import datasets
-
-            kind = {".json": "json", ".parquet": "parquet", ".csv": "csv"}.get(path.suffix.lower())
-            if kind is None:
-                raise ValueError(f"{path}: unknown data file type; use .jsonl, .jsonl.gz, .json, .parquet or .csv")
-            dataset = datasets.load_dataset(kind, data_files=str(path), split="train")
-            rows.extend((f"{path} row {i}", dict(row)) for i, row in enumerate(dataset))
+        rows.extend(read_data_file(path))  # read directly (no stale cache); errors name file and line
     return rows
 
 
