@@ -43,7 +43,7 @@ def find_gsm8k(data_files: str | None) -> str | None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="gcop demo", description=__doc__.splitlines()[0])
     parser.add_argument("--problems", type=int, default=3, help="how many GSM8K test problems")
-    parser.add_argument("--core-max-tokens", type=int, default=64, help="core reply budget (the model is slow on CPU)")
+    parser.add_argument("--core-max-tokens", type=int, default=48, help="core reply budget (the model is slow on CPU)")
     parser.add_argument("--guide-max-tokens", type=int, default=64, help="guide reply budget")
     parser.add_argument("--core", default=None, help="core spec (default: the local Gemma 3 270M)")
     parser.add_argument("--guide", default=None, help="guide spec (default: the same local Gemma 3 270M)")
@@ -57,7 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def run_demo(argv: list[str] | None = None) -> int:
-    from gcop_env.evaluation.report import ReportError, write_report
+    from gcop_env.evaluation.report import report_cli
     from gcop_env.evaluation.runner import EvalConfig, EvalInputError, run_eval
 
     args = build_parser().parse_args(argv)
@@ -87,13 +87,11 @@ def run_demo(argv: list[str] | None = None) -> int:
         n_infra += result.metrics["n_infra"]
         if config.kind == "guided":
             _show_guided_sample(result.out)
-    try:
-        report = write_report([c.out for c in conditions], out / "report")
-    except ReportError as exc:
-        print(f"gcop demo: the report failed: {exc}")
-        return 2
-    print(report.table_path.read_text(encoding="utf-8"))
-    print(f"table:  {report.table_path}\nfigure: {report.plot_path}\njson:   {report.json_path}")
+    # `gcop report` itself: it prints Table 1 and the paths of table.md, reward_cost.png and report.json
+    print("$ gcop report " + " ".join(c.out for c in conditions) + f" --out {out / 'report'}")
+    rc = report_cli([c.out for c in conditions] + ["--out", str(out / "report")])
+    if rc != 0:
+        return rc
     print(f"\ndone in {time.perf_counter() - start:.0f}s")
     if n_infra:
         print(f"WARNING: {n_infra} record(s) hit infrastructure errors and are left out of the accuracy")

@@ -27,7 +27,7 @@ from gcop_env.judge import JudgeVerdict, StrategyJudge
 from gcop_env.problem import Problem
 from gcop_env.prompts import core_prompt
 from gcop_env.reward import RewardComponents, RewardConfig, shape_reward
-from gcop_env.strategy import DEFAULT_MAX_STRATEGY_CHARS, ParsedGuideOutput, parse_guide_output
+from gcop_env.strategy import DEFAULT_MAX_STRATEGY_CHARS, ParsedGuideOutput, parse_advice, parse_guide_output
 from gcop_env.validators.base import ValidationResult, Validator
 
 # Unguided draws averaged for ΔR when the core samples: 4 draws put the standard error of a
@@ -185,14 +185,20 @@ class _InfraFailure(Exception):
 
 
 class GuideScorer:
-    """Scores guide outputs for problems of one task against one core. Thread-safe."""
+    """Scores guide outputs for problems of one task against one core. Thread-safe.
+
+    ``structure_required=False`` (the Advisor recipe) skips the structure check: the guide's whole
+    non-empty output is passed to the core as the strategy.
+    """
 
     def __init__(self, validator: Validator, core: Core, *, judge_core: Core | None = None,
                  reward: RewardConfig | None = None, sampling: SamplingParams | None = None,
                  judge_sampling: SamplingParams | None = None,
                  max_strategy_chars: int = DEFAULT_MAX_STRATEGY_CHARS, max_output_chars: int | None = None,
-                 validation_retries: int = 0, baseline_samples: int | None = None):
+                 validation_retries: int = 0, baseline_samples: int | None = None,
+                 structure_required: bool = True):
         self.validator = validator
+        self.structure_required = structure_required
         self.core = core
         self.reward = reward or RewardConfig()
         self.sampling = sampling or SamplingParams()
@@ -268,7 +274,10 @@ class GuideScorer:
         Raises :class:`~gcop_env.cores.base.FatalCoreError` for a permanent configuration error
         (retired model, bad key): that is not a per-step outcome but the end of the run.
         """
-        parsed = parse_guide_output(guide_text, self.max_strategy_chars, self.max_output_chars)
+        if self.structure_required:
+            parsed = parse_guide_output(guide_text, self.max_strategy_chars, self.max_output_chars)
+        else:
+            parsed = parse_advice(guide_text, self.max_output_chars)
         cost = StepCost()
         if not parsed.structure_ok:
             return StepOutcome(problem.task_id, parsed, shape_reward(self.reward, structure_ok=False), cost,

@@ -119,3 +119,16 @@ def parse_guide_output(text: str, max_strategy_chars: int = DEFAULT_MAX_STRATEGY
     if len(strategy) > max_strategy_chars:
         return _bad(StructureError.TOO_LONG, f"strategy has {len(strategy)} characters; the budget is {max_strategy_chars}")
     return ParsedGuideOutput(structure_ok=True, strategy=strategy, think=think)
+
+
+def parse_advice(text: str, max_output_chars: int | None = None) -> ParsedGuideOutput:
+    """No structure requirement (the Advisor recipe): the whole non-empty output is the advice.
+
+    Only an empty output or one over the action space's budget is refused (there is nothing, or
+    too much, to pass to the core).
+    """
+    if not isinstance(text, str) or not text.strip():
+        return _bad(StructureError.EMPTY_OUTPUT, "the guide output is empty")
+    if max_output_chars is not None and len(text) > max_output_chars:
+        return _bad(StructureError.OUTPUT_TOO_LONG, f"output has {len(text)} characters; the budget is {max_output_chars}")
+    return ParsedGuideOutput(structure_ok=True, strategy=text.strip())

@@ -116,6 +116,8 @@ def test_table_matches_the_records_with_mcnemar_p_values(gsm8k_runs, tmp_path):
     test = by_name["guided-exectune"]["mcnemar_vs_core_only"]
     assert (test["both"], test["only_reference"], test["only_condition"], test["neither"]) == (7, 1, 9, 3)
     assert test["p_value"] == pytest.approx(22 / 1024)
+    assert test["difference"] == pytest.approx(16 / 20 - 8 / 20)  # paired on all 20 problems
+    assert test["difference_ci95"][0] < 0.4 < test["difference_ci95"][1]
     assert by_name["core-only"]["mcnemar_vs_core_only"] is None and by_name["core-only"]["paired_note"] == "reference"
 
 

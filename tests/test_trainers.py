@@ -12,6 +12,7 @@ from tiny_guide import build_tiny_guide
 
 from gcop_env import RewardConfig, RetryPolicy, get_task, make_core
 from gcop_env.cores.base import SamplingParams
+from gcop_env.recipe import read_recipe, read_recipe_details
 from gcop_env.scoring import GuideScorer
 from gcop_env.trainers.cli import curate_cli, grpo_cli, sft_cli
 from gcop_env.trainers.config import GRPORunConfig, SFTRunConfig, config_from_dict, parse_config
@@ -51,6 +52,7 @@ def test_curate_sft_grpo_end_to_end(world, tiny_guide, tmp_path):
                     "--save-steps", "50", "--logging-steps", "10"]) == 0
     assert changed(weights(tiny_guide), weights(sft_dir))
     assert (sft_dir / "checkpoint-100").is_dir()
+    assert read_recipe(sft_dir) == "SFT" and read_recipe(tiny_guide) == "None"
     assert json.loads((sft_dir / "run_config.json").read_text())["corpus"] == str(corpus)
     sft_summary = json.loads((sft_dir / "summary.json").read_text())
     assert sft_summary["steps"] == 100 and sft_summary["metrics"]["last_loss"] < sft_summary["metrics"]["first_loss"]
@@ -83,6 +85,7 @@ def test_curate_sft_grpo_end_to_end(world, tiny_guide, tmp_path):
     assert summary["metrics"]["mean_structure_ok"] > 0 and summary["metrics"]["spent_usd"] > 0
     assert changed(weights(sft_dir), weights(grpo_dir))
     assert (grpo_dir / "checkpoint-2").is_dir()
+    assert read_recipe(grpo_dir) == "ExecTune" and read_recipe_details(grpo_dir)["base_recipe"] == "SFT"
 
 
 def test_shaped_reward_adapter_scores_logs_and_excludes_infra_failures(world, gsm8k_dir):

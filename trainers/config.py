@@ -182,6 +182,10 @@ class GRPORunConfig(TrainRunOptions, CoreCallOptions):
     core: str = _opt(DEFAULT_CORE, "core spec of the black-box core the guide steers")
     judge: str | None = _opt(None, "core spec of the judge J (unset: the core itself; unused when reward_gamma is 0)")
     output_dir: str = _opt("runs/grpo", "where checkpoints, the final model, run_config.json and summary.json go")
+    recipe: str = _opt("exectune", "exectune: the structure-aware shaped reward; advisor: advisor-style RL (Asawa et "
+                                   "al. 2025), the task reward alone, no structure requirement (the whole output is "
+                                   "the advice), β = γ = κ = λ = 0 (defaults are zeroed, other values refused)",
+                       choices=("exectune", "advisor"))
     kl_coef: float = _opt(0.004, "KL coefficient β of GRPO (TRL's `beta`)", lo=0)
     learning_rate: float = _opt(1e-6, "learning rate", lo=0, lo_open=True)
     weight_decay: float = _opt(0.1, "weight decay", lo=0)
@@ -222,6 +226,14 @@ class GRPORunConfig(TrainRunOptions, CoreCallOptions):
         _check(self.num_generations >= 2, "num_generations must be >= 2 (GRPO compares completions in a group)")
         _check(self.vllm_mode in ("colocate", "server"), "vllm_mode must be 'colocate' or 'server'")
         _check(self.baseline_samples is None or self.baseline_samples >= 1, "baseline_samples must be >= 1 (or unset)")
+        if self.recipe == "advisor":
+            # The Advisor reward is R alone; a weight set on purpose would be silently dropped, so refuse it.
+            for name, default in (("reward_beta", RewardConfig.beta), ("reward_gamma", RewardConfig.gamma),
+                                  ("reward_kappa", RewardConfig.kappa), ("reward_lambda", RewardConfig.lam)):
+                value = getattr(self, name)
+                _check(value in (0, default), f"--recipe advisor trains on the task reward alone ({name} = 0); "
+                                              f"drop --{name.replace('_', '-')} {value}")
+                setattr(self, name, 0.0)
         RewardConfig(beta=self.reward_beta, gamma=self.reward_gamma, kappa=self.reward_kappa,
                      lam=self.reward_lambda, cost_unit=self.cost_unit)
 

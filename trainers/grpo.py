@@ -39,7 +39,7 @@ import logging
 import threading
 import time
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -47,6 +47,7 @@ from gcop_env.cores import sampling_report
 from gcop_env.cores.base import SamplingParams
 from gcop_env.problem import Problem
 from gcop_env.prompts import guide_prompt
+from gcop_env.recipe import Recipe, read_recipe, write_recipe
 from gcop_env.scoring import GuideScorer, StepOutcome
 from gcop_env.tasks import get_task
 from gcop_env.trainers.common import core_from_options, mean, stop_callback, write_json
@@ -184,7 +185,8 @@ def build_scorer(config: GRPORunConfig) -> GuideScorer:
     return GuideScorer(task.validator(**config.validator_options), core, judge_core=judge, reward=reward,
                        sampling=SamplingParams(config.core_temperature, config.core_top_p, config.core_max_tokens),
                        judge_sampling=SamplingParams(0.0, 1.0, config.judge_max_tokens),
-                       max_strategy_chars=config.max_strategy_chars, baseline_samples=config.baseline_samples)
+                       max_strategy_chars=config.max_strategy_chars, baseline_samples=config.baseline_samples,
+                       structure_required=config.recipe != "advisor")
 
 
 def load_problems(config: GRPORunConfig, split: str, limit: int | None) -> list[Problem]:
@@ -250,6 +252,10 @@ def train_grpo(config: GRPORunConfig, scorer: GuideScorer | None = None, stop: A
     or evaluation is made. The same command resumes from the checkpoint.
     """
     write_config(config, Path(config.output_dir) / RUN_CONFIG)
+    base_recipe = read_recipe(config.guide)  # before training: a broken record fails now, not after it
+    if scorer is not None and scorer.structure_required != (config.recipe != "advisor"):
+        raise ValueError(f"the given scorer has structure_required={scorer.structure_required}, which does not match "
+                         f"recipe {config.recipe!r}")
     if config.preflight:  # one tiny call per model before the guide loads or anything is spent
         from gcop_env.check import preflight_grpo
         preflight_grpo(config, scorer)
@@ -265,6 +271,9 @@ def train_grpo(config: GRPORunConfig, scorer: GuideScorer | None = None, stop: A
                             examples=len(trainer.train_dataset), train_runtime_s=runtime,
                             metrics={"interrupted": True, "checkpoint": last_checkpoint(config.output_dir)})
     model = save_final_model(trainer, trainer.processing_class, config.output_dir, merged_lora=config.lora)
+    write_recipe(config.output_dir, Recipe.ADVISOR if config.recipe == "advisor" else Recipe.EXECTUNE,
+                 command="grpo", base_guide=config.guide, base_recipe=base_recipe, task=config.task, core=config.core,
+                 reward=asdict(reward.scorer.reward))
     t = reward.totals
     metrics: dict[str, Any] = {f"mean_{k}": v for k, v in t.means().items()}
     metrics.update(baseline_samples=reward.scorer.baseline_samples)

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from gcop_env.prompts import guide_prompt
+from gcop_env.recipe import Recipe, read_recipe, write_recipe
 from gcop_env.trainers.common import read_jsonl_rows, resolve_device, write_json
 from gcop_env.trainers.config import SFTRunConfig, TrainRunOptions, write_config
 
@@ -172,10 +173,13 @@ def build_sft_trainer(config: SFTRunConfig) -> Any:
 def train_sft(config: SFTRunConfig) -> TrainSummary:
     """Run SFT as configured. Writes ``run_config.json``, checkpoints, the model and ``summary.json``."""
     write_config(config, Path(config.output_dir) / RUN_CONFIG)
+    base_recipe = read_recipe(config.guide)  # before training: a broken record fails now, not after it
     trainer = build_sft_trainer(config)
     started = time.monotonic()
     result = trainer.train(resume_from_checkpoint=last_checkpoint(config.output_dir))
     save_final_model(trainer, trainer.processing_class, config.output_dir, merged_lora=config.lora)
+    write_recipe(config.output_dir, Recipe.SFT, command="sft", base_guide=config.guide, base_recipe=base_recipe,
+                 corpus=config.corpus)
     losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
     summary = TrainSummary(
         command="sft", output_dir=config.output_dir, steps=trainer.state.global_step,

@@ -24,6 +24,7 @@ import logging
 import time
 from abc import ABC, abstractmethod
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any, Sequence
 
 from gcop_env.cache import ResponseCache, request_key
@@ -119,6 +120,8 @@ class APIGuide(Guide):
         try:
             return self.core.complete(request)
         except CoreError as exc:
+            if is_fatal(exc):
+                raise  # a bad key or an unknown model: every request would fail, stop the run
             return exc
 
     def generate(self, requests: Sequence[CoreRequest]) -> list[CoreResponse | CoreError]:
@@ -156,10 +159,14 @@ class LocalBatchGuide(Guide):
         self.stop = stop or None
         self._live = 0
         self._cached = 0
+        self._fingerprint: str | None = None
 
     def _key(self, request: CoreRequest) -> str:
-        # Prefill and stop change the output, so they are part of the key.
-        model = f"{self.model}|guide|prefill={self.prefill!r}|stop={self.stop!r}"
+        # Prefill and stop change the output, so they are part of the key; so do the weights
+        # (a guide retrained into the same dir must not be answered with the old one's outputs).
+        if self._fingerprint is None:
+            self._fingerprint = weights_fingerprint(self.model.split("?", 1)[0])
+        model = f"{self.model}|guide|weights={self._fingerprint}|prefill={self.prefill!r}|stop={self.stop!r}"
         return request_key(self.backend, model, request, PROMPT_VERSION)
 
     def _finish(self, generated: str) -> tuple[str, str]:
@@ -317,10 +324,11 @@ class VLLMGuide(LocalBatchGuide):
                                + self.prefill)
             else:
                 prompts.append(render_completion_prompt(r) + self.prefill)
-        s = requests[0].sampling
-        params = VSampling(temperature=s.temperature, top_p=s.top_p, max_tokens=s.max_tokens,
-                           seed=self._batch_seed(requests), stop=[self.stop] if self.stop else None,
-                           include_stop_str_in_output=True)
+        # One seed per request (its key holds the sample index): N samples of one problem must differ.
+        params = [VSampling(temperature=r.sampling.temperature, top_p=r.sampling.top_p,
+                            max_tokens=r.sampling.max_tokens, seed=self._batch_seed([r]),
+                            stop=[self.stop] if self.stop else None, include_stop_str_in_output=True)
+                  for r in requests]
         start = time.perf_counter()
         outputs = self._engine.generate(prompts, params)
         latency = time.perf_counter() - start
@@ -335,6 +343,24 @@ class VLLMGuide(LocalBatchGuide):
 
     def close(self) -> None:
         self._engine = None
+
+
+def weights_fingerprint(path: str) -> str:
+    """Names, sizes and modification times of a local model dir's files ("" for a hub id)."""
+    folder = Path(path).expanduser()
+    if not folder.is_dir():
+        return ""
+    digest = hashlib.sha256()
+    for file in sorted(folder.iterdir()):
+        if file.is_file() and file.suffix in (".safetensors", ".bin", ".gguf", ".json", ".model", ".pt"):
+            stat = file.stat()
+            digest.update(f"{file.name}:{stat.st_size}:{stat.st_mtime_ns}\n".encode())
+    return digest.hexdigest()[:16]
+
+
+def is_fatal(exc: BaseException) -> bool:
+    """A permanent configuration error (``FatalCoreError``: bad key, unknown model), not a per-row one."""
+    return any(cls.__name__ == "FatalCoreError" for cls in type(exc).__mro__)
 
 
 def _as_list(value: Any) -> list:

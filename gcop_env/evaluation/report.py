@@ -26,7 +26,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from gcop_env.evaluation.stats import McNemarResult, mcnemar_exact
+from gcop_env.evaluation.stats import McNemarResult, mcnemar_exact, paired_bootstrap
 
 SCHEMA = 1
 BASELINE_KINDS = ("core-only", "icl")
@@ -50,12 +50,21 @@ class PairedTest:
     only_condition: int
     neither: int
     p_value: float | None              # None when there is nothing to pair
+    # accuracy(condition) - accuracy(reference) on the paired problems, with a paired-bootstrap 95% CI
+    difference: float | None = None
+    difference_ci95: tuple[float, float] | None = None
 
     @classmethod
-    def from_mcnemar(cls, reference: str, result: McNemarResult) -> "PairedTest":
-        return cls(reference=reference, n_pairs=result.n_pairs, both=result.both, only_reference=result.only_a,
+    def from_outcomes(cls, reference: str, reference_outcomes: list[bool], outcomes: list[bool]) -> "PairedTest":
+        result: McNemarResult = mcnemar_exact(reference_outcomes, outcomes)
+        test = cls(reference=reference, n_pairs=result.n_pairs, both=result.both, only_reference=result.only_a,
                    only_condition=result.only_b, neither=result.neither,
                    p_value=result.p_value if result.n_pairs else None)
+        if result.n_pairs:
+            # Fixed seed: the same run dirs give the same report.
+            boot = paired_bootstrap([float(x) for x in reference_outcomes], [float(x) for x in outcomes], seed=0)
+            test.difference, test.difference_ci95 = boot.difference, boot.ci95
+        return test
 
 
 @dataclass
@@ -196,8 +205,8 @@ def build_tables(runs: list[RunView]) -> list[TaskTable]:
                 row.paired_note = "reference"
             else:
                 shared = sorted(set(reference.outcomes) & set(row.outcomes))
-                result = mcnemar_exact([reference.outcomes[t] for t in shared], [row.outcomes[t] for t in shared])
-                row.paired = PairedTest.from_mcnemar(reference.run_dir, result)
+                row.paired = PairedTest.from_outcomes(reference.run_dir, [reference.outcomes[t] for t in shared],
+                                                      [row.outcomes[t] for t in shared])
                 if not shared:
                     row.paired_note = "no problem scored in both runs"
                 elif len(shared) < max(len(reference.outcomes), len(row.outcomes)):

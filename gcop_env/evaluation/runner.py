@@ -41,6 +41,7 @@ from gcop_env.scoring import GuideScorer, StepOutcome
 from gcop_env.strategy import DEFAULT_MAX_STRATEGY_CHARS
 from gcop_env.tasks import TaskSpec, get_task
 from gcop_env.trainers.common import JsonlAppender, read_jsonl_rows
+from gcop_env.trainers.config import DEFAULT_CORE
 
 from gcop_env.evaluation.stats import wilson_interval
 from gcop_env.evaluation.guides import (DEFAULT_GUIDE_STOP, Guide, guide_request, make_guide,
@@ -78,7 +79,7 @@ class EvalConfig:
     split: str = "test"
     data_files: str | None = None
     limit: int | None = None
-    core: str = "anthropic:claude-3-5-haiku-20241022"
+    core: str = DEFAULT_CORE
     out: str = "runs/eval"
     kind: str = "core-only"  # core-only | icl | guided | strategies
     name: str | None = None  # the condition's label in reports (default: derived from kind, guide, recipe)
@@ -99,6 +100,8 @@ class EvalConfig:
     core_top_p: float = 1.0
     core_max_tokens: int = 1024
     max_strategy_chars: int = DEFAULT_MAX_STRATEGY_CHARS
+    judge: str | None = None  # guided/strategies: also rate each strategy with this judge (off by default)
+    judge_max_tokens: int = 256
     lam: float = 0.0
     workers: int = 8
     cache: str | None = None
@@ -125,8 +128,8 @@ class EvalConfig:
             check_number("--guide-top-p", self.guide_top_p, 0, 1, lo_open=True)
             check_number("--core-temperature", self.core_temperature, 0)
             check_number("--core-top-p", self.core_top_p, 0, 1, lo_open=True)
-            for name in ("guide_max_tokens", "core_max_tokens", "workers", "guide_batch_size", "max_retries",
-                         "max_strategy_chars"):
+            for name in ("guide_max_tokens", "core_max_tokens", "judge_max_tokens", "workers", "guide_batch_size",
+                         "max_retries", "max_strategy_chars"):
                 check_int("--" + name.replace("_", "-"), getattr(self, name), 1)
             check_number("--timeout-s", self.timeout_s, 0, lo_open=True)
             check_number("--retry-backoff-s", self.retry_backoff_s, 0)
@@ -138,8 +141,12 @@ class EvalConfig:
                                     check_number("--guide-price OUT", price[1], 0))
         except ValueError as exc:
             raise EvalInputError(str(exc)) from None
+        if self.judge and self.kind not in ("guided", "strategies"):
+            raise EvalInputError(f"--judge rates strategies; the {self.kind} condition has none")
         try:  # a bad spec fails here, before anything is loaded or called
             parse_core_spec(self.core)
+            if self.judge:
+                parse_core_spec(self.judge)
             if self.kind == "guided":
                 parse_guide_spec(self.guide)
         except ValueError as exc:
@@ -255,6 +262,9 @@ def make_row(task: str, split: str, condition: str, problem: Problem, sample: in
             v = outcome.validation
             row.update(status=v.status.value, reward=float(v.reward), success=bool(v.reward >= 1.0),
                        validation=_jsonable(v.details))
+            if outcome.verdict is not None:
+                row["judge"] = {"score": outcome.verdict.score, "leak": outcome.verdict.leak,
+                                "parsed": outcome.verdict.parsed}
     row["cost"] = cost
     if extra:
         row.update(extra)
@@ -307,7 +317,7 @@ class Condition(ABC):
                 "guide": self.guide_spec, "recipe": self.recipe, "icl_k": c.icl_k if self.kind == "icl" else None,
                 "guide_samples": c.guide_samples if self.kind == "guided" else None,
                 "guide_temperature": c.guide_temperature if self.kind == "guided" else None,
-                "guide_top_p": c.guide_top_p if self.kind == "guided" else None}
+                "guide_top_p": c.guide_top_p if self.kind == "guided" else None, "judge": c.judge}
 
     def default_name(self) -> str:
         return self.kind
@@ -580,6 +590,10 @@ def summarize_rows(rows_by_problem: list[list[dict]], *, kind: str, lam: float) 
         "net_utility": (accuracy - lam * cost["total"]["usd"]) if accuracy is not None else None,
         "guide_empty_outputs": empty_guide if kind in ("guided", "strategies") else None,
     }
+    judged = [r["judge"] for r in records if r.get("judge")]
+    if judged:
+        metrics["judge_score_mean"] = sum(j["score"] for j in judged) / len(judged)
+        metrics["judge_leak_rate"] = sum(1 for j in judged if j["leak"]) / len(judged)
     return metrics
 
 
@@ -660,7 +674,9 @@ def _versions() -> dict[str, str]:
 def _check_identity(out: Path, config: EvalConfig) -> None:
     path = out / RUN_CONFIG
     ident = json.loads(json.dumps(config.identity(), sort_keys=True))
-    if path.exists():
+    records = out / RECORDS
+    has_rows = records.exists() and records.stat().st_size > 0
+    if path.exists() and has_rows:  # a dir without rows holds nothing to protect: it takes the new identity
         try:
             saved = json.loads(path.read_text(encoding="utf-8"))
         except ValueError:
@@ -670,7 +686,7 @@ def _check_identity(out: Path, config: EvalConfig) -> None:
             diff = sorted(k for k in set(old) | set(ident) if old.get(k) != ident.get(k))
             detail = "; ".join(f"{k}: {old.get(k)!r} there, {ident.get(k)!r} now" for k in diff[:4])
             raise EvalInputError(f"{out} holds a different condition ({detail}); choose another --out or delete it")
-    elif (out / RECORDS).exists():
+    elif has_rows and not path.exists():
         raise EvalInputError(f"{out} has {RECORDS} but no {RUN_CONFIG}; it is not a gcop eval run dir of this "
                              f"version: choose another --out")
     out.mkdir(parents=True, exist_ok=True)
@@ -734,8 +750,9 @@ def run_eval(config: EvalConfig, *, progress: bool = True, preflight: bool = Tru
         raise EvalInputError(exc.args[0]) from None
     try:
         all_problems = task.load(split=config.split, data_files=config.data_files)
-    except (ValueError, FileNotFoundError) as exc:
-        raise EvalInputError(f"cannot load {task.name} split {config.split!r}: {exc}") from None
+    except Exception as exc:  # noqa: BLE001 - nothing is spent yet: any loading failure is one clear line
+        raise EvalInputError(f"cannot load {task.name} split {config.split!r} "
+                             f"({type(exc).__name__}: {exc}); check --split / --data-files") from None
     if not all_problems:
         raise EvalInputError(f"{task.name} split {config.split!r} has no problems")
     _check_identity(out, config)
@@ -754,7 +771,14 @@ def run_eval(config: EvalConfig, *, progress: bool = True, preflight: bool = Tru
         if "structure_required" not in inspect.signature(GuideScorer).parameters:
             raise EvalInputError("an Advisor guide needs GuideScorer(structure_required=False), missing in this version")
         scorer_options["structure_required"] = False
-    scorer = GuideScorer(validator, core, reward=RewardConfig(beta=0.0, gamma=0.0, kappa=0.0, lam=0.0),
+    judge_core = None
+    if config.judge:
+        judge_core = make_core(config.judge, cache=cache, retry=retry, timeout_s=config.timeout_s)
+        scorer_options["judge_core"] = judge_core
+        scorer_options["judge_sampling"] = SamplingParams(temperature=0.0, max_tokens=config.judge_max_tokens)
+    # Only the task reward R is recorded; γ > 0 merely switches the judge on (its verdict is recorded apart).
+    reward = RewardConfig(beta=0.0, gamma=1.0 if config.judge else 0.0, kappa=0.0, lam=0.0)
+    scorer = GuideScorer(validator, core, reward=reward,
                          **scorer_options,
                          sampling=SamplingParams(temperature=config.core_temperature, top_p=config.core_top_p,
                                                  max_tokens=config.core_max_tokens),
@@ -786,6 +810,8 @@ def run_eval(config: EvalConfig, *, progress: bool = True, preflight: bool = Tru
         if len(keep) != len(existing):  # drop the rows to be redone (infra errors, half-written problems)
             _rewrite_records(records_path, keep)
         todo = [p for p in selected if p.task_id not in finished]
+        if todo and (out / SUMMARY).exists():
+            (out / SUMMARY).unlink()  # it describes an earlier state; the finished run writes the new one
         appender = JsonlAppender(records_path)
         interrupted, n_run = False, 0
         bar = _progress_bar(len(selected), len(selected) - len(todo), progress, condition.describe()["name"])
@@ -826,6 +852,8 @@ def run_eval(config: EvalConfig, *, progress: bool = True, preflight: bool = Tru
             condition.close()
         scorer.close()
         core.close()
+        if judge_core is not None:
+            judge_core.close()
 
 
 def build_summary(config: EvalConfig, condition: Condition, task: TaskSpec,
@@ -919,8 +947,8 @@ def build_parser():
                    help="'paper': the paper's split and sampling (guide 0.6/0.95, 2048 tokens; core greedy, "
                         "1024 tokens; all problems); flags given here override it")
     p.add_argument("--name", help="the condition's label in reports (default: derived)")
-    p.add_argument("--recipe", help="the guide's training recipe for reports (default: the guide dir's recipe.json, "
-                                    "else None; external for servers and --strategies)")
+    p.add_argument("--recipe", help="the guide's training recipe for reports (default: recorded in the guide's dir by "
+                                    "gcop sft/grpo, else None; external for servers and --strategies)")
     p.add_argument("--embedder", help="--icl: 'default' (offline PyPI model) or a sentence-transformers name/path")
     g = p.add_argument_group("guide")
     g.add_argument("--guide-samples", type=int, help="N strategies per problem (α̂ averages over them; default 1)")
@@ -938,6 +966,9 @@ def build_parser():
     c.add_argument("--core-top-p", type=float, help=f"default {d.core_top_p}")
     c.add_argument("--core-max-tokens", type=int, help=f"default {d.core_max_tokens}")
     c.add_argument("--max-strategy-chars", type=int, help=f"strategy length budget (default {d.max_strategy_chars})")
+    c.add_argument("--judge", metavar="SPEC", help="guided/strategies: also rate each strategy with this judge "
+                                                  "(usefulness, leak; its cost is the judge role). Default: off")
+    c.add_argument("--judge-max-tokens", type=int, help=f"the judge's reply budget (default {d.judge_max_tokens})")
     c.add_argument("--validator-options", type=json.loads, help="JSON kwargs for the validator, e.g. '{\"sandbox\": \"docker\"}'")
     r = p.add_argument_group("run")
     r.add_argument("--lam", type=float, help="λ of the net utility V − λ·T (T: total USD per problem; default 0)")
