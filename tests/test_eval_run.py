@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from conftest import GOOD_GUIDE, REPO_ROOT, ScriptedSolver, gsm8k_golds
-from fake_llm import FakeLLMServer, status
+from fake_llm import FakeLLMServer, api_error, status
 from tiny_guide import build_tiny_guide
 
 from gcop_env.evaluation.runner import EvalConfig, build_parser, config_from_args, eval_cli, run_eval
@@ -56,7 +56,9 @@ def world(gsm8k_dir):
     with FakeLLMServer(responder) as server:
         server.responder_obj = responder
         server.core = f"openai:gpt-4o-mini@{server.openai_base_url}"
-        server.base = ["--task", "GSM8K", "--data-files", str(gsm8k_dir), "--core", server.core, "--no-progress"]
+        # the preflight has a test of its own (below); here every request is the run's own
+        server.base = ["--task", "GSM8K", "--data-files", str(gsm8k_dir), "--core", server.core, "--no-progress",
+                       "--no-preflight"]
         yield server
 
 
@@ -211,7 +213,7 @@ def test_kill_and_resume_finishes_without_repeating_finished_problems(gsm8k_dir,
         out = tmp_path / "o"
         argv = ["eval", "--task", "GSM8K", "--data-files", str(gsm8k_dir), "--core",
                 f"openai:gpt-4o-mini@{server.openai_base_url}", "--core-only", "--limit", "8", "--workers", "1",
-                "--no-progress", "--out", str(out)]
+                "--no-progress", "--no-preflight", "--out", str(out)]
         env = dict(os.environ, PYTHONPATH=str(REPO_ROOT))
         proc = subprocess.Popen([sys.executable, "-m", "gcop_env.cli", *argv], env=env,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -231,6 +233,30 @@ def test_kill_and_resume_finishes_without_repeating_finished_problems(gsm8k_dir,
         rows = _rows(out)
         assert sorted(r["task_id"] for r in rows) == sorted(f"gsm8k/test/{i}" for i in range(8))
         assert result.metrics["accuracy"] == 1.0 and result.metrics["n_problems"] == 8
+
+
+def test_preflight_runs_once_before_spending_and_not_on_a_finished_rerun(gsm8k_dir, tmp_path, capsys):
+    from gcop_env.check import PROMPT
+
+    solver = GuideAndSolver(unguided_correct=True)
+    with FakeLLMServer(lambda p: "OK" if p == PROMPT else solver(p)) as server:
+        argv = ["--task", "GSM8K", "--data-files", str(gsm8k_dir), "--core", f"openai:gpt-4o-mini@{server.openai_base_url}",
+                "--no-progress", "--core-only", "--limit", "3", "--out", str(tmp_path / "o")]
+        assert eval_cli(argv) == 0
+        prompts = [r["body"]["messages"][-1]["content"] for r in server.requests]
+        assert prompts[0] == PROMPT and prompts.count(PROMPT) == 1 and len(prompts) == 1 + 3
+        assert eval_cli(argv) == 0  # finished: no preflight, no call at all
+        assert server.count() == 4
+    # a dead model stops the run before anything is spent, in one line
+    with FakeLLMServer(lambda p: "OK") as dead:
+        dead.faults.append(api_error(404, "not_found_error", "model: gpt-4o-mini"))
+        out = tmp_path / "dead"
+        code = eval_cli(["--task", "GSM8K", "--data-files", str(gsm8k_dir), "--core",
+                         f"openai:gpt-4o-mini@{dead.openai_base_url}", "--no-progress", "--core-only", "--limit", "3",
+                         "--out", str(out)])
+        assert code != 0 and dead.count() == 1 and not (out / "records.jsonl").exists()
+    err = capsys.readouterr().err
+    assert "preflight failed" in err and "Traceback" not in err
 
 
 def test_stop_request_saves_finished_problems_and_resumes(world, gsm8k_dir, tmp_path):
@@ -296,7 +322,7 @@ def test_icl_condition_prepends_the_nearest_training_pairs(world, gsm8k_dir, tmp
     pytest.importorskip("sentence_transformers")
     data = _small_gsm8k(tmp_path, gsm8k_dir)
     out = tmp_path / "icl"
-    argv = ["--task", "GSM8K", "--data-files", str(data), "--core", world.core, "--no-progress",
+    argv = ["--task", "GSM8K", "--data-files", str(data), "--core", world.core, "--no-progress", "--no-preflight",
             "--icl", "2", "--out", str(out)]
     assert eval_cli(argv) == 0
     rows = _rows(out)
@@ -374,7 +400,7 @@ def test_ctrl_c_stops_after_the_batch_in_flight_with_exit_130_and_resumes(gsm8k_
         out = tmp_path / "o"
         argv = ["eval", "--task", "GSM8K", "--data-files", str(gsm8k_dir), "--core",
                 f"openai:gpt-4o-mini@{server.openai_base_url}", "--core-only", "--limit", "8", "--workers", "1",
-                "--no-progress", "--out", str(out)]
+                "--no-progress", "--no-preflight", "--out", str(out)]
         env = dict(os.environ, PYTHONPATH=str(REPO_ROOT))
         proc = subprocess.Popen([sys.executable, "-m", "gcop_env.cli", *argv], env=env,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)

@@ -727,13 +727,22 @@ def _cache_arg(config: EvalConfig) -> Any:
     return False if config.cache.lower() in ("off", "none", "false", "0") else config.cache
 
 
-def _preflight(specs: list[str]) -> None:
-    """The models engineer's readiness check, when this install has it (keys, servers, weights)."""
-    try:
-        from gcop_env.check import preflight
-    except ImportError:
-        return  # not in this version of the package: the first call reports any problem instead
-    preflight(specs)
+def _preflight(config: EvalConfig) -> None:
+    """One tiny uncached call per API model of the run (``gcop check``), before anything is spent.
+
+    Raises :class:`~gcop_env.check.PreflightFailed` (a retired model, a bad key, a refused sampling
+    parameter, an unreachable server). Local ``hf:``/``vllm:`` models are checked by loading them.
+    """
+    from gcop_env.check import require_ready
+
+    items: list = [(config.core, SamplingParams(config.core_temperature, config.core_top_p))]
+    if config.kind == "guided":
+        items.append((config.guide, SamplingParams(config.guide_temperature, config.guide_top_p)))
+    if config.judge:
+        items.append((config.judge, SamplingParams(0.0, 1.0)))
+    api = [(spec, sampling) for spec, sampling in items if str(spec).split(":", 1)[0] in ("anthropic", "openai")]
+    if api:
+        require_ready(api, timeout_s=config.timeout_s)
 
 
 def run_eval(config: EvalConfig, *, progress: bool = True, preflight: bool = True,
@@ -760,8 +769,6 @@ def run_eval(config: EvalConfig, *, progress: bool = True, preflight: bool = Tru
     cache = _cache_arg(config)
     retry = RetryPolicy(max_attempts=config.max_retries, initial_backoff_s=config.retry_backoff_s,
                         max_backoff_s=max(config.retry_backoff_s, 60.0))
-    if preflight:
-        _preflight([config.core] + ([config.guide] if config.kind == "guided" else []))
     core = make_core(config.core, cache=cache, retry=retry, timeout_s=config.timeout_s)
     validator = task.validator(**config.validator_options)
     scorer_options: dict[str, Any] = {}
@@ -810,6 +817,8 @@ def run_eval(config: EvalConfig, *, progress: bool = True, preflight: bool = Tru
         if len(keep) != len(existing):  # drop the rows to be redone (infra errors, half-written problems)
             _rewrite_records(records_path, keep)
         todo = [p for p in selected if p.task_id not in finished]
+        if todo and preflight:  # a finished condition re-runs with 0 API calls: no preflight then
+            _preflight(config)
         if todo and (out / SUMMARY).exists():
             (out / SUMMARY).unlink()  # it describes an earlier state; the finished run writes the new one
         appender = JsonlAppender(records_path)
