@@ -96,9 +96,10 @@ def test_exhausted_retries_are_an_infra_error_in_the_env_never_a_wrong_answer(so
 @pytest.mark.parametrize("failing_request, stage", [(2, "baseline"), (3, "judge")])
 def test_baseline_and_judge_failures_are_infra_errors(solver_server, gsm8k_dir, monkeypatch, failing_request, stage):
     core = anthropic_core(solver_server, monkeypatch, retry=RetryPolicy(max_attempts=1))
-    env = gym.make("GCoP-GSM8K-v0", core=core, data_files=str(gsm8k_dir), limit=20, gamma=0.5, kappa=0.5)
+    env = gym.make("GCoP-GSM8K-v0", core=core, data_files=str(gsm8k_dir), limit=20, gamma=0.5, kappa=0.5,
+                   baseline_samples=1)
     env.reset(seed=0)
-    # requests in order: 1 guided core, 2 unguided baseline, 3 judge
+    # requests in order: 1 guided core, 2 unguided baseline (one draw), 3 judge
     solver_server.faults.extend([None] * (failing_request - 1) + [status(500)])
     _, reward, _, _, info = env.step(GOOD_GUIDE)
     assert info["reward_is_task_outcome"] is False and info["error_stage"] == stage

@@ -60,7 +60,7 @@ def _argv(server, out):
             "--teacher", f"openai:fake-teacher@{server.openai_base_url}",
             "--core", f"openai:fake-core@{server.openai_base_url}",
             "--k", str(K), "--tau", "0.75", "--max-rounds", "1", "--out", str(out), "--workers", str(WORKERS),
-            "--max-retries", "1", "--no-preflight"]
+            "--max-retries", "1", "--no-preflight", "--teacher-draws", "1"]
 
 
 def _start(argv):

@@ -93,7 +93,8 @@ def test_sft_then_advisor_grpo_record_their_recipes(solver_server, tmp_path):
                      "--core", f"openai:fake-core@{solver_server.openai_base_url}", "--guide", str(sft_dir),
                      "--output-dir", str(advisor_dir), "--recipe", "advisor", "--max-steps", "1",
                      "--num-generations", "2", "--per-device-train-batch-size", "2",
-                     "--max-completion-length", "16", "--max-retries", "1", "--save-steps", "10"]) == 0
+                     "--max-completion-length", "16", "--max-retries", "1", "--save-steps", "10",
+                     "--no-preflight", "--eval-limit", "0"]) == 0
     details = read_recipe_details(advisor_dir)
     assert details["recipe"] == "Advisor" and details["base_recipe"] == "SFT" and details["structure_required"] is False
     assert (details["reward"]["beta"], details["reward"]["gamma"], details["reward"]["kappa"]) == (0, 0, 0)
