@@ -154,6 +154,17 @@ def test_zero_cost_runs_use_a_symlog_axis(tmp_path):
     assert [c.lines[0].get_xdata()[0] for c in ax.containers] == [0.0, 0.002]
 
 
+def test_all_free_runs_plot_tokens_per_problem(tmp_path):
+    core = write_run(tmp_path / "core", name="core-only", kind="core-only", outcomes=_outcomes("1100"), core_usd=0.0)
+    guided = write_run(tmp_path / "guided", name="guided", kind="guided", guide="hf:g", recipe="None",
+                       outcomes=_outcomes("1110"), core_usd=0.0)
+    fig = plot_reward_cost(build_tables([load_run(core), load_run(guided)]))
+    (ax,) = fig.axes
+    assert ax.get_xscale() == "log" and "tokens per problem" in ax.get_xlabel()
+    # the summaries' total tokens per problem: 300 core-only, 150 guide + 300 core guided
+    assert [c.lines[0].get_xdata()[0] for c in ax.containers] == [300, 450]
+
+
 def test_different_tasks_get_different_tables(gsm8k_runs, tmp_path):
     code = write_run(tmp_path / "kodcode", task="KodCode", name="core-only", kind="core-only",
                      outcomes=_outcomes("1010", prefix="kodcode/"))

@@ -291,7 +291,8 @@ def plot_reward_cost(tables: list[TaskTable], path: Path | None = None):
 
     One ``errorbar`` container per condition (label = condition name), in table order. The cost
     axis is logarithmic; when a run costs $0 (local models) it is a *symlog* axis, linear below
-    the smallest non-zero cost's decade, and the axis label says so.
+    the smallest non-zero cost's decade, and the axis label says so. When every run of a table
+    costs $0, the axis is total tokens per problem (log) instead, and the label says so.
     """
     try:
         import matplotlib
@@ -303,16 +304,25 @@ def plot_reward_cost(tables: list[TaskTable], path: Path | None = None):
     fig, axes = plt.subplots(1, len(tables), figsize=(6.4 * len(tables), 4.8), squeeze=False)
     for ax, table in zip(axes[0], tables):
         costs = [r.total_usd for r in table.rows]
-        for row in table.rows:
+        # Every run free (local models only): dollars say nothing, so the cost axis counts tokens.
+        by_tokens = all(c == 0 for c in costs) and all(r.total_tokens > 0 for r in table.rows)
+        for i, row in enumerate(table.rows):
             if row.metrics["accuracy"] is None:
                 continue  # nothing scored (all infra errors): no point rather than a false 0
             accuracy = float(row.metrics["accuracy"])
             lo, hi = (float(v) for v in row.metrics["accuracy_ci95"])
             marker = "s" if row.kind in BASELINE_KINDS else "o"
-            ax.errorbar([row.total_usd], [accuracy], yerr=[[accuracy - lo], [hi - accuracy]], fmt=marker,
+            x = row.total_tokens if by_tokens else row.total_usd
+            ax.errorbar([x], [accuracy], yerr=[[accuracy - lo], [hi - accuracy]], fmt=marker,
                         capsize=4, label=row.name)
-            ax.annotate(row.name, (row.total_usd, accuracy), textcoords="offset points", xytext=(6, 6), fontsize=8)
-        if any(c == 0 for c in costs):
+            # labels of points that share a spot are stacked, not drawn over each other
+            ax.annotate(row.name, (x, accuracy), textcoords="offset points", xytext=(6, 6 + 11 * i), fontsize=8)
+        if by_tokens:
+            tokens = [r.total_tokens for r in table.rows]
+            ax.set_xscale("log")
+            ax.set_xlabel("total tokens per problem (log scale; every run here costs 0 USD: local models)")
+            ax.set_xlim(min(tokens) / 2, max(tokens) * 3)
+        elif any(c == 0 for c in costs):
             threshold = _symlog_threshold(costs)
             ax.set_xscale("symlog", linthresh=threshold)
             # No "$" in labels: matplotlib reads text between two dollar signs as mathtext.
