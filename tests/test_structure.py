@@ -138,3 +138,14 @@ def test_hub_failure_names_the_hub_id_and_data_files(monkeypatch):
     monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
     with pytest.raises(DataError, match=r"openai/gsm8k.*data_files="):
         load_gsm8k("test")
+
+
+
+def test_leak_check_reads_golds_exactly_including_non_terminating_fractions():
+    # golds are stored canonically ("-0.75", or "1/3" when no finite decimal exists); the leak check
+    # reads them as exact rationals: a "1/3" gold used to raise decimal.InvalidOperation here
+    v = GSM8KValidator()
+    quarter = Problem("t", "A pie loses 7 of its 4 quarters... what is the change?", reference="-0.75")
+    assert v.leaks(quarter, "So the answer is -0.75.") and not v.leaks(quarter, "Step 1. Count the quarters.")
+    third = Problem("t", "Share 1 pie among 3 people. How much does each get?", reference="1/3")
+    assert v.leak_finding(third, "Step 1. Divide the pie by the number of people.") is None

@@ -17,7 +17,6 @@ canonical string (``18``, ``-0.75``, ``1/3``) that :func:`reference_value` reads
 from __future__ import annotations
 
 import re
-from decimal import Decimal  # noqa: F401 - the leak check reads golds with it
 from fractions import Fraction
 
 from gcop_env.problem import Problem
@@ -222,7 +221,8 @@ class GSM8KValidator(Validator):
 
     def leak_finding(self, problem: Problem, strategy: str) -> LeakFinding | None:
         """Which number leaks the gold and by which rule; None when the strategy does not leak."""
-        return find_numeric_leak(problem.question, strategy, Decimal(str(problem.reference)), normalize_number)
+        # the gold read back exactly as a rational (a canonical "1/3" is no Decimal)
+        return find_numeric_leak(problem.question, strategy, reference_value(problem.reference), normalize_number)
 
 
 def load_gsm8k(split: str = "test", data_files=None) -> list[Problem]:

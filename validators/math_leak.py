@@ -22,6 +22,7 @@ import enum
 import re
 from dataclasses import dataclass
 from decimal import Decimal
+from numbers import Rational
 from typing import Callable
 
 # A number token: digits with thousands separators and decimals, or a leading-dot decimal.
@@ -70,8 +71,8 @@ def _is_index(text: str, start: int, end: int, raw: str) -> bool:
     return opens_item and bool(_ITEM_START.search(before))
 
 
-def find_numeric_leak(question: str, strategy: str, gold: Decimal,
-                      parse: Callable[[str], Decimal | None]) -> LeakFinding | None:
+def find_numeric_leak(question: str, strategy: str, gold: Rational | Decimal,
+                      parse: Callable[[str], Rational | Decimal | None]) -> LeakFinding | None:
     """The first number of ``strategy`` that gives ``gold`` away (see the module rules), or None.
 
     ``parse`` turns a number token into its value (the task's own normaliser, so "1,250" and
