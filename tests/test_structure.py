@@ -149,3 +149,6 @@ def test_leak_check_reads_golds_exactly_including_non_terminating_fractions():
     assert v.leaks(quarter, "So the answer is -0.75.") and not v.leaks(quarter, "Step 1. Count the quarters.")
     third = Problem("t", "Share 1 pie among 3 people. How much does each get?", reference="1/3")
     assert v.leak_finding(third, "Step 1. Divide the pie by the number of people.") is None
+    # a fraction is one number token, in either notation
+    assert v.leaks(third, "So the answer is \\frac{1}{3}.") and v.leaks(third, "each gets = 1/3, then stop")
+    assert not v.leaks(third, "Give 1 pie to 3 people.")

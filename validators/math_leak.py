@@ -26,7 +26,10 @@ from numbers import Rational
 from typing import Callable
 
 # A number token: digits with thousands separators and decimals, or a leading-dot decimal.
-_TOKEN = re.compile(r"(?<![\w.])-?(?:\d[\d,]*(?:\.\d+)?|\.\d+)")
+# A number token: a LaTeX or slash fraction (read whole, so a gold of 1/3 is seen), else a decimal.
+# The question's numbers are read both ways (_PLAIN too): "1/2 of 6" gives the question 1/2, 1, 2 and 6.
+_PLAIN = re.compile(r"(?<![\w.])-?(?:\d[\d,]*(?:\.\d+)?|\.\d+)")
+_TOKEN = re.compile(r"(?<![\w.])(?:-?\\[dt]?frac\{-?\d+\}\{\d+\}|(?<!/)-?\d+/\d+(?!\d|[.,]\d|/)|-?(?:\d[\d,]*(?:\.\d+)?|\.\d+))")
 # "answer is 18", "answer: $18", "final result = 18", "the result will be 18"; the gap between the
 # keyword and the number is short and stays inside one clause.
 _STATED = re.compile(r"(?:\banswers?\b|\bfinal\s+(?:result|value|total|number)\b|\bresult\b)"
@@ -78,7 +81,8 @@ def find_numeric_leak(question: str, strategy: str, gold: Rational | Decimal,
     ``parse`` turns a number token into its value (the task's own normaliser, so "1,250" and
     "1250.0" compare as the gold does).
     """
-    question_values = {v for m in _TOKEN.finditer(question or "") if (v := parse(m.group())) is not None}
+    question_values = {v for pattern in (_TOKEN, _PLAIN) for m in pattern.finditer(question or "")
+                       if (v := parse(m.group())) is not None}
     tokens = [(m, parse(m.group())) for m in _TOKEN.finditer(strategy)]
     computed = [m for m, _ in tokens if _COMPUTED.search(strategy[max(0, m.start() - 20):m.start()])]
     last_result = computed[-1] if computed else None
