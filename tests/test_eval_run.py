@@ -19,6 +19,7 @@ from conftest import GOOD_GUIDE, REPO_ROOT, ScriptedSolver, gsm8k_golds
 from fake_llm import FakeLLMServer, api_error, status
 from tiny_guide import build_tiny_guide
 
+from gcop_env.cores.base import CoreRequest, Message, SamplingParams
 from gcop_env.evaluation.runner import EvalConfig, build_parser, config_from_args, eval_cli, run_eval
 
 HARMFUL_GUIDE = "<think>Guess.</think><strategy>HARMFUL: add everything up.</strategy>"
@@ -517,3 +518,27 @@ def test_advisor_guide_passes_its_whole_output_to_the_core(world, tiny_model, tm
     for r in _rows(out):  # free text from a random tiny model: no structure needed, the core sees it all
         assert r["structure_ok"] is True and r["cost"]["core"]["calls"] == 1
         assert r["strategy"] == r["guide_output"].strip() and r["status"] == "pass"
+
+
+def test_hf_guide_samples_with_its_own_generator_reproducibly(tmp_path):
+    # At temperature > 0 a local guide draws from a generator seeded by the requests: the process's
+    # global RNG (a trainer's in the same process) is untouched, and a fresh copy of the same weights
+    # (new file times) samples the same strategies.
+    import shutil
+
+    import torch
+
+    from gcop_env.evaluation.guides import HFGuide
+
+    path = build_tiny_guide(tmp_path / "tiny", ["How many apples are left?"], [GOOD_GUIDE] * 3)
+    copy = tmp_path / "copy"
+    shutil.copytree(path, copy)
+    request = CoreRequest(messages=(Message("user", "How many apples are left?"),),
+                          sampling=SamplingParams(temperature=1.0, top_p=0.95, max_tokens=24))
+    requests = [request, dataclasses.replace(request, sample_index=1)]
+    torch.manual_seed(123)
+    before = torch.get_rng_state()
+    first = [r.text for r in HFGuide(str(path), cache=None, stop=None).generate(requests)]
+    assert torch.equal(torch.get_rng_state(), before)
+    again = [r.text for r in HFGuide(str(copy), cache=None, stop=None).generate(requests)]
+    assert first == again and all(first)

@@ -30,7 +30,7 @@ from typing import Any, Sequence
 from gcop_env.cache import ResponseCache, request_key
 from gcop_env.cores import make_core, parse_core_spec
 from gcop_env.cores.base import CoreError, CoreRequest, CoreResponse, Message, SamplingParams
-from gcop_env.cores.hf_core import HFCore, render_completion_prompt
+from gcop_env.cores.hf_core import HFCore, _SampleWithGenerator, render_completion_prompt
 from gcop_env.cores.retry import RetryPolicy
 from gcop_env.prompts import PROMPT_VERSION, guide_prompt
 
@@ -222,9 +222,11 @@ class LocalBatchGuide(Guide):
         return self._cached
 
     def _batch_seed(self, requests: Sequence[CoreRequest]) -> int:
-        """A seed fixed by the batch's requests, so the same batch samples the same outputs."""
-        digest = hashlib.sha256("".join(self._key(r) for r in requests).encode()).hexdigest()
-        return int(digest[:8], 16)
+        """A seed fixed by the batch's requests (prompts, sampling, sample indices), so the same batch
+        samples the same outputs. Not by the weights' fingerprint, which holds file times: a fresh
+        copy of the same weights must sample the same strategies."""
+        keys = "".join(request_key(self.backend, "guide-seed", r, PROMPT_VERSION) for r in requests)
+        return int(hashlib.sha256(keys.encode()).hexdigest()[:8], 16)
 
 
 class HFGuide(LocalBatchGuide):
@@ -265,12 +267,15 @@ class HFGuide(LocalBatchGuide):
                 ids[i, width - len(row):] = torch.tensor(row, dtype=torch.long)
                 mask[i, width - len(row):] = 1
             s = requests[0].sampling
-            kwargs: dict[str, Any] = {"max_new_tokens": s.max_tokens, "pad_token_id": pad_id}
+            # Sampling draws from a local generator (as the hf: core does): the process-global RNG, which a
+            # trainer in the same process relies on, is never reseeded.
+            kwargs: dict[str, Any] = {"max_new_tokens": s.max_tokens, "pad_token_id": pad_id, "do_sample": False,
+                                      "temperature": None, "top_p": None, "top_k": None}
             if s.temperature > 0:
-                torch.manual_seed(self._batch_seed(requests))
-                kwargs.update(do_sample=True, temperature=s.temperature, top_p=s.top_p)
-            else:
-                kwargs.update(do_sample=False)
+                from transformers import LogitsProcessorList
+
+                kwargs["logits_processor"] = LogitsProcessorList(
+                    [_SampleWithGenerator(s.temperature, s.top_p, seed=self._batch_seed(requests))])
             if self.stop:
                 kwargs.update(stop_strings=[self.stop], tokenizer=tok)
             with torch.no_grad():
