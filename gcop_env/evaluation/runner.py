@@ -22,7 +22,6 @@ import difflib
 import hashlib
 import inspect
 import json
-import os
 import platform
 import sys
 from abc import ABC, abstractmethod
@@ -35,6 +34,7 @@ from gcop_env.checks import check_int, check_number
 from gcop_env.cores import RetryPolicy, make_core, parse_core_spec
 from gcop_env.cores.base import CoreError, CoreResponse, SamplingParams
 from gcop_env.cores.pricing import lookup_price
+from gcop_env.files import write_text_atomic
 from gcop_env.problem import Problem
 from gcop_env.reward import RewardConfig
 from gcop_env.scoring import GuideScorer, StepOutcome
@@ -689,20 +689,11 @@ def _check_identity(out: Path, config: EvalConfig) -> None:
     elif has_rows and not path.exists():
         raise EvalInputError(f"{out} has {RECORDS} but no {RUN_CONFIG}; it is not a gcop eval run dir of this "
                              f"version: choose another --out")
-    out.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"identity": ident}, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    write_text_atomic(path, json.dumps({"identity": ident}, indent=2, sort_keys=True) + "\n")
 
 
 def _rewrite_records(path: Path, rows: list[dict]) -> None:
-    tmp = path.with_suffix(".tmp")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        for row in rows:
-            fh.write(json.dumps(row, ensure_ascii=False) + "\n")
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    write_text_atomic(path, "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
 
 
 def build_condition(config: EvalConfig, task: TaskSpec, problems: list[Problem], scorer: GuideScorer,
@@ -848,10 +839,7 @@ def run_eval(config: EvalConfig, *, progress: bool = True, preflight: bool = Tru
         rows_by_problem = [finished[p.task_id] for p in selected if p.task_id in finished]
         summary = build_summary(config, condition, task, rows_by_problem)
         if not interrupted:
-            summary_path = out / SUMMARY
-            tmp = summary_path.with_suffix(".tmp")
-            tmp.write_text(json.dumps(summary, indent=2, sort_keys=True, ensure_ascii=False) + "\n", encoding="utf-8")
-            os.replace(tmp, summary_path)
+            write_text_atomic(out / SUMMARY, json.dumps(summary, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
         return EvalResult(out=out, summary=summary, n_problems=len(selected),
                           n_run=n_run,
                           n_skipped=len(selected) - len(todo), n_retried=retried, calls=condition.calls(),
