@@ -28,6 +28,7 @@ is refused with a message saying which spec string to pass instead.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import difflib
 import inspect
@@ -242,10 +243,24 @@ class GCoPEnv(gym.Env[str, str]):
         self.last_outcome = outcome
         observation = guide_prompt(self.problem.question)
         reward = float(outcome.reward) if outcome.reward is not None else 0.0
-        info = outcome.info()
+        # a key without a value is left out rather than set to None: Gymnasium's vector envs batch
+        # info by key with a `_key` mask for "absent", and a None beside a dict (core_sampling) breaks that
+        info = {key: value for key, value in outcome.info().items() if value is not None}
         if outcome.parsed.structure_ok:
             info["core_sample_index"] = sample_index
         return observation, reward, True, False, info
+
+    def sibling(self) -> GCoPEnv:
+        """An env for a second concurrent episode on this env's scorer, core (SDK client, response
+        cache), baseline table, validator (sandbox pool) and sample counter, with its own problem,
+        RNG and sample stream: what :class:`gcop_env.vector.GCoPVectorEnv` steps on threads.
+
+        Closing one closes the shared parts of all: close the owner once, not each sibling.
+        """
+        twin = copy.copy(self)  # shallow on purpose: everything not reset below is shared
+        twin._np_random, twin._np_random_seed = None, None
+        twin.problem, twin.last_outcome, twin._sample_stream = None, None, 0
+        return twin
 
     def render(self) -> str | None:
         if self.render_mode != "ansi":

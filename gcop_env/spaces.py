@@ -1,15 +1,22 @@
 """A Gymnasium space for LLM text: any Unicode string up to a length.
 
 Gymnasium's ``spaces.Text`` defaults to alphanumeric characters, so it rejects spaces,
-punctuation and the tags the guide must write.
+punctuation and the tags the guide must write. The space registers Gymnasium's vector utilities
+(shared memory, empty batches, concatenation), so ``gym.make_vec(..., vectorization_mode="async")``
+works with its default ``shared_memory=True`` and every text comes back exactly.
 """
 
 from __future__ import annotations
 
+import multiprocessing as mp
+from collections.abc import Sequence
+from types import ModuleType
 from typing import Any
 
 import numpy as np
 from gymnasium import spaces
+from gymnasium.vector.utils import (concatenate, create_empty_array, create_shared_memory, read_from_shared_memory,
+                                    write_to_shared_memory)
 
 # What sample() draws from: printable ASCII, newlines, a few non-ASCII letters and symbols.
 _SAMPLE_ALPHABET = [chr(c) for c in range(32, 127)] + list("\n\téüßçñ—…→∑πλ中文日本語")
@@ -42,3 +49,84 @@ class UnicodeText(spaces.Space[str]):
 
     def __eq__(self, other: Any) -> bool:
         return isinstance(other, UnicodeText) and (other.min_length, other.max_length) == (self.min_length, self.max_length)
+
+
+# -- Gymnasium's vector utilities ---------------------------------------------------------------
+# A batch of UnicodeText is a tuple of str, as Gymnasium batches its own Text space. The async
+# vector env's shared memory holds, per sub-env, a row of max_length + 1 int32: the text's length,
+# then its code points (UTF-32, lone surrogates included, so any str the env returns comes back
+# exactly). 16 sub-envs at the default 32,768 characters take 2 MiB.
+
+
+class SharedTextBatch(Sequence):
+    """The texts in a shared-memory buffer, decoded when read: a live view, like the NumPy view
+    Gymnasium keeps for a Box (``AsyncVectorEnv`` reads its shared memory once, at start-up).
+
+    Copying it (``AsyncVectorEnv(copy=True)``, the default, deep-copies every observation batch)
+    or pickling it gives a plain tuple of str: a snapshot later steps do not change.
+    """
+
+    def __init__(self, space: UnicodeText, buffer: Any, n: int):
+        self._space = space
+        self._rows = np.frombuffer(buffer.get_obj(), dtype=np.int32).reshape(n, space.max_length + 1)
+
+    def __len__(self) -> int:
+        return self._rows.shape[0]
+
+    def __getitem__(self, index: Any) -> Any:
+        if isinstance(index, slice):
+            return tuple(self[i] for i in range(*index.indices(len(self))))
+        row = self._rows[index]
+        length = int(row[0])
+        return row[1:1 + length].astype("<u4").tobytes().decode("utf-32-le", "surrogatepass")
+
+    def __eq__(self, other: Any) -> bool:
+        return isinstance(other, (tuple, list, SharedTextBatch)) and tuple(self) == tuple(other)
+
+    def __hash__(self) -> int:  # mutable: like a list, not hashable
+        raise TypeError("unhashable type: 'SharedTextBatch' (take tuple(batch) for a snapshot)")
+
+    def __copy__(self) -> tuple[str, ...]:
+        return tuple(self)
+
+    def __deepcopy__(self, memo: dict) -> tuple[str, ...]:
+        return tuple(self)
+
+    def __reduce__(self) -> tuple:
+        return tuple, (tuple(self),)
+
+    def __repr__(self) -> str:
+        return f"SharedTextBatch({tuple(self)!r})"
+
+
+@create_shared_memory.register(UnicodeText)
+def _create_unicode_text_shared_memory(space: UnicodeText, n: int = 1, ctx: ModuleType = mp) -> Any:
+    return ctx.Array(np.dtype(np.int32).char, n * (space.max_length + 1))
+
+
+@read_from_shared_memory.register(UnicodeText)
+def _read_unicode_text_from_shared_memory(space: UnicodeText, shared_memory: Any, n: int = 1) -> SharedTextBatch:
+    return SharedTextBatch(space, shared_memory, n)
+
+
+@write_to_shared_memory.register(UnicodeText)
+def _write_unicode_text_to_shared_memory(space: UnicodeText, index: int, value: str, shared_memory: Any) -> None:
+    if not isinstance(value, str) or len(value) > space.max_length:
+        # a bug in the env, not the user's input: the env checks its observation's length first
+        got = f"{len(value)} characters" if isinstance(value, str) else type(value).__name__
+        raise ValueError(f"{space!r} cannot hold this observation ({got}); it is not in the observation space")
+    codes = np.frombuffer(value.encode("utf-32-le", "surrogatepass"), dtype="<u4")
+    width = space.max_length + 1
+    rows = np.frombuffer(shared_memory.get_obj(), dtype=np.int32)
+    rows[index * width] = len(codes)
+    rows[index * width + 1:index * width + 1 + len(codes)] = codes
+
+
+@create_empty_array.register(UnicodeText)
+def _create_empty_unicode_text_array(space: UnicodeText, n: int = 1, fn: Any = np.zeros) -> tuple[str, ...]:
+    return tuple(" " * space.min_length for _ in range(n))  # the shortest texts in the space
+
+
+@concatenate.register(UnicodeText)
+def _concatenate_unicode_text(space: UnicodeText, items: Any, out: Any) -> tuple[str, ...]:
+    return tuple(items)
