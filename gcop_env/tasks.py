@@ -66,7 +66,9 @@ def register_task(name: str, *, validator: Callable[..., Validator], load: Calla
     _TASKS[key] = TaskSpec(name=name, env_id=env_id, validator=validator, load=load, description=description)
     if env_id in gym.registry:
         del gym.registry[env_id]
-    gym.register(id=env_id, entry_point="gcop_env.env:GCoPEnv", kwargs={"task": name})
+    # vector_entry_point: gym.make_vec(env_id, num_envs=N) steps N episodes on threads in one process
+    gym.register(id=env_id, entry_point="gcop_env.env:GCoPEnv", vector_entry_point="gcop_env.vector:GCoPVectorEnv",
+                 kwargs={"task": name})
     return env_id
 
 
