@@ -100,7 +100,7 @@ def test_async_vector_env_with_a_core_object(solver_server, gsm8k_dir):
     core = make_core(f"openai:solver@{solver_server.openai_base_url}", retry=FAST_RETRY)
     envs = gym.make_vec("GCoP-GSM8K-v0", num_envs=2, vectorization_mode="async", core=core, split="test",
                         data_files=str(gsm8k_dir), limit=20, beta=0.1, gamma=0.0, kappa=0.0,
-                        # text observations have no shared-memory buffer
+                        # pipes here; shared memory works too (tests/test_vector.py)
                         vector_kwargs={"autoreset_mode": gym.vector.AutoresetMode.SAME_STEP, "shared_memory": False})
     try:
         envs.reset(seed=0)
