@@ -320,11 +320,10 @@ class Need:
 
 @dataclass(frozen=True)
 class Ticket:
-    """An admitted request: what it booked, in which slot, so that it can be settled."""
+    """An admitted request: what it booked, under which id in the ledger's pending requests."""
 
-    slot: int
+    id: str
     booked: dict[str, float]
-    pid: int
 
 
 @dataclass(frozen=True)
@@ -344,7 +343,9 @@ class LimiterStats:
 # -- where the ledger lives ----------------------------------------------------------------------
 
 def _fresh_state() -> dict:
-    return {"ledger": {r: {} for r in RESOURCES}, "inflight": {}, "paused_until": 0.0, "server": {}}
+    # ledger: settled amounts per resource and slot; pending: each request in flight, "pid:n" ->
+    # its booked amounts, which count in full until it is settled however long it takes
+    return {"ledger": {r: {} for r in RESOURCES}, "pending": {}, "paused_until": 0.0, "server": {}}
 
 
 class _MemoryStore:
@@ -426,10 +427,11 @@ class EndpointLimiter:
     """The shared limiter of one endpoint. Thread-safe; use :func:`limiter_for` to get one."""
 
     def __init__(self, key: str, limits: RateLimits, *, clock: Callable[[], float] = time.time):
+        # A wall clock, not a monotonic one: a shared ledger outlives processes (and boots).
         self.key = key
         self.limits = limits
         self.clock = clock
-        self._cond = threading.Condition()
+        self._cond = threading.Condition(threading.RLock())
         if limits.shared_dir:
             name = hashlib.sha256(key.encode()).hexdigest()[:16]
             self._store: _MemoryStore | _FileStore = _FileStore(Path(limits.shared_dir) / f"ratelimit-{name}.json")
@@ -437,6 +439,7 @@ class EndpointLimiter:
             self._store = _MemoryStore()
         self._admitted = self._waited = self._rate_limited = self._pauses = self._headers_seen = 0
         self._waits: dict[str, int] = {}
+        self._tickets = 0
 
     def __repr__(self) -> str:
         return f"EndpointLimiter({self.key!r}, {self.limits})"
@@ -467,26 +470,43 @@ class EndpointLimiter:
         self.settle(ticket, usage, headers)
         return result
 
+    def try_acquire(self, need: Need) -> tuple[Ticket | None, float | None, str | None]:
+        """Book ``need`` if it fits now: (ticket, 0, None); else (None, seconds to wait or None for
+        "until a request in flight ends", the limit that stops it)."""
+        with self._cond:
+            with self._store.transaction() as state:
+                now = self.clock()
+                self._expire(state, now)
+                wait, reason = self._blocked(state, now, need)
+                if reason is not None:
+                    return None, wait, reason
+                self._admitted += 1
+                return self._book(state, now, need), 0.0, None
+
     def acquire(self, need: Need) -> Ticket:
         """Wait until ``need`` fits every limit, then book it."""
         first_reason = None
         with self._cond:
             while True:
-                with self._store.transaction() as state:
-                    now = self.clock()
-                    self._expire(state, now)
-                    wait, reason = self._blocked(state, now, need)
-                    if reason is None:
-                        ticket = self._book(state, now, need)
-                        self._admitted += 1
-                        if first_reason is not None:
-                            self._waited += 1
-                            self._waits[first_reason] = self._waits.get(first_reason, 0) + 1
-                        return ticket
+                ticket, wait, reason = self.try_acquire(need)
+                if ticket is not None:
+                    if first_reason is not None:
+                        self._waited += 1
+                        self._waits[first_reason] = self._waits.get(first_reason, 0) + 1
+                    return ticket
                 first_reason = first_reason or reason
                 if self._store.shared:  # another process may free room at any time
                     wait = FILE_POLL_S if wait is None else min(wait, FILE_POLL_S)
                 self._cond.wait(timeout=wait)
+
+    def in_window(self) -> dict[str, float]:
+        """What is booked in the current window per limited resource (requests, tokens) and in flight."""
+        with self._cond:
+            with self._store.transaction() as state:
+                self._expire(state, self.clock())
+                booked = {r: float(self._used(state, r)) for r in RESOURCES if self.limits.limit(r) is not None}
+                booked["in_flight"] = float(len(state["pending"]))
+                return booked
 
     def settle(self, ticket: Ticket, usage: Mapping[str, Any], headers: Mapping[str, str] | None = None) -> None:
         """Replace the booking by what was used, counted from now (the response's arrival)."""
@@ -514,18 +534,12 @@ class EndpointLimiter:
                 now = self.clock()
                 self._expire(state, now)
                 slot = self._slot(now)
-                for resource, amount in ticket.booked.items():
+                # a request counts from its admission until its answer came, then one window more:
+                # the server saw it somewhere in between
+                booked = state["pending"].pop(ticket.id, ticket.booked)
+                for resource, amount in booked.items():
                     ledger = state["ledger"][resource]
-                    old = str(ticket.slot)
-                    if old in ledger:  # else it expired already: nothing left to move
-                        ledger[old] -= amount
                     ledger[str(slot)] = ledger.get(str(slot), 0) + actual.get(resource, amount)
-                inflight = state["inflight"]
-                pid = str(ticket.pid)
-                if inflight.get(pid, 0) > 0:
-                    inflight[pid] -= 1
-                    if not inflight[pid]:
-                        del inflight[pid]
                 if quotas:
                     self._headers_seen += 1
                     for resource, quota in quotas.items():
@@ -561,8 +575,10 @@ class EndpointLimiter:
             if reset_at <= now:
                 del state["server"][resource]
         if self._store.shared:
-            for pid in [p for p in state["inflight"] if int(p) != os.getpid() and not _pid_alive(int(p))]:
-                del state["inflight"][pid]
+            dead = {p for p in {t.split(":")[0] for t in state["pending"]}
+                    if int(p) != os.getpid() and not _pid_alive(int(p))}
+            for ticket in [t for t in state["pending"] if t.split(":")[0] in dead]:
+                del state["pending"][ticket]
         if state["paused_until"] - now > MAX_PAUSE_S:  # a ledger from another clock: ignore
             state["paused_until"] = 0.0
 
@@ -579,14 +595,14 @@ class EndpointLimiter:
             if remaining < need.amount(resource):
                 return reset_at - now, f"server_{resource}"
         cap = self.limits.max_concurrency
-        if cap is not None and sum(state["inflight"].values()) >= cap:
+        if cap is not None and len(state["pending"]) >= cap:
             return None, "concurrency"
         for resource in RESOURCES:
             limit = self.limits.limit(resource)
             if limit is None:
                 continue
             ledger = state["ledger"][resource]
-            used = sum(ledger.values())
+            used = self._used(state, resource)
             amount = self._capped(need, resource)
             if used + amount <= limit:
                 continue
@@ -594,23 +610,21 @@ class EndpointLimiter:
                 used -= ledger[slot]
                 if used + amount <= limit:
                     return max(self._expiry(int(slot)) - now, 0.0) + 1e-3, resource
-            return self.limits.window_s, resource  # unreachable with capped amounts; wait a window
+            return None, resource  # requests in flight hold the room: wait until one is settled
         return 0.0, None
 
+    @staticmethod
+    def _used(state: dict, resource: str) -> float:
+        return sum(state["ledger"][resource].values()) + sum(p.get(resource, 0) for p in state["pending"].values())
+
     def _book(self, state: dict, now: float, need: Need) -> Ticket:
-        slot = self._slot(now)
-        booked = {}
-        for resource in RESOURCES:
-            if self.limits.limit(resource) is not None:
-                amount = self._capped(need, resource)
-                ledger = state["ledger"][resource]
-                ledger[str(slot)] = ledger.get(str(slot), 0) + amount
-                booked[resource] = amount
+        booked = {r: self._capped(need, r) for r in RESOURCES if self.limits.limit(r) is not None}
         for resource, entry in state["server"].items():
             entry[0] -= need.amount(resource)  # until the next headers say otherwise
-        pid = os.getpid()
-        state["inflight"][str(pid)] = state["inflight"].get(str(pid), 0) + 1
-        return Ticket(slot, booked, pid)
+        self._tickets += 1
+        ticket = Ticket(f"{os.getpid()}:{id(self)}:{self._tickets}", booked)
+        state["pending"][ticket.id] = booked
+        return ticket
 
 
 # -- the process-wide cap on requests in flight ----------------------------------------------------
