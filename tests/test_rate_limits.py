@@ -356,6 +356,12 @@ def test_bad_settings_say_what_is_wrong(monkeypatch, variable, value, words):
         RateLimits(rpm=0)
 
 
+def test_a_misspelt_env_kwarg_field_names_the_valid_ones(gsm8k_dir):
+    with pytest.raises(ValueError, match="unknown rate limit field.*'rps'.*valid: rpm"):
+        gym.make("GCoP-GSM8K-v0", core="openai:m@http://127.0.0.1:9/v1", data_files=str(gsm8k_dir), limit=1,
+                 rate_limits={"rps": 5})
+
+
 def test_a_second_core_tightens_the_shared_limits(monkeypatch):
     a = make_core("openai:m@http://127.0.0.1:9/v1", cache=False, limits=RateLimits(rpm=10, itpm=500))
     b = make_core("openai:m@http://127.0.0.1:9/v1", cache=False, limits=RateLimits(rpm=20, otpm=300))

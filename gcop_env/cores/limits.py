@@ -697,6 +697,10 @@ def resolve_limits(core: Any, limits: RateLimits | Mapping[str, Any] | None) -> 
     """The limits for ``core``: ``limits`` when given (it replaces the environment's, except for
     ``shared_dir``), else the environment's for a remote endpoint, else none."""
     if isinstance(limits, Mapping):
+        unknown = set(limits) - {f.name for f in dataclasses.fields(RateLimits)}
+        if unknown:
+            raise ValueError(f"unknown rate limit field(s) {sorted(unknown)}; valid: rpm, itpm, otpm, "
+                             f"max_concurrency, window_s, shared_dir")
         limits = RateLimits(**limits)
     if limits is not None and not isinstance(limits, RateLimits):
         raise TypeError(f"limits must be a RateLimits, a dict of its fields or None, got {type(limits).__name__}")
