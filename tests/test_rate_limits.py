@@ -24,7 +24,7 @@ from fake_llm import FakeLLMServer, status
 
 from gcop_env import CoreError, RetryPolicy, make_core
 from gcop_env.cores import CoreRequest, Message, RateLimits, SamplingParams
-from gcop_env.cores.limits import (EndpointLimiter, Need, env_limits, estimate_input_tokens, limiter_for,
+from gcop_env.cores.limits import (EndpointLimiter, Need, env_limits, estimate_input_tokens,
                                    parse_duration, parse_rate_headers, reset_limiters, set_max_concurrency)
 
 RETRY = RetryPolicy(max_attempts=8, initial_backoff_s=0.01, max_backoff_s=0.05)
@@ -481,3 +481,15 @@ def test_a_damaged_ledger_file_starts_afresh(tmp_path, caplog):
     ledger.write_text('{"ledger": {"requests": [1, 2')  # a crash mid-write
     assert limiter.try_acquire(Need(1, 1))[0] is not None
     assert "unreadable" in caplog.text and limiter.in_window()["requests"] == 1
+
+
+def test_an_unusable_ledger_is_an_infra_error_before_the_call_and_never_loses_a_paid_answer(tmp_path, caplog):
+    limiter = EndpointLimiter("unusable", RateLimits(rpm=5, shared_dir=str(tmp_path)))
+    ticket = limiter.try_acquire(Need(1, 1))[0]
+    limiter._store.path.unlink()
+    limiter._store.path.mkdir()  # the ledger's name is now a directory: it cannot be opened
+    limiter.settle(ticket, {"input_tokens": 1, "output_tokens": 1})  # after a paid call: a warning, no error
+    assert "could not be updated" in caplog.text
+    with pytest.raises(CoreError, match="cannot be used.*GCOP_RATE_LIMIT_DIR") as err:
+        limiter.try_acquire(Need(1, 1))
+    assert not err.value.transient

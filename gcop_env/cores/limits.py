@@ -51,10 +51,12 @@ import threading
 import time
 from collections.abc import Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable, Iterator, TypeVar
+
+from gcop_env.cores.base import CoreError
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -352,6 +354,7 @@ class _MemoryStore:
     """The ledger of one process: a dict, guarded by the limiter's lock."""
 
     shared = False
+    path = None
 
     def __init__(self) -> None:
         self.state = _fresh_state()
@@ -486,14 +489,19 @@ class EndpointLimiter:
         """Book ``need`` if it fits now: (ticket, 0, None); else (None, seconds to wait or None for
         "until a request in flight ends", the limit that stops it)."""
         with self._cond:
-            with self._store.transaction() as state:
-                now = self.clock()
-                self._expire(state, now)
-                wait, reason = self._blocked(state, now, need)
-                if reason is not None:
-                    return None, wait, reason
-                self._admitted += 1
-                return self._book(state, now, need), 0.0, None
+            try:
+                with self._store.transaction() as state:
+                    now = self.clock()
+                    self._expire(state, now)
+                    wait, reason = self._blocked(state, now, need)
+                    if reason is not None:
+                        return None, wait, reason
+                    self._admitted += 1
+                    return self._book(state, now, need), 0.0, None
+            except OSError as exc:  # before the call: nothing paid, an infrastructure error of this step
+                raise CoreError(f"{self.key}: the shared rate-limit ledger {self._store.path} cannot be used "
+                                f"({exc}); make {self.limits.shared_dir} writable or unset GCOP_RATE_LIMIT_DIR / "
+                                f"shared_dir", transient=False) from exc
 
     def acquire(self, need: Need) -> Ticket:
         """Wait until ``need`` fits every limit, then book it."""
@@ -542,35 +550,43 @@ class EndpointLimiter:
                  status: int | None, retry_after: float | None) -> None:
         quotas = parse_rate_headers(headers) if headers else {}
         with self._cond:
-            with self._store.transaction() as state:
-                now = self.clock()
-                self._expire(state, now)
-                slot = self._slot(now)
-                # a request counts from its admission until its answer came, then one window more:
-                # the server saw it somewhere in between
-                booked = state["pending"].pop(ticket.id, ticket.booked)
-                for resource, amount in booked.items():
-                    ledger = state["ledger"][resource]
-                    ledger[str(slot)] = ledger.get(str(slot), 0) + actual.get(resource, amount)
-                if quotas:
-                    self._headers_seen += 1
-                    for resource, quota in quotas.items():
-                        if quota.remaining is not None and quota.reset_after_s is not None:
-                            state["server"][resource] = [quota.remaining, now + min(quota.reset_after_s, MAX_PAUSE_S)]
-                if status in (429, 529):
-                    self._rate_limited += 1
-                    pause = retry_after
-                    if pause is None:
-                        spent = [q.reset_after_s for q in quotas.values()
-                                 if q.remaining is not None and q.remaining <= 0 and q.reset_after_s is not None]
-                        pause = max(spent) if spent else DEFAULT_PAUSE_S
-                    until = now + min(max(pause, 0.0), MAX_PAUSE_S)
-                    if until > state["paused_until"]:
-                        state["paused_until"] = until
-                        self._pauses += 1
-                        log.warning("%s: the server refused a request (HTTP %s); every caller of this endpoint "
-                                    "waits %.2fs", self.key, status, until - now)
+            try:
+                self._update(ticket, actual, quotas, status, retry_after)
+            except OSError as exc:  # after the call: never lose a paid answer over the ledger
+                log.warning("%s: the shared rate-limit ledger %s could not be updated (%s); this request's "
+                            "usage is not counted", self.key, self._store.path, exc)
             self._cond.notify_all()
+
+    def _update(self, ticket: Ticket, actual: Mapping[str, float], quotas: dict[str, ServerQuota],
+                status: int | None, retry_after: float | None) -> None:
+        with self._store.transaction() as state:
+            now = self.clock()
+            self._expire(state, now)
+            slot = self._slot(now)
+            # a request counts from its admission until its answer came, then one window more:
+            # the server saw it somewhere in between
+            booked = state["pending"].pop(ticket.id, ticket.booked)
+            for resource, amount in booked.items():
+                ledger = state["ledger"][resource]
+                ledger[str(slot)] = ledger.get(str(slot), 0) + actual.get(resource, amount)
+            if quotas:
+                self._headers_seen += 1
+                for resource, quota in quotas.items():
+                    if quota.remaining is not None and quota.reset_after_s is not None:
+                        state["server"][resource] = [quota.remaining, now + min(quota.reset_after_s, MAX_PAUSE_S)]
+            if status in (429, 529):
+                self._rate_limited += 1
+                pause = retry_after
+                if pause is None:
+                    spent = [q.reset_after_s for q in quotas.values()
+                             if q.remaining is not None and q.remaining <= 0 and q.reset_after_s is not None]
+                    pause = max(spent) if spent else DEFAULT_PAUSE_S
+                until = now + min(max(pause, 0.0), MAX_PAUSE_S)
+                if until > state["paused_until"]:
+                    state["paused_until"] = until
+                    self._pauses += 1
+                    log.warning("%s: the server refused a request (HTTP %s); every caller of this endpoint "
+                                "waits %.2fs", self.key, status, until - now)
 
     # -- the ledger -----------------------------------------------------------------------------
     def _slot(self, now: float) -> int:
