@@ -347,6 +347,7 @@ def test_environment_variables_and_per_spec_overrides(monkeypatch):
     ("GCOP_RATE_LIMITS", "anthropic:m=rps:5", "expected KEY:VALUE"),
     ("GCOP_RATE_LIMITS", "rpm:5", "expected SPEC="),
     ("GCOP_RPM", "lots", "is not a number"),
+    ("GCOP_MAX_CONCURRENCY", "2.5", "whole number"),
 ])
 def test_bad_settings_say_what_is_wrong(monkeypatch, variable, value, words):
     monkeypatch.setenv(variable, value)

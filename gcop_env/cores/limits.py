@@ -738,6 +738,7 @@ def limiter_for(core: Any, limits: RateLimits | Mapping[str, Any] | None = None)
     """
     key = endpoint_key(core)
     wanted = resolve_limits(core, limits)
+    max_concurrency()  # a bad GCOP_MAX_CONCURRENCY fails here, when the core is made, not at its first call
     with _registry_lock:
         limiter = _registry.get(key)
         if limiter is None:
