@@ -20,13 +20,12 @@ import logging
 import sys
 import tempfile
 import time
-from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-from fake_llm import FakeLLMServer, status  # noqa: E402
+from fake_llm import FakeLLMServer, SlidingWindowLimit  # noqa: E402
 
 from gcop_env.cores import CoreRequest, Message, RateLimits, RetryPolicy, SamplingParams, make_core  # noqa: E402
 from gcop_env.cores.limits import EndpointLimiter, reset_limiters  # noqa: E402
@@ -53,31 +52,13 @@ def bench_overhead(calls: int) -> None:
             print(f"  {name:28s} {per_call * 1e6:8.1f} us per call ({n} calls)")
 
 
-class SlidingWindow:
-    def __init__(self, limit: int, window_s: float):
-        self.limit, self.window_s = limit, window_s
-        self.arrivals: deque[float] = deque()
-        self.admitted = self.refused = 0
-
-    def __call__(self):
-        now = time.monotonic()
-        while self.arrivals and self.arrivals[0] <= now - self.window_s:
-            self.arrivals.popleft()
-        if len(self.arrivals) >= self.limit:
-            self.refused += 1
-            return status(429, retry_after=f"{self.arrivals[0] + self.window_s - now:.3f}")
-        self.arrivals.append(now)
-        self.admitted += 1
-        return None
-
-
 def bench_server(limit: int, window_s: float, windows: int, threads: int) -> None:
     total = limit * windows
     ideal_s = (windows - 1) * window_s  # N at once, then N per window: the fastest the server allows
     for name, limits in {"limiter at the server's limit": RateLimits(rpm=limit, window_s=window_s),
                          "no limit set (429 back-off only)": None}.items():
         reset_limiters()
-        gate = SlidingWindow(limit, window_s)
+        gate = SlidingWindowLimit(limit, window_s)
         with FakeLLMServer(lambda p: "ok") as server:
             server.gate = gate
             core = make_core(f"openai:m@{server.openai_base_url}", cache=False, limits=limits,

@@ -50,6 +50,29 @@ def drop() -> Fault:
     return Fault("drop")
 
 
+class SlidingWindowLimit:
+    """A ``gate`` that enforces a provider-style rate limit: at most ``limit`` requests arrive in
+    any ``window_s``; beyond it, a 429 whose ``retry-after`` says when the oldest one leaves the
+    window. Refused requests do not count. ``most_in_window`` is the busiest window seen."""
+
+    def __init__(self, limit: int, window_s: float):
+        self.limit, self.window_s = limit, window_s
+        self.arrivals: deque[float] = deque()
+        self.admitted = self.refused = self.most_in_window = 0
+
+    def __call__(self) -> Fault | None:
+        now = time.monotonic()
+        while self.arrivals and self.arrivals[0] <= now - self.window_s:
+            self.arrivals.popleft()
+        if len(self.arrivals) >= self.limit:
+            self.refused += 1
+            return status(429, retry_after=f"{self.arrivals[0] + self.window_s - now:.3f}")
+        self.arrivals.append(now)
+        self.admitted += 1
+        self.most_in_window = max(self.most_in_window, len(self.arrivals))
+        return None
+
+
 def _words(text: str) -> int:
     return max(1, len(text.split()))
 

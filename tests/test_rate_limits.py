@@ -13,14 +13,13 @@ import subprocess
 import sys
 import threading
 import time
-from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta, timezone
 
 import gymnasium as gym
 import pytest
 from conftest import GOOD_GUIDE, REPO_ROOT
-from fake_llm import FakeLLMServer, status
+from fake_llm import FakeLLMServer, SlidingWindowLimit, status
 
 from gcop_env import CoreError, RetryPolicy, make_core
 from gcop_env.cores import CoreRequest, Message, RateLimits, SamplingParams
@@ -39,28 +38,6 @@ def _fresh_limiters(monkeypatch):
     reset_limiters()
     yield
     reset_limiters()
-
-
-class SlidingWindow:
-    """A server-side limit: at most ``limit`` requests arrive in any ``window_s``; beyond, a 429
-    whose ``retry-after`` says when the oldest one leaves the window. Refused requests do not count."""
-
-    def __init__(self, limit: int, window_s: float):
-        self.limit, self.window_s = limit, window_s
-        self.arrivals: deque[float] = deque()
-        self.admitted = self.refused = self.most_in_window = 0
-
-    def __call__(self):
-        now = time.monotonic()
-        while self.arrivals and self.arrivals[0] <= now - self.window_s:
-            self.arrivals.popleft()
-        if len(self.arrivals) >= self.limit:
-            self.refused += 1
-            return status(429, retry_after=f"{self.arrivals[0] + self.window_s - now:.3f}")
-        self.arrivals.append(now)
-        self.admitted += 1
-        self.most_in_window = max(self.most_in_window, len(self.arrivals))
-        return None
 
 
 def request(i: int, max_tokens: int = 16) -> CoreRequest:
@@ -85,7 +62,7 @@ def run_threads(core, n_requests: int, threads: int = 16) -> list:
 
 @pytest.mark.parametrize("backend", ["anthropic", "openai"])
 def test_sixteen_threads_at_the_server_limit_get_no_429(monkeypatch, backend):
-    gate = SlidingWindow(limit=20, window_s=1.0)  # "20 requests per minute", the minute scaled to 1 s
+    gate = SlidingWindowLimit(limit=20, window_s=1.0)  # "20 requests per minute", the minute scaled to 1 s
     with FakeLLMServer(lambda p: "ok") as server:
         server.gate = gate
         core = core_for(backend, server, monkeypatch, limits=RateLimits(rpm=20, window_s=1.0))
@@ -98,7 +75,7 @@ def test_sixteen_threads_at_the_server_limit_get_no_429(monkeypatch, backend):
 
 
 def test_the_same_run_without_limits_is_refused_so_the_server_enforces(monkeypatch):
-    gate = SlidingWindow(limit=20, window_s=3.0)  # a long window: 40 requests cannot spread over it
+    gate = SlidingWindowLimit(limit=20, window_s=3.0)  # a long window: 40 requests cannot spread over it
     with FakeLLMServer(lambda p: "ok") as server:
         server.gate = gate
         core = core_for("openai", server, monkeypatch, retry=RetryPolicy(max_attempts=20, initial_backoff_s=0.01))
@@ -111,7 +88,7 @@ def test_the_same_run_without_limits_is_refused_so_the_server_enforces(monkeypat
 
 def test_every_core_of_one_endpoint_shares_one_limiter(monkeypatch):
     """The env's core, the judge and a teacher built separately still count against one limit."""
-    gate = SlidingWindow(limit=12, window_s=1.0)
+    gate = SlidingWindowLimit(limit=12, window_s=1.0)
     with FakeLLMServer(lambda p: "ok") as server:
         server.gate = gate
         limits = RateLimits(rpm=12, window_s=1.0)
@@ -429,7 +406,7 @@ def _run_workers(tmp_path, url, shared_dir, window_s, n=3):
 
 
 def test_processes_share_one_limit_through_a_ledger_file(tmp_path):
-    gate = SlidingWindow(limit=12, window_s=1.0)
+    gate = SlidingWindowLimit(limit=12, window_s=1.0)
     with FakeLLMServer(lambda p: "ok") as server:
         server.gate = gate
         results = _run_workers(tmp_path, server.openai_base_url, str(tmp_path / "ledger"), 1.0)
@@ -441,7 +418,7 @@ def test_processes_share_one_limit_through_a_ledger_file(tmp_path):
 
 def test_processes_without_a_shared_ledger_overrun_the_server(tmp_path):
     """The control: each process keeps to the limit alone, so together they exceed it."""
-    gate = SlidingWindow(limit=12, window_s=3.0)  # long: 3 x 12 first requests cannot spread over it
+    gate = SlidingWindowLimit(limit=12, window_s=3.0)  # long: 3 x 12 first requests cannot spread over it
     with FakeLLMServer(lambda p: "ok") as server:
         server.gate = gate
         results = _run_workers(tmp_path, server.openai_base_url, "", 3.0)
