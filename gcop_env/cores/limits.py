@@ -11,10 +11,12 @@ in flight in the whole process (``GCOP_MAX_CONCURRENCY``).
 
 How: a *sliding window* ledger per resource, not a refill bucket. A bucket full at the start of a
 minute lets 2x the limit through within one minute, which a server counting over a sliding minute
-refuses; a sliding window admits nothing a same-rate token bucket (Anthropic's) would refuse.
+refuses; a sliding window admits nothing that a token bucket holding one minute's limit
+(Anthropic's) would refuse.
 Each request's entry is held from its admission until its response arrived (then for one window),
 so the server, which saw the request somewhere in between, never counts more than the limit in
-any window, whatever the network delay. Amounts are booked in slots of 1/600 of the window,
+any window, whatever the network delay (the price, at the limit only: an answer's latency over the
+window, e.g. 10% for 6 s answers at 60 s). Amounts are booked in slots of 1/600 of the window,
 rounded up (conservative by at most 0.1 s at 60 s).
 
 * Input tokens are estimated before the call (:func:`estimate_input_tokens`: one token per three
@@ -33,8 +35,8 @@ for its ``retry-after`` (else until the exhausted quota resets, else 1 s), so ev
 when shared, every process waits, not only the one refused.
 
 Cross-process: with ``shared_dir`` (or ``GCOP_RATE_LIMIT_DIR``) the ledger lives in a small JSON
-file per endpoint, read and written under ``fcntl.flock``: N processes on one machine share one
-limit. Requests in flight are booked per process id; a dead process's are dropped.
+file per endpoint, read and written under ``fcntl.flock`` (POSIX): N processes on one machine
+share one limit. Requests in flight are booked per process id; a dead process's are dropped.
 """
 
 from __future__ import annotations
