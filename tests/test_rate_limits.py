@@ -62,16 +62,16 @@ def run_threads(core, n_requests: int, threads: int = 16) -> list:
 
 @pytest.mark.parametrize("backend", ["anthropic", "openai"])
 def test_sixteen_threads_at_the_server_limit_get_no_429(monkeypatch, backend):
-    gate = SlidingWindowLimit(limit=20, window_s=1.0)  # "20 requests per minute", the minute scaled to 1 s
+    gate = SlidingWindowLimit(limit=60, window_s=1.0)  # 60 requests per minute, the minute scaled to 1 s
     with FakeLLMServer(lambda p: "ok") as server:
         server.gate = gate
-        core = core_for(backend, server, monkeypatch, limits=RateLimits(rpm=20, window_s=1.0))
-        responses = run_threads(core, 50)
-    assert [r.text for r in responses] == ["ok"] * 50
-    assert gate.refused == 0 and gate.admitted == 50 and server.count() == 50
+        core = core_for(backend, server, monkeypatch, limits=RateLimits(rpm=60, window_s=1.0))
+        responses = run_threads(core, 150)
+    assert [r.text for r in responses] == ["ok"] * 150
+    assert gate.refused == 0 and gate.admitted == 150 and server.count() == 150
     assert gate.most_in_window >= 16  # the run went up to the limit, it was not merely slow
     stats = core.limiter.stats()
-    assert stats.admitted == 50 and stats.waits.get("requests", 0) > 0 and stats.rate_limited == 0
+    assert stats.admitted == 150 and stats.waits.get("requests", 0) > 0 and stats.rate_limited == 0
 
 
 def test_the_same_run_without_limits_is_refused_so_the_server_enforces(monkeypatch):
