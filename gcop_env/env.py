@@ -44,7 +44,7 @@ from gymnasium.envs.registration import EnvSpec
 
 from gcop_env.cache import ResponseCache
 from gcop_env.checks import check_int, check_number
-from gcop_env.cores import Core, RetryPolicy, SamplingParams, make_core
+from gcop_env.cores import Core, RateLimits, RetryPolicy, SamplingParams, make_core
 from gcop_env.cores.models import DEFAULT_CORE  # a current model; dates and sources in cores/models.py
 from gcop_env.problem import Problem
 from gcop_env.prompts import guide_prompt
@@ -112,6 +112,9 @@ class GCoPEnv(gym.Env[str, str]):
         max_observation_chars, max_action_chars: lengths of the text spaces.
         cache: None/True (the default on-disk cache), False (off), or a cache path.
         retry: a :class:`RetryPolicy` (or a dict of its fields, as ``spec.to_json()`` writes it).
+        rate_limits: a :class:`~gcop_env.cores.RateLimits` (or a dict of its fields) for the core's and
+            the judge's endpoints, instead of ``GCOP_RPM`` / ``GCOP_RATE_LIMITS``; shared with every
+            other caller of the same endpoint in the process.
         **validator_options: passed to the task's validator class (e.g. ``sandbox="docker"``).
     """
 
@@ -124,7 +127,7 @@ class GCoPEnv(gym.Env[str, str]):
                  max_tokens: int = 1024, judge_max_tokens: int = 256, baseline_samples: int | None = None,
                  max_strategy_chars: int = DEFAULT_MAX_STRATEGY_CHARS, max_observation_chars: int = 32768,
                  max_action_chars: int = 32768, cache: Any = None, retry: RetryPolicy | None = None,
-                 render_mode: str | None = None, **validator_options: Any):
+                 rate_limits: Any = None, render_mode: str | None = None, **validator_options: Any):
         self.task = get_task(task)
         unknown = set(validator_options) - self.task.validator_options()
         if unknown:
@@ -147,10 +150,10 @@ class GCoPEnv(gym.Env[str, str]):
         self._index = {p.task_id: i for i, p in enumerate(self.problems)}
         if isinstance(retry, Mapping):
             retry = RetryPolicy(**retry)
-        self.core = make_core(core, cache=cache, retry=retry)
+        self.core = make_core(core, cache=cache, retry=retry, limits=rate_limits)
         judge_core = None
         if self.reward_config.gamma > 0 and judge is not None:
-            judge_core = make_core(judge, cache=cache, retry=retry)
+            judge_core = make_core(judge, cache=cache, retry=retry, limits=rate_limits)
         self.validator = self.task.validator(**validator_options)
         self.scorer = GuideScorer(
             self.validator, self.core, judge_core=judge_core, reward=self.reward_config,
@@ -313,7 +316,7 @@ def _jsonable(name: str, value: Any) -> Any:
                         f"{name}={value.spec!r} (and retry=..., cache=... as env kwargs) to get a JSON spec.")
     if isinstance(value, ResponseCache):
         return str(value.path)  # a cache is its file: the same path opens the same store
-    if isinstance(value, RetryPolicy):
+    if isinstance(value, (RetryPolicy, RateLimits)):
         return dataclasses.asdict(value)
     if isinstance(value, os.PathLike):
         return os.fspath(value)

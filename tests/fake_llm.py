@@ -3,7 +3,9 @@
 The real ``anthropic`` and ``openai`` SDKs talk to them over HTTP. A test gives a ``responder``
 (the last user message's text -> the reply text) and can queue faults: an HTTP status with
 headers (429 with retry-after, 529, 500), a slow reply (client timeout), a malformed body, or a
-dropped connection. Every request that reaches the server is recorded.
+dropped connection. Every request that reaches the server is recorded. A ``gate`` (called once per
+request, under the server's lock) can refuse requests itself, e.g. a rate limit; ``reply_headers``
+(a dict, or a callable giving one) are sent with every successful reply.
 """
 
 from __future__ import annotations
@@ -48,6 +50,29 @@ def drop() -> Fault:
     return Fault("drop")
 
 
+class SlidingWindowLimit:
+    """A ``gate`` that enforces a provider-style rate limit: at most ``limit`` requests arrive in
+    any ``window_s``; beyond it, a 429 whose ``retry-after`` says when the oldest one leaves the
+    window. Refused requests do not count. ``most_in_window`` is the busiest window seen."""
+
+    def __init__(self, limit: int, window_s: float):
+        self.limit, self.window_s = limit, window_s
+        self.arrivals: deque[float] = deque()
+        self.admitted = self.refused = self.most_in_window = 0
+
+    def __call__(self) -> Fault | None:
+        now = time.monotonic()
+        while self.arrivals and self.arrivals[0] <= now - self.window_s:
+            self.arrivals.popleft()
+        if len(self.arrivals) >= self.limit:
+            self.refused += 1
+            return status(429, retry_after=f"{self.arrivals[0] + self.window_s - now:.3f}")
+        self.arrivals.append(now)
+        self.admitted += 1
+        self.most_in_window = max(self.most_in_window, len(self.arrivals))
+        return None
+
+
 def _words(text: str) -> int:
     return max(1, len(text.split()))
 
@@ -59,6 +84,8 @@ class FakeLLMServer:
         self.responder = responder or (lambda prompt: "I think the answer is \\boxed{0}.")
         self.faults: deque[Fault | None] = deque()  # None: answer this request normally
         self.requests: list[dict] = []  # every request body received, faulted ones included
+        self.gate: Callable[[], Fault | None] | None = None
+        self.reply_headers: dict | Callable[[], dict] = {}
         self._lock = threading.Lock()
         server = self
 
@@ -74,6 +101,8 @@ class FakeLLMServer:
                 with server._lock:
                     server.requests.append({"path": self.path, "body": body, "headers": dict(self.headers)})
                     fault = server.faults.popleft() if server.faults else None
+                    if fault is None and server.gate is not None:
+                        fault = server.gate()
                 if fault is not None and fault.kind == "drop":
                     self.close_connection = True
                     self.connection.shutdown(2)
@@ -86,10 +115,11 @@ class FakeLLMServer:
                     return self._send(fault.status, json.dumps(payload).encode(), fault.headers)
                 if fault is not None and fault.kind == "malformed":
                     return self._send(200, b'{"id": "msg_1", "content": [ this is not json')
+                extra = server.reply_headers() if callable(server.reply_headers) else server.reply_headers
                 if self.path.endswith("/messages"):
-                    return self._send(200, json.dumps(server._anthropic_reply(body)).encode())
+                    return self._send(200, json.dumps(server._anthropic_reply(body)).encode(), extra)
                 if self.path.endswith("/chat/completions"):
-                    return self._send(200, json.dumps(server._openai_reply(body)).encode())
+                    return self._send(200, json.dumps(server._openai_reply(body)).encode(), extra)
                 self._send(404, b'{"error": {"message": "not found"}}')
 
             def _send(self, code: int, payload: bytes, headers: dict | None = None):

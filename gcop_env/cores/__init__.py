@@ -19,6 +19,7 @@ from urllib.parse import parse_qsl
 from gcop_env.cache import ResponseCache, request_key
 from gcop_env.cores.base import (Core, CoreError, CoreRequest, CoreResponse, FatalCoreError, Message,
                                  SamplingParams)
+from gcop_env.cores.limits import RateLimits, limiter_for
 from gcop_env.cores.models import DEFAULT_CORE, DEFAULT_TEACHER, retired_successor, warn_lifecycle
 from gcop_env.cores.pricing import price_tokens, set_price
 from gcop_env.cores.retry import RetryPolicy, call_with_retries
@@ -26,7 +27,7 @@ from gcop_env.prompts import PROMPT_VERSION
 
 __all__ = [
     "Core", "CoreError", "CoreRequest", "CoreResponse", "DEFAULT_CORE", "DEFAULT_TEACHER", "FatalCoreError",
-    "ManagedCore", "Message", "RetryPolicy", "SamplingParams", "make_core", "parse_core_spec", "sampling_report",
+    "ManagedCore", "Message", "RateLimits", "RetryPolicy", "SamplingParams", "make_core", "parse_core_spec", "sampling_report",
     "set_price",
 ]
 
@@ -85,21 +86,23 @@ class _InFlight:
 
 
 class ManagedCore(Core):
-    """A backend with retries, pricing, the response cache and in-flight de-duplication around it.
+    """A backend with retries, rate limits, pricing, the response cache and in-flight de-duplication.
 
     Identical concurrent requests (same cache key) are made once: the first thread calls the API,
     the others wait for its answer and get it as a cache hit (they paid nothing). Counts real
-    calls, cache hits and spend, so callers (and tests) can see what was paid.
+    calls, cache hits and spend, so callers (and tests) can see what was paid. Every attempt (a
+    retry too) is admitted by the endpoint's shared :attr:`limiter` (:mod:`gcop_env.cores.limits`).
     """
 
     def __init__(self, backend: Core, *, cache: ResponseCache | None, retry: RetryPolicy,
-                 prices: dict[str, tuple[float, float]] | None = None):
+                 prices: dict[str, tuple[float, float]] | None = None, limits: RateLimits | None = None):
         self.inner = backend
         self.backend = backend.backend
         self.model = backend.model
         self.cache = cache
         self.retry = retry
         self.prices = prices
+        self.limits = limits  # None: the environment's (GCOP_RPM, GCOP_RATE_LIMITS, ...)
         self.calls = 0
         self.cache_hits = 0
         self.shared_inflight = 0  # requests answered by another thread's identical in-flight call
@@ -110,11 +113,13 @@ class ManagedCore(Core):
     def _init_runtime(self) -> None:
         self._lock = threading.Lock()
         self._inflight: dict[str, _InFlight] = {}
+        self.limiter = limiter_for(self.inner, self.limits)
 
     def __getstate__(self) -> dict:
         state = dict(self.__dict__)
         state.pop("_lock", None)
         state.pop("_inflight", None)
+        state.pop("limiter", None)
         return state
 
     def __setstate__(self, state: dict) -> None:
@@ -147,7 +152,7 @@ class ManagedCore(Core):
                            identity=self.inner.cache_identity(), sampling=self.inner.sent_sampling(request.sampling))
 
     def _call(self, request: CoreRequest) -> CoreResponse:
-        response = call_with_retries(lambda: self.inner.complete(request), self.retry, what=f"core {self.spec}",
+        response = call_with_retries(lambda: self.limiter.call(self.inner.complete, request), self.retry, what=f"core {self.spec}",
                                      spec=self.spec, successor=retired_successor(self.backend, self.model))
         if response.sampling is None:
             response = dataclasses.replace(response, sampling=self.inner.sent_sampling(request.sampling))
@@ -209,18 +214,20 @@ def sampling_report(core: Core, sampling: SamplingParams) -> dict:
 
 def make_core(spec: str | Core, *, cache: bool | str | ResponseCache | None = None,
               retry: RetryPolicy | None = None, timeout_s: float = 120.0,
-              prices: dict[str, tuple[float, float]] | None = None) -> Core:
+              prices: dict[str, tuple[float, float]] | None = None, limits: RateLimits | None = None) -> Core:
     """Build a core from a spec string (or wrap a :class:`Core`).
 
     ``cache``: None or True for the default on-disk cache, a path or a :class:`ResponseCache`,
-    or False to turn caching off. A :class:`ManagedCore` is returned as it is unless ``cache`` or
-    ``retry`` is given, in which case its backend is rewrapped with them.
+    or False to turn caching off. ``limits``: a :class:`RateLimits` (or a dict of its fields) for
+    this endpoint, replacing the environment's ``GCOP_RPM`` / ``GCOP_RATE_LIMITS`` settings; every
+    core of one endpoint in the process shares one limiter. A :class:`ManagedCore` is returned as
+    it is unless ``cache``, ``retry`` or ``limits`` is given, in which case its backend is rewrapped.
     """
     if isinstance(spec, ManagedCore):
-        if cache is None and retry is None:
+        if cache is None and retry is None and limits is None:
             return spec
         return make_core(spec.inner, cache=spec.cache if cache is None else cache,
-                         retry=retry or spec.retry, prices=prices or spec.prices)
+                         retry=retry or spec.retry, prices=prices or spec.prices, limits=limits or spec.limits)
     backend = spec if isinstance(spec, Core) else _build_backend(spec, timeout_s)
     if not isinstance(spec, Core):
         from gcop_env.cores.pricing import lookup_price, warn_unpriced
@@ -234,4 +241,4 @@ def make_core(spec: str | Core, *, cache: bool | str | ResponseCache | None = No
         store = cache
     else:
         store = ResponseCache(cache)
-    return ManagedCore(backend, cache=store, retry=retry or RetryPolicy(), prices=prices)
+    return ManagedCore(backend, cache=store, retry=retry or RetryPolicy(), prices=prices, limits=limits)

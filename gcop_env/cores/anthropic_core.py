@@ -15,6 +15,7 @@ import time
 from typing import Any
 
 from gcop_env.cores.base import CoreRequest, CoreResponse, SamplingParams, SDKCore
+from gcop_env.cores.limits import report_headers
 
 
 LEGACY_API_VERSION = "2023-06-01"
@@ -71,7 +72,9 @@ class AnthropicCore(SDKCore):
         if request.system:
             kwargs["system"] = request.system
         start = time.perf_counter()
-        message = client.messages.create(**kwargs)
+        raw = client.messages.with_raw_response.create(**kwargs)  # the raw reply carries the rate-limit headers
+        report_headers(raw.headers)
+        message = raw.parse()
         latency = time.perf_counter() - start
         text = "".join(getattr(block, "text", "") for block in (message.content or []))
         usage = message.usage

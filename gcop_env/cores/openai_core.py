@@ -12,6 +12,7 @@ import time
 from typing import Any
 
 from gcop_env.cores.base import CoreRequest, CoreResponse, SDKCore
+from gcop_env.cores.limits import report_headers
 
 
 class OpenAICore(SDKCore):
@@ -41,10 +42,12 @@ class OpenAICore(SDKCore):
             messages.append({"role": "system", "content": request.system})
         messages.extend({"role": m.role, "content": m.content} for m in request.messages)
         start = time.perf_counter()
-        completion = client.chat.completions.create(
+        raw = client.chat.completions.with_raw_response.create(  # the raw reply carries the rate-limit headers
             model=self.model, messages=messages, temperature=s.temperature, top_p=s.top_p,
             max_tokens=s.max_tokens,
         )
+        report_headers(raw.headers)
+        completion = raw.parse()
         latency = time.perf_counter() - start
         if not completion.choices:
             raise ValueError("the server returned no choices")

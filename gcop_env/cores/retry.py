@@ -15,7 +15,6 @@ plain :class:`CoreError`.
 
 from __future__ import annotations
 
-import email.utils
 import json
 import logging
 import random
@@ -25,6 +24,7 @@ from dataclasses import dataclass
 from typing import Callable, TypeVar
 
 from gcop_env.cores.base import CoreError, FatalCoreError
+from gcop_env.cores.limits import retry_after_from_headers
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -51,25 +51,7 @@ class RetryPolicy:
 def retry_after_seconds(exc: BaseException) -> float | None:
     """Seconds the server asked us to wait (``retry-after-ms`` or ``retry-after``), if any."""
     response = getattr(exc, "response", None)
-    headers = getattr(response, "headers", None)
-    if not headers:
-        return None
-    ms = headers.get("retry-after-ms")
-    if ms:
-        try:
-            return float(ms) / 1000.0
-        except ValueError:
-            pass
-    value = headers.get("retry-after")
-    if not value:
-        return None
-    try:
-        return float(value)
-    except ValueError:
-        parsed = email.utils.parsedate_to_datetime(value) if value else None
-        if parsed is None:
-            return None
-        return max(0.0, parsed.timestamp() - time.time())
+    return retry_after_from_headers(getattr(response, "headers", None))
 
 
 def is_transient(exc: BaseException) -> bool:
