@@ -41,6 +41,7 @@ from typing import Any
 import gymnasium as gym
 from gymnasium.envs.registration import EnvSpec
 
+from gcop_env.budget import Budget
 from gcop_env.cache import ResponseCache
 from gcop_env.checks import check_int, check_number
 from gcop_env.cores import Core, RetryPolicy, SamplingParams, make_core
@@ -111,6 +112,10 @@ class GCoPEnv(gym.Env[str, str]):
         max_observation_chars, max_action_chars: lengths of the text spaces.
         cache: None/True (the default on-disk cache), False (off), or a cache path.
         retry: a :class:`RetryPolicy` (or a dict of its fields, as ``spec.to_json()`` writes it).
+        max_usd, max_total_tokens: a spend cap on the real calls of this env's core, judge and
+            baseline (:class:`~gcop_env.budget.Budget`; cache hits are free). Once it is reached a
+            step is an infrastructure error (``info["error_stage"] == "budget"``), never a wrong
+            answer; ``info["cost"]["budget"]`` shows what was spent and what is left.
         **validator_options: passed to the task's validator class (e.g. ``sandbox="docker"``).
     """
 
@@ -123,6 +128,7 @@ class GCoPEnv(gym.Env[str, str]):
                  max_tokens: int = 1024, judge_max_tokens: int = 256, baseline_samples: int | None = None,
                  max_strategy_chars: int = DEFAULT_MAX_STRATEGY_CHARS, max_observation_chars: int = 32768,
                  max_action_chars: int = 32768, cache: Any = None, retry: RetryPolicy | None = None,
+                 max_usd: float | None = None, max_total_tokens: int | None = None,
                  render_mode: str | None = None, **validator_options: Any):
         self.task = get_task(task)
         unknown = set(validator_options) - self.task.validator_options()
@@ -146,10 +152,13 @@ class GCoPEnv(gym.Env[str, str]):
         self._index = {p.task_id: i for i, p in enumerate(self.problems)}
         if isinstance(retry, Mapping):
             retry = RetryPolicy(**retry)
-        self.core = make_core(core, cache=cache, retry=retry)
+        self.budget = Budget.from_limits(max_usd, max_total_tokens)
+        self.core = make_core(core, cache=cache, retry=retry, budget=self.budget)
         judge_core = None
         if self.reward_config.gamma > 0 and judge is not None:
-            judge_core = make_core(judge, cache=cache, retry=retry)
+            judge_core = make_core(judge, cache=cache, retry=retry, budget=self.budget)
+        if self.budget is not None:
+            self.budget.check_priced([c for c in (self.core, judge_core) if c is not None])
         self.validator = self.task.validator(**validator_options)
         self.scorer = GuideScorer(
             self.validator, self.core, judge_core=judge_core, reward=self.reward_config,
@@ -243,6 +252,8 @@ class GCoPEnv(gym.Env[str, str]):
         observation = guide_prompt(self.problem.question)
         reward = float(outcome.reward) if outcome.reward is not None else 0.0
         info = outcome.info()
+        if self.budget is not None:
+            info["cost"]["budget"] = self.budget.status().as_dict()
         if outcome.parsed.structure_ok:
             info["core_sample_index"] = sample_index
         return observation, reward, True, False, info

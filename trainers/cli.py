@@ -56,9 +56,12 @@ def out_path_problem(out: str) -> str | None:
 
 def curate_cli(argv: list[str] | None = None) -> int:
     """``gcop curate``: exit 0 when every problem finished, 2 when some are left for a re-run,
-    130 when stopped by Ctrl-C / SIGTERM (finished rows are saved; re-run to resume)."""
+    4 when the budget ran out and 130 when stopped by Ctrl-C / SIGTERM (finished rows are saved;
+    re-run to resume)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
     config = parse_config(CurateConfig, argv, prog="gcop curate")
     _setup_logging()
+    from gcop_env.budget import EXIT_BUDGET, UnpricedModel, budget_message
     from gcop_env.interrupt import exit_interrupted, stop_on_signal
     from gcop_env.trainers.common import JsonlError
     from gcop_env.trainers.curate import ResumeMismatch, curate
@@ -70,12 +73,19 @@ def curate_cli(argv: list[str] | None = None) -> int:
     with stop_on_signal(what="curation") as stop:
         try:
             summary = curate(config, stop=stop)
-        except (DataError, JsonlError, ResumeMismatch) as exc:  # bad input or --out: nothing was spent
+        except (DataError, JsonlError, ResumeMismatch, UnpricedModel) as exc:  # bad input or --out: nothing spent
             return usage_error("gcop curate", exc)
     for line in summary.lines():
         print(line)
     if summary.interrupted:
         return exit_interrupted()
+    if summary.budget_exhausted:
+        from gcop_env.budget import BudgetStatus
+
+        status = BudgetStatus(**{k: v for k, v in summary.budget.items() if not k.startswith("left_")})
+        saved = f"{summary.finished} finished rows are saved in {summary.out}."
+        print(budget_message("gcop curate", argv, status, saved), file=sys.stderr)
+        return EXIT_BUDGET
     return 2 if summary.unfinished else 0
 
 
