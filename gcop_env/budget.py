@@ -256,6 +256,36 @@ class Budget:
         return f"Budget(max_usd={self.max_usd!r}, max_total_tokens={self.max_total_tokens!r})"
 
 
+class StopOrBudget:
+    """Stop starting work: the user's stop (Ctrl-C) or an exhausted budget, whichever comes first.
+
+    Stands where a :class:`~gcop_env.interrupt.StopRequest` is read (``requested``, ``grace_s``).
+    After a budget stop the work in flight is awaited, not abandoned: every paid call it would
+    make is refused at once, and what it finishes from the cache is saved.
+    """
+
+    def __init__(self, stop: Any, budget: Budget | None):
+        self.stop = stop
+        self.budget = budget
+
+    @property
+    def requested(self) -> bool:
+        return bool(self.stop is not None and self.stop.requested) or self.budget_exhausted
+
+    @property
+    def budget_exhausted(self) -> bool:
+        return self.budget is not None and self.budget.exhausted
+
+    @property
+    def stage(self) -> str:
+        """Why work stops: ``"interrupted"`` (the user) or ``"budget"``."""
+        return "interrupted" if self.stop is not None and self.stop.requested else "budget"
+
+    @property
+    def grace_s(self) -> float:
+        return self.stop.grace_s if self.stop is not None and self.stop.requested else 3600.0
+
+
 def add_budget_arguments(parser: Any) -> None:
     """``--max-usd`` and ``--max-total-tokens`` on an argparse parser (``gcop eval``)."""
     group = parser.add_argument_group("budget")

@@ -343,3 +343,42 @@ def test_gcop_curate_stops_saves_and_resumes_with_a_larger_budget(tmp_path, caps
         plain_rows = [json.loads(line) for line in plain.read_text().splitlines()]
         key = lambda r: (r["problem_id"], r["accepted"], r["strategy"], r["q_hat"])  # noqa: E731
         assert sorted(map(key, resumed)) == sorted(map(key, plain_rows))
+
+
+# -- gcop grpo ----------------------------------------------------------------------------------------
+
+
+def test_gcop_grpo_stops_with_a_checkpoint_and_resumes_with_a_larger_budget(server, tmp_path, capsys):
+    pytest.importorskip("trl")
+    from tiny_guide import build_tiny_guide
+
+    from gcop_env.trainers.cli import grpo_cli
+
+    guide = build_tiny_guide(tmp_path / "tiny", list(gsm8k_golds(4)), [GOOD_GUIDE] * 3)
+    out = tmp_path / "grpo"
+    # advisor: the guide's whole output is the advice, so every completion of the random tiny
+    # guide costs one core call (2 per step)
+    argv = ["--task", "GSM8K", "--data-files", str(GSM8K_DIR), "--split", "test", "--limit", "4",
+            "--guide", str(guide), "--output-dir", str(out), "--core", _core_spec(server), "--recipe", "advisor",
+            "--num-generations", "2", "--per-device-train-batch-size", "2", "--max-completion-length", "16",
+            "--max-steps", "4", "--save-steps", "100", "--use-cpu", "--no-preflight", "--eval-limit", "0",
+            "--core-max-tokens", "64", "--report-to", "none"]
+    assert grpo_cli(argv + ["--max-usd", "0.15"]) == EXIT_BUDGET
+    err = capsys.readouterr().err
+    assert "budget exhausted" in err and "--max-usd 0.3" in err
+    checkpoints = sorted(out.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
+    assert checkpoints, err
+    stopped_at = int(checkpoints[-1].name.split("-")[1])
+    assert 1 <= stopped_at < 4
+    assert not (out / "summary.json").exists()  # no final model or summary from a partial run
+    sent = server.count()
+    assert 0 < sent <= 2 * stopped_at  # a refused completion sent nothing
+
+    assert grpo_cli(argv + ["--max-usd", "10"]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["steps"] == 4 and summary["metrics"]["budget"]["exhausted"] is False
+    # only the steps after the checkpoint were scored: nothing before it was redone or paid again
+    assert 0 < server.count() - sent <= 2 * (4 - stopped_at)
+    print(f"grpo max_usd 0.15: stopped after step {stopped_at} with {sent} core calls; the re-run made "
+          f"{server.count() - sent} calls for steps {stopped_at + 1}..4")
+    assert summary["metrics"]["budget"]["calls"] == server.count() - sent

@@ -41,7 +41,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from gcop_env.budget import Budget, BudgetExceeded
+from gcop_env.budget import Budget, BudgetExceeded, StopOrBudget
 from gcop_env.cores import Core, CoreError, FatalCoreError, make_core, sampling_report
 from gcop_env.cores.base import CoreRequest, Message, SamplingParams
 from gcop_env.interrupt import StopRequest, completed_until_stopped
@@ -209,7 +209,7 @@ class Curator:
             core or core_from_options(config.core, config, self.budget)
         if self.budget is not None:
             self.budget.check_priced([self.teacher, self.core])
-        self.halt = _Halt(self.stop, self.budget)
+        self.halt = StopOrBudget(self.stop, self.budget)
         # R only: no bonus, judge or baseline. The core sees exactly the prompt the env would send.
         self.scorer = GuideScorer(
             self.validator, self.core, reward=RewardConfig(beta=0.0, gamma=0.0, kappa=0.0),
@@ -434,31 +434,6 @@ class Curator:
 
     def close(self) -> None:
         self.scorer.close()
-
-
-class _Halt:
-    """Stop starting work: the user's stop (Ctrl-C) or an exhausted budget, whichever comes first.
-
-    Stands where :func:`completed_until_stopped` expects a StopRequest. After a budget stop the
-    problems in flight are awaited, not abandoned: every paid call they would make is refused at
-    once, and what they finish from the cache is saved.
-    """
-
-    def __init__(self, stop: StopRequest, budget: Budget | None):
-        self.stop = stop
-        self.budget = budget
-
-    @property
-    def requested(self) -> bool:
-        return self.stop.requested or (self.budget is not None and self.budget.exhausted)
-
-    @property
-    def stage(self) -> str:
-        return "interrupted" if self.stop.requested else "budget"
-
-    @property
-    def grace_s(self) -> float:
-        return self.stop.grace_s if self.stop.requested else 3600.0
 
 
 def config_path(out: Path) -> Path:
