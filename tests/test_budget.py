@@ -87,9 +87,15 @@ def test_env_step_past_the_budget_is_an_infra_error_and_sends_nothing(server):
     last = refused[-1][1]["cost"]["budget"]
     assert last["spent_usd"] == pytest.approx(status.spent_usd)
     assert last["left_usd"] == pytest.approx(0.2 - status.spent_usd) and last["max_usd"] == 0.2
-    # the budget left is less than one more call's worst case (that is why it refused)
-    request = CoreRequest(messages=(Message("user", "x" * 400),), sampling=SamplingParams(max_tokens=64))
-    assert status.left_usd < _worst_usd(env.core, request) * 2
+    # it refused because what is left is less than the worst case of the refused step's core call
+    from gcop_env.prompts import core_prompt
+    from gcop_env.strategy import parse_guide_output
+
+    problem = env.problems[first_refused]
+    prompt = core_prompt(problem.question, env.validator.answer_format, parse_guide_output(GOOD_GUIDE).strategy)
+    refused_request = CoreRequest(messages=(Message("user", prompt),), sampling=env.scorer.sampling)
+    assert status.left_usd < _worst_usd(env.core, refused_request)
+    assert status.refusal and f"${_worst_usd(env.core, refused_request):.4f}" in status.refusal
     print(f"max_usd 0.2: {len(paid)} steps paid (${status.spent_usd:.4f}), {len(refused)} refused, "
           f"{server.count()} requests")
 
