@@ -388,3 +388,31 @@ def test_gcop_grpo_stops_with_a_checkpoint_and_resumes_with_a_larger_budget(serv
     print(f"grpo max_usd 0.15: stopped after step {stopped_at} with {sent} core calls; the re-run made "
           f"{server.count() - sent} calls for steps {stopped_at + 1}..4")
     assert summary["metrics"]["budget"]["calls"] == server.count() - sent
+
+
+def test_gcop_eval_guided_api_guide_pays_from_the_same_budget(tmp_path):
+    from gcop_env.evaluation.runner import EvalConfig, run_eval
+
+    solver = ScriptedSolver(gsm8k_golds())
+
+    def guide_and_core(prompt):
+        return GOOD_GUIDE if prompt.startswith("You are a strategist") else solver(prompt)
+
+    with FakeLLMServer(guide_and_core) as server:
+        config = EvalConfig(task="GSM8K", data_files=str(GSM8K_DIR), limit=10, core=_core_spec(server),
+                            kind="guided", guide=_core_spec(server, "fake-teacher"), guide_max_tokens=128,
+                            core_max_tokens=64, workers=2, guide_batch_size=2, out=str(tmp_path / "guided"))
+        budget = Budget(max_usd=0.6)
+        result = run_eval(config, progress=False, preflight=False, budget=budget)
+        assert result.budget_exhausted and not (tmp_path / "guided" / "summary.json").exists()
+        rows = _eval_rows(tmp_path / "guided")
+        assert 0 < len(rows) < 10 and all(r["status"] == "pass" for r in rows)
+        guide_calls = sum(1 for r in server.requests if r["body"]["model"] == "fake-teacher")
+        assert guide_calls > 0  # the guide was paid for, from the same budget as the core
+        assert budget.calls == server.count() and budget.spent_usd <= 0.6
+        paid = sum(r["cost"]["guide"]["usd"] + r["cost"]["core"]["usd"] for r in rows)
+        assert paid <= budget.spent_usd + 1e-12  # refused problems' paid calls are cached, not recorded
+
+        result = run_eval(config, progress=False, preflight=False, budget=Budget(max_usd=10))
+        assert not result.budget_exhausted and len(_eval_rows(tmp_path / "guided")) == 10
+        assert result.metrics["accuracy"] == 1.0
