@@ -115,7 +115,8 @@ class GCoPEnv(gym.Env[str, str]):
         max_usd, max_total_tokens: a spend cap on the real calls of this env's core, judge and
             baseline (:class:`~gcop_env.budget.Budget`; cache hits are free). Once it is reached a
             step is an infrastructure error (``info["error_stage"] == "budget"``), never a wrong
-            answer; ``info["cost"]["budget"]`` shows what was spent and what is left.
+            answer; ``info["cost"]["budget"]`` shows what was spent and what is left. To share one
+            budget between several envs, pass each a core made with ``make_core(spec, budget=b)``.
         **validator_options: passed to the task's validator class (e.g. ``sandbox="docker"``).
     """
 
@@ -154,6 +155,8 @@ class GCoPEnv(gym.Env[str, str]):
             retry = RetryPolicy(**retry)
         self.budget = Budget.from_limits(max_usd, max_total_tokens)
         self.core = make_core(core, cache=cache, retry=retry, budget=self.budget)
+        if self.budget is None:  # a core made with make_core(spec, budget=b) shares b (e.g. across several envs)
+            self.budget = getattr(self.core, "budget", None)
         judge_core = None
         if self.reward_config.gamma > 0 and judge is not None:
             judge_core = make_core(judge, cache=cache, retry=retry, budget=self.budget)

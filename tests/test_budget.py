@@ -416,3 +416,22 @@ def test_gcop_eval_guided_api_guide_pays_from_the_same_budget(tmp_path):
         result = run_eval(config, progress=False, preflight=False, budget=Budget(max_usd=10))
         assert not result.budget_exhausted and len(_eval_rows(tmp_path / "guided")) == 10
         assert result.metrics["accuracy"] == 1.0
+
+
+def test_envs_given_one_budgeted_core_share_its_budget(server):
+    shared = Budget(max_usd=0.2)
+    core = make_core(_core_spec(server), budget=shared)
+    envs = [GCoPEnv("GSM8K", core=core, split="test", data_files=str(GSM8K_DIR), limit=20, gamma=0.0, kappa=0.0,
+                    max_tokens=64) for _ in range(2)]
+    assert envs[0].budget is envs[1].budget is shared
+    refused_at = None
+    for index in range(10):
+        env = envs[index % 2]
+        env.reset(options={"index": index})
+        info = env.step(GOOD_GUIDE)[4]
+        if info.get("error_stage") == "budget":
+            refused_at = index if refused_at is None else refused_at
+        else:
+            assert refused_at is None  # once one env ran the shared budget out, the other is refused too
+    assert refused_at is not None and shared.calls == refused_at == server.count()
+    assert shared.spent_usd <= 0.2

@@ -934,7 +934,7 @@ def _progress_bar(total: int, initial: int, enabled: bool, label: str):
 
 # ------------------------------------------------------------------------------------ the CLI
 
-EXIT_INFRA = 3
+EXIT_INFRA = 3  # some rows hit infrastructure errors; EXIT_BUDGET = 4 (gcop_env.budget): the budget ran out
 
 
 def _price_pair(text: str) -> tuple[float, float]:
