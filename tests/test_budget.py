@@ -275,9 +275,12 @@ def test_gcop_eval_stops_saves_and_resumes_with_a_larger_budget(server, tmp_path
     resumed = _eval_rows(out)
     assert len(resumed) == 10
 
-    # it matches a run without any budget
+    # it matches a run without any budget (and without the cache: it pays for every call once), and
+    # the two budgeted runs together paid for exactly as many calls: nothing was paid twice
+    paid_budgeted = server.count()
     plain = tmp_path / "plain"
-    assert eval_cli(base + ["--out", str(plain)]) == 0
+    assert eval_cli(base + ["--out", str(plain), "--cache", "off"]) == 0
+    assert server.count() - paid_budgeted == paid_budgeted
     assert _same_results(resumed) == _same_results(_eval_rows(plain))
     resumed_metrics = json.loads((out / "summary.json").read_text())["metrics"]
     plain_metrics = json.loads((plain / "summary.json").read_text())["metrics"]
@@ -344,8 +347,11 @@ def test_gcop_curate_stops_saves_and_resumes_with_a_larger_budget(tmp_path, caps
         resumed = [json.loads(line) for line in out.read_text().splitlines()]
         assert len(resumed) == 8
 
+        # an unbudgeted run without the cache pays for every call once: as many as both budgeted runs
+        paid_budgeted = server.count()
         plain = tmp_path / "plain.jsonl"
-        assert curate_cli(argv(plain)) == 0
+        assert curate_cli(argv(plain, "--cache", "off")) == 0
+        assert server.count() - paid_budgeted == paid_budgeted
         plain_rows = [json.loads(line) for line in plain.read_text().splitlines()]
         key = lambda r: (r["problem_id"], r["accepted"], r["strategy"], r["q_hat"])  # noqa: E731
         assert sorted(map(key, resumed)) == sorted(map(key, plain_rows))
