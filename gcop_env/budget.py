@@ -66,9 +66,9 @@ class BudgetExceeded(CoreError):
     ``"budget"``); commands stop on it and exit with :data:`EXIT_BUDGET`.
     """
 
-    def __init__(self, message: str, status: "BudgetStatus"):
+    def __init__(self, message: str, status: "BudgetStatus | None" = None):
         super().__init__(message, transient=False, attempts=0, cause="budget")
-        self.status = status
+        self.status = status  # the budget when the call was refused (None after unpickling)
 
 
 @dataclass(frozen=True)

@@ -295,7 +295,22 @@ def test_gcop_eval_refuses_a_dollar_cap_on_an_unpriced_model(server, tmp_path, c
                      "--core", _core_spec(server, "unpriced-model"), "--no-progress", "--no-preflight",
                      "--out", str(tmp_path / "x"), "--max-usd", "1"])
     assert code == 2 and "not in the price table" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as bad:
+        eval_cli(["--core-only", "--out", str(tmp_path / "y"), "--max-usd", "-1"])
+    assert bad.value.code == 2 and "max_usd must be a finite number" in capsys.readouterr().err
     assert server.count() == 0
+
+
+def test_max_usd_zero_replays_a_finished_run_from_the_cache_only(server, tmp_path):
+    from gcop_env.evaluation.runner import eval_cli
+
+    base = ["--core-only", "--task", "GSM8K", "--data-files", str(GSM8K_DIR), "--limit", "3",
+            "--core", _core_spec(server), "--core-max-tokens", "64", "--no-progress", "--no-preflight"]
+    assert eval_cli(base + ["--out", str(tmp_path / "a")]) == 0
+    sent = server.count()
+    assert eval_cli(base + ["--out", str(tmp_path / "b"), "--max-usd", "0"]) == 0  # every answer is cached: free
+    assert eval_cli(base + ["--out", str(tmp_path / "c"), "--max-usd", "0", "--limit", "4"]) == EXIT_BUDGET
+    assert server.count() == sent and len(_eval_rows(tmp_path / "c")) == 3
 
 
 # -- gcop curate --------------------------------------------------------------------------------------
