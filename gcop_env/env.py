@@ -42,6 +42,7 @@ from typing import Any
 import gymnasium as gym
 from gymnasium.envs.registration import EnvSpec
 
+from gcop_env.budget import Budget
 from gcop_env.cache import ResponseCache
 from gcop_env.checks import check_int, check_number
 from gcop_env.cores import Core, RateLimits, RetryPolicy, SamplingParams, make_core
@@ -115,6 +116,11 @@ class GCoPEnv(gym.Env[str, str]):
         rate_limits: a :class:`~gcop_env.cores.RateLimits` (or a dict of its fields) for the core's and
             the judge's endpoints, instead of ``GCOP_RPM`` / ``GCOP_RATE_LIMITS``; shared with every
             other caller of the same endpoint in the process.
+        max_usd, max_total_tokens: a spend cap on the real calls of this env's core, judge and
+            baseline (:class:`~gcop_env.budget.Budget`; cache hits are free). Once it is reached a
+            step is an infrastructure error (``info["error_stage"] == "budget"``), never a wrong
+            answer; ``info["cost"]["budget"]`` shows what was spent and what is left. To share one
+            budget between several envs, pass each a core made with ``make_core(spec, budget=b)``.
         **validator_options: passed to the task's validator class (e.g. ``sandbox="docker"``).
     """
 
@@ -127,7 +133,8 @@ class GCoPEnv(gym.Env[str, str]):
                  max_tokens: int = 1024, judge_max_tokens: int = 256, baseline_samples: int | None = None,
                  max_strategy_chars: int = DEFAULT_MAX_STRATEGY_CHARS, max_observation_chars: int = 32768,
                  max_action_chars: int = 32768, cache: Any = None, retry: RetryPolicy | None = None,
-                 rate_limits: Any = None, render_mode: str | None = None, **validator_options: Any):
+                 rate_limits: Any = None, max_usd: float | None = None, max_total_tokens: int | None = None,
+                 render_mode: str | None = None, **validator_options: Any):
         self.task = get_task(task)
         unknown = set(validator_options) - self.task.validator_options()
         if unknown:
@@ -150,10 +157,15 @@ class GCoPEnv(gym.Env[str, str]):
         self._index = {p.task_id: i for i, p in enumerate(self.problems)}
         if isinstance(retry, Mapping):
             retry = RetryPolicy(**retry)
-        self.core = make_core(core, cache=cache, retry=retry, limits=rate_limits)
+        self.budget = Budget.from_limits(max_usd, max_total_tokens)
+        self.core = make_core(core, cache=cache, retry=retry, limits=rate_limits, budget=self.budget)
+        if self.budget is None:  # a core made with make_core(spec, budget=b) shares b (e.g. across several envs)
+            self.budget = getattr(self.core, "budget", None)
         judge_core = None
         if self.reward_config.gamma > 0 and judge is not None:
-            judge_core = make_core(judge, cache=cache, retry=retry, limits=rate_limits)
+            judge_core = make_core(judge, cache=cache, retry=retry, limits=rate_limits, budget=self.budget)
+        if self.budget is not None:
+            self.budget.check_priced([c for c in (self.core, judge_core) if c is not None])
         self.validator = self.task.validator(**validator_options)
         self.scorer = GuideScorer(
             self.validator, self.core, judge_core=judge_core, reward=self.reward_config,
@@ -249,6 +261,8 @@ class GCoPEnv(gym.Env[str, str]):
         # a key without a value is left out rather than set to None: Gymnasium's vector envs batch
         # info by key with a `_key` mask for "absent", and a None beside a dict (core_sampling) breaks that
         info = {key: value for key, value in outcome.info().items() if value is not None}
+        if self.budget is not None:
+            info["cost"]["budget"] = self.budget.status().as_dict()
         if outcome.parsed.structure_ok:
             info["core_sample_index"] = sample_index
         return observation, reward, True, False, info

@@ -12,7 +12,8 @@ The unguided baseline estimates E[r(y_0)], the unguided core's expected reward, 
 The environment calls :meth:`GuideScorer.score` once per step; the trainer calls
 :meth:`GuideScorer.score_many` for a batch, which runs core calls concurrently. An
 infrastructure failure anywhere (API down, sandbox broken) ends the step with ``error`` set and
-``reward`` None: it is never scored as a wrong answer.
+``reward`` None: it is never scored as a wrong answer. A call refused by the spend cap
+(:class:`~gcop_env.budget.BudgetExceeded`) is such a failure with ``error_stage`` ``"budget"``.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Any, Sequence
 
+from gcop_env.budget import BudgetExceeded
 from gcop_env.cores.base import Core, CoreError, CoreRequest, CoreResponse, FatalCoreError, Message, SamplingParams
 from gcop_env.judge import JudgeVerdict, StrategyJudge
 from gcop_env.problem import Problem
@@ -222,6 +224,8 @@ class GuideScorer:
             return self.core.complete(request)
         except FatalCoreError:
             raise  # a dead model or bad key stops the run: every later step would fail the same way
+        except BudgetExceeded as exc:  # nothing was sent: not an outage, the spend cap was reached
+            raise _InfraFailure("budget", str(exc)) from exc
         except CoreError as exc:
             raise _InfraFailure("baseline" if strategy is None else "core", str(exc)) from exc
 
@@ -304,6 +308,8 @@ class GuideScorer:
                     verdict, judge_response = self.judge.judge(problem, parsed.strategy)
                 except FatalCoreError:
                     raise
+                except BudgetExceeded as exc:
+                    raise _InfraFailure("budget", str(exc)) from exc
                 except CoreError as exc:
                     raise _InfraFailure("judge", str(exc)) from exc
                 if judge_response is not None:  # None: the leak check settled J = 0 without a call

@@ -56,9 +56,12 @@ def out_path_problem(out: str) -> str | None:
 
 def curate_cli(argv: list[str] | None = None) -> int:
     """``gcop curate``: exit 0 when every problem finished, 2 when some are left for a re-run,
-    130 when stopped by Ctrl-C / SIGTERM (finished rows are saved; re-run to resume)."""
+    4 when the budget ran out and 130 when stopped by Ctrl-C / SIGTERM (finished rows are saved;
+    re-run to resume)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
     config = parse_config(CurateConfig, argv, prog="gcop curate")
     _setup_logging()
+    from gcop_env.budget import EXIT_BUDGET, UnpricedModel, budget_message
     from gcop_env.interrupt import exit_interrupted, stop_on_signal
     from gcop_env.trainers.common import JsonlError
     from gcop_env.trainers.curate import ResumeMismatch, curate
@@ -70,12 +73,19 @@ def curate_cli(argv: list[str] | None = None) -> int:
     with stop_on_signal(what="curation") as stop:
         try:
             summary = curate(config, stop=stop)
-        except (DataError, JsonlError, ResumeMismatch) as exc:  # bad input or --out: nothing was spent
+        except (DataError, JsonlError, ResumeMismatch, UnpricedModel) as exc:  # bad input or --out: nothing spent
             return usage_error("gcop curate", exc)
     for line in summary.lines():
         print(line)
     if summary.interrupted:
         return exit_interrupted()
+    if summary.budget_exhausted:
+        from gcop_env.budget import BudgetStatus
+
+        status = BudgetStatus(**{k: v for k, v in summary.budget.items() if not k.startswith("left_")})
+        saved = f"{summary.finished} finished rows are saved in {summary.out}."
+        print(budget_message("gcop curate", argv, status, saved), file=sys.stderr)
+        return EXIT_BUDGET
     return 2 if summary.unfinished else 0
 
 
@@ -103,23 +113,35 @@ def sft_cli(argv: list[str] | None = None) -> int:
 
 
 def grpo_cli(argv: list[str] | None = None) -> int:
-    """``gcop grpo``: GRPO on the guide with the environment's shaped reward."""
+    """``gcop grpo``: GRPO on the guide with the environment's shaped reward. Exit 0 when trained, 4 when
+    the budget ran out and 130 when stopped (both after a checkpoint; re-run to resume)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
     config = parse_config(GRPORunConfig, argv, prog="gcop grpo")
     problem = guide_path_problem(config.guide)
     if problem:
         return usage_error("gcop grpo", problem)
     _setup_logging()
+    from gcop_env.budget import EXIT_BUDGET, BudgetStatus, UnpricedModel, budget_message
     from gcop_env.interrupt import exit_interrupted, stop_on_signal
     from gcop_env.trainers.grpo import train_grpo
 
     with stop_on_signal(what="training (after the current step, with a checkpoint)") as stop:
-        summary = train_grpo(config, stop=stop)
+        try:
+            summary = train_grpo(config, stop=stop)
+        except UnpricedModel as exc:
+            return usage_error("gcop grpo", exc)
     for line in summary.lines():
         print(line)
     if stop.requested:
         print(f"interrupted at step {summary.steps}: checkpoint {summary.metrics.get('checkpoint')}; re-run the "
               "same command to resume from it", file=sys.stderr)
         return exit_interrupted()
+    if summary.metrics.get("budget_exhausted"):
+        status = BudgetStatus(**{k: v for k, v in summary.metrics["budget"].items() if not k.startswith("left_")})
+        saved = (f"training stopped after step {summary.steps} with checkpoint {summary.metrics.get('checkpoint')} "
+                 "(completions whose core call was refused were left out of that step's loss, as in an outage).")
+        print(budget_message("gcop grpo", argv, status, saved), file=sys.stderr)
+        return EXIT_BUDGET
     return 0
 
 

@@ -15,14 +15,15 @@ from gcop_env.trainers.config import CoreCallOptions
 from gcop_env.validators.data import JsonlError, parse_jsonl_line  # noqa: F401 - JsonlError re-exported
 
 
-def core_from_options(spec: str | Core, options: CoreCallOptions) -> Core:
-    """A managed core (retries, pricing, cache) built from a command's API options."""
+def core_from_options(spec: str | Core, options: CoreCallOptions, budget: Any = None) -> Core:
+    """A managed core (retries, pricing, cache) built from a command's API options, paying from
+    ``budget`` (a :class:`gcop_env.budget.Budget` shared by the run's cores) when one is given."""
     cache: Any = None
     if options.cache:
         cache = False if options.cache.lower() in ("off", "none", "false", "0") else options.cache
     retry = RetryPolicy(max_attempts=options.max_retries, initial_backoff_s=options.retry_backoff_s,
                         max_backoff_s=max(options.retry_backoff_s, 60.0))
-    return make_core(spec, cache=cache, retry=retry, timeout_s=options.timeout_s)
+    return make_core(spec, cache=cache, retry=retry, timeout_s=options.timeout_s, budget=budget)
 
 
 class JsonlAppender:

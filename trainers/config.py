@@ -60,6 +60,11 @@ class CoreCallOptions:
     preflight: bool = _opt(True, "before spending anything, make one tiny call per model spec (as `gcop check`) "
                                  "and stop on a retired model, a bad key or a refused sampling parameter; "
                                  "--no-preflight skips it")
+    max_usd: float | None = _opt(None, "budget: stop paying for core calls (teacher, core, judge, baseline) at this "
+                                       "many US dollars this run; cache hits are free. Finished work is saved and "
+                                       "the command exits 4; re-run with a larger budget to resume", lo=0)
+    max_total_tokens: int | None = _opt(None, "budget: stop paying for core calls at this many input + output "
+                                              "tokens this run (exit 4, resumable like --max-usd)", lo=0)
 
 
 @dataclass

@@ -41,7 +41,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from gcop_env.cores import Core, CoreError, FatalCoreError, sampling_report
+from gcop_env.budget import Budget, BudgetExceeded, StopOrBudget
+from gcop_env.cores import Core, CoreError, FatalCoreError, make_core, sampling_report
 from gcop_env.cores.base import CoreRequest, Message, SamplingParams
 from gcop_env.interrupt import StopRequest, completed_until_stopped
 from gcop_env.problem import Problem
@@ -101,6 +102,8 @@ class CurationSummary:
     warnings: list[str] = field(default_factory=list)
     sampling: dict = field(default_factory=dict)  # per role: requested, really sent, deterministic
     interrupted: bool = False  # stopped by Ctrl-C / SIGTERM: re-run the same command to resume
+    budget_exhausted: bool = False  # stopped by --max-usd / --max-total-tokens: re-run with a larger budget
+    budget: dict | None = None  # the budget's caps, spend and what is left (None: no budget)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -117,7 +120,7 @@ class CurationSummary:
                f"cost ${self.cost_usd:.4f} nominal, ${self.spent_usd:.4f} paid this run "
                f"({self.teacher_calls} teacher + {self.core_calls} core requests) in {self.elapsed_s:.1f}s",
                f"rows: {self.out}"]
-        failed = [u for u in self.unfinished if u["stage"] != "interrupted"]  # the rest were stopped by the user
+        failed = [u for u in self.unfinished if u["stage"] not in ("interrupted", "budget")]  # the rest were stopped
         if failed:
             out.append(f"{len(failed)} problem(s) unfinished (infrastructure errors); re-run the same "
                        f"command to retry them: " + ", ".join(u["problem_id"] for u in failed[:10]))
@@ -198,8 +201,15 @@ class Curator:
         self.stop = stop or StopRequest()
         self.task = get_task(config.task)
         self.validator = self.task.validator(**config.validator_options)
-        self.teacher = teacher or core_from_options(config.teacher, config)
-        self.core = core or core_from_options(config.core, config)
+        # One budget for the teacher and the core (ready-made cores are rewrapped to pay from it).
+        self.budget = Budget.from_limits(config.max_usd, config.max_total_tokens)
+        self.teacher = make_core(teacher, budget=self.budget) if teacher and self.budget else \
+            teacher or core_from_options(config.teacher, config, self.budget)
+        self.core = make_core(core, budget=self.budget) if core and self.budget else \
+            core or core_from_options(config.core, config, self.budget)
+        if self.budget is not None:
+            self.budget.check_priced([self.teacher, self.core])
+        self.halt = StopOrBudget(self.stop, self.budget)
         # R only: no bonus, judge or baseline. The core sees exactly the prompt the env would send.
         self.scorer = GuideScorer(
             self.validator, self.core, reward=RewardConfig(beta=0.0, gamma=0.0, kappa=0.0),
@@ -218,6 +228,8 @@ class Curator:
             return self.teacher.complete(request)
         except FatalCoreError:
             raise  # a dead model or bad key ends the run, not one problem
+        except BudgetExceeded as exc:
+            raise Unfinished("budget", str(exc)) from exc
         except CoreError as exc:
             raise Unfinished("teacher", str(exc)) from exc
 
@@ -226,8 +238,8 @@ class Curator:
         """One teacher proposal tested K times: its round record, the candidate (None unless well
         formed and leak-free), the refinement prompt to use if it is not accepted, and its cost."""
         cfg = self.config
-        if self.stop.requested:  # no new paid proposal once the user asked to stop
-            raise Unfinished("interrupted", f"stopped before round {round_index} (draw {sample_index})")
+        if self.halt.requested:  # no new paid proposal once the user asked to stop (or the budget ran out)
+            raise Unfinished(self.halt.stage, f"stopped before round {round_index} (draw {sample_index})")
         reply = self._ask_teacher(prompt, sample_index)
         cost_usd, spent_usd = reply.cost_usd, reply.spent_usd
         parsed = parse_guide_output(reply.text, cfg.max_strategy_chars)
@@ -245,8 +257,8 @@ class Curator:
             feedback = "Your strategy gives away the final answer. Describe how to get there, not the result."
             previous = parsed.strategy
         else:
-            if self.stop.requested:
-                raise Unfinished("interrupted", f"stopped before the core runs of round {round_index}")
+            if self.halt.requested:
+                raise Unfinished(self.halt.stage, f"stopped before the core runs of round {round_index}")
             guide_output = (f"<think>{parsed.think}</think>\n" if parsed.think else "") + \
                            f"<strategy>{parsed.strategy}</strategy>"
             outcomes = self.scorer.score_many([(problem, guide_output)] * cfg.k, max_workers=cfg.k,
@@ -357,7 +369,7 @@ class Curator:
         pool = ThreadPoolExecutor(max_workers=cfg.workers)
         try:
             # Submitted a few at a time, so that a stop leaves at most `workers` problems running.
-            for problem, future in completed_until_stopped(pool, self.curate_problem, todo, self.stop, cfg.workers):
+            for problem, future in completed_until_stopped(pool, self.curate_problem, todo, self.halt, cfg.workers):
                 finished_ids.add(problem.task_id)
                 try:
                     row = future.result()
@@ -367,7 +379,7 @@ class Curator:
                     raise
                 except Unfinished as exc:
                     unfinished.append({"problem_id": problem.task_id, "stage": exc.stage, "error": str(exc)})
-                    if exc.stage != "interrupted":
+                    if exc.stage not in ("interrupted", "budget"):
                         log.warning("problem %s unfinished (%s): %s", problem.task_id, exc.stage, exc)
                 else:
                     writer.append(row)
@@ -379,8 +391,8 @@ class Curator:
             # After a stop, calls still running past the grace period are abandoned, not awaited.
             pool.shutdown(wait=not self.stop.requested, cancel_futures=True)
         bar.close()
-        if self.stop.requested:
-            unfinished.extend({"problem_id": p.task_id, "stage": "interrupted", "error": "not finished before the stop"}
+        if self.halt.requested:
+            unfinished.extend({"problem_id": p.task_id, "stage": self.halt.stage, "error": "not finished before the stop"}
                               for p in todo if p.task_id not in finished_ids)
         rows = read_jsonl_rows(out)
         n_accepted = sum(1 for r in rows if r.get("accepted"))
@@ -391,6 +403,8 @@ class Curator:
             spent_usd=_spent(self.teacher) + _spent(self.core) - spent0,
             teacher_calls=_calls(self.teacher) - teacher_calls0, core_calls=_calls(self.core) - core_calls0,
             elapsed_s=time.monotonic() - started, interrupted=self.stop.requested,
+            budget_exhausted=self.budget is not None and self.budget.exhausted,
+            budget=self.budget.status().as_dict() if self.budget is not None else None,
             sampling={"core": sampling_report(self.core, self.scorer.sampling),
                       "teacher": sampling_report(self.teacher, self.teacher_sampling)}, **stats)
         if rows and not summary.guarantee_attainable:

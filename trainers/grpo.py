@@ -43,6 +43,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from gcop_env.budget import Budget, StopOrBudget
 from gcop_env.cores import sampling_report
 from gcop_env.cores.base import SamplingParams
 from gcop_env.problem import Problem
@@ -177,11 +178,12 @@ def grpo_dataset(problems: Sequence[Problem]) -> Any:
                                "task_id": p.task_id} for p in problems])
 
 
-def build_scorer(config: GRPORunConfig) -> GuideScorer:
+def build_scorer(config: GRPORunConfig, budget: Budget | None = None) -> GuideScorer:
+    """The env's scorer for training; its core, judge and baseline calls pay from ``budget``."""
     task = get_task(config.task)
-    core = core_from_options(config.core, config)
+    core = core_from_options(config.core, config, budget)
     reward = config.reward_config()
-    judge = core_from_options(config.judge, config) if config.judge and reward.gamma > 0 else None
+    judge = core_from_options(config.judge, config, budget) if config.judge and reward.gamma > 0 else None
     return GuideScorer(task.validator(**config.validator_options), core, judge_core=judge, reward=reward,
                        sampling=SamplingParams(config.core_temperature, config.core_top_p, config.core_max_tokens),
                        judge_sampling=SamplingParams(0.0, 1.0, config.judge_max_tokens),
@@ -244,32 +246,56 @@ def evaluate_guide(model: Any, tokenizer: Any, scorer: GuideScorer, problems: Se
     return metrics
 
 
+def _scorer_cores(scorer: GuideScorer) -> list[Any]:
+    cores = [scorer.core]
+    if scorer.judge is not None and scorer.judge.core is not scorer.core:
+        cores.append(scorer.judge.core)
+    return cores
+
+
 def train_grpo(config: GRPORunConfig, scorer: GuideScorer | None = None, stop: Any = None) -> TrainSummary:
     """Run GRPO as configured. Writes ``run_config.json``, checkpoints, the model and ``summary.json``.
 
     ``stop`` (a :class:`gcop_env.interrupt.StopRequest`): once set, training ends after the current
     step with a checkpoint saved; the summary's ``metrics["interrupted"]`` is True and no final model
     or evaluation is made. The same command resumes from the checkpoint.
+
+    ``config.max_usd`` / ``config.max_total_tokens``: a budget for the core, judge and baseline
+    calls. A completion whose call it refuses is unscored (dropped from the loss, like an outage);
+    training then ends after that step with a checkpoint, ``metrics["budget_exhausted"]`` is True,
+    and no final model or evaluation is made. Re-running with a larger budget resumes.
     """
+    budget = Budget.from_limits(config.max_usd, config.max_total_tokens)
+    if scorer is not None and budget is not None:
+        for core in _scorer_cores(scorer):  # the given scorer's cores pay from this run's budget
+            core.budget = budget
     write_config(config, Path(config.output_dir) / RUN_CONFIG)
     base_recipe = read_recipe(config.guide)  # before training: a broken record fails now, not after it
     if scorer is not None and scorer.structure_required != (config.recipe != "advisor"):
         raise ValueError(f"the given scorer has structure_required={scorer.structure_required}, which does not match "
                          f"recipe {config.recipe!r}")
+    scorer = scorer or build_scorer(config, budget)
+    if budget is not None:  # before any call: a model without a price cannot be held to a dollar cap
+        budget.check_priced(_scorer_cores(scorer))
     if config.preflight:  # one tiny call per model before the guide loads or anything is spent
         from gcop_env.check import preflight_grpo
         preflight_grpo(config, scorer)
     trainer, reward = build_grpo_trainer(config, scorer)
-    if stop is not None:
-        trainer.add_callback(stop_callback(stop))
+    halt = StopOrBudget(stop, budget)
+    if stop is not None or budget is not None:
+        trainer.add_callback(stop_callback(halt))
     started = time.monotonic()
     trainer.train(resume_from_checkpoint=last_checkpoint(config.output_dir))
     runtime = time.monotonic() - started
-    if stop is not None and stop.requested:
+    if halt.requested:
         reward.scorer.close()
+        metrics = {"interrupted": halt.stage == "interrupted", "budget_exhausted": halt.budget_exhausted,
+                   "checkpoint": last_checkpoint(config.output_dir), "spent_usd": reward.totals.spent_usd,
+                   "infra_errors": reward.totals.infra_errors}
+        if budget is not None:
+            metrics["budget"] = budget.status().as_dict()
         return TrainSummary(command="grpo", output_dir=config.output_dir, steps=trainer.state.global_step,
-                            examples=len(trainer.train_dataset), train_runtime_s=runtime,
-                            metrics={"interrupted": True, "checkpoint": last_checkpoint(config.output_dir)})
+                            examples=len(trainer.train_dataset), train_runtime_s=runtime, metrics=metrics)
     model = save_final_model(trainer, trainer.processing_class, config.output_dir, merged_lora=config.lora)
     write_recipe(config.output_dir, Recipe.ADVISOR if config.recipe == "advisor" else Recipe.EXECTUNE,
                  command="grpo", base_guide=config.guide, base_recipe=base_recipe, task=config.task, core=config.core,
@@ -277,6 +303,8 @@ def train_grpo(config: GRPORunConfig, scorer: GuideScorer | None = None, stop: A
     t = reward.totals
     metrics: dict[str, Any] = {f"mean_{k}": v for k, v in t.means().items()}
     metrics.update(baseline_samples=reward.scorer.baseline_samples)
+    if budget is not None:
+        metrics["budget"] = budget.status().as_dict()
     metrics.update(completions=t.completions, infra_errors=t.infra_errors, cost_usd=t.cost_usd,
                    spent_usd=t.spent_usd, step_time_s=runtime / max(1, trainer.state.global_step),
                    core_sampling=sampling_report(reward.scorer.core, reward.scorer.sampling))

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import threading
+from typing import Any
 from urllib.parse import parse_qsl
 
 from gcop_env.cache import ResponseCache, request_key
@@ -95,7 +96,8 @@ class ManagedCore(Core):
     """
 
     def __init__(self, backend: Core, *, cache: ResponseCache | None, retry: RetryPolicy,
-                 prices: dict[str, tuple[float, float]] | None = None, limits: RateLimits | None = None):
+                 prices: dict[str, tuple[float, float]] | None = None, limits: RateLimits | None = None,
+                 budget: Any = None):
         self.inner = backend
         self.backend = backend.backend
         self.model = backend.model
@@ -107,6 +109,7 @@ class ManagedCore(Core):
         self.cache_hits = 0
         self.shared_inflight = 0  # requests answered by another thread's identical in-flight call
         self.spent_usd = 0.0
+        self.budget = budget  # a gcop_env.budget.Budget shared by the run's cores, or None
         self._init_runtime()
         warn_lifecycle(self.backend, self.model)
 
@@ -162,9 +165,22 @@ class ManagedCore(Core):
             self.spent_usd += response.cost_usd
         return response
 
+    def _call_within_budget(self, request: CoreRequest) -> CoreResponse:
+        """``_call`` under the budget: its worst case is reserved first (``BudgetExceeded``: nothing is
+        sent), then settled at the real price; an answer already paid for is always returned."""
+        if self.budget is None:
+            return self._call(request)
+        hold = self.budget.reserve(self, request)
+        response = None
+        try:
+            response = self._call(request)
+        finally:
+            hold.settle(response)  # None: the call failed and is counted as free
+        return response
+
     def complete(self, request: CoreRequest) -> CoreResponse:
         if self.cache is None:
-            return self._call(request)
+            return self._call_within_budget(request)
         key = self.request_key(request)
         hit = self.cache.get(key)
         if hit is not None:
@@ -187,7 +203,7 @@ class ManagedCore(Core):
                 self.shared_inflight += 1
             return dataclasses.replace(flight.response, cached=True)
         try:
-            response = self._call(request)
+            response = self._call_within_budget(request)
             self.cache.put(key, response)  # never raises: a failed write still returns the paid answer
             flight.response = response
             return response
@@ -214,20 +230,24 @@ def sampling_report(core: Core, sampling: SamplingParams) -> dict:
 
 def make_core(spec: str | Core, *, cache: bool | str | ResponseCache | None = None,
               retry: RetryPolicy | None = None, timeout_s: float = 120.0,
-              prices: dict[str, tuple[float, float]] | None = None, limits: RateLimits | None = None) -> Core:
+              prices: dict[str, tuple[float, float]] | None = None, limits: RateLimits | None = None,
+              budget: Any = None) -> Core:
     """Build a core from a spec string (or wrap a :class:`Core`).
 
     ``cache``: None or True for the default on-disk cache, a path or a :class:`ResponseCache`,
     or False to turn caching off. ``limits``: a :class:`RateLimits` (or a dict of its fields) for
     this endpoint, replacing the environment's ``GCOP_RPM`` / ``GCOP_RATE_LIMITS`` settings; every
-    core of one endpoint in the process shares one limiter. A :class:`ManagedCore` is returned as
-    it is unless ``cache``, ``retry`` or ``limits`` is given, in which case its backend is rewrapped.
+    core of one endpoint in the process shares one limiter. ``budget``: a
+    :class:`gcop_env.budget.Budget` that every real call of the core must fit. A
+    :class:`ManagedCore` is returned as it is unless ``cache``, ``retry``, ``limits`` or ``budget``
+    is given, in which case its backend is rewrapped with them.
     """
     if isinstance(spec, ManagedCore):
-        if cache is None and retry is None and limits is None:
+        if cache is None and retry is None and limits is None and budget is None:
             return spec
-        return make_core(spec.inner, cache=spec.cache if cache is None else cache,
-                         retry=retry or spec.retry, prices=prices or spec.prices, limits=limits or spec.limits)
+        keep = spec.cache if spec.cache is not None else False  # a core without a cache stays without one
+        return make_core(spec.inner, cache=keep if cache is None else cache, retry=retry or spec.retry,
+                         prices=prices or spec.prices, limits=limits or spec.limits, budget=budget or spec.budget)
     backend = spec if isinstance(spec, Core) else _build_backend(spec, timeout_s)
     if not isinstance(spec, Core):
         from gcop_env.cores.pricing import lookup_price, warn_unpriced
@@ -241,4 +261,5 @@ def make_core(spec: str | Core, *, cache: bool | str | ResponseCache | None = No
         store = cache
     else:
         store = ResponseCache(cache)
-    return ManagedCore(backend, cache=store, retry=retry or RetryPolicy(), prices=prices, limits=limits)
+    return ManagedCore(backend, cache=store, retry=retry or RetryPolicy(), prices=prices, limits=limits,
+                       budget=budget)

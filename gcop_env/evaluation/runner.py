@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from gcop_env.budget import EXIT_BUDGET, Budget, BudgetExceeded, add_budget_arguments, budget_message
 from gcop_env.checks import check_int, check_number
 from gcop_env.cores import RetryPolicy, make_core, parse_core_spec
 from gcop_env.cores.base import CoreError, CoreResponse, SamplingParams
@@ -232,7 +233,7 @@ def _scorer_role(role) -> dict[str, Any]:
 
 def make_row(task: str, split: str, condition: str, problem: Problem, sample: int, outcome: StepOutcome | None, *,
              guide_output: str | None = None, guide_response: CoreResponse | None = None,
-             guide_price: GuidePrice | None = None, guide_error: str | None = None,
+             guide_price: GuidePrice | None = None, guide_error: str | Exception | None = None,
              extra: dict[str, Any] | None = None) -> dict[str, Any]:
     """One record of the contract (see the module docstring of :mod:`gcop_env.evaluation`)."""
     row: dict[str, Any] = {"task": task, "split": split, "task_id": problem.task_id, "condition": condition,
@@ -241,7 +242,8 @@ def make_row(task: str, split: str, condition: str, problem: Problem, sample: in
     cost = {"guide": _guide_role(guide_response, guide_price or GuidePrice(0, 0, "local-default")),
             "core": _role(), "judge": _role()}
     if guide_error is not None:  # the guide failed: infrastructure, not a wrong answer
-        row.update(status="infra", error=f"guide: {guide_error}")
+        stage = "budget" if isinstance(guide_error, BudgetExceeded) else "guide"
+        row.update(status="infra", error=f"{stage}: {guide_error}")
     else:
         assert outcome is not None
         guided = guide_output is not None
@@ -437,7 +439,7 @@ class Guided(Condition):
         def one(args):
             (p, s), response = args
             if isinstance(response, CoreError):
-                return self._row(p, s, None, guide_error=str(response))
+                return self._row(p, s, None, guide_error=response)
             outcome = self.scorer.score(p, response.text, sample_index=s)
             return self._row(p, s, outcome, guide_output=response.text, guide_response=response,
                              guide_price=self._price)
@@ -634,6 +636,7 @@ class EvalResult:
     n_retried: int  # problems re-run because their rows held an infrastructure error
     calls: dict[str, tuple[int, int]]  # role -> (live, cached) calls of this invocation
     interrupted: bool = False
+    budget_exhausted: bool = False  # stopped because the spend cap was reached (resumable, like interrupted)
 
     @property
     def metrics(self) -> dict[str, Any]:
@@ -737,11 +740,15 @@ def _preflight(config: EvalConfig) -> None:
 
 
 def run_eval(config: EvalConfig, *, progress: bool = True, preflight: bool = True,
-             stop: Callable[[], bool] | None = None) -> EvalResult:
+             stop: Callable[[], bool] | None = None, budget: Budget | None = None) -> EvalResult:
     """Run (or resume) one condition; write ``records.jsonl`` and ``summary.json`` under ``config.out``.
 
     ``stop``: polled between batches; when it returns True the run stops after the batch in flight
     (its rows are saved), writes the summary of what is done and returns ``interrupted=True``.
+    ``budget``: the spend cap of the core, judge and API guide calls. Once it refuses a call the
+    run stops after the batch in flight: its finished problems are saved, problems with a refused
+    call are left for the re-run (their paid calls are cached), no ``summary.json`` is written,
+    and ``budget_exhausted`` is True.
     """
     out = Path(config.out)
     try:
@@ -760,7 +767,7 @@ def run_eval(config: EvalConfig, *, progress: bool = True, preflight: bool = Tru
     cache = _cache_arg(config)
     retry = RetryPolicy(max_attempts=config.max_retries, initial_backoff_s=config.retry_backoff_s,
                         max_backoff_s=max(config.retry_backoff_s, 60.0))
-    core = make_core(config.core, cache=cache, retry=retry, timeout_s=config.timeout_s)
+    core = make_core(config.core, cache=cache, retry=retry, timeout_s=config.timeout_s, budget=budget)
     validator = task.validator(**config.validator_options)
     scorer_options: dict[str, Any] = {}
     recipe = (config.recipe or guide_recipe(config.guide)) if config.kind == "guided" else config.recipe
@@ -771,7 +778,7 @@ def run_eval(config: EvalConfig, *, progress: bool = True, preflight: bool = Tru
         scorer_options["structure_required"] = False
     judge_core = None
     if config.judge:
-        judge_core = make_core(config.judge, cache=cache, retry=retry, timeout_s=config.timeout_s)
+        judge_core = make_core(config.judge, cache=cache, retry=retry, timeout_s=config.timeout_s, budget=budget)
         scorer_options["judge_core"] = judge_core
         scorer_options["judge_sampling"] = SamplingParams(temperature=0.0, max_tokens=config.judge_max_tokens)
     # Only the task reward R is recorded; γ > 0 merely switches the judge on (its verdict is recorded apart).
@@ -784,6 +791,8 @@ def run_eval(config: EvalConfig, *, progress: bool = True, preflight: bool = Tru
     condition = None
     try:
         condition = build_condition(config, task, all_problems, scorer, retry, cache)
+        if budget is not None:
+            _put_under_budget(condition, config, budget, [core, judge_core])
         selected = condition.select(all_problems)
         if config.limit:
             selected = selected[:config.limit]
@@ -813,7 +822,7 @@ def run_eval(config: EvalConfig, *, progress: bool = True, preflight: bool = Tru
         if todo and (out / SUMMARY).exists():
             (out / SUMMARY).unlink()  # it describes an earlier state; the finished run writes the new one
         appender = JsonlAppender(records_path)
-        interrupted, n_run = False, 0
+        interrupted, budget_stopped, n_run = False, False, 0
         bar = _progress_bar(len(selected), len(selected) - len(todo), progress, condition.describe()["name"])
         tally = _Tally([finished[p.task_id] for p in selected if p.task_id in finished])
         bar.set_postfix_str(tally.postfix(), refresh=False)
@@ -825,6 +834,8 @@ def run_eval(config: EvalConfig, *, progress: bool = True, preflight: bool = Tru
                     break
                 chunk = todo[start:start + batch]
                 for p, rows in zip(chunk, condition.run(chunk)):
+                    if any(_refused_by_budget(row) for row in rows):
+                        continue  # not finished: the re-run does it, its paid calls come from the cache
                     for row in rows:
                         appender.append(row)
                     finished[p.task_id] = rows
@@ -832,18 +843,21 @@ def run_eval(config: EvalConfig, *, progress: bool = True, preflight: bool = Tru
                     n_run += 1
                 bar.update(len(chunk))
                 bar.set_postfix_str(tally.postfix())
+                if budget is not None and budget.exhausted:
+                    budget_stopped = True
+                    break
         except KeyboardInterrupt:
             interrupted = True
         finally:
             bar.close()
         rows_by_problem = [finished[p.task_id] for p in selected if p.task_id in finished]
         summary = build_summary(config, condition, task, rows_by_problem)
-        if not interrupted:
+        if not interrupted and not budget_stopped:
             write_text_atomic(out / SUMMARY, json.dumps(summary, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
         return EvalResult(out=out, summary=summary, n_problems=len(selected),
                           n_run=n_run,
                           n_skipped=len(selected) - len(todo), n_retried=retried, calls=condition.calls(),
-                          interrupted=interrupted)
+                          interrupted=interrupted, budget_exhausted=budget_stopped)
     finally:
         if condition is not None:
             condition.close()
@@ -851,6 +865,25 @@ def run_eval(config: EvalConfig, *, progress: bool = True, preflight: bool = Tru
         core.close()
         if judge_core is not None:
             judge_core.close()
+
+
+def _put_under_budget(condition: Condition, config: EvalConfig, budget: Budget, cores: list) -> None:
+    """An API guide pays from the same budget as the core (at ``--guide-price`` when given); a
+    model without a price under ``--max-usd`` is refused before anything is spent."""
+    guide_core = getattr(getattr(condition, "guide", None), "core", None)
+    if guide_core is not None and hasattr(guide_core, "budget"):
+        guide_core.budget = budget
+        if config.guide_price is not None:
+            guide_core.prices = {guide_core.model: tuple(config.guide_price)}
+        cores = [*cores, guide_core]
+    try:
+        budget.check_priced([c for c in cores if c is not None])
+    except ValueError as exc:
+        raise EvalInputError(str(exc)) from None
+
+
+def _refused_by_budget(row: dict[str, Any]) -> bool:
+    return row.get("status") == "infra" and str(row.get("error") or "").startswith("budget:")
 
 
 def build_summary(config: EvalConfig, condition: Condition, task: TaskSpec,
@@ -901,7 +934,7 @@ def _progress_bar(total: int, initial: int, enabled: bool, label: str):
 
 # ------------------------------------------------------------------------------------ the CLI
 
-EXIT_INFRA = 3
+EXIT_INFRA = 3  # some rows hit infrastructure errors; EXIT_BUDGET = 4 (gcop_env.budget): the budget ran out
 
 
 def _price_pair(text: str) -> tuple[float, float]:
@@ -976,12 +1009,13 @@ def build_parser():
     r.add_argument("--timeout-s", type=float, help=f"per-request timeout (default {d.timeout_s})")
     r.add_argument("--no-progress", action="store_true", help="no progress bar")
     r.add_argument("--no-preflight", action="store_true", help="skip the readiness check of the models before the run")
+    add_budget_arguments(p)
     return p
 
 
 def config_from_args(ns: dict[str, Any]) -> EvalConfig:
     ns = dict(ns)
-    for flag in ("no_progress", "no_preflight"):
+    for flag in ("no_progress", "no_preflight", "max_usd", "max_total_tokens"):
         ns.pop(flag, None)
     values: dict[str, Any] = {}
     preset = ns.get("preset")
@@ -1002,9 +1036,15 @@ def config_from_args(ns: dict[str, Any]) -> EvalConfig:
 
 
 def eval_cli(argv: list[str] | None = None) -> int:
-    """``gcop eval``: 0 when done, 2 on bad input, 3 when some rows hit infrastructure errors, 130 when stopped."""
+    """``gcop eval``: 0 when done, 2 on bad input, 3 when some rows hit infrastructure errors, 4 when the
+    budget (``--max-usd`` / ``--max-total-tokens``) ran out, 130 when stopped."""
+    argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
     ns = vars(parser.parse_args(argv))
+    try:
+        budget = Budget.from_limits(ns.get("max_usd"), ns.get("max_total_tokens"))
+    except ValueError as exc:
+        parser.error(str(exc))
     progress, preflight = not ns.get("no_progress", False), not ns.get("no_preflight", False)
     from gcop_env.interrupt import exit_interrupted, stop_on_signal
 
@@ -1012,7 +1052,7 @@ def eval_cli(argv: list[str] | None = None) -> int:
         config = config_from_args(ns)
         # Ctrl-C / SIGTERM: no new batch starts, the one in flight is saved, exit 130 (a second one stops at once)
         with stop_on_signal(what="gcop eval") as stop:
-            result = run_eval(config, progress=progress, preflight=preflight, stop=stop.is_set)
+            result = run_eval(config, progress=progress, preflight=preflight, stop=stop.is_set, budget=budget)
     except EvalInputError as exc:
         print(f"gcop eval: error: {exc}", file=sys.stderr)
         return 2
@@ -1027,6 +1067,11 @@ def eval_cli(argv: list[str] | None = None) -> int:
               f"the finished ones are saved in {result.out / RECORDS}: re-run the same command to resume",
               file=sys.stderr)
         return exit_interrupted()
+    if result.budget_exhausted:
+        saved = (f"{result.metrics['n_problems']} of {result.n_problems} problems are finished and saved in "
+                 f"{result.out / RECORDS}; no {SUMMARY} until the run is complete.")
+        print(budget_message("gcop eval", argv, budget.status(), saved), file=sys.stderr)
+        return EXIT_BUDGET
     n_infra = result.metrics["n_infra"]
     if n_infra:
         print(f"gcop eval: WARNING: {n_infra} record(s) hit infrastructure errors (API or sandbox), left out of "
