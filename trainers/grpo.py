@@ -131,12 +131,24 @@ class ShapedReward:
                outcomes: Sequence[StepOutcome]) -> None:
         """Called after each batch is scored (a hook for subclasses that keep sample counters)."""
 
-    def __call__(self, prompts: list, completions: list, task_id: list[str],
-                 log_metric: Callable[[str, float], None] | None = None,
-                 log_extra: Callable[[str, list], None] | None = None, **_: Any) -> list[float | None]:
-        items = [(self.problems[tid], self._text(c)) for tid, c in zip(task_id, completions)]
-        indices = self.sample_indices(items)
-        outcomes = self.scorer.score_many(items, max_workers=self.max_workers, sample_indices=indices)
+    def task_ids(self, task_id: list[str] | None, environments: list | None) -> list[str]:
+        """Each completion's problem id, from the dataset's ``task_id`` column."""
+        if task_id is None:
+            raise KeyError("no problem for the completions: the dataset needs a 'task_id' column "
+                           "(build it with grpo_dataset(problems))")
+        return list(task_id)
+
+    def batch(self, completions: list, task_id: list[str] | None = None,
+              environments: list | None = None) -> tuple[list[tuple[Problem, str]], list[int]]:
+        """The (problem, guide text) pairs of a TRL batch and the core sample each one asks for."""
+        ids = self.task_ids(task_id, environments)
+        items = [(self.problems[tid], self._text(c)) for tid, c in zip(ids, completions)]
+        return items, self.sample_indices(items)
+
+    def record(self, items: Sequence[tuple[Problem, str]], indices: Sequence[int], outcomes: Sequence[StepOutcome],
+               log_metric: Callable[[str, float], None] | None = None,
+               log_extra: Callable[[str, list], None] | None = None) -> list[float | None]:
+        """Add a scored batch to the totals, log its ``gcop/*`` metrics and give TRL its rewards."""
         self.scored(items, indices, outcomes)
         metrics = batch_metrics(outcomes)
         errors = sum(o.error is not None for o in outcomes)
@@ -168,6 +180,17 @@ class ShapedReward:
             log_extra("infra_error", [o.error for o in outcomes])
         return [o.reward for o in outcomes]
 
+    def __call__(self, prompts: list, completions: list, task_id: list[str] | None = None,
+                 log_metric: Callable[[str, float], None] | None = None,
+                 log_extra: Callable[[str, list], None] | None = None, environments: list | None = None,
+                 **_: Any) -> list[float | None]:
+        items, indices = self.batch(completions, task_id, environments)
+        outcomes = self.scorer.score_many(items, max_workers=self.max_workers, sample_indices=indices)
+        return self.record(items, indices, outcomes, log_metric, log_extra)
+
+    def close(self) -> None:
+        self.scorer.close()
+
 
 def grpo_dataset(problems: Sequence[Problem]) -> Any:
     """Conversational prompts (the environment's observation) with the problem's id alongside."""
@@ -194,15 +217,23 @@ def load_problems(config: GRPORunConfig, split: str, limit: int | None) -> list[
     return problems[:limit] if limit else problems
 
 
-def build_grpo_trainer(config: GRPORunConfig, scorer: GuideScorer | None = None) -> tuple[Any, ShapedReward]:
-    """The configured TRL ``GRPOTrainer`` and its reward function (not yet trained)."""
+def build_grpo_trainer(config: GRPORunConfig, scorer: GuideScorer | None = None) -> tuple[Any, Any]:
+    """The configured TRL ``GRPOTrainer`` and its reward function (not yet trained).
+
+    The reward function is an :class:`~gcop_env.trainers.async_reward.AsyncShapedReward` with
+    ``reward_mode="async"`` (the default), a :class:`ShapedReward` with ``"sync"``; both have
+    ``totals``, ``scorer`` and ``close()``.
+    """
     from trl import GRPOConfig
 
+    from gcop_env.trainers.async_reward import AsyncShapedReward
     from gcop_env.trainers.grpo_trainer import InfraAwareGRPOTrainer
 
     problems = load_problems(config, config.split, config.limit)
     scorer = scorer or build_scorer(config)
-    reward = ShapedReward(scorer, problems, max_workers=config.max_workers)
+    reward: Any = ShapedReward(scorer, problems, max_workers=config.max_workers)
+    if config.reward_mode == "async":
+        reward = AsyncShapedReward(reward, max_inflight=config.max_inflight)
     args = common_trainer_args(config)
     model, tokenizer, peft_config = load_guide(config.guide, config, bf16=args["bf16"])
     vllm: dict[str, Any] = {}
@@ -266,7 +297,7 @@ def train_grpo(config: GRPORunConfig, scorer: GuideScorer | None = None, stop: A
     trainer.train(resume_from_checkpoint=last_checkpoint(config.output_dir))
     runtime = time.monotonic() - started
     if stop is not None and stop.requested:
-        reward.scorer.close()
+        reward.close()
         return TrainSummary(command="grpo", output_dir=config.output_dir, steps=trainer.state.global_step,
                             examples=len(trainer.train_dataset), train_runtime_s=runtime,
                             metrics={"interrupted": True, "checkpoint": last_checkpoint(config.output_dir)})
@@ -288,5 +319,5 @@ def train_grpo(config: GRPORunConfig, scorer: GuideScorer | None = None, stop: A
                            examples=len(trainer.train_dataset), train_runtime_s=runtime, metrics=metrics)
     write_json(Path(config.output_dir) / "summary.json",
                {**summary.as_dict(), "log_history": trainer.state.log_history})
-    reward.scorer.close()
+    reward.close()
     return summary
