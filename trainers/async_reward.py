@@ -82,14 +82,12 @@ class AsyncShapedReward:
             if any(not w.cancelled() and w.exception() is not None for w in done):
                 # Like the sync path (Executor.map): the steps not started never start and the running
                 # ones finish before the error leaves, so no core call outlives the end of the run.
-                for w in waiting:
-                    w.cancel()  # cancels the step itself unless it is running
+                _cancel(futures, waiting)
                 await _settle([f for f in futures if not f.cancelled()])
-                raise next(f.exception() for f in futures
-                           if not f.cancelled() and f.exception() is not None)
+                raise next(f.exception() for f in futures  # the first failure in input order
+                           if f.done() and not f.cancelled() and f.exception() is not None)
         except asyncio.CancelledError:  # the loop is shutting down: start nothing more
-            for w in waiting:
-                w.cancel()
+            _cancel(futures, waiting)
             raise
         return [w.result() for w in waiting]
 
@@ -121,10 +119,20 @@ class AsyncShapedReward:
         self._pool_guard = threading.Lock()
 
 
+def _cancel(futures: Sequence[Future], waiting: Sequence[asyncio.Future]) -> None:
+    """Cancel the steps not started (at once: a wrapper's cancel reaches its step only later) and
+    stop waiting on every wrapper; a running step cannot be cancelled and runs to its end."""
+    for f in futures:
+        f.cancel()
+    for w in waiting:
+        w.cancel()
+
+
 async def _settle(futures: Sequence[Future]) -> None:
     """Wait for ``futures`` to finish, whatever their outcome (their errors are read by the caller)."""
     if futures:
         wrappers = [asyncio.wrap_future(f) for f in futures]
         await asyncio.wait(wrappers)
         for w in wrappers:
-            w.exception()  # read, so asyncio does not log it as never retrieved
+            if not w.cancelled():
+                w.exception()  # read, so asyncio does not log it as never retrieved
