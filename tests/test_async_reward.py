@@ -201,3 +201,29 @@ def test_a_tiny_grpo_step_scores_through_the_async_reward(gsm8k_dir, tmp_path):
     logged = {k for entry in summary["log_history"] for k in entry}
     assert {"gcop/structure_ok", "gcop/task_reward", "gcop/infra_error_rate", "gcop/tamper_rate"} <= logged
     assert json.loads((out / "run_config.json").read_text())["reward_mode"] == "async"
+
+
+def test_the_event_loop_stays_free_while_the_reward_scores(problems):
+    # TRL awaits all async reward functions of a batch under one asyncio.gather: a second function
+    # (here a probe) runs while this one's core calls are in flight, not before or after them
+    counter = InFlightCounter(ScriptedSolver(gsm8k_golds()), limit=4)
+    seen_in_flight = []
+
+    async def probe(**_):
+        for _ in range(2000):
+            if counter.in_flight:
+                seen_in_flight.append(counter.in_flight)
+                break
+            await asyncio.sleep(0.001)
+        return [0.0] * 4
+
+    async def batch(reward):
+        kwargs = dict(prompts=[None] * 4, completions=[as_completion(GOOD_GUIDE)] * 4,
+                      task_id=[p.task_id for p in problems[:4]])
+        return await asyncio.gather(reward(**kwargs), probe(**kwargs))
+
+    with FakeLLMServer(counter) as server:
+        reward = AsyncShapedReward(ShapedReward(scorer_for(server, ONE_CALL_PER_STEP), problems), max_inflight=4)
+        shaped, _ = asyncio.run(batch(reward))
+    assert shaped == [pytest.approx(1.1)] * 4 and counter.requests == 4
+    assert seen_in_flight and seen_in_flight[0] >= 1
