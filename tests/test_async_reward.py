@@ -227,3 +227,16 @@ def test_the_event_loop_stays_free_while_the_reward_scores(problems):
         shaped, _ = asyncio.run(batch(reward))
     assert shaped == [pytest.approx(1.1)] * 4 and counter.requests == 4
     assert seen_in_flight and seen_in_flight[0] >= 1
+
+
+def test_run_totals_add_up_every_process_part():
+    from gcop_env.trainers.grpo import RewardTotals
+
+    parts = []
+    for completions, errors, shaped in ((8, 1, [1.0, 0.0]), (8, 0, [0.5])):
+        t = RewardTotals(completions=completions, infra_errors=errors, cost_usd=0.25, spent_usd=0.125)
+        t.add("shaped", shaped)
+        parts.append(t)
+    total = RewardTotals().merged(parts)
+    assert (total.completions, total.infra_errors, total.cost_usd, total.spent_usd) == (16, 1, 0.5, 0.25)
+    assert total.means() == {"shaped": pytest.approx(0.5)}  # over the 3 values, not the mean of the 2 means

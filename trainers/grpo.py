@@ -79,6 +79,31 @@ class RewardTotals:
     def means(self) -> dict[str, float]:
         return {name: self.sums[name] / self.counts[name] for name in self.sums if self.counts[name]}
 
+    def merged(self, others: Sequence["RewardTotals"]) -> "RewardTotals":
+        """These totals plus ``others`` (e.g. every training process's, each scoring its own slice)."""
+        out = RewardTotals()
+        for t in (self, *others):
+            out.completions += t.completions
+            out.infra_errors += t.infra_errors
+            out.structure_ok += t.structure_ok
+            out.cost_usd += t.cost_usd
+            out.spent_usd += t.spent_usd
+            for name in t.sums:
+                out.sums[name] += t.sums[name]
+                out.counts[name] += t.counts[name]
+        return out
+
+
+def run_totals(trainer: Any, totals: RewardTotals) -> RewardTotals:
+    """The reward totals of the whole run: under ``accelerate launch`` each process scores only its
+    slice of every batch, so its own totals are a part (a collective: every process must call it)."""
+    accelerator = trainer.accelerator
+    if accelerator.num_processes == 1:
+        return totals
+    from accelerate.utils import gather_object
+
+    return RewardTotals().merged(gather_object([totals]))
+
 
 def batch_metrics(outcomes: Sequence[StepOutcome]) -> dict[str, list[float]]:
     """Per-term values of one batch, each over the completions where the term is defined."""
@@ -305,7 +330,12 @@ def train_grpo(config: GRPORunConfig, scorer: GuideScorer | None = None, stop: A
     write_recipe(config.output_dir, Recipe.ADVISOR if config.recipe == "advisor" else Recipe.EXECTUNE,
                  command="grpo", base_guide=config.guide, base_recipe=base_recipe, task=config.task, core=config.core,
                  reward=asdict(reward.scorer.reward))
-    t = reward.totals
+    t = run_totals(trainer, reward.totals)
+    if not trainer.accelerator.is_main_process:  # one evaluation and one summary.json, by the main process
+        reward.close()
+        return TrainSummary(command="grpo", output_dir=config.output_dir, steps=trainer.state.global_step,
+                            examples=len(trainer.train_dataset), train_runtime_s=runtime,
+                            metrics={"process_index": trainer.accelerator.process_index})
     metrics: dict[str, Any] = {f"mean_{k}": v for k, v in t.means().items()}
     metrics.update(baseline_samples=reward.scorer.baseline_samples)
     metrics.update(completions=t.completions, infra_errors=t.infra_errors, cost_usd=t.cost_usd,
