@@ -216,7 +216,15 @@ class GRPORunConfig(TrainRunOptions, CoreCallOptions):
                                               "sampled one)", lo=1)
     judge_max_tokens: int = _opt(256, "reply budget of the judge", lo=1)
     max_strategy_chars: int = _opt(DEFAULT_MAX_STRATEGY_CHARS, "length budget of a strategy (structure check)", lo=1)
-    max_workers: int = _opt(8, "concurrent core calls while scoring a batch", lo=1)
+    max_workers: int = _opt(8, "concurrent core calls while scoring a batch with --reward-mode sync, and in the "
+                               "final evaluation", lo=1)
+    reward_mode: str = _opt("async", "async: the reward is an `async def` TRL awaits on its event loop, scoring "
+                                     "at most max_inflight steps at once, alongside any other async reward "
+                                     "function; sync: a plain function scoring max_workers steps at once "
+                                     "(for trainers or loops that do not await reward functions). Same rewards",
+                            choices=("async", "sync"))
+    max_inflight: int = _opt(16, "steps (core call, baseline, judge) scored at once by the async reward, per "
+                                 "training process", lo=1)
     use_vllm: bool = _opt(False, "generate with vLLM (TRL's use_vllm); needs a GPU and `pip install vllm`")
     vllm_mode: str = _opt("colocate", "colocate (vLLM inside the training processes) or server (`trl vllm-serve`)",
                           choices=("colocate", "server"))

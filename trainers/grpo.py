@@ -80,6 +80,31 @@ class RewardTotals:
     def means(self) -> dict[str, float]:
         return {name: self.sums[name] / self.counts[name] for name in self.sums if self.counts[name]}
 
+    def merged(self, others: Sequence["RewardTotals"]) -> "RewardTotals":
+        """These totals plus ``others`` (e.g. every training process's, each scoring its own slice)."""
+        out = RewardTotals()
+        for t in (self, *others):
+            out.completions += t.completions
+            out.infra_errors += t.infra_errors
+            out.structure_ok += t.structure_ok
+            out.cost_usd += t.cost_usd
+            out.spent_usd += t.spent_usd
+            for name in t.sums:
+                out.sums[name] += t.sums[name]
+                out.counts[name] += t.counts[name]
+        return out
+
+
+def run_totals(trainer: Any, totals: RewardTotals) -> RewardTotals:
+    """The reward totals of the whole run: under ``accelerate launch`` each process scores only its
+    slice of every batch, so its own totals are a part (a collective: every process must call it)."""
+    accelerator = trainer.accelerator
+    if accelerator.num_processes == 1:
+        return totals
+    from accelerate.utils import gather_object
+
+    return RewardTotals().merged(gather_object([totals]))
+
 
 def batch_metrics(outcomes: Sequence[StepOutcome]) -> dict[str, list[float]]:
     """Per-term values of one batch, each over the completions where the term is defined."""
@@ -132,12 +157,24 @@ class ShapedReward:
                outcomes: Sequence[StepOutcome]) -> None:
         """Called after each batch is scored (a hook for subclasses that keep sample counters)."""
 
-    def __call__(self, prompts: list, completions: list, task_id: list[str],
-                 log_metric: Callable[[str, float], None] | None = None,
-                 log_extra: Callable[[str, list], None] | None = None, **_: Any) -> list[float | None]:
-        items = [(self.problems[tid], self._text(c)) for tid, c in zip(task_id, completions)]
-        indices = self.sample_indices(items)
-        outcomes = self.scorer.score_many(items, max_workers=self.max_workers, sample_indices=indices)
+    def task_ids(self, task_id: list[str] | None, environments: list | None) -> list[str]:
+        """Each completion's problem id, from the dataset's ``task_id`` column."""
+        if task_id is None:
+            raise KeyError("no problem for the completions: the dataset needs a 'task_id' column "
+                           "(build it with grpo_dataset(problems))")
+        return list(task_id)
+
+    def batch(self, completions: list, task_id: list[str] | None = None,
+              environments: list | None = None) -> tuple[list[tuple[Problem, str]], list[int]]:
+        """The (problem, guide text) pairs of a TRL batch and the core sample each one asks for."""
+        ids = self.task_ids(task_id, environments)
+        items = [(self.problems[tid], self._text(c)) for tid, c in zip(ids, completions)]
+        return items, self.sample_indices(items)
+
+    def record(self, items: Sequence[tuple[Problem, str]], indices: Sequence[int], outcomes: Sequence[StepOutcome],
+               log_metric: Callable[[str, float], None] | None = None,
+               log_extra: Callable[[str, list], None] | None = None) -> list[float | None]:
+        """Add a scored batch to the totals, log its ``gcop/*`` metrics and give TRL its rewards."""
         self.scored(items, indices, outcomes)
         metrics = batch_metrics(outcomes)
         errors = sum(o.error is not None for o in outcomes)
@@ -169,6 +206,17 @@ class ShapedReward:
             log_extra("infra_error", [o.error for o in outcomes])
         return [o.reward for o in outcomes]
 
+    def __call__(self, prompts: list, completions: list, task_id: list[str] | None = None,
+                 log_metric: Callable[[str, float], None] | None = None,
+                 log_extra: Callable[[str, list], None] | None = None, environments: list | None = None,
+                 **_: Any) -> list[float | None]:
+        items, indices = self.batch(completions, task_id, environments)
+        outcomes = self.scorer.score_many(items, max_workers=self.max_workers, sample_indices=indices)
+        return self.record(items, indices, outcomes, log_metric, log_extra)
+
+    def close(self) -> None:
+        self.scorer.close()
+
 
 def grpo_dataset(problems: Sequence[Problem]) -> Any:
     """Conversational prompts (the environment's observation) with the problem's id alongside."""
@@ -196,15 +244,23 @@ def load_problems(config: GRPORunConfig, split: str, limit: int | None) -> list[
     return problems[:limit] if limit else problems
 
 
-def build_grpo_trainer(config: GRPORunConfig, scorer: GuideScorer | None = None) -> tuple[Any, ShapedReward]:
-    """The configured TRL ``GRPOTrainer`` and its reward function (not yet trained)."""
+def build_grpo_trainer(config: GRPORunConfig, scorer: GuideScorer | None = None) -> tuple[Any, Any]:
+    """The configured TRL ``GRPOTrainer`` and its reward function (not yet trained).
+
+    The reward function is an :class:`~gcop_env.trainers.async_reward.AsyncShapedReward` with
+    ``reward_mode="async"`` (the default), a :class:`ShapedReward` with ``"sync"``; both have
+    ``totals``, ``scorer`` and ``close()``.
+    """
     from trl import GRPOConfig
 
+    from gcop_env.trainers.async_reward import AsyncShapedReward
     from gcop_env.trainers.grpo_trainer import InfraAwareGRPOTrainer
 
     problems = load_problems(config, config.split, config.limit)
     scorer = scorer or build_scorer(config)
-    reward = ShapedReward(scorer, problems, max_workers=config.max_workers)
+    reward: Any = ShapedReward(scorer, problems, max_workers=config.max_workers)
+    if config.reward_mode == "async":
+        reward = AsyncShapedReward(reward, max_inflight=config.max_inflight)
     args = common_trainer_args(config)
     model, tokenizer, peft_config = load_guide(config.guide, config, bf16=args["bf16"])
     vllm: dict[str, Any] = {}
@@ -288,7 +344,7 @@ def train_grpo(config: GRPORunConfig, scorer: GuideScorer | None = None, stop: A
     trainer.train(resume_from_checkpoint=last_checkpoint(config.output_dir))
     runtime = time.monotonic() - started
     if halt.requested:
-        reward.scorer.close()
+        reward.close()
         metrics = {"interrupted": halt.stage == "interrupted", "budget_exhausted": halt.budget_exhausted,
                    "checkpoint": last_checkpoint(config.output_dir), "spent_usd": reward.totals.spent_usd,
                    "infra_errors": reward.totals.infra_errors}
@@ -300,7 +356,12 @@ def train_grpo(config: GRPORunConfig, scorer: GuideScorer | None = None, stop: A
     write_recipe(config.output_dir, Recipe.ADVISOR if config.recipe == "advisor" else Recipe.EXECTUNE,
                  command="grpo", base_guide=config.guide, base_recipe=base_recipe, task=config.task, core=config.core,
                  reward=asdict(reward.scorer.reward))
-    t = reward.totals
+    t = run_totals(trainer, reward.totals)
+    if not trainer.accelerator.is_main_process:  # one evaluation and one summary.json, by the main process
+        reward.close()
+        return TrainSummary(command="grpo", output_dir=config.output_dir, steps=trainer.state.global_step,
+                            examples=len(trainer.train_dataset), train_runtime_s=runtime,
+                            metrics={"process_index": trainer.accelerator.process_index})
     metrics: dict[str, Any] = {f"mean_{k}": v for k, v in t.means().items()}
     metrics.update(baseline_samples=reward.scorer.baseline_samples)
     if budget is not None:
@@ -316,5 +377,5 @@ def train_grpo(config: GRPORunConfig, scorer: GuideScorer | None = None, stop: A
                            examples=len(trainer.train_dataset), train_runtime_s=runtime, metrics=metrics)
     write_json(Path(config.output_dir) / "summary.json",
                {**summary.as_dict(), "log_history": trainer.state.log_history})
-    reward.scorer.close()
+    reward.close()
     return summary

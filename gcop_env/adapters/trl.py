@@ -9,7 +9,9 @@ same problem) and adds nothing to the prompt (the row's prompt already is the gu
 Scoring happens in :class:`EnvironmentReward`, a reward function TRL calls with the batch's
 ``environments``: it scores all completions at once through the env's scorer (core calls run
 concurrently), returns None for infrastructure failures (TRL leaves them out of the group
-baseline) and logs every reward term as ``gcop/*``. Repeated (problem, strategy) pairs get fresh
+baseline) and logs every reward term as ``gcop/*``. By default TRL gets it in its ``async def``
+form (:class:`~gcop_env.trainers.async_reward.AsyncShapedReward`, at most ``max_inflight`` steps
+in flight), which TRL awaits on its event loop alongside any other async reward function. Repeated (problem, strategy) pairs get fresh
 core samples when the core samples, from counters kept across batches (a per-process stream, so
 ``accelerate`` processes draw different samples); a re-run replays them from the cache.
 
@@ -35,6 +37,7 @@ from gcop_env.env import SAMPLE_STREAMS, SAMPLES_PER_STREAM, SampleCounter
 from gcop_env.problem import Problem
 from gcop_env.scoring import GuideScorer, StepOutcome
 from gcop_env.strategy import parse_guide_output
+from gcop_env.trainers.async_reward import DEFAULT_MAX_INFLIGHT, AsyncShapedReward
 from gcop_env.trainers.grpo import ShapedReward, grpo_dataset
 
 
@@ -104,32 +107,46 @@ class EnvironmentReward(ShapedReward):
             if key is not None and outcome.error is not None:  # a later batch asks for the same sample
                 self.sample_counter.give_back(key, index - self.stream * SAMPLES_PER_STREAM)
 
-    def __call__(self, prompts: list, completions: list, task_id: list[str] | None = None,
-                 environments: list[GuideEnvironment] | None = None, **kwargs: Any) -> list[float | None]:
+    def task_ids(self, task_id: list[str] | None, environments: list[GuideEnvironment] | None) -> list[str]:
+        """Each completion's problem: from its rollout environment, else from the ``task_id`` column."""
         if environments is not None:
             if any(env.problem is None for env in environments):
                 raise RuntimeError("a rollout's environment was never reset: TRL calls reset(**row) before generation")
-            task_id = [env.problem.task_id for env in environments]
+            return [env.problem.task_id for env in environments]
         if task_id is None:
             raise KeyError("no problem for the completions: pass environment_factory or a 'task_id' dataset column")
-        return super().__call__(prompts, completions, task_id=task_id, **kwargs)
+        return list(task_id)
 
 
 class TRLAdapter:
     """What a ``GRPOTrainer`` needs from a GCoP env: a dataset, an environment factory, a reward function.
 
     ``env``: a made GCoP env (``gym.make("GCoP-GSM8K-v0", ...)``, wrappers allowed); its problems,
-    core, validator and reward weights are used. ``max_workers``: concurrent core calls per batch.
+    core, validator and reward weights are used. ``reward_mode``: ``"async"`` (default) hands TRL
+    :attr:`async_reward`, an ``async def`` reward scoring at most ``max_inflight`` steps at once on
+    TRL's event loop; ``"sync"`` hands it :attr:`reward`, a plain function scoring ``max_workers``
+    steps at once (for a trainer that does not await reward functions). Both score the same batch
+    to the same rewards and share one set of totals (``adapter.reward.totals``).
     """
 
-    def __init__(self, env: gym.Env, *, max_workers: int = 8, stream: int | None = None):
+    def __init__(self, env: gym.Env, *, max_workers: int = 8, stream: int | None = None, reward_mode: str = "async",
+                 max_inflight: int = DEFAULT_MAX_INFLIGHT):
         base = env.unwrapped
         if not hasattr(base, "scorer") or not hasattr(base, "problems"):
             raise TypeError(f"TRLAdapter needs a GCoP env (gym.make('GCoP-...')), got {type(base).__name__}")
+        if reward_mode not in ("async", "sync"):
+            raise ValueError(f"reward_mode must be 'async' or 'sync', got {reward_mode!r}")
         self.env = env
         self.problems: list[Problem] = list(base.problems)
         self._by_id = {p.task_id: p for p in self.problems}
+        self.reward_mode = reward_mode
         self.reward = EnvironmentReward(base.scorer, self.problems, max_workers=max_workers, stream=stream)
+        self.async_reward = AsyncShapedReward(self.reward, max_inflight=max_inflight)
+
+    @property
+    def reward_function(self) -> EnvironmentReward | AsyncShapedReward:
+        """The reward function for ``reward_funcs``, as ``reward_mode`` says."""
+        return self.async_reward if self.reward_mode == "async" else self.reward
 
     def environment_factory(self) -> GuideEnvironment:
         """A fresh rollout environment (TRL calls this once per concurrent rollout)."""
@@ -144,5 +161,5 @@ class TRLAdapter:
         from trl.chat_template_utils import supports_tool_calling
 
         if supports_tool_calling(processing_class):
-            return {"environment_factory": self.environment_factory, "reward_funcs": [self.reward]}
-        return {"reward_funcs": [self.reward]}
+            return {"environment_factory": self.environment_factory, "reward_funcs": [self.reward_function]}
+        return {"reward_funcs": [self.reward_function]}
