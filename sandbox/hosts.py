@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import enum
 import os
+import socket
 import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
@@ -169,14 +170,38 @@ def copy_image(source: Any, target: Any, image: str = DEFAULT_IMAGE) -> float:
 
 
 class _HostPool(DockerSandbox):
-    """One engine's pool; after a worker dies it asks the fleet's short-timeout ping, not a 60 s API call."""
+    """One engine's pool. After a worker dies it asks the fleet's short-timeout ping (not a 60 s API
+    call), and it can abort its runs in flight when the fleet finds the engine gone."""
 
     def __init__(self, engine_ok: Any, **options: Any) -> None:
         super().__init__(**options)
         self._fleet_engine_ok = engine_ok
+        self._busy: set[Any] = set()
+        self._busy_lock = threading.Lock()
 
     def _engine_ok(self) -> bool:
         return bool(self._fleet_engine_ok())
+
+    def _acquire(self) -> Any:
+        worker = super()._acquire()
+        with self._busy_lock:
+            self._busy.add(worker)
+        return worker
+
+    def _release(self, worker: Any, healthy: bool) -> None:
+        with self._busy_lock:
+            self._busy.discard(worker)
+        super()._release(worker, healthy)
+
+    def abort(self) -> None:
+        """End the runs in flight (their engine is gone): each sees its worker die and gets no verdict."""
+        with self._busy_lock:
+            busy = list(self._busy)
+        for worker in busy:
+            try:
+                worker._sock.shutdown(socket.SHUT_RDWR)
+            except Exception:  # already closed
+                pass
 
 
 class HostState(str, enum.Enum):
@@ -223,6 +248,9 @@ class _Host:
         self.backoff = 0.0
         self.next_check = 0.0
         self.ever_up = False
+        self.checked = False  # its first check is logged whatever it finds
+        self.missed = 0  # heartbeats in a row that got no answer
+        self.next_heartbeat = 0.0
         self.checking = threading.Lock()  # one check of a host at a time (checker thread vs on demand)
 
     @property
@@ -242,6 +270,9 @@ class DockerFleet(Sandbox):
         api_timeout: seconds for other engine calls (create, start, remove).
         check_interval: first back-off between pings of a removed engine (doubles up to ``max_backoff``).
         max_backoff: longest wait between pings of a removed engine.
+        heartbeat: seconds between pings of the engines in rotation; two missed in a row remove the
+            engine and abort its runs in flight (which go elsewhere). Catches an engine that hangs
+            rather than closing its connections. 0 turns it off.
         **sandbox_options: passed to each engine's :class:`DockerSandbox` (``memory_mb``, ``cpus``, ...).
     """
 
@@ -256,6 +287,7 @@ class DockerFleet(Sandbox):
         api_timeout: float = 60.0,
         check_interval: float = 0.5,
         max_backoff: float = 15.0,
+        heartbeat: float = 2.0,
         **sandbox_options: Any,
     ) -> None:
         specs = parse_hosts(hosts)
@@ -265,6 +297,7 @@ class DockerFleet(Sandbox):
         self.api_timeout = float(api_timeout)
         self.check_interval = float(check_interval)
         self.max_backoff = float(max_backoff)
+        self.heartbeat = float(heartbeat)
         self.sandbox_options = dict(sandbox_options)
         self.versions: dict[str, str] = {}
         self._hosts = [_Host(spec) for spec in specs]
@@ -323,6 +356,7 @@ class DockerFleet(Sandbox):
             old, host.pool = host.pool, pool
             host.capacity = pool.pool_size
             host.state = HostState.UP
+            host.missed = 0
             host.backoff = 0.0
             host.last_error = ""
             if host.ever_up:
@@ -330,7 +364,7 @@ class DockerFleet(Sandbox):
                 log.warning("Docker host %s is back: added to the sandbox pool (capacity %d)", host.url, host.capacity)
             else:
                 log.info("Docker host %s: capacity %d", host.url, host.capacity)
-            host.ever_up = True
+            host.ever_up = host.checked = True
         if old is not None:
             old.close()
         return True
@@ -340,7 +374,8 @@ class DockerFleet(Sandbox):
             host.state = state
             host.backoff = min(self.max_backoff, max(self.check_interval, host.backoff * 2))
             host.next_check = time.monotonic() + host.backoff
-        if was is not state:
+        first, host.checked = not host.checked, True
+        if was is not state or first:
             log.warning("Docker host %s is out of the sandbox pool: %s", host.url, host.last_error)
         return False
 
@@ -357,6 +392,7 @@ class DockerFleet(Sandbox):
             pool, host.pool = host.pool, None
         log.warning("Docker host %s stopped answering (%s): removed; its runs go to the other hosts", host.url, why)
         if pool is not None:  # its containers are gone with the engine; do not wait on it
+            pool.abort()
             threading.Thread(target=pool.close, name="gcop-docker-host-close", daemon=True).start()
         self._wake.set()
 
@@ -368,12 +404,18 @@ class DockerFleet(Sandbox):
         while not self._closed:
             self._wake.wait(self.check_interval)
             self._wake.clear()
-            now = time.monotonic()
             for host in self._hosts:
                 if self._closed:
                     return
-                if host.state is not HostState.UP and host.next_check <= now:
-                    self._check(host)
+                now = time.monotonic()
+                if host.state is not HostState.UP:
+                    if host.next_check <= now:
+                        self._check(host)
+                elif self.heartbeat > 0 and host.next_heartbeat <= now:
+                    host.next_heartbeat = now + self.heartbeat
+                    host.missed = 0 if self._answers(host) else host.missed + 1
+                    if host.missed >= 2:
+                        self._remove(host, f"missed two heartbeats: {host.last_error}")
 
     def check_hosts(self) -> list[HostStats]:
         """Ping every host out of rotation now (not waiting for its back-off); returns :meth:`stats`."""
@@ -429,6 +471,7 @@ class DockerFleet(Sandbox):
                     host.moved += 1
                 self._remove(host, host.last_error)
                 tried.add(host.url)
+                log.info("a run on %s got no verdict (%s): running it on another host", host.url, outcome.infra_error or outcome.signal or "timed out")
                 lost.append(f"{host.url}: lost during the run ({outcome.infra_error or outcome.signal or 'timeout'})")
                 continue
             with self._lock:
