@@ -481,7 +481,7 @@ class DockerFleet(Sandbox):
                     host.validations += 1
                 if pool is not None and pool.versions:
                     self.versions = dict(pool.versions)
-            return replace(outcome, backend=self.kind)
+            return replace(outcome, backend=self.kind, host=host.url)
 
     @staticmethod
     def _engine_lost(outcome: PytestOutcome) -> bool:

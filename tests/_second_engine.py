@@ -74,9 +74,15 @@ class SecondEngine:
             self.process.send_signal(signal.SIGKILL)
             self.process.wait(10)
 
+    def freeze(self, frozen: bool = True) -> None:
+        """SIGSTOP (or SIGCONT) dockerd: its connections stay open but nothing answers, as in a partition."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGSTOP if frozen else signal.SIGCONT)
+
     def stop(self) -> None:
         """Stop dockerd (SIGTERM: it stops its containers), then its containerd; release the lock."""
         try:
+            self.freeze(False)
             if self.process is not None and self.process.poll() is None:
                 self.process.terminate()
                 try:

@@ -16,6 +16,7 @@ import pytest
 
 from _sandbox_support import GOOD, TESTS, require_docker
 from gcop_env.sandbox import make_sandbox
+from gcop_env.sandbox.base import GRACE_S
 from gcop_env.sandbox.docker_backend import DockerSandbox
 from gcop_env.sandbox.hosts import DockerFleet, DockerHost, HostState, copy_image, image_problem, parse_hosts
 from gcop_env.sandbox.image import DEFAULT_IMAGE
@@ -101,11 +102,15 @@ def _problems(n: int, seed: int = 7):
 
 
 def _replies(problems, sleep: float = 0.0):
-    """Half right (the canonical body), half wrong; ``sleep`` keeps each run in flight a while."""
-    pause = f"    import time; time.sleep({sleep})\n" if sleep else ""
-    right = [pause + p.metadata["canonical_solution"] for p in problems]
-    wrong = [pause + "    return None\n" for _ in problems]
-    return [(p, r, Status.PASS) for p, r in zip(problems, right)] + [(p, w, Status.FAIL) for p, w in zip(problems, wrong)]
+    """Half right (the reference solution), half wrong; ``sleep`` (once, at import) keeps a run in flight."""
+    pause = f"import time\ntime.sleep({sleep})\n\n" if sleep else ""
+    jobs = [(p, _fenced(pause + p.solution), Status.PASS) for p in problems]
+    wrong = "def {}(*args, **kwargs):\n    return None\n"
+    return jobs + [(p, _fenced(pause + wrong.format(p.metadata["entry_point"])), Status.FAIL) for p in problems]
+
+
+def _fenced(code: str) -> str:
+    return f"Here is the code:\n```python\n{code}\n```\n"
 
 
 def _validate_all(validator, jobs, threads: int = 4):
@@ -177,6 +182,47 @@ def test_an_engine_killed_mid_run_loses_nothing_and_comes_back(second_engine, ca
             assert fleet.stats()[1].validations > before  # routed to it again
     finally:
         validator.close()
+
+
+@pytest.mark.docker
+def test_a_hung_engine_is_removed_by_the_heartbeat_and_its_runs_go_elsewhere(second_engine, caplog):
+    jobs = _replies(_problems(4, seed=17), sleep=1.0)
+    fleet = DockerFleet([FIRST, second_engine.url], pool_size=2, heartbeat=0.5, ping_timeout=1.0, max_backoff=1.0)
+    fleet.warm()  # a frozen engine would also stall a container start (api_timeout), which no heartbeat aborts
+    validator = HumanEvalValidator(sandbox=fleet, infra_retries=0)
+    frozen = threading.Event()
+
+    def freeze_when_busy() -> None:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if fleet.stats()[1].in_flight >= 1:
+                second_engine.freeze()
+                frozen.set()
+                return
+            time.sleep(0.01)
+
+    try:
+        with caplog.at_level("INFO", logger="gcop_env.sandbox"):
+            freezer = threading.Thread(target=freeze_when_busy)
+            freezer.start()
+            started = time.monotonic()
+            results = _validate_all(validator, jobs)
+            took = time.monotonic() - started
+            freezer.join()
+            assert frozen.is_set()
+            first, second = fleet.stats()
+            assert [r.status for r in results] == [job[2] for job in jobs], str([(r.status, r.details) for r in results if r.status not in (Status.PASS, Status.FAIL)])
+            assert second.state is not HostState.UP and second.removals == 1 and second.moved >= 1, second
+            assert "missed two heartbeats" in caplog.text
+            assert took < validator.timeout + GRACE_S  # sooner than one stuck run alone would give up without a heartbeat
+            second_engine.freeze(False)
+            deadline = time.monotonic() + 30
+            while fleet.stats()[1].state is not HostState.UP and time.monotonic() < deadline:
+                time.sleep(0.1)
+            assert fleet.stats()[1].state is HostState.UP and fleet.stats()[1].readds == 1
+    finally:
+        second_engine.freeze(False)
+        fleet.close()
 
 
 @pytest.mark.docker
