@@ -230,15 +230,28 @@ def test_last_engine_killed_mid_run_is_infra_never_a_wrong_verdict(second_engine
     jobs = _replies(_problems(4, seed=13), sleep=0.5)
     fleet = DockerFleet([second_engine.url], pool_size=2, check_interval=30)
     validator = HumanEvalValidator(sandbox=fleet, infra_retries=0)
+    killed = threading.Event()
+
+    def kill_when_busy() -> None:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            host = fleet.stats()[0]
+            if host.validations >= 1 and host.in_flight >= 1:
+                second_engine.kill()
+                killed.set()
+                return
+            time.sleep(0.01)
+
     try:
-        timer = threading.Timer(1.2, second_engine.kill)
-        timer.start()
+        killer = threading.Thread(target=kill_when_busy)
+        killer.start()
         results = _validate_all(validator, jobs, threads=2)
-        timer.join()
+        killer.join()
     finally:
         fleet.close()
         second_engine.start()  # for the tests that follow
-    assert any(r.status == Status.INFRA for r in results)
+    assert killed.is_set()
+    assert any(r.status == Status.INFRA for r in results), [r.status for r in results]
     for result, job in zip(results, jobs):
         assert result.status in (job[2], Status.INFRA), result.details
         if result.status == Status.INFRA:
