@@ -69,16 +69,29 @@ class DockerHost:
         import docker
 
         kwargs: dict[str, Any] = {"base_url": self.url, "timeout": timeout}
-        if self.url.startswith("tcp://"):
-            tls = _tls_config(self)
-            if tls is not None:
-                kwargs["tls"] = tls
+        tls = _tls_config(self) if self.url.startswith("tcp://") else None
         if self.url.startswith("ssh://"):
             try:
                 import paramiko  # noqa: F401
             except ImportError:  # the ssh binary does the same job (and reads ~/.ssh/config)
                 kwargs["use_ssh_client"] = True
-        return docker.DockerClient(**kwargs)
+        if tls is None:
+            return docker.DockerClient(**kwargs)
+        # requests lets $REQUESTS_CA_BUNDLE / $CURL_CA_BUNDLE replace the session's CA file on every
+        # call, so the engine's own CA would be ignored (and verification fail) wherever they are
+        # set: pin it, then ask the engine for its API version as docker.from_env() would.
+        client = docker.DockerClient(**kwargs, tls=tls, version=docker.constants.MINIMUM_DOCKER_API_VERSION)
+        api = client.api
+        merge = api.merge_environment_settings
+
+        def engine_ca(url: Any, proxies: Any, stream: Any, verify: Any, cert: Any) -> dict[str, Any]:
+            settings = merge(url, proxies, stream, verify, cert)
+            settings["verify"] = api.verify
+            return settings
+
+        api.merge_environment_settings = engine_ca  # type: ignore[method-assign]
+        api._version = api._retrieve_server_version()
+        return client
 
 
 def _tls_config(host: DockerHost) -> Any:

@@ -22,6 +22,7 @@ SOCKET = Path("/var/run/gcop-docker2.sock")
 PIDFILE = Path("/var/run/gcop-docker2.pid")
 LOG = Path("/tmp/gcop-docker2.log")
 URL = f"unix://{SOCKET}"
+TLS_DIR = ROOT.parent / (ROOT.name + "-tls")  # ca.pem, cert.pem, key.pem (client) and the server's pair
 
 
 def unavailable() -> str | None:
@@ -41,7 +42,11 @@ class SecondEngine:
         self._lock = open(ROOT.parent / (ROOT.name + ".lock"), "w")
         fcntl.flock(self._lock, fcntl.LOCK_EX)  # another session's tests wait for theirs to finish
         self.process: subprocess.Popen | None = None
+        self.tls_url: str | None = None  # tcp://127.0.0.1:PORT, TLS-verified both ways (when openssl is here)
         self._stop_leftover()
+        if shutil.which("openssl"):
+            _make_certificates(TLS_DIR)
+            self.tls_url = f"tcp://127.0.0.1:{_free_port()}"
 
     def start(self, timeout: float = 60.0) -> float:
         """Start dockerd and wait until it answers; returns the seconds it took."""
@@ -50,9 +55,15 @@ class SecondEngine:
         started = time.monotonic()
         self._stop_leftover()  # after a kill: what the dead engine left would slow its restart by 10 s
         log = open(LOG, "ab")
+        tls = []
+        if self.tls_url:
+            tls = [
+                "-H", self.tls_url, "--tlsverify", f"--tlscacert={TLS_DIR / 'ca.pem'}",
+                f"--tlscert={TLS_DIR / 'server-cert.pem'}", f"--tlskey={TLS_DIR / 'server-key.pem'}",
+            ]
         self.process = subprocess.Popen(
             [
-                "dockerd", "-H", URL, "--data-root", str(ROOT), "--exec-root", str(EXEC_ROOT),
+                "dockerd", "-H", URL, *tls, "--data-root", str(ROOT), "--exec-root", str(EXEC_ROOT),
                 "--pidfile", str(PIDFILE), "--bridge=none", "--iptables=false", "--ip6tables=false",
             ],
             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
@@ -115,6 +126,35 @@ class SecondEngine:
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _make_certificates(directory: Path) -> None:
+    """A throw-away CA, a server certificate for 127.0.0.1 and a client certificate (as Docker's TLS guide)."""
+    if all((directory / name).exists() for name in ("ca.pem", "cert.pem", "key.pem", "server-cert.pem", "server-key.pem")):
+        return
+    directory.mkdir(parents=True, exist_ok=True)
+
+    def openssl(*args: str) -> None:
+        subprocess.run(["openssl", *args], cwd=directory, check=True, capture_output=True)
+
+    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "3650", "-subj", "/CN=gcop-test-ca",
+            "-keyout", "ca-key.pem", "-out", "ca.pem")
+    (directory / "server.ext").write_text("subjectAltName = IP:127.0.0.1\nextendedKeyUsage = serverAuth\n")
+    (directory / "client.ext").write_text("extendedKeyUsage = clientAuth\n")
+    for name, ext in (("server", "server.ext"), ("client", "client.ext")):
+        openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", f"/CN={name}", "-keyout", f"{name}-key.pem", "-out", f"{name}.csr")
+        openssl("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.pem", "-CAkey", "ca-key.pem", "-CAcreateserial",
+                "-days", "3650", "-extfile", ext, "-out", f"{name}-cert.pem")
+    (directory / "client-cert.pem").rename(directory / "cert.pem")
+    (directory / "client-key.pem").rename(directory / "key.pem")
 
 
 def _terminate(pid: int) -> None:

@@ -137,6 +137,24 @@ def test_runs_spread_over_both_engines_with_single_engine_verdicts(second_engine
 
 
 @pytest.mark.docker
+def test_an_engine_over_tcp_with_tls(second_engine):
+    from _second_engine import TLS_DIR
+
+    if second_engine.tls_url is None:
+        pytest.skip("openssl is not installed: no certificates for a TLS engine")
+    with pytest.raises(ValueError, match="ca.pem"):  # TLS asked for, certificates missing: said so, not plain HTTP
+        DockerHost(second_engine.tls_url, tls=True, cert_path=str(TLS_DIR / "missing")).client(5)
+    host = DockerHost(second_engine.tls_url, tls=True, cert_path=str(TLS_DIR))
+    with DockerFleet([host], pool_size=1) as fleet:
+        good = fleet.run_pytest({"solution.py": GOOD, "test_solution.py": TESTS}, timeout=10)
+        bad = fleet.run_pytest({"solution.py": GOOD.replace("42", "41"), "test_solution.py": TESTS}, timeout=10)
+    assert good.all_passed and not bad.all_passed and bad.infra_error is None
+    assert good.host == second_engine.tls_url
+    with DockerFleet([DockerHost(second_engine.tls_url, tls=False)], ping_timeout=2) as plain:  # no client certificate
+        assert plain.stats()[0].state is HostState.DOWN
+
+
+@pytest.mark.docker
 def test_an_engine_killed_mid_run_loses_nothing_and_comes_back(second_engine, caplog):
     jobs = _replies(_problems(6, seed=11), sleep=0.3)
     random.Random(3).shuffle(jobs)
@@ -275,3 +293,16 @@ def test_an_engine_without_the_image_says_how_to_copy_it(second_engine):
         assert copy_image(docker.from_env(), second, DEFAULT_IMAGE) == 0.0  # same id there: nothing to copy
     finally:
         second.images.remove("gcop-sandbox:only-on-the-second-engine")
+
+
+@pytest.mark.docker
+def test_cli_lists_the_engines_and_copies_the_image(second_engine, capsys):
+    from gcop_env.sandbox.cli import sandbox_cli
+
+    assert sandbox_cli(["hosts", FIRST, second_engine.url]) == 0
+    table = capsys.readouterr().out
+    assert f"| {FIRST} | up |" in table and f"| {second_engine.url} | up |" in table
+    assert sandbox_cli(["hosts", FIRST, DEAD]) == 1
+    assert f"| {DEAD} | down |" in capsys.readouterr().out
+    assert sandbox_cli(["copy-image", "--to", second_engine.url]) == 0
+    assert "(same id)" in capsys.readouterr().out
