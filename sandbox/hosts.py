@@ -262,6 +262,7 @@ class _Host:
         self.next_check = 0.0
         self.ever_up = False
         self.checked = False  # its first check is logged whatever it finds
+        self.image_id = ""  # of the sandbox image there, when last admitted
         self.missed = 0  # heartbeats in a row that got no answer
         self.next_heartbeat = 0.0
         self.checking = threading.Lock()  # one check of a host at a time (checker thread vs on demand)
@@ -354,6 +355,7 @@ class DockerFleet(Sandbox):
             if problem:
                 host.last_error = problem
                 return self._stay_out(host, HostState.NO_IMAGE, was)
+            self._compare_image(host, client.images.get(self.image).id)
             capacity = host.spec.pool_size or self.pool_size or int(client.info().get("NCPU") or 1)
             pool = _HostPool(
                 image=self.image, pool_size=capacity, client=client, engine_ok=lambda: self._answers(host), **self.sandbox_options
@@ -381,6 +383,17 @@ class DockerFleet(Sandbox):
         if old is not None:
             old.close()
         return True
+
+    def _compare_image(self, host: _Host, image_id: str) -> None:
+        """Warn when engines hold different images under one tag: a verdict could depend on the engine."""
+        host.image_id = image_id
+        for other in self._hosts:
+            if other is not host and other.image_id and other.image_id != image_id:
+                log.warning(
+                    "image %s differs between %s (%s) and %s (%s): verdicts may depend on the engine; copy one to "
+                    "the other (gcop sandbox copy-image --from %s --to %s)",
+                    self.image, other.url, other.image_id[:19], host.url, image_id[:19], other.url, host.url,
+                )
 
     def _stay_out(self, host: _Host, state: HostState, was: HostState) -> bool:
         with self._lock:
@@ -456,6 +469,8 @@ class DockerFleet(Sandbox):
         test_file: str = "test_solution.py",
     ) -> PytestOutcome:
         RunRequest(files, timeout, test_file).message()  # a bad file name is the caller's bug: raise now
+        if self._closed:
+            return PytestOutcome.infra("the sandbox is closed", self.kind)
         tried: set[str] = set()
         lost: list[str] = []
         checked = False
