@@ -92,6 +92,7 @@ class PytestOutcome:
     output_dropped: int = 0  # bytes beyond the cap
     duration_s: float = 0.0
     backend: str = ""
+    host: str = ""  # the Docker engine that ran it, when a sandbox spans several (sandbox.hosts.DockerFleet)
     infra_error: str | None = None
     profile: dict[str, float] | None = None  # seconds per phase, when the sandbox's ``profile`` is on
 
@@ -177,6 +178,7 @@ class PytestOutcome:
             "strays": self.strays,
             "duration_s": self.duration_s,
             "backend": self.backend,
+            **({"host": self.host} if self.host else {}),
         }
 
 

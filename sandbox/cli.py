@@ -39,6 +39,26 @@ def _parser(prog: str) -> argparse.ArgumentParser:
         action="store_true",
         help="do nothing when the image exists and was built from this version's recipe (its label); else build",
     )
+    build.add_argument(
+        "--host", default=None, help="Docker engine URL to build on (default DOCKER_HOST); the offline build runs here"
+    )
+    copy = sub.add_parser(
+        "copy-image",
+        help="copy the sandbox image to another Docker engine",
+        description="Stream the image from one engine to another (docker save | docker -H URL load), e.g. to "
+        "each host in $GCOP_DOCKER_HOSTS. Does nothing when the target has the same image id.",
+    )
+    copy.add_argument("--tag", default=DEFAULT_IMAGE, help=f"image tag (default $GCOP_SANDBOX_IMAGE or {DEFAULT_IMAGE})")
+    copy.add_argument("--to", dest="to", nargs="+", required=True, help="engine URL(s) to copy to (unix://, tcp://, ssh://)")
+    copy.add_argument("--from", dest="source", default=None, help="engine URL to copy from (default DOCKER_HOST)")
+    hosts = sub.add_parser(
+        "hosts",
+        help="check the Docker engines of a multi-host sandbox",
+        description="For each engine (arguments, else $GCOP_DOCKER_HOSTS): does it answer, does it have the "
+        "current image, how many containers it would keep warm. Exit 1 when any is unusable.",
+    )
+    hosts.add_argument("urls", nargs="*", help="engine URLs (default: $GCOP_DOCKER_HOSTS)")
+    hosts.add_argument("--tag", default=DEFAULT_IMAGE, help=f"image tag (default $GCOP_SANDBOX_IMAGE or {DEFAULT_IMAGE})")
     check = sub.add_parser(
         "check",
         help="check the sandbox image (or a dataset's imports against it)",
@@ -57,6 +77,10 @@ def sandbox_cli(argv: list[str] | None = None, prog: str = "gcop sandbox") -> in
     args = _parser(prog).parse_args(argv)
     if args.command == "build-image":
         return _build(args)
+    if args.command == "copy-image":
+        return _copy(args)
+    if args.command == "hosts":
+        return _hosts(args)
     if args.data_files:
         return _check_dataset(args)
     result = check_image(args.tag)
@@ -66,12 +90,9 @@ def sandbox_cli(argv: list[str] | None = None, prog: str = "gcop sandbox") -> in
 
 def _build(args: argparse.Namespace) -> int:
     try:
-        import docker
-
-        client = docker.from_env()
-        client.ping()
+        client = _engine(args.host)
     except Exception as exc:
-        print(f"error: no Docker engine answers ({exc}); start one (scripts/setup_docker.sh)", file=sys.stderr)
+        print(f"error: no Docker engine answers at {args.host or 'DOCKER_HOST'} ({exc}); start one (scripts/setup_docker.sh)", file=sys.stderr)
         return 1
     present = image_recipe(args.tag, client)
     if args.if_missing and present is not None:
@@ -89,6 +110,62 @@ def _build(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     return 0
+
+
+def _engine(url: str | None):
+    """A client for ``url`` (TLS/ssh as :class:`~gcop_env.sandbox.hosts.DockerHost`), or for DOCKER_HOST; pinged."""
+    import docker
+
+    from gcop_env.sandbox.hosts import DockerHost
+
+    client = DockerHost(url).client(60.0) if url else docker.from_env()
+    client.ping()
+    return client
+
+
+def _copy(args: argparse.Namespace) -> int:
+    from gcop_env.sandbox.hosts import copy_image
+
+    try:
+        source = _engine(args.source)
+        source.images.get(args.tag)
+    except Exception as exc:
+        print(f"error: cannot read {args.tag} from {args.source or 'DOCKER_HOST'}: {exc}", file=sys.stderr)
+        return 1
+    failed = 0
+    for url in args.to:
+        try:
+            seconds = copy_image(source, _engine(url), args.tag)
+        except Exception as exc:
+            print(f"error: copying {args.tag} to {url} failed: {exc}", file=sys.stderr)
+            failed += 1
+            continue
+        print(f"{url}: " + (f"copied {args.tag} in {seconds:.1f}s" if seconds else f"already has {args.tag} (same id)"))
+    return 1 if failed else 0
+
+
+def _hosts(args: argparse.Namespace) -> int:
+    from gcop_env.sandbox.hosts import HOSTS_ENV, DockerFleet, HostState, hosts_from_env
+
+    try:
+        hosts = args.urls or hosts_from_env()
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    if not hosts:
+        print(f"error: name the engines (arguments) or set ${HOSTS_ENV} (comma-separated URLs)", file=sys.stderr)
+        return 1
+    try:
+        with DockerFleet(hosts, image=args.tag, heartbeat=0) as fleet:
+            stats = fleet.stats()
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print("| host | state | warm containers | why not usable |")
+    print("|---|---|---:|---|")
+    for host in stats:
+        print(f"| {host.url} | {host.state.value} | {host.capacity if host.state is HostState.UP else '-'} | {host.last_error} |")
+    return 0 if all(host.state is HostState.UP for host in stats) else 1
 
 
 def _check_dataset(args: argparse.Namespace) -> int:
