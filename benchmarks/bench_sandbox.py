@@ -11,7 +11,9 @@ of ``--round`` jobs each, so that a shared machine's changing load weighs on all
 1. throughput and latency (p50/p95 per validation) per mode, and the ratio to naive:
 
    * naive: one ``python -m pytest`` subprocess per validation in a temp dir, pass = exit code 0
-     (what KodCode's own harness does; no isolation);
+     (what KodCode's own harness does; no isolation), with pytest's own plugins only (plugin
+     autoload off, as in the sandbox, so that plugins installed in this environment do not slow
+     the baseline down);
    * process: the process backend (a warm fork server with pytest imported and configured);
    * docker cold: a fresh locked-down container per validation;
    * docker warm: the warm pool of locked-down containers (the default).
@@ -55,6 +57,11 @@ def broken(solution: str) -> str:
     return ast.unparse(tree)
 
 
+# pytest's own plugins only, as in the sandbox: third-party plugins that happen to be installed
+# here (hypothesis, in the dev extras, adds about a second per run) are no part of KodCode's harness.
+NAIVE_ENV = {**os.environ, "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"}
+
+
 def naive(files: dict[str, str], timeout: float) -> bool:
     with tempfile.TemporaryDirectory() as work:
         for name, text in files.items():
@@ -62,7 +69,7 @@ def naive(files: dict[str, str], timeout: float) -> bool:
         try:
             done = subprocess.run(
                 [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "test_solution.py"],
-                cwd=work, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=timeout,
+                cwd=work, env=NAIVE_ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=timeout,
             )
         except subprocess.TimeoutExpired:
             return False

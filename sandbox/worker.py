@@ -43,6 +43,7 @@ Stdlib and pytest only: this file is shipped into the sandbox as source (``pytho
 import ast
 import gc
 import json
+import operator
 import os
 import select
 import shutil
@@ -55,6 +56,8 @@ import traceback
 _CHUNK = 65536
 _REPORT_LIMIT = 8 << 20  # bytes of report a run may produce before it counts as tampering
 _MESSAGE_LIMIT = 4000  # characters kept per failure message
+_DRAIN_S = 0.02  # how often the server empties a running child's pipes
+_PIPE_SIZE = 1 << 20  # bytes of buffer asked for each of a run's pipes
 
 
 # --------------------------------------------------------------------------- protocol
@@ -468,14 +471,18 @@ class _Monitor:
         self.seen = set()
         self.sent = 0
         self.items = []
-        self.callables = {}
-        self.classes = []  # (class, size of its __dict__, its function-like members)
-        self.critical = []  # the same for the classes a report is made of, checked after every phase
+        self.callable_groups = []  # the rest of these four come from a _PytestSnapshot (see snapshot)
+        self.classes = []
+        self.critical = []
+        self.known_classes = frozenset()
+        self.known_modules = frozenset()
+        self.harness_patches = []  # (module, module name, key, value) the harness itself set (profiling)
         self.items_checked = False
         self.candidate_modules = None
         self.hooks = {}
         self.builtins = {}
         self.imports = {}
+        self.builtins_items = self.imports_items = ((), ())  # (keys, values) of those two, for _unchanged
         self.meta_path = []
         self.path_hooks = []
         self.test_ident = None
@@ -592,24 +599,23 @@ class _Monitor:
 
     # -- snapshots -------------------------------------------------------------------------------
 
-    def snapshot(self, session):
-        """Before collection (so before any candidate code): what the checks compare with."""
+    def snapshot(self, session, pristine=None):
+        """Before collection (so before any candidate code): what the checks compare with.
+
+        ``pristine`` is the fork server's :class:`_PytestSnapshot`, taken once before it forked
+        (the child inherits the very objects it names); without one it is taken here.
+        """
         import builtins
 
-        for module_name in _WATCHED_MODULES:
-            module = sys.modules.get(module_name)
-            if module is None:
-                continue
-            for key, value in list(vars(module).items()):
-                if key.startswith("__") or key in _DYNAMIC_GLOBALS:
-                    continue
-                if isinstance(value, type) or callable(value):
-                    self.callables[(module, module_name, key)] = value
-                if isinstance(value, type) and getattr(value, "__module__", None) == module_name:
-                    entry = (value, len(vars(value)), self._class_members(value))
-                    self.classes.append(entry)
-                    if value.__name__ in _CRITICAL_CLASSES:
-                        self.critical.append(entry)
+        pristine = pristine or _PytestSnapshot()
+        self.classes, self.critical = pristine.classes, pristine.critical
+        self.callable_groups, self.known_classes = pristine.callable_groups, pristine.known_classes
+        self.known_modules = pristine.known_modules
+        if self.harness_patches:  # the harness's own (profiling) patches are not the candidate's
+            callables = dict(pristine.callables)
+            for module, module_name, key, value in self.harness_patches:
+                callables[(module, module_name, key)] = value
+            self.callable_groups = _group_callables(callables)
         hook = self.hook_relay = session.config.hook
         for name in _WATCHED_HOOKS:
             caller = getattr(hook, name, None)
@@ -620,12 +626,10 @@ class _Monitor:
             name: module for name, module in list(sys.modules.items())
             if name in _WATCHED_IMPORTS or name.split(".")[0] in ("pytest", "_pytest", "pluggy")
         }
+        self.builtins_items = (tuple(self.builtins), tuple(self.builtins.values()))
+        self.imports_items = (tuple(self.imports), tuple(self.imports.values()))
         self.meta_path = list(sys.meta_path)
         self.path_hooks = list(sys.path_hooks)
-
-    @staticmethod
-    def _class_members(cls):
-        return {k: v for k, v in list(vars(cls).items()) if isinstance(v, _FUNCTION_TYPES)}
 
     def collected(self, items):
         """After collection: the candidate has been imported; remember the tests' code."""
@@ -687,20 +691,24 @@ class _Monitor:
                               self.where(rebound))
 
     def _check_pytest(self, full):
-        for cls, size, members in (self.classes if full else self.critical):
+        for cls, size, members, keys, values in (self.classes if full else self.critical):
             now = vars(cls)
-            if len(now) == size and all(now.get(key) is value for key, value in members.items()):
+            if len(now) == size and _unchanged(now, keys, values):
                 continue  # the common case, without building anything
-            current = self._class_members(cls)
+            current = _class_members(cls)
             for key in set(members) | set(current):
                 if members.get(key) is not current.get(key):
                     self.flag("pytest_internals", "patches %s.%s.%s" % (cls.__module__, cls.__qualname__, key),
                               self.where(_code_of(current.get(key))))
         if full:
-            for (module, module_name, key), value in self.callables.items():
-                now = vars(module).get(key)
-                if now is not value:
-                    self.flag("pytest_internals", "replaces %s.%s" % (module_name, key), self.where(_code_of(now)))
+            for module, module_name, keys, values in self.callable_groups:
+                namespace = vars(module)
+                if _unchanged(namespace, keys, values):
+                    continue
+                for key, value in zip(keys, values):
+                    now = namespace.get(key)
+                    if now is not value:
+                        self.flag("pytest_internals", "replaces %s.%s" % (module_name, key), self.where(_code_of(now)))
 
     def _check_state(self):
         import builtins
@@ -724,14 +732,15 @@ class _Monitor:
                     else:  # pytest's own plugins, registered during collection
                         impls.append((impl, function))
         current = vars(builtins)
-        for key in set(self.builtins) | set(current):
-            before, now = self.builtins.get(key, _MISSING), current.get(key, _MISSING)
-            if before is not now and before is not _MISSING:  # new names shadow nothing (pybind11 adds some)
+        # New names shadow nothing (pybind11 adds some): only the names there before are compared.
+        for key in () if _unchanged(current, *self.builtins_items) else self.builtins:
+            before, now = self.builtins[key], current.get(key, _MISSING)
+            if before is not now:
                 code = _code_of(now)
                 if code is not None and code.co_filename in self.test_files:
                     continue  # the tests' own patching (e.g. of input) is theirs to make
                 self.flag("interpreter_state", "changes builtins.%s" % key, self.where(code))
-        for name, module in self.imports.items():
+        for name, module in () if _unchanged(sys.modules, *self.imports_items) else self.imports.items():
             if sys.modules.get(name) is not module:
                 self.flag("interpreter_state", "replaces or removes sys.modules[%r]" % name)
         for label, before, now in (("sys.meta_path", self.meta_path, sys.meta_path), ("sys.path_hooks", self.path_hooks, sys.path_hooks)):
@@ -758,13 +767,14 @@ class _Monitor:
 
         if self.candidate_modules is None:  # after collection the candidate's modules are imported
             self.candidate_modules = [
-                m for m in list(sys.modules.values()) if getattr(m, "__file__", None) in self.candidate_files
+                m for m in list(sys.modules.values())
+                if id(m) not in self.known_modules and getattr(m, "__file__", None) in self.candidate_files
             ]
         modules = self.candidate_modules
         names = {m.__name__ for m in modules}
         classes = [value for module in modules for value in list(vars(module).values()) if isinstance(value, type)]
         if everywhere:
-            classes += _classes_from(names)
+            classes += _classes_from(names, self.known_classes)
         for cls in classes:
             members = vars(cls)
             for name, expect in (("__eq__", True), ("__ne__", False)):
@@ -789,22 +799,87 @@ class _Monitor:
 _VALUE_TYPES = (object, int, float, complex, str, bytes, list, tuple, dict, set, frozenset)
 
 
-def _classes_from(module_names):
+def _classes_from(module_names, known=frozenset()):
     """The candidate's classes (``__module__`` one of its modules) on ``object``, the builtin value
-    types, and below those."""
+    types, and below those. ``known``: ids of direct subclasses of those types that existed before
+    the fork (kept alive by the fork server, so no new class can reuse an id): none is the
+    candidate's, and skipping them spares a ``__module__`` lookup on each of thousands of classes."""
     found = []
     stack = list(_VALUE_TYPES)
     seen = set()
     while stack:
         base = stack.pop()
         for sub in type.__subclasses__(base):
-            if id(sub) in seen:
+            if id(sub) in seen or id(sub) in known:
                 continue
             seen.add(id(sub))
             if getattr(sub, "__module__", None) in module_names:
                 found.append(sub)
                 stack.append(sub)
     return found
+
+
+def _unchanged(namespace, keys, values):
+    """True when ``namespace[key] is value`` for every key and value (an identity check: an
+    ``__eq__`` is never called). C-level loops: the monitor runs this on some 800 names twice a run."""
+    try:
+        return all(map(operator.is_, map(namespace.__getitem__, keys), values))
+    except KeyError:
+        return False
+
+
+def _group_callables(callables):
+    """(module, its name, keys, values) per module, from {(module, its name, key): value}."""
+    groups = {}
+    for (module, module_name, key), value in callables.items():
+        entry = groups.setdefault(id(module), (module, module_name, [], []))
+        entry[2].append(key)
+        entry[3].append(value)
+    return [(module, name, tuple(keys), tuple(values)) for module, name, keys, values in groups.values()]
+
+
+def _class_members(cls):
+    return {k: v for k, v in list(vars(cls).items()) if isinstance(v, _FUNCTION_TYPES)}
+
+
+class _PytestSnapshot:
+    """pytest's and pluggy's functions and classes as they are before any candidate code runs.
+
+    Taken once by the fork server, before it forks (and before ``gc.freeze``), instead of once
+    per run in every child: the children inherit the very objects it holds, and the server runs
+    no code that changes them. ``callables``: (module, its name, key) -> the module's function or
+    class; ``classes``: (class, size of its ``__dict__``, its function-like members), ``critical``
+    those of them a test report is made of (checked after every phase); ``known_classes``: ids of
+    the direct subclasses of ``object`` and the builtin value types that exist now (see
+    :func:`_classes_from`), and ``known_modules`` those of the modules imported now (none is the
+    candidate's), both kept alive by ``self._alive``. A class entry also holds its members'
+    names and values as tuples, and ``callable_groups`` the callables per module, for
+    :func:`_unchanged`.
+    """
+
+    def __init__(self):
+        self.callables = {}
+        self.classes = []
+        self.critical = []
+        for module_name in _WATCHED_MODULES:
+            module = sys.modules.get(module_name)
+            if module is None:
+                continue
+            for key, value in list(vars(module).items()):
+                if key.startswith("__") or key in _DYNAMIC_GLOBALS:
+                    continue
+                if isinstance(value, type) or callable(value):
+                    self.callables[(module, module_name, key)] = value
+                if isinstance(value, type) and getattr(value, "__module__", None) == module_name:
+                    members = _class_members(value)
+                    entry = (value, len(vars(value)), members, tuple(members), tuple(members.values()))
+                    self.classes.append(entry)
+                    if value.__name__ in _CRITICAL_CLASSES:
+                        self.critical.append(entry)
+        self.callable_groups = _group_callables(self.callables)
+        self._alive = [type.__subclasses__(base) for base in _VALUE_TYPES] + [list(sys.modules.values())]
+        self.known_classes = frozenset(id(sub) for subs in self._alive[:-1] for sub in subs)
+        self.known_modules = frozenset(id(module) for module in self._alive[-1])
 
 
 _MISSING = object()
@@ -851,6 +926,7 @@ class Worker:
             uid = self.drop_to[0] if self.drop_to else os.getuid()
             self.nproc = _count_processes(uid) + int(config.get("pids_limit", 128))
         self.session = None  # the fork server's pytest session (see serve_in_session), when it has one
+        self.pristine = None  # its _PytestSnapshot, taken before the first fork (for the monitor)
 
     # -- one run --------------------------------------------------------------------------
 
@@ -895,6 +971,8 @@ class Worker:
         report = _Report()
         rep_r, rep_w = os.pipe()
         out_r, out_w = os.pipe()
+        _enlarge_pipe(rep_r)
+        _enlarge_pipe(out_r)
         args = self.pytest_args(workdir, test_file)
         path_fixes = self.package_path_fixes() if self.drop_to else ()
         forked = time.monotonic()
@@ -913,23 +991,24 @@ class Worker:
         timed_out = False
         deadline = started + timeout
         open_fds = [rep_r, out_r]
+        for fd in open_fds:
+            os.set_blocking(fd, False)
         # Read until the child exits (not until EOF: a background process may hold the pipes).
+        # Woken by SIGCHLD, and every _DRAIN_S to empty the (enlarged) pipes: not by each line
+        # the child writes, which on a busy CPU would switch to this process and back a dozen
+        # times per run. Everything is read before the verdict either way.
         while status is None:
             wait = deadline - time.monotonic()
             if wait <= 0:
                 timed_out = True
                 break
-            ready, _, _ = select.select(open_fds + [self.wake[0]], [], [], min(wait, 0.5))
-            for fd in ready:
-                if fd == self.wake[0]:  # SIGCHLD arrived
-                    while _drain(fd):
-                        pass
-                    continue
-                data = os.read(fd, _CHUNK)
-                if not data:
+            ready, _, _ = select.select([self.wake[0]], [], [], min(wait, _DRAIN_S))
+            if ready:  # SIGCHLD arrived
+                while _drain(self.wake[0]):
+                    pass
+            for fd in list(open_fds):
+                if not _read_available(fd, sinks[fd]):
                     open_fds.remove(fd)
-                else:
-                    sinks[fd].feed(data)
             done, code = os.waitpid(pid, os.WNOHANG)
             if done:
                 status = code
@@ -945,15 +1024,7 @@ class Worker:
         # Everything that could write is dead now: drain what is left in the pipes.
         for fd in (rep_r, out_r):
             if fd in open_fds:
-                os.set_blocking(fd, False)
-                while True:
-                    try:
-                        data = os.read(fd, _CHUNK)
-                    except BlockingIOError:
-                        break
-                    if not data:
-                        break
-                    sinks[fd].feed(data)
+                _read_available(fd, sinks[fd])
             os.close(fd)
         report.finish()
         clean = self._wipe(workdir)
@@ -989,8 +1060,9 @@ class Worker:
                 profile = {"fork": time.monotonic() - forked}
             capture = session.config.pluginmanager.getplugin("capturemanager") if session is not None else None
             if capture is not None:
-                # The session captures output into files the fork server opened; give this run
-                # its own (so no run sees another's output), pointed at this run's pipe below.
+                # No run may see another's output: the fork server stopped its session's
+                # capturing before serving (then this does nothing), and the run starts its own,
+                # pointed at this run's pipe below, in _ForkServerPlugin.
                 capture.stop_global_capturing()
             os.setsid()
             signal.set_wakeup_fd(-1)
@@ -1051,7 +1123,9 @@ class Worker:
             reporter = _make_reporter(rep_w, nonce, monitor)
             del nonce
             if forked is not None:
-                _profile_rewriting(profile)
+                patch = _profile_rewriting(profile)
+                if monitor is not None and patch is not None:
+                    monitor.harness_patches.append(patch)
                 profile["setup"] = time.monotonic() - forked - profile["fork"]
                 profile["t_main"] = time.monotonic()
                 reporter.profile = profile
@@ -1213,6 +1287,40 @@ class Worker:
             _send(self.proto_out, result)
 
 
+def _make_reporter_slot():
+    import pytest
+
+    class _ReporterSlot:
+        """The fork server's stand-in for a run's reporter plugin (see :func:`_make_reporter`):
+        registered with its session once, it forwards every hook to ``reporter``, which only a
+        run's child sets (before any candidate code runs)."""
+
+        reporter = None
+
+        def pytest_collectreport(self, report):
+            if self.reporter is not None:
+                self.reporter.pytest_collectreport(report)
+
+        def pytest_collection_finish(self, session):
+            if self.reporter is not None:
+                self.reporter.pytest_collection_finish(session)
+
+        def pytest_runtest_logreport(self, report):
+            if self.reporter is not None:
+                self.reporter.pytest_runtest_logreport(report)
+
+        def pytest_sessionfinish(self, session, exitstatus):
+            if self.reporter is not None:
+                self.reporter.pytest_sessionfinish(session, exitstatus)
+
+        @pytest.hookimpl(tryfirst=True)
+        def pytest_unconfigure(self, config):
+            if self.reporter is not None:
+                self.reporter.pytest_unconfigure(config)
+
+    return _ReporterSlot()
+
+
 class _RunInThisChild(BaseException):
     """Raised in a run's child to unwind from the serve loop back into the pytest session."""
 
@@ -1241,6 +1349,17 @@ def _fork_server_plugin(worker):
             self.served = True
             _remove(os.path.join(self.worker.base, "run"))  # each run makes it anew
             self.worker.session = session
+            # The session captured output into files of this process's: every run starts its own.
+            capture = session.config.pluginmanager.getplugin("capturemanager")
+            if capture is not None:
+                capture.stop_global_capturing()
+            # Registered here once (registering a plugin costs about a millisecond); in a child
+            # it forwards to that run's reporter, made there after the fork.
+            slot = _make_reporter_slot()
+            session.config.pluginmanager.register(slot, "gcop-reporter")
+            _warm_caches()
+            if self.worker.config.get("monitor", True):
+                self.worker.pristine = _PytestSnapshot()
             # Everything alive now lives as long as the server: keep the children's garbage
             # collector off it (less work per collection, fewer copy-on-write page faults).
             gc.freeze()
@@ -1251,13 +1370,13 @@ def _fork_server_plugin(worker):
                 if run.capture is not None:
                     run.capture.start_global_capturing()
                     run.capture.suspend_global_capture()
-                session.config.pluginmanager.register(run.reporter, "gcop-reporter")
+                slot.reporter = run.reporter
                 run.reporter.mark("t_sessionstart")
                 terminal = session.config.pluginmanager.getplugin("terminalreporter")
                 if terminal is not None and hasattr(terminal, "_sessionstarttime"):
                     terminal._sessionstarttime = time.time()  # "N passed in Xs" counts this run only
                 if run.monitor is not None:
-                    run.monitor.snapshot(session)
+                    run.monitor.snapshot(session, self.worker.pristine)
                 return None  # pytest's own pytest_collection collects this run's test file
             os._exit(0)  # the host asked the fork server to exit
 
@@ -1276,7 +1395,7 @@ def _profile_rewriting(profile):
     try:
         from _pytest.assertion import rewrite
     except ImportError:
-        return
+        return None
     original = rewrite._rewrite_test
 
     def timed(*args, **kwargs):
@@ -1287,6 +1406,7 @@ def _profile_rewriting(profile):
             profile["rewrite"] = profile.get("rewrite", 0.0) + time.monotonic() - started
 
     rewrite._rewrite_test = timed
+    return rewrite, rewrite.__name__, "_rewrite_test", timed
 
 
 def _pytest_version():
@@ -1335,6 +1455,28 @@ def _live_pids():
         if fields is not None and fields[0] != b"Z":
             live.append(pid)
     return live
+
+
+def _read_available(fd, sink):
+    """Feed ``sink`` what the non-blocking pipe ``fd`` holds now; False at end of file."""
+    while True:
+        try:
+            data = os.read(fd, _CHUNK)
+        except BlockingIOError:
+            return True
+        if not data:
+            return False
+        sink.feed(data)
+
+
+def _enlarge_pipe(fd):
+    """Give a pipe 1 MiB of buffer (Linux), so that the child rarely waits for the server to read."""
+    try:
+        import fcntl
+
+        fcntl.fcntl(fd, getattr(fcntl, "F_SETPIPE_SZ", 1031), _PIPE_SIZE)
+    except (OSError, ImportError):
+        pass  # the default 64 KiB: slower for a run that writes a lot, nothing else
 
 
 def _drain(fd):
@@ -1404,6 +1546,27 @@ def _preload():
             importlib.import_module(name)
         except Exception:
             pass
+
+
+def _warm_caches():
+    """Fill, once before forking, caches that every failing run would otherwise fill in its child.
+
+    A failure's traceback (``--tb=short``) reads the test's source through ``inspect``, whose
+    first ``getmodule`` maps every imported module's file (a ``realpath`` each: about 4 ms per
+    failing run), and ``tokenize``, whose first use compiles its regular expressions. Only the
+    modules imported now (pytest's, the stdlib's) are mapped; a run's own modules are added in
+    its child as before, so what a traceback shows does not change.
+    """
+    import inspect
+    import io
+    import tokenize
+
+    try:
+        inspect.getmodule(compile("", os.path.join(os.sep, "gcop-warm-up", "none.py"), "exec"))
+        list(tokenize.generate_tokens(io.StringIO("def f(a):\n    return a  # x\n").readline))
+        inspect.getblock(["def f(a):\n", "    return a\n"])
+    except Exception:  # a cache left cold costs time, never a verdict
+        pass
 
 
 def main():
