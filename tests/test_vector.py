@@ -456,3 +456,20 @@ def test_native_env_passes_env_kwargs_through(solver_server):
     _, rewards, _, _, _ = envs.step([GOOD_GUIDE] * 2)
     assert rewards.tolist() == pytest.approx([1.3, 1.3])
     envs.close()
+
+
+def test_native_env_works_with_gymnasium_vector_wrappers_and_helpers(solver_server):
+    envs = gym.wrappers.vector.RecordEpisodeStatistics(
+        make_vec("native", 2, **gsm8k_kwargs(solver_server, gamma=0.0, kappa=0.0, render_mode="ansi"),
+                 autoreset_mode="SameStep"))
+    envs.reset(seed=0)
+    for _ in range(2):
+        _, rewards, _, _, info = envs.step([GOOD_GUIDE, "no tags"])
+    assert rewards.tolist() == pytest.approx([1.1, 0.0])
+    assert info["episode"]["r"].tolist() == pytest.approx([1.1, 0.0]) and info["episode"]["l"].tolist() == [1, 1]
+    assert len(envs.return_queue) == 4
+    inner = envs.unwrapped
+    assert [p.task_id for p in inner.get_attr("problem")] == list(info["task_id"])
+    assert all(frame.startswith(f"[{task_id}]") for frame, task_id in zip(inner.render(), info["task_id"]))
+    assert inner.call("core_samples") == (False, False)
+    envs.close()
