@@ -10,7 +10,8 @@ in ``SameStep`` autoreset (every ``step()`` scores N guide outputs). It prints, 
 
 * start-up: ``make_vec`` plus the first ``reset`` (processes, data, clients);
 * warm wall time of ``--steps`` scored steps (``steps / N`` calls of ``step()``, after one warm-up
-  ``step()``), and its ratio to the ideal ``steps / N × delay`` (every call overlapped);
+  ``step()``), and its ratio to the ideal ``steps / N × delay`` (every call overlapped): the
+  median and the worst of ``--repeats`` timed runs;
 * memory: peak RSS (VmHWM) summed over the process and its children (counts shared pages once
   per process, so an upper bound) and PSS (shared pages split between processes) at the end;
 * server requests: checked equal to the scored steps, so no step was served from anywhere else.
@@ -24,6 +25,7 @@ import argparse
 import json
 import multiprocessing
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -129,7 +131,7 @@ def tree_memory_mib(pid: int) -> dict[str, float]:
 
 
 # -- one mode, in a fresh process ----------------------------------------------------------------
-def run_mode(mode: str, url: str, num_envs: int, steps: int, data: str) -> dict:
+def run_mode(mode: str, url: str, num_envs: int, steps: int, data: str, repeats: int) -> dict:
     import gymnasium as gym
     import numpy as np
 
@@ -149,14 +151,16 @@ def run_mode(mode: str, url: str, num_envs: int, steps: int, data: str) -> dict:
     actions = [GUIDE] * num_envs
     envs.step(actions)  # warm-up: clients, connections, threads
     scored = infra = 0
-    start = time.perf_counter()
-    for _ in range(steps // num_envs):
-        _, rewards, terminations, _, info = envs.step(actions)
-        final = info["final_info"]
-        scored += int(terminations.sum())
-        infra += int((~final["reward_is_task_outcome"].astype(bool)).sum())
-        assert np.isfinite(rewards).all()
-    warm_s = time.perf_counter() - start
+    warm_s = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        for _ in range(steps // num_envs):
+            _, rewards, terminations, _, info = envs.step(actions)
+            final = info["final_info"]
+            scored += int(terminations.sum())
+            infra += int((~final["reward_is_task_outcome"].astype(bool)).sum())
+            assert np.isfinite(rewards).all()
+        warm_s.append(time.perf_counter() - start)
     memory = tree_memory_mib(os.getpid())
     envs.close()
     return {"mode": mode, "startup_s": startup_s, "warm_s": warm_s, "scored": scored, "infra": infra, **memory}
@@ -167,6 +171,7 @@ def main() -> None:
     parser.add_argument("--num-envs", type=int, default=16)
     parser.add_argument("--steps", type=int, default=64, help="scored steps (a multiple of --num-envs)")
     parser.add_argument("--delay-s", type=float, default=0.2, help="the core's answer time")
+    parser.add_argument("--repeats", type=int, default=3, help="timed runs of --steps per mode (median and worst shown)")
     parser.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "gsm8k"))
     parser.add_argument("--modes", nargs="*", default=list(MODES), choices=list(MODES))
     parser.add_argument("--child", help=argparse.SUPPRESS)  # internal: run one mode, print JSON
@@ -175,13 +180,14 @@ def main() -> None:
     if args.steps % args.num_envs:
         parser.error(f"--steps ({args.steps}) must be a multiple of --num-envs ({args.num_envs})")
     if args.child:
-        print(json.dumps(run_mode(args.child, args.url, args.num_envs, args.steps, args.data)))
+        print(json.dumps(run_mode(args.child, args.url, args.num_envs, args.steps, args.data, args.repeats)))
         return
 
     ideal_s = args.steps / args.num_envs * args.delay_s
     print(f"{args.steps} steps at N={args.num_envs}, core answering in {args.delay_s * 1000:.0f} ms: "
           f"ideal {ideal_s:.2f} s (load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs)")
-    print(f"{'mode':24} {'start-up':>9} {'warm':>8} {'× ideal':>8} {'procs':>5} {'peak RSS':>10} {'PSS':>9}  requests")
+    print(f"warm: median (worst) of {args.repeats} timed runs of {args.steps} steps each, after a warm-up step")
+    print(f"{'mode':24} {'start-up':>9} {'warm':>15} {'× ideal':>15} {'procs':>5} {'peak RSS':>10} {'PSS':>9}  requests")
     core = SlowCore(args.delay_s)
     try:
         with tempfile.TemporaryDirectory(prefix="gcop-bench-vector-") as cache_dir:
@@ -190,16 +196,18 @@ def main() -> None:
                 before = core.count()
                 child = subprocess.run([sys.executable, __file__, "--child", mode, "--url", core.url,
                                         "--num-envs", str(args.num_envs), "--steps", str(args.steps),
-                                        "--data", args.data], capture_output=True, text=True, env=env, check=False)
+                                        "--repeats", str(args.repeats), "--data", args.data], capture_output=True, text=True, env=env, check=False)
                 if child.returncode != 0:
                     print(f"{mode:24} FAILED:\n{child.stderr[-2000:]}")
                     continue
                 r = json.loads(child.stdout.strip().splitlines()[-1])
                 requests = core.count() - before
                 expected = r["scored"] + args.num_envs  # the measured steps and the warm-up step
-                check = "ok" if requests == expected and r["infra"] == 0 and r["scored"] == args.steps else \
+                check = "ok" if requests == expected and r["infra"] == 0 and r["scored"] == args.steps * args.repeats else \
                     f"MISMATCH (expected {expected}, infra {r['infra']}, scored {r['scored']})"
-                print(f"{mode:24} {r['startup_s']:8.2f}s {r['warm_s']:7.2f}s {r['warm_s'] / ideal_s:7.2f}× "
+                median, worst = statistics.median(r["warm_s"]), max(r["warm_s"])
+                print(f"{mode:24} {r['startup_s']:8.2f}s {median:6.2f}s ({worst:5.2f}s) "
+                      f"{median / ideal_s:6.2f}× ({worst / ideal_s:5.2f}×) "
                       f"{r['processes']:5d} {r['peak_rss_mib']:8.0f} MiB {r['pss_mib']:6.0f} MiB  {requests} {check}")
     finally:
         core.close()

@@ -258,14 +258,14 @@ class GCoPEnv(gym.Env[str, str]):
         self.last_outcome = outcome
         observation = guide_prompt(self.problem.question)
         reward = float(outcome.reward) if outcome.reward is not None else 0.0
-        # a key without a value is left out rather than set to None: Gymnasium's vector envs batch
-        # info by key with a `_key` mask for "absent", and a None beside a dict (core_sampling) breaks that
-        info = {key: value for key, value in outcome.info().items() if value is not None}
+        info = outcome.info()
         if self.budget is not None:
             info["cost"]["budget"] = self.budget.status().as_dict()
         if outcome.parsed.structure_ok:
             info["core_sample_index"] = sample_index
-        return observation, reward, True, False, info
+        # a key without a value is left out rather than set to None: Gymnasium's vector envs batch
+        # info by key with a `_key` mask for "absent", and a None beside a dict (core_sampling) breaks that
+        return observation, reward, True, False, {key: value for key, value in info.items() if value is not None}
 
     def sibling(self) -> GCoPEnv:
         """An env for a second concurrent episode on this env's scorer, core (SDK client, response

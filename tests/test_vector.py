@@ -456,3 +456,43 @@ def test_native_env_passes_env_kwargs_through(solver_server):
     _, rewards, _, _, _ = envs.step([GOOD_GUIDE] * 2)
     assert rewards.tolist() == pytest.approx([1.3, 1.3])
     envs.close()
+
+
+def test_native_env_works_with_gymnasium_vector_wrappers_and_helpers(solver_server):
+    envs = gym.wrappers.vector.RecordEpisodeStatistics(
+        make_vec("native", 2, **gsm8k_kwargs(solver_server, gamma=0.0, kappa=0.0, render_mode="ansi"),
+                 autoreset_mode="SameStep"))
+    envs.reset(seed=0)
+    for _ in range(2):
+        _, rewards, _, _, info = envs.step([GOOD_GUIDE, "no tags"])
+    assert rewards.tolist() == pytest.approx([1.1, 0.0])
+    assert info["episode"]["r"].tolist() == pytest.approx([1.1, 0.0]) and info["episode"]["l"].tolist() == [1, 1]
+    assert len(envs.return_queue) == 4
+    inner = envs.unwrapped
+    assert [p.task_id for p in inner.get_attr("problem")] == list(info["task_id"])
+    assert all(frame.startswith(f"[{task_id}]") for frame, task_id in zip(inner.render(), info["task_id"]))
+    assert inner.call("core_samples") == (False, False)
+    envs.close()
+
+
+def test_unseeded_native_sub_envs_still_draw_different_core_samples(solver_server):
+    """Unseeded sub-envs all start on sample stream 0; the native env's shared sample counter still
+    hands each its own sample (separate envs, as in sync mode, would all draw sample 0)."""
+    envs = make_vec("native", 3, **gsm8k_kwargs(solver_server, gamma=0.0, kappa=0.0, temperature=0.7))
+    envs.reset(options={"index": 0})
+    _, _, _, _, info = envs.step([GOOD_GUIDE] * 3)
+    envs.close()
+    assert sorted(info["core_sample_index"].tolist()) == [0, 1, 2] and solver_server.count() == 3
+
+
+@pytest.mark.parametrize("mode", ["sync", "async-pipes"])
+def test_gymnasium_modes_batch_a_malformed_output_before_a_scored_one(solver_server, mode):
+    """A malformed output has no core_sampling; Gymnasium's info batching crashed on a None there
+    when the next sub-env's was a dict. The env leaves the key out, so the mask says "absent"."""
+    envs = make_vec(mode, 2, **gsm8k_kwargs(solver_server, gamma=0.0, kappa=0.0))
+    envs.reset(seed=0)
+    _, rewards, _, _, info = envs.step(["no tags", GOOD_GUIDE])
+    envs.close()
+    assert rewards.tolist() == pytest.approx([0.0, 1.1])
+    assert info["_core_sampling"].tolist() == [False, True] and info["core_sampling"]["max_tokens"][1] == 1024
+    assert info["_core_output"].tolist() == [False, True]
