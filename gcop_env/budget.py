@@ -83,6 +83,8 @@ class BudgetStatus:
     refused: int  # calls refused since the budget ran out
     exhausted: bool
     refusal: str | None = None  # why the first call was refused: its worst case against what was left
+    refused_call_usd: float = 0.0  # the worst case of that call
+    refused_call_tokens: int = 0
 
     @property
     def left_usd(self) -> float | None:
@@ -151,6 +153,7 @@ class Budget:
         self.refused = 0
         self._exhausted = False
         self._refusal: str | None = None
+        self._refused_call = (0.0, 0)
         self._reserved_usd = 0.0
         self._reserved_tokens = 0
         self._cond = threading.Condition()
@@ -171,7 +174,7 @@ class Budget:
     def status(self) -> BudgetStatus:
         with self._cond:
             return BudgetStatus(self.max_usd, self.max_total_tokens, self.spent_usd, self.spent_tokens, self.calls,
-                                self.refused, self._exhausted, self._refusal)
+                                self.refused, self._exhausted, self._refusal, *self._refused_call)
 
     def check_priced(self, cores: Sequence[Any]) -> None:
         """Raise :class:`UnpricedModel` (a ValueError) when ``max_usd`` is set but a core's model has no price (it would count as $0)."""
@@ -212,9 +215,10 @@ class Budget:
                     self._refusal = (f"a call to {core.spec} could cost up to ${usd:.4f} / {tokens:,} tokens (prompt "
                                      f"bytes + max_tokens {request.sampling.max_tokens}, at its price), more than "
                                      f"the {' / '.join(x for x in left if x)} left")
+                    self._refused_call = (usd, tokens)
                 self.refused += 1
                 status = BudgetStatus(self.max_usd, self.max_total_tokens, self.spent_usd, self.spent_tokens,
-                                      self.calls, self.refused, True, self._refusal)
+                                      self.calls, self.refused, True, self._refusal, *self._refused_call)
                 self._cond.notify_all()  # waiters re-check: the budget is exhausted for them too
                 raise BudgetExceeded(f"budget exhausted: {status.describe()}; {self._refusal}, so no call is sent. "
                                      "Raise the budget to continue", status)
@@ -298,13 +302,18 @@ def add_budget_arguments(parser: Any) -> None:
 
 
 def resume_command(prog: str, argv: Sequence[str], status: BudgetStatus) -> str:
-    """The command line that resumes with twice the budget: ``argv`` with the cap flags replaced."""
+    """The command line that resumes with a larger budget: ``argv`` with each cap flag replaced by
+    twice the cap, or by the cap plus two worst cases of the refused call when that is more (a cap
+    of 0, or one too small for more than a call or two)."""
     args = list(argv)
     replaced = []
     for flag, cap in (("--max-usd", status.max_usd), ("--max-total-tokens", status.max_total_tokens)):
         if cap is None:
             continue
-        value = f"{cap * 2:g}" if flag == "--max-usd" else str(max(1, cap * 2))
+        if flag == "--max-usd":
+            value = f"{max(cap * 2, cap + 2 * status.refused_call_usd):.4g}"
+        else:
+            value = str(max(1, cap * 2, cap + 2 * status.refused_call_tokens))
         args = _drop_flag(args, flag)
         replaced += [flag, value]
     return " ".join([prog, *map(shlex.quote, args + replaced)])
