@@ -4,7 +4,8 @@
 
 ``ShapedReward`` wraps the env's scorer as a TRL reward function: it scores a batch of guide
 outputs concurrently, returns None for infrastructure failures and logs each reward term as its
-own metric; ``InfraAwareGRPOTrainer`` (TRL's ``GRPOTrainer``) drops the None-rewarded completions
+own metric; ``AsyncShapedReward`` makes it an ``async def`` that TRL awaits on its event loop
+(at most ``max_inflight`` steps in flight, beside any other async reward function); ``InfraAwareGRPOTrainer`` (TRL's ``GRPOTrainer``) drops the None-rewarded completions
 from the loss. At the end the script prints the ``gcop/*`` and reward metrics of the last logged
 training steps, and the run's totals. ``examples/trl_environment.py`` does the same through TRL's
 ``environment_factory``. ``gcop grpo`` is this script with every knob exposed.
@@ -19,6 +20,7 @@ import torch
 from trl import GRPOConfig
 
 import gcop_env  # noqa: F401 - registers the environments
+from gcop_env.trainers.async_reward import AsyncShapedReward
 from gcop_env.trainers.grpo import METRIC_PREFIX, ShapedReward, grpo_dataset
 from gcop_env.trainers.grpo_trainer import InfraAwareGRPOTrainer
 
@@ -39,7 +41,7 @@ def main(argv: list[str] | None = None) -> InfraAwareGRPOTrainer:
 
     env = gym.make(args.env, core=args.core, split=args.split, data_files=args.data_files, limit=args.limit)
     problems = env.unwrapped.problems
-    reward = ShapedReward(env.unwrapped.scorer, problems)
+    reward = AsyncShapedReward(ShapedReward(env.unwrapped.scorer, problems), max_inflight=16)
     config = GRPOConfig(output_dir=args.output_dir, max_steps=args.max_steps, num_generations=args.num_generations,
                         per_device_train_batch_size=args.num_generations,
                         max_completion_length=args.max_completion_length, beta=0.004, learning_rate=1e-6,

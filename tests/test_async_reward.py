@@ -240,3 +240,20 @@ def test_run_totals_add_up_every_process_part():
     total = RewardTotals().merged(parts)
     assert (total.completions, total.infra_errors, total.cost_usd, total.spent_usd) == (16, 1, 0.5, 0.25)
     assert total.means() == {"shaped": pytest.approx(0.5)}  # over the 3 values, not the mean of the 2 means
+
+
+def test_each_training_process_draws_its_own_core_samples(problems, monkeypatch):
+    # under accelerate a GRPO group can span processes: the same completion in two processes'
+    # slices must ask a sampled core for two draws, not share the first one's cached answer
+    from gcop_env.env import SAMPLES_PER_STREAM
+
+    items = [(problems[0], GOOD_GUIDE), (problems[0], GOOD_GUIDE), (problems[1], GOOD_GUIDE)]
+    core = make_core("openai:fake-core@http://127.0.0.1:9/v1", cache=False)
+    sampled = ShapedReward(GuideScorer(get_task("GSM8K").validator(), core, sampling=SamplingParams(temperature=0.7)),
+                           problems)
+    greedy = ShapedReward(GuideScorer(get_task("GSM8K").validator(), core, sampling=SamplingParams()), problems)
+    monkeypatch.delenv("RANK", raising=False)
+    assert sampled.sample_indices(items) == [0, 1, 0]  # one process: as before
+    monkeypatch.setenv("RANK", "1")
+    assert sampled.sample_indices(items) == [SAMPLES_PER_STREAM, SAMPLES_PER_STREAM + 1, SAMPLES_PER_STREAM]
+    assert greedy.sample_indices(items) == [0, 1, 0]  # a deterministic core: the cached answer is the answer

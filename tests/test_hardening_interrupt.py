@@ -168,7 +168,8 @@ def test_stop_on_signal_sets_the_flag_and_restores_handlers():
     assert signal.getsignal(signal.SIGINT) is before
 
 
-def test_grpo_stops_after_the_current_step_with_a_checkpoint(solver_server, tmp_path):
+@pytest.mark.parametrize("reward_mode", ["async", "sync"])
+def test_grpo_stops_after_the_current_step_with_a_checkpoint(solver_server, tmp_path, reward_mode):
     pytest.importorskip("trl")
     from conftest import GOOD_GUIDE
     from tiny_guide import build_tiny_guide
@@ -181,19 +182,20 @@ def test_grpo_stops_after_the_current_step_with_a_checkpoint(solver_server, tmp_
                            output_dir=str(tmp_path / "grpo"), core=f"openai:fake-core@{solver_server.openai_base_url}",
                            num_generations=2, per_device_train_batch_size=2, max_completion_length=16,
                            max_steps=5, save_steps=100, reward_gamma=0.0, reward_kappa=0.0, use_cpu=True,
-                           preflight=False)
+                           preflight=False, reward_mode=reward_mode)
     stop = StopRequest()
     scorer = build_scorer(config)
-    real_score_many = scorer.score_many
-    batches = []
+    real_score = scorer.score
+    scored = []
 
-    def score_many_then_signal(*args, **kwargs):  # Ctrl-C arrives while step 1 is being scored
-        batches.append(1)
+    def score_then_signal(*args, **kwargs):  # Ctrl-C arrives while step 1 is being scored
+        scored.append(1)
         stop.request("SIGINT")
-        return real_score_many(*args, **kwargs)
+        return real_score(*args, **kwargs)
 
-    scorer.score_many = score_many_then_signal
+    scorer.score = score_then_signal  # both reward modes score each completion through it
     summary = train_grpo(config, scorer=scorer, stop=stop)
-    assert summary.metrics["interrupted"] and summary.steps == 1 and len(batches) == 1
+    assert summary.metrics["interrupted"] and summary.steps == 1
+    assert len(scored) == 2  # the 2 completions of step 1, none of a later step
     assert (tmp_path / "grpo" / "checkpoint-1").is_dir()  # what the re-run resumes from
     assert not (tmp_path / "grpo" / "summary.json").exists()  # no final model or summary from a partial run

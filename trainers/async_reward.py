@@ -79,7 +79,8 @@ class AsyncShapedReward:
         waiting = [asyncio.wrap_future(f) for f in futures]
         try:
             done, _ = await asyncio.wait(waiting, return_when=asyncio.FIRST_EXCEPTION)
-            if any(not w.cancelled() and w.exception() is not None for w in done):
+            errors = [w.exception() for w in done if not w.cancelled()]  # all read: none logged as unretrieved
+            if any(e is not None for e in errors):
                 # Like the sync path (Executor.map): the steps not started never start and the running
                 # ones finish before the error leaves, so no core call outlives the end of the run.
                 _cancel(futures, waiting)

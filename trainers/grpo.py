@@ -1,7 +1,9 @@
 """Structure-aware GRPO: TRL's ``GRPOTrainer`` with the environment's shaped reward.
 
-The reward function is a thin adapter over :meth:`GuideScorer.score_many`: the environment does
-the work (structure check, concurrent core calls, validator, baseline, judge, cost). For each
+The reward function is a thin adapter over the env's :class:`GuideScorer`: the environment does
+the work (structure check, concurrent core calls, validator, baseline, judge, cost). TRL gets it as
+an ``async def`` by default (:mod:`gcop_env.trainers.async_reward`, ``--reward-mode async``, at most
+``--max-inflight`` steps in flight per process) or as the plain :class:`ShapedReward`. For each
 completion it returns the shaped reward, or ``None`` when the step failed for infrastructure
 reasons. The trainer is :class:`~gcop_env.trainers.grpo_trainer.InfraAwareGRPOTrainer`, which
 drops such completions from the batch after scoring: they are out of the group baseline, the
@@ -29,13 +31,17 @@ vLLM: ``use_vllm=True`` with ``vllm_mode="colocate"`` runs vLLM inside each trai
 ``vllm_mode="server"`` talks to ``trl vllm-serve --model GUIDE`` on other GPUs. For several GPUs::
 
     CUDA_VISIBLE_DEVICES=0 trl vllm-serve --model runs/sft &
-    CUDA_VISIBLE_DEVICES=1,2,3 accelerate launch --num_processes 3 -m gcop_env.trainers.cli grpo \\
+    CUDA_VISIBLE_DEVICES=1,2,3 accelerate launch --multi_gpu --num_processes 3 -m gcop_env.trainers.cli grpo \\
         --guide runs/sft --use-vllm --vllm-mode server ...
+
+Each process scores its own slice of every batch (its own reward pool, scorer and core client;
+the response cache file is shared); :func:`run_totals` adds their totals up for ``summary.json``.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections import Counter
@@ -49,7 +55,8 @@ from gcop_env.cores.base import SamplingParams
 from gcop_env.problem import Problem
 from gcop_env.prompts import guide_prompt
 from gcop_env.recipe import Recipe, read_recipe, write_recipe
-from gcop_env.scoring import GuideScorer, StepOutcome
+from gcop_env.env import SAMPLE_STREAMS, SAMPLES_PER_STREAM
+from gcop_env.scoring import GuideScorer, StepOutcome, core_is_deterministic
 from gcop_env.tasks import get_task
 from gcop_env.trainers.common import core_from_options, mean, stop_callback, write_json
 from gcop_env.trainers.config import GRPORunConfig, write_config
@@ -145,13 +152,25 @@ class ShapedReward:
 
     def sample_indices(self, items: Sequence[tuple[Problem, str]]) -> list[int]:
         """The core sample each completion asks for: identical completions to one problem in a
-        batch get distinct samples, not one cached answer."""
+        batch get distinct samples, not one cached answer.
+
+        Under ``accelerate launch`` a GRPO group can span processes, each scoring its own slice: when
+        the core samples, process ``RANK`` numbers its samples from ``RANK × SAMPLES_PER_STREAM``, so
+        the same completion in two processes' slices gets two draws, not the first one's cached answer.
+        """
         seen: Counter = Counter()
+        first = self._process_stream() * SAMPLES_PER_STREAM if self._core_samples() else 0
         indices = []
         for problem, text in items:
-            indices.append(seen[(problem.task_id, text)])
+            indices.append(first + seen[(problem.task_id, text)])
             seen[(problem.task_id, text)] += 1
         return indices
+
+    def _process_stream(self) -> int:
+        return int(os.environ.get("RANK", 0)) % SAMPLE_STREAMS
+
+    def _core_samples(self) -> bool:
+        return not core_is_deterministic(self.scorer.core, self.scorer.sampling)
 
     def scored(self, items: Sequence[tuple[Problem, str]], indices: Sequence[int],
                outcomes: Sequence[StepOutcome]) -> None:
