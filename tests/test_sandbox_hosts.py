@@ -70,9 +70,12 @@ def test_env_hosts_with_auto_fall_back_to_the_process_backend(monkeypatch, caplo
 # ------------------------------------------------------------------------------ two engines
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def second_engine(request):
-    """A second dockerd with the sandbox image (copied from the first engine when it differs)."""
+    """A second dockerd with the sandbox image (copied from the first engine when it differs).
+
+    Module-scoped: only this module uses it, so it is stopped (and its lock released) as soon as
+    the module is done rather than at the end of the whole session."""
     require_docker()
     from _second_engine import URL, SecondEngine, unavailable
 
