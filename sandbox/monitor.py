@@ -30,6 +30,8 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from gcop_env.python_ast import parse_python
+
 FAMILIES = ("pytest_internals", "test_replacement", "always_equal", "test_file_read", "interpreter_state")
 
 _PYTEST_INTERNAL_NAMES = {
@@ -96,7 +98,7 @@ def scan_code(source: str) -> list[TamperFinding]:
     Code that does not parse has none (it fails on its own).
     """
     try:
-        tree = ast.parse(source)
+        tree = parse_python(source)  # thread-safe on 3.11 (gcop_env.python_ast)
     except (SyntaxError, ValueError):
         return []
     scanner = _Scanner()

@@ -70,9 +70,12 @@ def test_env_hosts_with_auto_fall_back_to_the_process_backend(monkeypatch, caplo
 # ------------------------------------------------------------------------------ two engines
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def second_engine(request):
-    """A second dockerd with the sandbox image (copied from the first engine when it differs)."""
+    """A second dockerd with the sandbox image (copied from the first engine when it differs).
+
+    Module-scoped: only this module uses it, so it is stopped (and its lock released) as soon as
+    the module is done rather than at the end of the whole session."""
     require_docker()
     from _second_engine import URL, SecondEngine, unavailable
 
@@ -126,13 +129,15 @@ def test_runs_spread_over_both_engines_with_single_engine_verdicts(second_engine
     hosts = f"{FIRST},{second_engine.url}"
     validator = HumanEvalValidator(sandbox="docker", infra_retries=0, sandbox_options={"hosts": hosts, "pool_size": 2})
     try:
+        validator.sandbox.warm()  # container starts (slow on a cold data root) are not what is compared
         spread = _validate_all(validator, jobs)
         stats = validator.sandbox.stats()
     finally:
         validator.close()
     assert [r.status for r in alone] == [job[2] for job in jobs]
     assert [(r.status, r.reward) for r in spread] == [(r.status, r.reward) for r in alone]
-    assert all(s.validations >= 3 and s.failures == 0 for s in stats), stats  # both engines did real work
+    # Both engines did work; how much each did follows their speed (least in-flight per capacity).
+    assert all(s.validations >= 1 and s.failures == 0 for s in stats), stats
     assert sum(s.validations for s in stats) == len(jobs)
 
 

@@ -13,6 +13,8 @@ import re
 import textwrap
 from dataclasses import dataclass
 
+from gcop_env.python_ast import parse_python
+
 # ```python ... ``` or ~~~py ... ~~~; an unclosed last fence (a truncated reply) runs to the end.
 _FENCE = re.compile(
     r"^[ \t]*(?P<fence>`{3,}|~{3,})[ \t]*(?P<lang>[\w+.#-]*)[^\n]*\n(?P<body>.*?)(?:^[ \t]*(?P=fence)[ \t]*$|\Z)",
@@ -49,7 +51,7 @@ def _defined_names(tree: ast.Module) -> set[str]:
 
 def _parse(code: str) -> ast.Module | None:
     try:
-        return ast.parse(code)
+        return parse_python(code)  # thread-safe on 3.11 (gcop_env.python_ast)
     except (SyntaxError, ValueError):
         return None
 
