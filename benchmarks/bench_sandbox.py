@@ -204,6 +204,10 @@ def main(argv: list[str] | None = None) -> int:
         means = [statistics.fmean(p.get(phase, 0.0) for p in profiles) * 1000 for phase in PHASES]
         print("| " + " | ".join(f"{m:.1f}" for m in means) + f" | {statistics.fmean(churn) * 1000:.0f} |")
         print("\n(collect includes importing the candidate and rewrite, pytest's assertion rewriting of the test file.)")
+        if all("cpu_user" in p for p in profiles):
+            user, system, faults = (statistics.fmean(p[k] for p in profiles) for k in ("cpu_user", "cpu_system", "page_faults"))
+            print(f"\nThe pytest child's own CPU per validation: {user * 1000:.1f} ms user + {system * 1000:.1f} ms system, "
+                  f"{faults:.0f} page faults (mostly copy-on-write of the fork server's memory).")
     agree_all = all(r.verdicts == base.verdicts for r in rows + scaling)
     print(f"\nAll modes agree on every verdict: {agree_all}.")
     return 0 if agree_all else 1

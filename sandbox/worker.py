@@ -988,6 +988,7 @@ class Worker:
         output = _CappedOutput(output_limit)
         sinks = {rep_r: report, out_r: output}
         status = None
+        usage = None
         timed_out = False
         deadline = started + timeout
         open_fds = [rep_r, out_r]
@@ -1009,14 +1010,14 @@ class Worker:
             for fd in list(open_fds):
                 if not _read_available(fd, sinks[fd]):
                     open_fds.remove(fd)
-            done, code = os.waitpid(pid, os.WNOHANG)
+            done, code, usage = os.wait4(pid, os.WNOHANG)
             if done:
                 status = code
         exited = time.monotonic()
         strays = self._kill_everything(pid)
         if status is None:
             for _ in range(200):
-                done, code = os.waitpid(pid, os.WNOHANG)
+                done, code, usage = os.wait4(pid, os.WNOHANG)
                 if done:
                     status = code
                     break
@@ -1040,6 +1041,8 @@ class Worker:
                     signal_name = str(os.WTERMSIG(status))
         if profile and result.get("profile") is not None:
             result["profile"]["cleanup"] = time.monotonic() - exited
+            if usage is not None:  # the child's own CPU, and its page faults (mostly copy-on-write)
+                result["profile"].update(cpu_user=usage.ru_utime, cpu_system=usage.ru_stime, page_faults=float(usage.ru_minflt))
         result.update(
             op="result",
             timed_out=timed_out,
