@@ -91,6 +91,9 @@ class FakeLLMServer:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            # headers and body go out as two writes: with Nagle on, the body waits for the client's
+            # delayed ACK (~40 ms per reply on loopback)
+            disable_nagle_algorithm = True
 
             def log_message(self, *args):  # keep test output clean
                 pass

@@ -145,13 +145,29 @@ def last_checkpoint(output_dir: str) -> str | None:
 
 
 def save_final_model(trainer: Any, tokenizer: Any, output_dir: str, merged_lora: bool) -> Any:
-    """Save the trained guide as a plain model directory (a LoRA adapter is merged in); returns it."""
+    """Save the trained guide as a plain model directory (a LoRA adapter is merged in); returns it.
+
+    Under ``accelerate launch`` only the main process writes. A full model goes through
+    ``trainer.save_model``, which gathers the weights of a sharded run (DeepSpeed ZeRO-3, FSDP)
+    before writing; ``model.save_pretrained`` in every process would write each rank's shard over
+    the others. (Merging a LoRA adapter into a sharded model is not supported: train LoRA without
+    ZeRO-3/FSDP, or save the adapter and merge it afterwards.)
+    """
     model = trainer.model
+    accelerator = getattr(trainer, "accelerator", None)
+    is_main = accelerator is None or accelerator.is_main_process
     if merged_lora and hasattr(model, "merge_and_unload"):
-        model.save_pretrained(Path(output_dir) / "adapter")
+        if is_main:
+            model.save_pretrained(Path(output_dir) / "adapter")
         model = model.merge_and_unload()
-    model.save_pretrained(output_dir)
-    tokenizer.save_pretrained(output_dir)
+        if is_main:
+            model.save_pretrained(output_dir)
+    else:
+        trainer.save_model(output_dir)
+    if is_main:
+        tokenizer.save_pretrained(output_dir)
+    if accelerator is not None:
+        accelerator.wait_for_everyone()
     return model
 
 
