@@ -217,8 +217,7 @@ class Budget:
                                      f"the {' / '.join(x for x in left if x)} left")
                     self._refused_call = (usd, tokens)
                 self.refused += 1
-                status = BudgetStatus(self.max_usd, self.max_total_tokens, self.spent_usd, self.spent_tokens,
-                                      self.calls, self.refused, True, self._refusal, *self._refused_call)
+                status = self.status()  # the condition's lock is re-entrant
                 self._cond.notify_all()  # waiters re-check: the budget is exhausted for them too
                 raise BudgetExceeded(f"budget exhausted: {status.describe()}; {self._refusal}, so no call is sent. "
                                      "Raise the budget to continue", status)
