@@ -499,8 +499,9 @@ class DockerFleet(Sandbox):
                     host.moved += 1
                 self._remove(host, host.last_error)
                 tried.add(host.url)
-                log.info("a run on %s got no verdict (%s): running it on another host", host.url, outcome.infra_error or outcome.signal or "timed out")
-                lost.append(f"{host.url}: lost during the run ({outcome.infra_error or outcome.signal or 'timeout'})")
+                why_lost = outcome.infra_error or outcome.signal or "timed out"
+                log.info("a run on %s got no verdict (%s): running it on another host", host.url, why_lost)
+                lost.append(f"{host.url}: lost during the run ({why_lost})")
                 continue
             with self._lock:
                 if outcome.infra_error and not outcome.missing_modules:
