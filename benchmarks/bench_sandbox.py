@@ -62,6 +62,16 @@ def broken(solution: str) -> str:
 NAIVE_ENV = {**os.environ, "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"}
 
 
+def print_table(first: str, last: str, rows, base) -> None:
+    """Rows as a Markdown table: rate, p50/p95 latency, ratio to ``base`` and verdicts equal to its."""
+    print(f"| {first} | validations/s | p50 latency (ms) | p95 latency (ms) | vs naive | {last} |")
+    print("|---|---:|---:|---:|---:|---|")
+    for row in rows:
+        agree = sum(a == b for a, b in zip(row.verdicts, base.verdicts))
+        print(f"| {row.name} | {row.rate:.1f} | {row.percentile(0.5) * 1000:.0f} | {row.percentile(0.95) * 1000:.0f} "
+              f"| {row.rate / base.rate:.1f}x | {agree}/{len(base.verdicts)} |")
+
+
 def naive(files: dict[str, str], timeout: float) -> bool:
     with tempfile.TemporaryDirectory() as work:
         for name, text in files.items():
@@ -182,21 +192,12 @@ def main(argv: list[str] | None = None) -> int:
     print(f"after: {load()}\n")
 
     base = rows[0]
-    print("| mode | validations/s | p50 latency (ms) | p95 latency (ms) | vs naive | verdicts agree with naive |")
-    print("|---|---:|---:|---:|---:|---|")
-    for row in rows:
-        agree = sum(a == b for a, b in zip(row.verdicts, base.verdicts))
-        print(f"| {row.name} | {row.rate:.1f} | {row.percentile(0.5) * 1000:.0f} | {row.percentile(0.95) * 1000:.0f} "
-              f"| {row.rate / base.rate:.1f}x | {agree}/{len(base.verdicts)} |")
+    print_table("mode", "verdicts agree with naive", rows, base)
     passes = sum(base.verdicts)
     print(f"\n{passes} pass / {len(base.verdicts) - passes} fail per mode.")
     if scaling:
-        print("\n| docker warm pool | validations/s | p50 latency (ms) | p95 latency (ms) | vs naive | verdicts agree |")
-        print("|---|---:|---:|---:|---:|---|")
-        for row in scaling:
-            agree = sum(a == b for a, b in zip(row.verdicts, base.verdicts))
-            print(f"| {row.name} | {row.rate:.1f} | {row.percentile(0.5) * 1000:.0f} | {row.percentile(0.95) * 1000:.0f} "
-                  f"| {row.rate / base.rate:.1f}x | {agree}/{len(base.verdicts)} |")
+        print()
+        print_table("docker warm pool", "verdicts agree", scaling, base)
     if profiles:
         print(f"\nWhere one warm validation's time goes (1 worker, mean of {len(profiles)} runs, ms):\n")
         print("| " + " | ".join(PHASES) + " | container churn (start+remove) |")
