@@ -208,20 +208,28 @@ def test_infra_errors_are_counted_apart_said_loudly_and_retried(world, tmp_path,
     assert m["n_infra"] == 0 and m["n_scored"] == 3 and len(_rows(out)) == 3
 
 
+def _start_slow_eval(gsm8k_dir, server, out, records_before: int):
+    """``gcop eval`` of 8 problems in a subprocess, one at a time; returns (argv, process) once
+    ``records_before`` problems are saved (or after 120 s), so the caller can stop it mid-run."""
+    argv = ["eval", "--task", "GSM8K", "--data-files", str(gsm8k_dir), "--core",
+            f"openai:gpt-4o-mini@{server.openai_base_url}", "--core-only", "--limit", "8", "--workers", "1",
+            "--no-progress", "--no-preflight", "--out", str(out)]
+    env = dict(os.environ, PYTHONPATH=str(REPO_ROOT))
+    proc = subprocess.Popen([sys.executable, "-m", "gcop_env.cli", *argv], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    records = out / "records.jsonl"
+    deadline = time.time() + 120
+    while time.time() < deadline and (not records.exists() or len(records.read_text().splitlines()) < records_before):
+        time.sleep(0.05)
+    return argv, proc
+
+
 def test_kill_and_resume_finishes_without_repeating_finished_problems(gsm8k_dir, tmp_path):
     responder = GuideAndSolver(unguided_correct=True, delay_s=0.4)
     with FakeLLMServer(responder) as server:
         out = tmp_path / "o"
-        argv = ["eval", "--task", "GSM8K", "--data-files", str(gsm8k_dir), "--core",
-                f"openai:gpt-4o-mini@{server.openai_base_url}", "--core-only", "--limit", "8", "--workers", "1",
-                "--no-progress", "--no-preflight", "--out", str(out)]
-        env = dict(os.environ, PYTHONPATH=str(REPO_ROOT))
-        proc = subprocess.Popen([sys.executable, "-m", "gcop_env.cli", *argv], env=env,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        argv, proc = _start_slow_eval(gsm8k_dir, server, out, records_before=3)
         records = out / "records.jsonl"
-        deadline = time.time() + 120
-        while time.time() < deadline and (not records.exists() or len(records.read_text().splitlines()) < 3):
-            time.sleep(0.05)
         proc.send_signal(signal.SIGKILL)
         proc.wait()
         done_before = {json.loads(line)["task_id"] for line in records.read_text().splitlines()}
@@ -399,16 +407,8 @@ def test_ctrl_c_stops_after_the_batch_in_flight_with_exit_130_and_resumes(gsm8k_
     responder = GuideAndSolver(unguided_correct=True, delay_s=0.4)
     with FakeLLMServer(responder) as server:
         out = tmp_path / "o"
-        argv = ["eval", "--task", "GSM8K", "--data-files", str(gsm8k_dir), "--core",
-                f"openai:gpt-4o-mini@{server.openai_base_url}", "--core-only", "--limit", "8", "--workers", "1",
-                "--no-progress", "--no-preflight", "--out", str(out)]
-        env = dict(os.environ, PYTHONPATH=str(REPO_ROOT))
-        proc = subprocess.Popen([sys.executable, "-m", "gcop_env.cli", *argv], env=env,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        argv, proc = _start_slow_eval(gsm8k_dir, server, out, records_before=2)
         records = out / "records.jsonl"
-        deadline = time.time() + 120
-        while time.time() < deadline and (not records.exists() or len(records.read_text().splitlines()) < 2):
-            time.sleep(0.05)
         proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=60)
         assert proc.returncode == 130, err
