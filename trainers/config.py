@@ -235,10 +235,7 @@ class GRPORunConfig(TrainRunOptions, CoreCallOptions):
 
     def __post_init__(self) -> None:
         validate_fields(self)
-        _check_task(self.task)
-        _check(self.num_generations >= 2, "num_generations must be >= 2 (GRPO compares completions in a group)")
-        _check(self.vllm_mode in ("colocate", "server"), "vllm_mode must be 'colocate' or 'server'")
-        _check(self.baseline_samples is None or self.baseline_samples >= 1, "baseline_samples must be >= 1 (or unset)")
+        _check_task(self.task)  # num_generations >= 2, vllm_mode, baseline_samples: the fields' lo= / choices=
         if self.recipe == "advisor":
             # The Advisor reward is R alone; a weight set on purpose would be silently dropped, so refuse it.
             for name, default in (("reward_beta", RewardConfig.beta), ("reward_gamma", RewardConfig.gamma),
