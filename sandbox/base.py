@@ -95,6 +95,7 @@ class PytestOutcome:
     host: str = ""  # the Docker engine that ran it, when a sandbox spans several (sandbox.hosts.DockerFleet)
     infra_error: str | None = None
     profile: dict[str, float] | None = None  # seconds per phase, when the sandbox's ``profile`` is on
+    runner: str = ""  # "plain" (the worker's plain runner) or "pytest" (with why, when the plain runner handed over)
 
     @property
     def all_passed(self) -> bool:
@@ -158,6 +159,7 @@ class PytestOutcome:
             duration_s=float(message["duration_s"]),
             backend=backend,
             profile=dict(message["profile"]) if message.get("profile") else None,
+            runner=str(message.get("runner", "")),
         )
 
     def summary(self) -> dict[str, Any]:
@@ -178,6 +180,7 @@ class PytestOutcome:
             "strays": self.strays,
             "duration_s": self.duration_s,
             "backend": self.backend,
+            "runner": self.runner,
             **({"host": self.host} if self.host else {}),
         }
 
@@ -318,6 +321,9 @@ class PooledSandbox(Sandbox):
         self.output_limit = int(output_limit)
         self.reuse = reuse
         self.profile = False  # ask workers for per-phase timings (benchmarks/bench_sandbox.py --profile)
+        # "auto": the worker's plain runner for test files made of plain test functions, pytest for
+        # the rest; "pytest": pytest for every file (same verdicts, slower: see sandbox/worker.py).
+        self.runner = "auto"
         self.versions: dict[str, str] = {}
         self._idle: queue.LifoQueue[Worker] = queue.LifoQueue()
         self._lock = threading.Lock()
@@ -392,7 +398,10 @@ class PooledSandbox(Sandbox):
         timeout: float = DEFAULT_TIMEOUT_S,
         test_file: str = "test_solution.py",
     ) -> PytestOutcome:
-        request = RunRequest(files, timeout, test_file, self.output_limit, extra={"profile": True} if self.profile else {})
+        extra: dict[str, Any] = {"runner": self.runner}
+        if self.profile:
+            extra["profile"] = True
+        request = RunRequest(files, timeout, test_file, self.output_limit, extra=extra)
         request.message()  # a bad file name is the caller's bug: raise now, not as infra
         for attempt in range(2):
             try:

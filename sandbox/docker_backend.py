@@ -62,7 +62,7 @@ class _ContainerWorker:
         if hello.get("op") != "ready":
             self.close()
             raise SandboxError(f"the sandbox worker failed to start in {image}: {hello.get('error', hello)}")
-        self.versions = {"python": hello.get("python"), "pytest": hello.get("pytest")}
+        self.versions = {"python": hello.get("python"), "pytest": hello.get("pytest"), "plain_runner": hello.get("plain_runner")}
 
     def _recv(self, n: int, deadline: float) -> bytes:
         wait = deadline - time.monotonic()

@@ -87,7 +87,7 @@ class _ProcessWorker:
         if hello.get("op") != "ready":
             self.close()
             raise WorkerDied(f"the process sandbox worker failed to start: {hello.get('error', hello)}")
-        self.versions = {"python": hello.get("python"), "pytest": hello.get("pytest")}
+        self.versions = {"python": hello.get("python"), "pytest": hello.get("pytest"), "plain_runner": hello.get("plain_runner")}
 
     def run(self, request: RunRequest) -> dict:
         self.channel.send(request.message())

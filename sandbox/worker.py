@@ -41,10 +41,12 @@ Stdlib and pytest only: this file is shipped into the sandbox as source (``pytho
 """
 
 import ast
+import functools
 import gc
 import json
 import operator
 import os
+import re
 import select
 import shutil
 import signal
@@ -100,15 +102,8 @@ def _recv(fd):
 # --------------------------------------------------------------------------- the pytest plugin
 
 
-def _make_reporter(fd, nonce, monitor=None):
-    """A pytest plugin that reports to ``fd``; the nonce lives only in this closure.
-
-    ``monitor`` (a :class:`_Monitor`) is asked for findings at collection's end, after every
-    test phase and at the session's end; each finding goes out as a ``tamper`` record before
-    the record that follows it, so a forged result never reaches the report unflagged.
-    """
-    import pytest
-
+def _make_emitter(fd, nonce):
+    """``emit(event)``: one report record to ``fd``; the nonce lives only in this closure."""
     prefix = (nonce + " ").encode("ascii")
 
     def emit(event):
@@ -116,6 +111,18 @@ def _make_reporter(fd, nonce, monitor=None):
             _write_all(fd, prefix + json.dumps(event).encode("utf-8") + b"\n")
         except OSError:
             pass
+
+    return emit
+
+
+def _make_reporter(emit, monitor=None):
+    """A pytest plugin that reports through ``emit`` (:func:`_make_emitter`).
+
+    ``monitor`` (a :class:`_Monitor`) is asked for findings at collection's end, after every
+    test phase and at the session's end; each finding goes out as a ``tamper`` record before
+    the record that follows it, so a forged result never reaches the report unflagged.
+    """
+    import pytest
 
     def text(report):
         try:
@@ -189,6 +196,10 @@ def expected_test_names(source):
         tree = ast.parse(source)
     except SyntaxError:
         return None
+    return _expected_in(tree)
+
+
+def _expected_in(tree):
     names = set()
     for node in tree.body:
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name.startswith("test"):
@@ -211,7 +222,25 @@ def needed_modules(source):
         tree = ast.parse(source)
     except (SyntaxError, ValueError):
         return set()
+    return _needed_in(tree, "importorskip" in source)
+
+
+_BLOCK_FIELDS = ("body", "orelse", "finalbody", "handlers", "cases")
+
+
+def _blocks(node):
+    """The statements (and except handlers, match cases) directly inside ``node``."""
+    for field in _BLOCK_FIELDS:
+        value = getattr(node, field, None)
+        if type(value) is list:
+            yield from value
+
+
+def _needed_in(tree, expressions=True):
+    """:func:`needed_modules` of a parsed file; ``expressions=False`` looks at statements only
+    (enough when the text has no ``importorskip``, the one call it reads)."""
     names = set()
+    children = ast.iter_child_nodes if expressions else _blocks
 
     def visit(node, guarded):
         if isinstance(node, ast.Try) or type(node).__name__ == "TryStar":
@@ -235,7 +264,7 @@ def needed_modules(source):
                 and isinstance(node.args[0].value, str)
             ):
                 names.add(node.args[0].value.split(".")[0])
-        for child in ast.iter_child_nodes(node):
+        for child in children(node):
             visit(child, guarded)
 
     visit(tree, False)
@@ -290,6 +319,7 @@ class _Report:
         self.end = None
         self.monitor = []  # the runtime monitor's findings (family, message, where)
         self.profile = None
+        self.fallback = None  # why the plain runner handed the file to pytest (before any test ran)
 
     def feed(self, data):
         self.size += len(data)
@@ -341,6 +371,10 @@ class _Report:
                 self.end = int(event["exit"])
             elif kind == "profile":
                 self.profile = {k: float(v) for k, v in event.items() if k != "ev"}
+            elif kind == "fallback":
+                if self.collected is not None or self.phases or self.end is not None:
+                    raise ValueError("a fallback after collection")
+                self.fallback = str(event["why"])
             elif kind == "tamper":
                 if len(self.monitor) < 10:
                     self.monitor.append(
@@ -403,6 +437,7 @@ class _Report:
             "tampered": list(self.tampered),
             "monitor": list(self.monitor),
             "profile": self.profile,
+            "fallback": self.fallback,
         }
 
 
@@ -472,6 +507,7 @@ class _Monitor:
         self.sent = 0
         self.items = []
         self.callable_groups = []  # the rest of these four come from a _PytestSnapshot (see snapshot)
+        self.class_versions = self.critical_versions = self.group_versions = None  # (readers, tags) for _changed
         self.classes = []
         self.critical = []
         self.known_classes = frozenset()
@@ -483,12 +519,17 @@ class _Monitor:
         self.builtins = {}
         self.imports = {}
         self.builtins_items = self.imports_items = ((), ())  # (keys, values) of those two, for _unchanged
+        self.builtins_version = None  # (reader, tag) of builtins' dict (see _version_watcher)
+        self.hooks_fast = None  # see _hooks_unchanged
         self.meta_path = []
         self.path_hooks = []
         self.test_ident = None
         self.in_hook = False
         self.hook_relay = None
         self.atexit_register = None
+        self.imported = []  # names of the modules imported during the run (audit events)
+        self.sentinel = None
+        self.modules_at_start = None  # len(sys.modules) at the fork
 
     # -- attribution -----------------------------------------------------------------------
 
@@ -559,9 +600,13 @@ class _Monitor:
 
         atexit.register = register
         self.atexit_register = register
+        self.sentinel = []  # young, GC-tracked: see _young_classes
         sys.addaudithook(self.audit)
 
     def audit(self, event, args):
+        if event == "import":  # a module not imported yet (see _probe_equality)
+            self.imported.append(args[0])
+            return
         if event != "open" and event != "object.__setattr__":
             return
         if self.in_hook:
@@ -609,25 +654,22 @@ class _Monitor:
 
         pristine = pristine or _PytestSnapshot()
         self.classes, self.critical = pristine.classes, pristine.critical
+        self.class_versions, self.critical_versions = pristine.class_versions, pristine.critical_versions
         self.callable_groups, self.known_classes = pristine.callable_groups, pristine.known_classes
         self.known_modules = pristine.known_modules
         if self.harness_patches:  # the harness's own (profiling) patches are not the candidate's
             callables = dict(pristine.callables)
             for module, module_name, key, value in self.harness_patches:
                 callables[(module, module_name, key)] = value
-            self.callable_groups = _group_callables(callables)
+            versions = {id(group[0]): group[4] for group in pristine.callable_groups}  # a patched module's changed
+            self.callable_groups = [group[:4] + (versions.get(id(group[0])),) for group in _group_callables(callables)]
+        self.group_versions = _versions_of(self.callable_groups)
         hook = self.hook_relay = session.config.hook
-        for name in _WATCHED_HOOKS:
-            caller = getattr(hook, name, None)
-            if caller is not None:
-                self.hooks[name] = [(impl, impl.function) for impl in caller.get_hookimpls()]
-        self.builtins = dict(vars(builtins))
-        self.imports = {
-            name: module for name, module in list(sys.modules.items())
-            if name in _WATCHED_IMPORTS or name.split(".")[0] in ("pytest", "_pytest", "pluggy")
-        }
-        self.builtins_items = (tuple(self.builtins), tuple(self.builtins.values()))
-        self.imports_items = (tuple(self.imports), tuple(self.imports.values()))
+        if pristine.state is None or not pristine.state_current(hook):
+            pristine.take_state(hook)  # (in the child: slower, as many copy-on-write page faults)
+        (hooks, self.builtins, self.imports, self.builtins_items, self.imports_items, self.modules_at_start,
+         self.builtins_version, self.hooks_fast) = pristine.state
+        self.hooks = {name: list(impls) for name, impls in hooks.items()}  # the checks add pytest's own late ones
         self.meta_path = list(sys.meta_path)
         self.path_hooks = list(sys.path_hooks)
 
@@ -691,7 +733,8 @@ class _Monitor:
                               self.where(rebound))
 
     def _check_pytest(self, full):
-        for cls, size, members, keys, values in (self.classes if full else self.critical):
+        entries = self.classes if full else self.critical
+        for cls, size, members, keys, values, version in _changed(entries, self.class_versions if full else self.critical_versions):
             now = vars(cls)
             if len(now) == size and _unchanged(now, keys, values):
                 continue  # the common case, without building anything
@@ -701,7 +744,7 @@ class _Monitor:
                     self.flag("pytest_internals", "patches %s.%s.%s" % (cls.__module__, cls.__qualname__, key),
                               self.where(_code_of(current.get(key))))
         if full:
-            for module, module_name, keys, values in self.callable_groups:
+            for module, module_name, keys, values, version in _changed(self.callable_groups, self.group_versions):
                 namespace = vars(module)
                 if _unchanged(namespace, keys, values):
                     continue
@@ -714,7 +757,7 @@ class _Monitor:
         import builtins
 
         hook = self.hook_relay
-        for name, impls in self.hooks.items():
+        for name, impls in () if _hooks_unchanged(self.hooks_fast) else self.hooks.items():
             caller = getattr(hook, name, None) if hook is not None else None
             if caller is None:
                 continue
@@ -733,7 +776,9 @@ class _Monitor:
                         impls.append((impl, function))
         current = vars(builtins)
         # New names shadow nothing (pybind11 adds some): only the names there before are compared.
-        for key in () if _unchanged(current, *self.builtins_items) else self.builtins:
+        version = self.builtins_version
+        same = (version is not None and version[0].value == version[1]) or _unchanged(current, *self.builtins_items)
+        for key in () if same else self.builtins:
             before, now = self.builtins[key], current.get(key, _MISSING)
             if before is not now:
                 code = _code_of(now)
@@ -754,6 +799,15 @@ class _Monitor:
         if atexit.register is not self.atexit_register:
             self.flag("interpreter_state", "replaces atexit.register", self.where(_code_of(atexit.register)))
 
+    def _new_modules(self):
+        """The modules added to ``sys.modules`` since the fork: those the audit hook saw imported,
+        when they account for every new entry (it touches none of the fork server's modules, whose
+        pages each child would otherwise copy), else every module in ``sys.modules``."""
+        names = [name for name in dict.fromkeys(self.imported) if name in sys.modules]
+        if self.modules_at_start is not None and len(sys.modules) - self.modules_at_start == len(names):
+            return [sys.modules[name] for name in names]
+        return list(sys.modules.values())
+
     def _probe_equality(self, everywhere):
         """Classes the candidate defined: does an ``__eq__`` equal anything (``__ne__`` differ from nothing)?
 
@@ -761,20 +815,17 @@ class _Monitor:
         also the classes its functions built at run time (``type(...)``) on ``object`` or a
         builtin value type, found through ``__subclasses__`` (the static layer reads the rest).
         """
-
-        class _Other:
-            pass
-
         if self.candidate_modules is None:  # after collection the candidate's modules are imported
             self.candidate_modules = [
-                m for m in list(sys.modules.values())
+                m for m in self._new_modules()
                 if id(m) not in self.known_modules and getattr(m, "__file__", None) in self.candidate_files
             ]
         modules = self.candidate_modules
         names = {m.__name__ for m in modules}
         classes = [value for module in modules for value in list(vars(module).values()) if isinstance(value, type)]
         if everywhere:
-            classes += _classes_from(names, self.known_classes)
+            young = _young_classes(names, self.sentinel)
+            classes += young if young is not None else _classes_from(names, self.known_classes)
         for cls in classes:
             members = vars(cls)
             for name, expect in (("__eq__", True), ("__ne__", False)):
@@ -785,7 +836,7 @@ class _Monitor:
                 if code.co_filename not in self.candidate_files:
                     continue
                 try:
-                    result = method(_Other(), _Other())
+                    result = method(_Unrelated(), _Unrelated())
                 except BaseException:
                     continue
                 if result is expect or (expect and result is not NotImplemented and type(result) is not bool and bool(result)):
@@ -796,7 +847,32 @@ class _Monitor:
                     )
 
 
+class _Unrelated:
+    """What the equality probe compares (made by the server: a class made in each run's child
+    would add itself to ``object``'s subclasses, copying that table's pages)."""
+
+
 _VALUE_TYPES = (object, int, float, complex, str, bytes, list, tuple, dict, set, frozenset)
+
+
+def _young_classes(module_names, sentinel):
+    """The classes of the candidate's modules among the objects made since the fork, or None.
+
+    The fork server froze every object it had (``gc.freeze``) before forking, so the garbage
+    collector's three young generations hold what the run made (and the little the server made
+    since): every class the candidate built, with ``class`` or ``type(...)``, on any base. A
+    list of those touches none of the server's thousands of classes, which
+    :func:`_classes_from`'s walk of ``__subclasses__`` does (copying their pages). ``sentinel``,
+    made right after the fork, must still be among them: if the candidate froze the collector
+    itself (hiding its classes from this list) it is not, and the caller walks instead.
+    """
+    objects = gc.get_objects(0) + gc.get_objects(1) + gc.get_objects(2)
+    if not any(map(functools.partial(operator.is_, sentinel), objects)):
+        return None
+    return [cls for cls in filter(_IS_CLASS, objects) if getattr(cls, "__module__", None) in module_names]
+
+
+_IS_CLASS = type.__instancecheck__.__get__(type)
 
 
 def _classes_from(module_names, known=frozenset()):
@@ -828,14 +904,123 @@ def _unchanged(namespace, keys, values):
         return False
 
 
-def _group_callables(callables):
-    """(module, its name, keys, values) per module, from {(module, its name, key): value}."""
+def _group_callables(callables, watch=None):
+    """(module, its name, keys, values, version) per module, from {(module, its name, key): value};
+    ``version``: ``watch(vars(module))`` (see :func:`_version_watcher`), or None."""
     groups = {}
     for (module, module_name, key), value in callables.items():
         entry = groups.setdefault(id(module), (module, module_name, [], []))
         entry[2].append(key)
         entry[3].append(value)
-    return [(module, name, tuple(keys), tuple(values)) for module, name, keys, values in groups.values()]
+    return [
+        (module, name, tuple(keys), tuple(values), watch(vars(module)) if watch is not None else None)
+        for module, name, keys, values in groups.values()
+    ]
+
+
+def _versions_of(entries):
+    """(readers, tags) of entries whose last item is a version (see :func:`_version_watcher`),
+    for :func:`_changed`; None when any entry has none."""
+    versions = [entry[-1] for entry in entries]
+    if not versions or any(version is None for version in versions):
+        return None
+    return tuple(reader for reader, _ in versions), tuple(tag for _, tag in versions)
+
+
+_VALUE = operator.attrgetter("value")
+
+
+def _changed(entries, versions):
+    """The entries whose dict may have changed: all of them without ``versions`` (from
+    :func:`_versions_of`), else those whose version differs. The common case, nothing changed,
+    reads the version tags in one C loop and touches no entry (nor the class or module in it)."""
+    if not versions:
+        return entries
+    readers, tags = versions
+    if tuple(map(_VALUE, readers)) == tags:
+        return ()
+    return [entry for entry, reader, tag in zip(entries, readers, tags) if reader.value != tag]
+
+
+def _impl_lists(caller):
+    """The lists a pluggy hook caller keeps its implementations in (one in pluggy >= 1.1, two before)."""
+    if hasattr(caller, "_hookimpls"):
+        return (caller._hookimpls,)
+    return caller._nonwrappers, caller._wrappers
+
+
+def _hooks_fast(relay, hooks, watch):
+    """What :func:`_hooks_unchanged` compares: the hook relay's dict version, the watched hook
+    callers, copies of their implementation lists, and the versions of the implementations'
+    dicts; None where pluggy keeps any of these elsewhere (then the monitor compares each
+    implementation, as always)."""
+    try:
+        if watch is None:
+            return None
+        callers = tuple(getattr(relay, name) for name in hooks)
+        lists = tuple(tuple(list(part) for part in _impl_lists(caller)) for caller in callers)
+        impls = [impl for parts in lists for part in parts for impl in part]
+        versions = _versions_of([(watch(vars(impl)),) for impl in impls])
+        if versions is None or sorted(map(id, impls)) != sorted(id(i) for impls_ in hooks.values() for i, _ in impls_):
+            return None
+        return watch(vars(relay)), callers, lists, versions
+    except (AttributeError, TypeError):  # (an implementation with __slots__ has no vars())
+        return None
+
+
+def _hooks_unchanged(fast):
+    """True when no watched hook caller, implementation list or implementation has changed since
+    :func:`_hooks_fast` (compared without touching the implementations: see _version_watcher)."""
+    if fast is None:
+        return False
+    relay_version, callers, lists, versions = fast
+    return (
+        relay_version[0].value == relay_version[1]
+        and all(map(operator.eq, map(_impl_lists, callers), lists))
+        and tuple(map(_VALUE, versions[0])) == versions[1]
+    )
+
+
+def _version_watcher():
+    """``watch(d) -> (reader, tag)``: ``reader.value`` is ``d``'s version tag now, ``tag`` what it
+    is at the call; None where this interpreter has no such tag.
+
+    CPython gives every dict a version (PEP 509's ``ma_version_tag``) that changes whenever the
+    dict does: set, delete, replace, clear. Reading it through ctypes touches none of the dict's
+    entries; comparing the entries themselves increments the reference count of every value,
+    which in a forked child copies every page those values live on (the monitor compares some
+    2000 functions and classes after collection and at the end: hundreds of page copies per
+    run). An unchanged version means the dict is as it was; a changed one sends the check to the
+    entry-by-entry comparison, as before. Checked on a probe dict before use (layout, build).
+    """
+    try:
+        import ctypes
+    except Exception:
+        return None
+    if sys.implementation.name != "cpython":
+        return None
+    offset = 3 * ctypes.sizeof(ctypes.c_void_p)  # after ob_refcnt, ob_type and ma_used
+
+    def watch(d):
+        reader = ctypes.c_uint64.from_address(id(d) + offset)
+        return reader, reader.value
+
+    try:
+        probe = {"a": 1, "b": 2}
+        reader, tag = watch(probe)
+        steady = reader.value == tag and len(probe) == 2
+        probe["a"] = 3  # same size and keys: only the version can tell
+        replaced = reader.value
+        del probe["b"]
+        deleted = reader.value
+        probe["b"] = 2
+        added = reader.value
+        other = {"a": 1, "b": 2}
+        if steady and len({tag, replaced, deleted, added}) == 4 and watch(other)[1] not in (tag, replaced, deleted):
+            return watch
+    except Exception:
+        pass
+    return None
 
 
 def _class_members(cls):
@@ -861,7 +1046,8 @@ class _PytestSnapshot:
         self.callables = {}
         self.classes = []
         self.critical = []
-        for module_name in _WATCHED_MODULES:
+        self.watch = watch = _version_watcher()
+        for module_name in _WATCHED_MODULES + (__name__,):  # and this harness's own functions
             module = sys.modules.get(module_name)
             if module is None:
                 continue
@@ -872,17 +1058,410 @@ class _PytestSnapshot:
                     self.callables[(module, module_name, key)] = value
                 if isinstance(value, type) and getattr(value, "__module__", None) == module_name:
                     members = _class_members(value)
-                    entry = (value, len(vars(value)), members, tuple(members), tuple(members.values()))
+                    version = None
+                    if watch is not None:
+                        real = [d for d in gc.get_referents(vars(value)) if type(d) is dict]
+                        version = watch(real[0]) if len(real) == 1 else None
+                    entry = (value, len(vars(value)), members, tuple(members), tuple(members.values()), version)
                     self.classes.append(entry)
                     if value.__name__ in _CRITICAL_CLASSES:
                         self.critical.append(entry)
-        self.callable_groups = _group_callables(self.callables)
+        self.callable_groups = _group_callables(self.callables, watch)
+        self.class_versions, self.critical_versions = _versions_of(self.classes), _versions_of(self.critical)
+        self.state = None  # see take_state
         self._alive = [type.__subclasses__(base) for base in _VALUE_TYPES] + [list(sys.modules.values())]
         self.known_classes = frozenset(id(sub) for subs in self._alive[:-1] for sub in subs)
         self.known_modules = frozenset(id(module) for module in self._alive[-1])
 
 
+    def take_state(self, hook):
+        """The hook implementations, ``builtins`` and watched ``sys.modules`` entries the monitor
+        compares with: taken once by the fork server (when it forks inside a session), so that no
+        child walks ``sys.modules`` (each module it touches costs it a copied page)."""
+        import builtins
+
+        hooks = {}
+        for name in _WATCHED_HOOKS:
+            caller = getattr(hook, name, None)
+            if caller is not None:
+                hooks[name] = tuple((impl, impl.function) for impl in caller.get_hookimpls())
+        names = dict(vars(builtins))
+        imports = {
+            name: module for name, module in list(sys.modules.items())
+            if name in _WATCHED_IMPORTS or name.split(".")[0] in ("pytest", "_pytest", "pluggy")
+        }
+        self.state = (hooks, names, imports, (tuple(names), tuple(names.values())),
+                      (tuple(imports), tuple(imports.values())), len(sys.modules),
+                      self.watch(vars(builtins)) if self.watch is not None else None,
+                      _hooks_fast(hook, hooks, self.watch))
+        self._state_of = (hook, len(sys.modules), len(names))
+
+    def state_current(self, hook):
+        """Whether :meth:`take_state` describes now (the server imports nothing once serving)."""
+        import builtins
+
+        return self._state_of == (hook, len(sys.modules), len(vars(builtins)))
+
+
 _MISSING = object()
+
+
+# --------------------------------------------------------------------------- the plain runner
+#
+# Most test files (all but a handful of KodCode's and HumanEval's) are a few module-level
+# ``def test_x():`` functions with plain asserts: no fixtures, marks, classes or hooks. For those
+# the child does not need pytest's collection and runtest machinery, which costs more than the
+# tests (about 14 of a warm validation's 21 ms of CPU): the plain runner imports the test file
+# and calls its test functions itself, inside the same fork, limits and monitor, and reports the
+# same records (collected, setup/call/teardown phases, end) to the same parser, so the verdict
+# and the pass rule do not change. What decides a test's outcome is pytest's own code where it
+# matters: pytest's output capture (fd), warning filters, logging handlers and
+# ``pytest_pyfunc_call``; pytest's rules for turning an exception into passed/failed/skipped,
+# and for an interrupted session. A test function runs with the recursion headroom it has
+# under pytest (measured once per fork server: :meth:`Worker.calibration`).
+#
+# Eligibility is decided twice. Before the fork, from the file's syntax (:func:`_plain_tests`);
+# after the import, from the module's namespace by pytest's collection rules (anything pytest
+# would collect differently: a class, a fixture, a marked or generator test, a setup hook). When
+# the second check fails, or the import raises, the child reports ``fallback`` before any test
+# has run and the server runs the request again, from scratch, under pytest: the verdict of such
+# a run is pytest's alone. ``runner="pytest"`` in a request skips the plain runner.
+
+_RESERVED_NAMES = frozenset((
+    "pytestmark", "pytest_plugins", "__test__", "collect_ignore", "collect_ignore_glob", "setup", "teardown",
+    "setup_module", "teardown_module", "setUpModule", "tearDownModule", "setup_function", "teardown_function",
+))
+_COMPARE_OPS = {ast.Eq: "==", ast.NotEq: "!=", ast.Lt: "<", ast.LtE: "<=", ast.Gt: ">", ast.GtE: ">=",
+                ast.In: "in", ast.NotIn: "not in", ast.Is: "is", ast.IsNot: "is not"}
+_ASSERT_HELPER = "@gcop_ar"  # not an identifier: the test file's own code cannot name it
+_CO_NOT_PLAIN = 0x20 | 0x80 | 0x100 | 0x200  # generator, coroutine, iterable coroutine, async generator
+_PLAN_CACHE_SIZE = 256  # test files kept analysed and compiled (an RL step validates each one G times)
+
+
+def _reserved(name):
+    """A name pytest gives a meaning in a test module, other than a ``test*`` function."""
+    return name in _RESERVED_NAMES or name.startswith(("pytest_", "Test"))
+
+
+class _Plan:
+    """What the server reads from a test file before a run: one ``ast.parse`` for all of it.
+
+    ``expected``: the test names it defines (:func:`expected_test_names`); ``needed``: the modules it
+    imports (:func:`needed_modules`); ``tests``: its test functions in order when the plain runner
+    can run it (else None, and ``why_not`` says why); ``code``: the file compiled with
+    :class:`_AssertRewriter`, for the plain runner.
+    """
+
+    __slots__ = ("expected", "needed", "tests", "why_not", "code", "seconds")
+
+    def __init__(self, source, path):
+        started = time.monotonic()
+        self.tests = self.code = None
+        try:
+            tree = ast.parse(source)
+        except (SyntaxError, ValueError, MemoryError, RecursionError):
+            self.expected, self.needed, self.why_not = None, set(), "does not parse"
+        else:
+            self.expected, self.needed = _expected_in(tree), _needed_in(tree, "importorskip" in source)
+            self.tests, self.why_not = _plain_tests(tree, any(word in source for word in (":=", "global", "nonlocal")))
+            if self.tests is not None:
+                try:
+                    _AssertRewriter().rewrite(tree)
+                    self.code = compile(tree, path, "exec", dont_inherit=True)
+                except Exception as exc:  # pragma: no cover - a valid tree compiles
+                    self.tests, self.why_not = None, "does not compile (%s)" % type(exc).__name__
+        self.seconds = time.monotonic() - started
+
+
+def _plain_tests(tree, scan=True):
+    """(test function names in order, None) when every top-level statement is one the plain
+    runner handles like pytest, else (None, why not). ``scan=False`` skips the search for
+    assignment expressions and ``global`` statements (when the text has none)."""
+    names = []
+    for node in tree.body:
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            for alias in node.names:  # (what a star import binds is checked after the import)
+                bound = alias.asname or alias.name.split(".")[0]
+                if alias.name != "*" and (bound.startswith("test") or _reserved(bound)):
+                    return None, "imports the name %s" % bound
+        elif isinstance(node, ast.FunctionDef):
+            if node.decorator_list:
+                return None, "a decorated function (%s)" % node.name
+            if node.name.startswith("test"):
+                args = node.args
+                if args.posonlyargs or args.args or args.vararg or args.kwonlyargs or args.kwarg:
+                    return None, "test %s takes arguments (fixtures)" % node.name
+                if node.name not in names:
+                    names.append(node.name)
+            elif _reserved(node.name):
+                return None, "defines %s" % node.name
+        elif isinstance(node, ast.ClassDef):
+            if node.decorator_list or _reserved(node.name) or node.name.startswith("test"):
+                return None, "a test class or decorated class (%s)" % node.name
+        elif isinstance(node, (ast.Assign, ast.AnnAssign, ast.AugAssign)):
+            for target in node.targets if isinstance(node, ast.Assign) else [node.target]:
+                for sub in ast.walk(target):
+                    if isinstance(sub, ast.Name) and (sub.id.startswith("test") or _reserved(sub.id)):
+                        return None, "assigns %s" % sub.id
+                    if isinstance(sub, ast.Attribute) and (sub.attr.startswith("test") or _reserved(sub.attr)):
+                        return None, "assigns .%s" % sub.attr
+        elif isinstance(node, ast.Expr):
+            if not (isinstance(node.value, ast.Constant) or _is_sys_path_call(node.value)):
+                return None, "a top-level expression"
+        elif isinstance(node, ast.If) and _is_main_guard(node.test) and not node.orelse:
+            continue  # never true under either runner
+        else:
+            return None, "a top-level %s" % type(node).__name__
+    for sub in ast.walk(tree) if scan else ():  # names bound from inside expressions or functions
+        if isinstance(sub, ast.NamedExpr) and isinstance(sub.target, ast.Name):
+            return None, "an assignment expression at import"
+        if isinstance(sub, (ast.Global, ast.Nonlocal)):
+            return None, "a global statement"
+    if not names:
+        return None, "no test functions"
+    return names, None
+
+
+def _is_sys_path_call(value):
+    func = value.func if isinstance(value, ast.Call) else None
+    return (
+        isinstance(func, ast.Attribute) and func.attr in ("insert", "append")
+        and isinstance(func.value, ast.Attribute) and func.value.attr == "path"
+        and isinstance(func.value.value, ast.Name) and func.value.value.id == "sys"
+    )
+
+
+def _is_main_guard(test):
+    return (
+        isinstance(test, ast.Compare) and isinstance(test.left, ast.Name) and test.left.id == "__name__"
+        and len(test.ops) == 1 and isinstance(test.ops[0], ast.Eq)
+        and isinstance(test.comparators[0], ast.Constant) and test.comparators[0].value == "__main__"
+    )
+
+
+class _AssertRewriter(ast.NodeTransformer):
+    """``assert a OP b[, msg]`` (one comparison) evaluates ``a``, ``b`` and ``a OP b`` once, in
+    that order, as a plain ``assert`` does, and on failure raises ``AssertionError`` with both
+    values' reprs: ``assert 3 == 4``. Other asserts are left as they are (the traceback shows
+    their source line). Far cheaper than pytest's rewriting, which explains every
+    sub-expression; the verdict does not depend on it."""
+
+    def __init__(self):
+        self.count = 0
+
+    def rewrite(self, node):
+        """Rewrite the asserts in ``node``'s statements, and in theirs (statements only hold
+        statements in these lists: a walk of every expression would cost five times as much)."""
+        for field in _BLOCK_FIELDS:
+            block = getattr(node, field, None)
+            if type(block) is not list:
+                continue
+            if any(type(child) is ast.Assert for child in block):
+                new = []
+                for child in block:
+                    replaced = self.visit_Assert(child) if type(child) is ast.Assert else child
+                    new.extend(replaced if type(replaced) is list else [replaced])
+                block[:] = new
+            for child in block:
+                if type(child) is not ast.Assert:
+                    self.rewrite(child)
+        return node
+
+    def visit_Assert(self, node):
+        test = node.test
+        if not (isinstance(test, ast.Compare) and len(test.ops) == 1 and type(test.ops[0]) in _COMPARE_OPS):
+            return node
+        self.count += 1
+        left, right = "@gcop_l%d" % self.count, "@gcop_r%d" % self.count
+        # Every new node gets the assert's position (fix_missing_locations would walk the
+        # operands too, and costs more than the rest of the rewrite).
+        at = {"lineno": node.lineno, "col_offset": node.col_offset,
+              "end_lineno": node.end_lineno, "end_col_offset": node.end_col_offset}
+
+        def load(name):
+            return ast.Name(name, ast.Load(), **at)
+
+        def store(name):
+            return ast.Name(name, ast.Store(), **at)
+
+        message = ast.Call(
+            load(_ASSERT_HELPER),
+            [node.msg if node.msg is not None else ast.Constant(None, **at),
+             ast.Constant(_COMPARE_OPS[type(test.ops[0])], **at), load(left), load(right)],
+            [], **at,
+        )
+        failed = ast.UnaryOp(ast.Not(), ast.Compare(load(left), [test.ops[0]], [load(right)], **at), **at)
+        statements = [
+            ast.Assign([store(left)], test.left, **at),
+            ast.Assign([store(right)], test.comparators[0], **at),
+            ast.If(failed, [ast.Raise(ast.Call(load("AssertionError"), [message], [], **at), None, **at)], [], **at),
+            ast.Assign([store(left), store(right)], ast.Constant(None, **at), **at),
+        ]
+        return statements
+
+
+def _assert_message(message, op, left, right):
+    """The text of a rewritten assert's failure (see :class:`_AssertRewriter`)."""
+    try:
+        from _pytest._io.saferepr import saferepr
+    except ImportError:  # pragma: no cover - pytest is always there
+        saferepr = repr
+    text = "assert %s %s %s" % (saferepr(left), op, saferepr(right))
+    if message is None:
+        return text
+    try:
+        return "%s\n%s" % (message, text)
+    except Exception:
+        return text
+
+
+def _descend(frames, func, args):
+    """``func(*args)``, called ``frames`` Python calls deeper than here: the plain runner imports
+    and calls a test where it has the same recursion headroom as under pytest (a solution that
+    recurses close to the limit must pass or fail alike); :meth:`Worker.calibration` measures
+    ``frames``."""
+    if frames > 0:
+        return _descend(frames - 1, func, args)
+    return func(*args)
+
+
+# A test that reports its recursion headroom at import and in its call (Worker.calibration), in
+# its failure message.
+_PROBE_SOURCE = '''def _headroom():
+    def down(depth):
+        try:
+            return down(depth + 1)
+        except RecursionError:
+            return depth
+    return down(0)
+
+_AT_IMPORT = _headroom()
+
+def test_headroom():
+    raise AssertionError("gcop-headroom %d %d" % (_AT_IMPORT, _headroom()))
+'''
+
+
+class _PlainItem:
+    """What pytest's ``pytest_pyfunc_call`` and the monitor read of a collected test."""
+
+    cls = None
+
+    def __init__(self, name, function, module, nodeid):
+        self.name = self.originalname = name
+        self.obj = function
+        self.module = module
+        self.nodeid = nodeid
+        self.funcargs = {}
+        self._fixtureinfo = self  # pytest reads item._fixtureinfo.argnames
+        self.argnames = ()
+
+
+class _Fallback(Exception):
+    """The plain runner cannot run this file like pytest would (raised before any test runs)."""
+
+
+def _collect_plain(module, plan, test_path, nodeid_prefix):
+    """The module's tests by pytest's collection rules, when all of them are plain functions;
+    raises :class:`_Fallback` where pytest would collect anything else."""
+    from _pytest.fixtures import getfixturemarker
+
+    unittest = sys.modules.get("unittest")
+    items = []
+    for name, value in list(vars(module).items()):
+        if name == _ASSERT_HELPER or name in ("__builtins__", "__file__", "__cached__"):
+            continue
+        if _reserved(name) and not isinstance(value, type(sys)):  # (``import pytest`` binds a module)
+            raise _Fallback("the module defines %s" % name)
+        if isinstance(value, type):
+            if name.startswith("Test") or (unittest is not None and issubclass(value, unittest.TestCase)):
+                raise _Fallback("a test class %s" % name)
+            continue
+        try:
+            fixture = getfixturemarker(value)
+            nose = getattr(value, "__test__", False) is True
+        except Exception:
+            raise _Fallback("an object pytest cannot inspect (%s)" % name)
+        if fixture is not None:
+            raise _Fallback("a fixture %s" % name)
+        if not (name.startswith("test") or nose) or not callable(value):
+            continue
+        code = getattr(value, "__code__", None) if type(value) is _FUNCTION else None
+        if (
+            code is None or code.co_filename != test_path or code.co_argcount or code.co_kwonlyargcount
+            or code.co_posonlyargcount or code.co_flags & (0x04 | 0x08 | _CO_NOT_PLAIN) or vars(value)
+        ):
+            raise _Fallback("%s is not a plain test function" % name)
+        items.append(_PlainItem(name, value, module, nodeid_prefix + name))
+    if [item.name for item in items] != plan.tests:
+        raise _Fallback("the module's tests differ from the file's")
+    return items
+
+
+def _outcome_of(exc):
+    """pytest's outcome of a test call that raised ``exc`` (``TestReport.from_item_and_call`` and
+    the skipping and unittest plugins): skipped for ``pytest.skip``/``pytest.xfail``/``unittest.SkipTest``,
+    else failed."""
+    from _pytest.outcomes import Skipped, XFailed
+
+    if isinstance(exc, (Skipped, XFailed)):
+        return "skipped"
+    unittest = sys.modules.get("unittest")
+    if unittest is not None and isinstance(exc, unittest.SkipTest):
+        return "skipped"
+    return "failed"
+
+
+def _failure_text(exc, tb, test_path, workdir):
+    """A short traceback like pytest's ``--tb=short``: from the test function's frame on, then
+    ``E   Type: message``."""
+    lines = []
+    started = False
+    for frame in traceback.extract_tb(tb):
+        if not started and frame.filename != test_path:
+            continue
+        if frame.filename.startswith("<frozen importlib"):  # the import machinery (pytest hides it too)
+            continue
+        started = True
+        name = frame.filename
+        if name.startswith(workdir + os.sep):
+            name = name[len(workdir) + 1:]
+        lines.append("%s:%d: in %s" % (name, frame.lineno, frame.name))
+        if frame.line:
+            lines.append("    " + frame.line)
+    try:
+        last = traceback.format_exception_only(type(exc), exc)
+    except Exception:
+        last = ["%s: <unprintable>\n" % type(exc).__name__]
+    for part in last:
+        for line in part.rstrip("\n").split("\n"):
+            lines.append("E   " + line)
+    return "\n".join(lines)[:_MESSAGE_LIMIT]
+
+
+def _plain_summary(outcomes, captured, seconds):
+    """The run's output under the plain runner, like ``pytest -q``'s: a progress line, each
+    failure with its captured output, and the counts."""
+    marks = {"passed": ".", "failed": "F", "skipped": "s"}
+    lines = ["".join(marks.get(outcome, "?") for _, outcome, _ in outcomes)]
+    output = {name: (out, err) for name, out, err in captured}
+    for name, outcome, message in outcomes:
+        if message is None:
+            continue
+        lines.append("_" * 20 + " " + name + " " + "_" * 20)
+        lines.append(message)
+        out, err = output.get(name, ("", ""))
+        for label, text in (("stdout", out), ("stderr", err)):
+            if text:
+                lines.append("-" * 10 + " Captured %s call " % label + "-" * 10)
+                lines.append(text.rstrip("\n")[:_MESSAGE_LIMIT])
+    counts = {}
+    for _, outcome, _ in outcomes:
+        counts[outcome] = counts.get(outcome, 0) + 1
+    summary = ", ".join("%d %s" % (counts[k], k) for k in ("failed", "passed", "skipped") if counts.get(k))
+    lines.append("%s in %.2fs" % (summary or "no tests ran", seconds))
+    return "\n".join(lines) + "\n"
+
 
 
 # --------------------------------------------------------------------------- the worker
@@ -927,6 +1506,16 @@ class Worker:
             self.nproc = _count_processes(uid) + int(config.get("pids_limit", 128))
         self.session = None  # the fork server's pytest session (see serve_in_session), when it has one
         self.pristine = None  # its _PytestSnapshot, taken before the first fork (for the monitor)
+        self.plans = {}  # (test file text, path) -> _Plan, least recently used first
+        self.pads = None  # frames the plain runner adds before an import and a call (calibration); None: no plain runner
+        self.pyfunc_call = None  # pytest's pytest_pyfunc_call, as it was before any run
+        self.calibration_state = "off: no pytest session"  # what calibration() found, for the host (hello message)
+        self.default_tempdir = None
+        if self.in_container:  # the server runs with a run's environment (but HOME) and user: what a run finds
+            import tempfile
+
+            tempfile.tempdir = None
+            self.default_tempdir = tempfile.gettempdir()
 
     # -- one run --------------------------------------------------------------------------
 
@@ -939,34 +1528,66 @@ class Worker:
             os.path.join(workdir, test_file),
         ]
 
+    def plan(self, source, path):
+        """The :class:`_Plan` of a test file (cached by its text and path: GRPO validates each
+        task's tests once per sampled completion)."""
+        key = (source, path)
+        plan = self.plans.pop(key, None)
+        if plan is None:
+            plan = _Plan(source, path)
+            if len(self.plans) >= _PLAN_CACHE_SIZE:
+                del self.plans[next(iter(self.plans))]
+        self.plans[key] = plan  # most recently used last
+        return plan
+
     def run(self, request):
         self.runs += 1
         started = time.monotonic()
         workdir = os.path.join(self.base, "run")
-        inifile = os.path.join(workdir, ".pytest.ini")
         files = request["files"]
         test_file = request.get("test_file", "test_solution.py")
         session = self.session if test_file == "test_solution.py" else None
-        profile = bool(request.get("profile"))
-        timeout = float(request["timeout"])
-        output_limit = int(request.get("output_limit", 1 << 20))
         for name in files:
             if not name or "/" in name or name.startswith(".") or name in ("conftest.py",):
                 return {"op": "result", "harness_error": "refusing file name %r" % (name,)}
-        missing = self.missing_modules(files.get(test_file, ""), files)
+        plan = self.plan(files.get(test_file, ""), os.path.join(workdir, test_file))
+        missing = self.missing_modules(plan.needed, files)
         if missing:  # the tests cannot run here whatever the candidate wrote: an environment defect
             return {"op": "result", "missing_modules": missing}
+        plain = None
+        if request.get("runner", "auto") == "auto" and session is not None and self.pads is not None:
+            plain = plan if plan.tests is not None else None
+        result = self._run_once(request, files, test_file, session, plan, plain, started)
+        fallback = result.pop("fallback", None)
+        if plain is not None and fallback is not None and not (result["timed_out"] or result["tampered"]):
+            # The plain runner stopped before any test ran: pytest runs the request from scratch.
+            result = self._run_once(request, files, test_file, session, plan, None, started)
+            result.pop("fallback", None)
+            result["runner"] = "pytest (plain runner: %s)" % fallback
+        else:
+            result["runner"] = "plain" if plain is not None else "pytest"
+        return result
+
+    def _run_once(self, request, files, test_file, session, plan, plain, started):
+        workdir = os.path.join(self.base, "run")
+        inifile = os.path.join(workdir, ".pytest.ini")
+        profile = bool(request.get("profile"))
+        timeout = float(request["timeout"])
+        output_limit = int(request.get("output_limit", 1 << 20))
         os.mkdir(workdir, 0o700)
         for name, text in files.items():
             with open(os.path.join(workdir, name), "w", encoding="utf-8") as handle:
                 handle.write(text)
-        with open(inifile, "w") as handle:
-            handle.write("[pytest]\n")
+        owned = [workdir] + [os.path.join(workdir, n) for n in files]
+        if plain is None:  # pytest's (empty) ini file, named on its command line
+            with open(inifile, "w") as handle:
+                handle.write("[pytest]\n")
+            owned.append(inifile)
         if self.drop_to:
             os.chmod(self.base, 0o711)
-            for path in [workdir, inifile] + [os.path.join(workdir, n) for n in files]:
+            for path in owned:
                 os.chown(path, *self.drop_to)
-        expected = expected_test_names(files.get(test_file, ""))
+        expected = plan.expected
 
         report = _Report()
         rep_r, rep_w = os.pipe()
@@ -980,7 +1601,7 @@ class Worker:
         if pid == 0:  # the child never returns
             self._child(
                 workdir, args, timeout, rep_w, out_w, [rep_r, out_r, self.proto_in, self.proto_out, *self.wake],
-                test_file, list(files), session, forked if profile else None, path_fixes,
+                test_file, list(files), session, forked if profile else None, path_fixes, plain,
             )
         os.close(rep_w)
         os.close(out_w)
@@ -1056,7 +1677,7 @@ class Worker:
         )
         return result
 
-    def _child(self, workdir, args, timeout, rep_w, out_w, close_fds, test_file, files, session, forked, path_fixes):
+    def _child(self, workdir, args, timeout, rep_w, out_w, close_fds, test_file, files, session, forked, path_fixes, plain):
         profile = None
         try:
             if forked is not None:
@@ -1078,8 +1699,11 @@ class Worker:
             signal.signal(signal.SIGINT, signal.default_int_handler)
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
             try:  # the kernel's OOM killer should pick the candidate, never the worker
-                with open("/proc/self/oom_score_adj", "w") as handle:
-                    handle.write("1000")
+                fd = os.open("/proc/self/oom_score_adj", os.O_WRONLY)
+                try:
+                    os.write(fd, b"1000")
+                finally:
+                    os.close(fd)
             except OSError:
                 pass
             import resource
@@ -1111,7 +1735,10 @@ class Worker:
             os.environ.update(env)
             import tempfile
 
-            tempfile.tempdir = None
+            # What tempfile.gettempdir() finds with this environment: $TMPDIR (the work dir) for
+            # the process backend, else the directory the server found with the same one (the
+            # first writable of /tmp, /var/tmp...), without a write test per run.
+            tempfile.tempdir = env.get("TMPDIR") or self.default_tempdir
             sys.dont_write_bytecode = True
             import pytest
 
@@ -1123,8 +1750,14 @@ class Worker:
             if self.config.get("monitor", True):
                 monitor = _Monitor(workdir, os.path.join(workdir, test_file), [n for n in files if n != test_file])
                 monitor.install()
-            reporter = _make_reporter(rep_w, nonce, monitor)
+            emit = _make_emitter(rep_w, nonce)
             del nonce
+            if plain is not None:
+                if forked is not None:
+                    profile["setup"] = time.monotonic() - forked - profile["fork"]
+                    profile["t_main"] = time.monotonic()
+                self._run_plain(plain, workdir, test_file, emit, monitor, capture, profile)
+            reporter = _make_reporter(emit, monitor)
             if forked is not None:
                 patch = _profile_rewriting(profile)
                 if monitor is not None and patch is not None:
@@ -1149,6 +1782,200 @@ class Worker:
             finally:
                 os._exit(70)
 
+    def calibration(self):
+        """The steps that set up the plain runner, once per fork server, before any candidate code.
+
+        A generator of run requests, each sent back its result: :meth:`serve` runs them from the
+        frame it runs every request from, so that the plain runner's stack is measured as it will
+        be. A probe test (:data:`_PROBE_SOURCE`) runs under pytest and under the plain runner,
+        each reporting its recursion headroom at import and in the test's call; ``pads`` (the
+        frames the plain runner adds before each) are set to match, and a third run checks that
+        they do. When anything differs or fails, ``pads`` stays None: every run goes to pytest.
+        """
+        import _pytest.python
+
+        self.pyfunc_call = _pytest.python.pytest_pyfunc_call
+        self.pads = None
+        if self.session is None or not self.config.get("plain_runner", True):
+            self.calibration_state = "off: %s" % ("no pytest session" if self.session is None else "turned off")
+            return
+        request = {"files": {"test_solution.py": _PROBE_SOURCE}, "timeout": 30.0}
+
+        def headroom(result, runner):
+            tests = result.get("tests") or [{}]
+            found = re.search(r"gcop-headroom (\d+) (\d+)", tests[0].get("msg", ""))
+            if found is None or result.get("runner") != runner:
+                raise ValueError("the %s probe run did not report (%s)" % (
+                    result.get("runner", runner), result.get("harness_error") or result.get("output", "")[-300:]))
+            return int(found.group(1)), int(found.group(2))
+
+        try:
+            under_pytest = headroom((yield dict(request, runner="pytest")), "pytest")
+            self.pads = (0, 0)
+            natural = headroom((yield dict(request, runner="auto")), "plain")
+            pads = (natural[0] - under_pytest[0], natural[1] - under_pytest[1])
+            if min(pads) < 0:
+                raise ValueError("the plain runner has less recursion headroom than pytest (%s vs %s)" % (natural, under_pytest))
+            self.pads = pads
+            padded = headroom((yield dict(request, runner="auto")), "plain")
+            if padded != under_pytest:
+                raise ValueError("padding did not match pytest's headroom (%s vs %s)" % (padded, under_pytest))
+            self.calibration_state = "on (headroom %d at import, %d in a test; %d and %d frames added)" % (under_pytest + pads)
+        except (OSError, ValueError, IndexError) as exc:
+            self.pads = None
+            self.calibration_state = "off: %s" % (exc,)
+
+    def _run_plain(self, plan, workdir, test_file, emit, monitor, capture, profile):
+        """The plain runner, in a run's child (see the section above :class:`_Plan`); never returns.
+
+        Emits what :func:`_make_reporter` would have for the same file, ``fallback`` when pytest
+        must run it instead (before any test has run), and ends the child.
+        """
+        from _pytest.logging import catching_logs
+        from _pytest.outcomes import Exit
+        from _pytest.warnings import catch_warnings_for_item
+
+        session = self.session
+        config = session.config
+        hook = config.hook
+        logging_plugin = config.pluginmanager.get_plugin("logging-plugin")
+        pyfunc_call = self.pyfunc_call
+        test_path = os.path.join(workdir, test_file)
+        module_name = test_file[:-3]
+        prefix = test_file + "::"
+
+        def check(full, nodeid=None):
+            if monitor is not None:
+                for finding in monitor.check(full=full, nodeid=nodeid):
+                    emit(dict(finding, ev="tamper"))
+
+        def mark(phase):
+            if profile is not None:
+                profile[phase] = time.monotonic()
+
+        if capture is not None:  # started before the monitor's snapshot, as in the pytest child
+            capture.start_global_capturing()
+        if monitor is not None:
+            monitor.snapshot(session, self.pristine)
+        mark("t_sessionstart")
+        import types
+
+        module = types.ModuleType(module_name)
+        module.__file__ = test_path
+        module.__dict__[_ASSERT_HELPER] = _assert_message
+        if workdir not in sys.path:
+            sys.path.insert(0, workdir)  # pytest's "prepend" import mode
+        sys.modules[module_name] = module
+        if monitor is not None:
+            monitor.imported.append(module_name)  # (an import would have told its audit hook)
+        items = None
+        try:
+            with catch_warnings_for_item(config, hook, "collect", None):
+                _descend(self.pads[0], exec, (plan.code, module.__dict__))
+            items = _collect_plain(module, plan, test_path, prefix)
+        except _Fallback as exc:  # pytest would collect something else: pytest decides
+            emit({"ev": "fallback", "why": str(exc.args[0])[:200]})
+            os._exit(3)
+        except Exception as exc:  # a collection error, as pytest reports one (a skip is pytest's to judge)
+            unittest = sys.modules.get("unittest")
+            if unittest is not None and isinstance(exc, unittest.SkipTest):
+                emit({"ev": "fallback", "why": "the import raised unittest.SkipTest"})
+                os._exit(3)
+            error = _failure_text(exc, exc.__traceback__, test_path, workdir)
+        except BaseException as exc:  # pytest.skip, SystemExit, KeyboardInterrupt at import: pytest decides
+            emit({"ev": "fallback", "why": "the import raised %s" % type(exc).__name__})
+            os._exit(3)
+        if items is None:
+            emit({"ev": "collect_error", "id": test_file, "msg": error})
+            emit({"ev": "collected", "ids": []})
+            check(True)
+            emit({"ev": "end", "exit": 2})
+            self._plain_output("collection error in %s\n%s\n" % (test_file, error))
+            os._exit(2)
+        captured = []  # (test name, stdout, stderr) of failed tests, for the run's output
+        if capture is not None:
+            capture.suspend_global_capture()
+            out, err = capture.read_global_capture()
+            if out or err:
+                captured.append(("collection", out, err))
+        if monitor is not None:
+            for finding in monitor.collected(items):
+                emit(dict(finding, ev="tamper"))
+        emit({"ev": "collected", "ids": [item.nodeid for item in items]})
+        mark("t_collected")
+        outcomes = []
+        started = time.time()
+        exit_code = 0
+        for item in items:
+            nodeid = item.nodeid
+            os.environ["PYTEST_CURRENT_TEST"] = "%s (setup)" % nodeid
+            check(False, nodeid)
+            emit({"ev": "phase", "id": nodeid, "when": "setup", "outcome": "passed"})
+            os.environ["PYTEST_CURRENT_TEST"] = "%s (call)" % nodeid
+            outcome, message, stop = "passed", None, False
+            if capture is not None:
+                capture.resume_global_capture()
+            try:
+                with catch_warnings_for_item(config, hook, "runtest", None):
+                    if logging_plugin is not None:
+                        with catching_logs(logging_plugin.caplog_handler, level=logging_plugin.log_level) as one, \
+                                catching_logs(logging_plugin.report_handler, level=logging_plugin.log_level) as two:
+                            one.reset()
+                            two.reset()
+                            _descend(self.pads[1], pyfunc_call, (item,))
+                    else:
+                        _descend(self.pads[1], pyfunc_call, (item,))
+            except (Exit, KeyboardInterrupt) as exc:  # pytest ends the session: this test has no call report
+                stop = True
+                exit_code = getattr(exc, "returncode", None) or 2
+            except BaseException as exc:
+                outcome = _outcome_of(exc)
+                if outcome == "failed":
+                    sys.last_type, sys.last_value, sys.last_traceback = type(exc), exc, exc.__traceback__
+                    message = _failure_text(exc, exc.__traceback__, test_path, workdir)
+            if capture is not None:
+                capture.suspend_global_capture()
+                out, err = capture.read_global_capture()
+                if message is not None and (out or err):
+                    captured.append((item.name, out, err))
+            if stop:
+                break
+            check(False, nodeid)
+            event = {"ev": "phase", "id": nodeid, "when": "call", "outcome": outcome}
+            if message is not None:
+                event["msg"] = message
+                exit_code = exit_code or 1
+            emit(event)
+            os.environ["PYTEST_CURRENT_TEST"] = "%s (teardown)" % nodeid
+            check(False, nodeid)
+            emit({"ev": "phase", "id": nodeid, "when": "teardown", "outcome": "passed"})
+            os.environ.pop("PYTEST_CURRENT_TEST", None)
+            outcomes.append((item.name, outcome, message))
+        mark("t_tested")
+        check(True)
+        if capture is not None:
+            try:
+                capture.stop_global_capturing()
+            except Exception:
+                pass
+        if profile is not None:
+            emit({"ev": "profile", "fork": profile["fork"], "setup": profile["setup"], "rewrite": plan.seconds,
+                  "config": profile["t_sessionstart"] - profile["t_main"],
+                  "collect": profile["t_collected"] - profile["t_sessionstart"],
+                  "tests": profile["t_tested"] - profile["t_collected"], "monitor": time.monotonic() - profile["t_tested"]})
+        if not items:
+            exit_code = exit_code or 5
+        emit({"ev": "end", "exit": int(exit_code)})
+        self._plain_output(_plain_summary(outcomes, captured, time.time() - started))
+        os._exit(int(exit_code))
+
+    @staticmethod
+    def _plain_output(text):
+        try:
+            _write_all(1, text.encode("utf-8", "replace"))
+        except OSError:  # the candidate closed its stdout: the report is complete without this text
+            pass
+
     def package_path_fixes(self):
         """(a package's ``__path__`` list, its /proc/self/fd form) for the imported packages, computed
         once here so that a child's privilege drop only assigns them."""
@@ -1164,12 +1991,12 @@ class Worker:
             self._path_fixes, self._path_fixes_for = fixes, len(sys.modules)
         return self._path_fixes
 
-    def missing_modules(self, test_source, files):
+    def missing_modules(self, needed, files):
         """Modules the test file needs (:func:`needed_modules`) that this interpreter cannot find."""
         import importlib.util
 
         missing = []
-        for name in sorted(needed_modules(test_source)):
+        for name in sorted(needed):
             if name + ".py" in files or name in files:
                 continue  # one of the run's own files
             if name not in self.importable:
@@ -1272,7 +2099,19 @@ class Worker:
 
 
     def serve(self):
-        _send(self.proto_out, {"op": "ready", "python": sys.version.split()[0], "pytest": _pytest_version()})
+        steps = self.calibration()
+        try:
+            request = next(steps)
+            while True:
+                result = self.run(request)  # (as deep in the stack as the runs below: see calibration)
+                request = steps.send(result)
+        except StopIteration:
+            pass
+        except Exception as exc:  # the plain runner stays off; pytest runs everything
+            self.pads = None
+            self.calibration_state = "off: %s: %s" % (type(exc).__name__, exc)
+        _send(self.proto_out, {"op": "ready", "python": sys.version.split()[0], "pytest": _pytest_version(),
+                               "plain_runner": self.calibration_state})
         while True:
             try:
                 request = _recv(self.proto_in)
@@ -1363,6 +2202,7 @@ def _fork_server_plugin(worker):
             _warm_caches()
             if self.worker.config.get("monitor", True):
                 self.worker.pristine = _PytestSnapshot()
+                self.worker.pristine.take_state(session.config.hook)
             # Everything alive now lives as long as the server: keep the children's garbage
             # collector off it (less work per collection, fewer copy-on-write page faults).
             gc.freeze()

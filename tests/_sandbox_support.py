@@ -6,6 +6,7 @@ Docker tests are marked ``docker``. They skip when no engine (or no image) is av
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -52,6 +53,23 @@ def sandbox(request):
     box = make_backend(request.param, pool_size=1)
     yield box
     box.close()
+
+
+@contextlib.contextmanager
+def use_runner(box, runner: str):
+    """Run ``box``'s validations with ``runner`` ("auto": the plain runner where it can; "pytest") for a while."""
+    before, box.runner = box.runner, runner
+    try:
+        yield box
+    finally:
+        box.runner = before
+
+
+@pytest.fixture(params=["auto", "pytest"])
+def runner(request, sandbox):
+    """Each test that asks for it runs under both runners (on the shared ``sandbox``)."""
+    with use_runner(sandbox, request.param):
+        yield request.param
 
 
 def run_good(box) -> None:

@@ -13,7 +13,7 @@ import textwrap
 
 import pytest
 
-from _sandbox_support import GOOD, TESTS, run_good, sandbox  # noqa: F401  (sandbox is a fixture)
+from _sandbox_support import GOOD, TESTS, run_good, runner, sandbox  # noqa: F401  (fixtures)
 
 
 def attack(box, solution: str, timeout: float = 5.0, tests: str = TESTS):
@@ -24,17 +24,17 @@ def attack(box, solution: str, timeout: float = 5.0, tests: str = TESTS):
     return outcome
 
 
-def test_infinite_loop_times_out(sandbox):
+def test_infinite_loop_times_out(sandbox, runner):
     outcome = attack(sandbox, "while True:\n    pass\n", timeout=1.5)
     assert outcome.timed_out
 
 
-def test_infinite_loop_inside_a_test_times_out(sandbox):
+def test_infinite_loop_inside_a_test_times_out(sandbox, runner):
     outcome = attack(sandbox, "def answer():\n    while True:\n        pass\n", timeout=1.5)
     assert outcome.timed_out
 
 
-def test_fork_bomb_is_contained(sandbox):
+def test_fork_bomb_is_contained(sandbox, runner):
     if sandbox.kind == "process" and not getattr(sandbox, "drops_privileges", False):
         pytest.skip("without root the process backend's RLIMIT_NPROC counts the whole user: not safe to bomb")
     outcome = attack(
@@ -53,7 +53,7 @@ def test_fork_bomb_is_contained(sandbox):
     assert outcome.timed_out or outcome.failed or not outcome.complete
 
 
-def test_memory_bomb_fails(sandbox):
+def test_memory_bomb_fails(sandbox, runner):
     outcome = attack(
         sandbox,
         """
@@ -69,13 +69,13 @@ def test_memory_bomb_fails(sandbox):
 
 @pytest.mark.parametrize("where", ["import", "call"])
 @pytest.mark.parametrize("how", ["os._exit(0)", "sys.exit(0)", "raise SystemExit(0)", "os.kill(os.getpid(), 9)"])
-def test_exit_is_not_a_pass(sandbox, where, how):
+def test_exit_is_not_a_pass(sandbox, runner, where, how):
     body = f"import os, sys\n{how}\n" if where == "import" else f"import os, sys\ndef answer():\n    {how}\n"
     outcome = attack(sandbox, body)
     assert outcome.passed == 0
 
 
-def test_exit_after_the_tests_is_not_a_pass(sandbox):
+def test_exit_after_the_tests_is_not_a_pass(sandbox, runner):
     # Right answer first, then exit 0 at interpreter shutdown of a later test: still the report decides.
     outcome = attack(
         sandbox,
@@ -92,7 +92,7 @@ def test_exit_after_the_tests_is_not_a_pass(sandbox):
     assert not outcome.complete
 
 
-def test_planted_conftest_does_not_configure_pytest(sandbox):
+def test_planted_conftest_does_not_configure_pytest(sandbox, runner):
     attack(
         sandbox,
         '''
@@ -125,7 +125,7 @@ def test_conftest_is_refused_as_a_file():
         box.run_pytest({"solution.py": GOOD, "test_solution.py": TESTS, "conftest.py": ""})
 
 
-def test_overwriting_the_test_file_does_not_help(sandbox):
+def test_overwriting_the_test_file_does_not_help(sandbox, runner):
     attack(
         sandbox,
         """
@@ -139,7 +139,7 @@ def test_overwriting_the_test_file_does_not_help(sandbox):
     )
 
 
-def test_printing_a_fake_report_is_not_a_pass(sandbox):
+def test_printing_a_fake_report_is_not_a_pass(sandbox, runner):
     outcome = attack(
         sandbox,
         """
@@ -159,7 +159,7 @@ def test_printing_a_fake_report_is_not_a_pass(sandbox):
     assert outcome.tampered
 
 
-def test_stdout_flood_is_capped(sandbox):
+def test_stdout_flood_is_capped(sandbox, runner):
     outcome = attack(
         sandbox,
         """
@@ -176,7 +176,7 @@ def test_stdout_flood_is_capped(sandbox):
     assert len(outcome.output.encode()) <= (1 << 20) + 4096
 
 
-def test_background_process_is_killed(sandbox):
+def test_background_process_is_killed(sandbox, runner):
     outcome = attack(
         sandbox,
         """
@@ -194,7 +194,7 @@ def test_background_process_is_killed(sandbox):
     assert outcome.strays >= 1
 
 
-def test_killing_the_parent_does_not_help(sandbox):
+def test_killing_the_parent_does_not_help(sandbox, runner):
     attack(
         sandbox,
         """
@@ -211,7 +211,7 @@ def test_killing_the_parent_does_not_help(sandbox):
     )
 
 
-def test_host_environment_is_invisible(sandbox, monkeypatch):
+def test_host_environment_is_invisible(sandbox, runner, monkeypatch):
     secret = "sk-ant-gcop-test-SECRET-7f3a"
     monkeypatch.setenv("ANTHROPIC_API_KEY", secret)
     # A host process started with the key in its initial environment (what /proc/PID/environ shows).
@@ -239,7 +239,7 @@ def test_host_environment_is_invisible(sandbox, monkeypatch):
     assert outcome.failed >= 1
 
 
-def test_environment_is_scrubbed(sandbox):
+def test_environment_is_scrubbed(sandbox, runner):
     outcome = sandbox.run_pytest(
         {
             "solution.py": "import os\ndef answer():\n    return sorted(os.environ)\n",
@@ -254,7 +254,7 @@ def test_environment_is_scrubbed(sandbox):
 
 
 @pytest.mark.docker
-def test_no_network_in_docker(sandbox):
+def test_no_network_in_docker(sandbox, runner):
     if sandbox.kind != "docker":
         pytest.skip("the process backend does not isolate the network (documented)")
     attack(
@@ -275,7 +275,7 @@ def test_no_network_in_docker(sandbox):
     )
 
 
-def test_writes_outside_the_work_dir_fail_or_vanish(sandbox, tmp_path):
+def test_writes_outside_the_work_dir_fail_or_vanish(sandbox, runner, tmp_path):
     if sandbox.kind == "process":
         if not getattr(sandbox, "drops_privileges", False):
             pytest.skip("without root the process backend writes wherever its user can (documented)")
@@ -304,7 +304,7 @@ def test_writes_outside_the_work_dir_fail_or_vanish(sandbox, tmp_path):
         assert not os.path.exists(path) or sandbox.kind == "docker"
 
 
-def test_scratch_files_do_not_survive_to_the_next_run(sandbox):
+def test_scratch_files_do_not_survive_to_the_next_run(sandbox, runner):
     plant = """
     import os, tempfile
     for path in ("/tmp/gcop_marker", "/dev/shm/gcop_marker", os.path.join(tempfile.gettempdir(), "gcop_marker"),
