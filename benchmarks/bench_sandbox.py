@@ -16,13 +16,18 @@ of ``--round`` jobs each, so that a shared machine's changing load weighs on all
      the baseline down);
    * process: the process backend (a warm fork server with pytest imported and configured);
    * docker cold: a fresh locked-down container per validation;
-   * docker warm: the warm pool of locked-down containers (the default).
+   * docker warm: the warm pool of locked-down containers (the default);
+   * docker warm, pytest runner: the same with ``runner="pytest"`` (every file under pytest's
+     collection and runtest machinery; the default runs plain test files with the worker's
+     plain runner).
 
 2. the Docker warm pool at 1, 2 and 4 workers (``--scaling``);
-3. where the time of one warm validation goes (the worker's per-phase profile, in ms): fork,
-   setup of the child, pytest's configure + session start, collection (of which assertion
-   rewriting), the tests, the monitor's end-of-run checks, the worker's cleanup, and result
-   transport to the host; plus container churn (start + remove of one container).
+3. where the time of one warm validation goes (the worker's per-phase profile, in ms), under each
+   runner: fork, setup of the child, the session start (capture, monitor snapshot), collection
+   (importing the tests and the candidate), assertion rewriting (pytest's, in the child; the
+   plain runner's, with the parse, in the server), the tests, the monitor's end-of-run checks,
+   the worker's cleanup, and result transport to the host; the child's own CPU and page faults;
+   plus container churn (start + remove of one container).
 
 The machine's load (``os.getloadavg``) is printed before and after: ratios measured in one run
 are what count on a shared machine.
@@ -159,14 +164,18 @@ def main(argv: list[str] | None = None) -> int:
         warm = DockerSandbox(pool_size=args.workers)
         boxes.append(warm)
         rows.append(Row("**docker, warm pool (default)**", verdict(warm), args.workers))
+        warm_pytest = DockerSandbox(pool_size=args.workers, runner="pytest")
+        boxes.append(warm_pytest)
+        rows.append(Row("docker, warm pool, pytest runner", verdict(warm_pytest), args.workers))
         for workers in [int(w) for w in args.scaling.split(",") if w.strip()]:
             pool = DockerSandbox(pool_size=workers)
             boxes.append(pool)
             scaling.append(Row(f"docker warm, {workers} workers", verdict(pool), workers))
     else:
         print(f"  docker: skipped ({why})", file=sys.stderr)
-    profiles: list[dict[str, float]] = []
+    profiles: dict[str, list[dict[str, float]]] = {"auto": [], "pytest": []}
     churn: list[float] = []
+    calibration = ""
     try:
         for box in boxes:
             box.warm()
@@ -178,10 +187,13 @@ def main(argv: list[str] | None = None) -> int:
             with DockerSandbox(pool_size=1) as box:  # one worker: the phases are not stretched by a neighbour
                 box.warm()
                 box.profile = True
+                calibration = str(box.versions.get("plain_runner"))
                 for job in jobs:
-                    outcome = box.run_pytest(job, args.timeout)
-                    if outcome.profile:
-                        profiles.append(outcome.profile)
+                    for runner in profiles:
+                        box.runner = runner
+                        outcome = box.run_pytest(job, args.timeout)
+                        if outcome.profile:
+                            profiles[runner].append(outcome.profile)
                 for _ in range(5):
                     started = time.perf_counter()
                     box._start_worker().close()
@@ -198,17 +210,21 @@ def main(argv: list[str] | None = None) -> int:
     if scaling:
         print()
         print_table("docker warm pool", "verdicts agree", scaling, base)
-    if profiles:
-        print(f"\nWhere one warm validation's time goes (1 worker, mean of {len(profiles)} runs, ms):\n")
-        print("| " + " | ".join(PHASES) + " | container churn (start+remove) |")
-        print("|" + "---:|" * (len(PHASES) + 1))
-        means = [statistics.fmean(p.get(phase, 0.0) for p in profiles) * 1000 for phase in PHASES]
-        print("| " + " | ".join(f"{m:.1f}" for m in means) + f" | {statistics.fmean(churn) * 1000:.0f} |")
-        print("\n(collect includes importing the candidate and rewrite, pytest's assertion rewriting of the test file.)")
-        if all("cpu_user" in p for p in profiles):
-            user, system, faults = (statistics.fmean(p[k] for p in profiles) for k in ("cpu_user", "cpu_system", "page_faults"))
-            print(f"\nThe pytest child's own CPU per validation: {user * 1000:.1f} ms user + {system * 1000:.1f} ms system, "
-                  f"{faults:.0f} page faults (mostly copy-on-write of the fork server's memory).")
+    if profiles["auto"]:
+        count = len(profiles["auto"])
+        print(f"\nWhere one warm validation's time goes (1 worker, mean of {count} runs per runner, ms; "
+              f"container churn, start + remove: {statistics.fmean(churn) * 1000:.0f} ms):\n")
+        print("| runner | " + " | ".join(PHASES) + " | child CPU user + system | child page faults |")
+        print("|---|" + "---:|" * (len(PHASES) + 2))
+        for runner, found in profiles.items():
+            means = [statistics.fmean(p.get(phase, 0.0) for p in found) * 1000 for phase in PHASES]
+            user, system, faults = (statistics.fmean(p.get(k, 0.0) for p in found) for k in ("cpu_user", "cpu_system", "page_faults"))
+            name = "plain (default)" if runner == "auto" else runner
+            print(f"| {name} | " + " | ".join(f"{m:.1f}" for m in means)
+                  + f" | {user * 1000:.1f} + {system * 1000:.1f} | {faults:.0f} |")
+        print(f"\n(collect: importing the tests and the candidate; rewrite: pytest's assertion rewriting in the child, or "
+              f"the plain runner's parse + rewrite + compile in the server. Page faults: mostly copy-on-write of the fork "
+              f"server's memory. Plain runner: {calibration}.)")
     agree_all = all(r.verdicts == base.verdicts for r in rows + scaling)
     print(f"\nAll modes agree on every verdict: {agree_all}.")
     return 0 if agree_all else 1

@@ -48,6 +48,9 @@ SANDBOX_ENV = {
 }
 
 
+RUNNERS = ("auto", "pytest")  # see PooledSandbox.runner
+
+
 class SandboxError(RuntimeError):
     """The sandbox machinery failed (not the candidate): an infrastructure error."""
 
@@ -316,14 +319,16 @@ class PooledSandbox(Sandbox):
     pytest, a work dir that could not be wiped or a dead worker gets it replaced.
     """
 
-    def __init__(self, pool_size: int | None, output_limit: int, reuse: bool = True) -> None:
+    def __init__(self, pool_size: int | None, output_limit: int, reuse: bool = True, runner: str = "auto") -> None:
+        if runner not in RUNNERS:
+            raise ValueError(f"runner must be one of {', '.join(RUNNERS)}, not {runner!r}")
         self.pool_size = max(1, int(pool_size or os.cpu_count() or 1))
         self.output_limit = int(output_limit)
         self.reuse = reuse
         self.profile = False  # ask workers for per-phase timings (benchmarks/bench_sandbox.py --profile)
         # "auto": the worker's plain runner for test files made of plain test functions, pytest for
         # the rest; "pytest": pytest for every file (same verdicts, slower: see sandbox/worker.py).
-        self.runner = "auto"
+        self.runner = runner
         self.versions: dict[str, str] = {}
         self._idle: queue.LifoQueue[Worker] = queue.LifoQueue()
         self._lock = threading.Lock()

@@ -125,6 +125,9 @@ class DockerSandbox(PooledSandbox):
         tmpfs_mb: size of each of the container's writable dirs (``/work``, ``/tmp``).
         output_limit: bytes of stdout+stderr kept per run.
         client: a ``docker.DockerClient`` (default: ``docker.from_env()``).
+        runner: "auto" (default) runs test files made of plain test functions with the worker's
+            plain runner and the rest with pytest; "pytest" runs every file with pytest (the same
+            verdicts, about twice the CPU; see ``sandbox/worker.py``).
     """
 
     kind = "docker"
@@ -141,8 +144,9 @@ class DockerSandbox(PooledSandbox):
         output_limit: int = DEFAULT_OUTPUT_LIMIT,
         start_timeout: float = 60.0,
         client: Any = None,
+        runner: str = "auto",
     ) -> None:
-        super().__init__(pool_size, output_limit, reuse=reuse)
+        super().__init__(pool_size, output_limit, reuse=reuse, runner=runner)
         import docker
 
         self.image = image

@@ -122,6 +122,9 @@ class ProcessSandbox(PooledSandbox):
         output_limit: bytes of stdout+stderr kept per run.
         python: interpreter of the fork servers; needs pytest (default: this one).
         drop_privileges: run candidates as ``nobody`` (default: when this process is root).
+        runner: "auto" (default) runs test files made of plain test functions with the worker's
+            plain runner and the rest with pytest; "pytest" runs every file with pytest (the same
+            verdicts, about twice the CPU; see ``sandbox/worker.py``).
     """
 
     kind = "process"
@@ -136,8 +139,9 @@ class ProcessSandbox(PooledSandbox):
         python: str | None = None,
         drop_privileges: bool | None = None,
         start_timeout: float = 60.0,
+        runner: str = "auto",
     ) -> None:
-        super().__init__(pool_size, output_limit)
+        super().__init__(pool_size, output_limit, runner=runner)
         self.python = python or sys.executable
         self.start_timeout = start_timeout
         if drop_privileges is None:

@@ -50,10 +50,12 @@ import re
 import select
 import shutil
 import signal
+import _signal
 import struct
 import sys
 import time
 import traceback
+from importlib.machinery import PathFinder, SourceFileLoader
 
 _CHUNK = 65536
 _REPORT_LIMIT = 8 << 20  # bytes of report a run may produce before it counts as tampering
@@ -1315,14 +1317,19 @@ def _assert_message(message, op, left, right):
         return text
 
 
-def _descend(frames, func, args):
-    """``func(*args)``, called ``frames`` Python calls deeper than here: the plain runner imports
-    and calls a test where it has the same recursion headroom as under pytest (a solution that
-    recurses close to the limit must pass or fail alike); :meth:`Worker.calibration` measures
-    ``frames``."""
-    if frames > 0:
-        return _descend(frames - 1, func, args)
-    return func(*args)
+def _make_descend():
+    """``descend(frames, func, args)``: ``func(*args)``, called ``frames`` Python calls deeper
+    than here. The plain runner imports and calls a test where it has the same recursion
+    headroom as under pytest (a solution that recurses close to the limit must pass or fail
+    alike); :meth:`Worker.calibration` measures ``frames``. A closure, not a module function
+    calling itself by its global name, which the candidate's code could rebind."""
+
+    def descend(frames, func, args):
+        if frames > 0:
+            return descend(frames - 1, func, args)
+        return func(*args)
+
+    return descend
 
 
 # A test that reports its recursion headroom at import and in its call (Worker.calibration), in
@@ -1340,6 +1347,55 @@ _AT_IMPORT = _headroom()
 def test_headroom():
     raise AssertionError("gcop-headroom %d %d" % (_AT_IMPORT, _headroom()))
 '''
+
+
+class _PrecompiledFinder:
+    """Finds the run's own modules that the test file imports (``solution``) with the code the
+    server compiled from the same bytes before the fork (compiling in the child costs it a
+    hundred copied pages). The spec, loader class (a ``SourceFileLoader``), file name and frames
+    are those of a normal import; only while the work dir is still first on ``sys.path``
+    (where ``PathFinder``, after which it sits, would find the same file), and only for the
+    first import of each (a reload reads the file)."""
+
+    @staticmethod
+    def find_spec(fullname, path=None, target=None):
+        entry = _PRECOMPILED["codes"].get(fullname) if path is None else None
+        if entry is None or not sys.path or sys.path[0] != _PRECOMPILED["workdir"]:
+            return None
+        import importlib.util
+
+        return importlib.util.spec_from_file_location(fullname, entry[0], loader=_PrecompiledLoader(fullname, entry[0]))
+
+
+# Filled in place in a run's child (rebinding would change the module's dict, which the monitor watches).
+_PRECOMPILED = {"codes": {}, "workdir": None}  # module name -> (path, code object); the work dir
+
+
+class _PrecompiledLoader(SourceFileLoader):
+    def get_code(self, fullname):
+        entry = _PRECOMPILED["codes"].pop(fullname, None)
+        if entry is not None and entry[0] == self.path:
+            return entry[1]
+        return super().get_code(fullname)
+
+
+def _precompile(files, test_file, workdir, needed):
+    """{module name: (path, code)} of the run's ``.py`` files that the test file imports by name,
+    compiled as ``SourceFileLoader`` would compile the file the server writes (its UTF-8 bytes);
+    a file that does not compile is left to the import (whose error is the verdict's)."""
+    codes = {}
+    for name, text in files.items():
+        module = name[:-3]
+        if name == test_file or not name.endswith(".py") or module not in needed or module.startswith("test"):
+            continue
+        if module in sys.builtin_module_names:
+            continue
+        path = os.path.join(workdir, name)
+        try:
+            codes[module] = (path, compile(text.encode("utf-8"), path, "exec", dont_inherit=True))
+        except Exception:
+            continue
+    return codes
 
 
 class _PlainItem:
@@ -1579,6 +1635,7 @@ class Worker:
             with open(os.path.join(workdir, name), "w", encoding="utf-8") as handle:
                 handle.write(text)
         owned = [workdir] + [os.path.join(workdir, n) for n in files]
+        codes = _precompile(files, test_file, workdir, plan.needed) if plain is not None else None
         if plain is None:  # pytest's (empty) ini file, named on its command line
             with open(inifile, "w") as handle:
                 handle.write("[pytest]\n")
@@ -1601,7 +1658,7 @@ class Worker:
         if pid == 0:  # the child never returns
             self._child(
                 workdir, args, timeout, rep_w, out_w, [rep_r, out_r, self.proto_in, self.proto_out, *self.wake],
-                test_file, list(files), session, forked if profile else None, path_fixes, plain,
+                test_file, list(files), session, forked if profile else None, path_fixes, plain, codes,
             )
         os.close(rep_w)
         os.close(out_w)
@@ -1660,6 +1717,11 @@ class Worker:
                     signal_name = signal.Signals(os.WTERMSIG(status)).name
                 except ValueError:
                     signal_name = str(os.WTERMSIG(status))
+        if report.prefix is None and not timed_out:
+            # The child writes its nonce before any candidate code runs: it died in the harness.
+            text = output.data.decode("utf-8", "replace").strip()
+            return {"op": "result", "harness_error": "the run's process ended before any candidate code ran (exit %s, signal %s)%s" % (
+                exit_code, signal_name, (": " + text[-_MESSAGE_LIMIT:]) if text else "")}
         if profile and result.get("profile") is not None:
             result["profile"]["cleanup"] = time.monotonic() - exited
             if usage is not None:  # the child's own CPU, and its page faults (mostly copy-on-write)
@@ -1677,7 +1739,7 @@ class Worker:
         )
         return result
 
-    def _child(self, workdir, args, timeout, rep_w, out_w, close_fds, test_file, files, session, forked, path_fixes, plain):
+    def _child(self, workdir, args, timeout, rep_w, out_w, close_fds, test_file, files, session, forked, path_fixes, plain, codes):
         profile = None
         try:
             if forked is not None:
@@ -1690,14 +1752,14 @@ class Worker:
                 capture.stop_global_capturing()
             os.setsid()
             signal.set_wakeup_fd(-1)
-            signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+            _signal.signal(_signal.SIGCHLD, _signal.SIG_DFL)  # (signal.signal's enum conversions cost page copies)
             for fd in close_fds:
                 os.close(fd)
             os.dup2(out_w, 1)
             os.dup2(out_w, 2)
             os.close(out_w)
-            signal.signal(signal.SIGINT, signal.default_int_handler)
-            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            _signal.signal(_signal.SIGINT, _signal.default_int_handler)
+            _signal.signal(_signal.SIGTERM, _signal.SIG_DFL)
             try:  # the kernel's OOM killer should pick the candidate, never the worker
                 fd = os.open("/proc/self/oom_score_adj", os.O_WRONLY)
                 try:
@@ -1756,7 +1818,7 @@ class Worker:
                 if forked is not None:
                     profile["setup"] = time.monotonic() - forked - profile["fork"]
                     profile["t_main"] = time.monotonic()
-                self._run_plain(plain, workdir, test_file, emit, monitor, capture, profile)
+                self._run_plain(plain, codes, workdir, test_file, emit, monitor, capture, profile)
             reporter = _make_reporter(emit, monitor)
             if forked is not None:
                 patch = _profile_rewriting(profile)
@@ -1825,7 +1887,7 @@ class Worker:
             self.pads = None
             self.calibration_state = "off: %s" % (exc,)
 
-    def _run_plain(self, plan, workdir, test_file, emit, monitor, capture, profile):
+    def _run_plain(self, plan, codes, workdir, test_file, emit, monitor, capture, profile):
         """The plain runner, in a run's child (see the section above :class:`_Plan`); never returns.
 
         Emits what :func:`_make_reporter` would have for the same file, ``fallback`` when pytest
@@ -1835,11 +1897,15 @@ class Worker:
         from _pytest.outcomes import Exit
         from _pytest.warnings import catch_warnings_for_item
 
+        # Everything the runner calls is bound here, before any candidate code runs: rebinding the
+        # module's globals later changes nothing it does (and the monitor reports it).
+        descend, collect, outcome_of, failure_text, summary = (
+            _make_descend(), _collect_plain, _outcome_of, _failure_text, _plain_summary)
         session = self.session
         config = session.config
         hook = config.hook
         logging_plugin = config.pluginmanager.get_plugin("logging-plugin")
-        pyfunc_call = self.pyfunc_call
+        pyfunc_call, pads = self.pyfunc_call, self.pads
         test_path = os.path.join(workdir, test_file)
         module_name = test_file[:-3]
         prefix = test_file + "::"
@@ -1855,6 +1921,10 @@ class Worker:
 
         if capture is not None:  # started before the monitor's snapshot, as in the pytest child
             capture.start_global_capturing()
+        if codes:
+            _PRECOMPILED.update(codes=codes, workdir=workdir)
+            sys.meta_path.insert(sys.meta_path.index(PathFinder) if PathFinder in sys.meta_path else len(sys.meta_path),
+                                 _PrecompiledFinder)
         if monitor is not None:
             monitor.snapshot(session, self.pristine)
         mark("t_sessionstart")
@@ -1871,8 +1941,8 @@ class Worker:
         items = None
         try:
             with catch_warnings_for_item(config, hook, "collect", None):
-                _descend(self.pads[0], exec, (plan.code, module.__dict__))
-            items = _collect_plain(module, plan, test_path, prefix)
+                descend(pads[0], exec, (plan.code, module.__dict__))
+            items = collect(module, plan, test_path, prefix)
         except _Fallback as exc:  # pytest would collect something else: pytest decides
             emit({"ev": "fallback", "why": str(exc.args[0])[:200]})
             os._exit(3)
@@ -1881,7 +1951,7 @@ class Worker:
             if unittest is not None and isinstance(exc, unittest.SkipTest):
                 emit({"ev": "fallback", "why": "the import raised unittest.SkipTest"})
                 os._exit(3)
-            error = _failure_text(exc, exc.__traceback__, test_path, workdir)
+            error = failure_text(exc, exc.__traceback__, test_path, workdir)
         except BaseException as exc:  # pytest.skip, SystemExit, KeyboardInterrupt at import: pytest decides
             emit({"ev": "fallback", "why": "the import raised %s" % type(exc).__name__})
             os._exit(3)
@@ -1922,17 +1992,17 @@ class Worker:
                                 catching_logs(logging_plugin.report_handler, level=logging_plugin.log_level) as two:
                             one.reset()
                             two.reset()
-                            _descend(self.pads[1], pyfunc_call, (item,))
+                            descend(pads[1], pyfunc_call, (item,))
                     else:
-                        _descend(self.pads[1], pyfunc_call, (item,))
+                        descend(pads[1], pyfunc_call, (item,))
             except (Exit, KeyboardInterrupt) as exc:  # pytest ends the session: this test has no call report
                 stop = True
                 exit_code = getattr(exc, "returncode", None) or 2
             except BaseException as exc:
-                outcome = _outcome_of(exc)
+                outcome = outcome_of(exc)
                 if outcome == "failed":
                     sys.last_type, sys.last_value, sys.last_traceback = type(exc), exc, exc.__traceback__
-                    message = _failure_text(exc, exc.__traceback__, test_path, workdir)
+                    message = failure_text(exc, exc.__traceback__, test_path, workdir)
             if capture is not None:
                 capture.suspend_global_capture()
                 out, err = capture.read_global_capture()
@@ -1966,7 +2036,7 @@ class Worker:
         if not items:
             exit_code = exit_code or 5
         emit({"ev": "end", "exit": int(exit_code)})
-        self._plain_output(_plain_summary(outcomes, captured, time.time() - started))
+        self._plain_output(summary(outcomes, captured, time.time() - started))
         os._exit(int(exit_code))
 
     @staticmethod

@@ -321,3 +321,32 @@ def test_dict_versions_see_every_change():
         before = reader.value
         change()
         assert reader.value != before
+
+
+def test_a_child_that_dies_before_the_candidate_runs_is_infra_not_a_verdict():
+    """The run's child writes its nonce before any candidate code runs: dying before that is the
+    sandbox's fault (here a resource limit it cannot set), never a failed answer."""
+    from gcop_env.sandbox.process_backend import ProcessSandbox
+
+    box = ProcessSandbox(pool_size=1)
+    try:
+        box.config["rlimits"]["RLIMIT_NOFILE"] = 1 << 40  # above any hard limit: setrlimit raises in the child
+        outcome = box.run_pytest({"solution.py": GOOD, "test_solution.py": TESTS}, 10)
+    finally:
+        box.close()
+    assert outcome.infra_error is not None and "before any candidate code ran" in outcome.infra_error, outcome
+    assert "ValueError" in outcome.infra_error or "OSError" in outcome.infra_error, outcome.infra_error
+    assert not outcome.all_passed and outcome.collected == 0
+
+
+def test_runner_is_an_option_of_both_backends():
+    from gcop_env.sandbox.process_backend import ProcessSandbox
+
+    box = ProcessSandbox(pool_size=1, runner="pytest")
+    try:
+        outcome = box.run_pytest({"solution.py": GOOD, "test_solution.py": TESTS}, 10)
+        assert outcome.all_passed and outcome.runner == "pytest"
+    finally:
+        box.close()
+    with pytest.raises(ValueError, match="runner must be one of auto, pytest"):
+        ProcessSandbox(runner="fast")
