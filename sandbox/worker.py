@@ -1750,6 +1750,9 @@ class Worker:
                 # capturing before serving (then this does nothing), and the run starts its own,
                 # pointed at this run's pipe below, in _ForkServerPlugin.
                 capture.stop_global_capturing()
+            # What the server made since its own freeze (plans, requests) is the server's too: out
+            # of the child's collections, and out of the monitor's list of the run's new objects.
+            gc.freeze()
             os.setsid()
             signal.set_wakeup_fd(-1)
             _signal.signal(_signal.SIGCHLD, _signal.SIG_DFL)  # (signal.signal's enum conversions cost page copies)
@@ -2270,9 +2273,14 @@ def _fork_server_plugin(worker):
             slot = _make_reporter_slot()
             session.config.pluginmanager.register(slot, "gcop-reporter")
             _warm_caches()
+            import _pytest.python
+
+            self.worker.pyfunc_call = _pytest.python.pytest_pyfunc_call
+            _warm_plain_runner(self.worker, session)
             if self.worker.config.get("monitor", True):
                 self.worker.pristine = _PytestSnapshot()
                 self.worker.pristine.take_state(session.config.hook)
+                _warm_monitor(self.worker, session)
             # Everything alive now lives as long as the server: keep the children's garbage
             # collector off it (less work per collection, fewer copy-on-write page faults).
             gc.freeze()
@@ -2459,6 +2467,134 @@ def _preload():
             importlib.import_module(name)
         except Exception:
             pass
+
+
+_WARM_ROUNDS = 24  # CPython 3.11 quickens a function after 8 calls and specializes an instruction after ~50 runs
+_WARM_MODULE = "_gcop_warm_solution"
+_WARM_TESTS = """import pytest
+from %s import *
+
+
+def test_passes():
+    assert answer() == 42
+    with pytest.raises(ValueError):
+        int("x")
+
+
+def test_fails():
+    print("out")
+    assert answer() == 41
+""" % _WARM_MODULE
+
+
+def _warm_plain_runner(worker, session):
+    """Run the plain runner's pieces in the server a few dozen times, before its snapshot and fork.
+
+    A function's first calls are its dearest in CPython 3.11: its bytecode is quickened and its
+    inline caches filled (writes to the code object), and first-use caches and lazy imports fill
+    (tempfile, warnings, logging). In a forked child every such write copies a page; done here,
+    every child inherits them done (about half the cost of these pieces per run, measured).
+    Nothing is left behind: capture stopped, log handlers removed, the modules imported here
+    dropped, sys.path and sys.meta_path as they were. A failure here only costs speed.
+    """
+    import importlib
+    import types
+
+    from _pytest.logging import catching_logs
+    from _pytest.warnings import catch_warnings_for_item
+
+    config = session.config
+    hook = config.hook
+    capture = config.pluginmanager.getplugin("capturemanager")
+    logging_plugin = config.pluginmanager.get_plugin("logging-plugin")
+    pyfunc_call = worker.pyfunc_call
+    descend = _make_descend()
+    workdir = os.path.join(worker.base, "warm")
+    test_path = os.path.join(workdir, "test_solution.py")
+    solution = "def answer():\n    return 42\n"
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    emit = _make_emitter(devnull, "0" * 32)
+    path, meta_path, modules = list(sys.path), list(sys.meta_path), set(sys.modules)
+    try:
+        for _ in range(_WARM_ROUNDS):
+            plan = _Plan(_WARM_TESTS, test_path)
+            codes = _precompile({"solution.py": solution}, "test_solution.py", workdir, {"solution"})
+            _PRECOMPILED.update(codes={_WARM_MODULE: codes["solution"]}, workdir=workdir)
+            sys.path.insert(0, workdir)
+            sys.meta_path.insert(sys.meta_path.index(PathFinder) if PathFinder in sys.meta_path else len(sys.meta_path),
+                                 _PrecompiledFinder)
+            if capture is not None:
+                capture.start_global_capturing()
+            try:
+                module = types.ModuleType("test_solution")
+                module.__file__ = test_path
+                module.__dict__[_ASSERT_HELPER] = _assert_message
+                with catch_warnings_for_item(config, hook, "collect", None):
+                    descend(3, exec, (plan.code, module.__dict__))
+                items = _collect_plain(module, plan, test_path, "test_solution.py::")
+                if capture is not None:
+                    capture.suspend_global_capture()
+                    capture.read_global_capture()
+                emit({"ev": "collected", "ids": [item.nodeid for item in items]})
+                outcomes = []
+                for item in items:
+                    emit({"ev": "phase", "id": item.nodeid, "when": "setup", "outcome": "passed"})
+                    message = None
+                    if capture is not None:
+                        capture.resume_global_capture()
+                    try:
+                        with catch_warnings_for_item(config, hook, "runtest", None):
+                            if logging_plugin is not None:
+                                with catching_logs(logging_plugin.caplog_handler, level=logging_plugin.log_level) as one, \
+                                        catching_logs(logging_plugin.report_handler, level=logging_plugin.log_level) as two:
+                                    one.reset()
+                                    two.reset()
+                                    descend(3, pyfunc_call, (item,))
+                            else:
+                                descend(3, pyfunc_call, (item,))
+                    except Exception as exc:
+                        message = _failure_text(exc, exc.__traceback__, test_path, workdir) if _outcome_of(exc) else ""
+                    if capture is not None:
+                        capture.suspend_global_capture()
+                        capture.read_global_capture()
+                    event = {"ev": "phase", "id": item.nodeid, "when": "call", "outcome": "passed"}
+                    if message is not None:
+                        event.update(outcome="failed", msg=message)
+                    emit(event)
+                    emit({"ev": "phase", "id": item.nodeid, "when": "teardown", "outcome": "passed"})
+                    outcomes.append((item.name, event["outcome"], message))
+                _plain_summary(outcomes, [("test_fails", "out\n", "")], 0.01)
+                emit({"ev": "end", "exit": 1})
+            finally:
+                if capture is not None:
+                    capture.stop_global_capturing()
+                sys.path[:] = path
+                sys.meta_path[:] = meta_path
+                for name in set(sys.modules) - modules:
+                    del sys.modules[name]
+                _PRECOMPILED.update(codes={}, workdir=None)
+    except Exception:  # only speed is at stake
+        pass
+    finally:
+        os.close(devnull)
+
+
+def _warm_monitor(worker, session):
+    """The monitor's checks, a few times in the server (see :func:`_warm_plain_runner`)."""
+    try:
+        workdir = os.path.join(worker.base, "warm")
+        monitor = _Monitor(workdir, os.path.join(workdir, "test_solution.py"), ["solution.py"])
+        monitor.snapshot(session, worker.pristine)
+        monitor.sentinel = []
+        module = type(sys)("test_solution")
+        item = _PlainItem("test_a", lambda: None, module, "test_solution.py::test_a")
+        monitor.collected([item])
+        for _ in range(_WARM_ROUNDS):
+            for _phase in range(3):
+                monitor.check(False, item.nodeid)
+        monitor.check(True)
+    except Exception:
+        pass
 
 
 def _warm_caches():
