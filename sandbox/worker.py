@@ -1891,10 +1891,15 @@ class Worker:
             self.calibration_state = "off: %s" % (exc,)
 
     def _run_plain(self, plan, codes, workdir, test_file, emit, monitor, capture, profile):
-        """The plain runner, in a run's child (see the section above :class:`_Plan`); never returns.
+        """The plain runner, in a run's child (see the section above :class:`_Plan`); never returns."""
+        os._exit(self._plain_session(plan, codes, workdir, test_file, emit, monitor, capture, profile, self.pads))
 
-        Emits what :func:`_make_reporter` would have for the same file, ``fallback`` when pytest
-        must run it instead (before any test has run), and ends the child.
+    def _plain_session(self, plan, codes, workdir, test_file, emit, monitor, capture, profile, pads):
+        """Import the test file and run its tests; returns the exit code pytest would have.
+
+        Emits what :func:`_make_reporter` would have for the same file, or ``fallback`` when
+        pytest must run it instead (before any test has run). The server runs it too, on a
+        probe file, before it forks (:func:`_warm_plain_runner`).
         """
         from _pytest.logging import catching_logs
         from _pytest.outcomes import Exit
@@ -1908,7 +1913,7 @@ class Worker:
         config = session.config
         hook = config.hook
         logging_plugin = config.pluginmanager.get_plugin("logging-plugin")
-        pyfunc_call, pads = self.pyfunc_call, self.pads
+        pyfunc_call = self.pyfunc_call
         test_path = os.path.join(workdir, test_file)
         module_name = test_file[:-3]
         prefix = test_file + "::"
@@ -1948,23 +1953,23 @@ class Worker:
             items = collect(module, plan, test_path, prefix)
         except _Fallback as exc:  # pytest would collect something else: pytest decides
             emit({"ev": "fallback", "why": str(exc.args[0])[:200]})
-            os._exit(3)
+            return 3
         except Exception as exc:  # a collection error, as pytest reports one (a skip is pytest's to judge)
             unittest = sys.modules.get("unittest")
             if unittest is not None and isinstance(exc, unittest.SkipTest):
                 emit({"ev": "fallback", "why": "the import raised unittest.SkipTest"})
-                os._exit(3)
+                return 3
             error = failure_text(exc, exc.__traceback__, test_path, workdir)
         except BaseException as exc:  # pytest.skip, SystemExit, KeyboardInterrupt at import: pytest decides
             emit({"ev": "fallback", "why": "the import raised %s" % type(exc).__name__})
-            os._exit(3)
+            return 3
         if items is None:
             emit({"ev": "collect_error", "id": test_file, "msg": error})
             emit({"ev": "collected", "ids": []})
             check(True)
             emit({"ev": "end", "exit": 2})
             self._plain_output("collection error in %s\n%s\n" % (test_file, error))
-            os._exit(2)
+            return 2
         captured = []  # (test name, stdout, stderr) of failed tests, for the run's output
         if capture is not None:
             capture.suspend_global_capture()
@@ -2040,7 +2045,7 @@ class Worker:
             exit_code = exit_code or 5
         emit({"ev": "end", "exit": int(exit_code)})
         self._plain_output(summary(outcomes, captured, time.time() - started))
-        os._exit(int(exit_code))
+        return int(exit_code)
 
     @staticmethod
     def _plain_output(text):
@@ -2470,9 +2475,9 @@ def _preload():
 
 
 _WARM_ROUNDS = 24  # CPython 3.11 quickens a function after 8 calls and specializes an instruction after ~50 runs
-_WARM_MODULE = "_gcop_warm_solution"
+_WARM_SOLUTION = "def answer():\n    return 42\n"
 _WARM_TESTS = """import pytest
-from %s import *
+from solution import *
 
 
 def test_passes():
@@ -2484,87 +2489,34 @@ def test_passes():
 def test_fails():
     print("out")
     assert answer() == 41
-""" % _WARM_MODULE
+"""
 
 
 def _warm_plain_runner(worker, session):
-    """Run the plain runner's pieces in the server a few dozen times, before its snapshot and fork.
+    """Run the plain runner in the server a few dozen times, on a probe file, before it forks.
 
     A function's first calls are its dearest in CPython 3.11: its bytecode is quickened and its
     inline caches filled (writes to the code object), and first-use caches and lazy imports fill
     (tempfile, warnings, logging). In a forked child every such write copies a page; done here,
-    every child inherits them done (about half the cost of these pieces per run, measured).
-    Nothing is left behind: capture stopped, log handlers removed, the modules imported here
-    dropped, sys.path and sys.meta_path as they were. A failure here only costs speed.
+    every child inherits them done (measured: -5% CPU per validation). Nothing is left behind:
+    capture stopped, the modules imported here dropped, ``sys.path``, ``sys.meta_path`` and the
+    environment as they were. A failure here only costs speed.
     """
-    import importlib
-    import types
-
-    from _pytest.logging import catching_logs
-    from _pytest.warnings import catch_warnings_for_item
-
-    config = session.config
-    hook = config.hook
-    capture = config.pluginmanager.getplugin("capturemanager")
-    logging_plugin = config.pluginmanager.get_plugin("logging-plugin")
-    pyfunc_call = worker.pyfunc_call
-    descend = _make_descend()
+    capture = session.config.pluginmanager.getplugin("capturemanager")
     workdir = os.path.join(worker.base, "warm")
     test_path = os.path.join(workdir, "test_solution.py")
-    solution = "def answer():\n    return 42\n"
     devnull = os.open(os.devnull, os.O_WRONLY)
     emit = _make_emitter(devnull, "0" * 32)
-    path, meta_path, modules = list(sys.path), list(sys.meta_path), set(sys.modules)
+    path, meta_path, modules, environ = list(sys.path), list(sys.meta_path), set(sys.modules), dict(os.environ)
+    last = {name: getattr(sys, name) for name in ("last_type", "last_value", "last_traceback") if hasattr(sys, name)}
     try:
         for _ in range(_WARM_ROUNDS):
+            os.environ.clear()  # as every child sets its environment
+            os.environ.update(environ, HOME=workdir)
             plan = _Plan(_WARM_TESTS, test_path)
-            codes = _precompile({"solution.py": solution}, "test_solution.py", workdir, {"solution"})
-            _PRECOMPILED.update(codes={_WARM_MODULE: codes["solution"]}, workdir=workdir)
-            sys.path.insert(0, workdir)
-            sys.meta_path.insert(sys.meta_path.index(PathFinder) if PathFinder in sys.meta_path else len(sys.meta_path),
-                                 _PrecompiledFinder)
-            if capture is not None:
-                capture.start_global_capturing()
+            codes = _precompile({"solution.py": _WARM_SOLUTION}, "test_solution.py", workdir, plan.needed)
             try:
-                module = types.ModuleType("test_solution")
-                module.__file__ = test_path
-                module.__dict__[_ASSERT_HELPER] = _assert_message
-                with catch_warnings_for_item(config, hook, "collect", None):
-                    descend(3, exec, (plan.code, module.__dict__))
-                items = _collect_plain(module, plan, test_path, "test_solution.py::")
-                if capture is not None:
-                    capture.suspend_global_capture()
-                    capture.read_global_capture()
-                emit({"ev": "collected", "ids": [item.nodeid for item in items]})
-                outcomes = []
-                for item in items:
-                    emit({"ev": "phase", "id": item.nodeid, "when": "setup", "outcome": "passed"})
-                    message = None
-                    if capture is not None:
-                        capture.resume_global_capture()
-                    try:
-                        with catch_warnings_for_item(config, hook, "runtest", None):
-                            if logging_plugin is not None:
-                                with catching_logs(logging_plugin.caplog_handler, level=logging_plugin.log_level) as one, \
-                                        catching_logs(logging_plugin.report_handler, level=logging_plugin.log_level) as two:
-                                    one.reset()
-                                    two.reset()
-                                    descend(3, pyfunc_call, (item,))
-                            else:
-                                descend(3, pyfunc_call, (item,))
-                    except Exception as exc:
-                        message = _failure_text(exc, exc.__traceback__, test_path, workdir) if _outcome_of(exc) else ""
-                    if capture is not None:
-                        capture.suspend_global_capture()
-                        capture.read_global_capture()
-                    event = {"ev": "phase", "id": item.nodeid, "when": "call", "outcome": "passed"}
-                    if message is not None:
-                        event.update(outcome="failed", msg=message)
-                    emit(event)
-                    emit({"ev": "phase", "id": item.nodeid, "when": "teardown", "outcome": "passed"})
-                    outcomes.append((item.name, event["outcome"], message))
-                _plain_summary(outcomes, [("test_fails", "out\n", "")], 0.01)
-                emit({"ev": "end", "exit": 1})
+                worker._plain_session(plan, codes, workdir, "test_solution.py", emit, None, capture, None, (3, 3))
             finally:
                 if capture is not None:
                     capture.stop_global_capturing()
@@ -2572,6 +2524,13 @@ def _warm_plain_runner(worker, session):
                 sys.meta_path[:] = meta_path
                 for name in set(sys.modules) - modules:
                     del sys.modules[name]
+                os.environ.clear()
+                os.environ.update(environ)
+                for name in ("last_type", "last_value", "last_traceback"):
+                    if name in last:
+                        setattr(sys, name, last[name])
+                    elif hasattr(sys, name):
+                        delattr(sys, name)
                 _PRECOMPILED.update(codes={}, workdir=None)
     except Exception:  # only speed is at stake
         pass
@@ -2583,13 +2542,16 @@ def _warm_monitor(worker, session):
     """The monitor's checks, a few times in the server (see :func:`_warm_plain_runner`)."""
     try:
         workdir = os.path.join(worker.base, "warm")
-        monitor = _Monitor(workdir, os.path.join(workdir, "test_solution.py"), ["solution.py"])
-        monitor.snapshot(session, worker.pristine)
-        monitor.sentinel = []
         module = type(sys)("test_solution")
         item = _PlainItem("test_a", lambda: None, module, "test_solution.py::test_a")
-        monitor.collected([item])
-        for _ in range(_WARM_ROUNDS):
+        for round_ in range(_WARM_ROUNDS):
+            monitor = _Monitor(workdir, os.path.join(workdir, "test_solution.py"), ["solution.py"])
+            monitor.snapshot(session, worker.pristine)
+            monitor.sentinel = []
+            monitor.imported.append("test_solution")
+            monitor._new_modules()
+            if round_ == 0:
+                monitor.collected([item])
             for _phase in range(3):
                 monitor.check(False, item.nodeid)
         monitor.check(True)
