@@ -14,7 +14,8 @@ import textwrap
 import pytest
 
 from _sandbox_support import GOOD, TESTS, sandbox, shared_data, use_runner  # noqa: F401  (sandbox is a fixture)
-from gcop_env.sandbox.worker import _Plan, _version_watcher
+from gcop_env.sandbox.worker import _PROBE_SOURCE, _Plan, _version_watcher
+from test_code_validators import _break  # every function returns None
 
 PLAIN = "plain"
 HANDED_OVER = "handed over"  # the plain runner started, then pytest ran it from scratch
@@ -215,27 +216,13 @@ def test_a_missing_module_in_the_solution_is_named_as_under_pytest(sandbox):
 
 def test_recursion_headroom_is_pytests(sandbox):
     """A solution that recurses close to the limit passes or fails alike: same headroom in both."""
-    tests = textwrap.dedent("""
-        import sys
-
-        def _headroom():
-            def down(depth):
-                try:
-                    return down(depth + 1)
-                except RecursionError:
-                    return depth
-            return down(0)
-
-        AT_IMPORT = _headroom()
-
-        def test_headroom():
-            raise AssertionError("headroom %d %d" % (AT_IMPORT, _headroom()))
-        """)
-    plain, reference = _both(sandbox, {"solution.py": GOOD, "test_solution.py": tests})
+    # The worker's own probe (it reports the headroom at import and in the test in its message),
+    # run here as a task's test file after the server's calibration.
+    plain, reference = _both(sandbox, {"solution.py": GOOD, "test_solution.py": "import sys\n" + _PROBE_SOURCE})
     assert plain.runner == PLAIN
 
     def numbers(outcome):
-        return re.search(r"headroom (\d+) (\d+)", outcome.tests[0].message).groups()
+        return re.search(r"gcop-headroom (\d+) (\d+)", outcome.tests[0].message).groups()
 
     assert numbers(plain) == numbers(reference)
     assert sandbox.versions["plain_runner"].startswith("on ("), sandbox.versions
@@ -262,24 +249,13 @@ def _reference_jobs():
     return jobs
 
 
-def _broken(solution: str) -> str:
-    """Every function returns None (the benchmark's broken variant)."""
-    import ast
-
-    tree = ast.parse(solution)
-    for node in ast.walk(tree):
-        if isinstance(node, ast.FunctionDef) and node.name != "__init__":
-            node.body = [ast.Return(ast.Constant(None))]
-    return ast.unparse(tree)
-
-
 def test_reference_solutions_same_verdicts(sandbox):
     """All 170 KodCode and 164 HumanEval references, each as written and broken: every verdict and
     every test's outcome as under pytest; nearly all of them run by the plain runner."""
     plain_runs = handed_over = 0
     jobs = _reference_jobs()
     for name, solution, tests in jobs:
-        for variant in (solution, _broken(solution)):
+        for variant in (solution, _break(solution)):
             plain, reference = _both(sandbox, {"solution.py": variant, "test_solution.py": tests}, timeout=20)
             assert _shape(plain) == _shape(reference), (name, plain.output[-2000:], reference.output[-2000:])
             plain_runs += plain.runner == PLAIN
