@@ -5,9 +5,12 @@
 Runs every mode on the same jobs (each row's reference solution; every fifth one broken so that
 the verdicts are worth comparing) with the same number of parallel workers, checks that all
 modes agree on every verdict, and prints three tables (Markdown). The modes take turns, a round
-of ``--round`` jobs each, each round starting one mode further, so that a shared machine's
-changing load, and what one mode leaves behind for the next, weigh on all of them alike (ratios
-measured this way are what count; absolute rates follow the load). The cold-container
+of ``--round`` jobs each, each round starting one mode further and each mode's round followed by
+an untimed ``--settle`` pause, so that a shared machine's changing load weighs on all of them
+alike and what one mode leaves running (the process backend's host processes ending) does not
+land on the next (without the pause the default warm pool measured 8% below the identical
+2-worker row that does not follow it). Ratios measured this way are what count; absolute rates
+follow the load. The cold-container
 mode runs alone after them: Docker removes a container in the background after the run, and
 that work would otherwise be counted against whichever mode ran next.
 
@@ -146,6 +149,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout", type=float, default=10.0)
     parser.add_argument("--skip-cold", action="store_true", help="skip the (slow) cold-container mode")
     parser.add_argument("--round", type=int, default=10, help="jobs per mode per turn")
+    parser.add_argument("--settle", type=float, default=0.05, help="seconds of (untimed) pause after each mode's round")
     args = parser.parse_args(argv)
 
     problems = load_kodcode("all", args.data_files)[: args.limit]
@@ -196,6 +200,7 @@ def main(argv: list[str] | None = None) -> int:
             shift = turn % len(modes)
             for row in modes[shift:] + modes[:shift]:
                 row.measure(jobs[start : start + args.round])
+                time.sleep(args.settle)  # not timed: what the round left running ends before the next
             print(f"  {start + args.round}/{len(jobs)} done", file=sys.stderr)
         if cold_row is not None:
             # Alone, after the others: Docker finishes removing a container in the background, and
