@@ -652,8 +652,6 @@ class _Monitor:
         ``pristine`` is the fork server's :class:`_PytestSnapshot`, taken once before it forked
         (the child inherits the very objects it names); without one it is taken here.
         """
-        import builtins
-
         pristine = pristine or _PytestSnapshot()
         self.classes, self.critical = pristine.classes, pristine.critical
         self.class_versions, self.critical_versions = pristine.class_versions, pristine.critical_versions
