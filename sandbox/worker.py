@@ -172,9 +172,7 @@ def _make_reporter(emit, monitor=None):
                 flush(monitor.check(full=True))
             if self.profile is not None:
                 p = self.profile
-                emit({"ev": "profile", "fork": p["fork"], "setup": p["setup"], "rewrite": p.get("rewrite", 0.0),
-                      "config": p["t_sessionstart"] - p["t_main"], "collect": p["t_collected"] - p["t_sessionstart"],
-                      "tests": p["t_tested"] - p["t_collected"], "monitor": time.monotonic() - p["t_tested"]})
+                emit(_profile_record(p, p.get("rewrite", 0.0)))
             emit({"ev": "end", "exit": int(exitstatus)})
             self.exitstatus = int(exitstatus)
 
@@ -190,6 +188,14 @@ def _make_reporter(emit, monitor=None):
             os._exit(getattr(self, "exitstatus", 70))
 
     return _Reporter()
+
+
+def _profile_record(marks, rewrite):
+    """The ``profile`` record of a run (seconds per phase) from its child's time marks; ``rewrite``:
+    the assertion rewriting's share (pytest's in the child, or the plain runner's plan in the server)."""
+    return {"ev": "profile", "fork": marks["fork"], "setup": marks["setup"], "rewrite": rewrite,
+            "config": marks["t_sessionstart"] - marks["t_main"], "collect": marks["t_collected"] - marks["t_sessionstart"],
+            "tests": marks["t_tested"] - marks["t_collected"], "monitor": time.monotonic() - marks["t_tested"]}
 
 
 def expected_test_names(source):
@@ -1815,18 +1821,16 @@ class Worker:
                 monitor.install()
             emit = _make_emitter(rep_w, nonce)
             del nonce
+            if forked is not None:
+                profile["setup"] = time.monotonic() - forked - profile["fork"]
+                profile["t_main"] = time.monotonic()
             if plain is not None:
-                if forked is not None:
-                    profile["setup"] = time.monotonic() - forked - profile["fork"]
-                    profile["t_main"] = time.monotonic()
                 self._run_plain(plain, codes, workdir, test_file, emit, monitor, capture, profile)
             reporter = _make_reporter(emit, monitor)
             if forked is not None:
                 patch = _profile_rewriting(profile)
                 if monitor is not None and patch is not None:
                     monitor.harness_patches.append(patch)
-                profile["setup"] = time.monotonic() - forked - profile["fork"]
-                profile["t_main"] = time.monotonic()
                 reporter.profile = profile
             if session is not None:  # go back up into the session's collection (see serve_in_session)
                 raise _RunInThisChild(reporter, monitor, capture)
@@ -1855,9 +1859,6 @@ class Worker:
         frames the plain runner adds before each) are set to match, and a third run checks that
         they do. When anything differs or fails, ``pads`` stays None: every run goes to pytest.
         """
-        import _pytest.python
-
-        self.pyfunc_call = _pytest.python.pytest_pyfunc_call
         self.pads = None
         if self.session is None or not self.config.get("plain_runner", True):
             self.calibration_state = "off: %s" % ("no pytest session" if self.session is None else "turned off")
@@ -2035,10 +2036,7 @@ class Worker:
             except Exception:
                 pass
         if profile is not None:
-            emit({"ev": "profile", "fork": profile["fork"], "setup": profile["setup"], "rewrite": plan.seconds,
-                  "config": profile["t_sessionstart"] - profile["t_main"],
-                  "collect": profile["t_collected"] - profile["t_sessionstart"],
-                  "tests": profile["t_tested"] - profile["t_collected"], "monitor": time.monotonic() - profile["t_tested"]})
+            emit(_profile_record(profile, plan.seconds))
         if not items:
             exit_code = exit_code or 5
         emit({"ev": "end", "exit": int(exit_code)})
