@@ -38,7 +38,7 @@ class RecipeError(ValueError):
 
 def write_recipe(output_dir: str | Path, recipe: Recipe, **details: Any) -> Path:
     """Record ``recipe`` (and what it was trained from and with) in ``output_dir``."""
-    from gcop_env import __version__
+    from gcop_env._version import __version__
 
     path = Path(output_dir) / RECIPE_FILE
     path.parent.mkdir(parents=True, exist_ok=True)

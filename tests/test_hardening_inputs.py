@@ -10,11 +10,12 @@ import sys
 
 import gymnasium as gym
 import pytest
-from conftest import GOOD_GUIDE, GSM8K_DIR, REPO_ROOT
+from support import GOOD_GUIDE, GSM8K_DIR, REPO_ROOT
 
 import gcop_env  # noqa: F401 - registers the envs
 from gcop_env import RewardConfig, StructureError, parse_guide_output
-from gcop_env.trainers.config import CurateConfig, GRPORunConfig, SFTRunConfig, parse_config
+from gcop_env.cli.args import parse_config
+from gcop_env.trainers.config import CurateConfig, GRPORunConfig, SFTRunConfig
 from gcop_env.validators.data import DataError, load_rows
 from gcop_env.validators.gsm8k import load_gsm8k
 
@@ -205,7 +206,7 @@ def test_lone_surrogate_in_a_step_is_malformed_and_calls_nothing(solver_server, 
 
 def test_one_surrogate_completion_does_not_crash_a_grpo_reward_batch(solver_server, gsm8k_dir):
     from gcop_env import get_task, make_core
-    from gcop_env.scoring import GuideScorer
+    from gcop_env.step.scoring import GuideScorer
     from gcop_env.trainers.grpo import ShapedReward
 
     problems = get_task("GSM8K").load("test", data_files=str(gsm8k_dir))[:2]

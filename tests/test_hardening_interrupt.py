@@ -15,11 +15,11 @@ import threading
 import time
 
 import pytest
-from conftest import GSM8K_DIR, REPO_ROOT, ScriptedSolver, gsm8k_golds
+from support import GSM8K_DIR, REPO_ROOT, ScriptedSolver, gsm8k_golds
 from fake_llm import FakeLLMServer
 
-from gcop_env.interrupt import StopRequest, completed_until_stopped, stop_on_signal
-from gcop_env.trainers.cli import curate_cli
+from gcop_env.utils.interrupt import StopRequest, completed_until_stopped, stop_on_signal
+from gcop_env.cli.train import curate_cli
 
 PROBLEMS, WORKERS, K = 40, 4, 4
 GOOD = "<think>Track each quantity.</think><strategy>List every quantity, then combine them step by step.</strategy>"
@@ -64,7 +64,7 @@ def _argv(server, out):
 
 
 def _start(argv):
-    code = "import sys; from gcop_env.trainers.cli import curate_cli; sys.exit(curate_cli(sys.argv[1:]))"
+    code = "import sys; from gcop_env.cli.train import curate_cli; sys.exit(curate_cli(sys.argv[1:]))"
     return subprocess.Popen([sys.executable, "-c", code, *argv], cwd=REPO_ROOT, env=dict(os.environ),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
@@ -174,7 +174,7 @@ def test_stop_on_signal_sets_the_flag_and_restores_handlers():
 @pytest.mark.parametrize("reward_mode", ["async", "sync"])
 def test_grpo_stops_after_the_current_step_with_a_checkpoint(solver_server, tmp_path, reward_mode):
     pytest.importorskip("trl")
-    from conftest import GOOD_GUIDE
+    from support import GOOD_GUIDE
     from tiny_guide import build_tiny_guide
 
     from gcop_env.trainers.config import GRPORunConfig

@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import GSM8K_DIR
+from support import GSM8K_DIR
 
-from gcop_env.trainers.cli import curate_cli
-from gcop_env.trainers.common import JsonlAppender, JsonlError, read_jsonl_rows
+from gcop_env.cli.train import curate_cli
+from gcop_env.utils.files import JsonlAppender, JsonlError, read_jsonl_rows
 
 ROW = json.dumps({"problem_id": "gsm8k/test/0", "accepted": True})
 

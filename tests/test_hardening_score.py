@@ -10,10 +10,11 @@ import sys
 import time
 
 import pytest
-from conftest import GSM8K_DIR, KODCODE_SAMPLE, REPO_ROOT
+from support import GSM8K_DIR, KODCODE_SAMPLE, REPO_ROOT
 
 from gcop_env.validators import gsm8k
-from gcop_env.validators.score import partial_path, score_cli
+from gcop_env.cli.score import score_cli
+from gcop_env.validators.score import partial_path
 
 TEST_FILE = GSM8K_DIR / "test.jsonl"
 
@@ -145,7 +146,7 @@ def test_score_stops_on_sigint_keeps_rows_and_resumes(tmp_path):
     out.write_text("results of an earlier run\n")  # replaced only when the new run completes
     argv = ["--task", "kodcode", "--data-files", str(KODCODE_SAMPLE), "--split", "all", "--sandbox", "process",
             "--workers", "1", "--predictions", str(predictions), "--out", str(out)]
-    code = "import sys; from gcop_env.validators.score import score_cli; sys.exit(score_cli(sys.argv[1:]))"
+    code = "import sys; from gcop_env.cli.score import score_cli; sys.exit(score_cli(sys.argv[1:]))"
     proc = subprocess.Popen([sys.executable, "-c", code, *argv], cwd=REPO_ROOT, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE)
     try:
@@ -172,7 +173,7 @@ def test_score_stops_on_sigint_keeps_rows_and_resumes(tmp_path):
 
 
 def test_atomic_write_keeps_the_old_file_when_the_write_fails(tmp_path, monkeypatch):
-    from gcop_env.files import write_text_atomic
+    from gcop_env.utils.files import write_text_atomic
 
     path = tmp_path / "results.jsonl"
     write_text_atomic(path, "old\n")

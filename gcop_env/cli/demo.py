@@ -15,7 +15,9 @@ import argparse
 import time
 from pathlib import Path
 
-from gcop_env.cache import default_cache_dir
+from gcop_env.cli.args import OneLineErrorParser
+from gcop_env.cli.exit_codes import EXIT_INFRA, EXIT_OK, EXIT_USAGE
+from gcop_env.cores.cache import default_cache_dir
 
 
 def gemma_spec(model_dir: Path) -> str:
@@ -41,7 +43,7 @@ def find_gsm8k(data_files: str | None) -> str | None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="gcop demo", description=__doc__.splitlines()[0])
+    parser = OneLineErrorParser(prog="gcop demo", description=__doc__.splitlines()[0])
     parser.add_argument("--problems", type=int, default=3, help="how many GSM8K test problems")
     parser.add_argument("--core-max-tokens", type=int, default=48, help="core reply budget (the model is slow on CPU)")
     parser.add_argument("--guide-max-tokens", type=int, default=64, help="guide reply budget")
@@ -57,10 +59,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def run_demo(argv: list[str] | None = None) -> int:
-    from gcop_env.evaluation.report import report_cli
-    from gcop_env.evaluation.runner import EvalConfig, EvalInputError, run_eval
+    from gcop_env.cli.report import report_cli
+    from gcop_env.evaluation.config import EvalConfig, EvalInputError
+    from gcop_env.evaluation.run import run_eval
 
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.problems < 1:
+        parser.error(f"--problems must be an integer >= 1, got {args.problems}")
     start = time.perf_counter()
     core = args.core or gemma_spec(Path(args.model_dir))
     guide = args.guide or core
@@ -80,7 +86,7 @@ def run_demo(argv: list[str] | None = None) -> int:
             result = run_eval(config, progress=not args.no_progress, preflight=False)
         except EvalInputError as exc:
             print(f"gcop demo: error: {exc}")
-            return 2
+            return EXIT_USAGE
         for line in result.lines():
             print(line)
         print()
@@ -90,13 +96,13 @@ def run_demo(argv: list[str] | None = None) -> int:
     # `gcop report` itself: it prints Table 1 and the paths of table.md, reward_cost.png and report.json
     print("$ gcop report " + " ".join(c.out for c in conditions) + f" --out {out / 'report'}")
     rc = report_cli([c.out for c in conditions] + ["--out", str(out / "report")])
-    if rc != 0:
+    if rc != EXIT_OK:
         return rc
     print(f"\ndone in {time.perf_counter() - start:.0f}s")
     if n_infra:
         print(f"WARNING: {n_infra} record(s) hit infrastructure errors and are left out of the accuracy")
-        return 3
-    return 0
+        return EXIT_INFRA
+    return EXIT_OK
 
 
 def _show_guided_sample(run_dir: Path) -> None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from gcop_env.cli.args import OneLineErrorParser
+from gcop_env.cli.exit_codes import EXIT_FAILED, EXIT_OK
 from gcop_env.sandbox.image import (
     DEFAULT_IMAGE,
     DEFAULT_SUITE,
@@ -18,7 +20,7 @@ from gcop_env.sandbox.image import (
 
 
 def _parser(prog: str) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=prog, description="Build and check the Docker image code runs in.")
+    parser = OneLineErrorParser(prog=prog, description="Build and check the Docker image code runs in.")
     sub = parser.add_subparsers(dest="command", required=True)
     build = sub.add_parser(
         "build-image",
@@ -85,7 +87,7 @@ def sandbox_cli(argv: list[str] | None = None, prog: str = "gcop sandbox") -> in
         return _check_dataset(args)
     result = check_image(args.tag)
     print(("ok: " if result.ok else "error: ") + result.message + f" ({result.seconds:.1f}s)")
-    return 0 if result.ok else 1
+    return EXIT_OK if result.ok else 1
 
 
 def _build(args: argparse.Namespace) -> int:
@@ -93,23 +95,23 @@ def _build(args: argparse.Namespace) -> int:
         client = _engine(args.host)
     except Exception as exc:
         print(f"error: no Docker engine answers at {args.host or 'DOCKER_HOST'} ({exc}); start one (scripts/setup_docker.sh)", file=sys.stderr)
-        return 1
+        return EXIT_FAILED
     present = image_recipe(args.tag, client)
     if args.if_missing and present is not None:
         print(f"{args.tag} is present")
-        return 0
+        return EXIT_OK
     if args.if_outdated and present is not None:
         if image_is_current(args.tag, client, args.suite):
             print(f"{args.tag} is present and current (recipe {present})")
-            return 0
+            return EXIT_OK
         want = recipe_hash(args.offline, args.suite)
         print(f"{args.tag} was built from another recipe ({present or 'unlabelled'}; this version's is {want}): rebuilding")
     try:
         build_image(args.tag, offline=args.offline, suite=args.suite, mirror=args.mirror, client=client)
     except (ImageBuildError, Exception) as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 1
-    return 0
+        return EXIT_FAILED
+    return EXIT_OK
 
 
 def _engine(url: str | None):
@@ -131,7 +133,7 @@ def _copy(args: argparse.Namespace) -> int:
         source.images.get(args.tag)
     except Exception as exc:
         print(f"error: cannot read {args.tag} from {args.source or 'DOCKER_HOST'}: {exc}", file=sys.stderr)
-        return 1
+        return EXIT_FAILED
     failed = 0
     for url in args.to:
         try:
@@ -141,7 +143,7 @@ def _copy(args: argparse.Namespace) -> int:
             failed += 1
             continue
         print(f"{url}: " + (f"copied {args.tag} in {seconds:.1f}s" if seconds else f"already has {args.tag} (same id)"))
-    return 1 if failed else 0
+    return EXIT_FAILED if failed else 0
 
 
 def _hosts(args: argparse.Namespace) -> int:
@@ -151,21 +153,21 @@ def _hosts(args: argparse.Namespace) -> int:
         hosts = args.urls or hosts_from_env()
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 1
+        return EXIT_FAILED
     if not hosts:
         print(f"error: name the engines (arguments) or set ${HOSTS_ENV} (comma-separated URLs)", file=sys.stderr)
-        return 1
+        return EXIT_FAILED
     try:
         with DockerFleet(hosts, image=args.tag, heartbeat=0) as fleet:
             stats = fleet.stats()
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 1
+        return EXIT_FAILED
     print("| host | state | warm containers | why not usable |")
     print("|---|---|---:|---|")
     for host in stats:
         print(f"| {host.url} | {host.state.value} | {host.capacity if host.state is HostState.UP else '-'} | {host.last_error} |")
-    return 0 if all(host.state is HostState.UP for host in stats) else 1
+    return EXIT_OK if all(host.state is HostState.UP for host in stats) else 1
 
 
 def _check_dataset(args: argparse.Namespace) -> int:
@@ -176,7 +178,7 @@ def _check_dataset(args: argparse.Namespace) -> int:
         found = scan_dataset(args.data_files)
     except (OSError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 1
+        return EXIT_FAILED
     options = {"image": args.tag} if args.sandbox == "docker" else {}
     where = f"image {args.tag}" if args.sandbox == "docker" else "the process backend (this Python)"
     try:
@@ -184,7 +186,7 @@ def _check_dataset(args: argparse.Namespace) -> int:
             results = probe_modules(sandbox, found.modules)
     except Exception as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 1
+        return EXIT_FAILED
     missing = {name: why for name, why in results.items() if why is not None}
     print(f"{found.rows} rows import {len(results)} modules; {len(missing)} not importable in {where}")
     print("| module | rows (solutions) | rows (tests) | importable |")
@@ -200,8 +202,8 @@ def _check_dataset(args: argparse.Namespace) -> int:
             "or drop those rows",
             file=sys.stderr,
         )
-        return 1
-    return 0
+        return EXIT_FAILED
+    return EXIT_OK
 
 
 if __name__ == "__main__":

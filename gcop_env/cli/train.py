@@ -3,7 +3,8 @@
 Each function takes ``argv`` (without the sub-command) and returns an exit status, so the
 top-level ``gcop`` entry point can dispatch to it. Every flag is a field of the command's config
 dataclass (:mod:`gcop_env.trainers.config`); ``--config FILE`` (YAML or JSON) sets any of them and
-flags override the file.
+flags override the file. ``python -m gcop_env.cli grpo ...`` (or the older ``python -m
+gcop_env.trainers.cli grpo ...``) runs them under ``accelerate launch``.
 """
 
 from __future__ import annotations
@@ -12,8 +13,10 @@ import logging
 import sys
 from pathlib import Path
 
-from gcop_env.trainers.config import CurateConfig, GRPORunConfig, SFTRunConfig, parse_config
-from gcop_env.usage import usage_error
+from gcop_env.cli.args import parse_config, usage_error
+from gcop_env.cli.budget import budget_message
+from gcop_env.cli.exit_codes import EXIT_BUDGET, EXIT_OK, EXIT_UNFINISHED, exit_interrupted
+from gcop_env.trainers.config import CurateConfig, GRPORunConfig, SFTRunConfig
 
 
 def _setup_logging() -> None:
@@ -61,11 +64,10 @@ def curate_cli(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     config = parse_config(CurateConfig, argv, prog="gcop curate")
     _setup_logging()
-    from gcop_env.budget import EXIT_BUDGET, UnpricedModel, budget_message
-    from gcop_env.interrupt import exit_interrupted, stop_on_signal
-    from gcop_env.trainers.common import JsonlError
+    from gcop_env.cores.budget import UnpricedModel
     from gcop_env.trainers.curate import ResumeMismatch, curate
-    from gcop_env.validators.data import DataError
+    from gcop_env.utils.files import DataError, JsonlError
+    from gcop_env.utils.interrupt import stop_on_signal
 
     problem = out_path_problem(config.out)
     if problem:
@@ -80,13 +82,13 @@ def curate_cli(argv: list[str] | None = None) -> int:
     if summary.interrupted:
         return exit_interrupted()
     if summary.budget_exhausted:
-        from gcop_env.budget import BudgetStatus
+        from gcop_env.cores.budget import BudgetStatus
 
         status = BudgetStatus(**{k: v for k, v in summary.budget.items() if not k.startswith("left_")})
         saved = f"{summary.finished} finished rows are saved in {summary.out}."
         print(budget_message("gcop curate", argv, status, saved), file=sys.stderr)
         return EXIT_BUDGET
-    return 2 if summary.unfinished else 0
+    return EXIT_UNFINISHED if summary.unfinished else EXIT_OK
 
 
 def sft_cli(argv: list[str] | None = None) -> int:
@@ -99,8 +101,8 @@ def sft_cli(argv: list[str] | None = None) -> int:
         return usage_error("gcop sft", f"--corpus {config.corpus} does not exist; run `gcop curate --out "
                                        f"{config.corpus}` first")
     _setup_logging()
-    from gcop_env.trainers.common import JsonlError
     from gcop_env.trainers.sft import sft_examples, train_sft
+    from gcop_env.utils.files import JsonlError
 
     try:
         sft_examples(config.corpus, config.min_q_hat)  # a bad or empty corpus fails before the model loads
@@ -109,7 +111,7 @@ def sft_cli(argv: list[str] | None = None) -> int:
     summary = train_sft(config)
     for line in summary.lines():
         print(line)
-    return 0
+    return EXIT_OK
 
 
 def grpo_cli(argv: list[str] | None = None) -> int:
@@ -121,9 +123,9 @@ def grpo_cli(argv: list[str] | None = None) -> int:
     if problem:
         return usage_error("gcop grpo", problem)
     _setup_logging()
-    from gcop_env.budget import EXIT_BUDGET, BudgetStatus, UnpricedModel, budget_message
-    from gcop_env.interrupt import exit_interrupted, stop_on_signal
+    from gcop_env.cores.budget import BudgetStatus, UnpricedModel
     from gcop_env.trainers.grpo import train_grpo
+    from gcop_env.utils.interrupt import stop_on_signal
 
     with stop_on_signal(what="training (after the current step, with a checkpoint)") as stop:
         try:
@@ -142,12 +144,14 @@ def grpo_cli(argv: list[str] | None = None) -> int:
                  "(completions whose core call was refused were left out of that step's loss, as in an outage).")
         print(budget_message("gcop grpo", argv, status, saved), file=sys.stderr)
         return EXIT_BUDGET
-    return 0
+    return EXIT_OK
 
 
-if __name__ == "__main__":  # python -m gcop_env.trainers.cli curate ...
+if __name__ == "__main__":  # python -m gcop_env.trainers.cli curate ... (the name before gcop_env.cli)
+    from gcop_env.cli.exit_codes import EXIT_USAGE
+
     commands = {"curate": curate_cli, "sft": sft_cli, "grpo": grpo_cli}
     if len(sys.argv) < 2 or sys.argv[1] not in commands:
-        print(f"usage: python -m gcop_env.trainers.cli {{{'|'.join(commands)}}} [flags]", file=sys.stderr)
-        sys.exit(2)
+        print(f"usage: python -m gcop_env.cli {{{'|'.join(commands)}}} [flags]", file=sys.stderr)
+        sys.exit(EXIT_USAGE)
     sys.exit(commands[sys.argv[1]](sys.argv[2:]))

@@ -26,21 +26,18 @@ A :class:`BudgetExceeded` is a :class:`~gcop_env.cores.CoreError`: the step it h
 infrastructure error (``info["error_stage"] == "budget"``), never a wrong answer. The commands
 (``gcop eval``, ``gcop curate``, ``gcop grpo``) then stop starting work, save everything
 finished, print what was spent, the cap and the command that resumes with a larger budget, and
-exit with :data:`EXIT_BUDGET`. A budget is per process and per invocation: a re-run starts a
+exit with status 4 (:mod:`gcop_env.cli.exit_codes`). A budget is per process and per invocation: a re-run starts a
 new count, and the response cache plus each command's resume make the work already done free.
 """
 
 from __future__ import annotations
 
 import math
-import shlex
 import threading
 from dataclasses import asdict, dataclass
 from typing import Any, Sequence
 
 from gcop_env.cores.base import CoreError, CoreRequest, CoreResponse
-
-EXIT_BUDGET = 4  # next to EXIT_USAGE = 2, EXIT_INFRA = 3 (gcop eval) and EXIT_INTERRUPTED = 130
 
 # Tokens a provider adds around the text: the chat template's role markers per message and a
 # few per request. Generous on purpose: the estimate must be an upper bound.
@@ -63,7 +60,7 @@ class BudgetExceeded(CoreError):
     """The budget cannot pay for this call: nothing was sent. Every later call is refused too.
 
     A :class:`~gcop_env.cores.CoreError`, so a step reports it as an infrastructure error (stage
-    ``"budget"``); commands stop on it and exit with :data:`EXIT_BUDGET`.
+    ``"budget"``); commands stop on it and exit with status 4 (``EXIT_BUDGET``).
     """
 
     def __init__(self, message: str, status: "BudgetStatus | None" = None):
@@ -262,7 +259,7 @@ class Budget:
 class StopOrBudget:
     """Stop starting work: the user's stop (Ctrl-C) or an exhausted budget, whichever comes first.
 
-    Stands where a :class:`~gcop_env.interrupt.StopRequest` is read (``requested``, ``grace_s``).
+    Stands where a :class:`~gcop_env.utils.interrupt.StopRequest` is read (``requested``, ``grace_s``).
     After a budget stop the work in flight is awaited, not abandoned: every paid call it would
     make is refused at once, and what it finishes from the cache is saved.
     """
@@ -287,57 +284,3 @@ class StopOrBudget:
     @property
     def grace_s(self) -> float:
         return self.stop.grace_s if self.stop is not None and self.stop.requested else 3600.0
-
-
-def add_budget_arguments(parser: Any) -> None:
-    """``--max-usd`` and ``--max-total-tokens`` on an argparse parser (``gcop eval``)."""
-    group = parser.add_argument_group("budget")
-    group.add_argument("--max-usd", type=float, metavar="USD",
-                       help="stop paying for core calls at this many US dollars this run (cache hits are free); "
-                            f"finished work is saved and the command exits {EXIT_BUDGET}")
-    group.add_argument("--max-total-tokens", type=int, metavar="N",
-                       help="stop paying for core calls at N input + output tokens this run; "
-                            f"finished work is saved and the command exits {EXIT_BUDGET}")
-
-
-def resume_command(prog: str, argv: Sequence[str], status: BudgetStatus) -> str:
-    """The command line that resumes with a larger budget: ``argv`` with each cap flag replaced by
-    twice the cap, or by the cap plus two worst cases of the refused call when that is more (a cap
-    of 0, or one too small for more than a call or two)."""
-    args = list(argv)
-    replaced = []
-    for flag, cap in (("--max-usd", status.max_usd), ("--max-total-tokens", status.max_total_tokens)):
-        if cap is None:
-            continue
-        if flag == "--max-usd":
-            value = f"{max(cap * 2, cap + 2 * status.refused_call_usd):.4g}"
-        else:
-            value = str(max(1, cap * 2, cap + 2 * status.refused_call_tokens))
-        args = _drop_flag(args, flag)
-        replaced += [flag, value]
-    return " ".join([prog, *map(shlex.quote, args + replaced)])
-
-
-def _drop_flag(args: list[str], flag: str) -> list[str]:
-    out, skip = [], False
-    for arg in args:
-        if skip:
-            skip = False
-            continue
-        if arg == flag:
-            skip = True
-            continue
-        if arg.startswith(flag + "="):
-            continue
-        out.append(arg)
-    return out
-
-
-def budget_message(prog: str, argv: Sequence[str], status: BudgetStatus, saved: str) -> str:
-    """The lines a command prints when its budget ran out: spend, cap, what is saved, how to resume."""
-    why = f" ({status.refusal})" if status.refusal else ""
-    return (f"{prog}: budget exhausted: {status.describe()}; {status.refused} call(s) refused{why}, none sent.\n"
-            f"  {saved}\n"
-            f"  Resume with a larger budget (the re-run's budget counts from 0; finished work is skipped and paid\n"
-            f"  answers come from the cache, so nothing is redone or paid twice):\n"
-            f"    {resume_command(prog, argv, status)}")

@@ -29,6 +29,10 @@ from gcop_env.cores.base import CoreRequest, CoreResponse
 
 log = logging.getLogger(__name__)
 
+# Part of every cache key. It versions the prompts of gcop_env/step/prompts.py (which re-exports it):
+# change a prompt, bump it, and old cached responses are no longer served for the new prompts.
+PROMPT_VERSION = "gcop-prompts-v1"
+
 SCHEMA = "CREATE TABLE IF NOT EXISTS responses (key TEXT PRIMARY KEY, value TEXT NOT NULL, created REAL NOT NULL)"
 _COLUMNS = ["key", "value", "created"]
 _RESPONSE_FIELDS = {f.name for f in fields(CoreResponse)}

@@ -1,6 +1,6 @@
 """Preflight: one tiny call per model spec, before a run spends anything.
 
-``gcop check SPEC...`` (and :func:`preflight` from Python, which ``gcop curate`` / ``grpo`` /
+``gcop check SPEC...`` (:mod:`gcop_env.cli.check`; :func:`preflight` from Python, which ``gcop curate`` / ``grpo`` /
 ``eval`` run first) reports for each core, judge, teacher or guide spec: whether it is reachable,
 the model id the server answered with, whether the sampling parameters are sent and accepted,
 the price, and whether the model is retired or about to be. The call is never cached (a cached
@@ -9,9 +9,6 @@ answer would prove nothing) and costs a few tokens.
 
 from __future__ import annotations
 
-import argparse
-import json
-import sys
 import time
 from dataclasses import asdict, dataclass, field
 from enum import Enum
@@ -173,28 +170,6 @@ def require_ready(specs: Sequence[str | Core | tuple[str | Core, SamplingParams 
     if not all(r.ok for r in results):
         raise PreflightFailed(results)
     return results
-
-
-def check_cli(argv: list[str] | None = None) -> int:
-    """``gcop check SPEC...``: exit 0 when every spec is ready, 1 otherwise."""
-    parser = argparse.ArgumentParser(prog="gcop check", description=__doc__.split("\n\n")[0])
-    parser.add_argument("specs", nargs="+", metavar="SPEC", help="core, judge, teacher or guide spec (see README)")
-    parser.add_argument("--temperature", type=float, default=0.0, help="temperature to test (default: 0)")
-    parser.add_argument("--top-p", type=float, default=1.0, help="top-p to test (default: 1)")
-    parser.add_argument("--timeout-s", type=float, default=60.0, help="per-request timeout")
-    parser.add_argument("--json", action="store_true", help="print the results as JSON lines")
-    args = parser.parse_args(argv)
-    sampling = SamplingParams(temperature=args.temperature, top_p=args.top_p)
-    results = preflight([(spec, sampling) for spec in args.specs], timeout_s=args.timeout_s)
-    for r in results:
-        if args.json:
-            print(json.dumps(r.as_dict(), default=str))
-        else:
-            print("\n".join(r.lines()))
-    bad = [r for r in results if not r.ok]
-    if bad and not args.json:
-        print(f"{len(bad)} of {len(results)} spec(s) not ready", file=sys.stderr)
-    return 1 if bad else 0
 
 
 def preflight_curate(config: Any, teacher: Core | None = None, core: Core | None = None) -> list[CheckResult]:

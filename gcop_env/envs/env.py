@@ -1,12 +1,12 @@
 """The Gymnasium environment: one problem per episode, one step per episode.
 
 Observation: the guide's prompt for the current problem. Action: the guide's whole output text.
-The step runs :class:`~gcop_env.scoring.GuideScorer` and returns the shaped reward with every term
+The step runs :class:`~gcop_env.step.scoring.GuideScorer` and returns the shaped reward with every term
 in ``info["reward_components"]`` and the spend in ``info["cost"]``.
 
 ``info["reward_is_task_outcome"]`` is False (and ``info["error"]`` set) when an API or the sandbox
 failed: the reward of such a step is 0.0 only because Gymnasium needs a float; learners must
-drop it (the bundled trainer does; :class:`gcop_env.wrappers.InfraAware` does it for any library).
+drop it (the bundled trainer does; :class:`gcop_env.envs.wrappers.InfraAware` does it for any library).
 
 Core samples: when the core samples (temperature > 0, or the core says it is not deterministic),
 a repeated (problem, strategy) gets a fresh core sample: the env counts the samples it drew for
@@ -42,18 +42,18 @@ from typing import Any
 import gymnasium as gym
 from gymnasium.envs.registration import EnvSpec
 
-from gcop_env.budget import Budget
-from gcop_env.cache import ResponseCache
-from gcop_env.checks import check_int, check_number
+from gcop_env.cores.budget import Budget
+from gcop_env.cores.cache import ResponseCache
+from gcop_env.utils.numbers import check_int, check_number
 from gcop_env.cores import Core, RateLimits, RetryPolicy, SamplingParams, make_core
 from gcop_env.cores.models import DEFAULT_CORE  # a current model; dates and sources in cores/models.py
 from gcop_env.problem import Problem
-from gcop_env.prompts import guide_prompt
-from gcop_env.reward import RewardConfig
-from gcop_env.scoring import GuideScorer, StepOutcome
-from gcop_env.spaces import UnicodeText
-from gcop_env.strategy import DEFAULT_MAX_STRATEGY_CHARS, parse_guide_output
-from gcop_env.tasks import get_task
+from gcop_env.step.prompts import guide_prompt
+from gcop_env.step.reward import RewardConfig
+from gcop_env.step.scoring import GuideScorer, StepOutcome
+from gcop_env.envs.spaces import UnicodeText
+from gcop_env.step.strategy import DEFAULT_MAX_STRATEGY_CHARS, parse_guide_output
+from gcop_env.envs.tasks import get_task
 
 # sample_index = stream * SAMPLES_PER_STREAM + count. Bounded so that the index stays a small
 # integer for every backend (the hf: core seeds torch with it).
@@ -104,10 +104,10 @@ class GCoPEnv(gym.Env[str, str]):
         core: core spec (see :func:`gcop_env.make_core`), or a ready :class:`~gcop_env.cores.Core`.
         split: dataset split. data_files: local files instead of the hub. limit: first N problems only.
         judge: core spec for the judge J (default: the core itself). Unused when ``gamma == 0``.
-        beta, gamma, kappa, lam, cost_unit: the shaped reward's weights (:class:`~gcop_env.reward.RewardConfig`).
+        beta, gamma, kappa, lam, cost_unit: the shaped reward's weights (:class:`~gcop_env.step.reward.RewardConfig`).
         temperature, top_p, max_tokens: the core's sampling parameters (part of the cache keys).
         baseline_samples: unguided draws averaged into the baseline E[r(y_0)] of ΔR. None: 1 when the
-            core is deterministic, else :data:`~gcop_env.scoring.DEFAULT_STOCHASTIC_BASELINE_SAMPLES`.
+            core is deterministic, else :data:`~gcop_env.step.scoring.DEFAULT_STOCHASTIC_BASELINE_SAMPLES`.
         judge_max_tokens: the judge's reply budget.
         max_strategy_chars: the strategy length budget of the structure check.
         max_observation_chars, max_action_chars: lengths of the text spaces.
@@ -117,7 +117,7 @@ class GCoPEnv(gym.Env[str, str]):
             the judge's endpoints, instead of ``GCOP_RPM`` / ``GCOP_RATE_LIMITS``; shared with every
             other caller of the same endpoint in the process.
         max_usd, max_total_tokens: a spend cap on the real calls of this env's core, judge and
-            baseline (:class:`~gcop_env.budget.Budget`; cache hits are free). Once it is reached a
+            baseline (:class:`~gcop_env.cores.budget.Budget`; cache hits are free). Once it is reached a
             step is an infrastructure error (``info["error_stage"] == "budget"``), never a wrong
             answer; ``info["cost"]["budget"]`` shows what was spent and what is left. To share one
             budget between several envs, pass each a core made with ``make_core(spec, budget=b)``.
@@ -270,7 +270,7 @@ class GCoPEnv(gym.Env[str, str]):
     def sibling(self) -> GCoPEnv:
         """An env for a second concurrent episode on this env's scorer, core (SDK client, response
         cache), baseline table, validator (sandbox pool) and sample counter, with its own problem,
-        RNG and sample stream: what :class:`gcop_env.vector.GCoPVectorEnv` steps on threads.
+        RNG and sample stream: what :class:`gcop_env.envs.vector.GCoPVectorEnv` steps on threads.
 
         Closing one closes the shared parts of all: close the owner once, not each sibling.
         """

@@ -67,7 +67,7 @@ def register_task(name: str, *, validator: Callable[..., Validator], load: Calla
     if env_id in gym.registry:
         del gym.registry[env_id]
     # vector_entry_point: gym.make_vec(env_id, num_envs=N) steps N episodes on threads in one process
-    gym.register(id=env_id, entry_point="gcop_env.env:GCoPEnv", vector_entry_point="gcop_env.vector:GCoPVectorEnv",
+    gym.register(id=env_id, entry_point="gcop_env.envs.env:GCoPEnv", vector_entry_point="gcop_env.envs.vector:GCoPVectorEnv",
                  kwargs={"task": name})
     return env_id
 

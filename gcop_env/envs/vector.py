@@ -33,7 +33,7 @@ is truncated or turned into NaN. An API or sandbox failure is per sub-env
 every sub-env's call has finished.
 
 Seeding follows Gymnasium: ``reset(seed=s)`` seeds sub-env i with ``s + i``, which also picks its
-core sample stream (see :mod:`gcop_env.env`), so sub-envs draw different core samples.
+core sample stream (see :mod:`gcop_env.envs.env`), so sub-envs draw different core samples.
 """
 
 from __future__ import annotations
@@ -47,9 +47,9 @@ import numpy as np
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
-from gcop_env.checks import check_int
+from gcop_env.utils.numbers import check_int
 from gcop_env.cores.base import FatalCoreError
-from gcop_env.env import GCoPEnv
+from gcop_env.envs.env import GCoPEnv
 
 # Threads are cheap while they wait on sockets; the cap keeps a large num_envs from opening
 # hundreds of connections at once (rate limits, not threads, should pace a big run).
@@ -64,7 +64,7 @@ class GCoPVectorEnv(VectorEnv):
         num_envs: the number of sub-envs N.
         autoreset_mode: ``"NextStep"`` (default), ``"SameStep"`` or ``"Disabled"`` (see the module doc).
         max_workers: threads stepping sub-envs at once; default ``min(num_envs, 64)``.
-        **env_kwargs: every keyword :class:`~gcop_env.env.GCoPEnv` takes (core, split, cache, reward
+        **env_kwargs: every keyword :class:`~gcop_env.envs.env.GCoPEnv` takes (core, split, cache, reward
             weights, validator options such as ``sandbox=``...), passed on unchanged; the env is built
             once and its sub-envs share its scorer, core and validator.
     """
@@ -97,7 +97,7 @@ class GCoPVectorEnv(VectorEnv):
     # -- the shared parts, for users who want to see them -----------------------------------------
     @property
     def scorer(self):
-        """The one :class:`~gcop_env.scoring.GuideScorer` every sub-env scores with."""
+        """The one :class:`~gcop_env.step.scoring.GuideScorer` every sub-env scores with."""
         return self.envs[0].scorer
 
     @property

@@ -35,7 +35,7 @@ from typing import Iterable, Protocol, Sequence
 import numpy as np
 
 from gcop_env.problem import Problem
-from gcop_env.prompts import icl_core_prompt
+from gcop_env.step.prompts import icl_core_prompt
 
 log = logging.getLogger(__name__)
 
@@ -179,7 +179,7 @@ class ICLRetriever:
         model = load_embedder(embedder) if isinstance(embedder, str) else embedder
         key = index_key(problems, model.identity)
         if cache_dir is None:
-            from gcop_env.cache import default_cache_dir
+            from gcop_env.cores.cache import default_cache_dir
             cache_dir = default_cache_dir() / "icl"
         path = Path(cache_dir) / f"icl-index-{key[:32]}.npz"
         embeddings = _load_index(path, key, len(problems))

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from gcop_env.cores.base import Core, CoreRequest, CoreResponse, Message, SamplingParams
 from gcop_env.problem import Problem
-from gcop_env.prompts import judge_prompt
+from gcop_env.step.prompts import judge_prompt
 from gcop_env.validators.base import Validator
 
 _JSON_OBJECT = re.compile(r"\{[^{}]*\}", re.DOTALL)

@@ -12,7 +12,7 @@ them from the core's failures.
 
 from __future__ import annotations
 
-PROMPT_VERSION = "gcop-prompts-v1"
+from gcop_env.cores.cache import PROMPT_VERSION  # noqa: F401 - kept in the cache, where every key uses it
 
 GUIDE_PROMPT = """\
 You are a strategist who guides another model that will solve the problem below. Do not solve \

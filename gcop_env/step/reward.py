@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from gcop_env.checks import check_number
+from gcop_env.utils.numbers import check_number
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ The environment calls :meth:`GuideScorer.score` once per step; the trainer calls
 :meth:`GuideScorer.score_many` for a batch, which runs core calls concurrently. An
 infrastructure failure anywhere (API down, sandbox broken) ends the step with ``error`` set and
 ``reward`` None: it is never scored as a wrong answer. A call refused by the spend cap
-(:class:`~gcop_env.budget.BudgetExceeded`) is such a failure with ``error_stage`` ``"budget"``.
+(:class:`~gcop_env.cores.budget.BudgetExceeded`) is such a failure with ``error_stage`` ``"budget"``.
 """
 
 from __future__ import annotations
@@ -23,13 +23,13 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Any, Sequence
 
-from gcop_env.budget import BudgetExceeded
+from gcop_env.cores.budget import BudgetExceeded
 from gcop_env.cores.base import Core, CoreError, CoreRequest, CoreResponse, FatalCoreError, Message, SamplingParams
-from gcop_env.judge import JudgeVerdict, StrategyJudge
+from gcop_env.step.judge import JudgeVerdict, StrategyJudge
 from gcop_env.problem import Problem
-from gcop_env.prompts import core_prompt
-from gcop_env.reward import RewardComponents, RewardConfig, shape_reward
-from gcop_env.strategy import DEFAULT_MAX_STRATEGY_CHARS, ParsedGuideOutput, parse_advice, parse_guide_output
+from gcop_env.step.prompts import core_prompt
+from gcop_env.step.reward import RewardComponents, RewardConfig, shape_reward
+from gcop_env.step.strategy import DEFAULT_MAX_STRATEGY_CHARS, ParsedGuideOutput, parse_advice, parse_guide_output
 from gcop_env.validators.base import ValidationResult, Validator
 
 # Unguided draws averaged for ΔR when the core samples: 4 draws put the standard error of a

@@ -3,7 +3,7 @@
 A paid run (``gcop curate``, ``score``, ``eval``, ``grpo``) must not keep submitting requests after
 the user asked it to stop, and must not lose what already finished. The first SIGINT/SIGTERM sets
 a flag: the command stops submitting work, lets what is in flight finish for a few seconds
-(``grace_s``), saves, prints how to resume and exits with :data:`EXIT_INTERRUPTED` (130, the
+(``grace_s``), saves, prints how to resume and exits with status 130 (``gcop_env.cli.exit_codes``, the
 shell's code for Ctrl-C). A second signal stops at once (the usual ``KeyboardInterrupt``).
 
 Usage in a command::
@@ -13,12 +13,11 @@ Usage in a command::
             save(future.result())
     if stop.requested:
         print(stop.resume_hint("gcop curate ..."), file=sys.stderr)
-        return exit_interrupted()
+        return exit_interrupted()  # gcop_env.cli.exit_codes
 """
 
 from __future__ import annotations
 
-import os
 import signal
 import sys
 import threading
@@ -28,7 +27,6 @@ from concurrent.futures import FIRST_COMPLETED, Executor, Future, wait
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
-EXIT_INTERRUPTED = 130
 DEFAULT_GRACE_S = 5.0
 
 T = TypeVar("T")
@@ -133,18 +131,3 @@ def completed_until_stopped(pool: Executor, fn: Callable[[T], Any], items: Itera
 
 
 _END: Any = object()
-
-
-def exit_interrupted() -> int:
-    """The exit status of an interrupted command, leaving at once if worker threads still run.
-
-    Abandoned worker threads (a request stuck in a retry backoff) would hold the interpreter
-    open at exit; everything worth keeping is already saved (rows are fsynced as they finish,
-    the response cache commits per call), so the process ends here with status 130.
-    """
-    others = [t for t in threading.enumerate() if t is not threading.main_thread() and not t.daemon and t.is_alive()]
-    if others:
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(EXIT_INTERRUPTED)
-    return EXIT_INTERRUPTED

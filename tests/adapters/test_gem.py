@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from conftest import GOOD_GUIDE
+from support import GOOD_GUIDE
 from fake_llm import status
 
 gem = pytest.importorskip("gem", reason="gem-llm is not installed: pip install 'gcop-env[adapters]'")
@@ -73,7 +73,7 @@ def test_infra_failure_is_retried_then_masked_not_a_zero_outcome(solver_server, 
 def test_gem_example_runs(solver_server, gsm8k_dir, capsys):
     import runpy
 
-    from conftest import REPO_ROOT
+    from support import REPO_ROOT
 
     main = runpy.run_path(str(REPO_ROOT / "examples" / "gem_vector.py"))["main"]
     summary = main(["--core", f"openai:solver@{solver_server.openai_base_url}", "--data-files", str(gsm8k_dir),

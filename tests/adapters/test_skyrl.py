@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from conftest import GOOD_GUIDE
+from support import GOOD_GUIDE
 from fake_llm import status
 
 skyrl_gym = pytest.importorskip("skyrl_gym", reason="skyrl-gym is not installed: pip install 'gcop-env[adapters]'")
@@ -69,7 +69,7 @@ def test_infra_failure_is_masked_and_counted_in_metrics(solver_server, gsm8k_dir
 def test_skyrl_example_runs(solver_server, gsm8k_dir, capsys):
     import runpy
 
-    from conftest import REPO_ROOT
+    from support import REPO_ROOT
 
     main = runpy.run_path(str(REPO_ROOT / "examples" / "skyrl_env.py"))["main"]
     aggregated = main(["--core", f"openai:solver@{solver_server.openai_base_url}", "--data-files", str(gsm8k_dir),

@@ -7,7 +7,7 @@ import os
 
 import gymnasium as gym
 import pytest
-from conftest import GOOD_GUIDE, REPO_ROOT, gsm8k_golds
+from support import GOOD_GUIDE, REPO_ROOT, gsm8k_golds
 from fake_llm import status
 from tiny_guide import build_tiny_guide
 

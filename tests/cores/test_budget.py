@@ -16,13 +16,14 @@ from pathlib import Path
 import gymnasium as gym
 import pytest
 
-from conftest import GOOD_GUIDE, GSM8K_DIR, ScriptedSolver, gsm8k_golds
+from support import GOOD_GUIDE, GSM8K_DIR, ScriptedSolver, gsm8k_golds
 from fake_llm import FakeLLMServer
 
 import gcop_env
-from gcop_env.env import GCoPEnv
-from gcop_env.budget import (EXIT_BUDGET, Budget, BudgetExceeded, UnpricedModel, resume_command,
-                             worst_case_input_tokens)
+from gcop_env.envs.env import GCoPEnv
+from gcop_env.cli.budget import resume_command
+from gcop_env.cli.exit_codes import EXIT_BUDGET
+from gcop_env.cores.budget import Budget, BudgetExceeded, UnpricedModel, worst_case_input_tokens
 from gcop_env.cores import make_core
 from gcop_env.cores.base import CoreRequest, Message, SamplingParams
 from gcop_env.cores.pricing import price_tokens
@@ -88,8 +89,8 @@ def test_env_step_past_the_budget_is_an_infra_error_and_sends_nothing(server):
     assert last["spent_usd"] == pytest.approx(status.spent_usd)
     assert last["left_usd"] == pytest.approx(0.2 - status.spent_usd) and last["max_usd"] == 0.2
     # it refused because what is left is less than the worst case of the refused step's core call
-    from gcop_env.prompts import core_prompt
-    from gcop_env.strategy import parse_guide_output
+    from gcop_env.step.prompts import core_prompt
+    from gcop_env.step.strategy import parse_guide_output
 
     problem = env.problems[first_refused]
     prompt = core_prompt(problem.question, env.validator.answer_format, parse_guide_output(GOOD_GUIDE).strategy)
@@ -249,7 +250,7 @@ def _same_results(rows: list[dict]) -> list[tuple]:
 
 @pytest.mark.parametrize("flag,cap,larger", [("--max-usd", "0.1", "5"), ("--max-total-tokens", "1000", "100000")])
 def test_gcop_eval_stops_saves_and_resumes_with_a_larger_budget(server, tmp_path, capsys, flag, cap, larger):
-    from gcop_env.evaluation.runner import eval_cli
+    from gcop_env.cli.eval import eval_cli
 
     base = ["--core-only", "--task", "GSM8K", "--data-files", str(GSM8K_DIR), "--limit", "10",
             "--core", _core_spec(server), "--core-max-tokens", "64", "--workers", "2", "--no-progress",
@@ -291,7 +292,7 @@ def test_gcop_eval_stops_saves_and_resumes_with_a_larger_budget(server, tmp_path
 
 
 def test_gcop_eval_refuses_a_dollar_cap_on_an_unpriced_model(server, tmp_path, capsys):
-    from gcop_env.evaluation.runner import eval_cli
+    from gcop_env.cli.eval import eval_cli
 
     code = eval_cli(["--core-only", "--task", "GSM8K", "--data-files", str(GSM8K_DIR), "--limit", "2",
                      "--core", _core_spec(server, "unpriced-model"), "--no-progress", "--no-preflight",
@@ -299,12 +300,12 @@ def test_gcop_eval_refuses_a_dollar_cap_on_an_unpriced_model(server, tmp_path, c
     assert code == 2 and "not in the price table" in capsys.readouterr().err
     with pytest.raises(SystemExit) as bad:
         eval_cli(["--core-only", "--out", str(tmp_path / "y"), "--max-usd", "-1"])
-    assert bad.value.code == 2 and "max_usd must be a finite number" in capsys.readouterr().err
+    assert bad.value.code == 2 and "max_usd must be >= 0" in capsys.readouterr().err
     assert server.count() == 0
 
 
 def test_max_usd_zero_replays_a_finished_run_from_the_cache_only(server, tmp_path, capsys):
-    from gcop_env.evaluation.runner import eval_cli
+    from gcop_env.cli.eval import eval_cli
 
     base = ["--core-only", "--task", "GSM8K", "--data-files", str(GSM8K_DIR), "--limit", "3",
             "--core", _core_spec(server), "--core-max-tokens", "64", "--no-progress", "--no-preflight"]
@@ -335,7 +336,7 @@ class TeacherAndSolver:
 
 @pytest.mark.parametrize("flag,cap,larger", [("--max-usd", "0.6", "50"), ("--max-total-tokens", "2000", "10000000")])
 def test_gcop_curate_stops_saves_and_resumes_with_a_larger_budget(tmp_path, capsys, flag, cap, larger):
-    from gcop_env.trainers.cli import curate_cli
+    from gcop_env.cli.train import curate_cli
 
     with FakeLLMServer(TeacherAndSolver()) as server:
         def argv(out, *extra):
@@ -386,7 +387,7 @@ def test_gcop_grpo_stops_with_a_checkpoint_and_resumes_with_a_larger_budget(serv
     pytest.importorskip("trl")
     from tiny_guide import build_tiny_guide
 
-    from gcop_env.trainers.cli import grpo_cli
+    from gcop_env.cli.train import grpo_cli
 
     guide = build_tiny_guide(tmp_path / "tiny", list(gsm8k_golds(4)), [GOOD_GUIDE] * 3)
     out = tmp_path / "grpo"
@@ -419,7 +420,7 @@ def test_gcop_grpo_stops_with_a_checkpoint_and_resumes_with_a_larger_budget(serv
 
 
 def test_gcop_eval_guided_api_guide_pays_from_the_same_budget(tmp_path):
-    from gcop_env.evaluation.runner import EvalConfig, run_eval
+    from gcop_env.evaluation.run import EvalConfig, run_eval
 
     solver = ScriptedSolver(gsm8k_golds())
 

@@ -10,7 +10,7 @@ import pytest
 from fake_llm import FakeLLMServer
 
 from gcop_env import RetryPolicy, make_core
-from gcop_env.cache import ResponseCache
+from gcop_env.cores.cache import ResponseCache
 from gcop_env.cores import CoreRequest, Message, SamplingParams
 
 REQUEST = CoreRequest(messages=(Message("user", "What is 2 + 2?"),), sampling=SamplingParams(max_tokens=16))
@@ -74,7 +74,7 @@ def test_a_healthy_cache_is_kept(tmp_path):
 
 def test_read_only_cache_degrades_to_no_cache_with_one_warning(tmp_path, monkeypatch, caplog):
     path = filled_cache(tmp_path / "responses.sqlite", n=1)
-    monkeypatch.setattr("gcop_env.cache.sqlite3.connect", read_only_connect)
+    monkeypatch.setattr("gcop_env.cores.cache.sqlite3.connect", read_only_connect)
     with caplog.at_level(logging.WARNING):
         cache = ResponseCache(path)
         with FakeLLMServer(lambda p: "four") as server:
@@ -107,7 +107,7 @@ def test_a_failed_write_never_loses_the_paid_response(tmp_path, monkeypatch, cap
     cache = ResponseCache(tmp_path / "responses.sqlite")
     assert cache.enabled
     cache.close()
-    monkeypatch.setattr("gcop_env.cache.sqlite3.connect", read_only_connect)  # the disk turns read-only mid-run
+    monkeypatch.setattr("gcop_env.cores.cache.sqlite3.connect", read_only_connect)  # the disk turns read-only mid-run
     with caplog.at_level(logging.WARNING), FakeLLMServer(lambda p: "four") as server:
         core = make_core(f"openai:m@{server.openai_base_url}", cache=cache, retry=FAST)
         for i in range(3):

@@ -13,7 +13,7 @@ import pytest
 from fake_llm import FakeLLMServer
 
 from gcop_env import RetryPolicy, make_core
-from gcop_env.cache import ResponseCache, request_key
+from gcop_env.cores.cache import ResponseCache, request_key
 from gcop_env.cores import CoreRequest, Message, SamplingParams
 
 FAST = RetryPolicy(max_attempts=2, initial_backoff_s=0.01)
@@ -92,7 +92,7 @@ def test_sampling_not_sent_is_not_in_the_key_and_responses_show_what_was_sent(mo
 
 def test_info_shows_the_sampling_actually_sent(solver_server, monkeypatch, gsm8k_dir):
     import gymnasium as gym
-    from conftest import GOOD_GUIDE
+    from support import GOOD_GUIDE
 
     monkeypatch.setenv("ANTHROPIC_BASE_URL", solver_server.url)
     monkeypatch.setenv("ANTHROPIC_API_KEY", "k")
@@ -256,7 +256,7 @@ def test_hf_sampling_uses_a_local_generator_not_the_global_rng(tiny_model):
 
 def test_a_lone_surrogate_in_the_guide_text_never_crashes_a_step(solver_server, gsm8k_dir):
     import gymnasium as gym
-    from conftest import GOOD_GUIDE
+    from support import GOOD_GUIDE
 
     env = gym.make("GCoP-GSM8K-v0", core=f"openai:m@{solver_server.openai_base_url}", data_files=str(gsm8k_dir),
                    limit=2, gamma=0.0, kappa=0.0, retry=FAST)

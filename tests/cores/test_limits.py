@@ -18,7 +18,7 @@ from datetime import datetime, timedelta, timezone
 
 import gymnasium as gym
 import pytest
-from conftest import GOOD_GUIDE, REPO_ROOT
+from support import GOOD_GUIDE, REPO_ROOT
 from fake_llm import FakeLLMServer, SlidingWindowLimit, status
 
 from gcop_env import CoreError, RetryPolicy, make_core

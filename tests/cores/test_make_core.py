@@ -6,7 +6,7 @@ import time
 
 import gymnasium as gym
 import pytest
-from conftest import GOOD_GUIDE
+from support import GOOD_GUIDE
 from fake_llm import FakeLLMServer, drop, malformed, slow, status
 
 from gcop_env import CoreError, RetryPolicy, make_core, set_price

@@ -7,7 +7,7 @@ import logging
 
 import gymnasium as gym
 import pytest
-from conftest import GOOD_GUIDE, GSM8K_DIR
+from support import GOOD_GUIDE, GSM8K_DIR
 from fake_llm import FakeLLMServer, api_error, status
 
 from gcop_env import CoreError, RetryPolicy, make_core
@@ -28,7 +28,7 @@ def anthropic(server, monkeypatch, model="claude-haiku-4-5-20251001", **kw):
 
 # -- defaults ----------------------------------------------------------------------------------
 def test_defaults_are_current_priced_models():
-    from gcop_env.env import DEFAULT_CORE as env_default
+    from gcop_env.envs.env import DEFAULT_CORE as env_default
     from gcop_env.trainers.config import CurateConfig, GRPORunConfig
 
     for spec in (DEFAULT_CORE, DEFAULT_TEACHER, env_default, CurateConfig().core, CurateConfig().teacher,
@@ -150,8 +150,8 @@ def test_fatal_error_of_baseline_or_judge_stops_the_step(solver_server, monkeypa
 
 
 def test_fatal_error_stops_grpo_reward_batch(solver_server, monkeypatch):
-    from gcop_env.scoring import GuideScorer
-    from gcop_env.tasks import get_task
+    from gcop_env.step.scoring import GuideScorer
+    from gcop_env.envs.tasks import get_task
     from gcop_env.trainers.grpo import ShapedReward
 
     core = anthropic(solver_server, monkeypatch)

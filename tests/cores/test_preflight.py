@@ -6,11 +6,11 @@ import json
 import socket
 
 import pytest
-from conftest import GSM8K_DIR
+from support import GSM8K_DIR
 from fake_llm import FakeLLMServer, api_error
-from test_curate import curate_argv, world  # noqa: F401 - world is a fixture
+from support import curate_argv
 
-from gcop_env.check import CheckStatus, PreflightFailed, check_spec, preflight
+from gcop_env.cores.preflight import CheckStatus, PreflightFailed, check_spec, preflight
 from gcop_env.cli import main
 from gcop_env.cores import DEFAULT_CORE, SamplingParams
 
@@ -93,11 +93,11 @@ def test_grpo_preflight_runs_before_the_guide_loads(monkeypatch, tmp_path):
         assert server.count() == 1
 
 
-def test_curate_summary_records_the_sampling_sent(world, tmp_path):  # noqa: F811 - fixture
-    from gcop_env.trainers.cli import curate_cli
+def test_curate_summary_records_the_sampling_sent(curation_world, tmp_path):
+    from gcop_env.cli.train import curate_cli
 
     out = tmp_path / "curated.jsonl"
-    assert curate_cli(curate_argv(world.server, out, limit=2)) == 0
+    assert curate_cli(curate_argv(curation_world.server, out, limit=2)) == 0
     sampling = json.loads((tmp_path / "curated.summary.json").read_text())["sampling"]
     assert sampling["core"]["sent"]["temperature"] == 0.7 and sampling["core"]["deterministic"] is False
     assert sampling["teacher"]["requested"]["temperature"] == 0.7

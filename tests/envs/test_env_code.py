@@ -5,7 +5,7 @@ from __future__ import annotations
 import gymnasium as gym
 import pytest
 from _sandbox_support import require_docker
-from conftest import KODCODE_SAMPLE
+from support import KODCODE_SAMPLE, solver_for
 from fake_llm import FakeLLMServer, status
 from gymnasium.utils.env_checker import check_env
 
@@ -14,20 +14,6 @@ from gcop_env.validators.humaneval import load_humaneval
 from gcop_env.validators.kodcode import load_kodcode
 
 GUIDE = "<think>Edge cases first.</think><strategy>Handle empty input, then loop once and keep a running result.</strategy>"
-
-
-def solver_for(problems, broken_ids=()):
-    """Guided: the reference solution (broken for ``broken_ids``); unguided: always broken."""
-    by_question = {p.question: p for p in problems}
-
-    def respond(prompt: str) -> str:
-        if prompt.startswith("You review a strategy"):
-            return '{"usefulness": 6, "specificity": 4, "leaks_answer": false}'
-        problem = next(p for q, p in by_question.items() if q in prompt)
-        guided = "Suggested strategy:" in prompt
-        code = problem.solution if guided and problem.task_id not in broken_ids else "def nothing():\n    pass\n"
-        return f"Here is the implementation:\n```python\n{code}\n```\nExample:\n```python\nprint('usage')\n```"
-    return respond
 
 
 @pytest.mark.parametrize("sandbox", ["process", pytest.param("docker", marks=pytest.mark.docker)])

@@ -6,13 +6,13 @@ import os
 
 import gymnasium as gym
 import pytest
-from conftest import GOOD_GUIDE, ScriptedSolver, gsm8k_golds
+from support import GOOD_GUIDE, ScriptedSolver, gsm8k_golds
 from fake_llm import FakeLLMServer
 from gymnasium.utils.env_checker import check_env
 
 import gcop_env
 from gcop_env import RetryPolicy, make_core
-from gcop_env.scoring import DEFAULT_STOCHASTIC_BASELINE_SAMPLES as STOCHASTIC_DRAWS
+from gcop_env.step.scoring import DEFAULT_STOCHASTIC_BASELINE_SAMPLES as STOCHASTIC_DRAWS
 
 FAST_RETRY = RetryPolicy(max_attempts=4, initial_backoff_s=0.01, max_backoff_s=0.05)
 

@@ -10,7 +10,7 @@ import pickle
 import cloudpickle
 import gymnasium as gym
 import pytest
-from conftest import GOOD_GUIDE, KODCODE_SAMPLE
+from support import GOOD_GUIDE, KODCODE_SAMPLE
 from gymnasium.envs.registration import EnvSpec
 
 import gcop_env  # noqa: F401 - registers the environments
@@ -181,10 +181,10 @@ def test_spec_to_json_refuses_a_core_object_and_names_the_spec_to_pass(solver_se
 
 
 def test_spec_to_json_writes_paths_and_lists_and_refuses_a_sandbox_object(tmp_path):
-    from gcop_env.env import GCoPEnvSpec
+    from gcop_env.envs.env import GCoPEnvSpec
     from gcop_env.sandbox import make_sandbox
 
-    spec = GCoPEnvSpec(id="GCoP-KodCode-v0", entry_point="gcop_env.env:GCoPEnv",
+    spec = GCoPEnvSpec(id="GCoP-KodCode-v0", entry_point="gcop_env.envs.env:GCoPEnv",
                        kwargs={"task": "KodCode", "data_files": [tmp_path / "a.jsonl", tmp_path / "b.jsonl"],
                                "sandbox_options": {"pool_size": 2}, "retry": RetryPolicy(max_attempts=3)})
     kwargs = EnvSpec.from_json(spec.to_json()).kwargs

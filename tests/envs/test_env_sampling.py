@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import gymnasium as gym
 import pytest
-from conftest import GOOD_GUIDE
+from support import GOOD_GUIDE
 from fake_llm import status
 
 import gcop_env  # noqa: F401 - registers the environments
@@ -97,7 +97,7 @@ def test_sample_counter_hands_out_each_number_once_across_threads_and_reuses_ret
     import pickle
     from concurrent.futures import ThreadPoolExecutor
 
-    from gcop_env.env import SampleCounter
+    from gcop_env.envs.env import SampleCounter
 
     counter = SampleCounter()
     with ThreadPoolExecutor(8) as pool:

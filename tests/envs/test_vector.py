@@ -12,23 +12,22 @@ import cloudpickle
 import gymnasium as gym
 import numpy as np
 import pytest
-from conftest import GOOD_GUIDE, GSM8K_DIR, KODCODE_SAMPLE, ScriptedSolver, gsm8k_golds
 from fake_llm import FakeLLMServer, api_error, status
+from support import GOOD_GUIDE, GSM8K_DIR, KODCODE_SAMPLE, ScriptedSolver, gsm8k_golds, solver_for
 from gymnasium.utils.env_checker import data_equivalence
 from gymnasium.vector import AutoresetMode
 from gymnasium.vector.utils import (batch_space, create_empty_array, create_shared_memory, read_from_shared_memory,
                                     write_to_shared_memory)
 from gymnasium.wrappers.vector import DictInfoToList
-from test_env_code import solver_for
 
 import gcop_env
 from gcop_env import RetryPolicy
 from gcop_env.cores.base import FatalCoreError
-from gcop_env.prompts import guide_prompt
-from gcop_env.spaces import UnicodeText
+from gcop_env.step.prompts import guide_prompt
+from gcop_env.envs.spaces import UnicodeText
 from gcop_env.validators.humaneval import load_humaneval
 from gcop_env.validators.kodcode import load_kodcode
-from gcop_env.vector import GCoPVectorEnv, batch_infos
+from gcop_env.envs.vector import GCoPVectorEnv, batch_infos
 
 FAST_RETRY = RetryPolicy(max_attempts=2, initial_backoff_s=0.01, max_backoff_s=0.02)
 NO_RETRY = RetryPolicy(max_attempts=1)
@@ -116,7 +115,7 @@ def test_check_vector_env_in_every_mode(solver_server, mode):
 
 def test_make_vec_defaults_to_the_native_env_for_every_registered_task():
     for task in gcop_env.registered_tasks():
-        assert gym.spec(task.env_id).vector_entry_point == "gcop_env.vector:GCoPVectorEnv", task.env_id
+        assert gym.spec(task.env_id).vector_entry_point == "gcop_env.envs.vector:GCoPVectorEnv", task.env_id
     with FakeLLMServer() as server:
         envs = gym.make_vec("GCoP-GSM8K-v0", num_envs=2, **gsm8k_kwargs(server))
         assert isinstance(envs, GCoPVectorEnv) and envs.spec.kwargs["vectorization_mode"] == "vector_entry_point"

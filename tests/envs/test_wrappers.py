@@ -6,12 +6,12 @@ from __future__ import annotations
 import gymnasium as gym
 import numpy as np
 import pytest
-from conftest import GOOD_GUIDE
+from support import GOOD_GUIDE
 from fake_llm import status
 
 import gcop_env  # noqa: F401 - registers the environments
 from gcop_env import RetryPolicy
-from gcop_env.wrappers import EpisodeStatistics, InfraAware, InfraStepDropped
+from gcop_env.envs.wrappers import EpisodeStatistics, InfraAware, InfraStepDropped
 
 ONE_TRY = RetryPolicy(max_attempts=1)  # the core gives up at once: each fault is an infra failure
 

@@ -8,7 +8,7 @@ import pytest
 
 from gcop_env import Problem
 from gcop_env.evaluation.icl import EmbeddingModelError, ICLRetriever, icl_prompt, load_embedder
-from gcop_env.prompts import core_prompt
+from gcop_env.step.prompts import core_prompt
 
 
 class AngleEmbedder:

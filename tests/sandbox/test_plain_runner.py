@@ -15,7 +15,7 @@ import pytest
 
 from _sandbox_support import GOOD, TESTS, sandbox, shared_data, use_runner  # noqa: F401  (sandbox is a fixture)
 from gcop_env.sandbox.worker import _PROBE_SOURCE, _Plan, _version_watcher
-from test_code_validators import _break  # every function returns None
+from _sandbox_support import _break  # every function returns None
 
 PLAIN = "plain"
 HANDED_OVER = "handed over"  # the plain runner started, then pytest ran it from scratch

@@ -91,7 +91,7 @@ def test_make_sandbox_auto_says_what_it_chose(caplog):
 @pytest.mark.docker
 def test_image_check():
     require_docker()
-    from gcop_env.sandbox.cli import sandbox_cli
+    from gcop_env.cli.sandbox import sandbox_cli
 
     assert sandbox_cli(["check"]) == 0
 

@@ -302,7 +302,7 @@ def test_an_engine_without_the_image_says_how_to_copy_it(second_engine):
 
 @pytest.mark.docker
 def test_cli_lists_the_engines_and_copies_the_image(second_engine, capsys):
-    from gcop_env.sandbox.cli import sandbox_cli
+    from gcop_env.cli.sandbox import sandbox_cli
 
     assert sandbox_cli(["hosts", FIRST, second_engine.url]) == 0
     table = capsys.readouterr().out

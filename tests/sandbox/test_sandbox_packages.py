@@ -9,23 +9,14 @@ import os
 
 import pytest
 
-from _sandbox_support import BACKENDS, make_backend, require_docker
+from _sandbox_support import BACKENDS, SCIENTIFIC_SOLUTION, make_backend, require_docker
 from gcop_env.problem import Problem
-from gcop_env.sandbox.cli import sandbox_cli
+from gcop_env.cli.sandbox import sandbox_cli
 from gcop_env.sandbox.imports import needed_modules, scan_dataset
 from gcop_env.validators.base import Status
 from gcop_env.validators.kodcode import KodCodeValidator
 
 # A KodCode-shaped row whose reference solution and tests use numpy and scipy.
-SCIENTIFIC_SOLUTION = """
-import numpy as np
-from scipy import stats
-
-
-def standardize(values):
-    \"\"\"z-scores of the values (population standard deviation).\"\"\"
-    return stats.zscore(np.asarray(values, dtype=float))
-"""
 SCIENTIFIC_TEST = """
 import numpy as np
 import pytest

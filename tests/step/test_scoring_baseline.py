@@ -6,11 +6,11 @@ import threading
 
 import gymnasium as gym
 import pytest
-from conftest import GOOD_GUIDE, ScriptedSolver, gsm8k_golds
+from support import GOOD_GUIDE, ScriptedSolver, gsm8k_golds
 from fake_llm import FakeLLMServer
 
 from gcop_env import RetryPolicy, make_core
-from gcop_env.scoring import DEFAULT_STOCHASTIC_BASELINE_SAMPLES
+from gcop_env.step.scoring import DEFAULT_STOCHASTIC_BASELINE_SAMPLES
 
 FAST_RETRY = RetryPolicy(max_attempts=2, initial_backoff_s=0.01, max_backoff_s=0.05)
 

@@ -13,14 +13,16 @@ import threading
 from dataclasses import asdict
 
 import pytest
-from conftest import GOOD_GUIDE, ScriptedSolver, gsm8k_golds
+from support import GOOD_GUIDE, ScriptedSolver, gsm8k_golds
 from fake_llm import FakeLLMServer, api_error
 
 from gcop_env import RetryPolicy, RewardConfig, get_task, make_core
 from gcop_env.cores.base import FatalCoreError, SamplingParams
-from gcop_env.scoring import GuideScorer
+from gcop_env.step.scoring import GuideScorer
 from gcop_env.trainers.async_reward import AsyncShapedReward
-from gcop_env.trainers.config import ConfigError, GRPORunConfig, config_from_dict, parse_config
+from gcop_env.cli.args import parse_config
+from gcop_env.trainers.config import GRPORunConfig
+from gcop_env.utils.fields import ConfigError, config_from_dict
 from gcop_env.trainers.grpo import ShapedReward
 
 HOLD_S = 0.5  # how long a request waits for the pool to (over)fill; only counts are asserted
@@ -174,7 +176,7 @@ def test_reward_mode_and_max_inflight_are_config_fields(tmp_path):
 def test_a_tiny_grpo_step_scores_through_the_async_reward(gsm8k_dir, tmp_path):
     from tiny_guide import build_tiny_guide
 
-    from gcop_env.trainers.cli import grpo_cli
+    from gcop_env.cli.train import grpo_cli
 
     pytest.importorskip("torch")
     guide = build_tiny_guide(tmp_path / "guide", list(gsm8k_golds(4)), [GOOD_GUIDE] * 3)
@@ -245,7 +247,7 @@ def test_run_totals_add_up_every_process_part():
 def test_each_training_process_draws_its_own_core_samples(problems, monkeypatch):
     # under accelerate a GRPO group can span processes: the same completion in two processes'
     # slices must ask a sampled core for two draws, not share the first one's cached answer
-    from gcop_env.env import SAMPLES_PER_STREAM
+    from gcop_env.envs.env import SAMPLES_PER_STREAM
 
     items = [(problems[0], GOOD_GUIDE), (problems[0], GOOD_GUIDE), (problems[1], GOOD_GUIDE)]
     core = make_core("openai:fake-core@http://127.0.0.1:9/v1", cache=False)

@@ -4,13 +4,13 @@ outage trains exactly like the batch without them (same loss, same gradients).""
 from __future__ import annotations
 
 import pytest
-from conftest import gsm8k_golds
+from support import gsm8k_golds
 from tiny_guide import build_tiny_guide
 
 pytest.importorskip("trl")
 torch = pytest.importorskip("torch")
 
-from gcop_env.prompts import guide_prompt  # noqa: E402
+from gcop_env.step.prompts import guide_prompt  # noqa: E402
 
 # per prompt: four completions; the "outage" ones got no reward (the core API failed)
 COMPLETIONS = [

@@ -6,16 +6,18 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import GOOD_GUIDE, GSM8K_DIR, REPO_ROOT, gsm8k_golds
-from test_curate import GOOD, curate_argv, world  # noqa: F401 - world is a fixture
+from support import GOOD_GUIDE, GSM8K_DIR, REPO_ROOT, gsm8k_golds
+from support import GOOD, curate_argv
 from tiny_guide import build_tiny_guide
 
 from gcop_env import RewardConfig, RetryPolicy, get_task, make_core
 from gcop_env.cores.base import SamplingParams
 from gcop_env.recipe import read_recipe, read_recipe_details
-from gcop_env.scoring import GuideScorer
-from gcop_env.trainers.cli import curate_cli, grpo_cli, sft_cli
-from gcop_env.trainers.config import GRPORunConfig, SFTRunConfig, config_from_dict, parse_config
+from gcop_env.step.scoring import GuideScorer
+from gcop_env.cli.train import curate_cli, grpo_cli, sft_cli
+from gcop_env.cli.args import parse_config
+from gcop_env.trainers.config import GRPORunConfig, SFTRunConfig
+from gcop_env.utils.fields import config_from_dict
 from gcop_env.trainers.grpo import ShapedReward
 from gcop_env.trainers.sft import build_sft_trainer
 
@@ -39,9 +41,9 @@ def tiny_guide(tmp_path_factory) -> Path:
     return build_tiny_guide(tmp_path_factory.mktemp("guide") / "tiny", questions, [GOOD, GOOD_GUIDE] * 3)
 
 
-def test_curate_sft_grpo_end_to_end(world, tiny_guide, tmp_path):
+def test_curate_sft_grpo_end_to_end(curation_world, tiny_guide, tmp_path):
     corpus = tmp_path / "curated.jsonl"
-    assert curate_cli(curate_argv(world.server, corpus)) == 0
+    assert curate_cli(curate_argv(curation_world.server, corpus)) == 0
     rows = [json.loads(line) for line in corpus.read_text().splitlines()]
     accepted = [r for r in rows if r["accepted"]]
     assert len(accepted) == 4 and all(r["q_hat"] >= 0.75 for r in accepted)
@@ -59,12 +61,12 @@ def test_curate_sft_grpo_end_to_end(world, tiny_guide, tmp_path):
 
     # a sampling core: the same strategy is right on some calls and wrong on others, so rewards in a
     # GRPO group differ and the update has a signal even when the guide repeats itself
-    world.flaky_core = True
+    curation_world.flaky_core = True
     grpo_dir = tmp_path / "grpo"
     config = tmp_path / "grpo.yaml"
     config.write_text(
         f"task: GSM8K\ndata_files: {GSM8K_DIR}\nsplit: test\nlimit: 4\n"
-        f"core: openai:fake-core@{world.server.openai_base_url}\n"
+        f"core: openai:fake-core@{curation_world.server.openai_base_url}\n"
         "num_generations: 4\nper_device_train_batch_size: 4\nmax_completion_length: 48\n"
         "learning_rate: 1.0e-3\nweight_decay: 0.0\nsave_steps: 2\nlogging_steps: 1\n"
         "reward_gamma: 0.2\nreward_kappa: 0.5\neval_limit: 2\nmax_retries: 2\nretry_backoff_s: 0.01\n"
@@ -88,21 +90,21 @@ def test_curate_sft_grpo_end_to_end(world, tiny_guide, tmp_path):
     assert read_recipe(grpo_dir) == "ExecTune" and read_recipe_details(grpo_dir)["base_recipe"] == "SFT"
 
 
-def test_shaped_reward_adapter_scores_logs_and_excludes_infra_failures(world, gsm8k_dir):
+def test_shaped_reward_adapter_scores_logs_and_excludes_infra_failures(curation_world, gsm8k_dir):
     task = get_task("GSM8K")
     problems = task.load("test", data_files=str(gsm8k_dir))[:3]
-    core = make_core(f"openai:fake-core@{world.server.openai_base_url}",
+    core = make_core(f"openai:fake-core@{curation_world.server.openai_base_url}",
                      retry=RetryPolicy(max_attempts=2, initial_backoff_s=0.01), timeout_s=10)
     scorer = GuideScorer(task.validator(), core, reward=RewardConfig(beta=0.1, gamma=0.2, kappa=0.5),
                          sampling=SamplingParams())
     reward = ShapedReward(scorer, problems)
-    world.down_question = problems[2].question
+    curation_world.down_question = problems[2].question
     logged: dict[str, float] = {}
     completions = [[{"role": "assistant", "content": GOOD}],  # well formed, core right
                    [{"role": "assistant", "content": "the answer is 42"}],  # malformed
                    [{"role": "assistant", "content": GOOD}]]  # core down: infrastructure failure
     ids = [p.task_id for p in problems]
-    before = world.server.count()
+    before = curation_world.server.count()
     rewards = reward(prompts=[None] * 3, completions=completions, task_id=ids,
                      log_metric=lambda name, value: logged.__setitem__(name, value))
     assert rewards[0] == pytest.approx(1.0 + 0.1 + 0.2 * 0.7)  # R + β + γ·J, ΔR = +1 (unguided is wrong)
@@ -113,7 +115,7 @@ def test_shaped_reward_adapter_scores_logs_and_excludes_infra_failures(world, gs
     assert logged["gcop/tamper_rate"] == 0.0  # GSM8K answers are never code
     assert logged["gcop/cost_usd"] > 0 and "gcop/cost" in logged and "gcop/shaped" in logged
     # the malformed completion cost nothing: requests went to problems 0 (core, baseline, judge) and 2 only
-    new = [world.server._last_user_text(r["body"]["messages"]) for r in world.server.requests[before:]]
+    new = [curation_world.server._last_user_text(r["body"]["messages"]) for r in curation_world.server.requests[before:]]
     assert not any(problems[1].question in p for p in new)
     assert reward.totals.completions == 3 and reward.totals.infra_errors == 1
 
@@ -155,7 +157,7 @@ def well_formed_guide(tiny_guide, tmp_path_factory) -> Path:
     """The tiny guide taught, in plain torch, to answer any GSM8K prompt with GOOD_GUIDE."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from gcop_env.prompts import guide_prompt
+    from gcop_env.step.prompts import guide_prompt
 
     tok = AutoTokenizer.from_pretrained(tiny_guide)
     torch.manual_seed(0)

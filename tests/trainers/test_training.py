@@ -11,14 +11,15 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import GOOD_GUIDE, gsm8k_golds
+from support import GOOD_GUIDE, gsm8k_golds
 from tiny_guide import build_tiny_guide
 
 pytest.importorskip("trl")
 torch = pytest.importorskip("torch")
 
 from gcop_env.trainers.config import SFTRunConfig  # noqa: E402
-from gcop_env.trainers.sft import build_sft_trainer, guide_weights_dtype  # noqa: E402
+from gcop_env.trainers.sft import build_sft_trainer  # noqa: E402
+from gcop_env.trainers.training import guide_weights_dtype  # noqa: E402
 
 
 @pytest.fixture(scope="module")

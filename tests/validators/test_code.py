@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from _sandbox_support import BACKENDS, make_backend, shared_data
+from _sandbox_support import BACKENDS, _break, make_backend, shared_data
 from gcop_env.validators.base import Status
 from gcop_env.validators.code_extract import extract_code, reveals_code
 from gcop_env.validators.humaneval import HumanEvalValidator, load_humaneval
@@ -68,16 +68,6 @@ def test_kodcode_references_pass_and_wrong_ones_fail(box):
     assert [r.status for r in right] == [Status.PASS] * len(problems), [r.details for r in right if r.status != Status.PASS]
     assert all(r.reward == 1.0 for r in right)
     assert all(r.status in (Status.FAIL, Status.ERROR) and r.reward == 0.0 for r in wrong)
-
-
-def _break(solution: str) -> str:
-    import ast
-
-    tree = ast.parse(solution)
-    for node in ast.walk(tree):
-        if isinstance(node, ast.FunctionDef) and node.name != "__init__":
-            node.body = [ast.Return(ast.Constant(None))]
-    return ast.unparse(tree)
 
 
 def test_kodcode_statuses_and_partial_credit(box):

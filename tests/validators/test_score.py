@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from _sandbox_support import shared_data
-from gcop_env.validators.score import score_cli
+from gcop_env.cli.score import score_cli
 
 
 def test_score_kodcode_with_bad_rows(tmp_path, capsys):
