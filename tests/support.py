@@ -169,3 +169,13 @@ def solver_for(problems, broken_ids=()):
         code = problem.solution if guided and problem.task_id not in broken_ids else "def nothing():\n    pass\n"
         return f"Here is the implementation:\n```python\n{code}\n```\nExample:\n```python\nprint('usage')\n```"
     return respond
+
+
+# -- text that is not valid Unicode: a guide output with lone surrogates ---------------------------
+
+SURROGATE_OUTPUTS = [
+    "<strategy>Add \ud800 them</strategy>",
+    "<think>\udfff</think><strategy>Add them</strategy>",
+    "\ud83d<strategy>Add them</strategy>",
+    "\udc80" * 10,
+]

@@ -7,9 +7,8 @@ import os
 
 import gymnasium as gym
 import pytest
-from support import GOOD_GUIDE, REPO_ROOT, gsm8k_golds
+from support import GOOD_GUIDE, REPO_ROOT
 from fake_llm import status
-from tiny_guide import build_tiny_guide
 
 import gcop_env  # noqa: F401 - registers the environments
 from gcop_env import RetryPolicy
@@ -38,11 +37,6 @@ def make_env(server, gsm8k_dir, **kwargs):
     kwargs.setdefault("cache", False)
     return gym.make("GCoP-GSM8K-v0", core=f"openai:solver@{server.openai_base_url}", split="test",
                     data_files=str(gsm8k_dir), limit=4, beta=0.1, gamma=0.0, kappa=0.0, retry=ONE_TRY, **kwargs)
-
-
-@pytest.fixture(scope="module")
-def tiny_guide_dir(tmp_path_factory):
-    return build_tiny_guide(tmp_path_factory.mktemp("guide") / "tiny", list(gsm8k_golds(4)), [GOOD_GUIDE] * 3)
 
 
 def test_environment_has_reset_as_its_only_public_method():
@@ -113,11 +107,11 @@ def grpo_config(tmp_path):
                       learning_rate=1e-3, seed=0)
 
 
-def test_grpo_trains_through_environment_factory_with_a_tool_template(solver_server, gsm8k_dir, tiny_guide_dir, tmp_path):
+def test_grpo_trains_through_environment_factory_with_a_tool_template(solver_server, gsm8k_dir, tiny_gsm8k_guide, tmp_path):
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl import GRPOTrainer
 
-    tokenizer = AutoTokenizer.from_pretrained(tiny_guide_dir)
+    tokenizer = AutoTokenizer.from_pretrained(tiny_gsm8k_guide)
     tokenizer.chat_template = TOOL_CHATML
     adapter = TRLAdapter(make_env(solver_server, gsm8k_dir))
     kwargs = adapter.trainer_kwargs(tokenizer)
@@ -125,7 +119,7 @@ def test_grpo_trains_through_environment_factory_with_a_tool_template(solver_ser
     problems = {p.task_id: p for p in adapter.problems}
     kwargs["environment_factory"] = lambda: RecordingEnvironment(problems)
     RecordingEnvironment.resets.clear()
-    trainer = GRPOTrainer(model=AutoModelForCausalLM.from_pretrained(tiny_guide_dir), args=grpo_config(tmp_path),
+    trainer = GRPOTrainer(model=AutoModelForCausalLM.from_pretrained(tiny_gsm8k_guide), args=grpo_config(tmp_path),
                           processing_class=tokenizer, train_dataset=adapter.dataset(), **kwargs)
     assert trainer.tools == []  # no method of the environment became a tool
     trainer.train()
@@ -140,13 +134,13 @@ def test_grpo_trains_through_environment_factory_with_a_tool_template(solver_ser
     assert adapter.reward.totals.completions == 4 and "gcop/infra_error_rate" in step_log
 
 
-def test_plain_template_falls_back_to_the_reward_function(solver_server, gsm8k_dir, tiny_guide_dir, tmp_path):
+def test_plain_template_falls_back_to_the_reward_function(solver_server, gsm8k_dir, tiny_gsm8k_guide, tmp_path):
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl import GRPOTrainer
 
-    tokenizer = AutoTokenizer.from_pretrained(tiny_guide_dir)  # plain ChatML: no tool calls
+    tokenizer = AutoTokenizer.from_pretrained(tiny_gsm8k_guide)  # plain ChatML: no tool calls
     adapter = TRLAdapter(make_env(solver_server, gsm8k_dir))
-    model = AutoModelForCausalLM.from_pretrained(tiny_guide_dir)
+    model = AutoModelForCausalLM.from_pretrained(tiny_gsm8k_guide)
     with pytest.raises(ValueError, match="does not support tool calling"):  # TRL's rule, which the adapter follows
         GRPOTrainer(model=model, args=grpo_config(tmp_path), processing_class=tokenizer,
                     train_dataset=adapter.dataset(), environment_factory=adapter.environment_factory,
@@ -159,10 +153,10 @@ def test_plain_template_falls_back_to_the_reward_function(solver_server, gsm8k_d
     assert adapter.reward.totals.completions == 4
 
 
-def test_trl_examples_print_their_metrics(solver_server, gsm8k_dir, tiny_guide_dir, tmp_path, capsys):
+def test_trl_examples_print_their_metrics(solver_server, gsm8k_dir, tiny_gsm8k_guide, tmp_path, capsys):
     import runpy
 
-    common = ["--guide", str(tiny_guide_dir), "--core", f"openai:fake-core@{solver_server.openai_base_url}",
+    common = ["--guide", str(tiny_gsm8k_guide), "--core", f"openai:fake-core@{solver_server.openai_base_url}",
               "--data-files", str(gsm8k_dir), "--split", "test", "--limit", "2", "--max-steps", "1",
               "--num-generations", "2", "--max-completion-length", "8"]
     for example in ("trl_grpo.py", "trl_environment.py"):

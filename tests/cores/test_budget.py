@@ -34,8 +34,8 @@ PRICES = {"fake-core": [100.0, 400.0], "fake-teacher": [200.0, 800.0]}
 
 
 @pytest.fixture(autouse=True)
-def _priced(monkeypatch):
-    monkeypatch.setenv("GCOP_PRICES", json.dumps(PRICES))
+def _priced(priced_models):
+    priced_models(PRICES)
 
 
 @pytest.fixture
@@ -383,13 +383,11 @@ def test_gcop_curate_stops_saves_and_resumes_with_a_larger_budget(tmp_path, caps
 # -- gcop grpo ----------------------------------------------------------------------------------------
 
 
-def test_gcop_grpo_stops_with_a_checkpoint_and_resumes_with_a_larger_budget(server, tmp_path, capsys):
+def test_gcop_grpo_stops_with_a_checkpoint_and_resumes_with_a_larger_budget(server, tmp_path, capsys, tiny_gsm8k_guide):
     pytest.importorskip("trl")
-    from tiny_guide import build_tiny_guide
-
     from gcop_env.cli.train import grpo_cli
 
-    guide = build_tiny_guide(tmp_path / "tiny", list(gsm8k_golds(4)), [GOOD_GUIDE] * 3)
+    guide = tiny_gsm8k_guide
     out = tmp_path / "grpo"
     # advisor: the guide's whole output is the advice, so every completion of the random tiny
     # guide costs one core call (2 per step)

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+import gymnasium as gym
 import pytest
+from gcop_env.validators.data import DataError
+from gcop_env.validators.gsm8k import GSM8KValidator, extract_answer, format_number, gold_from_answer, load_gsm8k
+from support import GOOD_GUIDE, SURROGATE_OUTPUTS
 
+import gcop_env  # noqa: F401 - registers the envs
 from gcop_env import StructureError, parse_guide_output
 from gcop_env.problem import Problem
-from gcop_env.validators.gsm8k import GSM8KValidator, extract_answer, format_number, gold_from_answer, load_gsm8k
-from gcop_env.validators.data import DataError
 
 
 @pytest.mark.parametrize("text, strategy, think", [
@@ -152,3 +155,48 @@ def test_leak_check_reads_golds_exactly_including_non_terminating_fractions():
     # a fraction is one number token, in either notation
     assert v.leaks(third, "So the answer is \\frac{1}{3}.") and v.leaks(third, "each gets = 1/3, then stop")
     assert not v.leaks(third, "Give 1 pie to 3 people.")
+
+
+# -- strategies with nothing visible --------------------------------------------------------------
+INVISIBLE = ["\u200b", "\u200c", "\u200d", "\u2060", "\ufeff", "\u00ad", "\u00a0", "\u3000", "\u2003", "\u202f",
+             "\u2028", "\u2029", "\u200e", "\u202e", "\u0000", "\t", "\U000e0020"]
+
+
+@pytest.mark.parametrize("char", INVISIBLE)
+def test_invisible_only_strategy_is_empty(char):
+    parsed = parse_guide_output(f"<think>plan</think><strategy>{char * 3} {char}</strategy>")
+    assert not parsed.structure_ok and parsed.error is StructureError.EMPTY_STRATEGY
+    assert parse_guide_output(char * 5).error is StructureError.EMPTY_OUTPUT
+
+
+def test_invisible_characters_outside_the_tags_are_not_stray_text():
+    parsed = parse_guide_output("\ufeff\u200b<strategy>Add the two numbers.</strategy>\u2060\n")
+    assert parsed.structure_ok and parsed.strategy == "Add the two numbers."
+
+
+def test_zero_width_strategy_is_neither_paid_the_bonus_nor_sent_to_the_core(solver_server, gsm8k_dir):
+    env = gym.make("GCoP-GSM8K-v0", core=f"openai:fake@{solver_server.openai_base_url}",
+                   data_files=str(gsm8k_dir), limit=3, cache=False)
+    env.reset(options={"index": 0})
+    _, reward, _, _, info = env.step("<strategy>\u200b\u200b\u200b</strategy>")
+    assert reward == 0.0 and info["structure_error"] == "empty_strategy" and solver_server.count() == 0
+    env.close()
+
+
+@pytest.mark.parametrize("text", SURROGATE_OUTPUTS)
+def test_lone_surrogate_is_invalid_text(text):
+    parsed = parse_guide_output(text)
+    assert not parsed.structure_ok and parsed.error is StructureError.INVALID_TEXT and "surrogate" in parsed.message
+
+
+def test_lone_surrogate_in_a_step_is_malformed_and_calls_nothing(solver_server, gsm8k_dir):
+    env = gym.make("GCoP-GSM8K-v0", core=f"openai:fake@{solver_server.openai_base_url}",
+                   data_files=str(gsm8k_dir), limit=3)  # the default on-disk cache: its key never sees the text
+    env.reset(options={"index": 1})
+    _, reward, terminated, _, info = env.step(SURROGATE_OUTPUTS[0])
+    assert terminated and reward == 0.0 and info["structure_error"] == "invalid_text"
+    assert info["reward_is_task_outcome"] and solver_server.count() == 0
+    env.reset(options={"index": 1})
+    _, reward, *_ = env.step(GOOD_GUIDE)  # the env still works
+    assert reward > 0 and solver_server.count() > 0
+    env.close()

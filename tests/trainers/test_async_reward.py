@@ -72,8 +72,8 @@ def problems(gsm8k_dir):
 
 
 @pytest.fixture(autouse=True)
-def _priced(monkeypatch):
-    monkeypatch.setenv("GCOP_PRICES", json.dumps({"fake-core": [0.8, 4.0]}))
+def _priced(priced_models):
+    priced_models({"fake-core": (0.8, 4.0)})
 
 
 def scorer_for(server, reward: RewardConfig) -> GuideScorer:
@@ -173,13 +173,11 @@ def test_reward_mode_and_max_inflight_are_config_fields(tmp_path):
         AsyncShapedReward(ShapedReward(None, []), max_inflight=0)
 
 
-def test_a_tiny_grpo_step_scores_through_the_async_reward(gsm8k_dir, tmp_path):
-    from tiny_guide import build_tiny_guide
-
+def test_a_tiny_grpo_step_scores_through_the_async_reward(gsm8k_dir, tmp_path, tiny_gsm8k_guide):
     from gcop_env.cli.train import grpo_cli
 
     pytest.importorskip("torch")
-    guide = build_tiny_guide(tmp_path / "guide", list(gsm8k_golds(4)), [GOOD_GUIDE] * 3)
+    guide = tiny_gsm8k_guide
     # the advisor recipe sends the whole (random) output of the untrained guide to the core, so every
     # non-empty completion makes exactly one core call (no baseline, no judge)
     counter = InFlightCounter(ScriptedSolver(gsm8k_golds()), limit=3)

@@ -10,11 +10,11 @@ import subprocess
 import sys
 
 import pytest
-from support import REPO_ROOT, ROUNDS, TAU, K, curate_argv
+from gcop_env.trainers.curate import acceptance_statistics, hoeffding_delta, hoeffding_epsilon, state_guarantee
+from support import GSM8K_DIR, REPO_ROOT, ROUNDS, TAU, K, curate_argv
 
 from gcop_env.cli.train import curate_cli
-from gcop_env.trainers.curate import (acceptance_statistics, hoeffding_delta, hoeffding_epsilon,
-                                      state_guarantee)
+
 
 def rows_by_role(curation_world, out):
     rows = [json.loads(line) for line in out.read_text().splitlines()]
@@ -153,3 +153,33 @@ def test_curate_reports_draws_and_refinements_separately(curation_world, tmp_pat
     assert summary["guaranteed_share"] == pytest.approx(1 / 3) and summary["guarantee_attainable"]
     printed = capsys.readouterr().out
     assert "holds for 2 of 6 states (33.3%)" in printed and "2 only after refinement" in printed
+
+
+def _gcop(*args, **kwargs):
+    return subprocess.run([sys.executable, "-m", "gcop_env.cli", *args], cwd=REPO_ROOT, capture_output=True,
+                          text=True, timeout=120, **kwargs)
+
+
+def test_curate_checks_its_output_path_before_paying(tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    result = _gcop("curate", "--data-files", str(GSM8K_DIR), "--split", "test", "--limit", "1",
+                   "--teacher", "openai:t@http://127.0.0.1:9/v1", "--core", "openai:c@http://127.0.0.1:9/v1",
+                   "--out", str(blocker / "curated.jsonl"))
+    assert result.returncode == 2 and "is not writable" in result.stderr and "Traceback" not in result.stderr
+
+
+ROW = json.dumps({"problem_id": "gsm8k/test/0", "accepted": True})
+
+
+def test_curate_refuses_to_resume_over_a_bad_complete_last_line(tmp_path, capsys):
+    out = tmp_path / "curated.jsonl"
+    data = ROW + "\n" + '{"problem_id": "gsm8k/test/1", "accepted": tru\n'
+    out.write_text(data)
+    argv = ["--task", "GSM8K", "--data-files", str(GSM8K_DIR), "--split", "test", "--limit", "2",
+            "--teacher", "openai:t@http://127.0.0.1:9/v1", "--core", "openai:c@http://127.0.0.1:9/v1",
+            "--out", str(out)]
+    assert curate_cli(argv) == 2
+    err = capsys.readouterr().err
+    assert f"{out}: line 2 is not valid JSON" in err and "Traceback" not in err
+    assert out.read_text() == data

@@ -1,7 +1,7 @@
-"""Ctrl-C / SIGTERM stop a paid run: no new requests, finished work saved, exit 130, resumable.
-
-The commands run in a real subprocess against a loopback fake server (real OpenAI SDK) that
-records when each request arrived, so the test counts the requests started after the signal.
+"""The trainer commands (gcop curate, gcop grpo) stopped by Ctrl-C / SIGTERM: no new requests, finished
+work saved, exit 130, resumable. Curation runs in a real subprocess against a loopback fake server
+(real OpenAI SDK) that records when each request arrived, so the test counts the requests started
+after the signal.
 """
 
 from __future__ import annotations
@@ -15,14 +15,13 @@ import threading
 import time
 
 import pytest
-from support import GSM8K_DIR, REPO_ROOT, ScriptedSolver, gsm8k_golds
 from fake_llm import FakeLLMServer
+from support import GOOD, GSM8K_DIR, REPO_ROOT, ScriptedSolver, gsm8k_golds
 
-from gcop_env.utils.interrupt import StopRequest, completed_until_stopped, stop_on_signal
 from gcop_env.cli.train import curate_cli
+from gcop_env.utils.interrupt import StopRequest
 
 PROBLEMS, WORKERS, K = 40, 4, 4
-GOOD = "<think>Track each quantity.</think><strategy>List every quantity, then combine them step by step.</strategy>"
 
 
 class SlowWorld:
@@ -120,67 +119,12 @@ def test_first_signal_stops_curate_saves_and_resumes(slow_world, tmp_path, signu
     assert len(rows) == PROBLEMS and len({r["problem_id"] for r in rows}) == PROBLEMS
 
 
-def test_completed_until_stopped_submits_no_more_after_stop():
-    from concurrent.futures import ThreadPoolExecutor
-
-    stop = StopRequest(grace_s=2.0)
-    started: list[int] = []
-
-    def work(i: int) -> int:
-        started.append(i)
-        if i == 5:
-            stop.request("test")
-        time.sleep(0.05)
-        return i
-
-    with ThreadPoolExecutor(2) as pool:
-        done = [item for item, future in completed_until_stopped(pool, work, range(100), stop, max_in_flight=2)]
-    assert stop.requested and len(started) <= 8  # 100 queued, only the in-flight ones ran
-    assert set(done) == set(started)  # in-flight calls finished within the grace period and were yielded
-
-
-def test_completed_until_stopped_abandons_calls_past_the_grace_period():
-    from concurrent.futures import ThreadPoolExecutor
-
-    stop = StopRequest(grace_s=0.2)
-    release = threading.Event()
-
-    def work(i: int) -> int:
-        if i == 1:
-            stop.request("test")
-            release.wait(10)  # stuck, e.g. in a retry backoff
-        return i
-
-    pool = ThreadPoolExecutor(2)
-    began = time.monotonic()
-    done = [item for item, _ in completed_until_stopped(pool, work, range(10), stop, max_in_flight=2)]
-    elapsed = time.monotonic() - began
-    release.set()
-    pool.shutdown(wait=True)
-    assert 1 not in done and elapsed < 5
-
-
-def test_stop_on_signal_sets_the_flag_and_restores_handlers():
-    before = signal.getsignal(signal.SIGINT)
-    with stop_on_signal(grace_s=1.0, announce=lambda text: None) as stop:
-        os.kill(os.getpid(), signal.SIGINT)
-        assert stop.wait(5) and stop.signal_name == "SIGINT"
-        with pytest.raises(KeyboardInterrupt):  # a second signal stops at once
-            os.kill(os.getpid(), signal.SIGINT)
-            time.sleep(1)
-    assert signal.getsignal(signal.SIGINT) is before
-
-
 @pytest.mark.parametrize("reward_mode", ["async", "sync"])
-def test_grpo_stops_after_the_current_step_with_a_checkpoint(solver_server, tmp_path, reward_mode):
+def test_grpo_stops_after_the_current_step_with_a_checkpoint(solver_server, tmp_path, reward_mode, tiny_gsm8k_guide):
     pytest.importorskip("trl")
-    from support import GOOD_GUIDE
-    from tiny_guide import build_tiny_guide
-
     from gcop_env.trainers.config import GRPORunConfig
     from gcop_env.trainers.grpo import build_scorer, train_grpo
-
-    guide = build_tiny_guide(tmp_path / "tiny", list(gsm8k_golds(4)), [GOOD_GUIDE] * 3)
+    guide = tiny_gsm8k_guide
     config = GRPORunConfig(task="GSM8K", data_files=str(GSM8K_DIR), split="test", limit=4, guide=str(guide),
                            output_dir=str(tmp_path / "grpo"), core=f"openai:fake-core@{solver_server.openai_base_url}",
                            num_generations=2, per_device_train_batch_size=2, max_completion_length=16,

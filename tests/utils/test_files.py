@@ -1,13 +1,13 @@
-"""Only a last line without its newline is torn; any other bad line is refused with its number."""
+"""Atomic files and durable JSONL: only a last line without its newline is torn; any other bad line is
+refused with its number; a failed write keeps the old file."""
 
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
-from support import GSM8K_DIR
 
-from gcop_env.cli.train import curate_cli
 from gcop_env.utils.files import JsonlAppender, JsonlError, read_jsonl_rows
 
 ROW = json.dumps({"problem_id": "gsm8k/test/0", "accepted": True})
@@ -49,14 +49,16 @@ def test_a_complete_bad_line_is_refused_with_its_number(tmp_path, bad, problem, 
     assert path.read_bytes() == data  # never cut
 
 
-def test_curate_refuses_to_resume_over_a_bad_complete_last_line(tmp_path, capsys):
-    out = tmp_path / "curated.jsonl"
-    data = ROW + "\n" + '{"problem_id": "gsm8k/test/1", "accepted": tru\n'
-    out.write_text(data)
-    argv = ["--task", "GSM8K", "--data-files", str(GSM8K_DIR), "--split", "test", "--limit", "2",
-            "--teacher", "openai:t@http://127.0.0.1:9/v1", "--core", "openai:c@http://127.0.0.1:9/v1",
-            "--out", str(out)]
-    assert curate_cli(argv) == 2
-    err = capsys.readouterr().err
-    assert f"{out}: line 2 is not valid JSON" in err and "Traceback" not in err
-    assert out.read_text() == data
+def test_atomic_write_keeps_the_old_file_when_the_write_fails(tmp_path, monkeypatch):
+    from gcop_env.utils.files import write_text_atomic
+
+    path = tmp_path / "results.jsonl"
+    write_text_atomic(path, "old\n")
+
+    def broken_replace(src, dst):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(os, "replace", broken_replace)
+    with pytest.raises(OSError, match="disk full"):
+        write_text_atomic(path, "new\n" * 1000)
+    assert path.read_text() == "old\n" and [p.name for p in tmp_path.iterdir()] == ["results.jsonl"]
