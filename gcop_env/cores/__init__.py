@@ -8,6 +8,11 @@ backend plus retries, pricing, the on-disk response cache and in-flight de-dupli
 * ``openai:MODEL``                       OpenAI-compatible server from ``OPENAI_BASE_URL`` (or OpenAI)
 * ``openai:MODEL@http://HOST:PORT/v1``   an explicit OpenAI-compatible server (vLLM, llama.cpp)
 * ``hf:PATH`` / ``hf:PATH?gguf_file=NAME``  a local transformers causal LM
+
+A backend is one module (``anthropic_core.py``, ``openai_core.py``, ``hf_core.py``: a
+:class:`~gcop_env.cores.base.Core` subclass); a new one is added there and in :func:`parse_core_spec`
+/ ``_build_backend``. What wraps every backend lives beside them: ``managed.py``, ``cache.py``,
+``budget.py``, ``retry.py``, ``limits/``, ``pricing.py``, ``models.py``, ``options.py``, ``preflight.py``.
 """
 
 from __future__ import annotations
