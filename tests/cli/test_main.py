@@ -30,6 +30,14 @@ def _gcop(*args, **kwargs):
     (["score", "--task", "gsm8k", "--predictions", "/nonexistent.jsonl"], "does not exist"),
     (["score", "--task", "bogus", "--predictions", "x"], "invalid choice: 'bogus'"),
     (["bogus"], "unknown command 'bogus'"),
+    # the commands that used a plain ArgumentParser before (a usage dump, not one line)
+    (["report", "run-dir"], "the following arguments are required: --out"),
+    (["check", "m", "--temperature", "x"], "argument --temperature: invalid float value"),
+    (["check", "m", "--top-p", "2"], "--top-p must be in (0, 1]"),
+    (["sandbox", "bogus"], "invalid choice: 'bogus'"),
+    (["demo", "--problems", "0"], "--problems must be an integer >= 1"),
+    (["eval", "--core-only", "--out", "o", "--guide-samples", "0"], "guide_samples must be an integer >= 1"),
+    (["eval", "--core-only"], "the following arguments are required: --out"),
 ])
 def test_usage_errors_are_one_line_with_exit_2(args, needle):
     result = _gcop(*args)
