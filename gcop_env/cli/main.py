@@ -19,6 +19,8 @@ commands:
   grpo      GRPO of the guide on the env's shaped reward
   eval      evaluate one condition (core-only, ICL, guided, strategies) into a run dir
   report    Table 1, Figure 1 and paired tests from `gcop eval` run dirs
+  serve     serve a task to another RL framework (serve openenv: an OpenEnv server)
+  models    local models (models prepare-guide: Gemma 3 270M as a transformers guide)
 
 Run 'gcop <command> --help' for a command's options."""
 
@@ -78,8 +80,19 @@ def _report(argv):
     return report_cli(argv)
 
 
+def _serve(argv):
+    from gcop_env.cli.serve import serve_cli
+    return serve_cli(argv)
+
+
+def _models(argv):
+    from gcop_env.cli.models import models_cli
+    return models_cli(argv)
+
+
 COMMANDS = {"demo": _demo, "tasks": _tasks, "check": _check, "score": _score, "sandbox": _sandbox,
-            "curate": _curate, "sft": _sft, "grpo": _grpo, "eval": _eval, "report": _report}
+            "curate": _curate, "sft": _sft, "grpo": _grpo, "eval": _eval, "report": _report,
+            "serve": _serve, "models": _models}
 
 
 def main(argv: list[str] | None = None) -> int:
