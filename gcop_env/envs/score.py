@@ -43,7 +43,8 @@ import gymnasium as gym
 from gcop_env.envs.env import GCoPEnv
 from gcop_env.problem import Problem
 from gcop_env.step.prompts import guide_prompt
-from gcop_env.step.scoring import StepOutcome
+from gcop_env.cores.base import Core
+from gcop_env.step.scoring import GuideScorer, StepOutcome
 
 DEFAULT_MAX_INFLIGHT = 16
 
@@ -181,7 +182,7 @@ class Scoring:
         handle._on_close = lambda: _release_entry(key, entry)
         return handle
 
-    # -- the problems ------------------------------------------------------------------------------
+    # -- the problems and the shared parts ---------------------------------------------------------
     @property
     def env_id(self) -> str:
         return self._base.task.env_id
@@ -189,6 +190,16 @@ class Scoring:
     @property
     def problems(self) -> list[Problem]:
         return self._base.problems
+
+    @property
+    def scorer(self) -> GuideScorer:
+        """The shared :class:`~gcop_env.step.scoring.GuideScorer` (validator, reward weights, baseline table)."""
+        return self._base.scorer
+
+    @property
+    def core(self) -> Core:
+        """The shared core (SDK client, response cache, rate limiter, budget)."""
+        return self._base.core
 
     @property
     def task_ids(self) -> list[str]:
@@ -337,6 +348,33 @@ def _config_key(env_id: str, make_kwargs: dict[str, Any]) -> str:
     # JSON values compare by value; anything else (a Core, a RetryPolicy object) by identity
     return json.dumps({"env_id": env_id, **make_kwargs}, sort_keys=True,
                       default=lambda v: f"<{type(v).__module__}.{type(v).__qualname__} at {id(v):#x}>")
+
+
+_process: dict[str, Scoring] = {}
+_process_lock = threading.Lock()
+
+
+def process_scoring(env_id: str, *, stream: int = 0, **make_kwargs: Any) -> Scoring:
+    """A :meth:`Scoring.shared` handle that this process keeps (one per configuration and stream):
+    what adapters whose library makes and closes an env per trajectory use, so the problems, the
+    core, its cache and the sandboxes are made once per process, not once per trajectory. Take
+    episodes from it (:meth:`Scoring.episode`) and close those; :func:`close_process_scorings`
+    releases the handles."""
+    key = _config_key(env_id, {**make_kwargs, "__stream": stream})
+    with _process_lock:
+        handle = _process.get(key)
+        if handle is None or handle.closed:
+            handle = _process[key] = Scoring.shared(env_id, stream=stream, **make_kwargs)
+        return handle
+
+
+def close_process_scorings() -> None:
+    """Close the handles :func:`process_scoring` keeps (the parts close with their last holder)."""
+    with _process_lock:
+        handles = list(_process.values())
+        _process.clear()
+    for handle in handles:
+        handle.close()
 
 
 def shared_handles() -> int:

@@ -77,10 +77,10 @@ def test_reward_scores_environments_with_fresh_samples_and_leaves_out_outages(so
     assert rewards.count(None) == 1 and [r for r in rewards if r is not None] == pytest.approx([1.1])
     assert logged["gcop/infra_error_rate"] == 0.5
     assert solver_server.count() == 4
-    assert [len(v) for v in adapter.reward.sample_counter._returned.values()] == [1]  # kept for a later batch
+    assert [len(v) for v in adapter.env.unwrapped.sample_counter._returned.values()] == [1]  # kept for a later batch
     rewards = adapter.reward([row["prompt"]], completions[:1], environments=environments[:1])
     assert rewards == pytest.approx([1.1]) and solver_server.count() == 5
-    assert not any(adapter.reward.sample_counter._returned.values())
+    assert not any(adapter.env.unwrapped.sample_counter._returned.values())
     assert {r["body"]["temperature"] for r in solver_server.requests} == {0.8}
     # a re-run (a new adapter on the same cache) replays the first batch from the cache
     rerun = TRLAdapter(make_env(solver_server, gsm8k_dir, temperature=0.8, cache=None), stream=0)
