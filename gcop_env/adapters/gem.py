@@ -28,10 +28,28 @@ default ``"retry"`` then mask): a masked step is ``truncated`` with ``info["infr
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
-from gem.core import Env as GEMEnv
-from gem.utils.constants import TERMINAL_STATE
+
+def _import_gem_quietly() -> None:
+    """Import GEM without its side effect on logging: ``gem/__init__`` calls ``logging.basicConfig``
+    at INFO, which would print every HTTP request of every core call. The root logger's level and
+    handlers are put back as they were (a script that imported GEM first keeps GEM's setting)."""
+    root = logging.getLogger()
+    level, handlers = root.level, list(root.handlers)
+    try:
+        import gem  # noqa: F401
+    finally:
+        for handler in [h for h in root.handlers if h not in handlers]:
+            root.removeHandler(handler)
+        root.setLevel(level)
+
+
+_import_gem_quietly()
+
+from gem.core import Env as GEMEnv  # noqa: E402
+from gem.utils.constants import TERMINAL_STATE  # noqa: E402
 
 import gcop_env  # noqa: F401 - registers the Gymnasium environments
 from gcop_env.envs.score import process_scoring

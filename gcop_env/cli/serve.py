@@ -1,6 +1,8 @@
 """``gcop serve openenv``: serve a GCoP task as an OpenEnv environment (HTTP + WebSocket).
+``gcop serve chat``: serve a model (a local guide) as an OpenAI-compatible chat endpoint.
 
     gcop serve openenv GCoP-GSM8K-v0 --core anthropic:claude-haiku-4-5-20251001 --port 8000
+    gcop serve chat hf:/path/to/guide --port 8001
 
 Needs ``pip install 'gcop-env[openenv]'`` (OpenEnv and uvicorn; a venv of its own if verifiers
 is installed too: their ``mcp`` pins conflict). See :mod:`gcop_env.adapters.openenv`.
@@ -34,12 +36,41 @@ def build_parser() -> argparse.ArgumentParser:
     openenv.add_argument("--port", type=int, default=8000, help="port (default 8000)")
     openenv.add_argument("--max-concurrent-envs", type=int, default=64, help="WebSocket sessions at once (default 64)")
     openenv.add_argument("--log-level", default="info", help="uvicorn's log level (default info)")
+    chat = sub.add_parser("chat", help="a model as an OpenAI-compatible chat endpoint (e.g. a local guide for vf-eval)",
+                          description="Serve a model spec (hf:PATH, openai:..., anthropic:...) at /v1/chat/completions.")
+    chat.add_argument("spec", help="the model spec, e.g. hf:/path/to/guide")
+    chat.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    chat.add_argument("--port", type=int, default=8001, help="port (default 8001)")
+    chat.add_argument("--max-tokens", type=int, default=512, help="reply budget when a request names none (default 512)")
     return parser
+
+
+def serve_chat(args: argparse.Namespace) -> int:
+    from gcop_env.cores import make_core
+    from gcop_env.cores.chat_server import ChatServer
+
+    if not 0 < args.port < 65536 or args.max_tokens < 1:
+        return usage_error("gcop serve chat", "--port must be in 1..65535 and --max-tokens >= 1")
+    try:
+        core = make_core(args.spec, cache=False)
+    except (KeyError, TypeError, ValueError) as exc:
+        return usage_error("gcop serve chat", exc)
+    server = ChatServer(core, model_name=args.spec, host=args.host, port=args.port, max_tokens=args.max_tokens)
+    print(f"gcop serve chat: {args.spec} at {server.base_url}", flush=True)
+    try:
+        server.httpd.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.httpd.server_close()
+    return EXIT_OK
 
 
 def serve_cli(argv: list[str]) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.server == "chat":
+        return serve_chat(args)
     try:
         options = json.loads(args.env_options)
     except json.JSONDecodeError as exc:

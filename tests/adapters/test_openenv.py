@@ -242,3 +242,13 @@ def test_gcop_serve_refuses_bad_options_in_one_line(capsys):
         assert main(["serve", "openenv", *args, "--port", str(unused_loopback_port())]) == 2
         err = capsys.readouterr().err
         assert message in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_openenv_example_serves_and_plays_concurrent_sessions(solver_server, gsm8k_dir, capsys):
+    import runpy
+
+    main = runpy.run_path(str(REPO_ROOT / "examples" / "openenv_client.py"))["main"]
+    summary = main(["--core", f"openai:solver@{solver_server.openai_base_url}", "--data-files", str(gsm8k_dir),
+                    "--sessions", "3"])
+    assert summary == {"sessions": 3, "infra": 0, "mean_reward": pytest.approx(1.1)}
+    assert capsys.readouterr().out.count("status pass") == 3
