@@ -35,20 +35,25 @@ stage() {  # stage NAME PYTHON PYTEST-ARGS...
     echo "== test.sh: $name took $((SECONDS - start)) s (exit $rc)"
     [ "$rc" -eq 0 ] || status=1
 }
-ISOLATED=(tests/adapters/test_verifiers.py tests/adapters/test_openenv.py)
-stage main "$PY" tests "${ISOLATED[@]/#/--ignore=}"
+# The library venvs first: the main venv's example test drives .venv-verifiers/bin/vf-eval.
+READY=()
 if [ -z "${GCOP_SKIP_ADAPTER_VENVS:-}" ]; then
     for lib in verifiers openenv; do
         start=$SECONDS
         if bash "$REPO/scripts/adapter_venv.sh" "$lib"; then
             echo "== test.sh: .venv-$lib ready in $((SECONDS - start)) s"
-            GCOP_REQUIRE_ADAPTERS="$lib" stage "$lib" "$REPO/.venv-$lib/bin/python" "tests/adapters/test_$lib.py"
+            READY+=("$lib")
         else
             echo "== test.sh: could not make .venv-$lib" >&2
             status=1
         fi
     done
 fi
+ISOLATED=(tests/adapters/test_verifiers.py tests/adapters/test_openenv.py)
+GCOP_REQUIRE_ADAPTERS="${READY[*]:-}" stage main "$PY" tests "${ISOLATED[@]/#/--ignore=}"
+for lib in "${READY[@]}"; do
+    GCOP_REQUIRE_ADAPTERS="$lib" stage "$lib" "$REPO/.venv-$lib/bin/python" "tests/adapters/test_$lib.py"
+done
 # One closing line over every stage (pytest's own lines above are per stage)
 python3 - "$LOGS" <<'EOF'
 import pathlib, re, sys
