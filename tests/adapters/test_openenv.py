@@ -136,13 +136,18 @@ def test_websocket_sessions_score_as_the_env_and_closing_them_leaves_the_server_
     assert holders(core) == 0 and core.inner._client is None  # the app's shutdown closed the last handle
 
 
-def test_stateless_http_steps_carry_the_task_id_and_concurrent_requests_share_the_sandbox(fake_llm, tmp_path):
+@pytest.mark.parametrize("backend", ["process", "docker"])
+def test_stateless_http_steps_carry_the_task_id_and_concurrent_requests_share_the_sandbox(fake_llm, tmp_path, backend):
+    from _sandbox_support import require_docker
+
     from gcop_env.validators.kodcode import load_kodcode
 
+    if backend == "docker":
+        require_docker()  # skips without Docker, fails under GCOP_REQUIRE_DOCKER (the test command sets it)
     problems = load_kodcode(split="train", data_files=str(KODCODE_SAMPLE))[:3]
     server = fake_llm(solver_for(problems))
     kwargs = dict(core=f"openai:solver@{server.openai_base_url}", split="train", data_files=str(KODCODE_SAMPLE),
-                  limit=3, gamma=0.0, kappa=0.0, retry=RetryPolicy(max_attempts=1), cache=False, sandbox="process")
+                  limit=3, gamma=0.0, kappa=0.0, retry=RetryPolicy(max_attempts=1), cache=False, sandbox=backend)
     with Served("GCoP-KodCode-v0", **kwargs) as served:
         validator = served.app.state.gcop_scoring._base.validator
 
