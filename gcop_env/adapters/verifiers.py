@@ -33,7 +33,6 @@ keyword, e.g. ``'{"gamma": 0, "sandbox": "docker"}'``), ``stream``. Taskset opti
 
 from __future__ import annotations
 
-import json
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -42,7 +41,7 @@ import verifiers.v1 as vf
 from pydantic import Field
 
 from gcop_env.cores.models import DEFAULT_CORE
-from gcop_env.envs.score import Score, Scoring
+from gcop_env.envs.score import Score, Scoring, close_process_scorings, process_scoring
 
 TASKSET_ID = "gcop-tasks"
 REWARD = "gcop_shaped"
@@ -158,29 +157,17 @@ class GCoPEnv(vf.Env[GuideEnvConfig]):
 
 
 # -- the process's scoring handles, one per configuration ------------------------------------------
-_handles: dict[str, Scoring] = {}
-_handles_lock = threading.Lock()
-
-
 def scoring_for(env_id: str, split: str, data_files: str | None, limit: int | None,
                 task_config: GCoPTaskConfig) -> Scoring:
     """This process's :class:`Scoring` for a taskset configuration (made on first use, then reused)."""
-    make_kwargs = dict(task_config.options)
-    make_kwargs.update(core=task_config.core, split=split, data_files=data_files, limit=limit)
-    key = json.dumps({"env_id": env_id, "stream": task_config.stream, **make_kwargs}, sort_keys=True, default=str)
-    with _handles_lock:
-        if key not in _handles:
-            _handles[key] = Scoring.shared(env_id, stream=task_config.stream, **make_kwargs)
-        return _handles[key]
+    make_kwargs = {**task_config.options, "core": task_config.core, "split": split, "data_files": data_files,
+                   "limit": limit}
+    return process_scoring(env_id, stream=task_config.stream, **make_kwargs)
 
 
 def close_scoring() -> None:
-    """Close this process's scoring handles (their cores and sandboxes close with the last one)."""
-    with _handles_lock:
-        handles = list(_handles.values())
-        _handles.clear()
-    for handle in handles:
-        handle.close()
+    """Close this process's scoring handles (their cores and sandboxes close with the last holder)."""
+    close_process_scorings()
 
 
 # a trace's score, from the metric hook (which runs first) to the reward hook, by trace id
