@@ -8,8 +8,8 @@ set -euo pipefail
 
 NAME="${1:?usage: adapter_venv.sh verifiers|openenv}"
 case "$NAME" in
-    verifiers) MODULE=verifiers.v1 ;;
-    openenv) MODULE=openenv.core ;;
+    verifiers) MODULE=verifiers.v1; TOP=verifiers ;;
+    openenv) MODULE=openenv.core; TOP=openenv ;;
     *) echo "adapter_venv: unknown library $NAME (verifiers or openenv)" >&2; exit 2 ;;
 esac
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -17,7 +17,8 @@ VENV="$REPO/.venv-$NAME"
 PYTHON_BIN="${PYTHON_BIN:-python3}"
 stamp="$VENV/.gcop-installed"
 want="$(cat "$REPO/pyproject.toml" "${BASH_SOURCE[0]}" | sha256sum | cut -d' ' -f1)"
-if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && "$VENV/bin/python" -c "import gcop_env, $MODULE" 2>/dev/null; then
+found="import importlib.util as u, sys; sys.exit(not (u.find_spec('gcop_env') and u.find_spec('$TOP')))"
+if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && "$VENV/bin/python" -c "$found" 2>/dev/null; then
     echo "adapter_venv: $VENV is up to date"
     exit 0
 fi
