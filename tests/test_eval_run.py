@@ -455,8 +455,9 @@ def test_judge_when_asked_rates_each_strategy_and_is_its_own_cost_role(world, tm
 
 
 def test_vllm_guide_against_a_stand_in_engine(monkeypatch, tmp_path):
-    """vLLM needs a GPU, so the real engine is not run here: a stand-in module with vLLM's API checks
-    what the guide sends (completion prompt + prefill, one seed per sample, the stop string) and reads back."""
+    """A stand-in module with vLLM's API checks what the guide sends (engine options, completion prompt +
+    prefill, one seed per sample, the stop string) and reads back. The real engine runs in the vLLM
+    stage (tests/with_vllm, scripts/test_vllm.sh)."""
     import types
 
     from gcop_env.cores.base import SamplingParams
@@ -468,13 +469,13 @@ def test_vllm_guide_against_a_stand_in_engine(monkeypatch, tmp_path):
         chat_template = None
 
     class FakeLLM:
-        def __init__(self, model):
-            sent["model"] = model
+        def __init__(self, model, **options):
+            sent["model"], sent["options"] = model, options
 
         def get_tokenizer(self):
             return FakeTokenizer()
 
-        def generate(self, prompts, params):
+        def generate(self, prompts, params, use_tqdm=True):
             sent["prompts"], sent["params"] = prompts, params
             outputs = []
             for i, _ in enumerate(prompts):
@@ -487,11 +488,15 @@ def test_vllm_guide_against_a_stand_in_engine(monkeypatch, tmp_path):
         def __init__(self, **kwargs):
             self.__dict__.update(kwargs)
 
-    monkeypatch.setitem(sys.modules, "vllm", types.SimpleNamespace(LLM=FakeLLM, SamplingParams=FakeSampling))
-    guide = make_guide("vllm:/models/my-guide", cache=str(tmp_path / "c.sqlite"), prefill="<think>")
+    monkeypatch.setitem(sys.modules, "vllm", types.SimpleNamespace(LLM=FakeLLM, SamplingParams=FakeSampling,
+                                                                   __version__="0.32.0"))
+    guide = make_guide("vllm:/models/my-guide?gpu_memory_utilization=0.5&max_model_len=512",
+                       cache=str(tmp_path / "c.sqlite"), prefill="<think>")
     sampling = SamplingParams(temperature=0.6, top_p=0.95, max_tokens=32)
     results = guide.generate([guide_request("What is 2+2?", sampling, s) for s in range(2)])
     assert sent["model"] == "/models/my-guide"
+    assert sent["options"] == {"gpu_memory_utilization": 0.5, "max_model_len": 512}  # typed engine options
+    assert guide.spec == "vllm:/models/my-guide?max_model_len=512"  # what changes outputs names the model
     assert all(p.endswith("Response:\n<think>") and "What is 2+2?" in p for p in sent["prompts"])
     seeds = [p.seed for p in sent["params"]]
     assert len(set(seeds)) == 2  # two samples of one problem are drawn with different seeds
