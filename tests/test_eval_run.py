@@ -507,6 +507,41 @@ def test_vllm_guide_against_a_stand_in_engine(monkeypatch, tmp_path):
     assert all(r.cached for r in again) and guide.live_calls == 2 and guide.cached_calls == 2
 
 
+def test_vllm_engine_that_cannot_be_built_is_one_fatal_error(monkeypatch, tmp_path):
+    """vLLM builds its engine in child processes and raises only "see root cause above": the guide reads
+    the reason from their log (a child writes it to stderr here), raises one GuideEngineError with it and
+    the option to change, and never builds again (no error per row, no try per batch)."""
+    import subprocess
+    import types
+
+    from gcop_env.cores.base import SamplingParams
+    from gcop_env.evaluation.guides import GuideEngineError, guide_request, is_fatal, make_guide
+
+    builds = []
+
+    class FailingLLM:
+        def __init__(self, model, **options):
+            builds.append(options)
+            subprocess.run([sys.executable, "-c", "import sys; sys.stderr.write('(Worker pid=1) ERROR [x.py:1] "
+                            "ValueError: Available memory on node 0 is less than requested memory for kv. "
+                            "Decrease --kv-cache-memory-bytes\\n')"], check=True)
+            raise RuntimeError("Engine core initialization failed. See root cause above. Failed core proc(s): {}")
+
+    monkeypatch.setitem(sys.modules, "vllm", types.SimpleNamespace(LLM=FailingLLM, SamplingParams=dict,
+                                                                   __version__="0.32.0"))
+    guide = make_guide("vllm:/models/g?kv_cache_memory_bytes=1TiB", cache=False, batch_size=1)
+    requests = [guide_request(f"What is {i}+{i}?", SamplingParams(max_tokens=8), 0) for i in range(3)]
+    with pytest.raises(GuideEngineError) as first:
+        guide.generate(requests)  # 3 batches of 1: the first one stops the run
+    message = str(first.value)
+    assert is_fatal(first.value) and "\n" not in message
+    assert "vLLM could not build its engine: ValueError: Available memory" in message
+    assert "Decrease --kv-cache-memory-bytes" in message and "?kv_cache_memory_bytes=" in message
+    with pytest.raises(GuideEngineError) as again:
+        guide.generate(requests[:1])
+    assert again.value is first.value and builds == [{"kv_cache_memory_bytes": 2 ** 40}]
+
+
 def test_advisor_guide_passes_its_whole_output_to_the_core(world, tiny_model, tmp_path):
     import shutil
 
