@@ -582,3 +582,15 @@ def test_hf_guide_samples_with_its_own_generator_reproducibly(tmp_path):
     assert torch.equal(torch.get_rng_state(), before)
     again = [r.text for r in HFGuide(str(copy), cache=None, stop=None).generate(requests)]
     assert first == again and all(first)
+
+
+def test_vllm_memory_options_do_not_change_the_condition():
+    """Resuming with another KV cache size or memory share is the same condition; another dtype is not."""
+    def ident(spec):
+        return config_from_args(vars(build_parser().parse_args(["--guide", spec, "--out", "o"]))).identity()["guide"]
+
+    base = ident("vllm:/m?dtype=bfloat16")
+    assert base == ident("vllm:/m?kv_cache_memory_bytes=1GiB&dtype=bfloat16&gpu_memory_utilization=0.4") \
+        == "vllm:/m?dtype=bfloat16"
+    assert ident("vllm:/m") == "vllm:/m" != base and ident("vllm:/m?dtype=float32") != base
+    assert ident("hf:/m?gguf_file=x.gguf") == "hf:/m?gguf_file=x.gguf"

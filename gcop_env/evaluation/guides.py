@@ -199,6 +199,17 @@ def parse_guide_spec(spec: str) -> tuple[str, str, dict[str, str]]:
         raise ValueError(str(exc).replace("core spec", "guide spec")) from None
 
 
+def guide_identity(spec: str) -> str:
+    """The guide spec as far as it decides the outputs: a ``vllm:`` spec keeps only the engine options that
+    can change them (:data:`VLLM_OUTPUT_OPTIONS`), so resuming a run with another memory setting is the
+    same condition."""
+    backend, model, options = parse_guide_spec(spec)
+    if backend != "vllm":
+        return spec
+    kept = "&".join(f"{k}={options[k]}" for k in VLLM_OUTPUT_OPTIONS if k in options)
+    return f"vllm:{model}?{kept}" if kept else f"vllm:{model}"
+
+
 def guide_request(question: str, sampling: SamplingParams, sample_index: int) -> CoreRequest:
     """The guide's request for one problem and one sample (the env's observation as the user turn)."""
     return CoreRequest(messages=(Message("user", guide_prompt(question)),), sampling=sampling,
@@ -460,7 +471,7 @@ class VLLMGuide(LocalBatchGuide):
                              f"{', '.join(sorted(VLLM_ENGINE_OPTIONS))}")
         # the options that change the outputs are part of the model's name (records, summary, cache key)
         shown = "&".join(f"{k}={self.engine_options[k]}" for k in VLLM_OUTPUT_OPTIONS if k in self.engine_options)
-        self.model = f"{path}?{shown}" if shown else path
+        self.model = f"{path}?{shown}" if shown else path  # as guide_identity() names it
         try:
             import vllm  # noqa: F401
         except ImportError:

@@ -45,7 +45,7 @@ from gcop_env.trainers.common import JsonlAppender, read_jsonl_rows
 from gcop_env.trainers.config import DEFAULT_CORE
 
 from gcop_env.evaluation.stats import wilson_interval
-from gcop_env.evaluation.guides import (DEFAULT_GUIDE_STOP, Guide, guide_request, make_guide,
+from gcop_env.evaluation.guides import (DEFAULT_GUIDE_STOP, Guide, guide_identity, guide_request, make_guide,
                                         parse_guide_spec)
 
 SCHEMA = 1
@@ -164,6 +164,8 @@ class EvalConfig:
         ident = {k: v for k, v in dataclasses.asdict(self).items() if k not in loose}
         if self.guide_price is not None:
             ident["guide_price"] = list(self.guide_price)
+        if self.kind == "guided" and self.guide:  # vllm: memory options do not change the condition
+            ident["guide"] = guide_identity(self.guide)
         if self.strategies:
             ident["strategies_sha256"] = hashlib.sha256(Path(self.strategies).read_bytes()).hexdigest()
         return ident
