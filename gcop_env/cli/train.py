@@ -126,11 +126,16 @@ def grpo_cli(argv: list[str] | None = None) -> int:
     from gcop_env.cores.budget import BudgetStatus, UnpricedModel
     from gcop_env.trainers.grpo import train_grpo
     from gcop_env.utils.interrupt import stop_on_signal
+    from gcop_env.trainers.grpo_trainer import VLLMSetupError, check_vllm_setup
 
+    try:  # before anything loads: vLLM's version, server mode without CUDA
+        check_vllm_setup(config.use_vllm, config.vllm_mode)
+    except VLLMSetupError as exc:
+        return usage_error("gcop grpo", exc)
     with stop_on_signal(what="training (after the current step, with a checkpoint)") as stop:
         try:
             summary = train_grpo(config, stop=stop)
-        except UnpricedModel as exc:
+        except (UnpricedModel, VLLMSetupError) as exc:
             return usage_error("gcop grpo", exc)
     for line in summary.lines():
         print(line)
