@@ -82,14 +82,11 @@ def valid_values(meta: typing.Mapping[str, Any]) -> str:
     """A field's range or choices from its :func:`~gcop_env.utils.fields.option` metadata."""
     if meta.get("choices"):
         return ", ".join(code(c) for c in meta["choices"])
-    lo, hi = meta.get("lo"), meta.get("hi")
-    if lo is not None and hi is not None:
-        return f"{'(' if meta.get('lo_open') else '['}{lo}, {hi}{')' if meta.get('hi_open') else ']'}"
-    if lo is not None:
-        return f"{'>' if meta.get('lo_open') else '≥'} {lo}"
-    if hi is not None:
-        return f"{'<' if meta.get('hi_open') else '≤'} {hi}"
-    return ""
+    if meta.get("lo") is None and meta.get("hi") is None:
+        return ""
+    from gcop_env.utils.numbers import describe_range  # the words of the range errors themselves
+
+    return describe_range(meta.get("lo"), meta.get("hi"), meta.get("lo_open", False), meta.get("hi_open", False))
 
 
 def type_name(hint: Any) -> str:
