@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import html
 import importlib.util
+import os
 import re
 import shutil
 import subprocess
@@ -33,8 +34,9 @@ def _hooks():
 def _mkdocs_build(root: Path, site: Path) -> subprocess.CompletedProcess:
     if importlib.util.find_spec("mkdocs") is None:
         pytest.fail("mkdocs is not installed: pip install -e '.[docs]' (scripts/bootstrap.sh does)")
+    env = {**os.environ, "NO_MKDOCS_2_WARNING": "1"}  # Material's banner about its successor, not a warning
     return subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(site)],
-                          cwd=root, capture_output=True, text=True, timeout=600)
+                          cwd=root, capture_output=True, text=True, timeout=600, env=env)
 
 
 @pytest.fixture(scope="module")
