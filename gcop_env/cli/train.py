@@ -13,10 +13,18 @@ import logging
 import sys
 from pathlib import Path
 
-from gcop_env.cli.args import parse_config, usage_error
+from gcop_env.cli.args import OneLineErrorParser, build_parser as config_parser, parse_config, usage_error
 from gcop_env.cli.budget import budget_message
 from gcop_env.cli.exit_codes import EXIT_BUDGET, EXIT_OK, EXIT_UNFINISHED, exit_interrupted
 from gcop_env.trainers.config import CurateConfig, GRPORunConfig, SFTRunConfig
+
+
+CONFIGS = {"curate": CurateConfig, "sft": SFTRunConfig, "grpo": GRPORunConfig}
+
+
+def build_parser(command: str) -> OneLineErrorParser:
+    """The parser of ``gcop curate``, ``sft`` or ``grpo`` (the one :func:`parse_config` builds)."""
+    return config_parser(CONFIGS[command], f"gcop {command}")
 
 
 def _setup_logging() -> None:

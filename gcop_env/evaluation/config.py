@@ -68,7 +68,7 @@ class EvalConfig(CoreCallOptions):
     data_files: str | None = option(None, "local data file or dir instead of the hub")
     limit: int | None = option(None, "only the first N problems", lo=1)
     core: str = option(DEFAULT_CORE, "core spec")
-    out: str = option("runs/eval", "the run dir (re-use it to resume)", metavar="DIR")
+    out: str = option("runs/eval", "the run dir (re-use it to resume)", metavar="DIR", required=True)
     kind: str = option("core-only", "the condition: core-only | icl | guided | strategies", choices=KINDS, cli=False)
     name: str | None = option(None, "the condition's label in reports (default: derived from kind, guide, recipe)")
     icl_k: int | None = option(None, "ICL: the K nearest training (problem, solution) pairs in the core's prompt",
