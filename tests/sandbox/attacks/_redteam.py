@@ -1,0 +1,209 @@
+"""The red team's attack suite for issue 18: a WRONG solution must never be scored ``pass``.
+
+Every attack is a wrong ``solution.py`` (and the tests it faces) that tries to get ``pass`` by one
+technique. It is scored through the public path that ``gcop score`` and the environments use, a
+:class:`~gcop_env.validators.kodcode.KodCodeValidator` (or the HumanEval one, for ``check(candidate)``
+files) over the sandbox under test, static scan on, in both backends and under both runners. The
+verdict must be one the attack's ``allowed`` names (never ``pass``, never ``infra``: ``infra`` means
+our harness failed, and it is left out of the reward, so a candidate that can make it would have a
+way to erase its failures).
+
+Where today's sandbox scores the attack ``pass``, the case is marked at run time with
+``xfail(strict=True, reason="forged today: issue 18")``: the suite stays green, and the day the
+trusted runner stops the attack the strict mark turns into a failure that tells the fixer to drop
+it (update ``forged`` in the attack's entry).
+
+Attack code is written to get past the static scan (``gcop_env.sandbox.monitor.scan_code``): computed
+names instead of ``sys._getframe``, ``__import__("ct" + "ypes")`` instead of ``import ctypes``... A
+trick the static scan reads is not an attack on the sandbox.
+"""
+
+from __future__ import annotations
+
+import os
+import textwrap
+from dataclasses import dataclass, field
+from typing import Callable
+
+import pytest
+
+from _sandbox_support import GOOD, TESTS, make_backend
+from gcop_env.problem import Problem
+from gcop_env.validators.base import Status, ValidationResult
+from gcop_env.validators.humaneval import HumanEvalValidator
+from gcop_env.validators.kodcode import KodCodeValidator
+
+FORGED_REASON = "forged today: issue 18"
+FALSE_FLAG_REASON = "false flag today: issue 18"
+
+# The default KodCode task: ``answer()`` must return 42 (an int). Wrong solutions return 41.
+KODCODE_TESTS = TESTS
+RIGHT = GOOD
+
+# A KodCode file in the common "result, then assert on the next line" shape.
+MULTILINE_TESTS = '''from solution import *
+
+
+def test_answer():
+    result = answer()
+    assert result == 42
+    assert result + 1 == 43
+
+
+def test_type():
+    result = answer()
+    assert isinstance(result, int)
+'''
+
+# A HumanEval-style task: the program is prompt + the reply's code, the test is check(candidate).
+HUMANEVAL_PROMPT = 'def add(x: int, y: int) -> int:\n    """Add two numbers x and y.\n    >>> add(2, 3)\n    5\n    """\n'
+HUMANEVAL_TEST = '''METADATA = {"author": "redteam"}
+
+
+def check(candidate):
+    assert candidate(2, 3) == 5
+    assert candidate(0, 0) == 0
+    assert candidate(-4, 9) == 5
+    assert candidate(7, 5) == 12
+    assert candidate(10, -10) == 0
+'''
+
+ALLOWED = frozenset({Status.FAIL, Status.TAMPERED, Status.ERROR, Status.TIMEOUT})
+
+Where = Callable[[str, str, bool], bool]  # (backend kind, runner, runs drop privileges) -> forged today
+
+
+def nowhere(kind: str, runner: str, drops: bool) -> bool:
+    return False
+
+
+def everywhere(kind: str, runner: str, drops: bool) -> bool:
+    return True
+
+
+def plain_only(kind: str, runner: str, drops: bool) -> bool:
+    """The plain runner (``runner="auto"`` on a plain test file); pytest's CallInfo stops it."""
+    return runner == "auto"
+
+
+def pytest_only(kind: str, runner: str, drops: bool) -> bool:
+    return runner == "pytest"
+
+
+def docker_only(kind: str, runner: str, drops: bool) -> bool:
+    return kind == "docker"
+
+
+def same_uid(kind: str, runner: str, drops: bool) -> bool:
+    """Where the candidate runs as the same uid as the fork server: Docker (both ``nobody``), and the
+    process backend when it does not drop privileges (not root)."""
+    return kind == "docker" or not drops
+
+
+def readable_self_mem(kind: str, runner: str, drops: bool) -> bool:
+    """``/proc/self/mem`` is readable unless the run changed uid (the kernel then makes it non-dumpable)."""
+    return kind == "docker" or not drops
+
+
+@dataclass(frozen=True)
+class Attack:
+    """One wrong solution and the technique it uses to get ``pass``."""
+
+    name: str
+    technique: str  # one line, for the report
+    solution: str
+    tests: str = KODCODE_TESTS
+    humaneval: bool = False  # a check(candidate) file scored by the HumanEval validator
+    forged: Where = nowhere  # where today's sandbox scores it pass
+    allowed: frozenset = ALLOWED
+    timeout: float = 5.0
+    fresh: bool = False  # on a sandbox of its own: the attack may leave the pool out of step
+    needs: str = ""  # "same_uid": only meaningful where the candidate shares the server's uid
+
+    def __str__(self) -> str:  # the test id
+        return self.name
+
+
+@dataclass(frozen=True)
+class Benign:
+    """A correct solution in an everyday idiom: must pass, and must not be flagged."""
+
+    name: str
+    solution: str
+    tests: str
+    humaneval: tuple[str, str, str] | None = None  # (prompt, test, entry point)
+    false_flag: Where = nowhere  # where today's sandbox scores it tampered (or otherwise not pass)
+    timeout: float = 10.0
+
+    def __str__(self) -> str:
+        return self.name
+
+
+def ids(cases) -> list[str]:
+    return [str(c) for c in cases]
+
+
+def _reply(code: str) -> str:
+    return "```python\n" + textwrap.dedent(code).strip("\n") + "\n```"
+
+
+def validate(box, solution: str, tests: str = KODCODE_TESTS, humaneval: bool | tuple = False,
+             timeout: float = 5.0) -> ValidationResult:
+    """The verdict ``gcop score`` would give ``solution`` (static scan on) on ``box``."""
+    if humaneval:
+        prompt, test, entry = humaneval if isinstance(humaneval, tuple) else (HUMANEVAL_PROMPT, tests, "add")
+        problem = Problem(task_id="redteam/he", question=prompt, reference=test,
+                          metadata={"entry_point": entry, "prompt": prompt})
+        validator = HumanEvalValidator(sandbox=box, timeout=timeout, infra_retries=0)
+    else:
+        problem = Problem(task_id="redteam/kc", question="Return the answer.", reference=tests,
+                          metadata={"entry_point": "answer"})
+        validator = KodCodeValidator(sandbox=box, timeout=timeout, infra_retries=0)
+    return validator.validate(problem, _reply(solution))
+
+
+def _drops(box) -> bool:
+    return bool(getattr(box, "drops_privileges", False))
+
+
+def mark_if(request, condition: bool, reason: str) -> None:
+    """Mark the running test strict-xfail when ``condition`` (decided per backend and runner)."""
+    if condition:
+        request.node.add_marker(pytest.mark.xfail(strict=True, reason=reason))
+
+
+def _describe(result: ValidationResult) -> str:
+    d = result.details
+    keep = {k: d.get(k) for k in ("runner", "passed", "collected", "tamper", "failures", "error", "reason") if d.get(k)}
+    return f"{result.status.value}: {keep}"[:3000]
+
+
+def check_attack(request, box, runner: str, attack: Attack) -> ValidationResult:
+    """Score ``attack`` on ``box`` under ``runner``; assert the verdict is one it allows (never pass/infra)."""
+    if attack.needs == "same_uid" and box.kind == "process" and _drops(box):
+        pass  # still run: the attack must fail there too (it cannot reach the server)
+    mark_if(request, attack.forged(box.kind, runner, _drops(box)), FORGED_REASON)
+    if attack.fresh:
+        own = make_backend(box.kind, pool_size=1, runner=runner)
+        try:
+            result = validate(own, attack.solution, attack.tests, attack.humaneval, attack.timeout)
+        finally:
+            own.close()
+    else:
+        result = validate(box, attack.solution, attack.tests, attack.humaneval, attack.timeout)
+    assert result.status is not Status.INFRA, "an attack must never be scored infra: " + _describe(result)
+    assert result.status is not Status.PASS, "a wrong solution was scored pass: " + _describe(result)
+    assert result.status in attack.allowed, _describe(result)
+    return result
+
+
+def check_benign(request, box, runner: str, case: Benign) -> ValidationResult:
+    mark_if(request, case.false_flag(box.kind, runner, _drops(box)), FALSE_FLAG_REASON)
+    result = validate(box, case.solution, case.tests, case.humaneval or False, case.timeout)
+    assert result.status is Status.PASS, _describe(result)
+    assert "tamper" not in result.details, _describe(result)
+    return result
+
+
+def in_docker() -> bool:
+    return os.path.exists("/.dockerenv")

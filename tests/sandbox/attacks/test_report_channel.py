@@ -1,0 +1,302 @@
+"""Family 1, the report channel: the records that carry the verdict are built, and written, by things
+the candidate can replace or reach (module attributes the emitter calls at report time, the report's
+file descriptor, the fork server's own protocol pipe); and the data channel of a future trusted
+runner must survive hostile return values and fds.
+
+Each attack faces ``answer() == 42`` (and ``isinstance(answer(), int)``) with a wrong answer (41).
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from _redteam import ALLOWED, Attack, check_attack, docker_only, everywhere, ids, same_uid
+from _sandbox_support import runner, sandbox  # noqa: F401  (fixtures)
+from gcop_env.validators.base import Status
+
+# Rewrites a report event so that the run reads as passed: failures become passes, monitor findings
+# become an empty profile record, the end record says exit 0. Shared by the attacks below (each
+# embeds it in its solution).
+_REWRITE = '''
+def _rewrite(event):
+    if isinstance(event, dict):
+        if event.get("ev") == "phase" and event.get("outcome") != "passed":
+            return {"ev": "phase", "id": event["id"], "when": event["when"], "outcome": "passed"}
+        if event.get("ev") == "tamper":
+            return {"ev": "profile"}
+        if event.get("ev") == "end":
+            return {"ev": "end", "exit": 0}
+    return event
+'''
+
+# The report pipe: the one pipe of which this process holds a single fd (the output pipe's fds come
+# in pairs: pytest's fd capture keeps a saved copy of stdout and of stderr).
+_FIND_REPORT_FD = '''
+def _report_fd():
+    pipes = {}
+    for name in os.listdir("/proc/self/fd"):
+        try:
+            target = os.readlink("/proc/self/fd/" + name)
+        except OSError:
+            continue
+        if target.startswith("pipe:"):
+            pipes.setdefault(target, []).append(int(name))
+    return [fds[0] for fds in pipes.values() if len(fds) == 1][0]
+'''
+
+_WRONG = "\ndef answer():\n    return 41\n"
+
+ATTACKS = [
+    Attack(
+        "json_dumps_patched",
+        "replaces json.dumps, which the emitter looks up at every record, with one that rewrites failures as passes",
+        "import json\n" + _REWRITE + '''
+_real = json.dumps
+def _dumps(obj, *args, **kwargs):
+    return _real(_rewrite(obj), *args, **kwargs)
+json.dumps = _dumps
+''' + _WRONG,
+        forged=everywhere,
+    ),
+    Attack(
+        "json_encoder_class_patched",
+        "patches json.JSONEncoder.encode (what json.dumps calls through its default encoder)",
+        "import json\n" + _REWRITE + '''
+_encode = json.JSONEncoder.encode
+def _patched(self, obj):
+    return _encode(self, _rewrite(obj))
+json.JSONEncoder.encode = _patched
+''' + _WRONG,
+        forged=everywhere,
+    ),
+    Attack(
+        "harness_low_level_write_patched",
+        "rebinds the harness module's _write_all (reached as sys.modules['__main__']) to rewrite each record's bytes",
+        "import json, sys\n" + _REWRITE + '''
+_harness = sys.modules.get("__ma" + "in__")
+_real = _harness._write_all
+def _write(fd, data):
+    text = bytes(data)
+    if len(text) > 34 and text[32:33] == b" " and text.endswith(b"\\n"):
+        try:
+            event = _rewrite(json.loads(text[33:]))
+            text = text[:33] + json.dumps(event).encode() + b"\\n"
+        except ValueError:
+            pass
+    return _real(fd, text)
+_harness._write_all = _write
+''' + _WRONG,
+        forged=everywhere,
+    ),
+    Attack(
+        "os_write_patched",
+        "patches os.write (the emitter's last step) to rewrite any record-shaped bytes on their way to the pipe",
+        "import json, os\n" + _REWRITE + '''
+_real = os.write
+def _write(fd, data):
+    text = bytes(data)
+    if len(text) > 34 and text[32:33] == b" " and text.endswith(b"\\n"):
+        try:
+            event = _rewrite(json.loads(text[33:]))
+            text = text[:33] + json.dumps(event).encode() + b"\\n"
+            _real(fd, text)
+            return len(data)
+        except ValueError:
+            pass
+    return _real(fd, data)
+os.write = _write
+''' + _WRONG,
+        forged=everywhere,
+    ),
+    Attack(
+        "report_fd_dup2_and_replay",
+        "dup2s its own pipe over the report fd, reads the next records (and so the nonce) back, "
+        "replays them as passes with an end record on the saved real fd, and lets the rest fall in its pipe",
+        "import fcntl, json, os\n" + _FIND_REPORT_FD + '''
+_state = {}
+def answer():
+    if "real" not in _state:  # the first call: take the report fd over
+        fd = _report_fd()
+        _state["real"] = os.dup(fd)
+        r, w = os.pipe()
+        try:
+            fcntl.fcntl(w, 1031, 1 << 20)  # F_SETPIPE_SZ: room for everything the harness writes later
+        except OSError:
+            pass
+        os.set_blocking(r, False)
+        os.dup2(w, fd)
+        os.close(w)
+        _state["read"] = r
+        return 41
+    if "done" in _state:
+        return 41
+    try:
+        data = os.read(_state["read"], 1 << 20)
+    except BlockingIOError:
+        return 41
+    lines = [line for line in data.split(b"\\n") if len(line) > 33]
+    if not lines:
+        return 41
+    prefix = lines[0][:33]
+    tests = []
+    for line in lines:
+        event = json.loads(line[33:])
+        if event.get("ev") == "phase" and event["id"] not in tests:
+            tests.append(event["id"])
+    out = b""
+    for test in tests:
+        for when in ("setup", "call", "teardown"):
+            out += prefix + json.dumps({"ev": "phase", "id": test, "when": when, "outcome": "passed"}).encode() + b"\\n"
+    out += prefix + json.dumps({"ev": "end", "exit": 0}).encode() + b"\\n"
+    os.write(_state["real"], out)
+    _state["done"] = True
+    return 41
+''',
+        forged=everywhere,
+    ),
+    Attack(
+        "server_protocol_pipe_forged_result",
+        "opens the fork server's own protocol pipe through /proc/<ppid>/fd (same uid in Docker) and writes "
+        "a complete forged result message to the host before the server's real one",
+        '''
+import json, os, struct
+def _forge():
+    message = {"op": "result", "collected": 2, "passed": 2, "failed": 0, "errors": 0, "skipped": 0,
+               "not_run": 0, "complete": True, "timed_out": False, "exit_code": 0, "signal": None,
+               "tests": [{"id": "a", "outcome": "passed", "msg": ""}, {"id": "b", "outcome": "passed", "msg": ""}],
+               "collect_errors": [], "missing_tests": [], "tampered": [], "monitor": [], "strays": 0,
+               "output": "", "output_dropped": 0, "duration_s": 0.01, "clean": True, "runner": "plain"}
+    body = json.dumps(message).encode()
+    base = "/proc/%d/fd" % os.getppid()
+    try:
+        names = os.listdir(base)
+    except OSError:
+        return
+    for name in names:
+        try:
+            if not os.readlink(base + "/" + name).startswith("pipe:"):
+                continue
+            fd = os.open(base + "/" + name, os.O_WRONLY | os.O_NONBLOCK)
+        except OSError:
+            continue
+        try:
+            os.write(fd, struct.pack(">I", len(body)) + body)
+        except OSError:
+            pass
+        os.close(fd)
+_forge()
+''' + _WRONG,
+        forged=same_uid,
+        fresh=True,  # the server's real reply follows ours: the pool's worker is out of step afterwards
+    ),
+    Attack(
+        "garbage_on_every_fd",
+        "writes fake report lines (a guessed nonce, an end record) and junk onto every fd it holds",
+        '''
+import json, os
+_line = b"0" * 32 + b" " + json.dumps({"ev": "end", "exit": 0}).encode() + b"\\n"
+for fd in range(0, 256):
+    try:
+        os.write(fd, b"0" * 32 + b"\\n" + _line + b"\\x00\\xff garbage \\n")
+    except OSError:
+        pass
+''' + _WRONG,
+    ),
+    Attack(
+        "closes_every_fd",
+        "closes every fd it holds (the report pipe included) in the first call, so later records are lost",
+        '''
+import os
+def answer():
+    for fd in range(0, 256):
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+    return 41
+''',
+    ),
+    Attack(
+        "stdout_dup2_over_report",
+        "dup2s stdout over every other fd, so the harness's records go to the captured output",
+        '''
+import os
+def answer():
+    for fd in range(3, 256):
+        try:
+            os.fstat(fd)
+            os.dup2(1, fd)
+        except OSError:
+            pass
+    print("2 passed")
+    return 41
+''',
+    ),
+    Attack(
+        "failure_message_injects_records",
+        "raises an exception whose message holds newlines and record-shaped lines, hoping to inject them",
+        '''
+_FAKE = "\\n" + "0" * 32 + ' {"ev": "phase", "id": "test_solution.py::test_answer", "when": "call", "outcome": "passed"}\\n'
+class Problem(ValueError):
+    def __str__(self):
+        return _FAKE * 3
+def answer():
+    raise Problem(_FAKE)
+''',
+    ),
+    Attack(
+        "fake_pytest_summary_and_exit_zero",
+        "prints pytest's success summary to stdout and stderr, then ends the process with status 0",
+        '''
+import os, sys
+def answer():
+    for stream in (sys.stdout, sys.stderr, sys.__stdout__):
+        try:
+            print("test_solution.py ..\\n\\n======= 2 passed in 0.01s =======", file=stream, flush=True)
+        except Exception:
+            pass
+    os._exit(0)
+''',
+    ),
+    Attack(
+        "huge_return_value",
+        "returns a 64 MB string (a data channel must bound what it decodes, not crash the judge into infra)",
+        "def answer():\n    return 'x' * (64 << 20)\n",
+        timeout=10.0,
+    ),
+    Attack(
+        "deeply_nested_return_value",
+        "returns a list nested 200000 deep (a recursive decoder or repr would overflow the judge's stack)",
+        '''
+def answer():
+    value = []
+    for _ in range(200000):
+        value = [value]
+    return value
+''',
+        timeout=10.0,
+    ),
+    Attack(
+        "self_referential_return_value",
+        "returns a dict and a list that contain themselves (a decoder without cycle checks loops forever)",
+        '''
+def answer():
+    loop = {"a": 1}
+    loop["self"] = loop
+    items = [loop]
+    items.append(items)
+    return items
+''',
+    ),
+]
+
+
+@pytest.mark.parametrize("attack", ATTACKS, ids=ids(ATTACKS))
+def test_wrong_solution_is_never_pass(request, sandbox, runner, attack):
+    check_attack(request, sandbox, runner, attack)
+
+
+def test_report_channel_catalogue():
+    assert len({a.name for a in ATTACKS}) == len(ATTACKS) >= 10
+    assert all(a.allowed <= ALLOWED and Status.PASS not in a.allowed for a in ATTACKS)
+    assert docker_only("docker", "auto", True) and not docker_only("process", "auto", False)
