@@ -20,9 +20,8 @@ trick the static scan reads is not an attack on the sandbox.
 
 from __future__ import annotations
 
-import os
 import textwrap
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable
 
 import pytest
@@ -70,39 +69,57 @@ def check(candidate):
 
 ALLOWED = frozenset({Status.FAIL, Status.TAMPERED, Status.ERROR, Status.TIMEOUT})
 
-Where = Callable[[str, str, bool], bool]  # (backend kind, runner, runs drop privileges) -> forged today
+@dataclass(frozen=True)
+class Ctx:
+    """Where a case runs: the backend, the runner asked for, whether runs drop to another uid (the
+    process backend as root), and the major version of the sandbox's pytest (the Docker image has
+    Debian's, the process backend this interpreter's)."""
+
+    kind: str
+    runner: str
+    drops: bool
+    pytest: int
 
 
-def nowhere(kind: str, runner: str, drops: bool) -> bool:
+Where = Callable[[Ctx], bool]  # forged (or falsely flagged) today, there
+
+
+def nowhere(ctx: Ctx) -> bool:
     return False
 
 
-def everywhere(kind: str, runner: str, drops: bool) -> bool:
+def everywhere(ctx: Ctx) -> bool:
     return True
 
 
-def plain_only(kind: str, runner: str, drops: bool) -> bool:
+def plain_only(ctx: Ctx) -> bool:
     """The plain runner (``runner="auto"`` on a plain test file); pytest's CallInfo stops it."""
-    return runner == "auto"
+    return ctx.runner == "auto"
 
 
-def pytest_only(kind: str, runner: str, drops: bool) -> bool:
-    return runner == "pytest"
+def plain_or_new_pytest(ctx: Ctx) -> bool:
+    """The plain runner, and pytest >= 8, whose new-style hook wrappers (the logging plugin's) have the
+    test's exception thrown into them, inside the context managers they hold."""
+    return ctx.runner == "auto" or ctx.pytest >= 8
 
 
-def docker_only(kind: str, runner: str, drops: bool) -> bool:
-    return kind == "docker"
+def pytest_only(ctx: Ctx) -> bool:
+    return ctx.runner == "pytest"
 
 
-def same_uid(kind: str, runner: str, drops: bool) -> bool:
+def docker_only(ctx: Ctx) -> bool:
+    return ctx.kind == "docker"
+
+
+def same_uid(ctx: Ctx) -> bool:
     """Where the candidate runs as the same uid as the fork server: Docker (both ``nobody``), and the
     process backend when it does not drop privileges (not root)."""
-    return kind == "docker" or not drops
+    return ctx.kind == "docker" or not ctx.drops
 
 
-def readable_self_mem(kind: str, runner: str, drops: bool) -> bool:
+def readable_self_mem(ctx: Ctx) -> bool:
     """``/proc/self/mem`` is readable unless the run changed uid (the kernel then makes it non-dumpable)."""
-    return kind == "docker" or not drops
+    return ctx.kind == "docker" or not ctx.drops
 
 
 @dataclass(frozen=True)
@@ -118,7 +135,6 @@ class Attack:
     allowed: frozenset = ALLOWED
     timeout: float = 5.0
     fresh: bool = False  # on a sandbox of its own: the attack may leave the pool out of step
-    needs: str = ""  # "same_uid": only meaningful where the candidate shares the server's uid
 
     def __str__(self) -> str:  # the test id
         return self.name
@@ -162,8 +178,11 @@ def validate(box, solution: str, tests: str = KODCODE_TESTS, humaneval: bool | t
     return validator.validate(problem, _reply(solution))
 
 
-def _drops(box) -> bool:
-    return bool(getattr(box, "drops_privileges", False))
+def context(box, runner: str) -> Ctx:
+    """The :class:`Ctx` of runs on ``box`` under ``runner`` (starts a pool member to learn its pytest)."""
+    box.warm()
+    major = str(box.versions.get("pytest") or "0").split(".")[0]
+    return Ctx(box.kind, runner, bool(getattr(box, "drops_privileges", False)), int(major) if major.isdigit() else 0)
 
 
 def mark_if(request, condition: bool, reason: str) -> None:
@@ -180,9 +199,7 @@ def _describe(result: ValidationResult) -> str:
 
 def check_attack(request, box, runner: str, attack: Attack) -> ValidationResult:
     """Score ``attack`` on ``box`` under ``runner``; assert the verdict is one it allows (never pass/infra)."""
-    if attack.needs == "same_uid" and box.kind == "process" and _drops(box):
-        pass  # still run: the attack must fail there too (it cannot reach the server)
-    mark_if(request, attack.forged(box.kind, runner, _drops(box)), FORGED_REASON)
+    mark_if(request, attack.forged(context(box, runner)), FORGED_REASON)
     if attack.fresh:
         own = make_backend(box.kind, pool_size=1, runner=runner)
         try:
@@ -198,12 +215,8 @@ def check_attack(request, box, runner: str, attack: Attack) -> ValidationResult:
 
 
 def check_benign(request, box, runner: str, case: Benign) -> ValidationResult:
-    mark_if(request, case.false_flag(box.kind, runner, _drops(box)), FALSE_FLAG_REASON)
+    mark_if(request, case.false_flag(context(box, runner)), FALSE_FLAG_REASON)
     result = validate(box, case.solution, case.tests, case.humaneval or False, case.timeout)
     assert result.status is Status.PASS, _describe(result)
     assert "tamper" not in result.details, _describe(result)
     return result
-
-
-def in_docker() -> bool:
-    return os.path.exists("/.dockerenv")

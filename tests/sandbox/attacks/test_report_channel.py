@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import pytest
 
-from _redteam import ALLOWED, Attack, check_attack, docker_only, everywhere, ids, same_uid
+from _redteam import Attack, check_attack, everywhere, ids, same_uid
 from _sandbox_support import runner, sandbox  # noqa: F401  (fixtures)
-from gcop_env.validators.base import Status
 
 # Rewrites a report event so that the run reads as passed: failures become passes, monitor findings
 # become an empty profile record, the end record says exit 0. Shared by the attacks below (each
@@ -295,8 +294,3 @@ def answer():
 def test_wrong_solution_is_never_pass(request, sandbox, runner, attack):
     check_attack(request, sandbox, runner, attack)
 
-
-def test_report_channel_catalogue():
-    assert len({a.name for a in ATTACKS}) == len(ATTACKS) >= 10
-    assert all(a.allowed <= ALLOWED and Status.PASS not in a.allowed for a in ATTACKS)
-    assert docker_only("docker", "auto", True) and not docker_only("process", "auto", False)
