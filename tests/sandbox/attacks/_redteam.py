@@ -170,11 +170,11 @@ def validate(box, solution: str, tests: str = KODCODE_TESTS, humaneval: bool | t
         prompt, test, entry = humaneval if isinstance(humaneval, tuple) else (HUMANEVAL_PROMPT, tests, "add")
         problem = Problem(task_id="redteam/he", question=prompt, reference=test,
                           metadata={"entry_point": entry, "prompt": prompt})
-        validator = HumanEvalValidator(sandbox=box, timeout=timeout, infra_retries=0)
+        validator = HumanEvalValidator(sandbox=box, timeout=timeout)
     else:
         problem = Problem(task_id="redteam/kc", question="Return the answer.", reference=tests,
                           metadata={"entry_point": "answer"})
-        validator = KodCodeValidator(sandbox=box, timeout=timeout, infra_retries=0)
+        validator = KodCodeValidator(sandbox=box, timeout=timeout)
     return validator.validate(problem, _reply(solution))
 
 

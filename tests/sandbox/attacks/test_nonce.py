@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import pytest
 
-from _redteam import Attack, check_attack, everywhere, ids, readable_self_mem
+from _redteam import Attack, check_attack, everywhere, ids, readable_self_mem, same_uid
 from _sandbox_support import runner, sandbox  # noqa: F401  (fixtures)
 
 # Writes a passing report (setup/call/teardown passed for every test of the test module, then the
@@ -29,6 +29,48 @@ def _forge(send):
     os._exit(0)
 def _raw(fd, prefix):
     return lambda event: os.write(fd, prefix + json.dumps(event).encode() + b"\\n")
+def _report_fd():  # the one pipe of which this process holds a single fd (stdout's come in pairs)
+    pipes = {}
+    for name in os.listdir("/proc/self/fd"):
+        try:
+            target = os.readlink("/proc/self/fd/" + name)
+        except OSError:
+            continue
+        if target.startswith("pipe:"):
+            pipes.setdefault(target, []).append(int(name))
+    return [fds[0] for fds in pipes.values() if len(fds) == 1][0]
+'''
+
+# The nonce in a process's memory (``/proc/PID/mem``).
+_MEMORY = '''
+import re, struct
+_TEXT = re.compile(rb"[0-9a-f]{32} \\x00")
+def _nonces(pid="self"):
+    """Live bytes objects of 33 bytes holding 32 hex digits and a space, in ``pid``'s memory: the
+    emitter's prefix, or the server's copy of it (freed copies of older runs' nonces have a free-list
+    pointer where a live object has its reference count)."""
+    found = set()
+    kind = struct.pack("<Q", id(bytes))
+    with open("/proc/%s/maps" % pid) as maps, open("/proc/%s/mem" % pid, "rb", 0) as mem:
+        for line in maps:
+            fields = line.split()
+            if "r" not in fields[1] or (len(fields) > 5 and fields[5].startswith("[v")):
+                continue
+            start, end = (int(x, 16) for x in fields[0].split("-"))
+            if end - start > 256 << 20:
+                continue
+            try:
+                mem.seek(start)
+                chunk = mem.read(end - start)
+            except (OSError, ValueError, OverflowError):
+                continue
+            for match in _TEXT.finditer(chunk):
+                at = match.start()
+                refs, = struct.unpack("<Q", chunk[at - 32:at - 24] or b"\\xff" * 8)
+                if chunk[at - 24:at - 16] == kind and chunk[at - 16:at - 8] == struct.pack("<q", 33) and 0 < refs < 1 << 20:
+                    if chunk[at:at + 32] != b"0" * 32:
+                        found.add(chunk[at:at + 32])
+    return sorted(found)
 '''
 
 # The emitter found among the harness's locals on the stack, or through pytest's plugin manager
@@ -105,15 +147,7 @@ def answer():
         _FORGE + '''
 import gc, re
 def answer():
-    pipes = {}
-    for name in os.listdir("/proc/self/fd"):
-        try:
-            target = os.readlink("/proc/self/fd/" + name)
-        except OSError:
-            continue
-        if target.startswith("pipe:"):
-            pipes.setdefault(target, []).append(int(name))
-    fd = [fds[0] for fds in pipes.values() if len(fds) == 1][0]
+    fd = _report_fd()
     for obj in getattr(gc, "get_" + "objects")():
         if type(obj).__name__ != "cell":
             continue
@@ -131,45 +165,9 @@ def answer():
         "nonce_from_proc_self_mem",
         "scans its own memory (/proc/self/mem, readable unless the run changed uid) for a signed record "
         "and writes raw lines with that nonce",
-        _FORGE + '''
-import re, struct
-_TEXT = re.compile(rb"[0-9a-f]{32} \\x00")
-def _nonces():
-    """Live bytes objects of 33 bytes holding 32 hex digits and a space: the emitter's prefix (freed
-    copies of older runs' nonces, inherited from the fork server, have a free-list pointer where a live
-    object has its reference count)."""
-    found = set()
-    kind = struct.pack("<Q", id(bytes))
-    with open("/proc/self/maps") as maps, open("/proc/self/mem", "rb", 0) as mem:
-        for line in maps:
-            fields = line.split()
-            if "r" not in fields[1] or (len(fields) > 5 and fields[5].startswith("[v")):
-                continue
-            start, end = (int(x, 16) for x in fields[0].split("-"))
-            if end - start > 256 << 20:
-                continue
-            try:
-                mem.seek(start)
-                chunk = mem.read(end - start)
-            except (OSError, ValueError, OverflowError):
-                continue
-            for match in _TEXT.finditer(chunk):
-                at = match.start()
-                refs, = struct.unpack("<Q", chunk[at - 32:at - 24] or b"\\xff" * 8)
-                if chunk[at - 24:at - 16] == kind and chunk[at - 16:at - 8] == struct.pack("<q", 33) and 0 < refs < 1 << 20:
-                    if chunk[at:at + 32] != b"0" * 32:
-                        found.add(chunk[at:at + 32])
-    return sorted(found)
+        _FORGE + _MEMORY + '''
 def answer():
-    pipes = {}
-    for name in os.listdir("/proc/self/fd"):
-        try:
-            target = os.readlink("/proc/self/fd/" + name)
-        except OSError:
-            continue
-        if target.startswith("pipe:"):
-            pipes.setdefault(target, []).append(int(name))
-    fd = [fds[0] for fds in pipes.values() if len(fds) == 1][0]
+    fd = _report_fd()
     try:
         nonces = _nonces()
     except OSError:
@@ -180,6 +178,27 @@ def answer():
 ''',
         forged=readable_self_mem,
         timeout=10.0,
+    ),
+    Attack(
+        "nonce_from_the_servers_memory",
+        "reads the fork server's memory (/proc/<ppid>/mem: the same uid in Docker) for its live copy of the "
+        "run's nonce, which it keeps once it has read the report's first line, and writes raw signed lines",
+        _FORGE + _MEMORY + '''
+import time
+def answer():
+    deadline = time.monotonic() + 3
+    while time.monotonic() < deadline:  # until the server has read the nonce line
+        try:
+            nonces = _nonces(os.getppid())
+        except OSError:
+            return 41
+        if len(nonces) == 1:
+            _forge(_raw(_report_fd(), nonces[0] + b" "))
+        time.sleep(0.02)
+    return 41
+''',
+        forged=same_uid,
+        timeout=15.0,
     ),
 ]
 

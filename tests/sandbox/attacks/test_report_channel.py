@@ -45,6 +45,31 @@ def _report_fd():
 
 _WRONG = "\ndef answer():\n    return 41\n"
 
+# Writes ``body`` (bytes) as one message onto every pipe the fork server holds, through
+# /proc/<ppid>/fd: one of them is its protocol channel to the host (reachable where the candidate
+# runs as the server's uid: Docker).
+_TO_SERVER_PIPES = '''
+import json, os, struct
+def _to_server_pipes(body):
+    base = "/proc/%d/fd" % os.getppid()
+    try:
+        names = os.listdir(base)
+    except OSError:
+        return
+    for name in names:
+        try:
+            if not os.readlink(base + "/" + name).startswith("pipe:"):
+                continue
+            fd = os.open(base + "/" + name, os.O_WRONLY | os.O_NONBLOCK)
+        except OSError:
+            continue
+        try:
+            os.write(fd, struct.pack(">I", len(body)) + body)
+        except OSError:
+            pass
+        os.close(fd)
+'''
+
 ATTACKS = [
     Attack(
         "json_dumps_patched",
@@ -157,36 +182,36 @@ def answer():
         "server_protocol_pipe_forged_result",
         "opens the fork server's own protocol pipe through /proc/<ppid>/fd (same uid in Docker) and writes "
         "a complete forged result message to the host before the server's real one",
-        '''
-import json, os, struct
-def _forge():
-    message = {"op": "result", "collected": 2, "passed": 2, "failed": 0, "errors": 0, "skipped": 0,
-               "not_run": 0, "complete": True, "timed_out": False, "exit_code": 0, "signal": None,
-               "tests": [{"id": "a", "outcome": "passed", "msg": ""}, {"id": "b", "outcome": "passed", "msg": ""}],
-               "collect_errors": [], "missing_tests": [], "tampered": [], "monitor": [], "strays": 0,
-               "output": "", "output_dropped": 0, "duration_s": 0.01, "clean": True, "runner": "plain"}
-    body = json.dumps(message).encode()
-    base = "/proc/%d/fd" % os.getppid()
-    try:
-        names = os.listdir(base)
-    except OSError:
-        return
-    for name in names:
-        try:
-            if not os.readlink(base + "/" + name).startswith("pipe:"):
-                continue
-            fd = os.open(base + "/" + name, os.O_WRONLY | os.O_NONBLOCK)
-        except OSError:
-            continue
-        try:
-            os.write(fd, struct.pack(">I", len(body)) + body)
-        except OSError:
-            pass
-        os.close(fd)
-_forge()
+        _TO_SERVER_PIPES + '''
+_to_server_pipes(json.dumps({
+    "op": "result", "collected": 2, "passed": 2, "failed": 0, "errors": 0, "skipped": 0, "not_run": 0,
+    "complete": True, "timed_out": False, "exit_code": 0, "signal": None,
+    "tests": [{"id": "a", "outcome": "passed", "msg": ""}, {"id": "b", "outcome": "passed", "msg": ""}],
+    "collect_errors": [], "missing_tests": [], "tampered": [], "monitor": [], "strays": 0,
+    "output": "", "output_dropped": 0, "duration_s": 0.01, "clean": True, "runner": "plain"}).encode())
 ''' + _WRONG,
         forged=same_uid,
         fresh=True,  # the server's real reply follows ours: the pool's worker is out of step afterwards
+    ),
+    Attack(
+        "server_protocol_pipe_claims_harness_error",
+        "writes a result message that reports a harness error onto the server's protocol pipe: a wrong answer "
+        "scored infra is left out of the reward (forged today: infra, not pass)",
+        _TO_SERVER_PIPES + '''
+_to_server_pipes(json.dumps({"op": "result", "harness_error": "the sandbox ran out of disk"}).encode())
+''' + _WRONG,
+        forged=same_uid,
+        fresh=True,
+    ),
+    Attack(
+        "server_protocol_pipe_malformed_message",
+        "writes a length header and bytes that are not JSON onto the server's protocol pipe, to break the host's "
+        "reader (infra) instead of taking a fail",
+        _TO_SERVER_PIPES + '''
+_to_server_pipes(b"{not json" + bytes(range(128, 192)))
+''' + _WRONG,
+        forged=same_uid,
+        fresh=True,
     ),
     Attack(
         "garbage_on_every_fd",
