@@ -103,6 +103,11 @@ def plain_or_new_pytest(ctx: Ctx) -> bool:
     return ctx.runner == "auto" or ctx.pytest >= 8
 
 
+def new_pytest(ctx: Ctx) -> bool:
+    """Where the sandbox's pytest is 8 or newer (the process backend here; the Docker image has 7)."""
+    return ctx.pytest >= 8
+
+
 def pytest_only(ctx: Ctx) -> bool:
     return ctx.runner == "pytest"
 
