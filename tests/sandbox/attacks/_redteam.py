@@ -21,6 +21,7 @@ trick the static scan reads is not an attack on the sandbox.
 from __future__ import annotations
 
 import textwrap
+import threading
 from dataclasses import dataclass
 from typing import Callable
 
@@ -140,6 +141,8 @@ class Attack:
     allowed: frozenset = ALLOWED
     timeout: float = 5.0
     fresh: bool = False  # on a sandbox of its own: the attack may leave the pool out of step
+    reason: str = FORGED_REASON  # the xfail reason where ``forged`` holds (when today's failure is not a pass)
+    hang_s: float = 120.0  # beyond its own timeout: no verdict by then means the sandbox hung
 
     def __str__(self) -> str:  # the test id
         return self.name
@@ -202,17 +205,41 @@ def _describe(result: ValidationResult) -> str:
     return f"{result.status.value}: {keep}"[:3000]
 
 
+def _validate_or_hang(box, attack: Attack) -> ValidationResult:
+    """:func:`validate`, in a thread: a sandbox that never answers fails the test (and is closed, which
+    wakes a run waiting for a pool member) instead of hanging the suite."""
+    done: dict = {}
+
+    def work() -> None:
+        try:
+            done["result"] = validate(box, attack.solution, attack.tests, attack.humaneval, attack.timeout)
+        except BaseException as exc:  # re-raised in the test's thread
+            done["error"] = exc
+
+    thread = threading.Thread(target=work, name="redteam-validate", daemon=True)
+    thread.start()
+    limit = attack.hang_s + 3 * attack.timeout  # (the validator tries a run up to three times)
+    thread.join(limit)
+    if thread.is_alive():
+        box.close()
+        thread.join(30)
+        pytest.fail(f"the sandbox gave no verdict in {limit:.0f} s: it hung")
+    if "error" in done:
+        raise done["error"]
+    return done["result"]
+
+
 def check_attack(request, box, runner: str, attack: Attack) -> ValidationResult:
     """Score ``attack`` on ``box`` under ``runner``; assert the verdict is one it allows (never pass/infra)."""
-    mark_if(request, attack.forged(context(box, runner)), FORGED_REASON)
+    mark_if(request, attack.forged(context(box, runner)), attack.reason)
     if attack.fresh:
         own = make_backend(box.kind, pool_size=1, runner=runner)
         try:
-            result = validate(own, attack.solution, attack.tests, attack.humaneval, attack.timeout)
+            result = _validate_or_hang(own, attack)
         finally:
             own.close()
     else:
-        result = validate(box, attack.solution, attack.tests, attack.humaneval, attack.timeout)
+        result = _validate_or_hang(box, attack)
     assert result.status is not Status.INFRA, "an attack must never be scored infra: " + _describe(result)
     assert result.status is not Status.PASS, "a wrong solution was scored pass: " + _describe(result)
     assert result.status in attack.allowed, _describe(result)

@@ -196,22 +196,25 @@ _to_server_pipes(json.dumps({
     Attack(
         "server_protocol_pipe_claims_harness_error",
         "writes a result message that reports a harness error onto the server's protocol pipe: a wrong answer "
-        "scored infra is left out of the reward (forged today: infra, not pass)",
+        "scored infra is left out of the reward",
         _TO_SERVER_PIPES + '''
 _to_server_pipes(json.dumps({"op": "result", "harness_error": "the sandbox ran out of disk"}).encode())
 ''' + _WRONG,
         forged=same_uid,
         fresh=True,
+        reason="infra forged today: issue 18",
     ),
     Attack(
         "server_protocol_pipe_malformed_message",
-        "writes a length header and bytes that are not JSON onto the server's protocol pipe, to break the host's "
-        "reader (infra) instead of taking a fail",
+        "writes a length header and bytes that are not JSON onto the server's protocol pipe: the host's reader "
+        "raises, the pool never gets its worker back, and the validator's retry waits for one for ever",
         _TO_SERVER_PIPES + '''
 _to_server_pipes(b"{not json" + bytes(range(128, 192)))
 ''' + _WRONG,
         forged=same_uid,
         fresh=True,
+        reason="hangs today: issue 18 (the host's reader raises, the pool's worker is never released)",
+        hang_s=30.0,
     ),
     Attack(
         "garbage_on_every_fd",
