@@ -106,12 +106,13 @@ def answer():
 ''',
     ),
     Attack(
-        "signals_the_server_and_pid_one",
-        "sends SIGSTOP, SIGTERM, SIGINT and SIGKILL to its parent (the fork server) and to pid 1",
+        "signals_the_server",
+        "sends SIGSTOP, SIGTERM, SIGINT and SIGKILL to its parent, the fork server (pid 1 in Docker; never pid 1 "
+        "of a host: this suite may run as root)",
         '''
 import os, signal
 def answer():
-    for target in {os.getppid(), 1}:
+    for target in (os.getppid(),):
         for sig in (signal.SIGSTOP, signal.SIGTERM, signal.SIGINT, signal.SIGKILL):
             try:
                 os.kill(target, sig)
