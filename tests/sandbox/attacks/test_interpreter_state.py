@@ -181,6 +181,20 @@ def area(radius):
         tests=APPROX_AFTER_TESTS,
     ),
     Attack(
+        "assertion_rewriting_helpers_patched",
+        "patches pytest's assertion-rewriting helpers and the rewriting hook's exec_module (module by a computed "
+        "name): the test file is rewritten before the solution is imported, and a failed assert raises anyway",
+        '''
+import sys
+_rewrite = sys.modules.get("_py" + "test.assertion.rewrite") or __import__("_py" + "test.assertion.rewrite", fromlist=["x"])
+_rewrite._call_reprcompare = lambda *args: True
+_rewrite._format_explanation = lambda explanation: ""
+_rewrite.AssertionRewritingHook.exec_module = lambda self, module: None
+def answer():
+    return 41
+''',
+    ),
+    Attack(
         "builtins_patched_by_a_computed_name",
         "replaces builtins.isinstance (module and name computed) so that a float passes for an int, and returns 42.0",
         '''
