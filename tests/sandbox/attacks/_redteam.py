@@ -252,3 +252,55 @@ def check_benign(request, box, runner: str, case: Benign) -> ValidationResult:
     assert result.status is Status.PASS, _describe(result)
     assert "tamper" not in result.details, _describe(result)
     return result
+
+
+# ------------------------------------------------------------------ solution snippets
+# Pieces of attack code that several attacks paste into their solution's source.
+
+REPORT_FD = '''
+import os
+def _report_fd():
+    """The report pipe: the one pipe of which this process holds a single fd (pytest's fd capture
+    keeps a saved copy of stdout and of stderr, so the output pipe's fds come in pairs)."""
+    pipes = {}
+    for name in os.listdir("/proc/self/fd"):
+        try:
+            target = os.readlink("/proc/self/fd/" + name)
+        except OSError:
+            continue
+        if target.startswith("pipe:"):
+            pipes.setdefault(target, []).append(int(name))
+    return [fds[0] for fds in pipes.values() if len(fds) == 1][0]
+'''
+
+MEMORY = '''
+def _regions(pid="self"):
+    """(start, bytes) of each readable mapping of process ``pid`` (up to 256 MiB), through /proc/PID/mem."""
+    with open("/proc/%s/maps" % pid) as maps, open("/proc/%s/mem" % pid, "rb", 0) as mem:
+        for line in maps:
+            fields = line.split()
+            if "r" not in fields[1] or (len(fields) > 5 and fields[5].startswith("[v")):
+                continue
+            start, end = (int(x, 16) for x in fields[0].split("-"))
+            if end - start > 256 << 20:
+                continue
+            try:
+                mem.seek(start)
+                chunk = mem.read(end - start)
+            except (OSError, ValueError, OverflowError):
+                continue
+            yield start, chunk
+'''
+
+EMITTER_VIA_GC = '''
+import gc
+def _find_emitter():
+    """The run's emit closure among the collector's objects (not the fork server's warm-up one, whose
+    nonce is all zeros)."""
+    for obj in getattr(gc, "get_" + "objects")():
+        if type(obj).__name__ == "function" and obj.__name__ == "emit" and obj.__closure__:
+            cells = dict(zip(obj.__code__.co_freevars, (c.cell_contents for c in obj.__closure__)))
+            if cells.get("prefix", b"0" * 32)[:32] != b"0" * 32:
+                return obj
+    return None
+'''

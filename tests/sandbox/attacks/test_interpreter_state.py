@@ -58,6 +58,18 @@ def test_area():
     assert area(2.0) == pytest.approx(12.566, rel=1e-3)
 '''
 
+# The real pytest module, sys.modules (by a computed name), and what a fake pytest.approx returns:
+# an object equal to any number.
+_FAKE_PYTEST = '''
+import sys, types
+_modules = getattr(sys, "mod" + "ules")
+_real = _modules["pytest"]
+class _Near:
+    def __eq__(self, other):
+        return isinstance(other, (int, float))
+    __hash__ = object.__hash__
+'''
+
 ATTACKS = [
     Attack(
         "math_isclose_patched",
@@ -136,14 +148,7 @@ def scale(values, factor):
         "pytest_swapped_and_restored_by_the_import",
         "puts a fake pytest (approx equals any number) in sys.modules; the tests' `import pytest` reads its "
         "__spec__, which puts the real module back, so the monitor's checks find sys.modules as it was",
-        '''
-import sys, types
-_modules = getattr(sys, "mod" + "ules")
-_real = _modules["pytest"]
-class _Near:
-    def __eq__(self, other):
-        return isinstance(other, (int, float))
-    __hash__ = object.__hash__
+        _FAKE_PYTEST + '''
 class _FakePytest(types.ModuleType):
     @property
     def __spec__(self):
@@ -163,14 +168,7 @@ def area(radius):
     Attack(
         "pytest_swapped_in_sys_modules",
         "puts a fake pytest in sys.modules for good (the monitor compares that entry)",
-        '''
-import sys, types
-_modules = getattr(sys, "mod" + "ules")
-_real = _modules["pytest"]
-class _Near:
-    def __eq__(self, other):
-        return isinstance(other, (int, float))
-    __hash__ = object.__hash__
+        _FAKE_PYTEST + '''
 _fake = types.ModuleType("pytest")
 _fake.__dict__.update(vars(_real))
 _fake.approx = lambda *args, **kwargs: _Near()

@@ -9,21 +9,19 @@ from __future__ import annotations
 
 import pytest
 
-from _redteam import Attack, check_attack, everywhere, ids
+from _redteam import EMITTER_VIA_GC, Attack, check_attack, everywhere, ids
 from _sandbox_support import runner, sandbox  # noqa: F401  (fixtures)
 
 # ``_passes()``: passed records for every test of the test module, sent through the run's emitter
 # (found once among the collector's objects and kept).
-_LATE = '''
-import gc, sys
+_LATE = EMITTER_VIA_GC + '''
+import sys
 _found = []
 def _emitter():
     if not _found:
-        for obj in getattr(gc, "get_" + "objects")():
-            if type(obj).__name__ == "function" and obj.__name__ == "emit" and obj.__closure__:
-                cells = dict(zip(obj.__code__.co_freevars, (c.cell_contents for c in obj.__closure__)))
-                if cells.get("prefix", b"0" * 32)[:32] != b"0" * 32:
-                    _found.append(obj)
+        emit = _find_emitter()
+        if emit is not None:
+            _found.append(emit)
     return _found[0] if _found else None
 def _passes():
     emit = _emitter()

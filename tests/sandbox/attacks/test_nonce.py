@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import pytest
 
-from _redteam import Attack, check_attack, everywhere, ids, readable_self_mem, same_uid
+from _redteam import EMITTER_VIA_GC, MEMORY, REPORT_FD, Attack, check_attack, everywhere, ids, readable_self_mem, same_uid
 from _sandbox_support import runner, sandbox  # noqa: F401  (fixtures)
 
 # Writes a passing report (setup/call/teardown passed for every test of the test module, then the
@@ -29,20 +29,10 @@ def _forge(send):
     os._exit(0)
 def _raw(fd, prefix):
     return lambda event: os.write(fd, prefix + json.dumps(event).encode() + b"\\n")
-def _report_fd():  # the one pipe of which this process holds a single fd (stdout's come in pairs)
-    pipes = {}
-    for name in os.listdir("/proc/self/fd"):
-        try:
-            target = os.readlink("/proc/self/fd/" + name)
-        except OSError:
-            continue
-        if target.startswith("pipe:"):
-            pipes.setdefault(target, []).append(int(name))
-    return [fds[0] for fds in pipes.values() if len(fds) == 1][0]
-'''
+''' + REPORT_FD
 
 # The nonce in a process's memory (``/proc/PID/mem``).
-_MEMORY = '''
+_MEMORY = MEMORY + '''
 import re, struct
 _TEXT = re.compile(rb"[0-9a-f]{32} \\x00")
 def _nonces(pid="self"):
@@ -50,26 +40,14 @@ def _nonces(pid="self"):
     emitter's prefix, or the server's copy of it (freed copies of older runs' nonces have a free-list
     pointer where a live object has its reference count)."""
     found = set()
-    kind = struct.pack("<Q", id(bytes))
-    with open("/proc/%s/maps" % pid) as maps, open("/proc/%s/mem" % pid, "rb", 0) as mem:
-        for line in maps:
-            fields = line.split()
-            if "r" not in fields[1] or (len(fields) > 5 and fields[5].startswith("[v")):
-                continue
-            start, end = (int(x, 16) for x in fields[0].split("-"))
-            if end - start > 256 << 20:
-                continue
-            try:
-                mem.seek(start)
-                chunk = mem.read(end - start)
-            except (OSError, ValueError, OverflowError):
-                continue
-            for match in _TEXT.finditer(chunk):
-                at = match.start()
-                refs, = struct.unpack("<Q", chunk[at - 32:at - 24] or b"\\xff" * 8)
-                if chunk[at - 24:at - 16] == kind and chunk[at - 16:at - 8] == struct.pack("<q", 33) and 0 < refs < 1 << 20:
-                    if chunk[at:at + 32] != b"0" * 32:
-                        found.add(chunk[at:at + 32])
+    kind, size = struct.pack("<Q", id(bytes)), struct.pack("<q", 33)
+    for _, chunk in _regions(pid):
+        for match in _TEXT.finditer(chunk):
+            at = match.start()
+            refs, = struct.unpack("<Q", chunk[at - 32:at - 24] or b"\\xff" * 8)
+            if chunk[at - 24:at - 16] == kind and chunk[at - 16:at - 8] == size and 0 < refs < 1 << 20:
+                if chunk[at:at + 32] != b"0" * 32:
+                    found.add(chunk[at:at + 32])
     return sorted(found)
 '''
 
@@ -97,14 +75,11 @@ ATTACKS = [
     Attack(
         "emitter_closure_via_gc",
         "finds the emit closure among the garbage collector's objects and sends a passing report through it",
-        _FORGE + '''
-import gc
+        _FORGE + EMITTER_VIA_GC + '''
 def answer():
-    for obj in getattr(gc, "get_" + "objects")():
-        if type(obj).__name__ == "function" and obj.__name__ == "emit" and obj.__closure__:
-            cells = {name: cell.cell_contents for name, cell in zip(obj.__code__.co_freevars, obj.__closure__)}
-            if cells.get("prefix", b"0" * 32)[:32] != b"0" * 32:  # not the fork server's warm-up emitter
-                _forge(obj)
+    emit = _find_emitter()
+    if emit is not None:
+        _forge(emit)
     return 41
 ''',
         forged=everywhere,

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import pytest
 
-from _redteam import HUMANEVAL_TEST, Attack, check_attack, everywhere, ids, same_uid
+from _redteam import HUMANEVAL_TEST, MEMORY, Attack, check_attack, everywhere, ids, same_uid
 from _sandbox_support import runner, sandbox  # noqa: F401  (fixtures)
 
 # The expected value of ``answer()`` in a test file's text.
@@ -149,25 +149,14 @@ def answer():
         "test_file_in_the_servers_memory",
         "reads the fork server's memory (/proc/<ppid>/mem: the same uid in Docker), which holds the request's "
         "test file, and takes the expected value from it",
-        _FROM_TEXT + '''
+        _FROM_TEXT + MEMORY + '''
 import os
 def answer():
-    parent = os.getppid()
     try:
-        with open("/proc/%d/maps" % parent) as maps, open("/proc/%d/mem" % parent, "rb", 0) as mem:
-            for line in maps:
-                fields = line.split()
-                start, end = (int(x, 16) for x in fields[0].split("-"))
-                if "r" not in fields[1] or end - start > 256 << 20:
-                    continue
-                try:
-                    mem.seek(start)
-                    chunk = mem.read(end - start)
-                except (OSError, ValueError, OverflowError):
-                    continue
-                at = chunk.find(b"from solution import *\\n\\n\\ndef test_answer():\\n    assert answer() == ")
-                if at >= 0:
-                    return _expected(chunk[at:at + 200].decode("ascii", "replace"))
+        for _, chunk in _regions(os.getppid()):
+            at = chunk.find(b"from solution import *\\n\\n\\ndef test_answer():\\n    assert answer() == ")
+            if at >= 0:
+                return _expected(chunk[at:at + 200].decode("ascii", "replace"))
     except OSError:
         pass
     return 41

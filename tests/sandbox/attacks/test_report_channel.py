@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import pytest
 
-from _redteam import Attack, check_attack, everywhere, ids, same_uid
+from _redteam import REPORT_FD, Attack, check_attack, everywhere, ids, same_uid
 from _sandbox_support import runner, sandbox  # noqa: F401  (fixtures)
 
 # Rewrites a report event so that the run reads as passed: failures become passes, monitor findings
 # become an empty profile record, the end record says exit 0. Shared by the attacks below (each
-# embeds it in its solution).
+# embeds it in its solution); ``_rewrite_line`` does it to a signed record's bytes.
 _REWRITE = '''
+import json
 def _rewrite(event):
     if isinstance(event, dict):
         if event.get("ev") == "phase" and event.get("outcome") != "passed":
@@ -26,22 +27,17 @@ def _rewrite(event):
         if event.get("ev") == "end":
             return {"ev": "end", "exit": 0}
     return event
+def _rewrite_line(data):
+    """A signed record line (32 hex digits, a space, JSON) with its event rewritten; other bytes as they are."""
+    text = bytes(data)
+    if len(text) > 34 and text[32:33] == b" " and text.endswith(b"\\n"):
+        try:
+            return text[:33] + json.dumps(_rewrite(json.loads(text[33:]))).encode() + b"\\n"
+        except ValueError:
+            pass
+    return text
 '''
 
-# The report pipe: the one pipe of which this process holds a single fd (the output pipe's fds come
-# in pairs: pytest's fd capture keeps a saved copy of stdout and of stderr).
-_FIND_REPORT_FD = '''
-def _report_fd():
-    pipes = {}
-    for name in os.listdir("/proc/self/fd"):
-        try:
-            target = os.readlink("/proc/self/fd/" + name)
-        except OSError:
-            continue
-        if target.startswith("pipe:"):
-            pipes.setdefault(target, []).append(int(name))
-    return [fds[0] for fds in pipes.values() if len(fds) == 1][0]
-'''
 
 _WRONG = "\ndef answer():\n    return 41\n"
 
@@ -74,7 +70,7 @@ ATTACKS = [
     Attack(
         "json_dumps_patched",
         "replaces json.dumps, which the emitter looks up at every record, with one that rewrites failures as passes",
-        "import json\n" + _REWRITE + '''
+        _REWRITE + '''
 _real = json.dumps
 def _dumps(obj, *args, **kwargs):
     return _real(_rewrite(obj), *args, **kwargs)
@@ -85,7 +81,7 @@ json.dumps = _dumps
     Attack(
         "json_encoder_class_patched",
         "patches json.JSONEncoder.encode (what json.dumps calls through its default encoder)",
-        "import json\n" + _REWRITE + '''
+        _REWRITE + '''
 _encode = json.JSONEncoder.encode
 def _patched(self, obj):
     return _encode(self, _rewrite(obj))
@@ -96,38 +92,21 @@ json.JSONEncoder.encode = _patched
     Attack(
         "harness_low_level_write_patched",
         "rebinds the harness module's _write_all (reached as sys.modules['__main__']) to rewrite each record's bytes",
-        "import json, sys\n" + _REWRITE + '''
+        "import sys\n" + _REWRITE + '''
 _harness = sys.modules.get("__ma" + "in__")
 _real = _harness._write_all
-def _write(fd, data):
-    text = bytes(data)
-    if len(text) > 34 and text[32:33] == b" " and text.endswith(b"\\n"):
-        try:
-            event = _rewrite(json.loads(text[33:]))
-            text = text[:33] + json.dumps(event).encode() + b"\\n"
-        except ValueError:
-            pass
-    return _real(fd, text)
-_harness._write_all = _write
+_harness._write_all = lambda fd, data: _real(fd, _rewrite_line(data))
 ''' + _WRONG,
         forged=everywhere,
     ),
     Attack(
         "os_write_patched",
         "patches os.write (the emitter's last step) to rewrite any record-shaped bytes on their way to the pipe",
-        "import json, os\n" + _REWRITE + '''
+        "import os\n" + _REWRITE + '''
 _real = os.write
 def _write(fd, data):
-    text = bytes(data)
-    if len(text) > 34 and text[32:33] == b" " and text.endswith(b"\\n"):
-        try:
-            event = _rewrite(json.loads(text[33:]))
-            text = text[:33] + json.dumps(event).encode() + b"\\n"
-            _real(fd, text)
-            return len(data)
-        except ValueError:
-            pass
-    return _real(fd, data)
+    _real(fd, _rewrite_line(data))
+    return len(data)
 os.write = _write
 ''' + _WRONG,
         forged=everywhere,
@@ -136,7 +115,7 @@ os.write = _write
         "report_fd_dup2_and_replay",
         "dup2s its own pipe over the report fd, reads the next records (and so the nonce) back, "
         "replays them as passes with an end record on the saved real fd, and lets the rest fall in its pipe",
-        "import fcntl, json, os\n" + _FIND_REPORT_FD + '''
+        "import fcntl, json\n" + REPORT_FD + '''
 _state = {}
 def answer():
     if "real" not in _state:  # the first call: take the report fd over
