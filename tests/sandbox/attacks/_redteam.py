@@ -16,6 +16,13 @@ it (update ``forged`` in the attack's entry).
 Attack code is written to get past the static scan (``gcop_env.sandbox.monitor.scan_code``): computed
 names instead of ``sys._getframe``, ``__import__("ct" + "ypes")`` instead of ``import ctypes``... A
 trick the static scan reads is not an attack on the sandbox.
+
+Run: ``GCOP_REQUIRE_DOCKER=1 .venv/bin/python -m pytest -q -p no:cacheprovider tests/sandbox/attacks``
+(about 3.5 minutes on an idle 2-CPU machine; add ``--junitxml=attacks.xml`` and run
+``python tests/sandbox/attacks/report_table.py attacks.xml`` for the family x backend x runner table).
+When the trusted runner stops an attack, its strict xfail turns into a failure: set that attack's
+``forged`` to :func:`nowhere` (or the predicate of the cases still forged). Likewise ``false_flag`` for
+the benign idioms.
 """
 
 from __future__ import annotations
