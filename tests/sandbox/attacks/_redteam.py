@@ -8,10 +8,11 @@ verdict must be one the attack's ``allowed`` names (never ``pass``, never ``infr
 our harness failed, and it is left out of the reward, so a candidate that can make it would have a
 way to erase its failures).
 
-Where today's sandbox scores the attack ``pass``, the case is marked at run time with
-``xfail(strict=True, reason="forged today: issue 18")``: the suite stays green, and the day the
-trusted runner stops the attack the strict mark turns into a failure that tells the fixer to drop
-it (update ``forged`` in the attack's entry).
+Where today's sandbox scores the attack ``pass`` (or ``infra``, or hangs), the case is marked at run
+time with ``xfail(strict=True, reason="forged today: issue 18")`` (the reason says which): the suite
+stays green, and the day the trusted runner stops the attack the strict mark turns into a failure that
+tells the fixer to drop it. The mark is decided per backend, runner, privilege drop and the sandbox's
+pytest version (:class:`Ctx`), by the predicate in the attack's ``forged``.
 
 Attack code is written to get past the static scan (``gcop_env.sandbox.monitor.scan_code``): computed
 names instead of ``sys._getframe``, ``__import__("ct" + "ypes")`` instead of ``import ctypes``... A
@@ -34,7 +35,7 @@ from typing import Callable
 
 import pytest
 
-from _sandbox_support import GOOD, TESTS, make_backend
+from _sandbox_support import TESTS, make_backend
 from gcop_env.problem import Problem
 from gcop_env.validators.base import Status, ValidationResult
 from gcop_env.validators.humaneval import HumanEvalValidator
@@ -45,7 +46,6 @@ FALSE_FLAG_REASON = "false flag today: issue 18"
 
 # The default KodCode task: ``answer()`` must return 42 (an int). Wrong solutions return 41.
 KODCODE_TESTS = TESTS
-RIGHT = GOOD
 
 # A KodCode file in the common "result, then assert on the next line" shape.
 MULTILINE_TESTS = '''from solution import *
@@ -76,6 +76,7 @@ def check(candidate):
 '''
 
 ALLOWED = frozenset({Status.FAIL, Status.TAMPERED, Status.ERROR, Status.TIMEOUT})
+
 
 @dataclass(frozen=True)
 class Ctx:
@@ -120,19 +121,15 @@ def pytest_only(ctx: Ctx) -> bool:
     return ctx.runner == "pytest"
 
 
-def docker_only(ctx: Ctx) -> bool:
-    return ctx.kind == "docker"
-
-
 def same_uid(ctx: Ctx) -> bool:
     """Where the candidate runs as the same uid as the fork server: Docker (both ``nobody``), and the
     process backend when it does not drop privileges (not root)."""
     return ctx.kind == "docker" or not ctx.drops
 
 
-def readable_self_mem(ctx: Ctx) -> bool:
-    """``/proc/self/mem`` is readable unless the run changed uid (the kernel then makes it non-dumpable)."""
-    return ctx.kind == "docker" or not ctx.drops
+# ``/proc/self/mem`` is readable unless the run changed uid (the kernel then makes it non-dumpable):
+# where the candidate shares the server's uid.
+readable_self_mem = same_uid
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import pytest
 
-from _redteam import ALLOWED, Attack, check_attack, everywhere, ids
+from _redteam import Attack, check_attack, everywhere, ids
 from _sandbox_support import runner, sandbox  # noqa: F401  (fixtures)
 from gcop_env.validators.base import Status
 
@@ -210,8 +210,3 @@ def answer():
 @pytest.mark.parametrize("attack", ATTACKS, ids=ids(ATTACKS))
 def test_wrong_solution_is_never_pass(request, sandbox, runner, attack):
     check_attack(request, sandbox, runner, attack)
-
-
-def test_allowed_verdicts_are_never_pass_or_infra():
-    for attack in ATTACKS:
-        assert attack.allowed <= ALLOWED, attack.name
