@@ -63,7 +63,9 @@ def test_type():
 '''
 
 # A HumanEval-style task: the program is prompt + the reply's code, the test is check(candidate).
-HUMANEVAL_PROMPT = 'def add(x: int, y: int) -> int:\n    """Add two numbers x and y.\n    >>> add(2, 3)\n    5\n    """\n'
+HUMANEVAL_PROMPT = (
+    'def add(x: int, y: int) -> int:\n    """Add two numbers x and y.\n    >>> add(2, 3)\n    5\n    """\n'
+)
 HUMANEVAL_TEST = '''METADATA = {"author": "redteam"}
 
 

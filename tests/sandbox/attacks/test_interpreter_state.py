@@ -184,7 +184,8 @@ def area(radius):
         "name): the test file is rewritten before the solution is imported, and a failed assert raises anyway",
         '''
 import sys
-_rewrite = sys.modules.get("_py" + "test.assertion.rewrite") or __import__("_py" + "test.assertion.rewrite", fromlist=["x"])
+_name = "_py" + "test.assertion.rewrite"
+_rewrite = sys.modules.get(_name) or __import__(_name, fromlist=["x"])
 _rewrite._call_reprcompare = lambda *args: True
 _rewrite._format_explanation = lambda explanation: ""
 _rewrite.AssertionRewritingHook.exec_module = lambda self, module: None

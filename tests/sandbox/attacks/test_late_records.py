@@ -132,11 +132,12 @@ def answer():
         "a daemon thread that keeps printing fake records and pytest's summary after the call returned",
         '''
 import os, threading, time
+_LINE = b' {"ev": "phase", "id": "x", "when": "call", "outcome": "passed"}\\n2 passed\\n'
 def _late():
     for _ in range(200):
         for fd in (1, 2):
             try:
-                os.write(fd, b"0" * 32 + b' {"ev": "phase", "id": "x", "when": "call", "outcome": "passed"}\\n2 passed\\n')
+                os.write(fd, b"0" * 32 + _LINE)
             except OSError:
                 pass
         time.sleep(0.001)

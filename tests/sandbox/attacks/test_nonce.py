@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import pytest
 
-from _redteam import EMITTER_VIA_GC, MEMORY, REPORT_FD, Attack, check_attack, everywhere, ids, readable_self_mem, same_uid
+from _redteam import (EMITTER_VIA_GC, MEMORY, REPORT_FD, Attack, check_attack, everywhere, ids, readable_self_mem,
+                      same_uid)
 from _sandbox_support import runner, sandbox  # noqa: F401  (fixtures)
 
 # Writes a passing report (setup/call/teardown passed for every test of the test module, then the

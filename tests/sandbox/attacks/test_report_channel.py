@@ -242,7 +242,8 @@ def answer():
         "failure_message_injects_records",
         "raises an exception whose message holds newlines and record-shaped lines, hoping to inject them",
         '''
-_FAKE = "\\n" + "0" * 32 + ' {"ev": "phase", "id": "test_solution.py::test_answer", "when": "call", "outcome": "passed"}\\n'
+_RECORD = '{"ev": "phase", "id": "test_solution.py::test_answer", "when": "call", "outcome": "passed"}'
+_FAKE = "\\n" + "0" * 32 + " " + _RECORD + "\\n"
 class Problem(ValueError):
     def __str__(self):
         return _FAKE * 3
