@@ -125,7 +125,7 @@ def answer():
     ),
     Attack(
         "ptrace_attaches_to_the_server",
-        "ptrace(PTRACE_ATTACH) on its parent through ctypes (by a computed name), then PTRACE_CONT and detach",
+        "ptrace(PTRACE_ATTACH) on its parent through ctypes (by a computed name), holds it stopped 0.2 s, detaches",
         '''
 import os, time
 _libc = __import__("ct" + "ypes").CDLL(None, use_errno=True)
