@@ -5,7 +5,8 @@
 # Docker tests run for real (GCOP_REQUIRE_DOCKER=1 makes them fail rather than skip). Set
 # GCOP_SKIP_DOCKER=1 on a machine where you cannot run Docker: they are then skipped.
 # GCOP_SKIP_ADAPTER_VENVS=1 skips the two library venvs (their tests are then skipped).
-# Extra arguments go to pytest and run the main venv's tests only.
+# Then the vLLM stage (scripts/test_vllm.sh: real vLLM on the CPU in .venv-vllm; needs PyPI the first
+# time, GCOP_SKIP_VLLM=1 skips it). Extra arguments go to pytest, and then only the main venv's tests run.
 set -euo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 bash "$REPO/scripts/bootstrap.sh"
@@ -54,6 +55,13 @@ GCOP_REQUIRE_ADAPTERS="${READY[*]:-}" stage main "$PY" tests "${ISOLATED[@]/#/--
 for lib in "${READY[@]}"; do
     GCOP_REQUIRE_ADAPTERS="$lib" stage "$lib" "$REPO/.venv-$lib/bin/python" "tests/adapters/test_$lib.py"
 done
+# The vLLM stage (its own venv and set-up; it prints its own timings)
+set +e
+bash "$REPO/scripts/test_vllm.sh" 2>&1 | tee "$LOGS/vllm.log"
+rc=${PIPESTATUS[0]}
+set -e
+echo "== test.sh: vllm exit $rc"
+[ "$rc" -eq 0 ] || status=1
 # One closing line over every stage (pytest's own lines above are per stage)
 python3 - "$LOGS" <<'EOF'
 import pathlib, re, sys
