@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import statistics
 import threading
 import time
 
@@ -67,13 +68,12 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     finally:
         if server is not None:
             server.should_exit = True
-    scored = [r.reward for r in results if r.reward is not None]
     for task_id, result in zip(task_ids, results):
         print(f"{task_id}: reward {result.reward} status {result.observation.status}")
+    scored = [r.reward for r in results if r.reward is not None]  # reward None: an infrastructure failure
     summary = {"sessions": len(results), "infra": len(results) - len(scored),
-               "mean_reward": sum(scored) / len(scored) if scored else float("nan")}
-    print(f"{summary['sessions']} sessions, {summary['infra']} infrastructure failures, mean reward "
-          f"{summary['mean_reward']:.3f}")
+               "mean_reward": statistics.fmean(scored) if scored else float("nan")}
+    print("{sessions} sessions, {infra} infrastructure failures, mean reward {mean_reward:.3f}".format(**summary))
     return summary
 
 

@@ -36,6 +36,7 @@ import threading
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from operator import attrgetter
 from typing import Any
 
 import gymnasium as gym
@@ -183,23 +184,11 @@ class Scoring:
         return handle
 
     # -- the problems and the shared parts ---------------------------------------------------------
-    @property
-    def env_id(self) -> str:
-        return self._base.task.env_id
-
-    @property
-    def problems(self) -> list[Problem]:
-        return self._base.problems
-
-    @property
-    def scorer(self) -> GuideScorer:
-        """The shared :class:`~gcop_env.step.scoring.GuideScorer` (validator, reward weights, baseline table)."""
-        return self._base.scorer
-
-    @property
-    def core(self) -> Core:
-        """The shared core (SDK client, response cache, rate limiter, budget)."""
-        return self._base.core
+    env_id = property(attrgetter("_base.task.env_id"), doc="The env id (``GCoP-GSM8K-v0``, ...).")
+    problems = property(attrgetter("_base.problems"), doc="The split's problems, in order.")
+    scorer = property(attrgetter("_base.scorer"), doc="The shared :class:`~gcop_env.step.scoring"
+                       ".GuideScorer` (validator, reward weights, baseline table).")
+    core = property(attrgetter("_base.core"), doc="The shared core (SDK client, response cache, rate limiter, budget).")
 
     @property
     def task_ids(self) -> list[str]:
