@@ -44,8 +44,7 @@ import gymnasium as gym
 from gcop_env.envs.env import GCoPEnv
 from gcop_env.problem import Problem
 from gcop_env.step.prompts import guide_prompt
-from gcop_env.cores.base import Core
-from gcop_env.step.scoring import GuideScorer, StepOutcome
+from gcop_env.step.scoring import StepOutcome
 
 DEFAULT_MAX_INFLIGHT = 16
 
