@@ -5,7 +5,7 @@ real isolation, a warm pool of containers) and ``process``
 (:mod:`gcop_env.sandbox.process_backend`, rlimits and a scrubbed environment only). Pick one with
 :func:`gcop_env.sandbox.make_sandbox`.
 
-Both run the same fork server (:mod:`gcop_env.sandbox.worker`) and read the verdict from the same
+Both run the same supervisor (:mod:`gcop_env.sandbox.supervisor`, shipped by :mod:`gcop_env.sandbox.bundle`) and read the verdict from the same
 unforgeable report, so a pass means the same thing in both.
 """
 
@@ -21,7 +21,6 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Callable, Protocol
 
 DEFAULT_TIMEOUT_S = 10.0
@@ -231,7 +230,7 @@ class WorkerTimeout(Exception):
 
 
 class WorkerChannel:
-    """Length-prefixed JSON messages over a byte stream (see :mod:`gcop_env.sandbox.worker`).
+    """Length-prefixed JSON messages over a byte stream (see :mod:`gcop_env.sandbox.wire.framing`).
 
     ``read(n, deadline) -> bytes`` returns up to n bytes (b"" at end of stream) or raises
     :class:`WorkerTimeout`; ``write(data)`` sends bytes.
@@ -267,11 +266,6 @@ class WorkerChannel:
         data = bytes(self._buffer[:n])
         del self._buffer[:n]
         return data
-
-
-def worker_source() -> str:
-    """The worker program's source, shipped into sandboxes with ``python3 -I -c``."""
-    return (Path(__file__).parent / "worker.py").read_text(encoding="utf-8")
 
 
 @dataclass
@@ -327,7 +321,7 @@ class PooledSandbox(Sandbox):
         self.reuse = reuse
         self.profile = False  # ask workers for per-phase timings (benchmarks/bench_sandbox.py --profile)
         # "auto": the worker's plain runner for test files made of plain test functions, pytest for
-        # the rest; "pytest": pytest for every file (same verdicts, slower: see sandbox/worker.py).
+        # the rest; "pytest": pytest for every file (same verdicts, slower: see sandbox/judge/plain_runner.py).
         self.runner = runner
         self.versions: dict[str, str] = {}
         self._idle: queue.LifoQueue[Worker] = queue.LifoQueue()

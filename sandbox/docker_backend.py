@@ -2,7 +2,7 @@
 
 Every container: no network, read-only root filesystem, tmpfs work dirs wiped after every run,
 user ``nobody``, all capabilities dropped, ``no-new-privileges``, pids/memory/CPU limits, no log
-driver. Its PID 1 is the fork server (:mod:`gcop_env.sandbox.worker`), spoken to over the
+driver. Its PID 1 is the supervisor (:mod:`gcop_env.sandbox.supervisor`), spoken to over the
 container's attached stdin/stdout (no ``docker exec`` per run): PID 1 of a PID namespace cannot
 be killed from inside it, and after every run it ``kill(-1, SIGKILL)``\\ s every other process in
 the container, however it detached itself. A container whose run timed out, left processes
@@ -11,7 +11,6 @@ behind, could not be wiped or died is removed and replaced, never reused.
 
 from __future__ import annotations
 
-import json
 import socket
 import threading
 import time
@@ -29,8 +28,8 @@ from gcop_env.sandbox.base import (
     WorkerChannel,
     log,
     WorkerTimeout,
-    worker_source,
 )
+from gcop_env.sandbox.bundle import bundle_frame, sandbox_command
 from gcop_env.sandbox.image import DEFAULT_IMAGE, image_is_current, image_recipe
 
 LABEL = "org.gcop.sandbox"
@@ -54,6 +53,7 @@ class _ContainerWorker:
             self._io = client.api.attach_socket(self.container.id, params={"stdin": 1, "stdout": 1, "stream": 1})
             self._sock: socket.socket = getattr(self._io, "_sock", self._io)
             self.container.start()
+            self._sock.sendall(bundle_frame())
             self.channel = WorkerChannel(self._read, self._sock.sendall)
             hello = self.channel.receive(start_timeout)
         except Exception:
@@ -127,7 +127,7 @@ class DockerSandbox(PooledSandbox):
         client: a ``docker.DockerClient`` (default: ``docker.from_env()``).
         runner: "auto" (default) runs test files made of plain test functions with the worker's
             plain runner and the rest with pytest; "pytest" runs every file with pytest (the same
-            verdicts, about twice the CPU; see ``sandbox/worker.py``).
+            verdicts, about twice the CPU; see ``sandbox/judge/plain_runner.py``).
     """
 
     kind = "docker"
@@ -168,7 +168,7 @@ class DockerSandbox(PooledSandbox):
         tmpfs = f"rw,nosuid,nodev,noexec,size={int(tmpfs_mb)}m,mode=1777"
         container_mb = memory_mb + 2 * tmpfs_mb + 128
         self.create_kwargs: dict[str, Any] = {
-            "command": ["python3", "-I", "-c", worker_source(), json.dumps(config)],
+            "command": sandbox_command("python3", config),
             "user": "65534:65534",
             "working_dir": "/",  # not /work: Docker would make the tmpfs 0755 root
             "environment": dict(SANDBOX_ENV),

@@ -1,6 +1,6 @@
 """The process sandbox: candidate code runs as a host process with limits. WEAKER ISOLATION.
 
-For machines without Docker. Each pool member is a fork server (:mod:`gcop_env.sandbox.worker`)
+For machines without Docker. Each pool member is a supervisor (:mod:`gcop_env.sandbox.supervisor`)
 started with a scrubbed environment (no API keys, no ``PYTHON*``), stdin closed, in its own
 session. Every run is forked into a fresh temp work dir, its own session and process group,
 with rlimits on CPU time, address space, processes and file size, and is killed with all its
@@ -23,7 +23,6 @@ A package the *tests* import and this Python lacks makes the run ``infra`` (neve
 
 from __future__ import annotations
 
-import json
 import os
 import select
 import shutil
@@ -43,8 +42,8 @@ from gcop_env.sandbox.base import (
     WorkerChannel,
     WorkerDied,
     WorkerTimeout,
-    worker_source,
 )
+from gcop_env.sandbox.bundle import bundle_frame, sandbox_command
 
 NOBODY = (65534, 65534)
 
@@ -56,7 +55,7 @@ class _ProcessWorker:
         self.base = tempfile.mkdtemp(prefix="gcop-sandbox-")
         config = {**config, "base": self.base}
         self.proc = subprocess.Popen(
-            [python, "-I", "-c", worker_source(), json.dumps(config)],
+            sandbox_command(python, config),
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
@@ -80,8 +79,9 @@ class _ProcessWorker:
 
         self.channel = WorkerChannel(read, write)
         try:
+            write(bundle_frame())
             hello = self.channel.receive(start_timeout)
-        except (WorkerDied, WorkerTimeout) as exc:
+        except (WorkerDied, WorkerTimeout, OSError) as exc:
             self.close()
             raise WorkerDied(f"the process sandbox worker did not start: {exc}") from exc
         if hello.get("op") != "ready":
@@ -124,7 +124,7 @@ class ProcessSandbox(PooledSandbox):
         drop_privileges: run candidates as ``nobody`` (default: when this process is root).
         runner: "auto" (default) runs test files made of plain test functions with the worker's
             plain runner and the rest with pytest; "pytest" runs every file with pytest (the same
-            verdicts, about twice the CPU; see ``sandbox/worker.py``).
+            verdicts, about twice the CPU; see ``sandbox/judge/plain_runner.py``).
     """
 
     kind = "process"

@@ -14,7 +14,9 @@ import textwrap
 import pytest
 
 from _sandbox_support import GOOD, TESTS, sandbox, shared_data, use_runner  # noqa: F401  (sandbox is a fixture)
-from gcop_env.sandbox.worker import _PROBE_SOURCE, _Plan, _version_watcher
+from gcop_env.sandbox.candidate.monitor import version_watcher as _version_watcher
+from gcop_env.sandbox.judge.plan import Plan as _Plan
+from gcop_env.sandbox.supervisor.warmup import PROBE_SOURCE as _PROBE_SOURCE
 from test_code_validators import _break  # every function returns None
 
 PLAIN = "plain"

@@ -1,0 +1,277 @@
+"""What the supervisor reads from a test file before a run (trusted; nothing of the run executes).
+
+One ``ast.parse`` per file (cached by the server): the test names it defines, the modules it
+imports, whether the plain runner can run it (plain ``def test_x():`` functions only), and the file
+compiled with a cheap assert rewrite for the plain runner.
+"""
+
+import ast
+import time
+
+def expected_test_names(source):
+    """Names of the test functions a test file defines (``test*`` and ``Test*.test*``)."""
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return None
+    return expected_in(tree)
+
+
+def expected_in(tree):
+    names = set()
+    for node in tree.body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name.startswith("test"):
+            names.add(node.name)
+        elif isinstance(node, ast.ClassDef) and node.name.startswith("Test"):
+            for item in node.body:
+                if isinstance(item, (ast.FunctionDef, ast.AsyncFunctionDef)) and item.name.startswith("test"):
+                    names.add(node.name + "::" + item.name)
+    return names
+
+
+def needed_modules(source):
+    """Top-level names of the modules ``source`` imports for sure.
+
+    Absolute ``import x`` / ``from x import y`` anywhere, and ``pytest.importorskip("x")``;
+    not imports guarded by a ``try`` that catches ``ImportError`` (the code copes without them).
+    Unparsable code needs nothing (its own syntax error is its verdict).
+    """
+    try:
+        tree = ast.parse(source)
+    except (SyntaxError, ValueError):
+        return set()
+    return needed_in(tree, "importorskip" in source)
+
+
+BLOCK_FIELDS = ("body", "orelse", "finalbody", "handlers", "cases")
+
+
+def blocks(node):
+    """The statements (and except handlers, match cases) directly inside ``node``."""
+    for field in BLOCK_FIELDS:
+        value = getattr(node, field, None)
+        if type(value) is list:
+            yield from value
+
+
+def needed_in(tree, expressions=True):
+    """:func:`needed_modules` of a parsed file; ``expressions=False`` looks at statements only
+    (enough when the text has no ``importorskip``, the one call it reads)."""
+    names = set()
+    children = ast.iter_child_nodes if expressions else blocks
+
+    def visit(node, guarded):
+        if isinstance(node, ast.Try) or type(node).__name__ == "TryStar":
+            catches = any(catches_import_error(h.type) for h in node.handlers)
+            for child in node.body:
+                visit(child, guarded or catches)
+            for part in (node.handlers, node.orelse, node.finalbody):
+                for child in part:
+                    visit(child, guarded)
+            return
+        if not guarded:
+            if isinstance(node, ast.Import):
+                names.update(alias.name.split(".")[0] for alias in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names.add(node.module.split(".")[0])
+            elif (
+                isinstance(node, ast.Call)
+                and call_name(node.func) == "importorskip"
+                and node.args
+                and isinstance(node.args[0], ast.Constant)
+                and isinstance(node.args[0].value, str)
+            ):
+                names.add(node.args[0].value.split(".")[0])
+        for child in children(node):
+            visit(child, guarded)
+
+    visit(tree, False)
+    return names
+
+
+def call_name(func):
+    if isinstance(func, ast.Attribute):
+        return func.attr
+    return func.id if isinstance(func, ast.Name) else ""
+
+
+def catches_import_error(handler_type):
+    if handler_type is None:
+        return True
+    if isinstance(handler_type, ast.Tuple):
+        return any(catches_import_error(elt) for elt in handler_type.elts)
+    return call_name(handler_type) in ("ImportError", "ModuleNotFoundError", "Exception", "BaseException")
+
+
+
+RESERVED_NAMES = frozenset((
+    "pytestmark", "pytest_plugins", "__test__", "collect_ignore", "collect_ignore_glob", "setup", "teardown",
+    "setup_module", "teardown_module", "setUpModule", "tearDownModule", "setup_function", "teardown_function",
+))
+COMPARE_OPS = {ast.Eq: "==", ast.NotEq: "!=", ast.Lt: "<", ast.LtE: "<=", ast.Gt: ">", ast.GtE: ">=",
+                ast.In: "in", ast.NotIn: "not in", ast.Is: "is", ast.IsNot: "is not"}
+ASSERT_HELPER = "@gcop_ar"  # not an identifier: the test file's own code cannot name it
+_CO_NOT_PLAIN = 0x20 | 0x80 | 0x100 | 0x200  # generator, coroutine, iterable coroutine, async generator
+PLAN_CACHE_SIZE = 256  # test files kept analysed and compiled (an RL step validates each one G times)
+
+
+def reserved(name):
+    """A name pytest gives a meaning in a test module, other than a ``test*`` function."""
+    return name in RESERVED_NAMES or name.startswith(("pytest_", "Test"))
+
+
+class Plan:
+    """What the server reads from a test file before a run: one ``ast.parse`` for all of it.
+
+    ``expected``: the test names it defines (:func:`expected_test_names`); ``needed``: the modules it
+    imports (:func:`needed_modules`); ``tests``: its test functions in order when the plain runner
+    can run it (else None, and ``why_not`` says why); ``code``: the file compiled with
+    :class:`AssertRewriter`, for the plain runner.
+    """
+
+    __slots__ = ("expected", "needed", "tests", "why_not", "code", "seconds")
+
+    def __init__(self, source, path):
+        started = time.monotonic()
+        self.tests = self.code = None
+        try:
+            tree = ast.parse(source)
+        except (SyntaxError, ValueError, MemoryError, RecursionError):
+            self.expected, self.needed, self.why_not = None, set(), "does not parse"
+        else:
+            self.expected, self.needed = expected_in(tree), needed_in(tree, "importorskip" in source)
+            self.tests, self.why_not = plain_tests(tree, any(word in source for word in (":=", "global", "nonlocal")))
+            if self.tests is not None:
+                try:
+                    AssertRewriter().rewrite(tree)
+                    self.code = compile(tree, path, "exec", dont_inherit=True)
+                except Exception as exc:  # pragma: no cover - a valid tree compiles
+                    self.tests, self.why_not = None, "does not compile (%s)" % type(exc).__name__
+        self.seconds = time.monotonic() - started
+
+
+def plain_tests(tree, scan=True):
+    """(test function names in order, None) when every top-level statement is one the plain
+    runner handles like pytest, else (None, why not). ``scan=False`` skips the search for
+    assignment expressions and ``global`` statements (when the text has none)."""
+    names = []
+    for node in tree.body:
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            for alias in node.names:  # (what a star import binds is checked after the import)
+                bound = alias.asname or alias.name.split(".")[0]
+                if alias.name != "*" and (bound.startswith("test") or reserved(bound)):
+                    return None, "imports the name %s" % bound
+        elif isinstance(node, ast.FunctionDef):
+            if node.decorator_list:
+                return None, "a decorated function (%s)" % node.name
+            if node.name.startswith("test"):
+                args = node.args
+                if args.posonlyargs or args.args or args.vararg or args.kwonlyargs or args.kwarg:
+                    return None, "test %s takes arguments (fixtures)" % node.name
+                if node.name not in names:
+                    names.append(node.name)
+            elif reserved(node.name):
+                return None, "defines %s" % node.name
+        elif isinstance(node, ast.ClassDef):
+            if node.decorator_list or reserved(node.name) or node.name.startswith("test"):
+                return None, "a test class or decorated class (%s)" % node.name
+        elif isinstance(node, (ast.Assign, ast.AnnAssign, ast.AugAssign)):
+            for target in node.targets if isinstance(node, ast.Assign) else [node.target]:
+                for sub in ast.walk(target):
+                    if isinstance(sub, ast.Name) and (sub.id.startswith("test") or reserved(sub.id)):
+                        return None, "assigns %s" % sub.id
+                    if isinstance(sub, ast.Attribute) and (sub.attr.startswith("test") or reserved(sub.attr)):
+                        return None, "assigns .%s" % sub.attr
+        elif isinstance(node, ast.Expr):
+            if not (isinstance(node.value, ast.Constant) or is_sys_path_call(node.value)):
+                return None, "a top-level expression"
+        elif isinstance(node, ast.If) and is_main_guard(node.test) and not node.orelse:
+            continue  # never true under either runner
+        else:
+            return None, "a top-level %s" % type(node).__name__
+    for sub in ast.walk(tree) if scan else ():  # names bound from inside expressions or functions
+        if isinstance(sub, ast.NamedExpr) and isinstance(sub.target, ast.Name):
+            return None, "an assignment expression at import"
+        if isinstance(sub, (ast.Global, ast.Nonlocal)):
+            return None, "a global statement"
+    if not names:
+        return None, "no test functions"
+    return names, None
+
+
+def is_sys_path_call(value):
+    func = value.func if isinstance(value, ast.Call) else None
+    return (
+        isinstance(func, ast.Attribute) and func.attr in ("insert", "append")
+        and isinstance(func.value, ast.Attribute) and func.value.attr == "path"
+        and isinstance(func.value.value, ast.Name) and func.value.value.id == "sys"
+    )
+
+
+def is_main_guard(test):
+    return (
+        isinstance(test, ast.Compare) and isinstance(test.left, ast.Name) and test.left.id == "__name__"
+        and len(test.ops) == 1 and isinstance(test.ops[0], ast.Eq)
+        and isinstance(test.comparators[0], ast.Constant) and test.comparators[0].value == "__main__"
+    )
+
+
+class AssertRewriter(ast.NodeTransformer):
+    """``assert a OP b[, msg]`` (one comparison) evaluates ``a``, ``b`` and ``a OP b`` once, in
+    that order, as a plain ``assert`` does, and on failure raises ``AssertionError`` with both
+    values' reprs: ``assert 3 == 4``. Other asserts are left as they are (the traceback shows
+    their source line). Far cheaper than pytest's rewriting, which explains every
+    sub-expression; the verdict does not depend on it."""
+
+    def __init__(self):
+        self.count = 0
+
+    def rewrite(self, node):
+        """Rewrite the asserts in ``node``'s statements, and in theirs (statements only hold
+        statements in these lists: a walk of every expression would cost five times as much)."""
+        for field in BLOCK_FIELDS:
+            block = getattr(node, field, None)
+            if type(block) is not list:
+                continue
+            if any(type(child) is ast.Assert for child in block):
+                new = []
+                for child in block:
+                    replaced = self.visit_Assert(child) if type(child) is ast.Assert else child
+                    new.extend(replaced if type(replaced) is list else [replaced])
+                block[:] = new
+            for child in block:
+                if type(child) is not ast.Assert:
+                    self.rewrite(child)
+        return node
+
+    def visit_Assert(self, node):
+        test = node.test
+        if not (isinstance(test, ast.Compare) and len(test.ops) == 1 and type(test.ops[0]) in COMPARE_OPS):
+            return node
+        self.count += 1
+        left, right = "@gcop_l%d" % self.count, "@gcop_r%d" % self.count
+        # Every new node gets the assert's position (fix_missing_locations would walk the
+        # operands too, and costs more than the rest of the rewrite).
+        at = {"lineno": node.lineno, "col_offset": node.col_offset,
+              "end_lineno": node.end_lineno, "end_col_offset": node.end_col_offset}
+
+        def load(name):
+            return ast.Name(name, ast.Load(), **at)
+
+        def store(name):
+            return ast.Name(name, ast.Store(), **at)
+
+        message = ast.Call(
+            load(ASSERT_HELPER),
+            [node.msg if node.msg is not None else ast.Constant(None, **at),
+             ast.Constant(COMPARE_OPS[type(test.ops[0])], **at), load(left), load(right)],
+            [], **at,
+        )
+        failed = ast.UnaryOp(ast.Not(), ast.Compare(load(left), [test.ops[0]], [load(right)], **at), **at)
+        statements = [
+            ast.Assign([store(left)], test.left, **at),
+            ast.Assign([store(right)], test.comparators[0], **at),
+            ast.If(failed, [ast.Raise(ast.Call(load("AssertionError"), [message], [], **at), None, **at)], [], **at),
+            ast.Assign([store(left), store(right)], ast.Constant(None, **at), **at),
+        ]
+        return statements

@@ -1,0 +1,413 @@
+"""The supervisor's fork server (trusted): one run at a time, from request to verdict.
+
+For each request it writes the files into a fresh work dir, forks the run's process, enforces the
+wall-clock timeout, kills every process the run left behind, wipes the work dir and answers with
+one result message built from the runner's report (:mod:`gcop_env.sandbox.supervisor.report`).
+Forking from a process that has pytest imported *and configured*
+(:mod:`gcop_env.sandbox.supervisor.session`) makes a validation cost a fork, a collection and the
+tests, milliseconds instead of a second. No candidate code runs in this process, and nothing of a
+child flows back into it but the report and the output, read as data.
+"""
+
+import os
+import select
+import signal
+import sys
+import time
+import traceback
+
+from gcop_env.sandbox.candidate.in_process import run_in_process
+from gcop_env.sandbox.judge.plan import PLAN_CACHE_SIZE, Plan
+from gcop_env.sandbox.judge.plain_runner import precompile
+from gcop_env.sandbox.judge.reporter import MESSAGE_LIMIT
+from gcop_env.sandbox.supervisor.procs import (
+    children, count_processes, descendants, drain, enlarge_pipe, live_pids, read_available, remap, remove,
+)
+from gcop_env.sandbox.supervisor.report import CappedOutput, Report
+from gcop_env.sandbox.supervisor.session import RunInThisChild, fork_server_plugin, pytest_version
+from gcop_env.sandbox.supervisor.spawn import enter_run
+from gcop_env.sandbox.supervisor.warmup import calibration
+from gcop_env.sandbox.wire.framing import recv_json, send_json
+
+DRAIN_S = 0.02  # how often the server empties a running child's pipes
+
+
+class ForkServer:
+    def __init__(self, config, proto_in, proto_out):
+        self.config = config
+        self.proto_in = proto_in
+        self.proto_out = proto_out
+        self.in_container = config.get("mode") == "container"
+        self.base = config["base"]
+        self.scratch = list(config.get("scratch", []))  # other dirs a run may write, wiped after it
+        self.drop_to = config.get("drop_to")  # (uid, gid) for the process backend run as root
+        self.runs = 0
+        self.importable = {}  # module name -> found by this interpreter (cached: it does not change)
+        self._path_fixes = None
+        self._path_fixes_for = 0
+        # SIGCHLD wakes the select loop through this pipe, so a finished run is noticed at once.
+        self.wake = os.pipe()
+        for fd in self.wake:
+            os.set_blocking(fd, False)
+        signal.signal(signal.SIGCHLD, lambda *_: None)
+        signal.set_wakeup_fd(self.wake[1])
+        self.nproc = None
+        self.import_path = None
+        if self.drop_to:
+            # The interpreter's files may sit where nobody cannot reach (e.g. under /root). Open
+            # the import path's directories now, as root; after the drop, imports go through
+            # /proc/self/fd/N, which checks only the directory's own (world-readable) mode.
+            self.import_path = []
+            self.path_map = []  # (sys.path entry, its /proc/self/fd/N form), for packages imported already
+            for entry in sys.path:
+                try:
+                    fd = os.open(entry, os.O_RDONLY | os.O_DIRECTORY)
+                except OSError:
+                    continue
+                self.import_path.append("/proc/self/fd/%d" % fd)
+                self.path_map.append((entry.rstrip("/") + "/", "/proc/self/fd/%d/" % fd))
+        if not self.in_container:
+            uid = self.drop_to[0] if self.drop_to else os.getuid()
+            self.nproc = count_processes(uid) + int(config.get("pids_limit", 128))
+        self.session = None  # the fork server's pytest session (see serve_in_session), when it has one
+        self.pristine = None  # its _PytestSnapshot, taken before the first fork (for the monitor)
+        self.plans = {}  # (test file text, path) -> Plan, least recently used first
+        self.pads = None  # frames the plain runner adds before an import and a call (calibration); None: no plain runner
+        self.pyfunc_call = None  # pytest's pytest_pyfunc_call, as it was before any run
+        self.calibration_state = "off: no pytest session"  # what calibration() found, for the host (hello message)
+        self.default_tempdir = None
+        if self.in_container:  # the server runs with a run's environment (but HOME) and user: what a run finds
+            import tempfile
+
+            tempfile.tempdir = None
+            self.default_tempdir = tempfile.gettempdir()
+
+    # -- one run --------------------------------------------------------------------------
+
+    def pytest_args(self, workdir, test_file):
+        inifile = os.path.join(workdir, ".pytest.ini")  # read before any candidate code runs
+        return [
+            "-q", "--no-header", "--tb=short", "-p", "no:cacheprovider", "--noconftest",
+            "-c", inifile, "--rootdir", workdir, "-o", "addopts=", "-o", "python_files=test_*.py",
+            "--capture=" + str(self.config.get("capture", "fd")),
+            os.path.join(workdir, test_file),
+        ]
+
+    def plan(self, source, path):
+        """The :class:`Plan` of a test file (cached by its text and path: GRPO validates each
+        task's tests once per sampled completion)."""
+        key = (source, path)
+        plan = self.plans.pop(key, None)
+        if plan is None:
+            plan = Plan(source, path)
+            if len(self.plans) >= PLAN_CACHE_SIZE:
+                del self.plans[next(iter(self.plans))]
+        self.plans[key] = plan  # most recently used last
+        return plan
+
+    def run(self, request):
+        self.runs += 1
+        started = time.monotonic()
+        workdir = os.path.join(self.base, "run")
+        files = request["files"]
+        test_file = request.get("test_file", "test_solution.py")
+        session = self.session if test_file == "test_solution.py" else None
+        for name in files:
+            if not name or "/" in name or name.startswith(".") or name in ("conftest.py",):
+                return {"op": "result", "harness_error": "refusing file name %r" % (name,)}
+        plan = self.plan(files.get(test_file, ""), os.path.join(workdir, test_file))
+        missing = self.missing_modules(plan.needed, files)
+        if missing:  # the tests cannot run here whatever the candidate wrote: an environment defect
+            return {"op": "result", "missing_modules": missing}
+        plain = None
+        if request.get("runner", "auto") == "auto" and session is not None and self.pads is not None:
+            plain = plan if plan.tests is not None else None
+        result = self._run_once(request, files, test_file, session, plan, plain, started)
+        fallback = result.pop("fallback", None)
+        if plain is not None and fallback is not None and not (result["timed_out"] or result["tampered"]):
+            # The plain runner stopped before any test ran: pytest runs the request from scratch.
+            result = self._run_once(request, files, test_file, session, plan, None, started)
+            result.pop("fallback", None)
+            result["runner"] = "pytest (plain runner: %s)" % fallback
+        else:
+            result["runner"] = "plain" if plain is not None else "pytest"
+        return result
+
+    def _run_once(self, request, files, test_file, session, plan, plain, started):
+        workdir = os.path.join(self.base, "run")
+        inifile = os.path.join(workdir, ".pytest.ini")
+        profile = bool(request.get("profile"))
+        timeout = float(request["timeout"])
+        output_limit = int(request.get("output_limit", 1 << 20))
+        os.mkdir(workdir, 0o700)
+        for name, text in files.items():
+            with open(os.path.join(workdir, name), "w", encoding="utf-8") as handle:
+                handle.write(text)
+        owned = [workdir] + [os.path.join(workdir, n) for n in files]
+        codes = precompile(files, test_file, workdir, plan.needed) if plain is not None else None
+        if plain is None:  # pytest's (empty) ini file, named on its command line
+            with open(inifile, "w") as handle:
+                handle.write("[pytest]\n")
+            owned.append(inifile)
+        if self.drop_to:
+            os.chmod(self.base, 0o711)
+            for path in owned:
+                os.chown(path, *self.drop_to)
+        expected = plan.expected
+
+        report = Report()
+        rep_r, rep_w = os.pipe()
+        out_r, out_w = os.pipe()
+        enlarge_pipe(rep_r)
+        enlarge_pipe(out_r)
+        args = self.pytest_args(workdir, test_file)
+        path_fixes = self.package_path_fixes() if self.drop_to else ()
+        forked = time.monotonic()
+        pid = os.fork()
+        if pid == 0:  # the child never returns
+            self._child(
+                workdir, args, timeout, rep_w, out_w, [rep_r, out_r, self.proto_in, self.proto_out, *self.wake],
+                test_file, list(files), session, forked if profile else None, path_fixes, plain, codes,
+            )
+        os.close(rep_w)
+        os.close(out_w)
+
+        output = CappedOutput(output_limit)
+        sinks = {rep_r: report, out_r: output}
+        status = None
+        usage = None
+        timed_out = False
+        deadline = started + timeout
+        open_fds = [rep_r, out_r]
+        for fd in open_fds:
+            os.set_blocking(fd, False)
+        # Read until the child exits (not until EOF: a background process may hold the pipes).
+        # Woken by SIGCHLD, and every DRAIN_S to empty the (enlarged) pipes: not by each line
+        # the child writes, which on a busy CPU would switch to this process and back a dozen
+        # times per run. Everything is read before the verdict either way.
+        while status is None:
+            wait = deadline - time.monotonic()
+            if wait <= 0:
+                timed_out = True
+                break
+            ready, _, _ = select.select([self.wake[0]], [], [], min(wait, DRAIN_S))
+            if ready:  # SIGCHLD arrived
+                while drain(self.wake[0]):
+                    pass
+            for fd in list(open_fds):
+                if not read_available(fd, sinks[fd]):
+                    open_fds.remove(fd)
+            done, code, usage = os.wait4(pid, os.WNOHANG)
+            if done:
+                status = code
+        exited = time.monotonic()
+        strays = self._kill_everything(pid)
+        if status is None:
+            for _ in range(200):
+                done, code, usage = os.wait4(pid, os.WNOHANG)
+                if done:
+                    status = code
+                    break
+                time.sleep(0.005)
+        # Everything that could write is dead now: drain what is left in the pipes.
+        for fd in (rep_r, out_r):
+            if fd in open_fds:
+                read_available(fd, sinks[fd])
+            os.close(fd)
+        report.finish()
+        clean = self._wipe(workdir)
+        result = report.result(expected)
+        exit_code = signal_name = None
+        if status is not None:
+            if os.WIFEXITED(status):
+                exit_code = os.WEXITSTATUS(status)
+            elif os.WIFSIGNALED(status):
+                try:
+                    signal_name = signal.Signals(os.WTERMSIG(status)).name
+                except ValueError:
+                    signal_name = str(os.WTERMSIG(status))
+        if report.prefix is None and not timed_out:
+            # The child writes its nonce before any candidate code runs: it died in the harness.
+            text = output.data.decode("utf-8", "replace").strip()
+            return {"op": "result", "harness_error": "the run's process ended before any candidate code ran (exit %s, signal %s)%s" % (
+                exit_code, signal_name, (": " + text[-MESSAGE_LIMIT:]) if text else "")}
+        if profile and result.get("profile") is not None:
+            result["profile"]["cleanup"] = time.monotonic() - exited
+            if usage is not None:  # the child's own CPU, and its page faults (mostly copy-on-write)
+                result["profile"].update(cpu_user=usage.ru_utime, cpu_system=usage.ru_stime, page_faults=float(usage.ru_minflt))
+        result.update(
+            op="result",
+            timed_out=timed_out,
+            exit_code=exit_code,
+            signal=signal_name,
+            strays=strays,
+            clean=clean,
+            output=output.data.decode("utf-8", "replace"),
+            output_dropped=output.dropped,
+            duration_s=round(time.monotonic() - started, 4),
+        )
+        return result
+
+    def _child(self, workdir, args, timeout, rep_w, out_w, close_fds, test_file, files, session, forked, path_fixes, plain, codes):
+        try:
+            profile, capture = enter_run(self, workdir, timeout, out_w, close_fds, self.drop_to, path_fixes, session, forked)
+            run_in_process(self, workdir, args, rep_w, test_file, files, session, profile, capture, plain, codes, forked)
+        except RunInThisChild:
+            raise
+        except BaseException:
+            try:
+                os.write(2, traceback.format_exc().encode("utf-8", "replace"))
+            finally:
+                os._exit(70)
+
+    def package_path_fixes(self):
+        """(a package's ``__path__`` list, its /proc/self/fd form) for the imported packages, computed
+        once here so that a child's privilege drop only assigns them."""
+        if self._path_fixes is None or len(sys.modules) != self._path_fixes_for:
+            ordered = sorted(self.path_map, key=lambda pair: -len(pair[0]))
+            fixes = []
+            for module in list(sys.modules.values()):
+                paths = getattr(module, "__path__", None)
+                if isinstance(paths, list):
+                    opened = [remap(p, ordered) for p in paths]
+                    if opened != paths:
+                        fixes.append((paths, opened))
+            self._path_fixes, self._path_fixes_for = fixes, len(sys.modules)
+        return self._path_fixes
+
+    def missing_modules(self, needed, files):
+        """Modules the test file needs (:func:`needed_modules`) that this interpreter cannot find."""
+        import importlib.util
+
+        missing = []
+        for name in sorted(needed):
+            if name + ".py" in files or name in files:
+                continue  # one of the run's own files
+            if name not in self.importable:
+                try:
+                    self.importable[name] = importlib.util.find_spec(name) is not None
+                except (ImportError, ValueError):
+                    self.importable[name] = False
+            if not self.importable[name]:
+                missing.append(name)
+        return missing
+
+    # -- cleaning up after a run ------------------------------------------------------------
+
+    def _kill_everything(self, pid):
+        """SIGKILL every process the run started; return how many outlived the pytest child."""
+        strays = set()
+        for attempt in range(100):
+            if self.in_container:
+                # We are PID 1 of the container's PID namespace: kill(-1) reaches every other
+                # process in it, however it detached itself (setsid, double fork).
+                victims = [p for p in live_pids() if p != 1]
+                if victims:
+                    try:
+                        os.kill(-1, signal.SIGKILL)
+                    except ProcessLookupError:
+                        pass
+            else:
+                # Process backend: we are a child subreaper, so orphans of the run are
+                # reparented to us and stay findable as our descendants.
+                victims = descendants(os.getpid())
+                for victim in victims:
+                    try:
+                        os.kill(victim, signal.SIGKILL)
+                    except (ProcessLookupError, PermissionError):
+                        pass
+            strays.update(v for v in victims if v != pid)
+            self._reap(pid)
+            if not victims:
+                break
+            time.sleep(0.002 * min(attempt + 1, 10))
+        return len(strays)
+
+    def _reap(self, keep):
+        """Reap zombies except the pytest child (its status is read by :meth:`run`)."""
+        for child in children(os.getpid()):
+            if child == keep:
+                continue
+            try:
+                os.waitpid(child, os.WNOHANG)
+            except ChildProcessError:
+                pass
+
+    def _wipe(self, workdir):
+        ok = remove(workdir)
+        for scratch in self.scratch:
+            try:
+                entries = os.listdir(scratch)
+            except OSError:
+                continue
+            for entry in entries:
+                ok &= remove(os.path.join(scratch, entry))
+        return ok
+
+    # -- the serve loop -----------------------------------------------------------------------
+
+    def serve_in_session(self):
+        """Serve from inside a pytest session, so that every run forks at the start of collection.
+
+        ``pytest.main`` runs here once, on the fixed work dir's test file: it parses the command
+        line, loads and configures the plugins and starts the session (about half of what a
+        whole ``pytest.main`` costs per run), then calls ``pytest_collection``, where
+        :class:`_ForkServerPlugin` serves requests. Each run's child leaves the serve loop
+        (:class:`RunInThisChild`) and returns from that hook, so pytest goes on to collect and
+        run the run's files, and the child exits with pytest's code. No candidate code ever runs
+        before the fork, and nothing of a child flows back. Returns False when pytest could not
+        start a session (then :meth:`serve` serves plain ``pytest.main`` runs).
+        """
+        import pytest
+
+        workdir = os.path.join(self.base, "run")
+        plugin = fork_server_plugin(self)
+        try:
+            os.mkdir(workdir, 0o700)
+            with open(os.path.join(workdir, ".pytest.ini"), "w") as handle:
+                handle.write("[pytest]\n")
+            code = pytest.main(self.pytest_args(workdir, "test_solution.py"), plugins=[plugin])
+        except RunInThisChild:
+            raise AssertionError("unreachable: the child returns from the collection hook")
+        except Exception:
+            code = None
+        if plugin.child:  # a run's pytest is done: its exit code ends the child
+            try:
+                sys.stdout.flush()
+                sys.stderr.flush()
+            except Exception:
+                pass
+            os._exit(int(code) if code is not None else 70)
+        remove(workdir)
+        return plugin.served
+
+
+    def serve(self):
+        steps = calibration(self)
+        try:
+            request = next(steps)
+            while True:
+                result = self.run(request)  # (as deep in the stack as the runs below: see calibration)
+                request = steps.send(result)
+        except StopIteration:
+            pass
+        except Exception as exc:  # the plain runner stays off; pytest runs everything
+            self.pads = None
+            self.calibration_state = "off: %s: %s" % (type(exc).__name__, exc)
+        send_json(self.proto_out, {"op": "ready", "python": sys.version.split()[0], "pytest": pytest_version(),
+                               "plain_runner": self.calibration_state})
+        while True:
+            try:
+                request = recv_json(self.proto_in)
+            except (OSError, ValueError):
+                return
+            if request is None or request.get("op") == "exit":
+                return
+            if request.get("op") == "ping":
+                send_json(self.proto_out, {"op": "pong"})
+                continue
+            try:
+                result = self.run(request)
+            except Exception:
+                result = {"op": "result", "harness_error": traceback.format_exc()[-MESSAGE_LIMIT:]}
+            send_json(self.proto_out, result)
