@@ -48,6 +48,9 @@ SANDBOX_ENV = {
 
 
 RUNNERS = ("auto", "pytest")  # see PooledSandbox.runner
+ISOLATIONS = ("auto", "in-process")  # see PooledSandbox.isolation
+#: The two users of a sandbox's runs: the judge (the tests) and the candidate (the solution).
+RUN_USERS = {"judge": [65533, 65533], "candidate": [65534, 65534]}
 
 
 class SandboxError(RuntimeError):
@@ -98,6 +101,11 @@ class PytestOutcome:
     infra_error: str | None = None
     profile: dict[str, float] | None = None  # seconds per phase, when the sandbox's ``profile`` is on
     runner: str = ""  # "plain" (the worker's plain runner) or "pytest" (with why, when the plain runner handed over)
+    # "trusted": the tests ran in a process of their own that the candidate's code could not reach
+    # (docs/sandbox.md); "in-process": the tests and the candidate's code shared one process, guarded
+    # by the runtime monitor; isolation_note says why (the test file's needs, or the sandbox's).
+    isolation: str = ""
+    isolation_note: str = ""
 
     @property
     def all_passed(self) -> bool:
@@ -162,6 +170,8 @@ class PytestOutcome:
             backend=backend,
             profile=dict(message["profile"]) if message.get("profile") else None,
             runner=str(message.get("runner", "")),
+            isolation=str(message.get("isolation", "")),
+            isolation_note=str(message.get("isolation_note", "") or ""),
         )
 
     def summary(self) -> dict[str, Any]:
@@ -183,6 +193,8 @@ class PytestOutcome:
             "duration_s": self.duration_s,
             "backend": self.backend,
             "runner": self.runner,
+            "isolation": self.isolation,
+            **({"isolation_note": self.isolation_note} if self.isolation_note else {}),
             **({"host": self.host} if self.host else {}),
         }
 
@@ -313,9 +325,12 @@ class PooledSandbox(Sandbox):
     pytest, a work dir that could not be wiped or a dead worker gets it replaced.
     """
 
-    def __init__(self, pool_size: int | None, output_limit: int, reuse: bool = True, runner: str = "auto") -> None:
+    def __init__(self, pool_size: int | None, output_limit: int, reuse: bool = True, runner: str = "auto",
+                 isolation: str = "auto") -> None:
         if runner not in RUNNERS:
             raise ValueError(f"runner must be one of {', '.join(RUNNERS)}, not {runner!r}")
+        if isolation not in ISOLATIONS:
+            raise ValueError(f"isolation must be one of {', '.join(ISOLATIONS)}, not {isolation!r}")
         self.pool_size = max(1, int(pool_size or os.cpu_count() or 1))
         self.output_limit = int(output_limit)
         self.reuse = reuse
@@ -323,6 +338,10 @@ class PooledSandbox(Sandbox):
         # "auto": the worker's plain runner for test files made of plain test functions, pytest for
         # the rest; "pytest": pytest for every file (same verdicts, slower: see sandbox/judge/plain_runner.py).
         self.runner = runner
+        # "auto": trusted isolation wherever the test file allows it (and the sandbox has its two
+        # users), the in-process fallback elsewhere; "in-process": every run in-process (the old
+        # way; for comparisons). Each outcome says which it had (PytestOutcome.isolation).
+        self.isolation = isolation
         self.versions: dict[str, str] = {}
         self._idle: queue.LifoQueue[Worker] = queue.LifoQueue()
         self._lock = threading.Lock()
@@ -397,7 +416,7 @@ class PooledSandbox(Sandbox):
         timeout: float = DEFAULT_TIMEOUT_S,
         test_file: str = "test_solution.py",
     ) -> PytestOutcome:
-        extra: dict[str, Any] = {"runner": self.runner}
+        extra: dict[str, Any] = {"runner": self.runner, "isolation": self.isolation}
         if self.profile:
             extra["profile"] = True
         request = RunRequest(files, timeout, test_file, self.output_limit, extra=extra)

@@ -22,6 +22,7 @@ from gcop_env.sandbox.base import (
     DEFAULT_PIDS_LIMIT,
     GRACE_S,
     SANDBOX_ENV,
+    RUN_USERS,
     PooledSandbox,
     RunRequest,
     SandboxError,
@@ -62,7 +63,8 @@ class _ContainerWorker:
         if hello.get("op") != "ready":
             self.close()
             raise SandboxError(f"the sandbox worker failed to start in {image}: {hello.get('error', hello)}")
-        self.versions = {"python": hello.get("python"), "pytest": hello.get("pytest"), "plain_runner": hello.get("plain_runner")}
+        self.versions = {"python": hello.get("python"), "pytest": hello.get("pytest"), "plain_runner": hello.get("plain_runner"),
+                         "isolation": hello.get("isolation")}
 
     def _recv(self, n: int, deadline: float) -> bytes:
         wait = deadline - time.monotonic()
@@ -145,8 +147,9 @@ class DockerSandbox(PooledSandbox):
         start_timeout: float = 60.0,
         client: Any = None,
         runner: str = "auto",
+        isolation: str = "auto",
     ) -> None:
-        super().__init__(pool_size, output_limit, reuse=reuse, runner=runner)
+        super().__init__(pool_size, output_limit, reuse=reuse, runner=runner, isolation=isolation)
         import docker
 
         self.image = image
@@ -164,12 +167,16 @@ class DockerSandbox(PooledSandbox):
             "scratch": ["/work", "/tmp", "/dev/shm", "/dev/mqueue"],
             "env": dict(SANDBOX_ENV),
             "rlimits": {"RLIMIT_AS": memory_mb << 20, "RLIMIT_FSIZE": 16 << 20, "RLIMIT_NOFILE": 256},
+            "users": RUN_USERS,
         }
         tmpfs = f"rw,nosuid,nodev,noexec,size={int(tmpfs_mb)}m,mode=1777"
         container_mb = memory_mb + 2 * tmpfs_mb + 128
         self.create_kwargs: dict[str, Any] = {
             "command": sandbox_command("python3", config),
-            "user": "65534:65534",
+            # The supervisor starts as root with only the capabilities below; every run's process
+            # drops to the judge's or the candidate's user (and so to no capability) before any
+            # test or candidate code (see docs/sandbox.md).
+            "user": "0:0",
             "working_dir": "/",  # not /work: Docker would make the tmpfs 0755 root
             "environment": dict(SANDBOX_ENV),
             "stdin_open": True,
@@ -184,6 +191,9 @@ class DockerSandbox(PooledSandbox):
             "tmpfs": {"/work": tmpfs, "/tmp": tmpfs},
             "shm_size": "16m",
             "cap_drop": ["ALL"],
+            # change user (runs), signal other users' processes (clean-up), remove their files
+            # (wipe), and empty the bounding set (lock_down) — the supervisor's own, none a run's.
+            "cap_add": ["SETUID", "SETGID", "KILL", "DAC_OVERRIDE", "FOWNER", "SETPCAP"],
             "security_opt": ["no-new-privileges"],
             "pids_limit": int(pids_limit),
             "mem_limit": f"{container_mb}m",

@@ -37,6 +37,7 @@ from gcop_env.sandbox.base import (
     DEFAULT_PIDS_LIMIT,
     GRACE_S,
     SANDBOX_ENV,
+    RUN_USERS,
     PooledSandbox,
     RunRequest,
     WorkerChannel,
@@ -87,7 +88,8 @@ class _ProcessWorker:
         if hello.get("op") != "ready":
             self.close()
             raise WorkerDied(f"the process sandbox worker failed to start: {hello.get('error', hello)}")
-        self.versions = {"python": hello.get("python"), "pytest": hello.get("pytest"), "plain_runner": hello.get("plain_runner")}
+        self.versions = {"python": hello.get("python"), "pytest": hello.get("pytest"), "plain_runner": hello.get("plain_runner"),
+                         "isolation": hello.get("isolation")}
 
     def run(self, request: RunRequest) -> dict:
         self.channel.send(request.message())
@@ -140,8 +142,9 @@ class ProcessSandbox(PooledSandbox):
         drop_privileges: bool | None = None,
         start_timeout: float = 60.0,
         runner: str = "auto",
+        isolation: str = "auto",
     ) -> None:
-        super().__init__(pool_size, output_limit, runner=runner)
+        super().__init__(pool_size, output_limit, runner=runner, isolation=isolation)
         self.python = python or sys.executable
         self.start_timeout = start_timeout
         if drop_privileges is None:
@@ -151,7 +154,7 @@ class ProcessSandbox(PooledSandbox):
             "mode": "process",
             "env": dict(SANDBOX_ENV),
             "pids_limit": pids_limit,
-            "drop_to": list(NOBODY) if drop_privileges else None,
+            "users": RUN_USERS if drop_privileges else None,
             "rlimits": {
                 "RLIMIT_AS": memory_mb << 20,
                 "RLIMIT_FSIZE": file_size_mb << 20,

@@ -196,7 +196,7 @@ def failure_text(exc, tb, test_path, workdir):
     for frame in traceback.extract_tb(tb):
         if not started and frame.filename != test_path:
             continue
-        if frame.filename.startswith("<frozen importlib"):  # the import machinery (pytest hides it too)
+        if frame.filename.startswith(("<frozen importlib", "/gcop-sandbox/")):  # the import machinery, the harness
             continue
         started = True
         name = frame.filename
@@ -241,14 +241,16 @@ def plain_summary(outcomes, captured, seconds):
 
 
 def plain_session(session, pyfunc_call, plan, codes, workdir, test_file, emit, monitor, capture, profile, pads,
-                  pristine=None):
+                  pristine=None, guard=None):
     """Import the test file and run its tests; returns the exit code pytest would have.
 
     Emits what :func:`gcop_env.sandbox.judge.reporter.make_reporter` would have for the same
     file, or ``fallback`` when pytest must run it instead (before any test has run). ``session``:
     the fork server's pytest session; ``pyfunc_call``: pytest's ``pytest_pyfunc_call`` as it was
     before any run; ``pads``: frames added before the import and each call (the calibration);
-    ``pristine``: the monitor's snapshot from the server. The server runs it too, on a probe file,
+    ``pristine``: the monitor's snapshot from the server; ``guard``: under trusted isolation, the
+    channel to the candidate (a test in which the candidate failed fails, see
+    :meth:`gcop_env.sandbox.judge.remote.Channel.failure_since`). The server runs it too, on a probe file,
     before it forks (:func:`gcop_env.sandbox.supervisor.warmup.warm_plain_runner`).
     """
     from _pytest.logging import catching_logs
@@ -339,6 +341,7 @@ def plain_session(session, pyfunc_call, plan, codes, workdir, test_file, emit, m
         emit({"ev": "phase", "id": nodeid, "when": "setup", "outcome": "passed"})
         os.environ["PYTEST_CURRENT_TEST"] = "%s (call)" % nodeid
         outcome, message, stop = "passed", None, False
+        failures_before = len(guard.failures) if guard is not None else 0
         if capture is not None:
             capture.resume_global_capture()
         try:
@@ -359,6 +362,10 @@ def plain_session(session, pyfunc_call, plan, codes, workdir, test_file, emit, m
             if outcome == "failed":
                 sys.last_type, sys.last_value, sys.last_traceback = type(exc), exc, exc.__traceback__
                 message = failure_for(exc, exc.__traceback__, test_path, workdir)
+        if guard is not None and outcome != "failed" and not stop:
+            failure = guard.failure_since(failures_before)
+            if failure is not None:  # the test caught it, or the candidate swallowed the tests' assertion
+                outcome, message = "failed", "E   " + failure
         if capture is not None:
             capture.suspend_global_capture()
             out, err = capture.read_global_capture()

@@ -126,20 +126,26 @@ class Plan:
     ``expected``: the test names it defines (:func:`expected_test_names`); ``needed``: the modules it
     imports (:func:`needed_modules`); ``tests``: its test functions in order when the plain runner
     can run it (else None, and ``why_not`` says why); ``code``: the file compiled with
-    :class:`AssertRewriter`, for the plain runner.
+    :class:`AssertRewriter`, for the plain runner; ``why_in_process``: why the file cannot run under
+    trusted isolation (:func:`trusted_blocker`), None when it can; ``bound_names``: the names the
+    file binds at its top level (a star import of the solution does not bind over them).
     """
 
-    __slots__ = ("expected", "needed", "tests", "why_not", "code", "seconds")
+    __slots__ = ("expected", "needed", "tests", "why_not", "code", "seconds", "why_in_process", "bound_names")
 
-    def __init__(self, source, path):
+    def __init__(self, source, path, candidate_modules=("solution",)):
         started = time.monotonic()
         self.tests = self.code = None
+        self.bound_names = frozenset()
         try:
             tree = ast.parse(source)
         except (SyntaxError, ValueError, MemoryError, RecursionError):
             self.expected, self.needed, self.why_not = None, set(), "does not parse"
+            self.why_in_process = "the test file does not parse"
         else:
             self.expected, self.needed = expected_in(tree), needed_in(tree, "importorskip" in source)
+            self.bound_names = bound_names(tree)
+            self.why_in_process = trusted_blocker(tree, self.bound_names, candidate_modules)
             self.tests, self.why_not = plain_tests(tree, any(word in source for word in (":=", "global", "nonlocal")))
             if self.tests is not None:
                 try:
@@ -148,6 +154,156 @@ class Plan:
                 except Exception as exc:  # pragma: no cover - a valid tree compiles
                     self.tests, self.why_not = None, "does not compile (%s)" % type(exc).__name__
         self.seconds = time.monotonic() - started
+
+
+# --------------------------------------------------------------------- trusted isolation's reach
+#
+# Under trusted isolation the tests run in the judge's process and the solution in another (see
+# gcop_env.sandbox.judge.remote). A test file that needs the two in one process runs in-process
+# instead: this is decided here, from the file's text alone, before anything runs. The rules read
+# for what cannot cross as data: patching (the solution's module or the process: monkeypatch,
+# mock), files and directories both sides would share (tmp_path, open, os.*), process-wide state
+# the solution would have to see (sys.stdin, os.environ, random seeds, the recursion limit,
+# logging, warnings), reflection on the solution's objects (inspect, __dict__, __code__...),
+# subclassing the solution's classes, and concurrency (threads, processes, asyncio).
+
+_BLOCKED_MODULES = {
+    "unittest.mock": "mocks", "mock": "mocks", "pytest_mock": "mocks", "freezegun": "mocks", "tempfile": "files",
+    "pathlib": "files", "shutil": "files", "glob": "files", "fnmatch": "files", "zipfile": "files", "tarfile": "files",
+    "subprocess": "processes", "multiprocessing": "processes", "concurrent": "threads", "threading": "threads",
+    "asyncio": "asyncio", "signal": "signals", "pickle": "pickling", "copyreg": "pickling", "marshal": "pickling",
+    "shelve": "pickling", "dill": "pickling", "cloudpickle": "pickling", "inspect": "reflection",
+    "importlib": "reflection", "types": "reflection", "gc": "reflection", "weakref": "reflection",
+    "ctypes": "reflection", "builtins": "builtins", "logging": "logging", "warnings": "warnings",
+    "tracemalloc": "memory tracing", "resource": "resource limits", "doctest": "doctests", "runpy": "running files",
+    "locale": "the locale", "atexit": "exit handlers", "faulthandler": "fault handlers", "sys.monitoring": "tracing",
+}
+_BLOCKED_NAMES = {
+    "monkeypatch": "monkeypatch", "mocker": "mocks", "MagicMock": "mocks", "Mock": "mocks", "patch": "mocks",
+    "tmp_path": "files", "tmpdir": "files", "tmp_path_factory": "files", "tmpdir_factory": "files", "open": "files",
+    "caplog": "logging", "recwarn": "warnings", "capsysbinary": "binary output capture",
+    "capfdbinary": "binary output capture", "testdir": "pytester", "pytester": "pytester", "input": "input",
+    "__builtins__": "builtins", "vars": "reflection", "dir": "reflection", "setattr": "patching", "delattr": "patching",
+    "breakpoint": "the debugger", "__import__": "reflection", "seed": "random seeds",
+}
+_BLOCKED_ATTRIBUTES = {
+    "__dict__": "reflection", "__code__": "reflection", "__globals__": "reflection", "__closure__": "reflection",
+    "__defaults__": "reflection", "__kwdefaults__": "reflection", "__subclasses__": "reflection", "__mro__": "reflection",
+    "__bases__": "reflection", "__slots__": "reflection", "__builtins__": "builtins", "f_locals": "frames",
+    "f_globals": "frames", "f_back": "frames", "gi_frame": "frames", "tb_frame": "frames", "cr_frame": "frames",
+    "seed": "random seeds", "setstate": "random seeds", "warns": "warnings", "deprecated_call": "warnings",
+    "patch": "mocks", "mock": "mocks",
+}
+_SYS_ALLOWED = frozenset((
+    "stdout", "stderr", "path", "maxsize", "version_info", "version", "float_info", "int_info", "getrecursionlimit",
+    "platform", "byteorder", "implementation", "hexversion", "float_repr_style", "maxunicode", "exc_info", "exit",
+))
+_OS_ALLOWED = frozenset(("sep", "linesep", "pathsep", "name", "cpu_count", "extsep", "altsep", "curdir", "pardir"))
+
+
+def bound_names(tree):
+    """The names a module binds at its top level (imports but star imports, defs, classes, assignments)."""
+    names = set()
+
+    def targets(node):
+        for sub in ast.walk(node):
+            if isinstance(sub, ast.Name) and isinstance(sub.ctx, ast.Store):
+                names.add(sub.id)
+
+    def visit(statements):
+        for node in statements:
+            if isinstance(node, (ast.Import, ast.ImportFrom)):
+                for alias in node.names:
+                    if alias.name != "*":
+                        names.add(alias.asname or alias.name.split(".")[0])
+            elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                names.add(node.name)
+            elif isinstance(node, (ast.Assign, ast.AnnAssign, ast.AugAssign)):
+                for target in node.targets if isinstance(node, ast.Assign) else [node.target]:
+                    targets(target)
+            elif isinstance(node, (ast.For, ast.AsyncFor)):
+                targets(node.target)
+            elif isinstance(node, (ast.With, ast.AsyncWith)):
+                for item in node.items:
+                    if item.optional_vars is not None:
+                        targets(item.optional_vars)
+            if isinstance(node, (ast.If, ast.For, ast.AsyncFor, ast.While, ast.With, ast.AsyncWith, ast.Try)) or \
+                    type(node).__name__ == "TryStar":
+                visit([child for child in blocks(node) if isinstance(child, ast.stmt)])
+                for handler in getattr(node, "handlers", ()):
+                    if handler.name:
+                        names.add(handler.name)
+                    visit(handler.body)
+
+    visit(tree.body)
+    return frozenset(names)
+
+
+def trusted_blocker(tree, bound, candidate_modules=("solution",)):
+    """Why the test file must run in-process (see above), or None when trusted isolation can run it."""
+    aliases = {}  # name -> module, for the modules whose attributes the rules read (os, sys)
+    star = False
+    from_candidate = set()
+    classes = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                why = _blocked_module(alias.name)
+                if why:
+                    return "the tests use %s (import %s)" % (why, alias.name)
+                aliases[alias.asname or alias.name.split(".")[0]] = alias.name if alias.asname else alias.name.split(".")[0]
+        elif isinstance(node, ast.ImportFrom):
+            module = node.module or ""
+            if node.level:
+                return "the tests import relatively (from %s%s)" % ("." * node.level, module)
+            for alias in node.names:
+                why = _blocked_module(module) or _blocked_module("%s.%s" % (module, alias.name))
+                if why:
+                    return "the tests use %s (from %s import %s)" % (why, module, alias.name)
+                if module in candidate_modules:
+                    if alias.name == "*":
+                        star = True
+                    else:
+                        from_candidate.add(alias.asname or alias.name)
+                elif alias.name in ("environ", "stdin", "modules", "setrecursionlimit", "seed"):
+                    return "the tests import %s from %s" % (alias.name, module)
+                elif alias.name != "*":
+                    aliases[alias.asname or alias.name] = "%s.%s" % (module, alias.name)
+        elif isinstance(node, ast.Name) and node.id in _BLOCKED_NAMES:
+            return "the tests use %s (%s)" % (_BLOCKED_NAMES[node.id], node.id)
+        elif isinstance(node, ast.arg) and node.arg in _BLOCKED_NAMES:
+            return "the tests use %s (%s)" % (_BLOCKED_NAMES[node.arg], node.arg)
+        elif isinstance(node, ast.Attribute):
+            if node.attr in _BLOCKED_ATTRIBUTES:
+                return "the tests use %s (.%s)" % (_BLOCKED_ATTRIBUTES[node.attr], node.attr)
+            if isinstance(node.value, ast.Name):
+                module = aliases.get(node.value.id)
+                if module == "sys" and node.attr not in _SYS_ALLOWED:
+                    return "the tests use process state (sys.%s)" % node.attr
+                if module == "os" and node.attr not in _OS_ALLOWED:
+                    return "the tests use the process or files (os.%s)" % node.attr
+        elif isinstance(node, ast.ClassDef):
+            classes.append(node)
+    for node in classes:  # (after every import is known)
+        for base in node.bases:
+            if isinstance(base, ast.Attribute) and isinstance(base.value, ast.Name) and base.value.id in candidate_modules:
+                return "the tests subclass the solution's %s" % base.attr
+            if isinstance(base, ast.Name) and (base.id in from_candidate or (
+                    star and base.id not in bound and base.id not in _BUILTIN_NAMES)):
+                return "the tests subclass the solution's %s" % base.id
+    return None
+
+
+_BUILTIN_NAMES = frozenset(dir(__builtins__) if not isinstance(__builtins__, dict) else __builtins__)
+
+
+def _blocked_module(name):
+    parts = name.split(".")
+    for end in range(len(parts), 0, -1):
+        why = _BLOCKED_MODULES.get(".".join(parts[:end]))
+        if why:
+            return why
+    return None
 
 
 def plain_tests(tree, scan=True):

@@ -28,12 +28,14 @@ def make_emitter(fd, nonce):
     return emit
 
 
-def make_reporter(emit, monitor=None):
+def make_reporter(emit, monitor=None, guard=None):
     """A pytest plugin that reports through ``emit`` (:func:`make_emitter`).
 
-    ``monitor`` (a :class:`_Monitor`) is asked for findings at collection's end, after every
-    test phase and at the session's end; each finding goes out as a ``tamper`` record before
-    the record that follows it, so a forged result never reaches the report unflagged.
+    ``monitor`` (a :class:`~gcop_env.sandbox.candidate.monitor.Monitor`, in-process runs) is asked
+    for findings at collection's end, after every test phase and at the session's end; each
+    finding goes out as a ``tamper`` record before the record that follows it, so a forged result
+    never reaches the report unflagged. ``guard`` (trusted runs: the channel to the candidate)
+    fails a test phase in which the candidate failed, whatever the test made of it.
     """
     import pytest
 
@@ -49,6 +51,9 @@ def make_reporter(emit, monitor=None):
 
     class _Reporter:
         profile = None  # phase timings, when the host asked for them (informational only)
+
+        def __init__(self):
+            self.marks = {}  # nodeid -> len(guard.failures) when its last phase ended
 
         def mark(self, phase):
             if self.profile is not None:
@@ -69,12 +74,21 @@ def make_reporter(emit, monitor=None):
                 flush(monitor.collected(session.items))
             emit({"ev": "collected", "ids": [item.nodeid for item in session.items]})
 
+        def pytest_runtest_logstart(self, nodeid, location):
+            if guard is not None:
+                self.marks[nodeid] = len(guard.failures)
+
         def pytest_runtest_logreport(self, report):
             if monitor is not None:
                 flush(monitor.check(full=False, nodeid=report.nodeid))
             event = {"ev": "phase", "id": report.nodeid, "when": report.when, "outcome": report.outcome}
             if report.failed:
                 event["msg"] = text(report)
+            if guard is not None:
+                failure = guard.failure_since(self.marks.get(report.nodeid, 0))
+                self.marks[report.nodeid] = len(guard.failures)
+                if failure is not None and not report.failed:
+                    event.update(outcome="failed", msg="E   " + failure)
             emit(event)
 
         def pytest_sessionfinish(self, session, exitstatus):

@@ -2,8 +2,10 @@
 
 Started once per sandbox (inside a Docker container as PID 1, or as a host subprocess for the
 process backend) by the bootstrap of :mod:`gcop_env.sandbox.bundle`, with its configuration (JSON)
-as the first argument. It moves the host channel off fds 0/1 (so no run inherits it), imports what
-every run needs, and serves runs from inside one pytest session
+as the first argument. It moves the host channel off fds 0/1 (so no run inherits it), empties the
+capability bounding set of every process to come (:func:`~gcop_env.sandbox.supervisor.spawn.lock_down`),
+forks the candidate fork server while still small (:mod:`gcop_env.sandbox.candidate.server`),
+imports what every run needs, and serves runs from inside one pytest session
 (:mod:`gcop_env.sandbox.supervisor.session`).
 """
 
@@ -12,8 +14,10 @@ import signal
 import sys
 import traceback
 
+from gcop_env.sandbox.candidate.server import start as start_candidate_server
 from gcop_env.sandbox.judge.reporter import MESSAGE_LIMIT
 from gcop_env.sandbox.supervisor.server import ForkServer
+from gcop_env.sandbox.supervisor.spawn import RunLimits, lock_down
 from gcop_env.sandbox.supervisor.warmup import preload
 from gcop_env.sandbox.wire.framing import send_json
 
@@ -39,8 +43,20 @@ def main(config):
     os.environ.update(config.get("env", {}))
     sys.dont_write_bytecode = True
     try:
+        trusted_state = "off: no second user configured"
+        if config.get("users") and os.geteuid() != 0:
+            trusted_state = "off: the sandbox's process cannot change user (not root)"
+            config = dict(config, users=None)
+        if config.get("users") and config.get("mode") != "container":
+            os.chmod(config["base"], 0o1733)  # each run's users make their own dirs here
+        lock_down()
+        limits = RunLimits(config)
+        candidate_server = None
+        if config.get("users"):
+            candidate_server = start_candidate_server(limits, [proto_in, proto_out])
+            trusted_state = "on"
         preload()
-        server = ForkServer(config, proto_in, proto_out)
+        server = ForkServer(config, limits, proto_in, proto_out, candidate_server, trusted_state)
     except Exception:
         send_json(proto_out, {"op": "fatal", "error": traceback.format_exc()[-MESSAGE_LIMIT:]})
         return 1

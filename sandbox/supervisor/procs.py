@@ -98,6 +98,16 @@ def children(parent):
     return found
 
 
+def children_of(parents):
+    """Live children of any of the pids in ``parents``."""
+    found = []
+    for pid in all_pids():
+        fields = stat_fields(pid)
+        if fields is not None and fields[0] != b"Z" and int(fields[1]) in parents:
+            found.append(pid)
+    return found
+
+
 def descendants(root):
     parents = {}
     for pid in all_pids():

@@ -35,7 +35,9 @@ class CappedOutput:
 class Report:
     """Reads the plugin's lines and decides the verdict."""
 
-    def __init__(self):
+    def __init__(self, trusted=False):
+        self.trusted = trusted  # the runner is the judge (no candidate code in its process)
+        self.harness = None  # a trusted runner's word that the harness failed before the candidate ran
         self.prefix = None  # set by the first line: the nonce the child drew before any candidate code ran
         self.buffer = b""
         self.size = 0
@@ -102,6 +104,8 @@ class Report:
                 if self.collected is not None or self.phases or self.end is not None:
                     raise ValueError("a fallback after collection")
                 self.fallback = str(event["why"])
+            elif kind == "harness" and self.trusted:
+                self.harness = str(event["why"])
             elif kind == "tamper":
                 if len(self.monitor) < 10:
                     self.monitor.append(

@@ -12,16 +12,19 @@ child flows back into it but the report and the output, read as data.
 import os
 import select
 import signal
+import socket
 import sys
 import time
 import traceback
 
 from gcop_env.sandbox.candidate.in_process import run_in_process
+from gcop_env.sandbox.candidate.server import send_request
+from gcop_env.sandbox.judge.run import run_judge
 from gcop_env.sandbox.judge.plan import PLAN_CACHE_SIZE, Plan
 from gcop_env.sandbox.judge.plain_runner import precompile
 from gcop_env.sandbox.judge.reporter import MESSAGE_LIMIT
 from gcop_env.sandbox.supervisor.procs import (
-    children, count_processes, descendants, drain, enlarge_pipe, live_pids, read_available, remap, remove,
+    children, children_of, descendants, drain, enlarge_pipe, live_pids, read_available, remove,
 )
 from gcop_env.sandbox.supervisor.report import CappedOutput, Report
 from gcop_env.sandbox.supervisor.session import RunInThisChild, fork_server_plugin, pytest_version
@@ -33,54 +36,42 @@ DRAIN_S = 0.02  # how often the server empties a running child's pipes
 
 
 class ForkServer:
-    def __init__(self, config, proto_in, proto_out):
+    """One sandbox's fork server (see the module docstring).
+
+    ``limits``: what every run's process gets (:class:`~gcop_env.sandbox.supervisor.spawn.RunLimits`);
+    ``candidate_server``: (pid, control socket) of the candidate fork server
+    (:mod:`gcop_env.sandbox.candidate.server`), or None when this sandbox has no second user (then
+    every run is in-process).
+    """
+
+    def __init__(self, config, limits, proto_in, proto_out, candidate_server=None, trusted_state="off"):
         self.config = config
+        self.limits = limits
         self.proto_in = proto_in
         self.proto_out = proto_out
-        self.in_container = config.get("mode") == "container"
+        self.in_container = limits.in_container
         self.base = config["base"]
         self.scratch = list(config.get("scratch", []))  # other dirs a run may write, wiped after it
-        self.drop_to = config.get("drop_to")  # (uid, gid) for the process backend run as root
+        if self.base not in self.scratch:  # (its users create their work dirs there, and may leave more)
+            self.scratch.append(self.base)
+        self.candidate_server = candidate_server
+        self.trusted_state = trusted_state  # for the host (hello message)
+        self.candidate_pads = (0, 0)  # frames between the judge's depth and the solution's (calibration)
         self.runs = 0
         self.importable = {}  # module name -> found by this interpreter (cached: it does not change)
-        self._path_fixes = None
-        self._path_fixes_for = 0
         # SIGCHLD wakes the select loop through this pipe, so a finished run is noticed at once.
         self.wake = os.pipe()
         for fd in self.wake:
             os.set_blocking(fd, False)
         signal.signal(signal.SIGCHLD, lambda *_: None)
         signal.set_wakeup_fd(self.wake[1])
-        self.nproc = None
-        self.import_path = None
-        if self.drop_to:
-            # The interpreter's files may sit where nobody cannot reach (e.g. under /root). Open
-            # the import path's directories now, as root; after the drop, imports go through
-            # /proc/self/fd/N, which checks only the directory's own (world-readable) mode.
-            self.import_path = []
-            self.path_map = []  # (sys.path entry, its /proc/self/fd/N form), for packages imported already
-            for entry in sys.path:
-                try:
-                    fd = os.open(entry, os.O_RDONLY | os.O_DIRECTORY)
-                except OSError:
-                    continue
-                self.import_path.append("/proc/self/fd/%d" % fd)
-                self.path_map.append((entry.rstrip("/") + "/", "/proc/self/fd/%d/" % fd))
-        if not self.in_container:
-            uid = self.drop_to[0] if self.drop_to else os.getuid()
-            self.nproc = count_processes(uid) + int(config.get("pids_limit", 128))
         self.session = None  # the fork server's pytest session (see serve_in_session), when it has one
-        self.pristine = None  # its _PytestSnapshot, taken before the first fork (for the monitor)
+        self.pristine = None  # its PytestSnapshot, taken before the first fork (for the monitor)
         self.plans = {}  # (test file text, path) -> Plan, least recently used first
         self.pads = None  # frames the plain runner adds before an import and a call (calibration); None: no plain runner
         self.pyfunc_call = None  # pytest's pytest_pyfunc_call, as it was before any run
         self.calibration_state = "off: no pytest session"  # what calibration() found, for the host (hello message)
-        self.default_tempdir = None
-        if self.in_container:  # the server runs with a run's environment (but HOME) and user: what a run finds
-            import tempfile
-
-            tempfile.tempdir = None
-            self.default_tempdir = tempfile.gettempdir()
+        self.default_tempdir = limits.default_tempdir
 
     # -- one run --------------------------------------------------------------------------
 
@@ -93,13 +84,13 @@ class ForkServer:
             os.path.join(workdir, test_file),
         ]
 
-    def plan(self, source, path):
+    def plan(self, source, path, modules=("solution",)):
         """The :class:`Plan` of a test file (cached by its text and path: GRPO validates each
-        task's tests once per sampled completion)."""
-        key = (source, path)
+        task's tests once per sampled completion). ``modules``: the run's own module names."""
+        key = (source, path, modules)
         plan = self.plans.pop(key, None)
         if plan is None:
-            plan = Plan(source, path)
+            plan = Plan(source, path, modules)
             if len(self.plans) >= PLAN_CACHE_SIZE:
                 del self.plans[next(iter(self.plans))]
         self.plans[key] = plan  # most recently used last
@@ -115,62 +106,90 @@ class ForkServer:
         for name in files:
             if not name or "/" in name or name.startswith(".") or name in ("conftest.py",):
                 return {"op": "result", "harness_error": "refusing file name %r" % (name,)}
-        plan = self.plan(files.get(test_file, ""), os.path.join(workdir, test_file))
+        modules = tuple(sorted(n[:-3] for n in files if n != test_file and n.endswith(".py")))
+        plan = self.plan(files.get(test_file, ""), os.path.join(workdir, test_file), modules)
         missing = self.missing_modules(plan.needed, files)
         if missing:  # the tests cannot run here whatever the candidate wrote: an environment defect
             return {"op": "result", "missing_modules": missing}
+        # Decided from the test file alone, before anything runs: never a second try at a verdict.
+        if self.candidate_server is None:
+            why_in_process = "this sandbox has one user (%s)" % self.trusted_state
+        elif request.get("isolation", "auto") == "in-process":
+            why_in_process = "asked for"
+        else:
+            why_in_process = plan.why_in_process
+        trusted = why_in_process is None
         plain = None
         if request.get("runner", "auto") == "auto" and session is not None and self.pads is not None:
             plain = plan if plan.tests is not None else None
-        result = self._run_once(request, files, test_file, session, plan, plain, started)
+        result = self._run_once(request, files, test_file, session, plan, plain, started, trusted)
         fallback = result.pop("fallback", None)
-        if plain is not None and fallback is not None and not (result["timed_out"] or result["tampered"]):
-            # The plain runner stopped before any test ran: pytest runs the request from scratch.
-            result = self._run_once(request, files, test_file, session, plan, None, started)
+        if plain is not None and fallback is not None and not (result.get("timed_out") or result.get("tampered")) \
+                and "harness_error" not in result:
+            # The plain runner stopped before any test ran: pytest runs the request from scratch
+            # (in the same isolation).
+            result = self._run_once(request, files, test_file, session, plan, None, started, trusted)
             result.pop("fallback", None)
             result["runner"] = "pytest (plain runner: %s)" % fallback
         else:
             result["runner"] = "plain" if plain is not None else "pytest"
+        result["isolation"] = "trusted" if trusted else "in-process"
+        if not trusted:
+            result["isolation_note"] = why_in_process
         return result
 
-    def _run_once(self, request, files, test_file, session, plan, plain, started):
+    def _run_once(self, request, files, test_file, session, plan, plain, started, trusted):
         workdir = os.path.join(self.base, "run")
-        inifile = os.path.join(workdir, ".pytest.ini")
+        candidate_dir = os.path.join(self.base, "cand")
         profile = bool(request.get("profile"))
         timeout = float(request["timeout"])
         output_limit = int(request.get("output_limit", 1 << 20))
-        os.mkdir(workdir, 0o700)
-        for name, text in files.items():
-            with open(os.path.join(workdir, name), "w", encoding="utf-8") as handle:
-                handle.write(text)
-        owned = [workdir] + [os.path.join(workdir, n) for n in files]
-        codes = precompile(files, test_file, workdir, plan.needed) if plain is not None else None
+        codes = precompile(files, test_file, workdir, plan.needed) if plain is not None and not trusted else None
+        if trusted:  # the judge gets the test file (and data), the candidate everything but the test file
+            mine = {n: t for n, t in files.items() if n == test_file or not n.endswith(".py")}
+            theirs = {n: t for n, t in files.items() if n != test_file}
+            modules = sorted(n[:-3] for n in theirs if n.endswith(".py") and n[:-3].isidentifier())
+        else:
+            mine, theirs, modules = dict(files), None, ()
         if plain is None:  # pytest's (empty) ini file, named on its command line
-            with open(inifile, "w") as handle:
-                handle.write("[pytest]\n")
-            owned.append(inifile)
-        if self.drop_to:
-            os.chmod(self.base, 0o711)
-            for path in owned:
-                os.chown(path, *self.drop_to)
+            mine[".pytest.ini"] = "[pytest]\n"
         expected = plan.expected
 
-        report = Report()
+        report = Report(trusted=trusted)
         rep_r, rep_w = os.pipe()
         out_r, out_w = os.pipe()
         enlarge_pipe(rep_r)
         enlarge_pipe(out_r)
+        closing = [rep_r, out_r, self.proto_in, self.proto_out, *self.wake]
+        if self.candidate_server is not None:  # no run's process may talk to the candidate server
+            closing.append(self.candidate_server[1].fileno())
+        channel = None
+        if trusted:
+            judge_end, candidate_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+            control = self.candidate_server[1]
+            try:
+                send_request(control, {"workdir": candidate_dir, "files": theirs, "timeout": timeout, "modules": modules,
+                                       "pads": list(self.candidate_pads)}, [candidate_end.fileno()])
+            except OSError as exc:
+                for item in (judge_end, candidate_end):
+                    item.close()
+                for fd in (rep_r, rep_w, out_r, out_w):
+                    os.close(fd)
+                self.candidate_server = None  # this sandbox is broken: the host replaces it
+                return {"op": "result", "harness_error": "the candidate server is gone (%s)" % exc, "clean": False}
+            candidate_end.close()
+            channel = judge_end.detach()
         args = self.pytest_args(workdir, test_file)
-        path_fixes = self.package_path_fixes() if self.drop_to else ()
+        path_fixes = self.limits.path_fixes()
         forked = time.monotonic()
         pid = os.fork()
         if pid == 0:  # the child never returns
-            self._child(
-                workdir, args, timeout, rep_w, out_w, [rep_r, out_r, self.proto_in, self.proto_out, *self.wake],
-                test_file, list(files), session, forked if profile else None, path_fixes, plain, codes,
-            )
+            self._child(workdir, args, timeout, rep_w, out_w, closing, test_file, mine, list(files), session,
+                        forked if profile else None, path_fixes, plain, codes, channel, modules, plan)
         os.close(rep_w)
         os.close(out_w)
+        if channel is not None:
+            os.close(channel)
 
         output = CappedOutput(output_limit)
         sinks = {rep_r: report, out_r: output}
@@ -215,7 +234,7 @@ class ForkServer:
                 read_available(fd, sinks[fd])
             os.close(fd)
         report.finish()
-        clean = self._wipe(workdir)
+        clean = self._wipe(workdir) & (self._wipe(candidate_dir, scratch=False) if trusted else True)
         result = report.result(expected)
         exit_code = signal_name = None
         if status is not None:
@@ -226,6 +245,8 @@ class ForkServer:
                     signal_name = signal.Signals(os.WTERMSIG(status)).name
                 except ValueError:
                     signal_name = str(os.WTERMSIG(status))
+        if report.harness is not None:  # (a trusted runner's record: the candidate never ran)
+            return {"op": "result", "harness_error": report.harness}
         if report.prefix is None and not timed_out:
             # The child writes its nonce before any candidate code runs: it died in the harness.
             text = output.data.decode("utf-8", "replace").strip()
@@ -248,10 +269,18 @@ class ForkServer:
         )
         return result
 
-    def _child(self, workdir, args, timeout, rep_w, out_w, close_fds, test_file, files, session, forked, path_fixes, plain, codes):
+    def _child(self, workdir, args, timeout, rep_w, out_w, close_fds, test_file, mine, names, session, forked, path_fixes,
+               plain, codes, channel, modules, plan):
         try:
-            profile, capture = enter_run(self, workdir, timeout, out_w, close_fds, self.drop_to, path_fixes, session, forked)
-            run_in_process(self, workdir, args, rep_w, test_file, files, session, profile, capture, plain, codes, forked)
+            if channel is not None:  # the judge
+                profile, capture = enter_run(self.limits, workdir, timeout, out_w, close_fds, self.limits.judge_user,
+                                             path_fixes, session, forked, files=mine, oom_score=None)
+                run_judge(self, workdir, args, rep_w, channel, test_file, modules, plan.bound_names, session, profile,
+                          capture, plain, codes, forked)
+            else:
+                profile, capture = enter_run(self.limits, workdir, timeout, out_w, close_fds, self.limits.candidate_user,
+                                             path_fixes, session, forked, files=mine)
+                run_in_process(self, workdir, args, rep_w, test_file, names, session, profile, capture, plain, codes, forked)
         except RunInThisChild:
             raise
         except BaseException:
@@ -259,21 +288,6 @@ class ForkServer:
                 os.write(2, traceback.format_exc().encode("utf-8", "replace"))
             finally:
                 os._exit(70)
-
-    def package_path_fixes(self):
-        """(a package's ``__path__`` list, its /proc/self/fd form) for the imported packages, computed
-        once here so that a child's privilege drop only assigns them."""
-        if self._path_fixes is None or len(sys.modules) != self._path_fixes_for:
-            ordered = sorted(self.path_map, key=lambda pair: -len(pair[0]))
-            fixes = []
-            for module in list(sys.modules.values()):
-                paths = getattr(module, "__path__", None)
-                if isinstance(paths, list):
-                    opened = [remap(p, ordered) for p in paths]
-                    if opened != paths:
-                        fixes.append((paths, opened))
-            self._path_fixes, self._path_fixes_for = fixes, len(sys.modules)
-        return self._path_fixes
 
     def missing_modules(self, needed, files):
         """Modules the test file needs (:func:`needed_modules`) that this interpreter cannot find."""
@@ -295,28 +309,30 @@ class ForkServer:
     # -- cleaning up after a run ------------------------------------------------------------
 
     def _kill_everything(self, pid):
-        """SIGKILL every process the run started; return how many outlived the pytest child."""
+        """SIGKILL every process the run started; return how many outlived the run's own processes
+        (the judge or in-process child ``pid``, and the candidate process of a trusted run)."""
+        spared = {self.candidate_server[0]} if self.candidate_server is not None else set()
         strays = set()
         for attempt in range(100):
             if self.in_container:
-                # We are PID 1 of the container's PID namespace: kill(-1) reaches every other
-                # process in it, however it detached itself (setsid, double fork).
-                victims = [p for p in live_pids() if p != 1]
-                if victims:
-                    try:
-                        os.kill(-1, signal.SIGKILL)
-                    except ProcessLookupError:
-                        pass
+                # We are PID 1 of the container's PID namespace: every other process in it is the
+                # candidate server or the run's, however it detached itself (setsid, double fork).
+                everyone = live_pids()
+                victims = [p for p in everyone if p != 1 and p not in spared]
             else:
                 # Process backend: we are a child subreaper, so orphans of the run are
                 # reparented to us and stay findable as our descendants.
-                victims = descendants(os.getpid())
+                everyone = victims = [p for p in descendants(os.getpid()) if p not in spared]
+            own = {pid} | set(children_of(spared)) if spared else {pid}
+            # Stopped first, then killed: a stopped process cannot fork, so a fork bomb stops
+            # growing while it is taken down one process at a time.
+            for sig in (signal.SIGSTOP, signal.SIGKILL) if len(victims) > 1 else (signal.SIGKILL,):
                 for victim in victims:
                     try:
-                        os.kill(victim, signal.SIGKILL)
+                        os.kill(victim, sig)
                     except (ProcessLookupError, PermissionError):
                         pass
-            strays.update(v for v in victims if v != pid)
+            strays.update(v for v in victims if v not in own)
             self._reap(pid)
             if not victims:
                 break
@@ -333,9 +349,9 @@ class ForkServer:
             except ChildProcessError:
                 pass
 
-    def _wipe(self, workdir):
+    def _wipe(self, workdir, scratch=True):
         ok = remove(workdir)
-        for scratch in self.scratch:
+        for scratch in self.scratch if scratch else ():
             try:
                 entries = os.listdir(scratch)
             except OSError:
@@ -395,7 +411,7 @@ class ForkServer:
             self.pads = None
             self.calibration_state = "off: %s: %s" % (type(exc).__name__, exc)
         send_json(self.proto_out, {"op": "ready", "python": sys.version.split()[0], "pytest": pytest_version(),
-                               "plain_runner": self.calibration_state})
+                                   "plain_runner": self.calibration_state, "isolation": self.trusted_state})
         while True:
             try:
                 request = recv_json(self.proto_in)

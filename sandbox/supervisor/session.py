@@ -29,6 +29,10 @@ def make_reporter_slot():
             if self.reporter is not None:
                 self.reporter.pytest_collectreport(report)
 
+        def pytest_runtest_logstart(self, nodeid, location):
+            if self.reporter is not None:
+                self.reporter.pytest_runtest_logstart(nodeid, location)
+
         def pytest_collection_finish(self, session):
             if self.reporter is not None:
                 self.reporter.pytest_collection_finish(session)

@@ -2,8 +2,11 @@
 
 Between the fork and the first line of test or candidate code: its own session and signals, only
 the descriptors it is given, its output on the run's pipe, resource limits, the drop to the run's
-user (no capability survives it), its work dir, a scrubbed environment. Nothing here runs code
-of the run, so what it sets is in place before anything could object.
+user (no capability survives it, and the process can no longer be read or traced by another
+user), its work dir and files, a scrubbed environment. Nothing here runs code of the run, so what
+it sets is in place before anything could object. Also the limits every run shares
+(:class:`RunLimits`, computed once by the supervisor) and the capability drop of the sandbox's
+own processes (:func:`drop_capabilities`).
 """
 
 import _signal
@@ -13,14 +16,144 @@ import signal
 import sys
 import time
 
+from gcop_env.sandbox.supervisor.procs import count_processes, remap
 
-def enter_run(server, workdir, timeout, out_w, close_fds, user, path_fixes, session, forked, oom_score=b"1000"):
+JUDGE_USER = (65533, 65533)  # the judge's uid and gid (no name needed)
+CANDIDATE_USER = (65534, 65534)  # nobody: the candidate's processes (and the in-process fallback)
+
+_PR_SET_NO_NEW_PRIVS = 38
+_PR_CAPBSET_DROP = 24
+_PR_SET_DUMPABLE = 4
+_CAPABILITIES = {"CAP_KILL": 5, "CAP_SETGID": 6, "CAP_SETUID": 7, "CAP_SETPCAP": 8, "CAP_DAC_OVERRIDE": 1,
+                 "CAP_FOWNER": 3, "CAP_CHOWN": 0}
+
+
+class RunLimits:
+    """What every run's processes get, computed once before the supervisor forks anything.
+
+    ``judge_user`` and ``candidate_user``: (uid, gid) of the two sides (None when this process
+    cannot change user: then there is no trusted isolation); ``import_path``: for a host
+    interpreter whose files the run's user may not reach, the import path as directories opened
+    now (``/proc/self/fd/N``); ``nproc``: per user, the process limit of a run.
+    """
+
+    def __init__(self, config):
+        self.config = config
+        self.in_container = config.get("mode") == "container"
+        users = config.get("users")
+        self.judge_user = tuple(users["judge"]) if users else None
+        self.candidate_user = tuple(users["candidate"]) if users else None
+        self.import_path = None
+        self.path_fds = []  # the descriptors of import_path's directories (a run must keep them open)
+        self.path_map = []
+        self._path_fixes = None
+        self._path_fixes_for = 0
+        if self.candidate_user and not self.in_container:
+            # The interpreter's files may sit where nobody cannot reach (e.g. under /root). Open
+            # the import path's directories now, as root; after the drop, imports go through
+            # /proc/self/fd/N, which checks only the directory's own (world-readable) mode.
+            self.import_path = []
+            for entry in sys.path:
+                try:
+                    fd = os.open(entry, os.O_RDONLY | os.O_DIRECTORY)
+                except OSError:
+                    continue
+                self.import_path.append("/proc/self/fd/%d" % fd)
+                self.path_fds.append(fd)
+                self.path_map.append((entry.rstrip("/") + "/", "/proc/self/fd/%d/" % fd))
+        self.nproc = {}
+        if not self.in_container:  # (a container has its pids limit)
+            for user in {self.judge_user, self.candidate_user, None}:
+                uid = user[0] if user else os.getuid()
+                self.nproc[user] = count_processes(uid) + int(config.get("pids_limit", 128))
+        self.default_tempdir = None
+        if self.in_container:  # the server runs with a run's environment (but HOME): what a run finds
+            import tempfile
+
+            tempfile.tempdir = None
+            self.default_tempdir = tempfile.gettempdir()
+
+    def path_fixes(self):
+        """(a package's ``__path__`` list, its /proc/self/fd form) for the imported packages, computed
+        once here so that a child's privilege drop only assigns them."""
+        if self.import_path is None:
+            return ()
+        if self._path_fixes is None or len(sys.modules) != self._path_fixes_for:
+            ordered = sorted(self.path_map, key=lambda pair: -len(pair[0]))
+            fixes = []
+            for module in list(sys.modules.values()):
+                paths = getattr(module, "__path__", None)
+                if isinstance(paths, list):
+                    opened = [remap(p, ordered) for p in paths]
+                    if opened != paths:
+                        fixes.append((paths, opened))
+            self._path_fixes, self._path_fixes_for = fixes, len(sys.modules)
+        return self._path_fixes
+
+
+def _libc():
+    import ctypes
+
+    return ctypes.CDLL(None, use_errno=True)
+
+
+def lock_down():
+    """For the supervisor at start: no process of the sandbox may gain privileges by ``execve``
+    (no-new-privileges), and none of them may ever hold a capability outside the ones this
+    process has now (the bounding set is emptied; this process keeps what it holds). Best effort:
+    without the right to change the bounding set it stays as it is."""
+    try:
+        libc = _libc()
+        libc.prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)
+        last = 40
+        try:
+            with open("/proc/sys/kernel/cap_last_cap") as handle:
+                last = int(handle.read())
+        except (OSError, ValueError):
+            pass
+        for cap in range(last + 1):
+            libc.prctl(_PR_CAPBSET_DROP, cap, 0, 0, 0)
+    except Exception:
+        pass
+
+
+def drop_capabilities(keep=()):
+    """Keep only the capabilities named in ``keep`` (effective and permitted) in this process."""
+    try:
+        import ctypes
+
+        class Header(ctypes.Structure):
+            _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
+
+        class Data(ctypes.Structure):
+            _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32), ("inheritable", ctypes.c_uint32)]
+
+        mask = 0
+        for name in keep:
+            mask |= 1 << _CAPABILITIES[name]
+        header = Header(0x20080522, 0)  # _LINUX_CAPABILITY_VERSION_3: two 32-bit words
+        data = (Data * 2)()
+        libc = _libc()
+        if libc.capget(ctypes.byref(header), data) != 0:
+            return
+        data[0].effective &= mask
+        data[0].permitted &= mask
+        data[0].inheritable = 0
+        data[1].effective = data[1].permitted = data[1].inheritable = 0
+        libc.capset(ctypes.byref(header), data)
+    except Exception:
+        pass
+
+
+def enter_run(limits, workdir, timeout, out_w, close_fds, user, path_fixes, session, forked, files=None, err_w=None,
+              oom_score=b"1000"):
     """Set up this freshly forked process for a run; returns ``(profile, capture)``.
 
     ``user``: (uid, gid) to drop to, or None to keep the server's; ``path_fixes``: see
-    :meth:`~gcop_env.sandbox.supervisor.server.ForkServer.package_path_fixes`; ``session``: the
-    fork server's pytest session (its capture manager is stopped here), or None; ``forked``: the
-    time of the fork when profiling, else None.
+    :meth:`RunLimits.path_fixes`; ``session``: the fork server's pytest session (its capture
+    manager is stopped here), or None; ``forked``: the time of the fork when profiling, else
+    None; ``files``: {name: text} written into ``workdir``, which this process creates (0700,
+    its user's) after the drop; ``err_w``: stderr's descriptor when it is not ``out_w``'s.
     """
     profile = None
     if forked is not None:
@@ -38,10 +171,15 @@ def enter_run(server, workdir, timeout, out_w, close_fds, user, path_fixes, sess
     signal.set_wakeup_fd(-1)
     _signal.signal(_signal.SIGCHLD, _signal.SIG_DFL)  # (signal.signal's enum conversions cost page copies)
     for fd in close_fds:
-        os.close(fd)
+        try:
+            os.close(fd)
+        except OSError:  # (already closed)
+            pass
     os.dup2(out_w, 1)
-    os.dup2(out_w, 2)
+    os.dup2(out_w if err_w is None else err_w, 2)
     os.close(out_w)
+    if err_w is not None:
+        os.close(err_w)
     _signal.signal(_signal.SIGINT, _signal.default_int_handler)
     _signal.signal(_signal.SIGTERM, _signal.SIG_DFL)
     if oom_score is not None:
@@ -55,29 +193,41 @@ def enter_run(server, workdir, timeout, out_w, close_fds, user, path_fixes, sess
             pass
     import resource
 
-    limits = server.config.get("rlimits", {})
+    rlimits = limits.config.get("rlimits", {})
     cpu = int(timeout) + 2
     resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu))
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-    for name, value in limits.items():
+    for name, value in rlimits.items():
         resource.setrlimit(getattr(resource, name), (int(value), int(value)))
-    if server.nproc is not None:
-        resource.setrlimit(resource.RLIMIT_NPROC, (server.nproc, server.nproc))
+    nproc = limits.nproc.get(user)
+    if nproc is not None:
+        resource.setrlimit(resource.RLIMIT_NPROC, (nproc, nproc))
     if user:
         os.setgroups([])
-        os.setgid(user[1])
-        os.setuid(user[0])
-        if server.import_path is not None:
-            sys.path[:] = server.import_path
+        os.setresgid(user[1], user[1], user[1])
+        os.setresuid(user[0], user[0], user[0])
+        if os.getuid() != user[0] or os.geteuid() != user[0]:
+            raise OSError("the run's process did not drop to uid %d" % user[0])
+        if limits.import_path is not None:
+            sys.path[:] = limits.import_path
             # Packages imported before the drop (encodings, email...) find their submodules
             # through __path__, not sys.path: point those at the open directories too.
             for paths, opened in path_fixes:
                 paths[:] = opened
             sys.path_importer_cache.clear()
+    try:  # no other process of this user may read this one's memory or trace it
+        _libc().prctl(_PR_SET_DUMPABLE, 0, 0, 0, 0)
+    except Exception:
+        pass
+    if files is not None:
+        os.mkdir(workdir, 0o700)
+        for name, text in files.items():
+            with open(os.path.join(workdir, name), "w", encoding="utf-8") as handle:
+                handle.write(text)
     os.chdir(workdir)
-    env = dict(server.config.get("env", {}))
+    env = dict(limits.config.get("env", {}))
     env["HOME"] = workdir
-    if not server.in_container:
+    if not limits.in_container:
         env["TMPDIR"] = workdir
     os.environ.clear()
     os.environ.update(env)
@@ -86,6 +236,6 @@ def enter_run(server, workdir, timeout, out_w, close_fds, user, path_fixes, sess
     # What tempfile.gettempdir() finds with this environment: $TMPDIR (the work dir) for the
     # process backend, else the directory the server found with the same one (the first writable
     # of /tmp, /var/tmp...), without a write test per run.
-    tempfile.tempdir = env.get("TMPDIR") or server.default_tempdir
+    tempfile.tempdir = env.get("TMPDIR") or limits.default_tempdir
     sys.dont_write_bytecode = True
     return profile, capture

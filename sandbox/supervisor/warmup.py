@@ -162,6 +162,28 @@ def test_headroom():
 '''
 
 
+# The same for a solution (trusted isolation: the solution runs in the candidate's process, at the
+# depth its calls have in the judge, plus pads measured here).
+PROBE_SOLUTION = '''def _headroom():
+    def down(depth):
+        try:
+            return down(depth + 1)
+        except RecursionError:
+            return depth
+    return down(0)
+
+AT_IMPORT = _headroom()
+
+def in_call():
+    return _headroom()
+'''
+PROBE_SOLUTION_TESTS = '''from solution import *
+
+def test_headroom():
+    raise AssertionError("gcop-headroom %d %d" % (AT_IMPORT, in_call()))
+'''
+
+
 def calibration(server):
     """The steps that set up the plain runner, once per fork server, before any candidate code.
 
@@ -187,17 +209,35 @@ def calibration(server):
         return int(found.group(1)), int(found.group(2))
 
     try:
-        under_pytest = headroom((yield dict(request, runner="pytest")), "pytest")
+        under_pytest = headroom((yield dict(request, runner="pytest", isolation="in-process")), "pytest")
         server.pads = (0, 0)
-        natural = headroom((yield dict(request, runner="auto")), "plain")
+        natural = headroom((yield dict(request, runner="auto", isolation="in-process")), "plain")
         pads = (natural[0] - under_pytest[0], natural[1] - under_pytest[1])
         if min(pads) < 0:
             raise ValueError("the plain runner has less recursion headroom than pytest (%s vs %s)" % (natural, under_pytest))
         server.pads = pads
-        padded = headroom((yield dict(request, runner="auto")), "plain")
+        padded = headroom((yield dict(request, runner="auto", isolation="in-process")), "plain")
         if padded != under_pytest:
             raise ValueError("padding did not match pytest's headroom (%s vs %s)" % (padded, under_pytest))
         server.calibration_state = "on (headroom %d at import, %d in a test; %d and %d frames added)" % (under_pytest + pads)
     except (OSError, ValueError, IndexError) as exc:
         server.pads = None
         server.calibration_state = "off: %s" % (exc,)
+    if server.candidate_server is None:
+        return
+    # The solution's headroom under trusted isolation: as in one process under pytest, at import
+    # and in a call, whichever runner the judge uses.
+    request = {"files": {"test_solution.py": PROBE_SOLUTION_TESTS, "solution.py": PROBE_SOLUTION}, "timeout": 30.0}
+    try:
+        reference = headroom((yield dict(request, runner="pytest", isolation="in-process")), "pytest")
+        server.candidate_pads = (0, 0)
+        runner = "plain" if server.pads is not None else "pytest"
+        natural = headroom((yield dict(request, runner="auto")), runner)
+        server.candidate_pads = (natural[0] - reference[0], natural[1] - reference[1])
+        padded = headroom((yield dict(request, runner="auto")), runner)
+        under_pytest = headroom((yield dict(request, runner="pytest")), "pytest")
+        if padded != reference or under_pytest != reference:
+            raise ValueError("padding did not match (%s and %s vs %s)" % (padded, under_pytest, reference))
+        server.trusted_state = "on (the solution's headroom %d at import, %d in a call, as in one process)" % reference
+    except (OSError, ValueError, IndexError) as exc:
+        server.trusted_state = "on (the solution's recursion headroom differs from one process's: %s)" % (exc,)

@@ -32,6 +32,22 @@ def read_exact(fd, n):
     return b"".join(chunks)
 
 
+def send_frame(fd, body):
+    write_all(fd, _HEADER.pack(len(body)) + body)
+
+
+def recv_frame(fd, limit):
+    """The next frame's body from ``fd``; None at end of file (before or inside the frame);
+    ValueError for a frame longer than ``limit`` bytes (nothing of it is read)."""
+    header = read_exact(fd, 4)
+    if header is None:
+        return None
+    (size,) = _HEADER.unpack(header)
+    if size > limit:
+        raise ValueError("a frame of %d bytes, over the limit of %d" % (size, limit))
+    return read_exact(fd, size)
+
+
 def send_json(fd, message):
     body = json.dumps(message).encode("utf-8")
     write_all(fd, _HEADER.pack(len(body)) + body)
