@@ -168,9 +168,10 @@ class DockerSandbox(PooledSandbox):
             "env": dict(SANDBOX_ENV),
             "rlimits": {"RLIMIT_AS": memory_mb << 20, "RLIMIT_FSIZE": 16 << 20, "RLIMIT_NOFILE": 256},
             "users": RUN_USERS,
+            "judge_dir": "/judge",
         }
         tmpfs = f"rw,nosuid,nodev,noexec,size={int(tmpfs_mb)}m,mode=1777"
-        container_mb = memory_mb + 2 * tmpfs_mb + 128
+        container_mb = 2 * memory_mb + 3 * tmpfs_mb + 256  # a run's candidate and judge, the servers, the tmpfs
         self.create_kwargs: dict[str, Any] = {
             "command": sandbox_command("python3", config),
             # The supervisor starts as root with only the capabilities below; every run's process
@@ -188,7 +189,9 @@ class DockerSandbox(PooledSandbox):
         self.host_kwargs: dict[str, Any] = {
             "network_mode": "none",
             "read_only": True,
-            "tmpfs": {"/work": tmpfs, "/tmp": tmpfs},
+            # /judge: the judge server's own (the candidate's user cannot enter it, nor take its name).
+            "tmpfs": {"/work": tmpfs, "/tmp": tmpfs, "/judge": "rw,nosuid,nodev,noexec,size=%dm,mode=0700,uid=%d,gid=%d" % (
+                int(tmpfs_mb), RUN_USERS["judge"][0], RUN_USERS["judge"][1])},
             "shm_size": "16m",
             "cap_drop": ["ALL"],
             # change user (runs), signal other users' processes (clean-up), remove their files

@@ -179,6 +179,7 @@ class CandidateProcess(codec.Peer):
         self.type_of = {}  # id(type) -> type id
         self.proxies = {}  # the judge's ref -> JudgeProxy
         self.descend = _make_descend()
+        self.marks = None  # CPU time marks when profiling (sent with the first manifest)
 
     # -- the peer hooks (how values cross) -----------------------------------------------------
 
@@ -423,6 +424,8 @@ class CandidateProcess(codec.Peer):
                 value, mutations, result_arg = None, (), -1
             elif op == b"V":
                 value, mutations, result_arg = self.do_state(*payload), (), -1
+            elif op == b"U":  # (profiling: this process's CPU and page faults so far)
+                value, mutations, result_arg = _cpu(), (), -1
             else:
                 raise ValueError("unknown request %r" % op)
         except BaseException as exc:
@@ -444,8 +447,12 @@ class CandidateProcess(codec.Peer):
         values = {n: namespace[n] for n in names if n in namespace}
         doc = namespace.get("__doc__")
         path = namespace.get("__file__")
-        return {"names": names, "values": values, "has_all": has_all, "doc": doc if isinstance(doc, str) else None,
-                "file": path if isinstance(path, str) else None}
+        manifest = {"names": names, "values": values, "has_all": has_all, "doc": doc if isinstance(doc, str) else None,
+                    "file": path if isinstance(path, str) else None}
+        if self.marks is not None:
+            self.marks["import"] = _cpu()
+            manifest["profile"], self.marks = self.marks, None
+        return manifest
 
     def do_call(self, target, args, kwargs, depth, context):
         if context is not None:
@@ -578,6 +585,7 @@ class CandidateServer:
 
         drop_capabilities(keep=("CAP_SETUID", "CAP_SETGID"))
         _preload()
+        self.depth = codec.recursion_depth_reader()  # (read once here; the same in every candidate process)
         _warm(self)
         import gc
 
@@ -605,8 +613,10 @@ class CandidateServer:
         """In the forked candidate process: set up, then serve the judge until it hangs up."""
         from gcop_env.sandbox.supervisor.spawn import enter_run
 
+        marks = {"start": _cpu()} if request.get("profile") else None
         try:
             channel = fds[0]
+            self.control.detach()  # (closed below by number, with the rest)
             signal.signal(signal.SIGCHLD, signal.SIG_DFL)
             out = os.memfd_create("stdout")
             err = os.memfd_create("stderr")
@@ -616,7 +626,10 @@ class CandidateServer:
                       self.limits.path_fixes(), None, None, files=request["files"], err_w=err)
             sys.path.insert(0, request["workdir"])
             sys.stdin = _DontReadFromInput()
-            process = CandidateProcess(channel, request["modules"], tuple(request["pads"]), codec.recursion_depth_reader())
+            process = CandidateProcess(channel, request["modules"], tuple(request["pads"]), self.depth)
+            process.marks = marks
+            if marks is not None:
+                marks["setup"] = _cpu()
         except BaseException:
             try:
                 os.write(2, traceback.format_exc().encode("utf-8", "replace"))
@@ -626,6 +639,13 @@ class CandidateServer:
         while True:
             op, payload = process.receive()
             process.serve(op, payload)
+
+
+def _cpu():
+    import resource
+
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return [usage.ru_utime + usage.ru_stime, float(usage.ru_minflt)]
 
 
 def _open_fds():
@@ -640,7 +660,7 @@ def _preload():
     for name in (
         "collections", "itertools", "functools", "heapq", "bisect", "math", "re", "string", "typing", "io",
         "contextlib", "json", "random", "copy", "dataclasses", "operator", "statistics", "fractions", "decimal",
-        "datetime", "array", "enum", "abc", "numbers", "traceback",
+        "datetime", "array", "enum", "abc", "numbers", "traceback", "resource", "tempfile", "ctypes",
     ):
         try:
             importlib.import_module(name)

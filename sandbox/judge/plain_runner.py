@@ -241,7 +241,7 @@ def plain_summary(outcomes, captured, seconds):
 
 
 def plain_session(session, pyfunc_call, plan, codes, workdir, test_file, emit, monitor, capture, profile, pads,
-                  pristine=None, guard=None):
+                  pristine=None, guard=None, before_end=None):
     """Import the test file and run its tests; returns the exit code pytest would have.
 
     Emits what :func:`gcop_env.sandbox.judge.reporter.make_reporter` would have for the same
@@ -393,6 +393,8 @@ def plain_session(session, pyfunc_call, plan, codes, workdir, test_file, emit, m
             pass
     if profile is not None:
         emit(profile_record(profile, plan.seconds))
+        if before_end is not None:
+            before_end()
     if not items:
         exit_code = exit_code or 5
     emit({"ev": "end", "exit": int(exit_code)})

@@ -131,12 +131,13 @@ class Plan:
     file binds at its top level (a star import of the solution does not bind over them).
     """
 
-    __slots__ = ("expected", "needed", "tests", "why_not", "code", "seconds", "why_in_process", "bound_names")
+    __slots__ = ("expected", "needed", "tests", "why_not", "code", "seconds", "why_in_process", "bound_names", "inline_ok")
 
     def __init__(self, source, path, candidate_modules=("solution",)):
         started = time.monotonic()
         self.tests = self.code = None
         self.bound_names = frozenset()
+        self.inline_ok = False
         try:
             tree = ast.parse(source)
         except (SyntaxError, ValueError, MemoryError, RecursionError):
@@ -147,6 +148,7 @@ class Plan:
             self.bound_names = bound_names(tree)
             self.why_in_process = trusted_blocker(tree, self.bound_names, candidate_modules)
             self.tests, self.why_not = plain_tests(tree, any(word in source for word in (":=", "global", "nonlocal")))
+            self.inline_ok = self.tests is not None and self.why_in_process is None and inline_ok(tree, candidate_modules)
             if self.tests is not None:
                 try:
                     AssertRewriter().rewrite(tree)
@@ -199,6 +201,47 @@ _SYS_ALLOWED = frozenset((
     "platform", "byteorder", "implementation", "hexversion", "float_repr_style", "maxunicode", "exc_info", "exit",
 ))
 _OS_ALLOWED = frozenset(("sep", "linesep", "pathsep", "name", "cpu_count", "extsep", "altsep", "curdir", "pardir"))
+
+
+# Modules whose state a test cannot change in a way that outlives the test (or whose state the
+# judge server puts back: ``random``'s generator): a plain test file that imports only these, the
+# solution and pytest runs inline in the judge server (gcop_env.sandbox.judge.server).
+_STATELESS_MODULES = frozenset((
+    "pytest", "math", "cmath", "collections", "itertools", "functools", "operator", "heapq", "bisect", "re", "string",
+    "typing", "json", "copy", "dataclasses", "enum", "abc", "numbers", "fractions", "statistics", "array", "io",
+    "contextlib", "time", "datetime", "calendar", "textwrap", "unicodedata", "random", "sys", "os", "struct", "binascii",
+    "base64", "hashlib", "string", "difflib", "pprint", "reprlib", "keyword", "typing_extensions",
+))
+
+
+def inline_ok(tree, candidate_modules=("solution",)):
+    """Whether the tests' own code can leave nothing behind in a process that runs them: they import
+    only the solution and stateless modules (above), and assign no attribute of a module."""
+    modules = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                top = alias.name.split(".")[0]
+                if top not in _STATELESS_MODULES and top not in candidate_modules:
+                    return False
+                modules.add(alias.asname or top)
+        elif isinstance(node, ast.ImportFrom):
+            top = (node.module or "").split(".")[0]
+            if node.level or (top not in _STATELESS_MODULES and top not in candidate_modules):
+                return False
+            for alias in node.names:
+                if alias.name != "*" and alias.name[:1].islower() and top not in candidate_modules:
+                    modules.add(alias.asname or alias.name)  # (a submodule, maybe)
+        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in ("exec", "eval", "compile"):
+            return False
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Attribute, ast.Subscript)) and isinstance(node.ctx, (ast.Store, ast.Del)):
+            base = node.value
+            while isinstance(base, (ast.Attribute, ast.Subscript)):
+                base = base.value
+            if isinstance(base, ast.Name) and base.id in modules:
+                return False
+    return True
 
 
 def bound_names(tree):

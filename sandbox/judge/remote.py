@@ -112,6 +112,7 @@ class Channel(codec.Peer):
         self.depth = _depth_reader()
         self.context = None  # the last PYTEST_CURRENT_TEST sent
         self.states = None  # during a structural comparison: ref -> state
+        self.profile = None  # the run's phase timings, when profiling
 
     # -- failures -------------------------------------------------------------------------------
 
@@ -260,6 +261,8 @@ class Channel(codec.Peer):
 
     def import_module(self, name, depth):
         manifest = self.request(b"I", (name, depth))
+        if type(manifest) is dict and self.profile is not None and type(manifest.get("profile")) is dict:
+            self.profile["candidate"] = manifest.pop("profile")  # (informational: the candidate's own numbers)
         if type(manifest) is not dict or type(manifest.get("names")) is not list or type(manifest.get("values")) is not dict \
                 or not all(type(n) is str for n in manifest["names"]) or not all(type(n) is str for n in manifest["values"]):
             self.fail("a bad module manifest")
@@ -985,14 +988,15 @@ class ProxyModule(types.ModuleType):
     @property
     def __all__(self):
         """What ``from solution import *`` binds in the module that runs it: the candidate module's
-        public names, but not over a builtin, a name pytest gives a meaning (hooks, marks, setup
-        functions), or a name that the importing module binds itself."""
+        public names, but not over a builtin, not a name pytest gives a meaning (tests, test
+        classes, hooks, marks, setup functions: a solution adds no tests), and not a name that the
+        importing module binds itself."""
         from gcop_env.sandbox.judge.plan import reserved
 
         frame = sys._getframe(1)
         namespace = frame.f_locals
         excluded = self._gcop_channel.star_excluded
-        return [n for n in self._gcop_names if n not in _BUILTIN_NAMES and not (reserved(n) and not n.startswith("Test"))
+        return [n for n in self._gcop_names if n not in _BUILTIN_NAMES and not reserved(n) and not n.startswith("test")
                 and n not in namespace and n not in excluded and not n.startswith(("_gcop", "@"))]
 
     def __getattr__(self, name):

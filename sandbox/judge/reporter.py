@@ -28,16 +28,23 @@ def make_emitter(fd, nonce):
     return emit
 
 
-def make_reporter(emit, monitor=None, guard=None):
+def make_reporter(emit, monitor=None, guard=None, test_file=None):
     """A pytest plugin that reports through ``emit`` (:func:`make_emitter`).
 
     ``monitor`` (a :class:`~gcop_env.sandbox.candidate.monitor.Monitor`, in-process runs) is asked
     for findings at collection's end, after every test phase and at the session's end; each
     finding goes out as a ``tamper`` record before the record that follows it, so a forged result
     never reaches the report unflagged. ``guard`` (trusted runs: the channel to the candidate)
-    fails a test phase in which the candidate failed, whatever the test made of it.
+    fails a test phase in which the candidate failed, whatever the test made of it. ``test_file``:
+    the name the report's test ids start with, when pytest ran the file from another directory
+    than its root (the judge server's own).
     """
     import pytest
+
+    def ident(nodeid):
+        if test_file is None:
+            return nodeid
+        return test_file + "::" + nodeid.split("::", 1)[1] if "::" in nodeid else test_file
 
     def text(report):
         try:
@@ -66,13 +73,13 @@ def make_reporter(emit, monitor=None, guard=None):
 
         def pytest_collectreport(self, report):
             if report.failed:
-                emit({"ev": "collect_error", "id": report.nodeid, "msg": text(report)})
+                emit({"ev": "collect_error", "id": ident(report.nodeid), "msg": text(report)})
 
         def pytest_collection_finish(self, session):
             self.mark("t_collected")
             if monitor is not None:
                 flush(monitor.collected(session.items))
-            emit({"ev": "collected", "ids": [item.nodeid for item in session.items]})
+            emit({"ev": "collected", "ids": [ident(item.nodeid) for item in session.items]})
 
         def pytest_runtest_logstart(self, nodeid, location):
             if guard is not None:
@@ -81,7 +88,7 @@ def make_reporter(emit, monitor=None, guard=None):
         def pytest_runtest_logreport(self, report):
             if monitor is not None:
                 flush(monitor.check(full=False, nodeid=report.nodeid))
-            event = {"ev": "phase", "id": report.nodeid, "when": report.when, "outcome": report.outcome}
+            event = {"ev": "phase", "id": ident(report.nodeid), "when": report.when, "outcome": report.outcome}
             if report.failed:
                 event["msg"] = text(report)
             if guard is not None:
@@ -101,6 +108,12 @@ def make_reporter(emit, monitor=None, guard=None):
             emit({"ev": "end", "exit": int(exitstatus)})
             self.exitstatus = int(exitstatus)
 
+        def pytest_internalerror(self, excrepr, excinfo):
+            try:  # (pytest's own report of it may sit in a capture that is never printed)
+                os.write(2, ("INTERNALERROR " + str(excrepr)[-MESSAGE_LIMIT:] + "\n").encode("utf-8", "replace"))
+            except Exception:
+                pass
+
         @pytest.hookimpl(tryfirst=True)
         def pytest_unconfigure(self, config):
             # The verdict is complete and the summary printed: skip pytest's teardown (with
@@ -118,6 +131,16 @@ def make_reporter(emit, monitor=None, guard=None):
 def profile_record(marks, rewrite):
     """The ``profile`` record of a run (seconds per phase) from its child's time marks; ``rewrite``:
     the assertion rewriting's share (pytest's in the child, or the plain runner's plan in the server)."""
-    return {"ev": "profile", "fork": marks["fork"], "setup": marks["setup"], "rewrite": rewrite,
-            "config": marks["t_sessionstart"] - marks["t_main"], "collect": marks["t_collected"] - marks["t_sessionstart"],
-            "tests": marks["t_tested"] - marks["t_collected"], "monitor": time.monotonic() - marks["t_tested"]}
+    record = {"ev": "profile", "fork": marks["fork"], "setup": marks["setup"], "rewrite": rewrite,
+              "config": marks["t_sessionstart"] - marks["t_main"], "collect": marks["t_collected"] - marks["t_sessionstart"],
+              "tests": marks["t_tested"] - marks["t_collected"], "monitor": time.monotonic() - marks["t_tested"]}
+    candidate = marks.get("candidate")  # (trusted runs: the candidate process's CPU and page faults by then)
+    if isinstance(candidate, dict):
+        try:
+            record.update(candidate_start_cpu=candidate["start"][0], candidate_start_faults=candidate["start"][1],
+                          candidate_setup_cpu=candidate["setup"][0] - candidate["start"][0],
+                          candidate_import_cpu=candidate["import"][0] - candidate["setup"][0],
+                          candidate_page_faults=candidate["import"][1])
+        except (KeyError, IndexError, TypeError):
+            pass
+    return record

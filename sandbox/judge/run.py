@@ -35,6 +35,7 @@ def run_judge(server, workdir, args, rep_w, channel_fd, test_file, modules, star
     channel = Channel(channel_fd, modules, test_file[:-3], harness_failed, star_excluded)
     sys.meta_path.insert(0, SolutionFinder(channel))
     if profile is not None:
+        channel.profile = profile
         profile["setup"] = time.monotonic() - forked - profile["fork"]
         profile["t_main"] = time.monotonic()
     if plain is not None:

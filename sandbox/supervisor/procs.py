@@ -100,20 +100,23 @@ def children(parent):
 
 def children_of(parents):
     """Live children of any of the pids in ``parents``."""
-    found = []
-    for pid in all_pids():
-        fields = stat_fields(pid)
-        if fields is not None and fields[0] != b"Z" and int(fields[1]) in parents:
-            found.append(pid)
-    return found
+    return [pid for pid, parent in process_table().items() if parent in parents]
 
 
-def descendants(root):
-    parents = {}
+def process_table():
+    """{pid: parent pid} of the live (not zombie) processes, from one scan of /proc."""
+    table = {}
     for pid in all_pids():
         fields = stat_fields(pid)
         if fields is not None and fields[0] != b"Z":
-            parents[pid] = int(fields[1])
+            table[pid] = int(fields[1])
+    return table
+
+
+def descendants(root, parents=None):
+    """Live descendants of ``root`` (in ``parents``, a :func:`process_table`, or a fresh one)."""
+    if parents is None:
+        parents = process_table()
     found = []
     for pid in parents:
         seen = 0

@@ -99,7 +99,7 @@ class Report:
                     raise ValueError("two end records")
                 self.end = int(event["exit"])
             elif kind == "profile":
-                self.profile = {k: float(v) for k, v in event.items() if k != "ev"}
+                self.profile = dict(self.profile or {}, **{k: float(v) for k, v in event.items() if k != "ev"})
             elif kind == "fallback":
                 if self.collected is not None or self.phases or self.end is not None:
                     raise ValueError("a fallback after collection")

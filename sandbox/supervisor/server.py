@@ -19,12 +19,13 @@ import traceback
 
 from gcop_env.sandbox.candidate.in_process import run_in_process
 from gcop_env.sandbox.candidate.server import send_request
-from gcop_env.sandbox.judge.run import run_judge
+from gcop_env.sandbox.judge.server import JudgeServer
+from gcop_env.sandbox.judge.server import send_request as send_judge
 from gcop_env.sandbox.judge.plan import PLAN_CACHE_SIZE, Plan
 from gcop_env.sandbox.judge.plain_runner import precompile
 from gcop_env.sandbox.judge.reporter import MESSAGE_LIMIT
 from gcop_env.sandbox.supervisor.procs import (
-    children, children_of, descendants, drain, enlarge_pipe, live_pids, read_available, remove,
+    children, children_of, descendants, drain, enlarge_pipe, process_table, read_available, remove, stat_fields,
 )
 from gcop_env.sandbox.supervisor.report import CappedOutput, Report
 from gcop_env.sandbox.supervisor.session import RunInThisChild, fork_server_plugin, pytest_version
@@ -33,6 +34,7 @@ from gcop_env.sandbox.supervisor.warmup import calibration
 from gcop_env.sandbox.wire.framing import recv_json, send_json
 
 DRAIN_S = 0.02  # how often the server empties a running child's pipes
+JUDGE_RUNS = 500  # runs a judge server serves before a fresh one replaces it
 
 
 class ForkServer:
@@ -54,9 +56,13 @@ class ForkServer:
         self.scratch = list(config.get("scratch", []))  # other dirs a run may write, wiped after it
         if self.base not in self.scratch:  # (its users create their work dirs there, and may leave more)
             self.scratch.append(self.base)
+        self.kept = {os.path.join(self.base, "judge")}  # not wiped (the judge server's, process backend)
         self.candidate_server = candidate_server
         self.trusted_state = trusted_state  # for the host (hello message)
         self.candidate_pads = (0, 0)  # frames between the judge's depth and the solution's (calibration)
+        self.judge = None  # (pid, control socket, start-up error pipe) of the judge server, once started
+        self.judge_runs = 0
+        self.judge_pads = {True: None, False: None}  # the plain runner's pads in the judge, inline and forked
         self.runs = 0
         self.importable = {}  # module name -> found by this interpreter (cached: it does not change)
         # SIGCHLD wakes the select loop through this pipe, so a finished run is noticed at once.
@@ -139,89 +145,91 @@ class ForkServer:
         return result
 
     def _run_once(self, request, files, test_file, session, plan, plain, started, trusted):
+        """One run: trusted (the judge server and a candidate process) or in-process (a child)."""
+        server_cpu = time.process_time()
         workdir = os.path.join(self.base, "run")
         candidate_dir = os.path.join(self.base, "cand")
         profile = bool(request.get("profile"))
         timeout = float(request["timeout"])
         output_limit = int(request.get("output_limit", 1 << 20))
-        codes = precompile(files, test_file, workdir, plan.needed) if plain is not None and not trusted else None
-        if trusted:  # the judge gets the test file (and data), the candidate everything but the test file
-            mine = {n: t for n, t in files.items() if n == test_file or not n.endswith(".py")}
-            theirs = {n: t for n, t in files.items() if n != test_file}
-            modules = sorted(n[:-3] for n in theirs if n.endswith(".py") and n[:-3].isidentifier())
-        else:
-            mine, theirs, modules = dict(files), None, ()
-        if plain is None:  # pytest's (empty) ini file, named on its command line
-            mine[".pytest.ini"] = "[pytest]\n"
-        expected = plan.expected
-
         report = Report(trusted=trusted)
         rep_r, rep_w = os.pipe()
         out_r, out_w = os.pipe()
         enlarge_pipe(rep_r)
         enlarge_pipe(out_r)
-        closing = [rep_r, out_r, self.proto_in, self.proto_out, *self.wake]
-        if self.candidate_server is not None:  # no run's process may talk to the candidate server
-            closing.append(self.candidate_server[1].fileno())
-        channel = None
+        pid = None
         if trusted:
-            judge_end, candidate_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-            control = self.candidate_server[1]
-            try:
-                send_request(control, {"workdir": candidate_dir, "files": theirs, "timeout": timeout, "modules": modules,
-                                       "pads": list(self.candidate_pads)}, [candidate_end.fileno()])
-            except OSError as exc:
-                for item in (judge_end, candidate_end):
-                    item.close()
-                for fd in (rep_r, rep_w, out_r, out_w):
+            modules = sorted(n[:-3] for n in files if n != test_file and n.endswith(".py") and n[:-3].isidentifier())
+            error = self._start_trusted(request, files, test_file, plan, plain, timeout, modules, rep_w, out_w, profile)
+            if error is not None:
+                for fd in (rep_r, out_r):
                     os.close(fd)
-                self.candidate_server = None  # this sandbox is broken: the host replaces it
-                return {"op": "result", "harness_error": "the candidate server is gone (%s)" % exc, "clean": False}
-            candidate_end.close()
-            channel = judge_end.detach()
-        args = self.pytest_args(workdir, test_file)
-        path_fixes = self.limits.path_fixes()
-        forked = time.monotonic()
-        pid = os.fork()
-        if pid == 0:  # the child never returns
-            self._child(workdir, args, timeout, rep_w, out_w, closing, test_file, mine, list(files), session,
-                        forked if profile else None, path_fixes, plain, codes, channel, modules, plan)
-        os.close(rep_w)
-        os.close(out_w)
-        if channel is not None:
-            os.close(channel)
+                return {"op": "result", "harness_error": error, "clean": False}
+        else:
+            mine = dict(files)
+            if plain is None:  # pytest's (empty) ini file, named on its command line
+                mine[".pytest.ini"] = "[pytest]\n"
+            codes = precompile(files, test_file, workdir, plan.needed) if plain is not None else None
+            closing = [rep_r, out_r, self.proto_in, self.proto_out, *self.wake]
+            for other in (self.candidate_server, self.judge):  # no run's process may talk to these
+                if other is not None:
+                    closing.append(other[1].fileno())
+            if self.judge is not None:
+                closing.append(self.judge[2])
+            args = self.pytest_args(workdir, test_file)
+            path_fixes = self.limits.path_fixes()
+            forked = time.monotonic()
+            pid = os.fork()
+            if pid == 0:  # the child never returns
+                self._child(workdir, args, timeout, rep_w, out_w, closing, test_file, mine, list(files), session,
+                            forked if profile else None, path_fixes, plain, codes)
+            os.close(rep_w)
+            os.close(out_w)
 
         output = CappedOutput(output_limit)
         sinks = {rep_r: report, out_r: output}
         status = None
         usage = None
+        judge_report = None
         timed_out = False
         deadline = started + timeout
         open_fds = [rep_r, out_r]
         for fd in open_fds:
             os.set_blocking(fd, False)
-        # Read until the child exits (not until EOF: a background process may hold the pipes).
-        # Woken by SIGCHLD, and every DRAIN_S to empty the (enlarged) pipes: not by each line
-        # the child writes, which on a busy CPU would switch to this process and back a dozen
-        # times per run. Everything is read before the verdict either way.
-        while status is None:
+        watch = [self.wake[0]] + ([self.judge[1].fileno()] if trusted else [])
+        # Read until the run's process exits, or the judge says the run is done (not until EOF: a
+        # background process may hold the pipes). Woken by SIGCHLD or the judge's answer, and every
+        # DRAIN_S to empty the (enlarged) pipes: not by each line written, which on a busy CPU
+        # would switch to this process and back a dozen times per run. Everything is read before
+        # the verdict either way.
+        while status is None and judge_report is None:
             wait = deadline - time.monotonic()
             if wait <= 0:
                 timed_out = True
                 break
-            ready, _, _ = select.select([self.wake[0]], [], [], min(wait, DRAIN_S))
-            if ready:  # SIGCHLD arrived
+            ready, _, _ = select.select(watch, [], [], min(wait, DRAIN_S))
+            if self.wake[0] in ready:  # SIGCHLD arrived
                 while drain(self.wake[0]):
                     pass
             for fd in list(open_fds):
                 if not read_available(fd, sinks[fd]):
                     open_fds.remove(fd)
-            done, code, usage = os.wait4(pid, os.WNOHANG)
-            if done:
-                status = code
+            if trusted:
+                if len(ready) > 1 or watch[-1] in ready:
+                    judge_report = self._judge_answer()
+                elif os.waitpid(self.judge[0], os.WNOHANG)[0]:
+                    judge_report = {"status": None, "died": True}  # the judge server died
+            else:
+                done, code, usage = os.wait4(pid, os.WNOHANG)
+                if done:
+                    status = code
         exited = time.monotonic()
+        if trusted and (judge_report is None or judge_report.get("died") or judge_report.get("status") is None):
+            self._stop_judge()  # it timed out, died or broke the protocol: a fresh one serves the next run
+        if trusted and judge_report is not None:
+            status = judge_report.get("status")
         strays = self._kill_everything(pid)
-        if status is None:
+        if pid is not None and status is None:
             for _ in range(200):
                 done, code, usage = os.wait4(pid, os.WNOHANG)
                 if done:
@@ -235,7 +243,7 @@ class ForkServer:
             os.close(fd)
         report.finish()
         clean = self._wipe(workdir) & (self._wipe(candidate_dir, scratch=False) if trusted else True)
-        result = report.result(expected)
+        result = report.result(plan.expected)
         exit_code = signal_name = None
         if status is not None:
             if os.WIFEXITED(status):
@@ -248,7 +256,7 @@ class ForkServer:
         if report.harness is not None:  # (a trusted runner's record: the candidate never ran)
             return {"op": "result", "harness_error": report.harness}
         if report.prefix is None and not timed_out:
-            # The child writes its nonce before any candidate code runs: it died in the harness.
+            # The runner writes its nonce before any candidate code runs: it died in the harness.
             text = output.data.decode("utf-8", "replace").strip()
             return {"op": "result", "harness_error": "the run's process ended before any candidate code ran (exit %s, signal %s)%s" % (
                 exit_code, signal_name, (": " + text[-MESSAGE_LIMIT:]) if text else "")}
@@ -256,6 +264,10 @@ class ForkServer:
             result["profile"]["cleanup"] = time.monotonic() - exited
             if usage is not None:  # the child's own CPU, and its page faults (mostly copy-on-write)
                 result["profile"].update(cpu_user=usage.ru_utime, cpu_system=usage.ru_stime, page_faults=float(usage.ru_minflt))
+            elif judge_report is not None and judge_report.get("usage"):  # the judge's, for this run
+                user, system, faults = judge_report["usage"]
+                result["profile"].update(cpu_user=user, cpu_system=system, page_faults=faults)
+            result["profile"]["server_cpu"] = time.process_time() - server_cpu
         result.update(
             op="result",
             timed_out=timed_out,
@@ -269,18 +281,121 @@ class ForkServer:
         )
         return result
 
-    def _child(self, workdir, args, timeout, rep_w, out_w, close_fds, test_file, mine, names, session, forked, path_fixes,
-               plain, codes, channel, modules, plan):
+    # -- trusted runs: the judge server and the candidate server ---------------------------------
+
+    def _start_trusted(self, request, files, test_file, plan, plain, timeout, modules, rep_w, out_w, profile):
+        """Hand a trusted run to the candidate server and the judge server (None, or why it could not be)."""
+        judge_end, candidate_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
-            if channel is not None:  # the judge
-                profile, capture = enter_run(self.limits, workdir, timeout, out_w, close_fds, self.limits.judge_user,
-                                             path_fixes, session, forked, files=mine, oom_score=None)
-                run_judge(self, workdir, args, rep_w, channel, test_file, modules, plan.bound_names, session, profile,
-                          capture, plain, codes, forked)
-            else:
-                profile, capture = enter_run(self.limits, workdir, timeout, out_w, close_fds, self.limits.candidate_user,
-                                             path_fixes, session, forked, files=mine)
-                run_in_process(self, workdir, args, rep_w, test_file, names, session, profile, capture, plain, codes, forked)
+            theirs = {n: t for n, t in files.items() if n != test_file}
+            send_request(self.candidate_server[1], {
+                "workdir": os.path.join(self.base, "cand"), "files": theirs, "timeout": timeout, "modules": modules,
+                "pads": list(self.candidate_pads), "profile": profile}, [candidate_end.fileno()])
+        except OSError as exc:
+            self.candidate_server = None  # this sandbox is broken: the host replaces it
+            return "the candidate server is gone, before any candidate code ran (%s)" % exc
+        finally:
+            candidate_end.close()
+        try:
+            if self.judge is None:
+                raise OSError("no judge server")
+            self.judge_runs += 1
+            inline = plain is not None and plan.inline_ok and not request.get("judge_fork")
+            send_judge(self.judge[1], {
+                "text": files[test_file], "test_file": test_file, "modules": modules, "inline": inline,
+                "runner": "plain" if plain is not None else "pytest", "pads": list(self.judge_pads[inline]) if (
+                    plain is not None and self.judge_pads[inline] is not None) else None, "profile": profile,
+                "data": {n: t for n, t in files.items() if n != test_file and not n.endswith(".py")},
+            }, [rep_w, out_w, judge_end.fileno()])
+        except OSError as exc:
+            why = self._judge_start_error()
+            self._stop_judge()
+            return "the judge server did not take the run, before any candidate code ran (%s)%s" % (exc, why)
+        finally:
+            judge_end.close()
+            os.close(rep_w)
+            os.close(out_w)
+        return None
+
+    def _judge_answer(self):
+        try:
+            answer = recv_json(self.judge[1].fileno())
+        except (OSError, ValueError):
+            answer = None
+        return answer if isinstance(answer, dict) else {"status": None, "died": True}
+
+    def _ensure_judge(self):
+        """A judge server for the next trusted run: a fresh one when there is none (the last one
+        timed out or died) or the last one has served its share. Called from :meth:`serve`'s loop
+        only: a run of pytest's in a child the judge forks goes back up this process's stack into
+        the session's collection, and must meet no clean-up of a run on its way."""
+        if self.candidate_server is not None and (self.judge is None or self.judge_runs >= JUDGE_RUNS):
+            self._stop_judge()
+            self._start_judge()
+
+    def _start_judge(self):
+        """Fork the judge server (see gcop_env.sandbox.judge.server): from here, with this warm session."""
+        mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        closing = [mine.fileno(), self.proto_in, self.proto_out, *self.wake]
+        if self.candidate_server is not None:
+            closing.append(self.candidate_server[1].fileno())
+        workdir = self.config.get("judge_dir") or os.path.join(self.base, "judge")
+        if not self.in_container:  # (a container mounts it, the judge's own)
+            remove(workdir)
+            os.mkdir(workdir, 0o700)
+            os.chown(workdir, *self.limits.judge_user)
+        errors, devnull = os.pipe()  # (its output: only what a failed start-up says)
+        os.set_blocking(errors, False)
+        closing.append(errors)
+        pid = os.fork()
+        if pid == 0:
+            mine.detach()  # (its descriptor is closed below by number: the object must not close a later one)
+            try:
+                enter_run(self.limits, workdir, None, devnull, closing, self.limits.judge_user, self.limits.path_fixes(),
+                          self.session, None, oom_score=None)
+                JudgeServer(self, theirs, workdir).serve()
+            except RunInThisChild:
+                raise  # (a forked run of pytest's, going back up into the session's collection)
+            except BaseException:
+                try:
+                    os.write(2, traceback.format_exc().encode("utf-8", "replace"))
+                finally:
+                    os._exit(70)
+            os._exit(0)
+        os.close(devnull)
+        theirs.close()
+        self.judge = (pid, mine, errors)
+        self.judge_runs = 0
+
+    def _judge_start_error(self):
+        try:
+            text = os.read(self.judge[2], 8192).decode("utf-8", "replace").strip() if self.judge else ""
+        except OSError:
+            text = ""
+        return (": " + text[-MESSAGE_LIMIT:]) if text else ""
+
+    def _stop_judge(self):
+        if self.judge is None:
+            return
+        pid, control, errors = self.judge
+        self.judge = None
+        os.close(errors)
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        control.close()
+        try:
+            os.waitpid(pid, 0)
+        except ChildProcessError:
+            pass
+
+    def _child(self, workdir, args, timeout, rep_w, out_w, close_fds, test_file, mine, names, session, forked, path_fixes,
+               plain, codes):
+        try:
+            profile, capture = enter_run(self.limits, workdir, timeout, out_w, close_fds, self.limits.candidate_user,
+                                         path_fixes, session, forked, files=mine)
+            run_in_process(self, workdir, args, rep_w, test_file, names, session, profile, capture, plain, codes, forked)
         except RunInThisChild:
             raise
         except BaseException:
@@ -308,22 +423,34 @@ class ForkServer:
 
     # -- cleaning up after a run ------------------------------------------------------------
 
+    def _candidate_cpu(self):
+        """(CPU seconds, page faults) of the candidate process now (profiling only), or None."""
+        for pid in children_of({self.candidate_server[0]}):
+            try:
+                with open("/proc/%d/schedstat" % pid) as handle:
+                    cpu = int(handle.read().split()[0]) / 1e9
+                fields = stat_fields(pid)
+                return cpu, float(fields[7]) if fields else 0.0
+            except (OSError, ValueError, IndexError):
+                return None
+        return None
+
     def _kill_everything(self, pid):
         """SIGKILL every process the run started; return how many outlived the run's own processes
         (the judge or in-process child ``pid``, and the candidate process of a trusted run)."""
-        spared = {self.candidate_server[0]} if self.candidate_server is not None else set()
+        spared = {server[0] for server in (self.candidate_server, self.judge) if server is not None}
         strays = set()
         for attempt in range(100):
+            table = process_table()  # (one scan: who is whose child is read at the same moment)
             if self.in_container:
                 # We are PID 1 of the container's PID namespace: every other process in it is the
                 # candidate server or the run's, however it detached itself (setsid, double fork).
-                everyone = live_pids()
-                victims = [p for p in everyone if p != 1 and p not in spared]
+                victims = [p for p in table if p != 1 and p not in spared]
             else:
                 # Process backend: we are a child subreaper, so orphans of the run are
                 # reparented to us and stay findable as our descendants.
-                everyone = victims = [p for p in descendants(os.getpid()) if p not in spared]
-            own = {pid} | set(children_of(spared)) if spared else {pid}
+                victims = [p for p in descendants(os.getpid(), table) if p not in spared]
+            own = {pid} | {p for p, parent in table.items() if parent in spared}
             # Stopped first, then killed: a stopped process cannot fork, so a fork bomb stops
             # growing while it is taken down one process at a time.
             for sig in (signal.SIGSTOP, signal.SIGKILL) if len(victims) > 1 else (signal.SIGKILL,):
@@ -357,7 +484,9 @@ class ForkServer:
             except OSError:
                 continue
             for entry in entries:
-                ok &= remove(os.path.join(scratch, entry))
+                path = os.path.join(scratch, entry)
+                if path not in self.kept:
+                    ok &= remove(path)
         return ok
 
     # -- the serve loop -----------------------------------------------------------------------
@@ -401,9 +530,11 @@ class ForkServer:
     def serve(self):
         steps = calibration(self)
         try:
+            self._ensure_judge()
             request = next(steps)
             while True:
                 result = self.run(request)  # (as deep in the stack as the runs below: see calibration)
+                self._ensure_judge()
                 request = steps.send(result)
         except StopIteration:
             pass
@@ -413,6 +544,7 @@ class ForkServer:
         send_json(self.proto_out, {"op": "ready", "python": sys.version.split()[0], "pytest": pytest_version(),
                                    "plain_runner": self.calibration_state, "isolation": self.trusted_state})
         while True:
+            self._ensure_judge()
             try:
                 request = recv_json(self.proto_in)
             except (OSError, ValueError):

@@ -45,6 +45,10 @@ def make_reporter_slot():
             if self.reporter is not None:
                 self.reporter.pytest_sessionfinish(session, exitstatus)
 
+        def pytest_internalerror(self, excrepr, excinfo):
+            if self.reporter is not None:
+                self.reporter.pytest_internalerror(excrepr, excinfo)
+
         @pytest.hookimpl(tryfirst=True)
         def pytest_unconfigure(self, config):
             if self.reporter is not None:

@@ -91,10 +91,16 @@ class RunLimits:
         return self._path_fixes
 
 
-def _libc():
-    import ctypes
+_LIBC = []
 
-    return ctypes.CDLL(None, use_errno=True)
+
+def _libc():
+    """libc through ctypes (loaded once per server, before its forks)."""
+    if not _LIBC:
+        import ctypes
+
+        _LIBC.append(ctypes.CDLL(None, use_errno=True))
+    return _LIBC[0]
 
 
 def lock_down():
@@ -149,7 +155,8 @@ def enter_run(limits, workdir, timeout, out_w, close_fds, user, path_fixes, sess
               oom_score=b"1000"):
     """Set up this freshly forked process for a run; returns ``(profile, capture)``.
 
-    ``user``: (uid, gid) to drop to, or None to keep the server's; ``path_fixes``: see
+    ``timeout``: the run's, for its CPU limit (None: none); ``user``: (uid, gid) to drop to, or
+    None to keep the server's; ``path_fixes``: see
     :meth:`RunLimits.path_fixes`; ``session``: the fork server's pytest session (its capture
     manager is stopped here), or None; ``forked``: the time of the fork when profiling, else
     None; ``files``: {name: text} written into ``workdir``, which this process creates (0700,
@@ -194,8 +201,9 @@ def enter_run(limits, workdir, timeout, out_w, close_fds, user, path_fixes, sess
     import resource
 
     rlimits = limits.config.get("rlimits", {})
-    cpu = int(timeout) + 2
-    resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu))
+    if timeout is not None:  # (None: a server of runs; the supervisor's clock stops a run that takes too long)
+        cpu = int(timeout) + 2
+        resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu))
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
     for name, value in rlimits.items():
         resource.setrlimit(getattr(resource, name), (int(value), int(value)))

@@ -225,19 +225,34 @@ def calibration(server):
         server.calibration_state = "off: %s" % (exc,)
     if server.candidate_server is None:
         return
-    # The solution's headroom under trusted isolation: as in one process under pytest, at import
-    # and in a call, whichever runner the judge uses.
+    # Trusted runs: the plain runner in the judge server (inline, and in a child it forks) with
+    # pytest's headroom too, then the solution's in the candidate process, as in one process
+    # under pytest, at import and in a call, whichever runner the judge uses.
+    try:
+        if server.pads is not None:
+            for inline in (True, False):
+                server.judge_pads[inline] = (0, 0)
+                fork = {"judge_fork": not inline}
+                natural = headroom((yield dict(request, runner="auto", **fork)), "plain")
+                server.judge_pads[inline] = (natural[0] - under_pytest[0], natural[1] - under_pytest[1])
+                padded = headroom((yield dict(request, runner="auto", **fork)), "plain")
+                if padded != under_pytest:
+                    raise ValueError("the judge's padding did not match pytest's headroom (%s vs %s)" % (padded, under_pytest))
+    except (OSError, ValueError, IndexError) as exc:
+        server.judge_pads = {True: None, False: None}
+        server.trusted_state = "on (the plain runner off in the judge: %s)" % (exc,)
     request = {"files": {"test_solution.py": PROBE_SOLUTION_TESTS, "solution.py": PROBE_SOLUTION}, "timeout": 30.0}
     try:
         reference = headroom((yield dict(request, runner="pytest", isolation="in-process")), "pytest")
         server.candidate_pads = (0, 0)
-        runner = "plain" if server.pads is not None else "pytest"
+        runner = "plain" if server.judge_pads[True] is not None else "pytest"
         natural = headroom((yield dict(request, runner="auto")), runner)
         server.candidate_pads = (natural[0] - reference[0], natural[1] - reference[1])
-        padded = headroom((yield dict(request, runner="auto")), runner)
-        under_pytest = headroom((yield dict(request, runner="pytest")), "pytest")
-        if padded != reference or under_pytest != reference:
-            raise ValueError("padding did not match (%s and %s vs %s)" % (padded, under_pytest, reference))
+        found = [headroom((yield dict(request, runner="auto")), runner),
+                 headroom((yield dict(request, runner="auto", judge_fork=True)), runner),
+                 headroom((yield dict(request, runner="pytest")), "pytest")]
+        if any(each != reference for each in found):
+            raise ValueError("padding did not match (%s vs %s)" % (found, reference))
         server.trusted_state = "on (the solution's headroom %d at import, %d in a call, as in one process)" % reference
     except (OSError, ValueError, IndexError) as exc:
         server.trusted_state = "on (the solution's recursion headroom differs from one process's: %s)" % (exc,)
