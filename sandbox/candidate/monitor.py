@@ -412,8 +412,8 @@ class Monitor:
                 code = method.__code__
                 if code.co_filename not in self.candidate_files:
                     continue
-                try:
-                    result = method(_Unrelated(), _Unrelated())
+                try:  # (two objects with different attributes: an __eq__ comparing __dict__ says False)
+                    result = method(*_probe_pair(cls))
                 except BaseException:
                     continue
                 if result is expect or (expect and result is not NotImplemented and type(result) is not bool and bool(result)):
@@ -427,6 +427,22 @@ class Monitor:
 class _Unrelated:
     """What the equality probe compares (made by the server: a class made in each run's child
     would add itself to ``object``'s subclasses, copying that table's pages)."""
+
+    def __init__(self, value):
+        self.value = value
+
+
+def _probe_pair(cls):
+    """Two objects an honest ``__eq__`` of ``cls`` calls unequal: instances of ``cls`` itself (made
+    without its ``__init__``) with different attributes where it allows, else two unrelated ones.
+    (An ``__ne__`` written as ``not self.__eq__(other)`` then meets its own class's ``__eq__``.)"""
+    try:
+        pair = object.__new__(cls), object.__new__(cls)
+        for obj, value in zip(pair, (1, 2)):
+            vars(obj)["_gcop_probe"] = value
+        return pair
+    except Exception:
+        return _Unrelated(1), _Unrelated(2)
 
 
 _VALUE_TYPES = (object, int, float, complex, str, bytes, list, tuple, dict, set, frozenset)
