@@ -15,6 +15,7 @@ Nothing in this module is trusted: the candidate's code can change any of it at 
 judge decides every verdict from the data it decodes itself.
 """
 
+import _signal
 import importlib
 import os
 import signal
@@ -23,6 +24,7 @@ import struct
 import sys
 import traceback
 
+from gcop_env.sandbox.supervisor.spawn import prepare
 from gcop_env.sandbox.wire import codec
 from gcop_env.sandbox.wire.framing import read_exact, recv_frame, send_frame
 
@@ -586,6 +588,10 @@ class CandidateServer:
         drop_capabilities(keep=("CAP_SETUID", "CAP_SETGID"))
         _preload()
         self.depth = codec.recursion_depth_reader()  # (read once here; the same in every candidate process)
+        self.path_fixes = self.limits.path_fixes()  # (computed once here, for the imports done so far)
+        # What every candidate process gets that does not change from run to run, set once here
+        # and inherited: its environment and temp dir, and the OOM killer's preference for it.
+        prepare(self.limits, os.path.join(self.limits.config["base"], "cand"), b"1000")
         _warm(self)
         import gc
 
@@ -616,14 +622,12 @@ class CandidateServer:
         marks = {"start": _cpu()} if request.get("profile") else None
         try:
             channel = fds[0]
-            self.control.detach()  # (closed below by number, with the rest)
-            signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+            control = self.control.detach()  # (closed below by number)
+            _signal.signal(_signal.SIGCHLD, _signal.SIG_DFL)
             out = os.memfd_create("stdout")
             err = os.memfd_create("stderr")
-            keep = {channel, out, err, *self.limits.path_fds}
-            close = [fd for fd in _open_fds() if fd not in keep and fd > 2]
-            enter_run(self.limits, request["workdir"], float(request["timeout"]), out, close, self.limits.candidate_user,
-                      self.limits.path_fixes(), None, None, files=request["files"], err_w=err)
+            enter_run(self.limits, request["workdir"], float(request["timeout"]), out, [control], self.limits.candidate_user,
+                      self.path_fixes, None, None, files=request["files"], err_w=err, oom_score=None, prepared=True)
             sys.path.insert(0, request["workdir"])
             sys.stdin = _DontReadFromInput()
             process = CandidateProcess(channel, request["modules"], tuple(request["pads"]), self.depth)
@@ -648,13 +652,6 @@ def _cpu():
     return [usage.ru_utime + usage.ru_stime, float(usage.ru_minflt)]
 
 
-def _open_fds():
-    try:
-        return [int(name) for name in os.listdir("/proc/self/fd")]
-    except OSError:
-        return list(range(3, 256))
-
-
 def _preload():
     """Import what solutions use most, once, before forking."""
     for name in (
@@ -669,21 +666,52 @@ def _preload():
 
 
 def _warm(server):
-    """The codec's and the serve loop's paths, a few dozen times in the server (see supervisor.warmup)."""
+    """The serve loop's paths (requests, replies, the codec), a few dozen times in the server before
+    it forks: CPython 3.11 quickens a function on its first calls, and done in each candidate
+    process those writes would copy pages (see gcop_env.sandbox.supervisor.warmup)."""
+    import types
+
+    mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    saved = sys.modules.get("gcop_warm")
     try:
-        import collections
-
-        process = CandidateProcess(-1, ("warm",), (0, 0), codec.recursion_depth_reader())
-
         class Thing:
             def __init__(self):
                 self.items = [1, 2, 3]
 
-        values = {"answer": (lambda: 42), "Thing": Thing, "table": {"a": [1, 2.5, "x", None, (True,)]},
-                  "counts": collections.Counter("abca"), "thing": Thing()}
+            def grow(self, n):
+                self.items.append(n)
+                return self
+
+        def answer(xs, key=None):
+            xs.append(4)
+            print("out")
+            return sorted(xs, key=key)
+
+        def fails(x):
+            raise ValueError(x)
+
+        module = types.ModuleType("gcop_warm")
+        module.__dict__.update(answer=answer, fails=fails, Thing=Thing, table={"a": [1, 2.5, "x", None, (True,)]}, N=3)
+        sys.modules["gcop_warm"] = module
+        process = CandidateProcess(mine.fileno(), ("gcop_warm",), (0, 0), server.depth)
+        thing = Thing()
         for _ in range(24):
-            encoded = codec.encode(values, process)
-            codec.decode(encoded, process)
-            process.do_state([process.ref(values["thing"])], 10)
-    except Exception:
+            for op, payload in (
+                (b"I", ("gcop_warm", -1)),
+                (b"C", (answer, ([3, 1, 2],), {"key": None}, -1, "x")),
+                (b"C", (fails, (1,), {}, -1, None)),
+                (b"M", (thing, "grow", (5,), {}, -1, None)),
+                (b"A", (thing, "items")),
+                (b"V", ([process.ref(thing)], 10)),
+            ):
+                process.serve(op, payload)
+                if recv_frame(theirs.fileno(), MESSAGE_LIMIT) is None:
+                    return
+            del thing.items[3:]
+    except Exception:  # only speed is at stake
         pass
+    finally:
+        if saved is None:
+            sys.modules.pop("gcop_warm", None)
+        mine.close()
+        theirs.close()

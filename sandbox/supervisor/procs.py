@@ -90,12 +90,20 @@ def drain(fd):
 
 
 def children(parent):
-    found = []
-    for pid in all_pids():
-        fields = stat_fields(pid)
-        if fields is not None and int(fields[1]) == parent:
-            found.append(pid)
-    return found
+    """Pids of ``parent``'s children (zombies too: they are what is left to reap)."""
+    try:
+        found = []
+        for task in os.listdir("/proc/%d/task" % parent):
+            with open("/proc/%d/task/%s/children" % (parent, task), "rb") as handle:
+                found.extend(map(int, handle.read().split()))
+        return found
+    except OSError:  # (no children files: every process of the host)
+        found = []
+        for pid in all_pids():
+            fields = stat_fields(pid)
+            if fields is not None and int(fields[1]) == parent:
+                found.append(pid)
+        return found
 
 
 def children_of(parents):
@@ -111,6 +119,39 @@ def process_table():
         if fields is not None and fields[0] != b"Z":
             table[pid] = int(fields[1])
     return table
+
+
+def subtree(root):
+    """{pid: parent pid} of the live descendants of ``root``, read from each process's
+    ``/proc/PID/task/TID/children`` (only the tree is visited, not every process of the host);
+    None where the kernel does not offer those files."""
+    found = {}
+    stack = [root]
+    while stack:
+        pid = stack.pop()
+        try:
+            tasks = os.listdir("/proc/%d/task" % pid)
+        except OSError:
+            if pid == root:
+                return None
+            continue
+        for task in tasks:
+            try:
+                with open("/proc/%d/task/%s/children" % (pid, task), "rb") as handle:
+                    kids = handle.read().split()
+            except FileNotFoundError:
+                if pid == root:
+                    return None
+                continue
+            except OSError:
+                continue
+            for kid in map(int, kids):
+                if kid not in found:
+                    fields = stat_fields(kid)
+                    if fields is not None and fields[0] != b"Z":
+                        found[kid] = pid
+                        stack.append(kid)
+    return found
 
 
 def descendants(root, parents=None):

@@ -25,7 +25,8 @@ from gcop_env.sandbox.judge.plan import PLAN_CACHE_SIZE, Plan
 from gcop_env.sandbox.judge.plain_runner import precompile
 from gcop_env.sandbox.judge.reporter import MESSAGE_LIMIT
 from gcop_env.sandbox.supervisor.procs import (
-    children, children_of, descendants, drain, enlarge_pipe, process_table, read_available, remove, stat_fields,
+    children, descendants, drain, enlarge_pipe, process_table, read_available, remove,
+    subtree,
 )
 from gcop_env.sandbox.supervisor.report import CappedOutput, Report
 from gcop_env.sandbox.supervisor.session import RunInThisChild, fork_server_plugin, pytest_version
@@ -344,6 +345,7 @@ class ForkServer:
             remove(workdir)
             os.mkdir(workdir, 0o700)
             os.chown(workdir, *self.limits.judge_user)
+        path_fixes = self.limits.path_fixes()
         errors, devnull = os.pipe()  # (its output: only what a failed start-up says)
         os.set_blocking(errors, False)
         closing.append(errors)
@@ -351,7 +353,7 @@ class ForkServer:
         if pid == 0:
             mine.detach()  # (its descriptor is closed below by number: the object must not close a later one)
             try:
-                enter_run(self.limits, workdir, None, devnull, closing, self.limits.judge_user, self.limits.path_fixes(),
+                enter_run(self.limits, workdir, None, devnull, closing, self.limits.judge_user, path_fixes,
                           self.session, None, oom_score=None)
                 JudgeServer(self, theirs, workdir).serve()
             except RunInThisChild:
@@ -423,33 +425,25 @@ class ForkServer:
 
     # -- cleaning up after a run ------------------------------------------------------------
 
-    def _candidate_cpu(self):
-        """(CPU seconds, page faults) of the candidate process now (profiling only), or None."""
-        for pid in children_of({self.candidate_server[0]}):
-            try:
-                with open("/proc/%d/schedstat" % pid) as handle:
-                    cpu = int(handle.read().split()[0]) / 1e9
-                fields = stat_fields(pid)
-                return cpu, float(fields[7]) if fields else 0.0
-            except (OSError, ValueError, IndexError):
-                return None
-        return None
-
     def _kill_everything(self, pid):
         """SIGKILL every process the run started; return how many outlived the run's own processes
         (the judge or in-process child ``pid``, and the candidate process of a trusted run)."""
         spared = {server[0] for server in (self.candidate_server, self.judge) if server is not None}
         strays = set()
         for attempt in range(100):
-            table = process_table()  # (one scan: who is whose child is read at the same moment)
             if self.in_container:
                 # We are PID 1 of the container's PID namespace: every other process in it is the
                 # candidate server or the run's, however it detached itself (setsid, double fork).
+                table = process_table()  # (one scan: who is whose child is read at the same moment)
                 victims = [p for p in table if p != 1 and p not in spared]
             else:
                 # Process backend: we are a child subreaper, so orphans of the run are
                 # reparented to us and stay findable as our descendants.
-                victims = [p for p in descendants(os.getpid(), table) if p not in spared]
+                table = subtree(os.getpid())
+                if table is None:  # (no children files: every process of the host, once)
+                    table = process_table()
+                    table = {p: table[p] for p in descendants(os.getpid(), table)}
+                victims = [p for p in table if p not in spared]
             own = {pid} | {p for p, parent in table.items() if parent in spared}
             # Stopped first, then killed: a stopped process cannot fork, so a fork bomb stops
             # growing while it is taken down one process at a time.

@@ -151,8 +151,34 @@ def drop_capabilities(keep=()):
         pass
 
 
+def prepare(limits, workdir, oom_score):
+    """What :func:`enter_run` sets that a server can set once for all its runs' processes (they
+    inherit it): the environment and temp dir of a run in ``workdir``, and ``oom_score``."""
+    if oom_score is not None:
+        try:  # the kernel's OOM killer should pick the candidate, never the server
+            fd = os.open("/proc/self/oom_score_adj", os.O_WRONLY)
+            try:
+                os.write(fd, oom_score)
+            finally:
+                os.close(fd)
+        except OSError:
+            pass
+    env = dict(limits.config.get("env", {}))
+    env["HOME"] = workdir
+    if not limits.in_container:
+        env["TMPDIR"] = workdir
+    os.environ.clear()
+    os.environ.update(env)
+    import tempfile
+
+    # What tempfile.gettempdir() finds with this environment: $TMPDIR (the work dir) for the
+    # process backend, else the directory the server found with the same one (the first writable
+    # of /tmp, /var/tmp...), without a write test per run.
+    tempfile.tempdir = env.get("TMPDIR") or limits.default_tempdir
+
+
 def enter_run(limits, workdir, timeout, out_w, close_fds, user, path_fixes, session, forked, files=None, err_w=None,
-              oom_score=b"1000"):
+              oom_score=b"1000", prepared=False):
     """Set up this freshly forked process for a run; returns ``(profile, capture)``.
 
     ``timeout``: the run's, for its CPU limit (None: none); ``user``: (uid, gid) to drop to, or
@@ -160,7 +186,8 @@ def enter_run(limits, workdir, timeout, out_w, close_fds, user, path_fixes, sess
     :meth:`RunLimits.path_fixes`; ``session``: the fork server's pytest session (its capture
     manager is stopped here), or None; ``forked``: the time of the fork when profiling, else
     None; ``files``: {name: text} written into ``workdir``, which this process creates (0700,
-    its user's) after the drop; ``err_w``: stderr's descriptor when it is not ``out_w``'s.
+    its user's) after the drop; ``err_w``: stderr's descriptor when it is not ``out_w``'s;
+    ``prepared``: the server has done :func:`prepare` for this work dir.
     """
     profile = None
     if forked is not None:
@@ -174,7 +201,10 @@ def enter_run(limits, workdir, timeout, out_w, close_fds, user, path_fixes, sess
     # What the server made since its own freeze (plans, requests) is the server's too: out of the
     # child's collections, and out of the monitor's list of the run's new objects.
     gc.freeze()
-    os.setsid()
+    # Its own process group (a signal to "its group" reaches only the run's processes). Not its own
+    # session: where the kernel groups scheduling by session (autogroup), a new session costs
+    # milliseconds, and a run has no terminal to detach from.
+    os.setpgid(0, 0)
     signal.set_wakeup_fd(-1)
     _signal.signal(_signal.SIGCHLD, _signal.SIG_DFL)  # (signal.signal's enum conversions cost page copies)
     for fd in close_fds:
@@ -189,7 +219,7 @@ def enter_run(limits, workdir, timeout, out_w, close_fds, user, path_fixes, sess
         os.close(err_w)
     _signal.signal(_signal.SIGINT, _signal.default_int_handler)
     _signal.signal(_signal.SIGTERM, _signal.SIG_DFL)
-    if oom_score is not None:
+    if not prepared and oom_score is not None:
         try:  # the kernel's OOM killer should pick the candidate, never the server
             fd = os.open("/proc/self/oom_score_adj", os.O_WRONLY)
             try:
@@ -233,17 +263,7 @@ def enter_run(limits, workdir, timeout, out_w, close_fds, user, path_fixes, sess
             with open(os.path.join(workdir, name), "w", encoding="utf-8") as handle:
                 handle.write(text)
     os.chdir(workdir)
-    env = dict(limits.config.get("env", {}))
-    env["HOME"] = workdir
-    if not limits.in_container:
-        env["TMPDIR"] = workdir
-    os.environ.clear()
-    os.environ.update(env)
-    import tempfile
-
-    # What tempfile.gettempdir() finds with this environment: $TMPDIR (the work dir) for the
-    # process backend, else the directory the server found with the same one (the first writable
-    # of /tmp, /var/tmp...), without a write test per run.
-    tempfile.tempdir = env.get("TMPDIR") or limits.default_tempdir
+    if not prepared:
+        prepare(limits, workdir, None)
     sys.dont_write_bytecode = True
     return profile, capture
