@@ -208,7 +208,10 @@ class Encoder:
 
 def encode(value, peer=None):
     encoder = Encoder(peer)
-    encoder.value(value)
+    try:
+        encoder.value(value)
+    except RecursionError:
+        raise Unencodable("the value is nested deeper than this stack allows") from None
     return bytes(encoder.out)
 
 
@@ -709,7 +712,10 @@ class Decoder:
 def decode(data, peer=None):
     """The one value ``data`` holds (all of it: trailing bytes are an error)."""
     decoder = Decoder(data, peer)
-    value = decoder.value()
+    try:
+        value = decoder.value()
+    except RecursionError:
+        raise DecodeError("values nested deeper than this stack allows") from None
     decoder.finish()
     return value
 
