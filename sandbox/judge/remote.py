@@ -64,6 +64,15 @@ _IMPORTABLE = frozenset(("numpy", "pandas", "scipy", "sklearn", "sympy", "networ
 _SAFE_LENT_TYPES = (("_io", "StringIO"), ("_io", "BytesIO"), ("io", "StringIO"), ("io", "BytesIO"),
                     ("random", "Random"), ("numpy.random._generator", "Generator"), ("numpy.random.mtrand", "RandomState"))
 _LENT_CALLABLE, _LENT_OBJECT = 0, 1
+# Callables the candidate may not hand the tests by name (the tests would run them here, on their
+# own data): what runs code, opens files, starts processes or reaches the interpreter's state.
+_REFUSED_CALLABLES = frozenset(("eval", "exec", "compile", "__import__", "open", "breakpoint", "input", "globals",
+                                "locals", "vars", "setattr", "delattr", "getattr"))
+_REFUSED_CALLABLE_MODULES = frozenset(("os", "posix", "nt", "subprocess", "_posixsubprocess", "ctypes", "_ctypes",
+                                       "shutil", "socket", "_socket", "signal", "_signal", "pty", "multiprocessing",
+                                       "importlib", "runpy", "code", "codeop", "pickle", "_pickle", "marshal", "shelve",
+                                       "pdb", "bdb", "webbrowser", "gc", "sys"))
+OUTPUT_LIMIT = 8 << 20  # characters of the candidate's printed output written here per run
 
 
 class CandidateFailure(BaseException):
@@ -113,6 +122,7 @@ class Channel(codec.Peer):
         self.context = None  # the last PYTEST_CURRENT_TEST sent
         self.states = None  # during a structural comparison: ref -> state
         self.profile = None  # the run's phase timings, when profiling
+        self.output_written = 0  # bytes of the candidate's printed output written here
 
     # -- failures -------------------------------------------------------------------------------
 
@@ -223,6 +233,12 @@ class Channel(codec.Peer):
             self.fail("output that is not bytes")
         for data, stream in ((out, sys.stdout), (err, sys.stderr)):
             if data:
+                self.output_written += len(data)
+                if self.output_written > OUTPUT_LIMIT:
+                    if self.output_written - len(data) <= OUTPUT_LIMIT:
+                        data = b"\n[the solution's printed output goes on: the rest is not shown]\n"
+                    else:
+                        continue
                 try:
                     stream.write(data.decode("utf-8", "replace"))
                     stream.flush()
@@ -399,7 +415,11 @@ class Channel(codec.Peer):
                 holder = importlib.import_module(module)
             except Exception as exc:
                 raise codec.DecodeError("cannot import %r (%s)" % (module[:80], type(exc).__name__)) from None
-        return codec.resolve_name(module, qualname, {module: holder})
+        found = codec.resolve_name(module, qualname, {module: holder})
+        if qualname and callable(found) and (
+                (top == "builtins" and qualname in _REFUSED_CALLABLES) or top in _REFUSED_CALLABLE_MODULES):
+            return _Refused(module, qualname)
+        return found
 
     def decode_type(self, type_id, fields):
         self.descriptors[type_id] = _checked_descriptor(fields)
@@ -409,7 +429,10 @@ class Channel(codec.Peer):
             raise codec.DecodeError("a handle of an undescribed type")
         cls = self.classes.get(type_id)
         if cls is None:
-            cls = self.classes[type_id] = _build_class(self, type_id, self.descriptors[type_id])
+            try:
+                cls = self.classes[type_id] = _build_class(self, type_id, self.descriptors[type_id])
+            except Exception as exc:  # (a descriptor no class can be built from: a bad one)
+                raise codec.DecodeError("a type that cannot stand here (%s: %s)" % (type(exc).__name__, exc)) from None
         if ref == 0:
             return cls
         known = self.handles.get(ref)
@@ -507,6 +530,20 @@ class _Name:
 
     def __init__(self, module, qualname):
         self.module, self.qualname = module, qualname
+
+
+class _Refused:
+    """Stands for a callable the candidate named that the tests must not run here (``eval``,
+    ``os.system``...): a solution may import it, the tests cannot call it."""
+
+    def __init__(self, module, qualname):
+        self.name = "%s.%s" % (module, qualname)
+
+    def __call__(self, *args, **kwargs):
+        raise TypeError("%s, named by the solution, is not run by the tests under trusted isolation" % self.name)
+
+    def __repr__(self):
+        return "<%s, named by the solution>" % self.name
 
 
 def importable(module):

@@ -436,3 +436,25 @@ def test_in_process_runs_reach_no_server_socket(box):
     assert outcome.isolation == "in-process" and outcome.all_passed, outcome
     good = box.run_pytest({"solution.py": GOOD, "test_solution.py": TESTS}, 10)
     assert good.all_passed and good.isolation == "trusted", good
+
+
+def test_names_that_run_code_reach_the_tests_as_inert_stand_ins(box):
+    """A solution may import ``eval`` or ``os.system``; if the tests call the solution's name for it,
+    that runs nothing in the judge's process (the tests' own data would be its argument)."""
+    solution = """
+    import os, subprocess
+    from os import system as check
+    answer = eval
+    """
+    tests = """
+    from solution import *
+
+    def test_a():
+        assert answer("6 * 7") == 42
+
+    def test_b():
+        assert check("true") == 0
+    """
+    outcome = _run(box, solution, tests)
+    assert outcome.failed == 2, outcome.tests
+    assert all("is not run by the tests under trusted isolation" in t.message for t in outcome.tests), outcome.tests
