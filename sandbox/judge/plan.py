@@ -131,11 +131,13 @@ class Plan:
     file binds at its top level (a star import of the solution does not bind over them).
     """
 
-    __slots__ = ("expected", "needed", "tests", "why_not", "code", "seconds", "why_in_process", "bound_names", "inline_ok")
+    __slots__ = ("expected", "needed", "tests", "why_not", "code", "seconds", "why_in_process", "bound_names", "inline_ok",
+                 "_tree", "_codes")
 
     def __init__(self, source, path, candidate_modules=("solution",)):
         started = time.monotonic()
-        self.tests = self.code = None
+        self.tests = self.code = self._tree = None
+        self._codes = {}
         self.bound_names = frozenset()
         self.inline_ok = False
         try:
@@ -144,18 +146,27 @@ class Plan:
             self.expected, self.needed, self.why_not = None, set(), "does not parse"
             self.why_in_process = "the test file does not parse"
         else:
+            nodes = list(ast.walk(tree))  # (once: the readings below go through this list)
             self.expected, self.needed = expected_in(tree), needed_in(tree, "importorskip" in source)
             self.bound_names = bound_names(tree)
-            self.why_in_process = trusted_blocker(tree, self.bound_names, candidate_modules)
-            self.tests, self.why_not = plain_tests(tree, any(word in source for word in (":=", "global", "nonlocal")))
-            self.inline_ok = self.tests is not None and self.why_in_process is None and inline_ok(tree, candidate_modules)
+            self.why_in_process = trusted_blocker(tree, self.bound_names, candidate_modules, nodes)
+            self.tests, self.why_not = plain_tests(tree, any(word in source for word in (":=", "global", "nonlocal")), nodes)
+            self.inline_ok = self.tests is not None and self.why_in_process is None and inline_ok(tree, candidate_modules, nodes)
             if self.tests is not None:
                 try:
                     AssertRewriter().rewrite(tree)
                     self.code = compile(tree, path, "exec", dont_inherit=True)
+                    self._tree, self._codes[path] = tree, self.code
                 except Exception as exc:  # pragma: no cover - a valid tree compiles
                     self.tests, self.why_not = None, "does not compile (%s)" % type(exc).__name__
         self.seconds = time.monotonic() - started
+
+    def code_at(self, path):
+        """The plain runner's code of the file as if it were at ``path`` (its frames name that file)."""
+        code = self._codes.get(path)
+        if code is None and self._tree is not None:
+            code = self._codes[path] = compile(self._tree, path, "exec", dont_inherit=True)
+        return code
 
 
 # --------------------------------------------------------------------- trusted isolation's reach
@@ -214,11 +225,12 @@ _STATELESS_MODULES = frozenset((
 ))
 
 
-def inline_ok(tree, candidate_modules=("solution",)):
+def inline_ok(tree, candidate_modules=("solution",), nodes=None):
     """Whether the tests' own code can leave nothing behind in a process that runs them: they import
     only the solution and stateless modules (above), and assign no attribute of a module."""
     modules = set()
-    for node in ast.walk(tree):
+    nodes = list(ast.walk(tree)) if nodes is None else nodes
+    for node in nodes:
         if isinstance(node, ast.Import):
             for alias in node.names:
                 top = alias.name.split(".")[0]
@@ -234,7 +246,7 @@ def inline_ok(tree, candidate_modules=("solution",)):
                     modules.add(alias.asname or alias.name)  # (a submodule, maybe)
         elif isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in ("exec", "eval", "compile"):
             return False
-    for node in ast.walk(tree):
+    for node in nodes:
         if isinstance(node, (ast.Attribute, ast.Subscript)) and isinstance(node.ctx, (ast.Store, ast.Del)):
             base = node.value
             while isinstance(base, (ast.Attribute, ast.Subscript)):
@@ -282,13 +294,14 @@ def bound_names(tree):
     return frozenset(names)
 
 
-def trusted_blocker(tree, bound, candidate_modules=("solution",)):
-    """Why the test file must run in-process (see above), or None when trusted isolation can run it."""
+def trusted_blocker(tree, bound, candidate_modules=("solution",), nodes=None):
+    """Why the test file must run in-process (see above), or None when trusted isolation can run it.
+    ``nodes``: ``list(ast.walk(tree))``, when the caller has it."""
     aliases = {}  # name -> module, for the modules whose attributes the rules read (os, sys)
     star = False
     from_candidate = set()
     classes = []
-    for node in ast.walk(tree):
+    for node in ast.walk(tree) if nodes is None else nodes:
         if isinstance(node, ast.Import):
             for alias in node.names:
                 why = _blocked_module(alias.name)
@@ -349,7 +362,7 @@ def _blocked_module(name):
     return None
 
 
-def plain_tests(tree, scan=True):
+def plain_tests(tree, scan=True, nodes=None):
     """(test function names in order, None) when every top-level statement is one the plain
     runner handles like pytest, else (None, why not). ``scan=False`` skips the search for
     assignment expressions and ``global`` statements (when the text has none)."""
@@ -388,7 +401,7 @@ def plain_tests(tree, scan=True):
             continue  # never true under either runner
         else:
             return None, "a top-level %s" % type(node).__name__
-    for sub in ast.walk(tree) if scan else ():  # names bound from inside expressions or functions
+    for sub in (ast.walk(tree) if nodes is None else nodes) if scan else ():  # names bound from inside expressions or functions
         if isinstance(sub, ast.NamedExpr) and isinstance(sub.target, ast.Name):
             return None, "an assignment expression at import"
         if isinstance(sub, (ast.Global, ast.Nonlocal)):

@@ -14,8 +14,10 @@ times out or breaks the protocol gets this server killed and a fresh one forked;
 also replaces it after a number of runs, so that nothing accumulates.
 """
 
+import base64
 import gc
 import linecache
+import marshal
 import os
 import random
 import socket
@@ -109,7 +111,14 @@ class JudgeServer:
         inline = request["inline"]
         test_file = request["test_file"]
         test_path = os.path.join(self.workdir, test_file)
-        plan = self.plan(request["text"], test_path, tuple(request["modules"]))
+        if request.get("code") is not None:  # (the supervisor's own compilation of the file, marshalled)
+            plan = _Shipped(marshal.loads(base64.b64decode(request["code"])), request["tests"], request["plan_seconds"])
+            if plan.code.co_filename != test_path:
+                raise ValueError("the code was compiled for another file: %r" % plan.code.co_filename)
+            bound = frozenset(request["bound"])
+        else:
+            plan = self.plan(request["text"], test_path, tuple(request["modules"]))
+            bound = plan.bound_names
         saved = _Saved(self.workdir) if inline else None
         profile = {"fork": 0.0, "t_forked": time.monotonic()} if request.get("profile") else None
         try:
@@ -135,7 +144,7 @@ class JudgeServer:
                 if not inline:
                     os._exit(70)
 
-            channel = Channel(channel_fd, request["modules"], test_file[:-3], harness_failed, plan.bound_names)
+            channel = Channel(channel_fd, request["modules"], test_file[:-3], harness_failed, bound)
             finder = SolutionFinder(channel)
             sys.meta_path.insert(0, finder)
             os.environ["PYTEST_CURRENT_TEST"] = ""  # (set per test by the runners)
@@ -221,6 +230,15 @@ def _candidate_usage(channel, emit, profile):
             pass
 
     return ask
+
+
+class _Shipped:
+    """What the plain runner reads of a plan, as the supervisor sent it (trusted: from the supervisor)."""
+
+    __slots__ = ("code", "tests", "seconds")
+
+    def __init__(self, code, tests, seconds):
+        self.code, self.tests, self.seconds = code, tests, seconds
 
 
 class _Saved:

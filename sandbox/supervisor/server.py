@@ -9,6 +9,8 @@ tests, milliseconds instead of a second. No candidate code runs in this process,
 child flows back into it but the report and the output, read as data.
 """
 
+import base64
+import marshal
 import os
 import select
 import signal
@@ -64,6 +66,7 @@ class ForkServer:
         self.judge = None  # (pid, control socket, start-up error pipe) of the judge server, once started
         self.judge_runs = 0
         self.judge_pads = {True: None, False: None}  # the plain runner's pads in the judge, inline and forked
+        self.judge_dir = config.get("judge_dir") or os.path.join(self.base, "judge")  # the judge server's own
         self.runs = 0
         self.importable = {}  # module name -> found by this interpreter (cached: it does not change)
         # SIGCHLD wakes the select loop through this pipe, so a finished run is noticed at once.
@@ -302,8 +305,12 @@ class ForkServer:
                 raise OSError("no judge server")
             self.judge_runs += 1
             inline = plain is not None and plan.inline_ok and not request.get("judge_fork")
+            code = None
+            if plain is not None:  # (compiled here once: the judge does not parse the file again)
+                code = base64.b64encode(marshal.dumps(plan.code_at(os.path.join(self.judge_dir, test_file)))).decode("ascii")
             send_judge(self.judge[1], {
                 "text": files[test_file], "test_file": test_file, "modules": modules, "inline": inline,
+                "code": code, "tests": plan.tests, "bound": sorted(plan.bound_names), "plan_seconds": plan.seconds,
                 "runner": "plain" if plain is not None else "pytest", "pads": list(self.judge_pads[inline]) if (
                     plain is not None and self.judge_pads[inline] is not None) else None, "profile": profile,
                 "data": {n: t for n, t in files.items() if n != test_file and not n.endswith(".py")},
@@ -340,7 +347,7 @@ class ForkServer:
         closing = [mine.fileno(), self.proto_in, self.proto_out, *self.wake]
         if self.candidate_server is not None:
             closing.append(self.candidate_server[1].fileno())
-        workdir = self.config.get("judge_dir") or os.path.join(self.base, "judge")
+        workdir = self.judge_dir
         if not self.in_container:  # (a container mounts it, the judge's own)
             remove(workdir)
             os.mkdir(workdir, 0o700)
