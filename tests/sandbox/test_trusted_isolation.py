@@ -116,7 +116,6 @@ def test_the_candidate_reaches_no_other_users_process_and_holds_nothing(box):
 
 def _sandbox_processes(box):
     """{pid: /proc status} of the processes of ``box``'s (single, warm) sandbox, read on the host."""
-    import os
 
     box.warm()
     worker = box._idle.get()
