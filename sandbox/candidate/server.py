@@ -17,6 +17,8 @@ judge decides every verdict from the data it decodes itself.
 
 import _signal
 import importlib
+import importlib.machinery
+import importlib.util
 import os
 import signal
 import socket
@@ -43,6 +45,8 @@ FORWARDABLE = (
     "__rxor__", "__divmod__", "__rdivmod__", "__bytes__", "__fspath__", "__length_hint__", "__missing__",
     "__class_getitem__", "__await__", "__aiter__", "__anext__", "__str__", "__repr__", "__format__",
 )
+_HEAPTYPE = 1 << 9  # Py_TPFLAGS_HEAPTYPE: a class made at run time (not a builtin type)
+_STATIC_DESCRIPTORS = {}  # builtin type -> its descriptor (see CandidateProcess.describe)
 _IMMUTABLE_VALUES = (bool, int, float, complex, str, bytes, tuple, frozenset)
 _MUTABLE_VALUES = (list, dict, set, bytearray)
 
@@ -72,6 +76,20 @@ def _base_value(obj, base):
     if base is bytearray:
         return bytearray(bytearray.__iter__(obj))
     raise TypeError(base)
+
+
+def _module_of_renamed(value):
+    """(module, name) of a library class that claims to be a builtin (pytest's ``Skipped`` says its
+    ``__module__`` is ``builtins``): the module that holds it under its name, or None."""
+    if not isinstance(value, type) or value.__module__ != "builtins" or not isinstance(value.__name__, str):
+        return None
+    for name, module in list(sys.modules.items()):
+        try:
+            if isinstance(name, str) and vars(module).get(value.__name__) is value:
+                return name, value.__name__
+        except TypeError:
+            continue
+    return None
 
 
 def take(iterator, count):
@@ -218,7 +236,7 @@ class CandidateProcess(codec.Peer):
                 encoder.name(name, "")
                 return True
         elif not self.is_candidate(value):
-            named = codec.qualified_name(value)
+            named = codec.qualified_name(value) or _module_of_renamed(value)
             if named is not None and named[0] not in self.modules:
                 encoder.name(*named)
                 return True
@@ -235,6 +253,15 @@ class CandidateProcess(codec.Peer):
         except BaseException:
             message = "<unprintable %s>" % type(exc).__name__
         attrs = {}
+        for cls in type(exc).__mro__:  # (a compiled class's attributes are its slots, not a __dict__)
+            if cls is BaseException:
+                break
+            for key, member in list(vars(cls).items()):
+                if type(member).__name__ in ("getset_descriptor", "member_descriptor") and not key.startswith("__"):
+                    try:
+                        attrs[key] = getattr(exc, key)
+                    except Exception:
+                        pass
         for key, item in list(getattr(exc, "__dict__", {}).items()):
             if isinstance(key, str) and not key.startswith("__"):
                 attrs[key] = item
@@ -248,7 +275,16 @@ class CandidateProcess(codec.Peer):
         encoder.exception(type(exc), args, message, attrs, remote)
 
     def describe(self, cls):
-        """What the judge needs to build its stand-in for ``cls`` (a dict of plain values)."""
+        """What the judge needs to build its stand-in for ``cls`` (a dict of plain values); a builtin
+        type's (which nothing can change) is computed once in the server."""
+        if not cls.__flags__ & _HEAPTYPE:
+            fields = _STATIC_DESCRIPTORS.get(cls)
+            if fields is None:
+                fields = _STATIC_DESCRIPTORS[cls] = self._describe(cls)
+            return fields
+        return self._describe(cls)
+
+    def _describe(self, cls):
         mro = [k for k in getattr(cls, "__mro__", (cls,)) if k is not object]
         own = set()
         for k in mro:
@@ -629,6 +665,7 @@ class CandidateServer:
             enter_run(self.limits, request["workdir"], float(request["timeout"]), out, [control], self.limits.candidate_user,
                       self.path_fixes, None, None, files=request["files"], err_w=err, oom_score=None, prepared=True)
             sys.path.insert(0, request["workdir"])
+            _RunFinder.install(request["workdir"], request["modules"])
             sys.stdin = _DontReadFromInput()
             process = CandidateProcess(channel, request["modules"], tuple(request["pads"]), self.depth)
             process.marks = marks
@@ -643,6 +680,43 @@ class CandidateServer:
         while True:
             op, payload = process.receive()
             process.serve(op, payload)
+
+
+class _RunLoader(importlib.machinery.SourceFileLoader):
+    """Loads one of the run's own modules from its file, compiled from source (no bytecode cache to
+    look for: the work dir is new)."""
+
+    def get_code(self, fullname):
+        return self.source_to_code(self.get_data(self.path), self.path)
+
+
+class _RunFinder:
+    """Finds the run's own modules (its files in the work dir, first on ``sys.path`` anyway) without
+    the path finder's search. It sits where the path finder is, after the builtin and frozen
+    importers: a run file named like a builtin module does not shadow it, as before."""
+
+    files = {}
+
+    @classmethod
+    def install(cls, workdir, modules):
+        cls.files = {name: workdir + "/" + name + ".py" for name in modules}
+        position = len(sys.meta_path)
+        for index, finder in enumerate(sys.meta_path):
+            if finder is importlib.machinery.PathFinder:
+                position = index
+                break
+        sys.meta_path.insert(position, cls)
+
+    @classmethod
+    def find_spec(cls, name, path=None, target=None):
+        file = cls.files.get(name) if path is None else None
+        if file is None:
+            return None
+        return importlib.util.spec_from_file_location(name, file, loader=_RunLoader(name, file))
+
+    @classmethod
+    def invalidate_caches(cls):
+        pass
 
 
 def _cpu():
@@ -694,6 +768,9 @@ def _warm(server):
         module.__dict__.update(answer=answer, fails=fails, Thing=Thing, table={"a": [1, 2.5, "x", None, (True,)]}, N=3)
         sys.modules["gcop_warm"] = module
         process = CandidateProcess(mine.fileno(), ("gcop_warm",), (0, 0), server.depth)
+        for kind in (types.FunctionType, types.BuiltinFunctionType, types.MethodType, types.GeneratorType, type,
+                     types.MethodWrapperType, types.WrapperDescriptorType, types.MethodDescriptorType):
+            process.describe(kind)
         thing = Thing()
         for _ in range(24):
             for op, payload in (

@@ -193,7 +193,7 @@ def failure_text(exc, tb, test_path, workdir):
     ``E   Type: message``."""
     lines = []
     started = False
-    for frame in traceback.extract_tb(tb):
+    for frame in traceback.StackSummary.extract(traceback.walk_tb(tb)):  # (no column positions: not shown)
         if not started and frame.filename != test_path:
             continue
         if frame.filename.startswith(("<frozen importlib", "/gcop-sandbox/")):  # the import machinery, the harness

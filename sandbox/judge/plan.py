@@ -6,6 +6,7 @@ compiled with a cheap assert rewrite for the plain runner.
 """
 
 import ast
+import itertools
 import time
 
 def expected_test_names(source):
@@ -120,6 +121,23 @@ def reserved(name):
     return name in RESERVED_NAMES or name.startswith(("pytest_", "Test"))
 
 
+def walk(tree):
+    """Every node under ``tree`` (itself included), in the order of ``ast.walk`` (in a list; faster)."""
+    nodes = [tree]
+    append = nodes.append
+    AST = ast.AST
+    for node in nodes:
+        for name in node._fields:
+            value = getattr(node, name, None)
+            if type(value) is list:
+                for item in value:
+                    if isinstance(item, AST):
+                        append(item)
+            elif isinstance(value, AST):
+                append(value)
+    return nodes
+
+
 class Plan:
     """What the server reads from a test file before a run: one ``ast.parse`` for all of it.
 
@@ -132,11 +150,14 @@ class Plan:
     """
 
     __slots__ = ("expected", "needed", "tests", "why_not", "code", "seconds", "why_in_process", "bound_names", "inline_ok",
-                 "_tree", "_codes")
+                 "serial", "_codes")
+
+    _serials = itertools.count(1)
 
     def __init__(self, source, path, candidate_modules=("solution",)):
         started = time.monotonic()
-        self.tests = self.code = self._tree = None
+        self.serial = next(Plan._serials)  # (names this plan's code for the judge server, which keeps it)
+        self.tests = self.code = None
         self._codes = {}
         self.bound_names = frozenset()
         self.inline_ok = False
@@ -146,7 +167,7 @@ class Plan:
             self.expected, self.needed, self.why_not = None, set(), "does not parse"
             self.why_in_process = "the test file does not parse"
         else:
-            nodes = list(ast.walk(tree))  # (once: the readings below go through this list)
+            nodes = walk(tree)  # (once: the readings below go through this list)
             self.expected, self.needed = expected_in(tree), needed_in(tree, "importorskip" in source)
             self.bound_names = bound_names(tree)
             self.why_in_process = trusted_blocker(tree, self.bound_names, candidate_modules, nodes)
@@ -156,7 +177,7 @@ class Plan:
                 try:
                     AssertRewriter().rewrite(tree)
                     self.code = compile(tree, path, "exec", dont_inherit=True)
-                    self._tree, self._codes[path] = tree, self.code
+                    self._codes[path] = self.code
                 except Exception as exc:  # pragma: no cover - a valid tree compiles
                     self.tests, self.why_not = None, "does not compile (%s)" % type(exc).__name__
         self.seconds = time.monotonic() - started
@@ -164,9 +185,15 @@ class Plan:
     def code_at(self, path):
         """The plain runner's code of the file as if it were at ``path`` (its frames name that file)."""
         code = self._codes.get(path)
-        if code is None and self._tree is not None:
-            code = self._codes[path] = compile(self._tree, path, "exec", dont_inherit=True)
+        if code is None and self.code is not None:
+            code = self._codes[path] = _renamed(self.code, path)
         return code
+
+
+def _renamed(code, path):
+    """``code`` (and the code objects inside it) as compiled from the file at ``path``."""
+    consts = tuple(_renamed(const, path) if type(const) is type(code) else const for const in code.co_consts)
+    return code.replace(co_filename=path, co_consts=consts)
 
 
 # --------------------------------------------------------------------- trusted isolation's reach

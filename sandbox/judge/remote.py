@@ -489,6 +489,12 @@ class Channel(codec.Peer):
             except Exception:
                 exc = type_value.__new__(type_value)
                 exc.args = args
+            for key, item in attrs.items():  # (data only: pytest.skip's allow_module_level...)
+                if type(key) is str and not key.startswith(("_gcop", "__")):
+                    try:
+                        setattr(exc, key, item)
+                    except Exception:
+                        pass
         if remote_traceback:
             try:
                 exc.add_note("(raised in the solution's process)\n" + remote_traceback[-_TRACEBACK_NOTE:])

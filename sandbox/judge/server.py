@@ -52,6 +52,7 @@ class JudgeServer:
         self.control = control
         self.workdir = workdir
         self.plans = {}
+        self.codes = {}  # plan serial -> the test file's code (the supervisor's compilation)
         self.devnull = os.open(os.devnull, os.O_RDWR)
 
     def plan(self, source, path, modules):
@@ -88,6 +89,10 @@ class JudgeServer:
         import resource
 
         rep_w, out_w, channel = fds
+        for serial in request.get("forget", ()):
+            self.codes.pop(serial, None)
+        if request.get("code") is not None:  # (the supervisor's own compilation of the file, marshalled)
+            self.codes[request["code_id"]] = marshal.loads(base64.b64decode(request["code"]))
         status = 0
         if request["inline"]:
             before = resource.getrusage(resource.RUSAGE_SELF)
@@ -111,8 +116,8 @@ class JudgeServer:
         inline = request["inline"]
         test_file = request["test_file"]
         test_path = os.path.join(self.workdir, test_file)
-        if request.get("code") is not None:  # (the supervisor's own compilation of the file, marshalled)
-            plan = _Shipped(marshal.loads(base64.b64decode(request["code"])), request["tests"], request["plan_seconds"])
+        if request.get("code_id") is not None:  # (shipped with this run or an earlier one)
+            plan = _Shipped(self.codes[request["code_id"]], request["tests"], request["plan_seconds"])
             if plan.code.co_filename != test_path:
                 raise ValueError("the code was compiled for another file: %r" % plan.code.co_filename)
             bound = frozenset(request["bound"])
@@ -244,13 +249,17 @@ class _Shipped:
 class _Saved:
     """What an inline run may change in this process, saved before it and put back after."""
 
+    random_state = None  # the generator's state before the first inline run (every run starts from it)
+
     def __init__(self, workdir):
         self.workdir = workdir
         self.path, self.meta_path, self.path_hooks = list(sys.path), list(sys.meta_path), list(sys.path_hooks)
         self.modules = set(sys.modules)
-        self.environ = dict(os.environ)
+        self.environ = dict(os.environ._data)
         self.streams = sys.stdin, sys.stdout, sys.stderr
-        self.random = random.getstate()
+        if _Saved.random_state is None:
+            _Saved.random_state = random.getstate()
+        self.random = _Saved.random_state
         self.last = {name: getattr(sys, name) for name in _STATE if hasattr(sys, name)}
         self.limit = sys.getrecursionlimit()
 
@@ -260,8 +269,12 @@ class _Saved:
         sys.path_hooks[:] = self.path_hooks
         for name in set(sys.modules) - self.modules:
             del sys.modules[name]  # (the tests, the solution's stand-ins, what the tests imported)
-        os.environ.clear()
-        os.environ.update(self.environ)
+        if os.environ._data != self.environ:  # (os.environ's own methods keep the process's environment in step)
+            for key in [key for key in os.environ._data if key not in self.environ]:
+                del os.environ[os.environ.decodekey(key)]
+            for key, value in self.environ.items():
+                if os.environ._data.get(key) != value:
+                    os.environ[os.environ.decodekey(key)] = os.environ.decodevalue(value)
         sys.stdin, sys.stdout, sys.stderr = self.streams
         random.setstate(self.random)
         for name in _STATE:

@@ -14,12 +14,14 @@ import signal
 import sys
 import traceback
 
+# Only what the candidate fork server needs is imported before it forks (the judge's and the
+# supervisor's own modules after): a module that registers a fork handler (threading does) would
+# run it in every candidate process, copying pages each time.
 from gcop_env.sandbox.candidate.server import start as start_candidate_server
-from gcop_env.sandbox.judge.reporter import MESSAGE_LIMIT
-from gcop_env.sandbox.supervisor.server import ForkServer
 from gcop_env.sandbox.supervisor.spawn import RunLimits, lock_down
-from gcop_env.sandbox.supervisor.warmup import preload
 from gcop_env.sandbox.wire.framing import send_json
+
+MESSAGE_LIMIT = 4000  # characters of a start-up failure's traceback
 
 
 def main(config):
@@ -55,6 +57,9 @@ def main(config):
         if config.get("users"):
             candidate_server = start_candidate_server(limits, [proto_in, proto_out])
             trusted_state = "on"
+        from gcop_env.sandbox.supervisor.server import ForkServer
+        from gcop_env.sandbox.supervisor.warmup import preload
+
         preload()
         server = ForkServer(config, limits, proto_in, proto_out, candidate_server, trusted_state)
     except Exception:

@@ -38,6 +38,7 @@ from gcop_env.sandbox.wire.framing import recv_json, send_json
 
 DRAIN_S = 0.02  # how often the server empties a running child's pipes
 JUDGE_RUNS = 500  # runs a judge server serves before a fresh one replaces it
+JUDGE_CODES = 64  # compiled test files a judge server keeps (the supervisor says which it may forget)
 
 
 class ForkServer:
@@ -65,6 +66,7 @@ class ForkServer:
         self.candidate_pads = (0, 0)  # frames between the judge's depth and the solution's (calibration)
         self.judge = None  # (pid, control socket, start-up error pipe) of the judge server, once started
         self.judge_runs = 0
+        self.judge_codes = {}  # plan serials whose code the judge server keeps, least recently used first
         self.judge_pads = {True: None, False: None}  # the plain runner's pads in the judge, inline and forked
         self.judge_dir = config.get("judge_dir") or os.path.join(self.base, "judge")  # the judge server's own
         self.runs = 0
@@ -305,12 +307,22 @@ class ForkServer:
                 raise OSError("no judge server")
             self.judge_runs += 1
             inline = plain is not None and plan.inline_ok and not request.get("judge_fork")
-            code = None
-            if plain is not None:  # (compiled here once: the judge does not parse the file again)
-                code = base64.b64encode(marshal.dumps(plan.code_at(os.path.join(self.judge_dir, test_file)))).decode("ascii")
+            code = code_id = None
+            forget = []
+            if plain is not None:  # (compiled here once: the judge does not parse the file again, and keeps it)
+                code_id = plan.serial
+                if self.judge_codes.pop(code_id, False) is None:
+                    self.judge_codes[code_id] = None
+                else:
+                    code = base64.b64encode(marshal.dumps(plan.code_at(os.path.join(self.judge_dir, test_file)))).decode("ascii")
+                    self.judge_codes[code_id] = None
+                    while len(self.judge_codes) > JUDGE_CODES:
+                        oldest = next(iter(self.judge_codes))
+                        del self.judge_codes[oldest]
+                        forget.append(oldest)
             send_judge(self.judge[1], {
                 "text": files[test_file], "test_file": test_file, "modules": modules, "inline": inline,
-                "code": code, "tests": plan.tests, "bound": sorted(plan.bound_names), "plan_seconds": plan.seconds,
+                "code": code, "code_id": code_id, "forget": forget, "tests": plan.tests, "bound": sorted(plan.bound_names), "plan_seconds": plan.seconds,
                 "runner": "plain" if plain is not None else "pytest", "pads": list(self.judge_pads[inline]) if (
                     plain is not None and self.judge_pads[inline] is not None) else None, "profile": profile,
                 "data": {n: t for n, t in files.items() if n != test_file and not n.endswith(".py")},
@@ -375,6 +387,7 @@ class ForkServer:
         theirs.close()
         self.judge = (pid, mine, errors)
         self.judge_runs = 0
+        self.judge_codes = {}  # plan serials whose code the judge server keeps, least recently used first
 
     def _judge_start_error(self):
         try:

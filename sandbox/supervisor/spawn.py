@@ -66,6 +66,18 @@ class RunLimits:
             for user in {self.judge_user, self.candidate_user, None}:
                 uid = user[0] if user else os.getuid()
                 self.nproc[user] = count_processes(uid) + int(config.get("pids_limit", 128))
+        # A change of effective user sets a process's "dumpable" flag to this (0: nobody but root
+        # may read its memory or trace it), so enter_run's own prctl is needed only otherwise.
+        try:
+            with open("/proc/sys/fs/suid_dumpable") as handle:
+                self.drop_clears_dumpable = handle.read().strip() == "0"
+        except OSError:
+            self.drop_clears_dumpable = False
+        import resource
+
+        # (resource, limit) for every run's process: no core dumps, and the configured limits.
+        self.rlimits = [(resource.RLIMIT_CORE, 0)] + [
+            (getattr(resource, name), int(value)) for name, value in config.get("rlimits", {}).items()]
         self.default_tempdir = None
         if self.in_container:  # the server runs with a run's environment (but HOME): what a run finds
             import tempfile
@@ -230,16 +242,15 @@ def enter_run(limits, workdir, timeout, out_w, close_fds, user, path_fixes, sess
             pass
     import resource
 
-    rlimits = limits.config.get("rlimits", {})
     if timeout is not None:  # (None: a server of runs; the supervisor's clock stops a run that takes too long)
         cpu = int(timeout) + 2
         resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu))
-    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-    for name, value in rlimits.items():
-        resource.setrlimit(getattr(resource, name), (int(value), int(value)))
+    for which, value in limits.rlimits:
+        resource.setrlimit(which, (value, value))
     nproc = limits.nproc.get(user)
     if nproc is not None:
         resource.setrlimit(resource.RLIMIT_NPROC, (nproc, nproc))
+    was = os.geteuid()
     if user:
         os.setgroups([])
         os.setresgid(user[1], user[1], user[1])
@@ -253,15 +264,21 @@ def enter_run(limits, workdir, timeout, out_w, close_fds, user, path_fixes, sess
             for paths, opened in path_fixes:
                 paths[:] = opened
             sys.path_importer_cache.clear()
-    try:  # no other process of this user may read this one's memory or trace it
-        _libc().prctl(_PR_SET_DUMPABLE, 0, 0, 0, 0)
-    except Exception:
-        pass
+    if not (user and user[0] != was and limits.drop_clears_dumpable):
+        try:  # no other process of this user may read this one's memory or trace it
+            _libc().prctl(_PR_SET_DUMPABLE, 0, 0, 0, 0)
+        except Exception:
+            pass
     if files is not None:
         os.mkdir(workdir, 0o700)
         for name, text in files.items():
-            with open(os.path.join(workdir, name), "w", encoding="utf-8") as handle:
-                handle.write(text)
+            fd = os.open(workdir + "/" + name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
+            try:
+                data = text.encode("utf-8")
+                while data:
+                    data = data[os.write(fd, data):]
+            finally:
+                os.close(fd)
     os.chdir(workdir)
     if not prepared:
         prepare(limits, workdir, None)
