@@ -345,15 +345,20 @@ def plain_session(session, pyfunc_call, plan, codes, workdir, test_file, emit, m
         if capture is not None:
             capture.resume_global_capture()
         try:
-            with catch_warnings_for_item(config, hook, "runtest", None):
-                if logging_plugin is not None:
-                    with catching_logs(logging_plugin.caplog_handler, level=logging_plugin.log_level) as one, \
-                            catching_logs(logging_plugin.report_handler, level=logging_plugin.log_level) as two:
-                        one.reset()
-                        two.reset()
+            if guard is not None:
+                # Trusted isolation: the tests cannot use warnings or logging (the plan sends such
+                # files in-process), and the solution's warnings and log records are its process's.
+                descend(pads[1], pyfunc_call, (item,))
+            else:
+                with catch_warnings_for_item(config, hook, "runtest", None):
+                    if logging_plugin is not None:
+                        with catching_logs(logging_plugin.caplog_handler, level=logging_plugin.log_level) as one, \
+                                catching_logs(logging_plugin.report_handler, level=logging_plugin.log_level) as two:
+                            one.reset()
+                            two.reset()
+                            descend(pads[1], pyfunc_call, (item,))
+                    else:
                         descend(pads[1], pyfunc_call, (item,))
-                else:
-                    descend(pads[1], pyfunc_call, (item,))
         except (Exit, KeyboardInterrupt) as exc:  # pytest ends the session: this test has no call report
             stop = True
             exit_code = getattr(exc, "returncode", None) or 2

@@ -232,6 +232,7 @@ _BLOCKED_ATTRIBUTES = {
     "__bases__": "reflection", "__slots__": "reflection", "__builtins__": "builtins", "f_locals": "frames",
     "f_globals": "frames", "f_back": "frames", "gi_frame": "frames", "tb_frame": "frames", "cr_frame": "frames",
     "seed": "random seeds", "setstate": "random seeds", "warns": "warnings", "deprecated_call": "warnings",
+    "filterwarnings": "warnings",
     "patch": "mocks", "mock": "mocks",
 }
 _SYS_ALLOWED = frozenset((

@@ -41,6 +41,37 @@ JUDGE_RUNS = 500  # runs a judge server serves before a fresh one replaces it
 JUDGE_CODES = 64  # compiled test files a judge server keeps (the supervisor says which it may forget)
 
 
+def _exit_watch(pids):
+    """A function that waits (up to its argument, in seconds) until the processes ``pids`` have all
+    exited (through pidfds), or None where pidfds are not to be had."""
+    opened = []
+    for victim in pids:
+        try:
+            opened.append(os.pidfd_open(victim))
+        except ProcessLookupError:
+            continue
+        except (OSError, AttributeError):
+            for fd in opened:
+                os.close(fd)
+            return None
+
+    def wait(limit):
+        deadline = time.monotonic() + limit
+        try:
+            waiting = list(opened)
+            while waiting:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return
+                ready, _, _ = select.select(waiting, [], [], left)
+                waiting = [fd for fd in waiting if fd not in ready]
+        finally:
+            for fd in opened:
+                os.close(fd)
+
+    return wait
+
+
 class ForkServer:
     """One sandbox's fork server (see the module docstring).
 
@@ -465,6 +496,7 @@ class ForkServer:
                     table = {p: table[p] for p in descendants(os.getpid(), table)}
                 victims = [p for p in table if p not in spared]
             own = {pid} | {p for p, parent in table.items() if parent in spared}
+            exits = _exit_watch(victims) if victims and len(victims) <= 16 else None
             # Stopped first, then killed: a stopped process cannot fork, so a fork bomb stops
             # growing while it is taken down one process at a time.
             for sig in (signal.SIGSTOP, signal.SIGKILL) if len(victims) > 1 else (signal.SIGKILL,):
@@ -474,10 +506,13 @@ class ForkServer:
                     except (ProcessLookupError, PermissionError):
                         pass
             strays.update(v for v in victims if v not in own)
+            if exits is not None:  # (woken by their exits, not by a clock)
+                exits(0.01 * min(attempt + 1, 10))
             self._reap(pid)
             if not victims:
                 break
-            time.sleep(0.002 * min(attempt + 1, 10))
+            if exits is None:
+                time.sleep(0.002 * min(attempt + 1, 10))
         return len(strays)
 
     def _reap(self, keep):

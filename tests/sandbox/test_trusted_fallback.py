@@ -36,6 +36,8 @@ BLOCKED = {
     "caplog": "def test_a(caplog):\n    pass\n",
     "logging": "import logging\n",
     "warnings": "import pytest\n\ndef test_a():\n    with pytest.warns(UserWarning):\n        pass\n",
+    "filterwarnings": "import pytest\nfrom solution import f\n\n@pytest.mark.filterwarnings('error')\ndef test_a():\n"
+                      "    f()\n",
     "inspect": "import inspect\nfrom solution import f\n\ndef test_a():\n    inspect.getsource(f)\n",
     "__dict__": "import solution\n\ndef test_a():\n    assert 'f' in solution.__dict__\n",
     "__code__": "from solution import f\n\ndef test_a():\n    assert f.__code__.co_argcount == 1\n",
