@@ -400,6 +400,8 @@ def plain_session(session, pyfunc_call, plan, codes, workdir, test_file, emit, m
         emit(profile_record(profile, plan.seconds))
         if before_end is not None:
             before_end()
+    if guard is not None:  # the candidate's process is not needed any more: it exits while the run ends
+        guard.close()
     if not items:
         exit_code = exit_code or 5
     emit({"ev": "end", "exit": int(exit_code)})

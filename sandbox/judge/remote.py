@@ -139,6 +139,17 @@ class Channel(codec.Peer):
         self.fd = -1
         raise CandidateFailure(message)
 
+    def close(self):
+        """The tests are over: hang up (the candidate's process exits); later requests fail."""
+        if self.dead is None:
+            self.dead = "the run's tests are over"
+        if self.fd >= 0:
+            try:
+                os.close(self.fd)
+            except OSError:
+                pass
+            self.fd = -1
+
     def failure_since(self, mark):
         """The first failure recorded after ``mark`` (a ``len(self.failures)`` taken earlier), or None."""
         return self.failures[mark] if len(self.failures) > mark else None

@@ -125,6 +125,7 @@ class JudgeServer:
             plan = self.plan(request["text"], test_path, tuple(request["modules"]))
             bound = plan.bound_names
         saved = _Saved(self.workdir) if inline else None
+        channel = None
         profile = {"fork": 0.0, "t_forked": time.monotonic()} if request.get("profile") else None
         try:
             os.dup2(out_w, 1)
@@ -196,11 +197,17 @@ class JudgeServer:
                         capture.stop_global_capturing()
                     except Exception:
                         pass
-                for fd in (rep_w, channel_fd):
+                try:
+                    os.close(rep_w)
+                except OSError:
+                    pass
+                if channel is None:
                     try:
-                        os.close(fd)
+                        os.close(channel_fd)
                     except OSError:
                         pass
+                else:  # (by the channel: it may have closed it already, and the number be another's since)
+                    channel.close()
                 saved.restore()
                 linecache.cache.pop(test_path, None)
                 os.dup2(self.devnull, 1)
