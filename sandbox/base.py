@@ -264,7 +264,14 @@ class WorkerChannel:
         deadline = time.monotonic() + timeout
         header = self._take(4, deadline)
         (size,) = struct.unpack(">I", header)
-        return json.loads(self._take(size, deadline).decode("utf-8"))
+        body = self._take(size, deadline)
+        try:  # a worker that sends what is not a JSON object is out of step or not ours: never trust it again
+            message = json.loads(body.decode("utf-8"))
+        except ValueError as exc:  # (UnicodeDecodeError and JSONDecodeError both are)
+            raise WorkerDied(f"the sandbox worker sent a malformed message ({exc.__class__.__name__})") from None
+        if not isinstance(message, dict):
+            raise WorkerDied(f"the sandbox worker sent a {type(message).__name__}, not a message")
+        return message
 
     def _take(self, n: int, deadline: float) -> bytes:
         while len(self._buffer) < n:
@@ -429,11 +436,19 @@ class PooledSandbox(Sandbox):
             sent = time.monotonic()
             try:
                 reply = worker.run(request)
+                if reply.get("profile"):  # the round trip beyond the worker's own time: transport
+                    reply["profile"]["transport"] = max(0.0, time.monotonic() - sent - float(reply.get("duration_s", 0.0)))
+                try:
+                    outcome = PytestOutcome.from_worker(reply, self.kind)
+                except (KeyError, TypeError, ValueError, AttributeError) as exc:
+                    raise WorkerDied(f"the sandbox worker sent a malformed result ({exc.__class__.__name__})") from None
             except WorkerTimeout:
                 self._release(worker, False)
                 return PytestOutcome(timed_out=True, backend=self.kind)
-            except WorkerDied as exc:
-                self._release(worker, False)
+            except BaseException as exc:
+                self._release(worker, False)  # whatever went wrong, the pool gets its member back (replaced)
+                if not isinstance(exc, WorkerDied):
+                    raise
                 if not self._engine_ok():
                     return PytestOutcome.infra(f"the {self.kind} sandbox failed: {exc}", self.kind)
                 if attempt == 0:  # once more on a fresh worker: a second death is the run's doing
@@ -441,9 +456,6 @@ class PooledSandbox(Sandbox):
                     continue
                 # Not "tampered": nothing shows a trick, only that the run killed its sandbox twice.
                 return PytestOutcome(backend=self.kind, signal=f"the sandbox died during the run ({exc})")
-            if reply.get("profile"):  # the round trip beyond the worker's own time: transport
-                reply["profile"]["transport"] = max(0.0, time.monotonic() - sent - float(reply.get("duration_s", 0.0)))
-            outcome = PytestOutcome.from_worker(reply, self.kind)
             healthy = (
                 outcome.infra_error is None
                 and bool(reply.get("clean"))

@@ -95,6 +95,31 @@ def test_numpy_and_pandas_round_trip():
     assert decode(encode(pd.NaT)) is pd.NaT and decode(encode(pd.NA)) is pd.NA
 
 
+def test_a_solutions_pandas_subclass_crosses_as_its_data():
+    """A frame or series of a class outside pandas (one that overrides ``equals``, say) arrives as a
+    plain frame or series: the receiving side's ``equals`` is pandas' own."""
+    pd = pytest.importorskip("pandas")
+
+    class Frame(pd.DataFrame):
+        @property
+        def _constructor(self):
+            return Frame
+
+        def equals(self, other):
+            return True
+
+    class Column(pd.Series):
+        def equals(self, other):
+            return True
+
+    frame = decode(encode(Frame({"a": [0, 0]})))
+    assert type(frame) is pd.DataFrame and not frame.equals(pd.DataFrame({"a": [2, 4]}))
+    pd.testing.assert_frame_equal(frame, pd.DataFrame({"a": [0, 0]}))
+    column = decode(encode(Column([1, 2], name="c")))
+    assert type(column) is pd.Series and not column.equals(pd.Series([1, 3], name="c"))
+    pd.testing.assert_series_equal(column, pd.Series([1, 2], name="c"))
+
+
 def test_object_dtypes_and_unknown_dtypes_are_refused():
     np = pytest.importorskip("numpy")
     for text in ("O", "|O", "V8", "[('a', '<i4')]", "i4,f8", "<i8 ", "object"):
