@@ -27,7 +27,8 @@ the background, which would otherwise land on whichever mode ran next).
 2. the Docker warm pool at 1, 2 and 4 workers (``--scaling``);
 3. what one validation costs, in CPU (1 worker, the jobs in order): the container's own (its
    cgroup's counter), Docker's (the daemons and the container's shim), and this process's, per
-   validation, under each isolation;
+   validation, under each isolation, against the naive harness's CPU per validation (its pytest
+   processes', the same jobs in order): a cost ratio that a loaded machine bends less than rates;
 4. what a call from the tests into the solution costs under trusted isolation (``--calls``
    calls in one test, against one call: the difference per call), with the in-process figure
    beside it;
@@ -42,6 +43,7 @@ from __future__ import annotations
 import argparse
 import ast
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -192,6 +194,18 @@ def cpu_cost(isolation: str, jobs, timeout: float) -> dict[str, float]:
     return {"container": container, "docker": docker, "host": host, "total": container + docker + host}
 
 
+def naive_cpu(jobs, timeout: float) -> float:
+    """ms of CPU per validation of the naive harness: its pytest processes' (reaped children's) and
+    this process's, the jobs one after another (the sandbox's CPU costs are per job, like this)."""
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    mine = time.process_time()
+    for job in jobs:
+        naive(job, timeout)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    spent = (after.ru_utime - children.ru_utime) + (after.ru_stime - children.ru_stime) + time.process_time() - mine
+    return spent / len(jobs) * 1000
+
+
 # ------------------------------------------------------------------------------ crossing calls
 
 CALLS_SOLUTION = "def add(a, b):\n    return a + b\n"
@@ -304,12 +318,15 @@ def main(argv: list[str] | None = None) -> int:
 
     if ok:
         print(f"\nCPU per validation (ms; 1 worker, the {len(jobs)} jobs in order; {load()}):\n")
-        print("| isolation | the container | Docker (daemons + shim) | this process | total |")
-        print("|---|---:|---:|---:|---:|")
+        print("| isolation | the container | Docker (daemons + shim) | this process | total | naive / this |")
+        print("|---|---:|---:|---:|---:|---:|")
+        lean = naive_cpu(jobs, args.timeout)
+        print(f"| naive (its pytest processes) | - | - | {lean:.2f} | {lean:.2f} | 1.0x |")
         for isolation in ("auto", "in-process"):
             cost = cpu_cost(isolation, jobs, args.timeout)
             name = "trusted (default)" if isolation == "auto" else "in-process"
-            print(f"| {name} | {cost['container']:.2f} | {cost['docker']:.2f} | {cost['host']:.2f} | {cost['total']:.2f} |")
+            print(f"| {name} | {cost['container']:.2f} | {cost['docker']:.2f} | {cost['host']:.2f} | {cost['total']:.2f} "
+                  f"| {lean / cost['total']:.1f}x |")
     if args.calls:
         kind = "docker" if ok else "process"
         print(f"\nA call from the tests into the solution ({kind}, {args.calls} calls in one test vs one call, median of 15):"

@@ -110,7 +110,7 @@ def test_the_candidate_cannot_choose_the_isolation():
 
 def test_gcop_score_counts_the_isolations(tmp_path, capsys):
     from gcop_env.validators.humaneval import load_humaneval
-    from gcop_env.validators.score import score_cli
+    from gcop_env.cli.score import score_cli
 
     problems = load_humaneval()[:2]
     predictions = tmp_path / "p.jsonl"
