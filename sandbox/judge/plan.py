@@ -116,6 +116,19 @@ _CO_NOT_PLAIN = 0x20 | 0x80 | 0x100 | 0x200  # generator, coroutine, iterable co
 PLAN_CACHE_SIZE = 256  # test files kept analysed and compiled (an RL step validates each one G times)
 
 
+def cached_plan(cache, source, path, modules):
+    """The :class:`Plan` of a test file from ``cache`` (a dict, least recently used first), made and
+    kept there when missing: GRPO validates each task's tests once per sampled completion."""
+    key = (source, path, modules)
+    plan = cache.pop(key, None)
+    if plan is None:
+        plan = Plan(source, path, modules)
+        if len(cache) >= PLAN_CACHE_SIZE:
+            del cache[next(iter(cache))]
+    cache[key] = plan  # most recently used last
+    return plan
+
+
 def reserved(name):
     """A name pytest gives a meaning in a test module, other than a ``test*`` function."""
     return name in RESERVED_NAMES or name.startswith(("pytest_", "Test"))

@@ -26,7 +26,7 @@ import sys
 import time
 
 from gcop_env.sandbox.judge.plain_runner import plain_session
-from gcop_env.sandbox.judge.plan import PLAN_CACHE_SIZE, Plan
+from gcop_env.sandbox.judge.plan import cached_plan
 from gcop_env.sandbox.judge.remote import Channel, SolutionFinder
 from gcop_env.sandbox.judge.reporter import make_emitter, make_reporter
 from gcop_env.sandbox.supervisor.session import RunInThisChild
@@ -56,14 +56,7 @@ class JudgeServer:
         self.devnull = os.open(os.devnull, os.O_RDWR)
 
     def plan(self, source, path, modules):
-        key = (source, path, modules)
-        plan = self.plans.pop(key, None)
-        if plan is None:
-            plan = Plan(source, path, modules)
-            if len(self.plans) >= PLAN_CACHE_SIZE:
-                del self.plans[next(iter(self.plans))]
-        self.plans[key] = plan
-        return plan
+        return cached_plan(self.plans, source, path, modules)
 
     def serve(self):
         """Serve until the supervisor hangs up (then exit); never returns in a forked run's child."""

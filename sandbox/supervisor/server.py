@@ -23,7 +23,7 @@ from gcop_env.sandbox.candidate.in_process import run_in_process
 from gcop_env.sandbox.candidate.server import send_request
 from gcop_env.sandbox.judge.server import JudgeServer
 from gcop_env.sandbox.judge.server import send_request as send_judge
-from gcop_env.sandbox.judge.plan import PLAN_CACHE_SIZE, Plan
+from gcop_env.sandbox.judge.plan import cached_plan
 from gcop_env.sandbox.judge.plain_runner import precompile
 from gcop_env.sandbox.judge.reporter import MESSAGE_LIMIT
 from gcop_env.sandbox.supervisor.procs import (
@@ -130,14 +130,7 @@ class ForkServer:
     def plan(self, source, path, modules=("solution",)):
         """The :class:`Plan` of a test file (cached by its text and path: GRPO validates each
         task's tests once per sampled completion). ``modules``: the run's own module names."""
-        key = (source, path, modules)
-        plan = self.plans.pop(key, None)
-        if plan is None:
-            plan = Plan(source, path, modules)
-            if len(self.plans) >= PLAN_CACHE_SIZE:
-                del self.plans[next(iter(self.plans))]
-        self.plans[key] = plan  # most recently used last
-        return plan
+        return cached_plan(self.plans, source, path, modules)
 
     def run(self, request):
         self.runs += 1

@@ -163,18 +163,22 @@ def drop_capabilities(keep=()):
         pass
 
 
+def _set_oom_score(oom_score):
+    try:  # the kernel's OOM killer should pick the candidate, never the server
+        fd = os.open("/proc/self/oom_score_adj", os.O_WRONLY)
+        try:
+            os.write(fd, oom_score)
+        finally:
+            os.close(fd)
+    except OSError:
+        pass
+
+
 def prepare(limits, workdir, oom_score):
     """What :func:`enter_run` sets that a server can set once for all its runs' processes (they
     inherit it): the environment and temp dir of a run in ``workdir``, and ``oom_score``."""
     if oom_score is not None:
-        try:  # the kernel's OOM killer should pick the candidate, never the server
-            fd = os.open("/proc/self/oom_score_adj", os.O_WRONLY)
-            try:
-                os.write(fd, oom_score)
-            finally:
-                os.close(fd)
-        except OSError:
-            pass
+        _set_oom_score(oom_score)
     env = dict(limits.config.get("env", {}))
     env["HOME"] = workdir
     if not limits.in_container:
@@ -232,14 +236,7 @@ def enter_run(limits, workdir, timeout, out_w, close_fds, user, path_fixes, sess
     _signal.signal(_signal.SIGINT, _signal.default_int_handler)
     _signal.signal(_signal.SIGTERM, _signal.SIG_DFL)
     if not prepared and oom_score is not None:
-        try:  # the kernel's OOM killer should pick the candidate, never the server
-            fd = os.open("/proc/self/oom_score_adj", os.O_WRONLY)
-            try:
-                os.write(fd, oom_score)
-            finally:
-                os.close(fd)
-        except OSError:
-            pass
+        _set_oom_score(oom_score)
     import resource
 
     if timeout is not None:  # (None: a server of runs; the supervisor's clock stops a run that takes too long)

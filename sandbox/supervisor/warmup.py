@@ -147,14 +147,16 @@ def warm_caches():
 
 
 
-PROBE_SOURCE = '''def _headroom():
+_HEADROOM = '''def _headroom():
     def down(depth):
         try:
             return down(depth + 1)
         except RecursionError:
             return depth
     return down(0)
+'''
 
+PROBE_SOURCE = _HEADROOM + '''
 _AT_IMPORT = _headroom()
 
 def test_headroom():
@@ -164,14 +166,7 @@ def test_headroom():
 
 # The same for a solution (trusted isolation: the solution runs in the candidate's process, at the
 # depth its calls have in the judge, plus pads measured here).
-PROBE_SOLUTION = '''def _headroom():
-    def down(depth):
-        try:
-            return down(depth + 1)
-        except RecursionError:
-            return depth
-    return down(0)
-
+PROBE_SOLUTION = _HEADROOM + '''
 AT_IMPORT = _headroom()
 
 def in_call():
