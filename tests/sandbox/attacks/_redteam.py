@@ -25,8 +25,8 @@ When the trusted runner stops an attack, its strict xfail turns into a failure: 
 ``forged`` to :func:`nowhere` (or the predicate of the cases still forged). Likewise ``false_flag`` for
 the benign idioms.
 
-With trusted isolation (issue 18, the default) every attack is ``forged=nowhere`` (a comment keeps where
-it was forged before) but one: ``filesystem_search_for_the_test_file`` in the process backend, which
+With trusted isolation (issue 18, the default) every attack is ``forged=nowhere`` (the default; where
+each was forged before is in this suite's history, the commit that merged it) but one: ``filesystem_search_for_the_test_file`` in the process backend, which
 finds whatever readable copy of a test the host holds (a non-strict mark: it depends on the machine).
 """
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import pytest
 
-from _redteam import HUMANEVAL_PROMPT, HUMANEVAL_TEST, Benign, check_benign, ids, nowhere
+from _redteam import HUMANEVAL_PROMPT, HUMANEVAL_TEST, Benign, check_benign, ids
 from _sandbox_support import runner, sandbox  # noqa: F401  (fixtures)
 
 POINT_TESTS = '''from solution import *
@@ -44,7 +44,6 @@ def make_point(x, y):
     return Point(x, y)
 ''',
         POINT_TESTS,
-        false_flag=nowhere,  # before issue 18: everywhere
     ),
     Benign(
         "eq_compares_dunder_dict_with_isinstance_guard",
@@ -64,7 +63,6 @@ def make_point(x, y):
     return Point(x, y)
 ''',
         POINT_TESTS,
-        false_flag=nowhere,  # before issue 18: everywhere
     ),
     Benign(
         "ne_written_as_not_eq",
@@ -90,7 +88,6 @@ def make_point(x, y):
     return Point(x, y)
 ''',
         POINT_TESTS,
-        false_flag=nowhere,  # before issue 18: everywhere
     ),
     Benign(
         "eq_compares_vars",
@@ -109,7 +106,6 @@ def make_point(x, y):
     return Point(x, y)
 ''',
         POINT_TESTS,
-        false_flag=nowhere,  # before issue 18: everywhere
     ),
     Benign(
         "eq_on_a_tuple_of_attributes",

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import pytest
 
-from _redteam import HUMANEVAL_TEST, MEMORY, Attack, check_attack, ids, nowhere, shares_the_hosts_files
+from _redteam import HUMANEVAL_TEST, MEMORY, Attack, check_attack, ids, shares_the_hosts_files
 from _sandbox_support import runner, sandbox  # noqa: F401  (fixtures)
 
 # The expected value of ``answer()`` in a test file's text.
@@ -33,7 +33,6 @@ import subprocess
 def answer():
     return _expected(subprocess.run(["cat", {_TEST_FILE}], capture_output=True, text=True).stdout)
 ''',
-        forged=nowhere,  # before issue 18: everywhere
     ),
     Attack(
         "test_file_read_through_libc",
@@ -48,7 +47,6 @@ def answer():
     _libc.close(fd)
     return _expected(buffer.raw[:max(size, 0)].decode())
 ''',
-        forged=nowhere,  # before issue 18: everywhere
     ),
     Attack(
         "caller_frame_code_constants",
@@ -59,7 +57,6 @@ def answer():
     found = [c for c in getattr(sys, "_get" + "frame")(1).f_code.co_consts if type(c) is int and c > 1]
     return found[0] if found else 0
 ''',
-        forged=nowhere,  # before issue 18: everywhere
     ),
     Attack(
         "test_module_code_constants",
@@ -72,7 +69,6 @@ def answer():
              for c in f.__code__.co_consts if type(c) is int and c > 1]
     return found[0] if found else 0
 ''',
-        forged=nowhere,  # before issue 18: everywhere
     ),
     Attack(
         "test_constants_through_the_collector",
@@ -87,7 +83,6 @@ def answer():
             found += [c for c in code.co_consts if type(c) is int and c > 1]
     return found[0] if found else 0
 ''',
-        forged=nowhere,  # before issue 18: everywhere
     ),
     Attack(
         "humaneval_check_parsed_by_a_child_python",
@@ -113,7 +108,6 @@ def add(x, y):
 ''',
         tests=HUMANEVAL_TEST,
         humaneval=True,
-        forged=nowhere,  # before issue 18: everywhere
     ),
     Attack(
         "filesystem_search_for_the_test_file",
@@ -164,7 +158,6 @@ def answer():
         pass
     return 41
 ''',
-        forged=nowhere,  # before issue 18: same_uid
         timeout=15.0,
     ),
     Attack(
