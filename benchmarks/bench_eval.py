@@ -5,14 +5,15 @@ after a fixed 200 ms or a latency drawn from 50–350 ms per request; 300 GSM8K 
 sent by
 
 * **floor**: a minimal client: the ``openai`` SDK in a ``ThreadPoolExecutor`` of W threads;
-* **gcop**: ``gcop eval --core-only`` (the real command, response cache off);
+* **gcop**: ``gcop eval --core-only`` (the real command, with a fresh response cache: every
+  request misses it, so its lookups and writes are counted);
 * **lm-eval**: ``lm_eval --model local-chat-completions`` (when installed; a local gsm8k task);
 
 at W = 8 and 32 workers. Each client runs as its own process. For each run it prints, from the
 server's records, the *span* (first request in to last reply out) and the client's *wall* time as
 multiples of the ideal span (sum of the latencies served / W), the span relative to the floor's in
 the same round, and the mean number of requests in flight. Then, at zero latency, each client's CPU
-per request: marginal, ``(CPU(300 problems) - CPU(60 problems)) / 240``, so start-up and imports
+per request: marginal, ``(CPU(1000 problems) - CPU(200 problems)) / 800``, so start-up and imports
 cancel out (the floor's figure is the SDK's own cost per request).
 
     python benchmarks/bench_eval.py [--repeat 3] [--no-lm-eval] [--n 300]
@@ -118,8 +119,8 @@ def command(client: str, port: int, workers: int, n: int, scratch: Path) -> list
     if client == "gcop":
         return [sys.executable, "-m", "gcop_env.cli", "eval", "--core-only", "--task", "GSM8K",
                 "--core", f"openai:bench@http://127.0.0.1:{port}/v1", "--data-files", str(DATA),
-                "--limit", str(n), "--workers", str(workers), "--cache", "off", "--no-progress", "--no-preflight",
-                "--max-retries", "1", "--out", str(scratch / "gcop-run")]
+                "--limit", str(n), "--workers", str(workers), "--cache", str(scratch / "responses.sqlite"),
+                "--no-progress", "--no-preflight", "--max-retries", "1", "--out", str(scratch / "gcop-run")]
     task_dir = scratch / "lm_eval_task"
     task_dir.mkdir(exist_ok=True)
     (task_dir / "gsm8k_local.yaml").write_text(LM_EVAL_TASK.format(test=DATA / "test.jsonl"))
@@ -186,6 +187,89 @@ def cpu_round(server: Server, clients: list[str], small: int, large: int) -> dic
     return out
 
 
+def breakdown(server: Server, small: int, large: int, workers: int = 8) -> list[tuple[str, float]]:
+    """Marginal CPU ms per request of each layer of ``gcop eval``, in this process at zero latency:
+    each layer runs ``large`` and ``small`` requests through a pool of ``workers`` threads (one
+    shared SDK client, as gcop uses), and the difference over ``large - small`` is its cost."""
+    import openai
+
+    from gcop_env.cores import RetryPolicy, make_core
+    from gcop_env.cores.base import CoreRequest, Message, SamplingParams
+    from gcop_env.cores.openai_core import OpenAICore
+    from gcop_env.evaluation.runner import EvalConfig, run_eval
+    from gcop_env.prompts import core_prompt
+    from gcop_env.reward import RewardConfig
+    from gcop_env.scoring import GuideScorer
+    from gcop_env.validators.gsm8k import GSM8KValidator, load_gsm8k
+
+    server.reset("zero")
+    problems = load_gsm8k("test", data_files=str(DATA))
+    base = f"http://127.0.0.1:{server.port}/v1"
+    sampling = SamplingParams(temperature=0.0, max_tokens=1024)
+    requests = [CoreRequest(messages=(Message("user", core_prompt(p.question, "math", None)),), sampling=sampling)
+                for p in problems]
+
+    def pooled(fn, items) -> float:
+        started = time.process_time()
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            list(pool.map(fn, items))
+        return time.process_time() - started
+
+    def marginal(make_fn) -> float:
+        costs = {}
+        for n in (small, large, small, large):  # alternated, each size measured twice, the lower kept
+            fn, items = make_fn(n)
+            costs[n] = min(costs.get(n, float("inf")), pooled(fn, items))
+        return 1000 * (costs[large] - costs[small]) / (large - small)
+
+    def sdk(n):
+        client = openai.OpenAI(base_url=base, api_key="EMPTY", max_retries=0)
+        return (lambda r: client.chat.completions.create(model="bench", messages=[{"role": "user", "content":
+                                                                                    r.messages[0].content}],
+                                                         temperature=0.0, max_tokens=1024)), requests[:n]
+
+    def backend(n):
+        core = OpenAICore("bench", base_url=base)
+        return core.complete, requests[:n]
+
+    def managed(cache):
+        def make(n):
+            scratch = Path(tempfile.mkdtemp())
+            core = make_core(f"openai:bench@{base}", cache=str(scratch / "c.sqlite") if cache else False,
+                             retry=RetryPolicy(max_attempts=1))
+            return core.complete, requests[:n]
+        return make
+
+    def scorer(n):
+        scratch = Path(tempfile.mkdtemp())
+        core = make_core(f"openai:bench@{base}", cache=str(scratch / "c.sqlite"), retry=RetryPolicy(max_attempts=1))
+        scoring = GuideScorer(GSM8KValidator(), core, reward=RewardConfig(beta=0.0, gamma=0.0, kappa=0.0, lam=0.0),
+                              sampling=sampling)
+        return scoring.score_unguided, problems[:n]
+
+    layers = [("openai SDK in a thread pool (the floor)", marginal(sdk)),
+              ("+ gcop's OpenAI backend (raw response, rate-limit headers)", marginal(backend)),
+              ("+ retries, rate limiter, pricing (ManagedCore, no cache)", marginal(managed(False))),
+              ("+ the response cache (SQLite lookup and write)", marginal(managed(True))),
+              ("+ the scorer (prompt, GSM8K validation)", marginal(scorer))]
+
+    def whole(n):
+        scratch = Path(tempfile.mkdtemp())
+        config = EvalConfig(kind="core-only", task="GSM8K", data_files=str(DATA), limit=n, workers=workers,
+                            core=f"openai:bench@{base}", cache=str(scratch / "c.sqlite"), out=str(scratch / "run"),
+                            max_retries=1)
+        return (lambda config: run_eval(config, progress=False, preflight=False)), [config]
+    costs = {}
+    for n in (small, large, small, large):
+        fn, (config,) = whole(n)
+        started = time.process_time()
+        fn(config)
+        costs[n] = min(costs.get(n, float("inf")), time.process_time() - started)
+    layers.append(("+ the eval loop (rows, records, summary): gcop eval in-process",
+                   1000 * (costs[large] - costs[small]) / (large - small)))
+    return layers
+
+
 def print_throughput(rounds: list[list[dict]]) -> None:
     print("\n| setting | client | span / ideal | wall / ideal | span / floor's | in flight (of W) | load |")
     print("|---|---|---|---|---|---|---|")
@@ -210,6 +294,10 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=1, help="rounds of the four settings (ranges printed)")
     parser.add_argument("--no-lm-eval", action="store_true", help="leave lm-eval out even when installed")
     parser.add_argument("--no-cpu", action="store_true", help="skip the zero-latency CPU round")
+    parser.add_argument("--cpu-only", action="store_true", help="only the zero-latency CPU round")
+    parser.add_argument("--cpu-n", default="200,1000", help="the CPU round's two run sizes (default 200,1000)")
+    parser.add_argument("--breakdown", action="store_true",
+                        help="only the CPU per request of each layer of gcop eval, measured in this process")
     parser.add_argument("--clients", default=None, help="comma-separated subset of floor,gcop,lm-eval")
     args = parser.parse_args()
     clients = ["floor", "gcop"]
@@ -224,18 +312,33 @@ def main() -> None:
     print(f"{args.n} GSM8K problems per run; clients: {', '.join(clients)}; cpus: {os.cpu_count()}; "
           f"load average at start: {os.getloadavg()[0]:.1f}")
     server = Server()
+    if args.breakdown:
+        try:
+            small, large = (int(x) for x in args.cpu_n.split(","))
+            print(f"\n| layer (zero latency, 8 threads, marginal over {small} → {large} requests) | CPU ms per request "
+                  f"| added by the layer |\n|---|---|---|")
+            previous = 0.0
+            for name, cost in breakdown(server, small, large):
+                print(f"| {name} | {cost:.2f} | {cost - previous:+.2f} |")
+                previous = cost
+        finally:
+            server.close()
+        return
     try:
         rounds = []
-        for i in range(args.repeat):
+        for i in range(0 if args.cpu_only else args.repeat):
             rounds.append(throughput_round(server, clients, args.n))
             for r in rounds[-1]:
                 print(f"round {i + 1}: {r['setting']:>26} {r['client']:>8}: span {r['span']:.2f}s "
                       f"(ideal {r['ideal']:.2f}s, x{r['span'] / r['ideal']:.2f}; x{r['vs_floor']:.2f} the floor's), "
                       f"wall {r['wall']:.2f}s, {r['in_flight']:.1f} in flight, load {r['load']:.1f}", flush=True)
-        print_throughput(rounds)
+        if rounds:
+            print_throughput(rounds)
         if not args.no_cpu:
-            cpu = cpu_round(server, clients, small=max(10, args.n // 5), large=args.n)
-            print("\n| client (zero latency, 8 workers) | CPU ms per request, marginal | CPU ms per request, whole process |")
+            small, large = (int(x) for x in args.cpu_n.split(","))
+            cpu = cpu_round(server, clients, small=small, large=large)
+            print(f"\n| client (zero latency, 8 workers) | CPU ms per request, marginal ({small} → {large}) "
+                  f"| CPU ms per request, whole process ({large}) |")
             print("|---|---|---|")
             for client, (marginal, whole) in cpu.items():
                 print(f"| {client} | {marginal:.2f} | {whole:.2f} |")
