@@ -28,8 +28,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 from fake_llm import FakeLLMServer  # noqa: E402
 
-from gcop_env import cache as cache_module  # noqa: E402
-from gcop_env.cache import ResponseCache  # noqa: E402
+from gcop_env.cores import cache as cache_module  # noqa: E402
+from gcop_env.cores.cache import ResponseCache  # noqa: E402
 from gcop_env.cores import CoreRequest, Message, RetryPolicy, make_core  # noqa: E402
 
 

@@ -2,7 +2,7 @@
 
 Starts a loopback core (OpenAI Chat Completions, answering after ``--latency-s``) that counts the
 requests inside it, builds the tiny test guide, and runs ``accelerate launch --multi_gpu
---num_processes N -m gcop_env.trainers.cli grpo --use-cpu`` twice with one response cache (SQLite,
+--num_processes N -m gcop_env.cli grpo --use-cpu`` twice with one response cache (SQLite,
 shared by the processes). Without a GPU the N processes train with DDP over gloo on the CPU
 (``accelerate launch --cpu`` would start one process only). Prints, measured in this run: steps, completions scored, core requests, the most
 requests in flight at once (each process has its own bound, so at most N × ``--max-inflight``),
@@ -62,7 +62,7 @@ def run_grpo(args: argparse.Namespace, server: FakeLLMServer, guide: Path, out: 
                GCOP_PRICES=json.dumps({"fake-core": [0.8, 4.0]}))
     command = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", str(args.processes),
                "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
-               "-m", "gcop_env.trainers.cli", "grpo",
+               "-m", "gcop_env.cli", "grpo",
                "--task", "GSM8K", "--data-files", str(GSM8K_DIR), "--split", "test", "--limit", str(args.problems),
                "--core", f"openai:fake-core@{server.openai_base_url}", "--guide", str(guide),
                "--output-dir", str(out), "--recipe", "advisor", "--max-steps", str(args.steps),

@@ -7,20 +7,22 @@ Importing this package registers the environments (``GCoP-GSM8K-v0``, and the co
     env = gym.make("GCoP-GSM8K-v0", core="anthropic:claude-haiku-4-5-20251001", split="test")
 """
 
+from gcop_env import _moved
+from gcop_env._version import __version__
 from gcop_env.cores import Core, CoreError, CoreResponse, RetryPolicy, SamplingParams, make_core, set_price
+from gcop_env.envs.tasks import TaskSpec, get_task, register_task, registered_tasks
 from gcop_env.problem import Problem
-from gcop_env.reward import RewardComponents, RewardConfig, shape_reward
-from gcop_env.strategy import ParsedGuideOutput, StructureError, parse_guide_output
-from gcop_env.tasks import TaskSpec, get_task, register_task, registered_tasks
+from gcop_env.step.reward import RewardComponents, RewardConfig, shape_reward
+from gcop_env.step.strategy import ParsedGuideOutput, StructureError, parse_guide_output
 from gcop_env.validators.base import Status, ValidationResult, Validator
 
-__version__ = "0.1.0"
+_moved.install()  # the module names from before the re-layout stay importable (gcop_env/_moved.py)
 
 __all__ = [
     "Core", "CoreError", "CoreResponse", "ParsedGuideOutput", "Problem", "RetryPolicy", "RewardComponents",
     "RewardConfig", "SamplingParams", "Status", "StructureError", "TaskSpec", "ValidationResult", "Validator",
     "get_task", "make_core", "parse_guide_output", "register_task", "registered_tasks", "set_price",
-    "shape_reward",
+    "shape_reward", "__version__",
 ]
 
 

@@ -22,6 +22,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from gcop_env.utils.files import write_text_atomic
+
 RECIPE_FILE = "gcop_recipe.json"
 
 
@@ -38,14 +40,12 @@ class RecipeError(ValueError):
 
 def write_recipe(output_dir: str | Path, recipe: Recipe, **details: Any) -> Path:
     """Record ``recipe`` (and what it was trained from and with) in ``output_dir``."""
-    from gcop_env import __version__
+    from gcop_env._version import __version__
 
     path = Path(output_dir) / RECIPE_FILE
-    path.parent.mkdir(parents=True, exist_ok=True)
     payload = {"recipe": Recipe(recipe).value, "structure_required": recipe != Recipe.ADVISOR,
                "gcop_env": __version__, **details}
-    path.write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    return path
+    return write_text_atomic(path, json.dumps(payload, indent=2, sort_keys=True) + "\n")
 
 
 def read_recipe_details(path: str | Path) -> dict[str, Any] | None:

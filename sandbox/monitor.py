@@ -30,7 +30,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from gcop_env.python_ast import parse_python
+from gcop_env.utils.python_ast import parse_python
 
 FAMILIES = ("pytest_internals", "test_replacement", "always_equal", "test_file_read", "interpreter_state")
 
@@ -98,7 +98,7 @@ def scan_code(source: str) -> list[TamperFinding]:
     Code that does not parse has none (it fails on its own).
     """
     try:
-        tree = parse_python(source)  # thread-safe on 3.11 (gcop_env.python_ast)
+        tree = parse_python(source)  # thread-safe on 3.11 (gcop_env.utils.python_ast)
     except (SyntaxError, ValueError):
         return []
     scanner = _Scanner()

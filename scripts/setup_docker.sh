@@ -45,7 +45,7 @@ fi
 
 # The image carries a hash of the recipe it was built from (label org.gcop.sandbox.recipe); an image
 # from an older recipe (e.g. without the scientific packages) is rebuilt, never silently used.
-if ! "$PYTHON" -c "import gcop_env.sandbox.cli" >/dev/null 2>&1; then
+if ! "$PYTHON" -c "import gcop_env.cli.sandbox" >/dev/null 2>&1; then
     echo "setup_docker: gcop_env is not installed in $PYTHON; run scripts/bootstrap.sh first" >&2
     exit 1
 fi
@@ -58,6 +58,6 @@ else
         echo "setup_docker: image $IMAGE was built from another recipe (${have:-unlabelled}, want $want): rebuilding"
     fi
     echo "setup_docker: building $IMAGE offline (debootstrap + the scientific packages, a few minutes)"
-    as_root "$PYTHON" -m gcop_env.sandbox.cli build-image --offline --if-outdated --tag "$IMAGE"
+    as_root "$PYTHON" -m gcop_env.cli.sandbox build-image --offline --if-outdated --tag "$IMAGE"
 fi
 echo "setup_docker: ready"

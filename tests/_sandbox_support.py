@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 
 import pytest
-from conftest import SHARED_DATA
+from support import SHARED_DATA
 
 from gcop_env.sandbox.docker_backend import DockerSandbox, docker_available
 from gcop_env.sandbox.process_backend import ProcessSandbox
@@ -76,3 +76,25 @@ def run_good(box) -> None:
     """A known-good run must pass: the sandbox is usable and clean after whatever ran before."""
     outcome = box.run_pytest({"solution.py": GOOD, "test_solution.py": TESTS}, timeout=10)
     assert outcome.all_passed, outcome
+
+
+def _break(solution: str) -> str:
+    import ast
+
+    tree = ast.parse(solution)
+    for node in ast.walk(tree):
+        if isinstance(node, ast.FunctionDef) and node.name != "__init__":
+            node.body = [ast.Return(ast.Constant(None))]
+    return ast.unparse(tree)
+
+
+# A solution that needs the image's scientific packages (numpy, scipy).
+SCIENTIFIC_SOLUTION = """
+import numpy as np
+from scipy import stats
+
+
+def standardize(values):
+    \"\"\"z-scores of the values (population standard deviation).\"\"\"
+    return stats.zscore(np.asarray(values, dtype=float))
+"""

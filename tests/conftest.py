@@ -1,35 +1,23 @@
-"""Shared test fixtures: offline data, fake LLM servers, an isolated cache directory."""
+"""Shared test fixtures: an isolated cache, offline data, fake LLM servers (real SDKs over loopback
+HTTP), priced fake models, the tiny guide, the sandbox. Helpers that are not fixtures live in
+``support.py`` (and ``fake_llm.py``, ``tiny_guide.py``, ``_sandbox_support.py``)."""
 
 from __future__ import annotations
 
-import os
-import re
+import json
 import sys
 from pathlib import Path
 
 import pytest
 
 TESTS_DIR = Path(__file__).resolve().parent
-REPO_ROOT = TESTS_DIR.parent
-sys.path.insert(0, str(TESTS_DIR))
+sys.path.insert(0, str(TESTS_DIR))  # the support modules, from every tests/<package>/ folder
 
+from _sandbox_support import sandbox  # noqa: E402,F401 - the sandbox fixture (both backends), for every test
 from fake_llm import FakeLLMServer  # noqa: E402
-
-
-def _find_shared_data() -> Path:
-    """``$GCOP_SHARED_DATA``, else ``shared/data`` beside or above the repo (CI lays it beside)."""
-    if os.environ.get("GCOP_SHARED_DATA"):
-        return Path(os.environ["GCOP_SHARED_DATA"])
-    for base in (REPO_ROOT, *REPO_ROOT.parents):
-        candidate = base / "shared" / "data"
-        if candidate.is_dir():
-            return candidate
-    return REPO_ROOT.parent / "shared" / "data"
-
-
-SHARED_DATA = _find_shared_data()
-GSM8K_DIR = SHARED_DATA / "gsm8k"
-KODCODE_SAMPLE = SHARED_DATA / "kodcode" / "kodcode_prefill_sample.jsonl"
+# The helpers, also importable from here for tests written before support.py.
+from support import (GOOD, GOOD_GUIDE, GSM8K_DIR, KODCODE_SAMPLE, REPO_ROOT, SHARED_DATA,  # noqa: E402,F401
+                     CurationWorld, ScriptedSolver, gsm8k_golds, strip_ws)
 
 
 @pytest.fixture(autouse=True)
@@ -48,60 +36,55 @@ def gsm8k_dir() -> Path:
     return GSM8K_DIR
 
 
-class ScriptedSolver:
-    """A fake core for GSM8K that knows the gold answers.
+@pytest.fixture
+def fake_llm():
+    """A factory of started fake LLM servers: ``server = fake_llm(responder)``; all stop after the test."""
+    started: list[FakeLLMServer] = []
 
-    Guided (the prompt has a strategy): right, unless the strategy contains ``HARMFUL``.
-    Unguided: right only when ``unguided_correct``. Judge prompts get a JSON rating;
-    a strategy containing ``LEAKY`` is flagged as leaking by the fake judge.
-    """
+    def start(responder=None) -> FakeLLMServer:
+        server = FakeLLMServer(responder).__enter__()
+        started.append(server)
+        return server
 
-    def __init__(self, golds: dict[str, str], unguided_correct: bool = False, judge_reply: str | None = None):
-        self.golds = golds
-        self.unguided_correct = unguided_correct
-        self.judge_reply = judge_reply
-
-    def _gold(self, prompt: str) -> str:
-        for question, gold in self.golds.items():
-            if question in prompt:
-                return gold
-        raise AssertionError("the prompt holds no known question")
-
-    def __call__(self, prompt: str) -> str:
-        if prompt.startswith("You review a strategy"):
-            if self.judge_reply is not None:
-                return self.judge_reply
-            leaks = "LEAKY" in prompt
-            return f'Here is my rating: {{"usefulness": 8, "specificity": 6, "leaks_answer": {str(leaks).lower()}}}'
-        gold = self._gold(prompt)
-        if "Suggested strategy:" in prompt:
-            strategy = prompt.split("Suggested strategy:", 1)[1]
-            right = "HARMFUL" not in strategy
-        else:
-            right = self.unguided_correct
-        answer = gold if right else str(int(float(gold)) + 1)
-        return f"Let me work through it step by step. So the total is {answer}.\n\\boxed{{{answer}}}"
-
-
-def gsm8k_golds(n: int = 20) -> dict[str, str]:
-    from gcop_env.validators.gsm8k import load_gsm8k
-
-    return {p.question: p.reference for p in load_gsm8k("test", data_files=str(GSM8K_DIR))[:n]}
+    yield start
+    for server in reversed(started):
+        server.__exit__(None, None, None)
 
 
 @pytest.fixture
-def solver_server():
+def priced_models(monkeypatch):
+    """``priced_models({"fake-core": (0.8, 4.0)})``: USD per million input/output tokens for fake
+    models, through ``GCOP_PRICES`` (the way a user prices a model the table does not know)."""
+
+    def price(table: dict[str, tuple[float, float]]) -> None:
+        monkeypatch.setenv("GCOP_PRICES", json.dumps({model: list(p) for model, p in table.items()}))
+
+    return price
+
+
+@pytest.fixture
+def solver_server(fake_llm):
     """A started fake server whose responder is a ScriptedSolver over the first 20 test problems."""
     solver = ScriptedSolver(gsm8k_golds())
-    with FakeLLMServer(solver) as server:
-        server.solver = solver
-        yield server
+    server = fake_llm(solver)
+    server.solver = solver
+    return server
 
 
-GOOD_GUIDE = ("<think>Find the quantities and combine them.</think>\n"
-              "<strategy>1. List every quantity. 2. Decide which operations link them. "
-              "3. Compute step by step and check units.</strategy>")
+@pytest.fixture
+def curation_world(fake_llm, priced_models):
+    """A priced fake teacher and core for ``gcop curate`` (:class:`support.CurationWorld`)."""
+    priced_models({"fake-teacher": (3.0, 15.0), "fake-core": (0.8, 4.0)})
+    world = CurationWorld()
+    world.server = fake_llm(world)
+    yield world
+    world.release.set()
 
 
-def strip_ws(text: str) -> str:
-    return re.sub(r"\s+", " ", text).strip()
+@pytest.fixture(scope="session")
+def tiny_gsm8k_guide(tmp_path_factory) -> Path:
+    """The tiny guide (a 2-layer Qwen2, tokenizer trained in-test) over the first four GSM8K test
+    questions. Shared by the session: tests read it and write their outputs elsewhere."""
+    from tiny_guide import build_tiny_guide
+
+    return build_tiny_guide(tmp_path_factory.mktemp("guide") / "tiny", list(gsm8k_golds(4)), [GOOD_GUIDE] * 3)

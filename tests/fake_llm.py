@@ -77,6 +77,14 @@ def _words(text: str) -> int:
     return max(1, len(text.split()))
 
 
+class _Server(ThreadingHTTPServer):
+    # socketserver listens with a backlog of 5: 16 client threads connecting at once on a loaded
+    # machine overflow it, and the kernel's SYN cookies then answer a connection it drops (a reset
+    # the client sees as a failed attempt, which a retry makes up for but a test counting attempts
+    # would not). A real server's backlog is far larger.
+    request_queue_size = 128
+
+
 class FakeLLMServer:
     """Serves ``POST /v1/messages`` (Anthropic) and ``POST /v1/chat/completions`` (OpenAI)."""
 
@@ -134,7 +142,7 @@ class FakeLLMServer:
                 self.end_headers()
                 self.wfile.write(payload)
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd = _Server(("127.0.0.1", 0), Handler)
         self.httpd.daemon_threads = True
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
 

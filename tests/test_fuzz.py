@@ -18,10 +18,10 @@ import pytest
 from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
-from gcop_env.cache import request_key
+from gcop_env.cores.cache import request_key
 from gcop_env.cores.base import CoreRequest, Message, SamplingParams
-from gcop_env.strategy import ParsedGuideOutput, StructureError, is_blank, parse_guide_output
-from gcop_env.trainers.common import JsonlAppender, JsonlError, read_jsonl_rows
+from gcop_env.step.strategy import ParsedGuideOutput, StructureError, is_blank, parse_guide_output
+from gcop_env.utils.files import JsonlAppender, JsonlError, read_jsonl_rows
 from gcop_env.validators.code_extract import ExtractedCode, extract_code
 from gcop_env.validators.data import DataError, read_data_file
 from gcop_env.validators.gsm8k import extract_answer, format_number, reference_value
@@ -151,7 +151,7 @@ def test_code_extractor_finds_a_fenced_solution_among_prose(before, after):
     assert extracted.source == "fenced" and extracted.defines_entry_point and extracted.code == code
 
 
-# -- the cache key (gcop_env/cache.py is owned by the models engineer) ---------------------------------
+# -- the cache key (gcop_env/cores/cache.py is owned by the models engineer) ---------------------------------
 VALID_TEXT = st.text(st.characters(exclude_categories=("Cs",)), max_size=200)
 
 

@@ -10,7 +10,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from conftest import REPO_ROOT as REPO
+from support import REPO_ROOT as REPO
 
 
 

@@ -5,14 +5,16 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import GOOD_GUIDE, GSM8K_DIR, gsm8k_golds
+from support import GOOD_GUIDE, GSM8K_DIR, gsm8k_golds
 from tiny_guide import build_tiny_guide
 
 from gcop_env import RewardConfig, get_task, make_core
 from gcop_env.cores.base import SamplingParams
 from gcop_env.recipe import RECIPE_FILE, Recipe, RecipeError, read_recipe, read_recipe_details, write_recipe
-from gcop_env.scoring import GuideScorer
-from gcop_env.trainers.config import GRPORunConfig, config_from_dict, parse_config
+from gcop_env.step.scoring import GuideScorer
+from gcop_env.cli.args import parse_config
+from gcop_env.trainers.config import GRPORunConfig
+from gcop_env.utils.fields import config_from_dict
 
 
 def test_read_recipe_of_plain_trained_and_checkpoint_dirs(tmp_path):
@@ -72,7 +74,7 @@ def test_scorer_without_structure_passes_the_whole_output_as_advice(solver_serve
 
 def test_sft_then_advisor_grpo_record_their_recipes(solver_server, tmp_path):
     pytest.importorskip("trl")
-    from gcop_env.trainers.cli import grpo_cli, sft_cli
+    from gcop_env.cli.train import grpo_cli, sft_cli
 
     golds = gsm8k_golds(4)
     tiny = build_tiny_guide(tmp_path / "tiny", list(golds), [GOOD_GUIDE] * 3)
@@ -108,6 +110,6 @@ def test_sft_then_advisor_grpo_record_their_recipes(solver_server, tmp_path):
     assert len(prompts) == round(summary["metrics"]["mean_structure_ok"] * completions) >= 1
     # 16 tokens cannot hold a closed <think>…</think><strategy>…</strategy>: this advice would be
     # malformed under the ExecTune recipe, and it still reached the core.
-    from gcop_env.strategy import parse_guide_output
+    from gcop_env.step.strategy import parse_guide_output
     advice = [p.split("Suggested strategy:\n", 1)[1].split("\n\nReason step by step")[0] for p in prompts]
     assert not any(parse_guide_output(a).structure_ok for a in advice)

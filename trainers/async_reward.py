@@ -29,7 +29,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, Callable, Sequence
 
 from gcop_env.problem import Problem
-from gcop_env.scoring import GuideScorer, StepOutcome
+from gcop_env.step.scoring import GuideScorer, StepOutcome
 from gcop_env.trainers.grpo import RewardTotals, ShapedReward
 
 DEFAULT_MAX_INFLIGHT = 16

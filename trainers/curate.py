@@ -25,7 +25,7 @@ Resumable: a row is appended and fsynced as each problem finishes; a re-run with
 unfinished problem free. An infrastructure failure (API down after retries) is not a rejection:
 the problem is left unfinished and reported, and a re-run retries it.
 
-Interruptible: on the first Ctrl-C / SIGTERM (:mod:`gcop_env.interrupt`) no new problem is
+Interruptible: on the first Ctrl-C / SIGTERM (:mod:`gcop_env.utils.interrupt`) no new problem is
 started and problems in flight stop at their next round; what finishes within the grace period is
 saved, the rest is reported unfinished, and ``gcop curate`` exits 130 with the resume command.
 """
@@ -41,18 +41,19 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from gcop_env.budget import Budget, BudgetExceeded, StopOrBudget
+from gcop_env.cores.budget import Budget, BudgetExceeded, StopOrBudget
 from gcop_env.cores import Core, CoreError, FatalCoreError, make_core, sampling_report
 from gcop_env.cores.base import CoreRequest, Message, SamplingParams
-from gcop_env.interrupt import StopRequest, completed_until_stopped
+from gcop_env.cores.options import core_from_options
+from gcop_env.utils.interrupt import StopRequest, completed_until_stopped
 from gcop_env.problem import Problem
-from gcop_env.prompts import teacher_prompt, teacher_refine_prompt
-from gcop_env.reward import RewardConfig
-from gcop_env.scoring import GuideScorer
-from gcop_env.strategy import parse_guide_output
-from gcop_env.tasks import get_task
-from gcop_env.trainers.common import JsonlAppender, core_from_options, read_jsonl_rows, write_json
+from gcop_env.step.prompts import teacher_prompt, teacher_refine_prompt
+from gcop_env.step.reward import RewardConfig
+from gcop_env.step.scoring import GuideScorer
+from gcop_env.step.strategy import parse_guide_output
+from gcop_env.envs.tasks import get_task
 from gcop_env.trainers.config import CurateConfig, write_config
+from gcop_env.utils.files import JsonlAppender, read_jsonl_rows, write_json
 
 log = logging.getLogger(__name__)
 
@@ -356,7 +357,7 @@ class Curator:
         done = {row["problem_id"] for row in earlier}
         todo = [p for p in problems if p.task_id not in done]
         if cfg.preflight and todo:  # one tiny call per model before anything is spent (gcop check);
-            from gcop_env.check import preflight_curate  # a finished run makes no call at all
+            from gcop_env.cores.preflight import preflight_curate  # a finished run makes no call at all
             preflight_curate(cfg, self.teacher, self.core)
         write_config(cfg, config_path(out))
         writer = JsonlAppender(out)
@@ -448,7 +449,7 @@ def curate(config: CurateConfig, teacher: Core | None = None, core: Core | None 
            progress: bool = True, stop: StopRequest | None = None) -> CurationSummary:
     """Run curation as configured; returns the summary (also written next to ``config.out``).
 
-    ``stop``: set it (e.g. from :func:`gcop_env.interrupt.stop_on_signal`) to end the run early;
+    ``stop``: set it (e.g. from :func:`gcop_env.utils.interrupt.stop_on_signal`) to end the run early;
     finished rows are kept and ``summary.interrupted`` is True.
     """
     curator = Curator(config, teacher=teacher, core=core, stop=stop)

@@ -31,7 +31,7 @@ vLLM: ``use_vllm=True`` with ``vllm_mode="colocate"`` runs vLLM inside each trai
 ``vllm_mode="server"`` talks to ``trl vllm-serve --model GUIDE`` on other GPUs. For several GPUs::
 
     CUDA_VISIBLE_DEVICES=0 trl vllm-serve --model runs/sft &
-    CUDA_VISIBLE_DEVICES=1,2,3 accelerate launch --multi_gpu --num_processes 3 -m gcop_env.trainers.cli grpo \\
+    CUDA_VISIBLE_DEVICES=1,2,3 accelerate launch --multi_gpu --num_processes 3 -m gcop_env.cli.train grpo \\
         --guide runs/sft --use-vllm --vllm-mode server ...
 
 Each process scores its own slice of every batch (its own reward pool, scorer and core client;
@@ -49,19 +49,20 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from gcop_env.budget import Budget, StopOrBudget
+from gcop_env.cores.budget import Budget, StopOrBudget
 from gcop_env.cores import sampling_report
+from gcop_env.cores.options import core_from_options
 from gcop_env.cores.base import SamplingParams
 from gcop_env.problem import Problem
-from gcop_env.prompts import guide_prompt
+from gcop_env.step.prompts import guide_prompt
 from gcop_env.recipe import Recipe, read_recipe, write_recipe
-from gcop_env.env import SAMPLE_STREAMS, SAMPLES_PER_STREAM
-from gcop_env.scoring import GuideScorer, StepOutcome, core_is_deterministic
-from gcop_env.tasks import get_task
-from gcop_env.trainers.common import core_from_options, mean, stop_callback, write_json
+from gcop_env.envs.env import SAMPLE_STREAMS, SAMPLES_PER_STREAM
+from gcop_env.step.scoring import GuideScorer, StepOutcome, core_is_deterministic
+from gcop_env.envs.tasks import get_task
 from gcop_env.trainers.config import GRPORunConfig, write_config
-from gcop_env.trainers.sft import (RUN_CONFIG, TrainSummary, common_trainer_args, last_checkpoint, load_guide,
-                                   save_final_model)
+from gcop_env.trainers.training import (RUN_CONFIG, TrainSummary, common_trainer_args, last_checkpoint, load_guide,
+                                        mean, save_final_model, stop_callback)
+from gcop_env.utils.files import write_json
 
 log = logging.getLogger(__name__)
 
@@ -331,7 +332,7 @@ def _scorer_cores(scorer: GuideScorer) -> list[Any]:
 def train_grpo(config: GRPORunConfig, scorer: GuideScorer | None = None, stop: Any = None) -> TrainSummary:
     """Run GRPO as configured. Writes ``run_config.json``, checkpoints, the model and ``summary.json``.
 
-    ``stop`` (a :class:`gcop_env.interrupt.StopRequest`): once set, training ends after the current
+    ``stop`` (a :class:`gcop_env.utils.interrupt.StopRequest`): once set, training ends after the current
     step with a checkpoint saved; the summary's ``metrics["interrupted"]`` is True and no final model
     or evaluation is made. The same command resumes from the checkpoint.
 
@@ -353,7 +354,7 @@ def train_grpo(config: GRPORunConfig, scorer: GuideScorer | None = None, stop: A
     if budget is not None:  # before any call: a model without a price cannot be held to a dollar cap
         budget.check_priced(_scorer_cores(scorer))
     if config.preflight:  # one tiny call per model before the guide loads or anything is spent
-        from gcop_env.check import preflight_grpo
+        from gcop_env.cores.preflight import preflight_grpo
         preflight_grpo(config, scorer)
     trainer, reward = build_grpo_trainer(config, scorer)
     halt = StopOrBudget(stop, budget)

@@ -13,7 +13,7 @@ import re
 import textwrap
 from dataclasses import dataclass
 
-from gcop_env.python_ast import parse_python
+from gcop_env.utils.python_ast import parse_python
 
 # ```python ... ``` or ~~~py ... ~~~; an unclosed last fence (a truncated reply) runs to the end.
 _FENCE = re.compile(
@@ -51,7 +51,7 @@ def _defined_names(tree: ast.Module) -> set[str]:
 
 def _parse(code: str) -> ast.Module | None:
     try:
-        return parse_python(code)  # thread-safe on 3.11 (gcop_env.python_ast)
+        return parse_python(code)  # thread-safe on 3.11 (gcop_env.utils.python_ast)
     except (SyntaxError, ValueError):
         return None
 

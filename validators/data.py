@@ -18,45 +18,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-
-class DataError(ValueError):
-    """A dataset could not be loaded, or one of its rows is malformed."""
-
-
-class JsonlError(DataError):
-    """A JSONL file has a bad line; the message names the file and the line."""
-
-    def __init__(self, path: str | Path, line: int, problem: str):
-        super().__init__(f"{path}: line {line} {problem}; fix or remove that line")
-        self.path, self.line = str(path), line
-
-
-def parse_jsonl_line(raw: bytes, path: str | Path, line: int) -> dict | None:
-    """One JSONL line as a dict; None when blank. Bad UTF-8, bad JSON, a non-object or a lone
-    surrogate in a string is a :class:`JsonlError` naming the file and line."""
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise JsonlError(path, line, f"is not valid UTF-8 (byte {exc.start})") from None
-    if not text.strip():
-        return None
-    try:
-        row = json.loads(text)
-    except ValueError as exc:
-        raise JsonlError(path, line, f"is not valid JSON ({getattr(exc, 'msg', exc)})") from None
-    if not isinstance(row, dict):
-        raise JsonlError(path, line, f"must be a JSON object, not {type(row).__name__}")
-    if "\\u" in text and not _is_unicode(row):
-        raise JsonlError(path, line, "holds a lone surrogate escape (e.g. \\ud800), not valid Unicode text")
-    return row
-
-
-def _is_unicode(row: Any) -> bool:
-    try:
-        json.dumps(row, ensure_ascii=False).encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
+from gcop_env.utils.files import DataError, JsonlError, _is_unicode, parse_jsonl_line  # noqa: F401 - part of this API
 
 
 def read_data_file(path: str | os.PathLike) -> list[tuple[str, dict]]:

@@ -1,4 +1,4 @@
-"""``gcop score``: grade a file of core outputs the way the environment would.
+"""Grading a file of core outputs the way the environment would (``gcop score``, :mod:`gcop_env.cli.score`).
 
 Each prediction row is ``{"task_id": ..., "completion": <the core's whole reply>}``; each result
 row is ``{"line", "task_id", "status", "reward", "details"}``, in the input's order. Scoring goes
@@ -27,25 +27,19 @@ import argparse
 import hashlib
 import json
 import os
-import sys
 import tempfile
 from collections import Counter
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from gcop_env.checks import check_int, check_number
-from gcop_env.files import write_text_atomic
-from gcop_env.interrupt import completed_until_stopped, exit_interrupted, stop_on_signal
 from gcop_env.problem import Problem
-from gcop_env.usage import OneLineErrorParser, usage_error
-from gcop_env.validators.base import Status, ValidationResult, Validator
+from gcop_env.validators.base import Status, Validator
 
 INVALID = "invalid"
 DUPLICATE = "duplicate"
-_RESUME_HEADER = "gcop_score_resume"
+RESUME_HEADER = "gcop_score_resume"
 
 
 @dataclass(frozen=True)
@@ -76,25 +70,6 @@ def _gsm8k() -> ScoreTask:
 
 
 TASKS: dict[str, Callable[[], ScoreTask]] = {"kodcode": _kodcode, "humaneval": _humaneval, "gsm8k": _gsm8k}
-
-
-def _parser(prog: str) -> argparse.ArgumentParser:
-    parser = OneLineErrorParser(
-        prog=prog,
-        description="Grade core outputs: one JSON row per prediction, {\"task_id\": ..., \"completion\": ...}.",
-    )
-    parser.add_argument("--task", required=True, choices=sorted(TASKS), help="the task the predictions answer")
-    parser.add_argument("--predictions", required=True, type=Path, help="JSONL file of {task_id, completion} rows")
-    parser.add_argument("--out", type=Path, default=None,
-                        help="JSONL file for the results, written atomically; progress is kept in <out>.partial "
-                             "so a re-run resumes (default: print only the summary)")
-    parser.add_argument("--data-files", default=None, help="local data file(s) instead of the default source (comma-separated)")
-    parser.add_argument("--split", default="test", help="the split the task ids come from (default test; KodCode: train/test/all)")
-    parser.add_argument("--sandbox", default="auto", choices=["docker", "process", "auto"], help="where code runs (code tasks; default auto)")
-    parser.add_argument("--timeout", type=float, default=10.0, help="seconds per test run (code tasks; default 10)")
-    parser.add_argument("--partial-credit", action="store_true", help="reward = fraction of tests passed (code tasks)")
-    parser.add_argument("--workers", type=int, default=None, help="validations in parallel (default: CPU count for code, 1 otherwise)")
-    return parser
 
 
 @dataclass(frozen=True)
@@ -167,7 +142,7 @@ def partial_path(out: Path) -> Path:
     return out.with_name(out.name + ".partial")
 
 
-def _check_out(out: Path, inputs: list[Path]) -> str | None:
+def check_out(out: Path, inputs: list[Path]) -> str | None:
     """Why ``out`` cannot be used (an input, a directory, not writable), or None."""
     for candidate in (out, partial_path(out)):
         for source in inputs:
@@ -186,7 +161,7 @@ def _check_out(out: Path, inputs: list[Path]) -> str | None:
     return None
 
 
-def _data_paths(task: str, split: str, data_files: Any) -> list[Path]:
+def data_paths(task: str, split: str, data_files: Any) -> list[Path]:
     from gcop_env.validators.data import DataError, resolve_data_files
 
     if data_files is None:
@@ -199,16 +174,16 @@ def _data_paths(task: str, split: str, data_files: Any) -> list[Path]:
     return [Path(f) for f in items]
 
 
-def _fingerprint(args: argparse.Namespace, data_files: Any) -> dict[str, Any]:
+def resume_fingerprint(args: argparse.Namespace, data_files: Any) -> dict[str, Any]:
     """What a partial file's rows depend on: resuming under anything else is refused."""
     return {"task": args.task, "split": args.split, "data_files": data_files, "partial_credit": args.partial_credit,
             "timeout": args.timeout,
             "predictions_sha256": hashlib.sha256(args.predictions.read_bytes()).hexdigest()}
 
 
-def _read_partial(path: Path, fingerprint: dict[str, Any]) -> tuple[dict[int, dict[str, Any]], str | None]:
+def read_partial(path: Path, fingerprint: dict[str, Any]) -> tuple[dict[int, dict[str, Any]], str | None]:
     """Finished result rows by input line, or why the partial file cannot be resumed."""
-    from gcop_env.trainers.common import JsonlError, read_jsonl_rows
+    from gcop_env.utils.files import JsonlError, read_jsonl_rows
 
     try:
         rows = read_jsonl_rows(path, repair=True)
@@ -216,7 +191,7 @@ def _read_partial(path: Path, fingerprint: dict[str, Any]) -> tuple[dict[int, di
         return {}, f"cannot resume from {exc}"
     if not rows:
         return {}, None
-    header = rows[0].get(_RESUME_HEADER)
+    header = rows[0].get(RESUME_HEADER)
     if header != fingerprint:
         changed = sorted(k for k in fingerprint if not isinstance(header, dict) or header.get(k) != fingerprint[k])
         return {}, (f"{path} holds results of a different run (changed: {', '.join(changed)}); "
@@ -226,121 +201,6 @@ def _read_partial(path: Path, fingerprint: dict[str, Any]) -> tuple[dict[int, di
         if isinstance(row.get("line"), int) and row.get("status") != Status.INFRA.value:
             done[row["line"]] = row  # infra rows are graded again
     return done, None
-
-
-def _append(handle: Any, row: dict[str, Any]) -> None:
-    handle.write(json.dumps(row, default=str) + "\n")
-    handle.flush()
-    os.fsync(handle.fileno())
-
-
-def score_cli(argv: list[str] | None = None, prog: str = "gcop score") -> int:
-    """Entry point for ``gcop score``. Exit 0 when every row was graded, 1 when some were not
-    (invalid, duplicate or infra rows), 2 on a usage error, 130 when interrupted (re-run to resume)."""
-    parser = _parser(prog)
-    args = parser.parse_args(argv)
-    try:
-        check_number("--timeout", args.timeout, lo=0, lo_open=True)
-        if args.workers is not None:
-            check_int("--workers", args.workers, lo=1)
-    except ValueError as exc:
-        parser.error(str(exc))
-    if not args.predictions.is_file():
-        what = "does not exist" if not args.predictions.exists() else "is not a file"
-        return usage_error(prog, f"predictions file {args.predictions} {what}")
-    data_files = None
-    if args.data_files:
-        parts = [p.strip() for p in args.data_files.split(",") if p.strip()]
-        data_files = parts[0] if len(parts) == 1 else parts
-    if args.out is not None:
-        problem = _check_out(args.out, [args.predictions, *_data_paths(args.task, args.split, data_files)])
-        if problem:
-            return usage_error(prog, problem)
-    try:
-        task = TASKS[args.task]()
-    except ImportError as exc:
-        return usage_error(prog, f"task {args.task} is not available: {exc}")
-    try:
-        problems = {p.task_id: p for p in task.load(split=args.split, data_files=data_files)}
-    except Exception as exc:  # noqa: BLE001 - any loader failure is reported, with the file, as a usage error
-        return usage_error(prog, f"cannot load {args.task} ({args.split}): {exc}")
-
-    done: dict[int, dict[str, Any]] = {}
-    partial = None
-    if args.out is not None:
-        fingerprint = _fingerprint(args, data_files)
-        done, problem = _read_partial(partial_path(args.out), fingerprint)
-        if problem:
-            return usage_error(prog, problem)
-        partial = open(partial_path(args.out), "a", encoding="utf-8")
-        if partial.tell() == 0:
-            _append(partial, {_RESUME_HEADER: fingerprint})
-        if done:
-            print(f"resuming: {len(done)} rows already graded in {partial_path(args.out)}", file=sys.stderr)
-
-    predictions = read_predictions(args.predictions)
-    results: dict[int, dict[str, Any]] = {}
-    first_line: dict[str, int] = {}
-    todo: list[PredictionRow] = []
-    for row in predictions:
-        error, status = row.error, INVALID
-        if error is None and row.task_id not in problems:
-            error = (f"{args.predictions}: line {row.line}: unknown task_id {row.task_id!r} "
-                     f"(not in {args.task} split {args.split!r})")
-        elif error is None and row.task_id in first_line:
-            error, status = (f"{args.predictions}: line {row.line}: duplicate task_id {row.task_id!r} (first at line "
-                             f"{first_line[row.task_id]}); only the first row of a task id is graded"), DUPLICATE
-        if error is None:
-            first_line[row.task_id] = row.line
-            if row.line in done and done[row.line].get("task_id") == row.task_id:
-                results[row.line] = done[row.line]
-            else:
-                todo.append(row)
-        else:
-            results[row.line] = {"line": row.line, "task_id": row.task_id, "status": status, "reward": None,
-                                 "error": error}
-
-    validator = task.make_validator(args)
-    workers = args.workers or (_cpu_count() if task.code else 1)
-
-    def grade(row: PredictionRow) -> dict[str, Any]:
-        try:
-            result = validator.validate(problems[row.task_id], row.completion)
-        except Exception as exc:  # noqa: BLE001 - a validator bug must not lose the other rows
-            result = ValidationResult.infra(f"the validator raised {exc.__class__.__name__}: {exc}")
-        return {"line": row.line, "task_id": row.task_id, "status": result.status.value, "reward": result.reward,
-                "details": result.details}
-
-    pool = ThreadPoolExecutor(max_workers=max(1, workers))
-    with stop_on_signal(what="grading") as stop:
-        try:
-            for row, future in completed_until_stopped(pool, grade, todo, stop, max_in_flight=max(1, workers)):
-                results[row.line] = future.result()
-                if partial is not None:
-                    _append(partial, results[row.line])
-        finally:
-            pool.shutdown(wait=not stop.requested, cancel_futures=True)
-            if partial is not None:
-                partial.close()
-            if not stop.requested:
-                validator.close()
-    if stop.requested:
-        graded = sum(1 for r in todo if r.line in results)
-        where = f"saved in {partial_path(args.out)}; re-run the same command to resume" if args.out else \
-            "nothing saved (no --out)"
-        print(f"interrupted: {graded} of {len(todo)} rows graded this run, {where}", file=sys.stderr)
-        return exit_interrupted()
-
-    ordered = [results[line] for line in sorted(results)]
-    if args.out is not None:
-        write_text_atomic(args.out, "".join(json.dumps(row, default=str) + "\n" for row in ordered))
-        partial_path(args.out).unlink(missing_ok=True)
-    for result in ordered:
-        if result["status"] in (INVALID, DUPLICATE):
-            print(f"warning: {result['error']}", file=sys.stderr)
-    print(json.dumps(summarize(ordered), indent=2))
-    bad = sum(r["status"] in (INVALID, DUPLICATE, Status.INFRA.value) for r in ordered)
-    return 0 if bad == 0 else 1
 
 
 def summarize(results: list[dict[str, Any]]) -> dict[str, Any]:
@@ -370,9 +230,5 @@ def summarize(results: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def _cpu_count() -> int:
+def cpu_count() -> int:
     return os.cpu_count() or 1
-
-
-if __name__ == "__main__":
-    sys.exit(score_cli())

@@ -4,14 +4,14 @@ GEM's contract differs from Gymnasium's in three ways this adapter absorbs:
 
 * ``gem.make_vec`` passes ``seed=`` (``seed + i`` for sub-env i) to every constructor. The seed
   seeds the first ``reset``: each sub-env gets its own problem order and its own core sample
-  stream (see :mod:`gcop_env.env`).
+  stream (see :mod:`gcop_env.envs.env`).
 * GEM's vector envs autoreset in the same step and *replace* the step's info by the reset's. The
   reward survives in the reward array, but the reward terms, the cost and the infra flag would
   be lost: :meth:`GEMGuideEnv.reset` therefore returns the previous step's full info under
   ``info["final_info"]`` (and its reward under ``info["final_reward"]``), as Gymnasium does.
 * A finished step returns GEM's ``TERMINAL_STATE`` observation, like GEM's own math envs.
 
-Infrastructure failures go through :class:`gcop_env.wrappers.InfraAware` (``infra_policy``,
+Infrastructure failures go through :class:`gcop_env.envs.wrappers.InfraAware` (``infra_policy``,
 default ``"retry"`` then mask): a masked step is ``truncated`` with ``info["infra_masked"]``
 (under ``final_info`` after an autoreset), never a silent 0 outcome.
 
@@ -30,8 +30,8 @@ from gem.core import Env as GEMEnv
 from gem.utils.constants import TERMINAL_STATE
 
 import gcop_env  # noqa: F401 - registers the Gymnasium environments
-from gcop_env.tasks import registered_tasks
-from gcop_env.wrappers import InfraAware, InfraPolicy
+from gcop_env.envs.tasks import registered_tasks
+from gcop_env.envs.wrappers import InfraAware, InfraPolicy
 
 GEM_NAMESPACE = "gcop"
 
@@ -42,7 +42,7 @@ class GEMGuideEnv(GEMEnv):
     Args:
         gym_id: the Gymnasium id (``"GCoP-GSM8K-v0"``; GEM keeps ``env_id`` for its own id).
         seed: seeds the first reset (GEM passes it).
-        infra_policy, infra_retries, infra_backoff_s: see :class:`~gcop_env.wrappers.InfraAware`
+        infra_policy, infra_retries, infra_backoff_s: see :class:`~gcop_env.envs.wrappers.InfraAware`
             (after the retries a step is masked).
         **make_kwargs: ``gym.make`` keyword arguments (``core=``, ``split=``, reward weights, ...).
     """

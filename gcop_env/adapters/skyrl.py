@@ -5,7 +5,7 @@ this env class) and ``extras`` (the dataset row's extra fields), calls ``init(pr
 ``step(guide_text)``. Here:
 
 * ``env_config``: ``env_id`` (default ``GCoP-GSM8K-v0``), ``infra_policy`` / ``infra_retries`` /
-  ``infra_backoff_s`` (see :class:`gcop_env.wrappers.InfraAware`), and any ``gym.make`` kwarg
+  ``infra_backoff_s`` (see :class:`gcop_env.envs.wrappers.InfraAware`), and any ``gym.make`` kwarg
   (``core``, ``split``, reward weights, ``temperature``...).
 * ``extras["task_id"]`` (or ``extras["extra_info"]["task_id"]``) picks the problem; ``init`` keeps
   the row's prompt, or builds the guide prompt when the row has none.
@@ -33,8 +33,8 @@ import gymnasium as gym
 from skyrl_gym.envs.base_text_env import BaseTextEnv, BaseTextEnvStepOutput
 
 import gcop_env  # noqa: F401 - registers the Gymnasium environments
-from gcop_env.env import GCoPEnv
-from gcop_env.wrappers import InfraAware, InfraPolicy
+from gcop_env.envs.env import GCoPEnv
+from gcop_env.envs.wrappers import InfraAware, InfraPolicy
 
 SKYRL_ENV_ID = "gcop"
 _ADAPTER_KEYS = ("env_id", "infra_policy", "infra_retries", "infra_backoff_s")
@@ -120,7 +120,7 @@ def register_skyrl_env(env_id: str = SKYRL_ENV_ID) -> str:
 
 def skyrl_dataset_rows(env: gym.Env, env_class: str = SKYRL_ENV_ID) -> list[dict[str, Any]]:
     """SkyRL dataset rows for an env's problems: the guide prompt, ``env_class`` and ``task_id``."""
-    from gcop_env.prompts import guide_prompt
+    from gcop_env.step.prompts import guide_prompt
 
     return [{"prompt": [{"role": "user", "content": guide_prompt(p.question)}], "env_class": env_class,
              "task_id": p.task_id} for p in env.unwrapped.problems]

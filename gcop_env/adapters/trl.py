@@ -33,10 +33,10 @@ from typing import Any
 
 import gymnasium as gym
 
-from gcop_env.env import SAMPLE_STREAMS, SAMPLES_PER_STREAM, SampleCounter
+from gcop_env.envs.env import SAMPLE_STREAMS, SAMPLES_PER_STREAM, SampleCounter
 from gcop_env.problem import Problem
-from gcop_env.scoring import GuideScorer, StepOutcome
-from gcop_env.strategy import parse_guide_output
+from gcop_env.step.scoring import GuideScorer, StepOutcome
+from gcop_env.step.strategy import parse_guide_output
 from gcop_env.trainers.async_reward import DEFAULT_MAX_INFLIGHT, AsyncShapedReward
 from gcop_env.trainers.grpo import ShapedReward, grpo_dataset
 

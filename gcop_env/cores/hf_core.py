@@ -153,7 +153,7 @@ class HFCore(Core):
         return True  # greedy, or a sample seeded by sample_index: the same request, the same text
 
     def _dequantised_dir(self) -> Path:
-        from gcop_env.cache import default_cache_dir
+        from gcop_env.cores.cache import default_cache_dir
 
         gguf = Path(self._path) / self._gguf_file
         stat = gguf.stat()

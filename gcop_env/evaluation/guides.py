@@ -27,12 +27,12 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Sequence
 
-from gcop_env.cache import ResponseCache, request_key
+from gcop_env.cores.cache import ResponseCache, request_key
 from gcop_env.cores import make_core, parse_core_spec
 from gcop_env.cores.base import CoreError, CoreRequest, CoreResponse, Message, SamplingParams
 from gcop_env.cores.hf_core import HFCore, _SampleWithGenerator, render_completion_prompt
 from gcop_env.cores.retry import RetryPolicy
-from gcop_env.prompts import PROMPT_VERSION, guide_prompt
+from gcop_env.step.prompts import PROMPT_VERSION, guide_prompt
 
 log = logging.getLogger(__name__)
 

@@ -25,7 +25,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import re
 import time
 from dataclasses import dataclass
@@ -35,7 +34,8 @@ from typing import Iterable, Protocol, Sequence
 import numpy as np
 
 from gcop_env.problem import Problem
-from gcop_env.prompts import icl_core_prompt
+from gcop_env.step.prompts import icl_core_prompt
+from gcop_env.utils.files import replace_atomically
 
 log = logging.getLogger(__name__)
 
@@ -179,7 +179,7 @@ class ICLRetriever:
         model = load_embedder(embedder) if isinstance(embedder, str) else embedder
         key = index_key(problems, model.identity)
         if cache_dir is None:
-            from gcop_env.cache import default_cache_dir
+            from gcop_env.cores.cache import default_cache_dir
             cache_dir = default_cache_dir() / "icl"
         path = Path(cache_dir) / f"icl-index-{key[:32]}.npz"
         embeddings = _load_index(path, key, len(problems))
@@ -266,10 +266,8 @@ def _load_index(path: Path, key: str, n: int) -> np.ndarray | None:
 
 
 def _save_index(path: Path, key: str, embeddings: np.ndarray) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp.npz")
-    np.savez(tmp, key=np.array(key), embeddings=embeddings)
-    os.replace(tmp, path)  # atomic: a concurrent reader sees the old file or the whole new one
+    with replace_atomically(path) as tmp:  # a concurrent reader sees the old file or the whole new one
+        np.savez(tmp, key=np.array(key), embeddings=embeddings)
 
 
 _CALCULATOR = re.compile(r"<<[^<>]*>>")

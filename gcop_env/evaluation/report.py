@@ -1,4 +1,4 @@
-"""``gcop report``: Table 1 and Figure 1 as a view of saved evaluation runs.
+"""Table 1 and Figure 1 as a view of saved evaluation runs.
 
 Reads only each run dir's ``summary.json`` (the condition and its metrics) and ``records.jsonl``
 (per-problem outcomes, for the paired test); nothing is re-run or re-scored. Writes:
@@ -18,15 +18,14 @@ dir whose two files disagree is refused rather than shown.
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
-import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path, PurePath
 from typing import Any
 from urllib.parse import parse_qsl
 
+from gcop_env.utils.files import write_text_atomic
 from gcop_env.evaluation.stats import McNemarResult, mcnemar_exact, paired_bootstrap
 
 SCHEMA = 1
@@ -549,24 +548,6 @@ def write_report(run_dirs: list[Path | str], out_dir: Path | str, *, task: str |
     fig = plot_reward_cost(tables, report.plot_path)
     import matplotlib.pyplot as plt
     plt.close(fig)
-    report.table_path.write_text(markdown, encoding="utf-8")
-    report.json_path.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
+    write_text_atomic(report.table_path, markdown)
+    write_text_atomic(report.json_path, json.dumps(payload, indent=2) + "\n")
     return report
-
-
-def report_cli(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="gcop report", description=(
-        "Table 1 (table.md), Figure 1 (reward_cost.png) and report.json from `gcop eval` run dirs, with a paired "
-        "McNemar test of every condition against the core-only run of the same core and task."))
-    parser.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="run dirs written by `gcop eval --out`")
-    parser.add_argument("--out", required=True, type=Path, help="directory for table.md, reward_cost.png, report.json")
-    parser.add_argument("--task", default=None, help="refuse run dirs of any other task")
-    args = parser.parse_args(argv)
-    try:
-        report = write_report(args.run_dirs, args.out, task=args.task)
-    except ReportError as exc:
-        print(f"gcop report: {exc}", file=sys.stderr)
-        return 2
-    print(report.table_path.read_text(encoding="utf-8"))
-    print(f"table:  {report.table_path}\nfigure: {report.plot_path}\njson:   {report.json_path}")
-    return 0

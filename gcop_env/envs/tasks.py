@@ -1,0 +1,87 @@
+"""The task registry: a task is a validator class plus a loader, registered as ``GCoP-<Name>-v<N>``.
+
+Adding a task touches one file of yours::
+
+    class MyValidator(gcop_env.Validator):
+        def validate(self, problem, output): ...
+
+    def load_my_task(split="test", data_files=None) -> list[gcop_env.Problem]: ...
+
+    gcop_env.register_task("MyTask", validator=MyValidator, load=load_my_task)
+    env = gym.make("GCoP-MyTask-v0", core="openai:my-model@http://127.0.0.1:8000/v1")
+
+Keyword arguments of ``gym.make`` that the environment does not know are passed to the
+validator class, so its ``__init__`` parameters become options of the env (e.g. ``sandbox=``).
+"""
+
+from __future__ import annotations
+
+import difflib
+import inspect
+import re
+from dataclasses import dataclass
+from typing import Callable
+
+import gymnasium as gym
+
+from gcop_env.problem import Problem
+from gcop_env.validators.base import Validator
+
+_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    name: str
+    env_id: str
+    validator: Callable[..., Validator]
+    load: Callable[..., list[Problem]]
+    description: str = ""
+
+    def validator_options(self) -> set[str]:
+        """Keyword arguments the validator class accepts."""
+        try:
+            params = inspect.signature(self.validator).parameters.values()
+        except (TypeError, ValueError):
+            return set()
+        return {p.name for p in params if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD) and p.name != "self"}
+
+
+_TASKS: dict[str, TaskSpec] = {}
+
+
+def register_task(name: str, *, validator: Callable[..., Validator], load: Callable[..., list[Problem]],
+                  version: int = 0, description: str = "", overwrite: bool = False) -> str:
+    """Register a task and its Gymnasium id ``GCoP-<name>-v<version>``; returns the id.
+
+    ``validator``: a :class:`Validator` subclass (or factory) called with the env's extra kwargs.
+    ``load``: ``load(split="test", data_files=None) -> list[Problem]``.
+    """
+    if not _NAME.match(name):
+        raise ValueError(f"task name {name!r} must start with a letter and contain only letters, digits and _")
+    key = name.lower()
+    if key in _TASKS and not overwrite:
+        raise ValueError(f"task {name!r} is already registered as {_TASKS[key].env_id}; pass overwrite=True to replace it")
+    env_id = f"GCoP-{name}-v{version}"
+    _TASKS[key] = TaskSpec(name=name, env_id=env_id, validator=validator, load=load, description=description)
+    if env_id in gym.registry:
+        del gym.registry[env_id]
+    # vector_entry_point: gym.make_vec(env_id, num_envs=N) steps N episodes on threads in one process
+    gym.register(id=env_id, entry_point="gcop_env.envs.env:GCoPEnv", vector_entry_point="gcop_env.envs.vector:GCoPVectorEnv",
+                 kwargs={"task": name})
+    return env_id
+
+
+def get_task(name: str) -> TaskSpec:
+    """The registered task called ``name`` (case-insensitive), or a KeyError naming the known ones."""
+    try:
+        return _TASKS[name.lower()]
+    except KeyError:
+        known = sorted(t.name for t in _TASKS.values())
+        close = difflib.get_close_matches(name, known, n=1)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        raise KeyError(f"unknown task {name!r}; registered tasks: {known}.{hint}") from None
+
+
+def registered_tasks() -> list[TaskSpec]:
+    return list(_TASKS.values())

@@ -1,0 +1,303 @@
+"""The conditions of an evaluation: a way of asking the core, one small class each.
+
+A condition turns a batch of problems into rows (:func:`~gcop_env.evaluation.records.make_row`);
+the core's answer becomes a number only through :class:`~gcop_env.step.scoring.GuideScorer`.
+To add one: subclass :class:`Condition` (``kind``, ``run``, and what differs: ``select``,
+``samples``, ``default_name``, ``guide_price``), then build it in :func:`build_condition`.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+from abc import ABC, abstractmethod
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from gcop_env.cores.base import CoreError, SamplingParams
+from gcop_env.cores.retry import RetryPolicy
+from gcop_env.envs.tasks import TaskSpec
+from gcop_env.evaluation.config import EvalConfig, EvalInputError
+from gcop_env.evaluation.guides import Guide, guide_request, make_guide, parse_guide_spec
+from gcop_env.evaluation.records import GuidePrice, make_row, resolve_guide_price
+from gcop_env.problem import Problem
+from gcop_env.step.scoring import GuideScorer, StepOutcome
+
+
+class Condition(ABC):
+    """A way of asking the core; turns a batch of problems into one list of rows per problem."""
+
+    kind: str = ""
+
+    def __init__(self, config: EvalConfig, task: TaskSpec, scorer: GuideScorer):
+        self.config = config
+        self.task = task
+        self.scorer = scorer
+
+    def select(self, problems: list[Problem]) -> list[Problem]:
+        """The problems this condition runs on (before ``--limit``)."""
+        return problems
+
+    def samples(self, problem: Problem) -> int:
+        """How many rows a finished problem has."""
+        return 1
+
+    @property
+    def guide_spec(self) -> str | None:
+        return None
+
+    @property
+    def recipe(self) -> str | None:
+        return None
+
+    def guide_price(self) -> GuidePrice:
+        return GuidePrice(0.0, 0.0, "local-default")
+
+    def describe(self) -> dict[str, Any]:
+        c = self.config
+        return {"name": c.name or self.default_name(), "kind": self.kind, "core": self.scorer.core.spec,
+                "guide": self.guide_spec, "recipe": self.recipe, "icl_k": c.icl_k if self.kind == "icl" else None,
+                "guide_samples": c.guide_samples if self.kind == "guided" else None,
+                "guide_temperature": c.guide_temperature if self.kind == "guided" else None,
+                "guide_top_p": c.guide_top_p if self.kind == "guided" else None, "judge": c.judge}
+
+    def default_name(self) -> str:
+        return self.kind
+
+    def calls(self) -> dict[str, tuple[int, int]]:
+        """(live, cached) calls per role made by this process so far."""
+        core = self.scorer.core
+        return {"core": (getattr(core, "calls", 0), getattr(core, "cache_hits", 0))}
+
+    def _row(self, problem: Problem, sample: int, outcome: StepOutcome | None, **kwargs: Any) -> dict[str, Any]:
+        return make_row(self.task.name, self.config.split, self.describe()["name"], problem, sample, outcome, **kwargs)
+
+    def _map(self, fn: Callable, items: Sequence) -> list:
+        if len(items) <= 1 or self.config.workers <= 1:
+            return [fn(x) for x in items]
+        with ThreadPoolExecutor(max_workers=min(self.config.workers, len(items))) as pool:
+            return list(pool.map(fn, items))
+
+    @abstractmethod
+    def run(self, problems: list[Problem]) -> list[list[dict[str, Any]]]:
+        """Rows for each problem, in order."""
+
+    def close(self) -> None:
+        pass
+
+
+class CoreOnly(Condition):
+    """The core alone, on its unguided prompt."""
+
+    kind = "core-only"
+
+    def run(self, problems):
+        outcomes = self._map(lambda p: self.scorer.score_unguided(p), problems)
+        return [[self._row(p, 0, o)] for p, o in zip(problems, outcomes)]
+
+
+class ICL(Condition):
+    """The core alone with the K nearest training (problem, solution) pairs in its prompt."""
+
+    kind = "icl"
+
+    def __init__(self, config, task, scorer):
+        super().__init__(config, task, scorer)
+        try:
+            from gcop_env.evaluation.icl import ICLRetriever, icl_prompt
+        except ImportError as exc:  # the ICL module ships with gcop report (the evalreport branch)
+            raise EvalInputError(f"--icl needs gcop_env.evaluation.icl, which is missing ({exc})") from None
+        self._icl_prompt = icl_prompt
+        try:
+            train = task.load(split="train", data_files=config.data_files)
+        except (ValueError, KeyError, FileNotFoundError) as exc:
+            raise EvalInputError(f"--icl retrieves from the {task.name} train split, which could not be loaded: {exc}") \
+                from None
+        try:
+            self.retriever = ICLRetriever.build(train, config.embedder)
+        except ValueError as exc:
+            raise EvalInputError(str(exc)) from None
+        except RuntimeError as exc:  # a missing embedding model is an EmbeddingModelError (RuntimeError)
+            raise EvalInputError(f"--icl: {exc}") from None
+
+    def default_name(self) -> str:
+        return f"icl-{self.config.icl_k}"
+
+    def run(self, problems):
+        def one(p: Problem):
+            examples = self.retriever.nearest(p.question, self.config.icl_k)
+            prompt = self._icl_prompt(p.question, examples, self.scorer.validator.answer_format)
+            extra = {"icl_examples": [{"task_id": e.task_id, "cosine": round(float(s), 6)} for e, s in examples]}
+            return self.scorer.score_unguided(p, prompt), extra
+
+        results = self._map(one, problems)
+        return [[self._row(p, 0, o, extra=extra)] for p, (o, extra) in zip(problems, results)]
+
+
+class Guided(Condition):
+    """The guide writes N strategies per problem; the core executes each (GuideScorer.score)."""
+
+    kind = "guided"
+
+    def __init__(self, config, task, scorer, guide: Guide):
+        super().__init__(config, task, scorer)
+        self.guide = guide
+        self.sampling = SamplingParams(temperature=config.guide_temperature, top_p=config.guide_top_p,
+                                       max_tokens=config.guide_max_tokens)
+        self._price = resolve_guide_price(config)
+
+    @property
+    def guide_spec(self) -> str:
+        return self.guide.spec
+
+    @property
+    def recipe(self) -> str | None:
+        if self.config.recipe:
+            return self.config.recipe
+        return guide_recipe(self.config.guide)
+
+    def guide_price(self) -> GuidePrice:
+        return self._price
+
+    def samples(self, problem):
+        return self.config.guide_samples
+
+    def default_name(self) -> str:
+        recipe = self.recipe
+        return f"guided-{recipe}" if recipe and recipe not in ("None", "external") else "guided"
+
+    def calls(self):
+        calls = super().calls()
+        calls["guide"] = (self.guide.live_calls, self.guide.cached_calls)
+        return calls
+
+    def run(self, problems):
+        n = self.config.guide_samples
+        pairs = [(p, s) for p in problems for s in range(n)]
+        responses = self.guide.generate([guide_request(p.question, self.sampling, s) for p, s in pairs])
+
+        def one(args):
+            (p, s), response = args
+            if isinstance(response, CoreError):
+                return self._row(p, s, None, guide_error=response)
+            outcome = self.scorer.score(p, response.text, sample_index=s)
+            return self._row(p, s, outcome, guide_output=response.text, guide_response=response,
+                             guide_price=self._price)
+
+        rows = self._map(one, list(zip(pairs, responses)))
+        return [rows[i * n:(i + 1) * n] for i in range(len(problems))]
+
+    def close(self):
+        self.guide.close()
+
+
+class Strategies(Condition):
+    """Pre-written guide outputs from a JSONL file (rows ``task_id``, ``guide_output``), scored as guided."""
+
+    kind = "strategies"
+
+    def __init__(self, config, task, scorer, problems: list[Problem]):
+        super().__init__(config, task, scorer)
+        self.by_task = load_strategies(Path(config.strategies), problems, task.name, config.split)
+
+    @property
+    def recipe(self) -> str | None:
+        return self.config.recipe or "external"
+
+    @property
+    def guide_spec(self) -> str:
+        return f"file:{self.config.strategies}"
+
+    def guide_price(self) -> GuidePrice:
+        return GuidePrice(0.0, 0.0, "external")
+
+    def select(self, problems):
+        return [p for p in problems if p.task_id in self.by_task]
+
+    def samples(self, problem):
+        return len(self.by_task[problem.task_id])
+
+    def default_name(self) -> str:
+        return f"strategies-{Path(self.config.strategies).stem}"
+
+    def run(self, problems):
+        items = [(p, s, text) for p in problems for s, text in enumerate(self.by_task[p.task_id])]
+        rows = self._map(lambda it: self._row(it[0], it[1], self.scorer.score(it[0], it[2], sample_index=it[1]),
+                                             guide_output=it[2]), items)
+        out, i = [], 0
+        for p in problems:
+            k = len(self.by_task[p.task_id])
+            out.append(rows[i:i + k])
+            i += k
+        return out
+
+
+def load_strategies(path: Path, problems: list[Problem], task: str, split: str) -> dict[str, list[str]]:
+    """``task_id -> [guide_output, …]`` (sample order: the rows' ``sample`` field, else file order).
+
+    Every row is checked before anything is spent: an unknown task id or a row without a string
+    ``guide_output`` is one clear error naming the line.
+    """
+    if not path.is_file():
+        raise EvalInputError(f"--strategies file {path} does not exist")
+    known = {p.task_id for p in problems}
+    collected: dict[str, list[tuple[int, int, str]]] = {}
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except ValueError:
+            raise EvalInputError(f"{path} line {number} is not valid JSON") from None
+        if not isinstance(row, dict) or "task_id" not in row or not isinstance(row.get("guide_output"), str):
+            raise EvalInputError(f"{path} line {number}: each row needs \"task_id\" and a string \"guide_output\"")
+        task_id = str(row["task_id"])
+        if task_id not in known:
+            close = difflib.get_close_matches(task_id, sorted(known), n=1)
+            raise EvalInputError(f"{path} line {number}: unknown task_id {task_id!r} for {task} split {split!r}"
+                                 + (f" (did you mean {close[0]!r}?)" if close else "")
+                                 + "; fix the file or pass the matching --task/--split/--data-files")
+        sample = row.get("sample")
+        order = int(sample) if isinstance(sample, int) else number
+        collected.setdefault(task_id, []).append((order, number, row["guide_output"]))
+    if not collected:
+        raise EvalInputError(f"--strategies file {path} has no rows")
+    return {tid: [text for _, _, text in sorted(rows)] for tid, rows in collected.items()}
+
+
+def guide_recipe(spec: str | None) -> str | None:
+    """The guide's training recipe as recorded in its dir by ``gcop sft`` / ``gcop grpo`` (else ``None``).
+
+    A guide behind a server is ``external`` (its training is not known here).
+    """
+    if not spec:
+        return None
+    backend, model, _ = parse_guide_spec(spec)
+    if backend == "openai":
+        return "external"
+    try:
+        from gcop_env.recipe import read_recipe
+    except ImportError:  # a package without recipe records: every local guide is a plain model
+        return "None"
+    try:
+        return str(read_recipe(model))
+    except ValueError as exc:  # a damaged record (RecipeError)
+        raise EvalInputError(str(exc)) from None
+
+
+
+def build_condition(config: EvalConfig, task: TaskSpec, problems: list[Problem], scorer: GuideScorer,
+                    retry: RetryPolicy, cache: Any) -> Condition:
+    if config.kind == "core-only":
+        return CoreOnly(config, task, scorer)
+    if config.kind == "icl":
+        return ICL(config, task, scorer)
+    if config.kind == "strategies":
+        return Strategies(config, task, scorer, problems)
+    try:
+        guide = make_guide(config.guide, cache=cache, retry=retry, timeout_s=config.timeout_s, workers=config.workers,
+                           batch_size=config.guide_batch_size, prefill=config.guide_prefill, stop=config.guide_stop)
+    except (ImportError, ValueError) as exc:
+        raise EvalInputError(str(exc)) from None
+    return Guided(config, task, scorer, guide)

@@ -1,0 +1,300 @@
+"""The run loop of ``gcop eval``: one condition over a task split into a run dir of records and a summary.
+
+    problems ─▶ condition (core-only | ICL | guided | strategies) ─▶ GuideScorer ─▶ records.jsonl
+                                                                                 ─▶ summary.json
+
+Every condition is a small object with one job: turn a batch of problems into rows. The core's
+answer becomes a number only through :class:`~gcop_env.step.scoring.GuideScorer` (the scorer the env
+and the trainer use), with the judge and the unguided baseline off: guided rows go through
+``score`` with the guide's text, core-only and ICL rows through ``score_unguided``.
+
+The run dir is the checkpoint: a problem's rows are appended (and fsynced) when its last sample
+is scored, so a killed run re-run with the same command skips the finished problems; problems
+whose rows hold an infrastructure error are retried. Core and guide calls go through the
+response cache, so re-running a finished condition makes 0 API calls and rewrites the same
+``summary.json`` byte for byte (it holds no clock time and no per-run counters).
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from gcop_env.cores import make_core
+from gcop_env.cores.base import SamplingParams
+from gcop_env.cores.budget import Budget
+from gcop_env.envs.tasks import get_task
+from gcop_env.evaluation.conditions import Condition, build_condition, guide_recipe
+from gcop_env.evaluation.config import EvalConfig, EvalInputError
+from gcop_env.evaluation.records import RECORDS, ROLES, RUN_CONFIG, SUMMARY
+from gcop_env.evaluation.summary import build_summary
+from gcop_env.step.reward import RewardConfig
+from gcop_env.step.scoring import GuideScorer
+from gcop_env.utils.files import JsonlAppender, read_jsonl_rows, write_text_atomic
+
+
+@dataclass
+class EvalResult:
+    """What one ``gcop eval`` invocation did. ``interrupted``: stopped early, resumable."""
+
+    out: Path
+    summary: dict[str, Any]
+    n_problems: int
+    n_run: int  # problems run by this invocation
+    n_skipped: int  # problems already finished in the run dir
+    n_retried: int  # problems re-run because their rows held an infrastructure error
+    calls: dict[str, tuple[int, int]]  # role -> (live, cached) calls of this invocation
+    interrupted: bool = False
+    budget_exhausted: bool = False  # stopped because the spend cap was reached (resumable, like interrupted)
+
+    @property
+    def metrics(self) -> dict[str, Any]:
+        return self.summary["metrics"]
+
+    def lines(self) -> list[str]:
+        m = self.metrics
+        acc = "n/a" if m["accuracy"] is None else f"{m['accuracy']:.3f}"
+        ci = "" if m["accuracy_ci95"] is None else f" [{m['accuracy_ci95'][0]:.3f}, {m['accuracy_ci95'][1]:.3f}]"
+        c = self.summary["condition"]
+        lines = [f"{c['name']} ({c['kind']}) on {self.summary['task']} {self.summary['split']}: "
+                 f"{m['n_problems']} problems ({self.n_run} run now, {self.n_skipped} already done"
+                 + (f", {self.n_retried} retried after infra errors" if self.n_retried else "") + ")",
+                 f"  accuracy (Pass@1) {acc}{ci} over {m['n_scored']} scored problems"]
+        if m["executability"] is not None:
+            lines.append(f"  executability α̂ {m['executability']:.3f}   structure_ok rate "
+                         + ("n/a" if m["structure_ok_rate"] is None else f"{m['structure_ok_rate']:.3f}"))
+        cost = m["cost_per_problem"]
+        lines.append("  per problem: " + ", ".join(f"{role} {cost[role]['tokens']:.0f} tok ${cost[role]['usd']:.6f}"
+                                                  for role in ("guide", "core", "judge", "total"))
+                     + f", latency {m['latency_per_problem_s']:.2f}s")
+        if m["net_utility"] is not None:
+            lines.append(f"  net utility V − λ·T = {m['net_utility']:.4f} (λ = {m['lam']:g})")
+        lines.append("  calls this run: " + ", ".join(f"{role} {live} live / {cached} cached"
+                                                     for role, (live, cached) in self.calls.items()))
+        for note in self.summary["notes"]:
+            lines.append(f"  note: {note}")
+        lines.append(f"  run dir: {self.out} ({RECORDS}, {SUMMARY})")
+        return lines
+
+
+def _check_identity(out: Path, config: EvalConfig) -> None:
+    path = out / RUN_CONFIG
+    ident = json.loads(json.dumps(config.identity(), sort_keys=True))
+    records = out / RECORDS
+    has_rows = records.exists() and records.stat().st_size > 0
+    if path.exists() and has_rows:  # a dir without rows holds nothing to protect: it takes the new identity
+        try:
+            saved = json.loads(path.read_text(encoding="utf-8"))
+        except ValueError:
+            raise EvalInputError(f"{path} is not valid JSON; delete the run dir or choose another --out") from None
+        old = saved.get("identity", {})
+        if old != ident:
+            diff = sorted(k for k in set(old) | set(ident) if old.get(k) != ident.get(k))
+            detail = "; ".join(f"{k}: {old.get(k)!r} there, {ident.get(k)!r} now" for k in diff[:4])
+            raise EvalInputError(f"{out} holds a different condition ({detail}); choose another --out or delete it")
+    elif has_rows and not path.exists():
+        raise EvalInputError(f"{out} has {RECORDS} but no {RUN_CONFIG}; it is not a gcop eval run dir of this "
+                             f"version: choose another --out")
+    write_text_atomic(path, json.dumps({"identity": ident}, indent=2, sort_keys=True) + "\n")
+
+
+def _rewrite_records(path: Path, rows: list[dict]) -> None:
+    write_text_atomic(path, "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
+
+
+def _preflight(config: EvalConfig) -> None:
+    """One tiny uncached call per API model of the run (``gcop check``), before anything is spent.
+
+    Raises :class:`~gcop_env.cores.preflight.PreflightFailed` (a retired model, a bad key, a refused sampling
+    parameter, an unreachable server). Local ``hf:``/``vllm:`` models are checked by loading them.
+    """
+    from gcop_env.cores.preflight import require_ready
+
+    items: list = [(config.core, SamplingParams(config.core_temperature, config.core_top_p))]
+    if config.kind == "guided":
+        items.append((config.guide, SamplingParams(config.guide_temperature, config.guide_top_p)))
+    if config.judge:
+        items.append((config.judge, SamplingParams(0.0, 1.0)))
+    api = [(spec, sampling) for spec, sampling in items if str(spec).split(":", 1)[0] in ("anthropic", "openai")]
+    if api:
+        require_ready(api, timeout_s=config.timeout_s)
+
+
+def run_eval(config: EvalConfig, *, progress: bool = True, preflight: bool = True,
+             stop: Callable[[], bool] | None = None, budget: Budget | None = None) -> EvalResult:
+    """Run (or resume) one condition; write ``records.jsonl`` and ``summary.json`` under ``config.out``.
+
+    ``stop``: polled between batches; when it returns True the run stops after the batch in flight
+    (its rows are saved), writes the summary of what is done and returns ``interrupted=True``.
+    ``budget``: the spend cap of the core, judge and API guide calls. Once it refuses a call the
+    run stops after the batch in flight: its finished problems are saved, problems with a refused
+    call are left for the re-run (their paid calls are cached), no ``summary.json`` is written,
+    and ``budget_exhausted`` is True.
+    """
+    out = Path(config.out)
+    try:
+        task = get_task(config.task)
+    except KeyError as exc:
+        raise EvalInputError(exc.args[0]) from None
+    try:
+        all_problems = task.load(split=config.split, data_files=config.data_files)
+    except Exception as exc:  # noqa: BLE001 - nothing is spent yet: any loading failure is one clear line
+        raise EvalInputError(f"cannot load {task.name} split {config.split!r} "
+                             f"({type(exc).__name__}: {exc}); check --split / --data-files") from None
+    if not all_problems:
+        raise EvalInputError(f"{task.name} split {config.split!r} has no problems")
+    _check_identity(out, config)
+
+    cache = config.cache_setting()
+    retry = config.retry_policy()
+    core = make_core(config.core, cache=cache, retry=retry, timeout_s=config.timeout_s, budget=budget)
+    validator = task.validator(**config.validator_options)
+    scorer_options: dict[str, Any] = {}
+    recipe = (config.recipe or guide_recipe(config.guide)) if config.kind == "guided" else config.recipe
+    if recipe == "Advisor":
+        # An advisor guide is trained without the structure requirement: its whole output is the advice.
+        if "structure_required" not in inspect.signature(GuideScorer).parameters:
+            raise EvalInputError("an Advisor guide needs GuideScorer(structure_required=False), missing in this version")
+        scorer_options["structure_required"] = False
+    judge_core = None
+    if config.judge:
+        judge_core = make_core(config.judge, cache=cache, retry=retry, timeout_s=config.timeout_s, budget=budget)
+        scorer_options["judge_core"] = judge_core
+        scorer_options["judge_sampling"] = SamplingParams(temperature=0.0, max_tokens=config.judge_max_tokens)
+    # Only the task reward R is recorded; γ > 0 merely switches the judge on (its verdict is recorded apart).
+    reward = RewardConfig(beta=0.0, gamma=1.0 if config.judge else 0.0, kappa=0.0, lam=0.0)
+    scorer = GuideScorer(validator, core, reward=reward,
+                         **scorer_options,
+                         sampling=SamplingParams(temperature=config.core_temperature, top_p=config.core_top_p,
+                                                 max_tokens=config.core_max_tokens),
+                         max_strategy_chars=config.max_strategy_chars)
+    condition = None
+    try:
+        condition = build_condition(config, task, all_problems, scorer, retry, cache)
+        if budget is not None:
+            _put_under_budget(condition, config, budget, [core, judge_core])
+        selected = condition.select(all_problems)
+        if config.limit:
+            selected = selected[:config.limit]
+        records_path = out / RECORDS
+        kept: dict[str, list[dict]] = {}
+        existing = read_jsonl_rows(records_path, repair=True)
+        for row in existing:
+            kept.setdefault(str(row["task_id"]), []).append(row)
+        wanted = {p.task_id: p for p in selected}
+        finished: dict[str, list[dict]] = {}
+        retried = 0
+        for task_id, rows in kept.items():
+            p = wanted.get(task_id)
+            if p is None:
+                continue  # outside this selection (e.g. a smaller --limit): kept on disk, left out of the summary
+            samples = sorted(r["sample"] for r in rows)
+            if any(r["status"] == "infra" for r in rows):
+                retried += 1  # never a wrong answer: run it again
+            elif samples == list(range(condition.samples(p))):
+                finished[task_id] = sorted(rows, key=lambda r: r["sample"])
+        keep = [r for r in existing if str(r["task_id"]) in finished or str(r["task_id"]) not in wanted]
+        if len(keep) != len(existing):  # drop the rows to be redone (infra errors, half-written problems)
+            _rewrite_records(records_path, keep)
+        todo = [p for p in selected if p.task_id not in finished]
+        if todo and preflight:  # a finished condition re-runs with 0 API calls: no preflight then
+            _preflight(config)
+        if todo and (out / SUMMARY).exists():
+            (out / SUMMARY).unlink()  # it describes an earlier state; the finished run writes the new one
+        appender = JsonlAppender(records_path)
+        interrupted, budget_stopped, n_run = False, False, 0
+        bar = _progress_bar(len(selected), len(selected) - len(todo), progress, condition.describe()["name"])
+        tally = _Tally([finished[p.task_id] for p in selected if p.task_id in finished])
+        bar.set_postfix_str(tally.postfix(), refresh=False)
+        batch = max(1, config.guide_batch_size if config.kind == "guided" else config.workers)
+        try:
+            for start in range(0, len(todo), batch):
+                if stop is not None and stop():
+                    interrupted = True
+                    break
+                chunk = todo[start:start + batch]
+                for p, rows in zip(chunk, condition.run(chunk)):
+                    if any(_refused_by_budget(row) for row in rows):
+                        continue  # not finished: the re-run does it, its paid calls come from the cache
+                    for row in rows:
+                        appender.append(row)
+                    finished[p.task_id] = rows
+                    tally.add(rows)
+                    n_run += 1
+                bar.update(len(chunk))
+                bar.set_postfix_str(tally.postfix())
+                if budget is not None and budget.exhausted:
+                    budget_stopped = True
+                    break
+        except KeyboardInterrupt:
+            interrupted = True
+        finally:
+            bar.close()
+        rows_by_problem = [finished[p.task_id] for p in selected if p.task_id in finished]
+        summary = build_summary(config, condition, task, rows_by_problem)
+        if not interrupted and not budget_stopped:
+            write_text_atomic(out / SUMMARY, json.dumps(summary, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
+        return EvalResult(out=out, summary=summary, n_problems=len(selected),
+                          n_run=n_run,
+                          n_skipped=len(selected) - len(todo), n_retried=retried, calls=condition.calls(),
+                          interrupted=interrupted, budget_exhausted=budget_stopped)
+    finally:
+        if condition is not None:
+            condition.close()
+        scorer.close()
+        core.close()
+        if judge_core is not None:
+            judge_core.close()
+
+
+def _put_under_budget(condition: Condition, config: EvalConfig, budget: Budget, cores: list) -> None:
+    """An API guide pays from the same budget as the core (at ``--guide-price`` when given); a
+    model without a price under ``--max-usd`` is refused before anything is spent."""
+    guide_core = getattr(getattr(condition, "guide", None), "core", None)
+    if guide_core is not None and hasattr(guide_core, "budget"):
+        guide_core.budget = budget
+        if config.guide_price is not None:
+            guide_core.prices = {guide_core.model: tuple(config.guide_price)}
+        cores = [*cores, guide_core]
+    try:
+        budget.check_priced([c for c in cores if c is not None])
+    except ValueError as exc:
+        raise EvalInputError(str(exc)) from None
+
+
+def _refused_by_budget(row: dict[str, Any]) -> bool:
+    return row.get("status") == "infra" and str(row.get("error") or "").startswith("budget:")
+
+
+class _Tally:
+    """Running accuracy and spend for the progress bar."""
+
+    def __init__(self, done: list[list[dict]]):
+        self.scored = self.wins = self.infra = 0
+        self.usd = 0.0
+        for rows in done:
+            self.add(rows)
+
+    def add(self, rows: list[dict]) -> None:
+        first = min(rows, key=lambda r: r["sample"])
+        if first["status"] == "infra":
+            self.infra += 1
+        else:
+            self.scored += 1
+            self.wins += int(bool(first["success"]))
+        self.usd += sum(r["cost"][role]["usd"] for r in rows for role in ROLES)
+
+    def postfix(self) -> str:
+        acc = f"{self.wins / self.scored:.3f}" if self.scored else "n/a"
+        return f"acc={acc} spend=${self.usd:.4f}" + (f" INFRA={self.infra}" if self.infra else "")
+
+
+def _progress_bar(total: int, initial: int, enabled: bool, label: str):
+    from tqdm import tqdm
+
+    return tqdm(total=total, initial=initial, desc=f"eval {label}", unit="problem", disable=not enabled,
+                file=sys.stderr, dynamic_ncols=True)

@@ -1,0 +1,145 @@
+"""Files a crash or Ctrl-C never leaves half-written, and JSONL that a killed run can resume from.
+
+* :func:`write_text_atomic` / :func:`write_json` / :func:`replace_atomically`: the whole new file
+  or the old one, never a mix (a temp file beside the target, fsynced, renamed over it).
+* :class:`JsonlAppender` / :func:`read_jsonl_rows`: one fsynced JSON object per line; a torn last
+  line (the writer was killed mid-line) is the only damage a reader forgives.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import threading
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator
+
+
+@contextmanager
+def replace_atomically(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temp path beside ``path`` to write; on success it is fsynced and renamed over ``path``.
+
+    Readers see the old file or the new one, never a mix; the parent directory is created, and
+    the temp file is removed when the writing fails. The temp name ends with ``path``'s suffix
+    (``np.savez`` and friends add their own suffix otherwise).
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=f".tmp{path.suffix}")
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        with open(tmp, "rb+") as handle:
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
+    """Write ``text`` (UTF-8) to ``path`` atomically (:func:`replace_atomically`)."""
+    with replace_atomically(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+    return Path(path)
+
+
+def write_json(path: str | Path, payload: dict) -> Path:
+    """``payload`` as indented, key-sorted JSON, written atomically."""
+    return write_text_atomic(path, json.dumps(payload, indent=2, sort_keys=True, default=str) + "\n")
+
+
+
+# -- JSONL ----------------------------------------------------------------------------------------
+
+class DataError(ValueError):
+    """A dataset could not be loaded, or one of its rows is malformed."""
+
+
+class JsonlError(DataError):
+    """A JSONL file has a bad line; the message names the file and the line."""
+
+    def __init__(self, path: str | Path, line: int, problem: str):
+        super().__init__(f"{path}: line {line} {problem}; fix or remove that line")
+        self.path, self.line = str(path), line
+
+
+def parse_jsonl_line(raw: bytes, path: str | Path, line: int) -> dict | None:
+    """One JSONL line as a dict; None when blank. Bad UTF-8, bad JSON, a non-object or a lone
+    surrogate in a string is a :class:`JsonlError` naming the file and line."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise JsonlError(path, line, f"is not valid UTF-8 (byte {exc.start})") from None
+    if not text.strip():
+        return None
+    try:
+        row = json.loads(text)
+    except ValueError as exc:
+        raise JsonlError(path, line, f"is not valid JSON ({getattr(exc, 'msg', exc)})") from None
+    if not isinstance(row, dict):
+        raise JsonlError(path, line, f"must be a JSON object, not {type(row).__name__}")
+    if "\\u" in text and not _is_unicode(row):
+        raise JsonlError(path, line, "holds a lone surrogate escape (e.g. \\ud800), not valid Unicode text")
+    return row
+
+
+def _is_unicode(row: Any) -> bool:
+    try:
+        json.dumps(row, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+class JsonlAppender:
+    """Appends one JSON object per line and fsyncs it, so a killed run loses no finished row."""
+
+    def __init__(self, path: str | Path, *, default: Any = None):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.default = default  # json.dumps's default= for values JSON cannot hold (e.g. str), else they raise
+        self._lock = threading.Lock()
+
+    def append(self, row: dict) -> None:
+        line = json.dumps(row, ensure_ascii=False, default=self.default) + "\n"
+        with self._lock, open(self.path, "a", encoding="utf-8") as fh:
+            fh.write(line)
+            fh.flush()
+            os.fsync(fh.fileno())
+
+
+def read_jsonl_rows(path: str | Path, repair: bool = False) -> list[dict]:
+    """Rows of a JSONL file written by :class:`JsonlAppender`.
+
+    Only a last line without its newline can be torn (the writer was killed mid-line): it is
+    dropped when it does not parse, and cut off the file when ``repair`` is set (a last line that
+    does parse is kept, and ``repair`` adds its newline). Any other bad line, the last complete
+    one included, is a :class:`JsonlError` naming the file and the line: it is never cut.
+    """
+    path = Path(path)
+    if not path.exists():
+        return []
+    data = path.read_bytes()
+    *complete, tail = data.split(b"\n")  # tail: the bytes after the last newline
+    rows: list[dict] = []
+    for number, raw in enumerate(complete, start=1):
+        row = parse_jsonl_line(raw, path, number)
+        if row is not None:
+            rows.append(row)
+    if tail:
+        try:
+            row = parse_jsonl_line(tail, path, len(complete) + 1)
+        except JsonlError:
+            row = None
+        if row is not None:
+            rows.append(row)
+            if repair:
+                with open(path, "ab") as fh:
+                    fh.write(b"\n")
+        elif repair:  # torn (or blank): cut, so the next appended row starts a clean line
+            with open(path, "r+b") as fh:
+                fh.truncate(len(data) - len(tail))
+    return rows

