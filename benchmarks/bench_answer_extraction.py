@@ -2,10 +2,10 @@
 
 Three sets, all public in the repo:
 
-* ``tests/data/gsm8k_answers.yaml``: 294 hard replies in 12 families (cue then other numbers, a
+* ``tests/validators/data/gsm8k_answers.yaml``: 294 hard replies in 12 families (cue then other numbers, a
   later correction, the answer first, number words, ambiguous answers, …), labelled by reading;
   written beside gcop's rules, so gcop's figure on it is optimistic;
-* ``tests/data/gsm8k_answers_heldout.yaml``: 48 replies written after gcop's rules were fixed;
+* ``tests/validators/data/gsm8k_answers_heldout.yaml``: 48 replies written after gcop's rules were fixed;
 * every offline GSM8K reference solution (train + test) with its ``#### N`` line and calculator
   notes removed: plain chain-of-thought, the gold from the dataset (``--no-solutions`` skips it).
 
@@ -35,8 +35,8 @@ import yaml
 from gcop_env.validators.gsm8k import _last_boxed, extract_answer, load_gsm8k, normalize_number, reference_value
 
 REPO = Path(__file__).resolve().parents[1]
-SETS = {"hard (294, tuned on)": REPO / "tests/data/gsm8k_answers.yaml",
-        "held-out (48)": REPO / "tests/data/gsm8k_answers_heldout.yaml"}
+SETS = {"hard (294, tuned on)": REPO / "tests/validators/data/gsm8k_answers.yaml",
+        "held-out (48)": REPO / "tests/validators/data/gsm8k_answers_heldout.yaml"}
 
 
 def gcop(reply: str, label: str | None) -> bool:

@@ -97,7 +97,7 @@ def floor_client(port: int, workers: int, n: int) -> None:
     """The minimal client (run in a child process): the SDK in a thread pool, nothing else."""
     import openai
 
-    from gcop_env.prompts import core_prompt
+    from gcop_env.step.prompts import core_prompt
     from gcop_env.validators.gsm8k import load_gsm8k
 
     prompts = [core_prompt(p.question, "math", None) for p in load_gsm8k("test", data_files=str(DATA))[:n]]
@@ -196,10 +196,11 @@ def breakdown(server: Server, small: int, large: int, workers: int = 8) -> list[
     from gcop_env.cores import RetryPolicy, make_core
     from gcop_env.cores.base import CoreRequest, Message, SamplingParams
     from gcop_env.cores.openai_core import OpenAICore
-    from gcop_env.evaluation.runner import EvalConfig, run_eval
-    from gcop_env.prompts import core_prompt
-    from gcop_env.reward import RewardConfig
-    from gcop_env.scoring import GuideScorer
+    from gcop_env.evaluation.config import EvalConfig
+    from gcop_env.evaluation.run import run_eval
+    from gcop_env.step.prompts import core_prompt
+    from gcop_env.step.reward import RewardConfig
+    from gcop_env.step.scoring import GuideScorer
     from gcop_env.validators.gsm8k import GSM8KValidator, load_gsm8k
 
     server.reset("zero")

@@ -1,7 +1,7 @@
 """The GSM8K answer extractor on public, hand-labelled hard sets and on natural solution text.
 
-``tests/data/gsm8k_answers.yaml`` (294 replies in 12 families) was written beside the extractor's
-rules; ``tests/data/gsm8k_answers_heldout.yaml`` (48) was written after them, to measure how far
+``tests/validators/data/gsm8k_answers.yaml`` (294 replies in 12 families) was written beside the extractor's
+rules; ``tests/validators/data/gsm8k_answers_heldout.yaml`` (48) was written after them, to measure how far
 the rules carry to phrasings they were not tuned on. Labels come from reading each reply. The few
 replies read wrongly today are listed in ``KNOWN_MISSES`` (strict xfail: a fix must move them out).
 ``benchmarks/bench_answer_extraction.py`` prints the same sets' figures beside math-verify's.
