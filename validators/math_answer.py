@@ -195,8 +195,9 @@ _SCALES = {"thousand": 10 ** 3, "million": 10 ** 6, "billion": 10 ** 9}
 # longest first, so that "seventeen" is not read as "seven"
 _WORD = "(?:" + "|".join(sorted([*_UNITS, *_TENS, "hundred", *_SCALES], key=len, reverse=True)) + ")"
 # "a dozen" is 12; a bare "dozen" is a unit ("7 dozen eggs": the answer is 7)
+# (the look-ahead after \b is a quick filter: a number word starts with one of these letters)
 _WORD_RUN = re.compile(
-    rf"(?<![\w-])(?:a\s+dozen|(?:an?\s+(?=(?:hundred|thousand|million|billion)\b))?{_WORD}"
+    rf"\b(?=[abefhmnostz])(?<!-)(?:a\s+dozen|(?:an?\s+(?=(?:hundred|thousand|million|billion)\b))?{_WORD}"
     rf"(?:(?:\s+and\s+|\s*-\s*|\s+){_WORD})*(?:\s+and\s+a\s+half)?)(?![\w-])", re.IGNORECASE)
 # a quantifier of a known set, not a result: "the two movies", "in all three days", "each of the four"
 _DETERMINER = re.compile(r"\b(?:the|these|those|all|every|each|both|of|per|first|last|next|other|its|their|his|her)\s+$",
@@ -229,18 +230,26 @@ def _word_value(run: str) -> Fraction | None:
     return Fraction(total + current) + (Fraction(1, 2) if half else 0)
 
 
-def _words_to_numerals(text: str, *, quantifiers: bool) -> str:
-    """Number words written as numerals ("fifty" → "50", "one hundred and twenty" → "120"). A lone "one"
-    ("each one") stays a word; so does a word after a determiner ("the two movies") unless
-    ``quantifiers`` (in an answer statement every number word counts)."""
-    def spelled(m: re.Match) -> str:
+def _words_to_numerals(text: str) -> tuple[str, str]:
+    """The text with its number words written as numerals ("fifty" → "50", "one hundred and
+    twenty" → "120"), twice: for answer statements, where every number word counts, and for the
+    rest of the reply, where a word after a determiner stays a word ("the two movies"). A lone
+    "one" ("each one") stays a word in both. One scan of the text."""
+    statement, prose, last = [], [], 0
+    for m in _WORD_RUN.finditer(text):
         run = m.group(0)
-        if run.lower() == "one" or not quantifiers and _DETERMINER.search(text, max(0, m.start() - 12), m.start()):
-            return run
-        value = _word_value(run)
-        return run if value is None else format_number(value)
-
-    return _WORD_RUN.sub(spelled, text)
+        value = None if run.lower() == "one" else _word_value(run)
+        if value is None:
+            continue
+        numeral = format_number(value)
+        before = text[last:m.start()]
+        statement += [before, numeral]
+        quantifier = _DETERMINER.search(text, max(0, m.start() - 12), m.start()) is not None
+        prose += [before, run if quantifier else numeral]
+        last = m.end()
+    if last == 0:
+        return text, text
+    return "".join(statement) + text[last:], "".join(prose) + text[last:]
 
 
 # ------------------------------------------------------------------------------ statements
@@ -266,7 +275,7 @@ _ADJECTIVE = r"(?:(?:final|correct|corrected|right|real|actual|true|new)\s+)?"
 _CUE = re.compile(
     r"(?:"
     # the answer is / my final answer would be / the correct answer: / answer =
-    rf"\b{_ADJECTIVE}answer(?:\s+to\s+(?:the|this)\s+(?:question|problem))?\s*(?:\*\*|__|\*)?\s*"
+    rf"\b(?=[acfnrt]){_ADJECTIVE}answer(?:\s+to\s+(?:the|this)\s+(?:question|problem))?\s*(?:\*\*|__|\*)?\s*"
     r"(?:(?:is|would\s+be|should\s+be|will\s+be|must\s+be)\b(?:\s+(?:still|therefore|thus|then))?\s*:?|[:=]|[—–-](?=\s))"
     # Final Answer (a header; the number may be on the next line) / final result:
     r"|\bfinal\s+(?:answer|result)\b\s*(?:\*\*|__|\*)?\s*(?:is\b|[:=—–-]|(?=\n|$|\$?\d))"
@@ -275,7 +284,7 @@ _CUE = re.compile(
     r")", re.IGNORECASE)
 _ANSWER_HEADER = re.compile(r"^[ \t#>*_]*(?:final[ \t]+)?answer[ \t*_:]*$", re.IGNORECASE | re.MULTILINE)
 # "18 is the answer": the phrase is found first, then the number just before it (a bounded look back)
-_IS_THE_ANSWER = re.compile(rf"\bis\s+(?:the|my|our)\s+{_ADJECTIVE}answer\b", re.IGNORECASE)
+_IS_THE_ANSWER = re.compile(rf"\b(?=i)is\s+(?:the|my|our)\s+{_ADJECTIVE}answer\b", re.IGNORECASE)
 _NUMBER_BEFORE = re.compile(rf"(?P<n>{_NUM_RAW})\s*(?:\*\*)?\s+$")
 _HASHES = re.compile(r"####[ \t]*([^\n]*)")
 _BOLD_LINE = re.compile(
@@ -530,8 +539,7 @@ def extract_answer(text: str) -> tuple[Fraction | None, str]:
     The value is None exactly when the source is ``ambiguous`` (two different numbers offered)
     or ``none`` (no number, or the reply says it cannot answer).
     """
-    raw = text or ""
-    text = _words_to_numerals(raw, quantifiers=True)
+    text, prose = _words_to_numerals(text or "")
     statements = sorted(_statements(text), key=lambda s: s[0], reverse=True)
     for _, source, read in statements[:_MAX_STATEMENTS]:
         try:
@@ -540,7 +548,7 @@ def extract_answer(text: str) -> tuple[Fraction | None, str]:
             return None, "ambiguous"
         if value is not None:
             return value, source
-    text = _words_to_numerals(raw, quantifiers=False)
+    text = prose
     last_sentence = next((m.group() for m in reversed(list(_SENTENCE.finditer(text[-2000:]))) if m.group().strip()), "")
     if _REFUSAL.search(last_sentence):
         return None, "none"

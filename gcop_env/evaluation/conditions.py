@@ -87,8 +87,15 @@ class Condition(ABC):
         core = self.scorer.core
         return {"core": (getattr(core, "calls", 0), getattr(core, "cache_hits", 0))}
 
+    @property
+    def name(self) -> str:
+        """The condition's label in every row (worked out once: a guide's recipe is read from its dir)."""
+        if getattr(self, "_name", None) is None:
+            self._name = self.describe()["name"]
+        return self._name
+
     def _row(self, problem: Problem, sample: int, outcome: StepOutcome | None, **kwargs: Any) -> dict[str, Any]:
-        return make_row(self.task.name, self.config.split, self.describe()["name"], problem, sample, outcome, **kwargs)
+        return make_row(self.task.name, self.config.split, self.name, problem, sample, outcome, **kwargs)
 
     @abstractmethod
     def jobs(self, problems: list[Problem]) -> Iterator[Job]:

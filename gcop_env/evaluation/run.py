@@ -14,8 +14,8 @@ batch waits for its slowest call), so ``--workers`` calls are in flight whatever
 guide that generates in batches on this machine does so in a background thread, one batch ahead,
 while the core calls go on.
 
-The run dir is the checkpoint: a problem's rows are appended (and fsynced) as soon as its last
-sample is scored, so a killed run re-run with the same command skips the finished problems;
+The run dir is the checkpoint: a problem's rows are appended (written through at once, fsynced
+within a second) as soon as its last sample is scored, so a killed run re-run with the same command skips the finished problems;
 problems whose rows hold an infrastructure error are retried. When the run completes, the records
 are put back in problem order (they were appended as problems finished). Core and guide calls go
 through the response cache, so re-running a finished condition makes 0 API calls and rewrites the
@@ -215,7 +215,9 @@ def run_eval(config: EvalConfig, *, progress: bool = True, preflight: bool = Tru
             _preflight(config)
         if todo and (out / SUMMARY).exists():
             (out / SUMMARY).unlink()  # it describes an earlier state; the finished run writes the new one
-        appender = JsonlAppender(records_path)
+        # rows are written through at once (a killed run loses none) and fsynced once a second: their
+        # paid answers are in the response cache too
+        appender = JsonlAppender(records_path, fsync_every_s=1.0)
         n_run = 0
         bar = _progress_bar(len(selected), len(selected) - len(todo), progress, condition.describe()["name"])
         tally = _Tally([finished[p.task_id] for p in selected if p.task_id in finished])
@@ -258,6 +260,7 @@ def run_eval(config: EvalConfig, *, progress: bool = True, preflight: bool = Tru
         finally:
             pool.shutdown(wait=not keyboard, cancel_futures=True)
             source.close(wait=not keyboard)
+            appender.close()
             bar.close()
         if failure:
             raise failure[0]
