@@ -12,7 +12,6 @@ canonical string (``18``, ``-0.75``, ``1/3``) that :func:`reference_value` reads
 
 from __future__ import annotations
 
-import re
 from fractions import Fraction
 
 from gcop_env.problem import Problem
