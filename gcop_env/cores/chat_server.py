@@ -75,8 +75,8 @@ class ChatServer:
             def _send(self, code: int, payload: dict) -> None:
                 data = json.dumps(payload).encode()
                 self.send_response(code)
-                self.send_header("content-type", "application/json")
-                self.send_header("content-length", str(len(data)))
+                for name, value in (("content-type", "application/json"), ("content-length", str(len(data)))):
+                    self.send_header(name, value)
                 self.end_headers()
                 self.wfile.write(data)
 
