@@ -1,7 +1,8 @@
 """Retries for transient API failures: backoff with jitter, honouring ``retry-after``.
 
-Transient: 408, 409, 429, 5xx (529 "overloaded" included), timeouts, connection resets and
-malformed response bodies. When retries run out the caller gets a
+Transient: 408, 409, 429, 5xx (529 "overloaded" included), timeouts, connection resets,
+malformed response bodies and malformed replies (:class:`~gcop_env.cores.base.MalformedReply`: a 200
+without content, or with a token count that is not a count). When retries run out the caller gets a
 :class:`~gcop_env.cores.base.CoreError`, which the environment reports as an infrastructure error,
 never as a wrong answer.
 
@@ -23,7 +24,7 @@ import time
 from dataclasses import dataclass
 from typing import Callable, TypeVar
 
-from gcop_env.cores.base import CoreError, FatalCoreError
+from gcop_env.cores.base import CoreError, FatalCoreError, MalformedReply
 from gcop_env.cores.limits import retry_after_from_headers
 
 log = logging.getLogger(__name__)
@@ -62,7 +63,7 @@ def is_transient(exc: BaseException) -> bool:
     name = type(exc).__name__
     if name in {"APIConnectionError", "APITimeoutError", "APIResponseValidationError"}:
         return True
-    if isinstance(exc, (TimeoutError, ConnectionError, json.JSONDecodeError)):  # undecodable body
+    if isinstance(exc, (TimeoutError, ConnectionError, json.JSONDecodeError, MalformedReply)):  # undecodable body
         return True
     return False
 

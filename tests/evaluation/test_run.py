@@ -544,3 +544,20 @@ def test_hf_guide_samples_with_its_own_generator_reproducibly(tmp_path):
     assert torch.equal(torch.get_rng_state(), before)
     again = [r.text for r in HFGuide(str(copy), cache=None, stop=None).generate(requests)]
     assert first == again and all(first)
+
+
+def test_negative_usage_is_an_infra_row_never_a_negative_cost_and_never_cached(world, tmp_path, capsys):
+    world.responder_obj.solver.unguided_correct = True
+    world.edit_reply = lambda r: {**r, "usage": {**r["usage"], "prompt_tokens": -100000}}
+    out = tmp_path / "negative"
+    argv = world.base + ["--core-only", "--limit", "3", "--out", str(out), "--max-retries", "1"]
+    assert eval_cli(argv) == 3  # infra: re-run to retry
+    rows = _rows(out)
+    assert [r["status"] for r in rows] == ["infra"] * 3 and all("usage" in r["error"] for r in rows)
+    assert all(r["cost"][role]["usd"] >= 0 for r in rows for role in ("guide", "core", "judge"))
+    assert _summary(out)["metrics"]["cost_total_usd"] >= 0
+    world.edit_reply = None
+    sent = world.count()
+    assert eval_cli(argv) == 0  # retried for real: the malformed replies were not cached
+    assert world.count() == sent + 3 and [r["status"] for r in _rows(out)] == ["pass"] * 3
+    assert _summary(out)["metrics"]["cost_total_usd"] > 0

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
+import numbers
 import os
 import threading
 import time
@@ -148,7 +149,9 @@ class EndpointLimiter:
         actual = {"requests": 1}
         for resource in ("input_tokens", "output_tokens"):
             used = usage.get(resource)
-            actual[resource] = ticket.booked.get(resource, 0) if used is None else max(0, int(used))
+            valid = isinstance(used, numbers.Real) and not isinstance(used, bool) and math.isfinite(used) and used >= 0
+            # what the server reported; a count that is not one (a CoreResponse never holds one) keeps the booking
+            actual[resource] = int(used) if valid else ticket.booked.get(resource, 0)
         self._release(ticket, actual, headers, status=None, retry_after=None)
 
     def _failed(self, ticket: Ticket, exc: BaseException) -> None:
