@@ -155,8 +155,8 @@ def call_with_retries(fn: Callable[[], T], policy: RetryPolicy, *, what: str,
             if attempt == policy.max_attempts:
                 raise CoreError(f"{what} failed after {attempt} attempts: {describe(exc)}",
                                 transient=True, attempts=attempt, cause=describe(exc)) from exc
-            wait = retry_after_seconds(exc)
-            wait = policy.backoff(attempt, rng) if wait is None else min(wait, policy.max_retry_after_s)
+            wait = retry_after_seconds(exc)  # >= 0 and finite, or None (see retry_after_from_headers)
+            wait = policy.backoff(attempt, rng) if wait is None else min(max(0.0, wait), policy.max_retry_after_s)
             log.warning("%s: attempt %d/%d failed (%s); retrying in %.2fs",
                         what, attempt, policy.max_attempts, describe(exc), wait)
             sleep(wait)

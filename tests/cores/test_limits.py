@@ -24,7 +24,8 @@ from fake_llm import FakeLLMServer, SlidingWindowLimit, status
 from gcop_env import CoreError, RetryPolicy, make_core
 from gcop_env.cores import CoreRequest, Message, RateLimits, SamplingParams
 from gcop_env.cores.limits import (EndpointLimiter, Need, env_limits, estimate_input_tokens,
-                                   parse_duration, parse_rate_headers, reset_limiters, set_max_concurrency)
+                                   parse_duration, parse_rate_headers, reset_limiters, retry_after_from_headers,
+                                   set_max_concurrency)
 
 RETRY = RetryPolicy(max_attempts=8, initial_backoff_s=0.01, max_backoff_s=0.05)
 ANTHROPIC = "anthropic:claude-haiku-4-5-20251001"
@@ -226,6 +227,55 @@ def test_a_429_without_retry_after_pauses_until_the_quota_resets(monkeypatch):
         assert core.complete(request(1)).text == "ok"
     stats = core.limiter.stats()
     assert stats.rate_limited == 1 and stats.waits == {"paused": 1} and server.count() == 2
+
+
+# -- what a server says may be garbage: retry-after and quota headers (issue 24, item 8) -----------------
+
+def test_retry_after_is_clamped_and_non_finite_values_are_absent():
+    assert retry_after_from_headers({"retry-after": "-5"}) == 0.0
+    assert retry_after_from_headers({"retry-after-ms": "-100"}) == 0.0
+    for garbage in ("nan", "NaN", "-inf", "inf", "Infinity", "1e999"):
+        assert retry_after_from_headers({"retry-after": garbage}) is None, garbage
+        assert retry_after_from_headers({"retry-after-ms": garbage}) is None, garbage
+    assert retry_after_from_headers({"retry-after-ms": "nan", "retry-after": "2"}) == 2.0  # the next one counts
+    assert retry_after_from_headers({"retry-after": "1.5"}) == 1.5
+
+
+def test_quota_headers_with_garbage_numbers_are_left_out():
+    headers = {"x-ratelimit-limit-requests": "nan", "x-ratelimit-remaining-requests": "-inf",
+               "x-ratelimit-reset-requests": "nan", "x-ratelimit-remaining-tokens": "5",
+               "x-ratelimit-reset-tokens": "-3s"}
+    quotas = parse_rate_headers(headers)
+    assert quotas["requests"].limit is None and quotas["requests"].remaining is None
+    assert quotas["requests"].reset_after_s is None
+    assert quotas["tokens"].remaining == 5 and quotas["tokens"].reset_after_s in (None, 0.0)
+    assert parse_duration("nan") is None and parse_duration("-5") is None and parse_duration("inf") is None
+
+
+@pytest.mark.parametrize("value", ["-5", "nan", "-inf", "inf", "1e999"])
+@pytest.mark.parametrize("backend", ["anthropic", "openai"])
+def test_a_429_with_a_garbage_retry_after_is_retried_not_a_crash(monkeypatch, backend, value):
+    with FakeLLMServer(lambda p: "ok") as server:
+        server.faults.append(status(429, retry_after=value))
+        core = core_for(backend, server, monkeypatch)
+        start = time.monotonic()
+        assert core.complete(request(1)).text == "ok"
+    assert server.count() == 2 and time.monotonic() - start < 30  # waited a backoff (or the 1 s pause), no more
+    assert core.limiter.stats().rate_limited == 1
+
+
+def test_env_step_and_check_survive_a_garbage_retry_after(solver_server, gsm8k_dir, monkeypatch, capsys):
+    from gcop_env.cli import main
+
+    solver_server.faults.extend([status(429, retry_after="nan"), status(429, retry_after="-5")])
+    env = gym.make("GCoP-GSM8K-v0", core=f"openai:m@{solver_server.openai_base_url}", data_files=str(gsm8k_dir),
+                   limit=2, gamma=0.0, kappa=0.0, retry=RETRY)
+    env.reset(seed=0)
+    _, _, _, _, info = env.step(GOOD_GUIDE)
+    assert info["reward_is_task_outcome"] and info["reward_components"]["task_reward"] == 1.0
+    with FakeLLMServer(lambda p: "OK") as server:
+        server.faults.append(status(429, retry_after="-inf"))
+        assert main(["check", f"openai:m@{server.openai_base_url}"]) == 0 and server.count() == 2
 
 
 # -- tokens: estimated before, settled after ---------------------------------------------------------

@@ -131,6 +131,8 @@ class EndpointLimiter:
                         self._waits[first_reason] = self._waits.get(first_reason, 0) + 1
                     return ticket
                 first_reason = first_reason or reason
+                if wait is not None:  # never a negative, NaN or endless sleep, whatever a ledger holds
+                    wait = min(max(wait, 0.0), MAX_PAUSE_S) if math.isfinite(wait) else DEFAULT_PAUSE_S
                 if self._store.shared:  # another process may free room at any time
                     wait = FILE_POLL_S if wait is None else min(wait, FILE_POLL_S)
                 self._cond.wait(timeout=wait)
@@ -194,7 +196,7 @@ class EndpointLimiter:
                         state["server"][resource] = [quota.remaining, now + min(quota.reset_after_s, MAX_PAUSE_S)]
             if status in (429, 529):
                 self._rate_limited += 1
-                pause = retry_after
+                pause = retry_after if retry_after is not None and math.isfinite(retry_after) else None
                 if pause is None:
                     spent = [q.reset_after_s for q in quotas.values()
                              if q.remaining is not None and q.remaining <= 0 and q.reset_after_s is not None]
