@@ -103,6 +103,7 @@ def make_core(spec: str | Core, *, cache: bool | str | ResponseCache | None = No
     :class:`ManagedCore` is returned as it is unless ``cache``, ``retry``, ``limits`` or ``budget``
     is given, in which case its backend is rewrapped with them.
     """
+    retry = RetryPolicy.coerce(retry)  # a dict of its fields too; a bad policy fails here, not at a call
     if isinstance(spec, ManagedCore):
         if cache is None and retry is None and limits is None and budget is None:
             return spec

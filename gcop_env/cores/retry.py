@@ -16,16 +16,19 @@ plain :class:`CoreError`.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import random
 import re
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Callable, TypeVar
+from typing import Any, Callable, TypeVar
 
 from gcop_env.cores.base import CoreError, FatalCoreError, MalformedReply
 from gcop_env.cores.limits import retry_after_from_headers
+from gcop_env.utils.numbers import check_int, check_number
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -43,6 +46,29 @@ class RetryPolicy:
     multiplier: float = 2.0
     jitter: float = 0.25  # +/- fraction of the backoff, spreads out synchronised retries
     max_retry_after_s: float = 120.0  # never sleep longer than this on a server's say-so
+
+    def __post_init__(self) -> None:
+        # Checked when made (gym.make's retry={...}, a config file): a policy of 0 attempts would fail
+        # every step later with nothing to say why.
+        check_int("RetryPolicy.max_attempts", self.max_attempts, lo=1)
+        for name in ("initial_backoff_s", "max_backoff_s", "max_retry_after_s"):
+            check_number(f"RetryPolicy.{name}", getattr(self, name), lo=0)
+        check_number("RetryPolicy.multiplier", self.multiplier, lo=1)
+        check_number("RetryPolicy.jitter", self.jitter, lo=0, hi=1)
+
+    @classmethod
+    def coerce(cls, value: "RetryPolicy | Mapping[str, Any] | None", what: str = "retry") -> "RetryPolicy | None":
+        """``value`` as a policy: a :class:`RetryPolicy`, a dict of its fields (as ``spec.to_json()``
+        writes it) or None. Anything else, or an unknown field, is an error naming ``what``."""
+        if value is None or isinstance(value, cls):
+            return value
+        if not isinstance(value, Mapping):
+            raise TypeError(f"{what} must be a RetryPolicy, a dict of its fields or None, got {value!r}")
+        fields = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(value) - fields)
+        if unknown:
+            raise TypeError(f"{what} has unknown field(s) {unknown}; valid: {sorted(fields)}")
+        return cls(**value)
 
     def backoff(self, attempt: int, rng: random.Random) -> float:
         base = min(self.max_backoff_s, self.initial_backoff_s * self.multiplier ** (attempt - 1))

@@ -155,8 +155,7 @@ class GCoPEnv(gym.Env[str, str]):
         if not self.problems:
             raise ValueError(f"{self.task.env_id}: split {split!r} has no problems")
         self._index = {p.task_id: i for i, p in enumerate(self.problems)}
-        if isinstance(retry, Mapping):
-            retry = RetryPolicy(**retry)
+        retry = RetryPolicy.coerce(retry)
         self.budget = Budget.from_limits(max_usd, max_total_tokens)
         self.core = make_core(core, cache=cache, retry=retry, limits=rate_limits, budget=self.budget)
         if self.budget is None:  # a core made with make_core(spec, budget=b) shares b (e.g. across several envs)

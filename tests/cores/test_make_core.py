@@ -228,3 +228,11 @@ def test_a_refusal_is_the_answer_text(monkeypatch):
         server.edit_reply = lambda r: {**r, "choices": [{"index": 0, "finish_reason": "stop", "message": {
             "role": "assistant", "content": None, "refusal": "I can't help with that."}}]}
         assert openai_core(server, retry=RetryPolicy(max_attempts=1)).complete(REQUEST).text == "I can't help with that."
+
+
+def test_make_core_checks_its_retry_policy_up_front():
+    with pytest.raises(ValueError, match="max_attempts"):
+        make_core("openai:m@http://127.0.0.1:9/v1", cache=False, retry={"max_attempts": 0})
+    with pytest.raises(TypeError, match="retry must be a RetryPolicy"):
+        make_core("openai:m@http://127.0.0.1:9/v1", cache=False, retry="abc")
+    assert make_core("openai:m@http://127.0.0.1:9/v1", cache=False, retry={"max_attempts": 2}).retry.max_attempts == 2
