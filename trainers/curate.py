@@ -53,7 +53,7 @@ from gcop_env.step.scoring import GuideScorer
 from gcop_env.step.strategy import parse_guide_output
 from gcop_env.envs.tasks import get_task
 from gcop_env.trainers.config import CurateConfig, write_config
-from gcop_env.utils.files import JsonlAppender, read_jsonl_rows, write_json
+from gcop_env.utils.files import JsonlAppender, exclusive_use, read_jsonl_rows, write_json
 
 log = logging.getLogger(__name__)
 
@@ -450,11 +450,14 @@ def curate(config: CurateConfig, teacher: Core | None = None, core: Core | None 
     """Run curation as configured; returns the summary (also written next to ``config.out``).
 
     ``stop``: set it (e.g. from :func:`gcop_env.utils.interrupt.stop_on_signal`) to end the run early;
-    finished rows are kept and ``summary.interrupted`` is True.
+    finished rows are kept and ``summary.interrupted`` is True. Raises
+    :class:`~gcop_env.utils.files.InUse` when another run holds ``config.out``.
     """
     curator = Curator(config, teacher=teacher, core=core, stop=stop)
     try:
-        return curator.run(progress=progress)
+        # one run per output file: a second one would pay for every problem again and append its rows too
+        with exclusive_use(config.out, "gcop curate"):
+            return curator.run(progress=progress)
     finally:
         curator.close()
 

@@ -66,7 +66,7 @@ def curate_cli(argv: list[str] | None = None) -> int:
     _setup_logging()
     from gcop_env.cores.budget import UnpricedModel
     from gcop_env.trainers.curate import ResumeMismatch, curate
-    from gcop_env.utils.files import DataError, JsonlError
+    from gcop_env.utils.files import DataError, InUse, JsonlError
     from gcop_env.utils.interrupt import stop_on_signal
 
     problem = out_path_problem(config.out)
@@ -75,7 +75,7 @@ def curate_cli(argv: list[str] | None = None) -> int:
     with stop_on_signal(what="curation") as stop:
         try:
             summary = curate(config, stop=stop)
-        except (DataError, JsonlError, ResumeMismatch, UnpricedModel) as exc:  # bad input or --out: nothing spent
+        except (DataError, JsonlError, ResumeMismatch, UnpricedModel, InUse) as exc:  # bad input or --out: nothing spent
             return usage_error("gcop curate", exc)
     for line in summary.lines():
         print(line)

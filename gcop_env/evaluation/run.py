@@ -34,7 +34,7 @@ from gcop_env.evaluation.records import RECORDS, ROLES, RUN_CONFIG, SUMMARY
 from gcop_env.evaluation.summary import build_summary
 from gcop_env.step.reward import RewardConfig
 from gcop_env.step.scoring import GuideScorer
-from gcop_env.utils.files import JsonlAppender, read_jsonl_rows, write_text_atomic
+from gcop_env.utils.files import InUse, JsonlAppender, exclusive_use, read_jsonl_rows, write_text_atomic
 
 
 @dataclass
@@ -128,6 +128,42 @@ def run_eval(config: EvalConfig, *, progress: bool = True, preflight: bool = Tru
              stop: Callable[[], bool] | None = None, budget: Budget | None = None) -> EvalResult:
     """Run (or resume) one condition; write ``records.jsonl`` and ``summary.json`` under ``config.out``.
 
+    One run at a time per run dir: the run holds a lock on it (:func:`~gcop_env.utils.files.exclusive_use`),
+    and a second ``run_eval`` into it raises :class:`EvalInputError` before it reads or pays anything.
+    See :func:`_run_eval` for the rest.
+    """
+    out, made = _run_dir(config)
+    try:
+        with exclusive_use(out, "gcop eval"):
+            return _run_eval(config, out, progress=progress, preflight=preflight, stop=stop, budget=budget)
+    except InUse as exc:
+        raise EvalInputError(str(exc).replace("choose another output", "choose another --out")) from None
+    except BaseException:
+        if made and not any(out.iterdir()):  # refused before anything was written: leave no empty run dir
+            out.rmdir()
+        raise
+
+
+def _run_dir(config: EvalConfig) -> tuple[Path, bool]:
+    """``--out`` as a directory, made if missing (and whether it was); a file or an empty name is refused."""
+    if not str(config.out).strip():
+        raise EvalInputError("--out is empty; give the run dir (e.g. --out runs/core-only)")
+    out = Path(config.out)
+    if out.exists() and not out.is_dir():
+        raise EvalInputError(f"--out {out} is a file, not a run dir; choose a directory (a new one, or a run dir "
+                             f"to resume)")
+    made = not out.exists()
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise EvalInputError(f"--out {out} cannot be made ({exc.strerror or exc})") from None
+    return out, made
+
+
+def _run_eval(config: EvalConfig, out: Path, *, progress: bool, preflight: bool,
+              stop: Callable[[], bool] | None, budget: Budget | None) -> EvalResult:
+    """Run (or resume) one condition into the run dir ``out``, which this process holds.
+
     ``stop``: polled between batches; when it returns True the run stops after the batch in flight
     (its rows are saved), writes the summary of what is done and returns ``interrupted=True``.
     ``budget``: the spend cap of the core, judge and API guide calls. Once it refuses a call the
@@ -135,7 +171,6 @@ def run_eval(config: EvalConfig, *, progress: bool = True, preflight: bool = Tru
     call are left for the re-run (their paid calls are cached), no ``summary.json`` is written,
     and ``budget_exhausted`` is True.
     """
-    out = Path(config.out)
     try:
         task = get_task(config.task)
     except KeyError as exc:

@@ -52,6 +52,40 @@ def write_json(path: str | Path, payload: dict) -> Path:
 
 
 
+# -- one writer at a time ---------------------------------------------------------------------------
+
+class InUse(RuntimeError):
+    """Another process (or another open in this one) holds the lock of an output: a second run into
+    it would pay for everything twice and interleave its rows."""
+
+
+@contextmanager
+def exclusive_use(path: str | os.PathLike, what: str) -> Iterator[None]:
+    """Hold an exclusive ``flock`` on ``path`` (a run dir, or an output file appended in place) for
+    the block; :class:`InUse` at once when another holder has it.
+
+    The kernel releases the lock when its holder ends, however it ends (SIGKILL included), so a
+    killed run never leaves a stale lock behind. A directory is locked itself (no lock file in it);
+    a file is created if missing. POSIX only (``fcntl``), like the rate-limit ledger.
+    """
+    import fcntl
+
+    path = Path(path)
+    if path.is_dir():
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    else:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise InUse(f"{path} is in use by another {what} (it holds the lock until it ends): wait for it to "
+                        f"finish, or choose another output") from None
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
 # -- JSONL ----------------------------------------------------------------------------------------
 
 class DataError(ValueError):

@@ -221,7 +221,8 @@ def _start_slow_eval(gsm8k_dir, server, out, records_before: int):
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     records = out / "records.jsonl"
     deadline = time.time() + 120
-    while time.time() < deadline and (not records.exists() or len(records.read_text().splitlines()) < records_before):
+    while records_before and time.time() < deadline and (not records.exists()
+                                                         or len(records.read_text().splitlines()) < records_before):
         time.sleep(0.05)
     return argv, proc
 
@@ -561,3 +562,66 @@ def test_negative_usage_is_an_infra_row_never_a_negative_cost_and_never_cached(w
     assert eval_cli(argv) == 0  # retried for real: the malformed replies were not cached
     assert world.count() == sent + 3 and [r["status"] for r in _rows(out)] == ["pass"] * 3
     assert _summary(out)["metrics"]["cost_total_usd"] > 0
+
+
+# -- one run dir, one gcop eval at a time (issue 24, item 1) ---------------------------------------------
+
+class _Held:
+    """A responder whose first answer waits for ``release`` (``arrived`` is set when it is asked)."""
+
+    def __init__(self, inner):
+        self.inner, self.arrived, self.release = inner, threading.Event(), threading.Event()
+
+    def __call__(self, prompt):
+        self.arrived.set()
+        self.release.wait(120)
+        return self.inner(prompt)
+
+
+def test_a_second_eval_on_a_busy_run_dir_gets_one_line_and_exit_2(gsm8k_dir, tmp_path, capsys):
+    held = _Held(GuideAndSolver(unguided_correct=True))
+    with FakeLLMServer(held) as server:
+        out = tmp_path / "shared"
+        argv, proc = _start_slow_eval(gsm8k_dir, server, out, records_before=0)
+        try:
+            assert held.arrived.wait(120), proc.stderr.read() if proc.poll() is not None else "never called"
+            assert eval_cli(argv[1:]) == 2  # the first run holds the dir
+            err = capsys.readouterr().err.strip().splitlines()
+            assert len(err) == 1 and "in use by another gcop eval" in err[0] and str(out) in err[0]
+            assert server.count() == 1  # the refused run sent nothing
+            held.release.set()
+            assert proc.wait(120) == 0
+        finally:
+            held.release.set()
+            if proc.poll() is None:
+                proc.kill()
+        assert len(_rows(out)) == 8 and server.count() == 8  # each problem paid once, one row each
+        assert _summary(out)["metrics"]["n_problems"] == 8
+
+
+def test_the_lock_of_a_killed_eval_does_not_block_the_resume(gsm8k_dir, tmp_path):
+    held = _Held(GuideAndSolver(unguided_correct=True))
+    with FakeLLMServer(held) as server:
+        out = tmp_path / "o"
+        argv, proc = _start_slow_eval(gsm8k_dir, server, out, records_before=0)
+        assert held.arrived.wait(120)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(60)
+        held.release.set()
+        start = time.monotonic()
+        assert eval_cli(argv[1:]) == 0  # the kernel dropped the dead run's lock: no wait, no stale-lock error
+        assert time.monotonic() - start < 60 and len(_rows(out)) == 8
+
+
+def test_two_evals_in_one_process_on_one_run_dir_are_refused_too(world, tmp_path):
+    from gcop_env.evaluation.config import EvalInputError
+    from gcop_env.utils.files import exclusive_use
+
+    out = tmp_path / "o"
+    out.mkdir()
+    config = EvalConfig(task="GSM8K", data_files=world.base[3], core=world.core, kind="core-only", limit=2, out=str(out))
+    with exclusive_use(out, "gcop eval"):
+        with pytest.raises(EvalInputError, match="in use by another gcop eval"):
+            run_eval(config, progress=False, preflight=False)
+    assert world.count() == 0
+    assert run_eval(config, progress=False, preflight=False).n_run == 2  # released: it runs

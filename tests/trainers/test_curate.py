@@ -111,6 +111,18 @@ def test_killed_curate_resumes_without_repeating_paid_calls(curation_world, tmp_
     assert {i for i, r in by_role.items() if r["accepted"]} == {0, 1, 2, 4}
 
 
+def test_a_second_curate_into_a_busy_output_gets_one_line_and_pays_nothing(curation_world, tmp_path, capsys):
+    from gcop_env.utils.files import exclusive_use
+
+    out = tmp_path / "curated.jsonl"
+    with exclusive_use(out, "gcop curate"):  # as a run in progress holds it
+        assert curate_cli(curate_argv(curation_world.server, out)) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "in use by another gcop curate" in err[0]
+    assert curation_world.server.count() == 0 and out.read_text() == ""
+    assert curate_cli(curate_argv(curation_world.server, out)) == 0  # released: it runs
+
+
 def test_per_state_hoeffding_check():
     delta, eps = hoeffding_delta(k=8, eta=0.3), hoeffding_epsilon(draws=8, alpha=0.05)
     assert delta == pytest.approx(math.exp(-2 * 8 * 0.09)) and eps == pytest.approx(math.sqrt(math.log(20) / 16))

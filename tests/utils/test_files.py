@@ -62,3 +62,18 @@ def test_atomic_write_keeps_the_old_file_when_the_write_fails(tmp_path, monkeypa
     with pytest.raises(OSError, match="disk full"):
         write_text_atomic(path, "new\n" * 1000)
     assert path.read_text() == "old\n" and [p.name for p in tmp_path.iterdir()] == ["results.jsonl"]
+
+
+def test_exclusive_use_refuses_a_second_holder_and_frees_on_exit(tmp_path):
+    from gcop_env.utils.files import InUse, exclusive_use
+
+    run_dir, out_file = tmp_path / "run", tmp_path / "out.jsonl"
+    run_dir.mkdir()
+    for target in (run_dir, out_file):
+        with exclusive_use(target, "job"):
+            with pytest.raises(InUse, match=f"{target} is in use by another job"):
+                with exclusive_use(target, "job"):
+                    pass
+        with exclusive_use(target, "job"):  # released when the block ends
+            pass
+    assert out_file.is_file() and list(run_dir.iterdir()) == []  # no lock file left in a run dir
