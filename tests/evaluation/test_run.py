@@ -585,7 +585,7 @@ def test_a_second_eval_on_a_busy_run_dir_gets_one_line_and_exit_2(gsm8k_dir, tmp
         argv, proc = _start_slow_eval(gsm8k_dir, server, out, records_before=0)
         try:
             assert held.arrived.wait(120), proc.stderr.read() if proc.poll() is not None else "never called"
-            assert eval_cli(argv[1:]) == 2  # the first run holds the dir
+            assert eval_cli(argv[1:] + ["--max-retries", "1", "--timeout-s", "5"]) == 2  # the first run holds the dir
             err = capsys.readouterr().err.strip().splitlines()
             assert len(err) == 1 and "in use by another gcop eval" in err[0] and str(out) in err[0]
             assert server.count() == 1  # the refused run sent nothing
