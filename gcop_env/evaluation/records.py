@@ -89,7 +89,8 @@ def make_row(task: str, split: str, condition: str, problem: Problem, sample: in
              guide_price: GuidePrice | None = None, guide_error: str | Exception | None = None,
              extra: dict[str, Any] | None = None) -> dict[str, Any]:
     """One record of the contract (see the module docstring of :mod:`gcop_env.evaluation`)."""
-    row: dict[str, Any] = {"task": task, "split": split, "task_id": problem.task_id, "condition": condition,
+    row: dict[str, Any] = {"task": task, "split": split, "task_id": problem.task_id,
+                           "problem_sha256": problem.fingerprint(), "condition": condition,
                            "sample": sample, "guide_output": guide_output, "strategy": None, "structure_ok": None,
                            "core_output": None, "status": None, "reward": None, "success": None, "error": None}
     cost = {"guide": _guide_role(guide_response, guide_price or GuidePrice(0, 0, "local-default")),

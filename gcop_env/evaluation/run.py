@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import math
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,7 +35,7 @@ from gcop_env.evaluation.records import RECORDS, ROLES, RUN_CONFIG, SUMMARY
 from gcop_env.evaluation.summary import build_summary
 from gcop_env.step.reward import RewardConfig
 from gcop_env.step.scoring import GuideScorer
-from gcop_env.utils.files import InUse, JsonlAppender, exclusive_use, read_jsonl_rows, write_text_atomic
+from gcop_env.utils.files import DataError, InUse, JsonlAppender, exclusive_use, read_jsonl_rows, write_text_atomic
 
 
 @dataclass
@@ -89,9 +90,12 @@ def _check_identity(out: Path, config: EvalConfig) -> None:
     if path.exists() and has_rows:  # a dir without rows holds nothing to protect: it takes the new identity
         try:
             saved = json.loads(path.read_text(encoding="utf-8"))
-        except ValueError:
+        except ValueError:  # not UTF-8 or not JSON
             raise EvalInputError(f"{path} is not valid JSON; delete the run dir or choose another --out") from None
-        old = saved.get("identity", {})
+        old = saved.get("identity") if isinstance(saved, dict) else None
+        if not isinstance(old, dict):
+            raise EvalInputError(f"{path} holds no run identity (it was edited or damaged); delete the run dir or "
+                                 f"choose another --out")
         if old != ident:
             diff = sorted(k for k in set(old) | set(ident) if old.get(k) != ident.get(k))
             detail = "; ".join(f"{k}: {old.get(k)!r} there, {ident.get(k)!r} now" for k in diff[:4])
@@ -100,6 +104,65 @@ def _check_identity(out: Path, config: EvalConfig) -> None:
         raise EvalInputError(f"{out} has {RECORDS} but no {RUN_CONFIG}; it is not a gcop eval run dir of this "
                              f"version: choose another --out")
     write_text_atomic(path, json.dumps({"identity": ident}, indent=2, sort_keys=True) + "\n")
+
+
+_STATUSES = frozenset({"pass", "fail", "timeout", "error", "tampered", "infra", "malformed"})
+_COST_FIELDS = ("calls", "cached_calls", "input_tokens", "output_tokens", "usd", "latency_s")
+
+
+def _row_problem(row: Any) -> str | None:
+    """Why a saved row cannot be resumed from (a hand edit, a damaged file), or None when it can."""
+    if not isinstance(row, dict):
+        return "not a JSON object"
+    task_id, sample = row.get("task_id"), row.get("sample")
+    if isinstance(task_id, bool) or not isinstance(task_id, (str, int)):
+        return f"task_id is {task_id!r}"
+    if isinstance(sample, bool) or not isinstance(sample, int) or sample < 0:
+        return f"sample is {sample!r}, not an integer >= 0"
+    if row.get("status") not in _STATUSES:
+        return f"status is {row.get('status')!r}, not one of {sorted(_STATUSES)}"
+    if row.get("success") not in (True, False, None):
+        return f"success is {row.get('success')!r}"
+    cost = row.get("cost")
+    if not isinstance(cost, dict):
+        return f"cost is {cost!r}, not an object"
+    for role in ROLES:
+        spent = cost.get(role)
+        if not isinstance(spent, dict):
+            return f"cost.{role} is {spent!r}, not an object"
+        for name in _COST_FIELDS:
+            value = spent.get(name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+                return f"cost.{role}.{name} is {value!r}, not a finite number >= 0"
+    return None
+
+
+def _saved_rows(records_path: Path) -> list[dict]:
+    """The rows a resumed run keeps; any row it could not use is one clear error, nothing is rewritten."""
+    try:
+        rows = read_jsonl_rows(records_path, repair=True)
+    except DataError as exc:  # a bad line (not UTF-8, not JSON, not an object)
+        raise EvalInputError(f"{exc}; or choose another --out") from None
+    for number, row in enumerate(rows, start=1):
+        problem = _row_problem(row)
+        if problem:
+            raise EvalInputError(f"{records_path} row {number}: {problem}; the run dir was edited or damaged: fix or "
+                                 f"delete that row, or choose another --out")
+    return rows
+
+
+def _changed_problems(kept: dict[str, list[dict]], wanted: dict[str, Any]) -> list[str]:
+    """Task ids whose saved rows answered another problem than the data now holds under that id (a data
+    file edited in place: ids are positional). Rows from before fingerprints were recorded are not checked."""
+    changed = []
+    for task_id, rows in kept.items():
+        problem = wanted.get(task_id)
+        if problem is None:
+            continue
+        recorded = {r.get("problem_sha256") for r in rows if isinstance(r.get("problem_sha256"), str)}
+        if recorded and recorded != {problem.fingerprint()}:
+            changed.append(task_id)
+    return changed
 
 
 def _rewrite_records(path: Path, rows: list[dict]) -> None:
@@ -217,10 +280,16 @@ def _run_eval(config: EvalConfig, out: Path, *, progress: bool, preflight: bool,
             selected = selected[:config.limit]
         records_path = out / RECORDS
         kept: dict[str, list[dict]] = {}
-        existing = read_jsonl_rows(records_path, repair=True)
+        existing = _saved_rows(records_path)
         for row in existing:
             kept.setdefault(str(row["task_id"]), []).append(row)
         wanted = {p.task_id: p for p in selected}
+        changed = _changed_problems(kept, wanted)
+        if changed:
+            raise EvalInputError(f"{out} holds answers to {len(changed)} problem(s) that changed in the data since they "
+                                 f"were run ({', '.join(changed[:3])}{', ...' if len(changed) > 3 else ''}): the data "
+                                 f"was edited in place, so the same task ids now name other problems. Choose another "
+                                 f"--out for the new data, or restore the data to resume")
         finished: dict[str, list[dict]] = {}
         retried = 0
         for task_id, rows in kept.items():

@@ -625,3 +625,78 @@ def test_two_evals_in_one_process_on_one_run_dir_are_refused_too(world, tmp_path
             run_eval(config, progress=False, preflight=False)
     assert world.count() == 0
     assert run_eval(config, progress=False, preflight=False).n_run == 2  # released: it runs
+
+
+# -- data identity: what a finished row answered (issue 24, items 4 and 5) ---------------------------------
+
+def _data_dir(path: Path, gsm8k_dir: Path, order) -> Path:
+    """A GSM8K data dir whose test.jsonl holds the given rows of the offline test file, in that order."""
+    lines = (gsm8k_dir / "test.jsonl").read_text().splitlines()
+    path.mkdir(exist_ok=True)
+    (path / "test.jsonl").write_text("".join(lines[i] + "\n" for i in order))
+    return path
+
+
+def _on_data(base: list[str], data: Path) -> list[str]:
+    return [str(data) if a.endswith("gsm8k") else a for a in base]
+
+
+def test_a_data_file_edited_in_place_is_not_resumed_into_the_old_run_dir(world, gsm8k_dir, tmp_path, capsys):
+    world.responder_obj.solver.unguided_correct = True
+    data = _data_dir(tmp_path / "data", gsm8k_dir, range(6))
+    out = tmp_path / "o"
+    argv = _on_data(world.base, data) + ["--core-only", "--limit", "4", "--out", str(out)]
+    assert eval_cli(argv) == 0
+    rows_before = (out / "records.jsonl").read_text()
+    assert all(len(r["problem_sha256"]) == 16 for r in _rows(out))  # each row says what it answered
+    _data_dir(data, gsm8k_dir, [10, 11, 2, 3, 4, 5])  # problems 0 and 1 replaced in place: same ids, new questions
+    sent = world.count()
+    assert eval_cli(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "gsm8k/test/0" in err[0] and "changed" in err[0], err
+    assert world.count() == sent and (out / "records.jsonl").read_text() == rows_before  # nothing paid or lost
+
+
+def test_the_same_data_rewritten_or_grown_resumes(world, gsm8k_dir, tmp_path):
+    world.responder_obj.solver.unguided_correct = True
+    data = _data_dir(tmp_path / "data", gsm8k_dir, range(4))
+    out = tmp_path / "o"
+    argv = _on_data(world.base, data) + ["--core-only", "--out", str(out)]
+    assert eval_cli(argv) == 0 and world.count() == 4
+    _data_dir(data, gsm8k_dir, range(6))  # rewritten (new mtime) with two more problems at the end
+    assert eval_cli(argv) == 0 and world.count() == 6  # only the two new ones are paid
+    assert len(_rows(out)) == 6
+
+
+def _edit_first_row(out: Path, change) -> None:
+    lines = (out / "records.jsonl").read_text().splitlines()
+    row = json.loads(lines[0])
+    change(row)
+    (out / "records.jsonl").write_text("\n".join([json.dumps(row)] + lines[1:]) + "\n")
+
+
+@pytest.mark.parametrize("damage, words", [
+    (lambda out: _edit_first_row(out, lambda r: r.pop("task_id")), "row 1: task_id is None"),
+    (lambda out: _edit_first_row(out, lambda r: r.pop("status")), "row 1: status is None"),
+    (lambda out: _edit_first_row(out, lambda r: r.update(cost=None)), "row 1: cost is None"),
+    (lambda out: _edit_first_row(out, lambda r: r["cost"]["core"].update(usd="abc")), "cost.core.usd is 'abc'"),
+    (lambda out: _edit_first_row(out, lambda r: r.update(sample="0")), "sample is '0'"),
+    (lambda out: (out / "run_config.json").write_text("[]"), "holds no run identity"),
+    (lambda out: (out / "run_config.json").write_bytes(b"\xff\xfe"), "run_config.json is not valid JSON"),
+    (lambda out: (out / "records.jsonl").write_bytes(b"\xff" + (out / "records.jsonl").read_bytes()),
+     "line 1 is not valid UTF-8"),
+], ids=["no-task_id", "no-status", "cost-null", "cost-abc", "sample-string", "run_config-list", "run_config-bytes",
+        "records-bytes"])
+def test_a_hand_edited_run_dir_is_one_line_and_loses_nothing(world, tmp_path, capsys, damage, words):
+    world.responder_obj.solver.unguided_correct = True
+    out = tmp_path / "o"
+    argv = world.base + ["--core-only", "--limit", "3", "--out", str(out)]
+    assert eval_cli(argv + ["--limit", "2"]) == 0
+    damage(out)
+    files = {p.name: p.read_bytes() for p in out.iterdir()}
+    sent = world.count()
+    capsys.readouterr()
+    assert eval_cli(argv) == 2  # a traceback before
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and words in err[0], err
+    assert world.count() == sent and {p.name: p.read_bytes() for p in out.iterdir()} == files
