@@ -207,6 +207,21 @@ def test_no_core_only_reference_is_said_not_invented(tmp_path):
      "line 1 is a 'KodCode' record but summary.json says task 'GSM8K'"),
     (lambda d: (d / "summary.json").write_text(
         (d / "summary.json").read_text().replace('"schema": 1', '"schema": 7')), "schema 7"),
+    # garbled input (issue 24, item 12): each was a traceback
+    (lambda d: (d / "records.jsonl").write_bytes(b"\xff\xfe" + (d / "records.jsonl").read_bytes()),
+     "records.jsonl line 1 is not valid UTF-8"),
+    (lambda d: (d / "records.jsonl").write_text(
+        (d / "records.jsonl").read_text().replace('"sample": 0', '"sample": "abc"', 1)),
+     "line 1 has sample='abc'"),
+    (lambda d: _edit_summary(d, lambda m: m["cost_per_problem"]["total"].update(usd="abc")),
+     "cost_per_problem.total.usd is 'abc'"),
+    (lambda d: (d / "summary.json").write_text(
+        (d / "summary.json").read_text().replace('"usd": 0.001', '"usd": NaN')),
+     "cost_per_problem.core.usd is nan"),
+    (lambda d: _edit_summary(d, lambda m: m.update(accuracy_ci95=None)), "accuracy_ci95 is None"),
+    (lambda d: _edit_summary(d, lambda m: m.update(n_infra="0")), "n_infra is '0'"),
+    (lambda d: _edit_summary(d, lambda m: m.update(accuracy=-0.5)), "accuracy is -0.5"),
+    (lambda d: (d / "summary.json").write_text("[]"), "not a JSON object"),
 ])
 def test_bad_run_dir_is_one_clear_error_and_writes_nothing(tmp_path, capsys, damage, message):
     good = write_run(tmp_path / "good", name="core-only", kind="core-only", outcomes=_outcomes("1100"))
@@ -219,6 +234,33 @@ def test_bad_run_dir_is_one_clear_error_and_writes_nothing(tmp_path, capsys, dam
     err = capsys.readouterr().err.strip()
     assert err.startswith(f"gcop report: cannot report {bad}") and "\n" not in err
     assert not (tmp_path / "out" / "table.md").exists()
+
+
+def _edit_summary(run_dir, change):
+    summary = json.loads((run_dir / "summary.json").read_text())
+    change(summary["metrics"])
+    (run_dir / "summary.json").write_text(json.dumps(summary))
+
+
+def test_out_naming_a_file_or_a_run_dir_that_is_a_file_is_one_line(gsm8k_runs, tmp_path, capsys):
+    a_file = tmp_path / "a-file"
+    a_file.write_text("keep me")
+    assert gcop_main(["report", str(gsm8k_runs["core"]), "--out", str(a_file)]) == 2
+    assert gcop_main(["report", str(a_file), "--out", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 2 and "is a file" in err[0] and "not a directory" in err[1]
+    assert a_file.read_text() == "keep me"
+
+
+def test_two_core_only_runs_of_one_core_are_told_apart(tmp_path):
+    # Before: two rows "core-only | openai:core-model..." with nothing to say which run dir each is.
+    first = write_run(tmp_path / "t0", name="core-only", kind="core-only", outcomes=_outcomes("1100"))
+    second = write_run(tmp_path / "t7", name="core-only", kind="core-only", outcomes=_outcomes("1110"))
+    report = write_report([first, second], tmp_path / "out")
+    markdown = report.table_path.read_text()
+    assert f"| core-only ({first}) |" in markdown and f"| core-only ({second}) |" in markdown
+    labels = [r["label"] for r in json.loads(report.json_path.read_text())["tables"][0]["rows"]]
+    assert sorted(labels) == sorted([f"core-only ({first})", f"core-only ({second})"])
 
 
 def test_gcop_report_cli_prints_the_table_and_paths(gsm8k_runs, tmp_path, capsys):

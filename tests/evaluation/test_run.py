@@ -668,6 +668,26 @@ def test_the_same_data_rewritten_or_grown_resumes(world, gsm8k_dir, tmp_path):
     assert len(_rows(out)) == 6
 
 
+def test_report_refuses_to_pair_runs_made_on_different_data(world, gsm8k_dir, tmp_path, capsys):
+    from gcop_env.cli import main
+
+    world.responder_obj.solver.unguided_correct = True
+    data_a = _data_dir(tmp_path / "a", gsm8k_dir, range(6))
+    data_b = _data_dir(tmp_path / "b", gsm8k_dir, [6, 7, 8, 9, 10, 11])  # the same ids, other questions
+    strategies = tmp_path / "s.jsonl"
+    strategies.write_text("".join(json.dumps({"task_id": f"gsm8k/test/{i}", "guide_output": GOOD_GUIDE}) + "\n"
+                                  for i in range(6)))
+    assert eval_cli(_on_data(world.base, data_a) + ["--core-only", "--out", str(tmp_path / "core")]) == 0
+    assert eval_cli(_on_data(world.base, data_b) + ["--strategies", str(strategies), "--out", str(tmp_path / "s")]) == 0
+    capsys.readouterr()
+    assert main(["report", str(tmp_path / "core"), str(tmp_path / "s"), "--out", str(tmp_path / "r")]) == 0
+    report = json.loads((tmp_path / "r" / "report.json").read_text())
+    row = next(r for r in report["tables"][0]["rows"] if r["kind"] == "strategies")
+    assert row["mcnemar_vs_core_only"] is None and "different data" in row["paired_note"]
+    table = (tmp_path / "r" / "table.md").read_text()
+    assert "different data" in table and "gsm8k/test/0" in table
+
+
 def _edit_first_row(out: Path, change) -> None:
     lines = (out / "records.jsonl").read_text().splitlines()
     row = json.loads(lines[0])
