@@ -201,7 +201,7 @@ class Curator:
         self.config = config
         self.stop = stop or StopRequest()
         self.task = get_task(config.task)
-        self.validator = self.task.validator(**config.validator_options)
+        self.validator = self.task.make_validator(config.validator_options)
         # One budget for the teacher and the core (ready-made cores are rewrapped to pay from it).
         self.budget = Budget.from_limits(config.max_usd, config.max_total_tokens)
         self.teacher = make_core(teacher, budget=self.budget) if teacher and self.budget else \

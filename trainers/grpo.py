@@ -252,7 +252,7 @@ def build_scorer(config: GRPORunConfig, budget: Budget | None = None) -> GuideSc
     core = core_from_options(config.core, config, budget)
     reward = config.reward_config()
     judge = core_from_options(config.judge, config, budget) if config.judge and reward.gamma > 0 else None
-    return GuideScorer(task.validator(**config.validator_options), core, judge_core=judge, reward=reward,
+    return GuideScorer(task.make_validator(config.validator_options), core, judge_core=judge, reward=reward,
                        sampling=SamplingParams(config.core_temperature, config.core_top_p, config.core_max_tokens),
                        judge_sampling=SamplingParams(0.0, 1.0, config.judge_max_tokens),
                        max_strategy_chars=config.max_strategy_chars, baseline_samples=config.baseline_samples,

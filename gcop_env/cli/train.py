@@ -65,6 +65,7 @@ def curate_cli(argv: list[str] | None = None) -> int:
     config = parse_config(CurateConfig, argv, prog="gcop curate")
     _setup_logging()
     from gcop_env.cores.budget import UnpricedModel
+    from gcop_env.envs.tasks import ValidatorOptionsError
     from gcop_env.trainers.curate import ResumeMismatch, curate
     from gcop_env.utils.files import DataError, InUse, JsonlError
     from gcop_env.utils.interrupt import stop_on_signal
@@ -75,7 +76,8 @@ def curate_cli(argv: list[str] | None = None) -> int:
     with stop_on_signal(what="curation") as stop:
         try:
             summary = curate(config, stop=stop)
-        except (DataError, JsonlError, ResumeMismatch, UnpricedModel, InUse) as exc:  # bad input or --out: nothing spent
+        except (DataError, JsonlError, ResumeMismatch, UnpricedModel, InUse, ValidatorOptionsError) as exc:
+            # bad input or --out: nothing spent
             return usage_error("gcop curate", exc)
     for line in summary.lines():
         print(line)
@@ -124,13 +126,14 @@ def grpo_cli(argv: list[str] | None = None) -> int:
         return usage_error("gcop grpo", problem)
     _setup_logging()
     from gcop_env.cores.budget import BudgetStatus, UnpricedModel
+    from gcop_env.envs.tasks import ValidatorOptionsError
     from gcop_env.trainers.grpo import train_grpo
     from gcop_env.utils.interrupt import stop_on_signal
 
     with stop_on_signal(what="training (after the current step, with a checkpoint)") as stop:
         try:
             summary = train_grpo(config, stop=stop)
-        except UnpricedModel as exc:
+        except (UnpricedModel, ValidatorOptionsError) as exc:
             return usage_error("gcop grpo", exc)
     for line in summary.lines():
         print(line)

@@ -165,7 +165,7 @@ class GCoPEnv(gym.Env[str, str]):
             judge_core = make_core(judge, cache=cache, retry=retry, limits=rate_limits, budget=self.budget)
         if self.budget is not None:
             self.budget.check_priced([c for c in (self.core, judge_core) if c is not None])
-        self.validator = self.task.validator(**validator_options)
+        self.validator = self.task.make_validator(validator_options)
         self.scorer = GuideScorer(
             self.validator, self.core, judge_core=judge_core, reward=self.reward_config,
             sampling=SamplingParams(temperature=temperature, top_p=top_p, max_tokens=max_tokens),

@@ -250,7 +250,10 @@ def _run_eval(config: EvalConfig, out: Path, *, progress: bool, preflight: bool,
     cache = config.cache_setting()
     retry = config.retry_policy()
     core = make_core(config.core, cache=cache, retry=retry, timeout_s=config.timeout_s, budget=budget)
-    validator = task.validator(**config.validator_options)
+    try:
+        validator = task.make_validator(config.validator_options)
+    except ValueError as exc:  # ValidatorOptionsError: nothing is spent yet
+        raise EvalInputError(f"--validator-options: {exc}") from None
     scorer_options: dict[str, Any] = {}
     recipe = (config.recipe or guide_recipe(config.guide)) if config.kind == "guided" else config.recipe
     if recipe == "Advisor":

@@ -146,3 +146,17 @@ def test_grpo_stops_after_the_current_step_with_a_checkpoint(solver_server, tmp_
     assert len(scored) == 2  # the 2 completions of step 1, none of a later step
     assert (tmp_path / "grpo" / "checkpoint-1").is_dir()  # what the re-run resumes from
     assert not (tmp_path / "grpo" / "summary.json").exists()  # no final model or summary from a partial run
+
+
+def test_curate_and_grpo_refuse_unknown_validator_options_in_one_line(slow_world, tmp_path, capsys,
+                                                                      tiny_gsm8k_guide):
+    from gcop_env.cli.train import grpo_cli
+
+    bogus = ["--validator-options", '{"bogus": 1}']
+    assert curate_cli(_argv(slow_world.server, tmp_path / "c.jsonl") + bogus) == 2
+    assert grpo_cli(["--task", "GSM8K", "--data-files", str(GSM8K_DIR), "--guide", str(tiny_gsm8k_guide),
+                     "--output-dir", str(tmp_path / "g"), "--core", f"openai:c@{slow_world.server.openai_base_url}",
+                     "--no-preflight", "--use-cpu"] + bogus) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 2 and all("'bogus'" in line and "valid options" in line for line in err), err
+    assert slow_world.server.count() == 0
