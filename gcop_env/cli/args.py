@@ -25,10 +25,38 @@ C = TypeVar("C")
 
 
 class OneLineErrorParser(argparse.ArgumentParser):
-    """``prog: error: ...`` on one line with exit 2, not the usage block of every flag first."""
+    """``prog: error: ...`` on one line with exit 2, not the usage block of every flag first.
+
+    A flag that takes one value also takes one that starts with ``-`` (``--guide-price -1,2``,
+    ``--temperature -inf``), so the value's own check says what is wrong with it; plain argparse
+    reads such a value as a flag and says only "expected one argument".
+    """
 
     def error(self, message: str) -> typing.NoReturn:
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+    def parse_known_args(self, args=None, namespace=None):  # noqa: D102 - argparse's own
+        args = list(sys.argv[1:] if args is None else args)
+        return super().parse_known_args(self._join_dash_values(args), namespace)
+
+    def _join_dash_values(self, args: list[str]) -> list[str]:
+        one_value = {opt for a in self._actions if a.nargs is None and a.option_strings for opt in a.option_strings}
+        flags = [opt for a in self._actions for opt in a.option_strings]
+        out, i = [], 0
+        while i < len(args):
+            arg = args[i]
+            if arg == "--":  # everything after it is positional
+                out.extend(args[i:])
+                break
+            value = args[i + 1] if i + 1 < len(args) else None
+            if (arg in one_value and value is not None and value.startswith("-") and value != "--"
+                    and not any(flag.startswith(value.split("=", 1)[0]) for flag in flags)):
+                out.append(f"{arg}={value}")
+                i += 2
+                continue
+            out.append(arg)
+            i += 1
+        return out
 
 
 def usage_error(prog: str, message: object) -> int:
