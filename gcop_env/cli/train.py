@@ -25,20 +25,11 @@ def _setup_logging() -> None:
 
 
 def guide_path_problem(guide: str) -> str | None:
-    """Why ``guide`` cannot be a model, when it is clearly a local path (not a hub id) that is missing.
+    """Why ``guide`` cannot be a model (:func:`gcop_env.cores.hf_core.local_model_problem`), or None."""
+    from gcop_env.cores.hf_core import local_model_problem
 
-    A hub id is ``name`` or ``owner/name``; an absolute path, ``./…``, ``~/…`` or one with more
-    than one ``/`` is a local path and must exist (a hub lookup would only add a confusing error).
-    """
-    import os
-
-    if os.path.exists(os.path.expanduser(guide)):
-        return None
-    looks_local = (guide.startswith(("/", "./", "../", "~")) or guide.count("/") > 1
-                   or (os.sep != "/" and os.sep in guide))
-    if looks_local:
-        return f"--guide {guide}: the path does not exist (give a local model directory or a hub id like Qwen/Qwen3-1.7B)"
-    return None
+    problem = local_model_problem(guide)
+    return f"--guide {problem}" if problem else None
 
 
 def out_path_problem(out: str) -> str | None:

@@ -29,7 +29,8 @@ from gcop_env.cores import make_core
 from gcop_env.cores.base import SamplingParams
 from gcop_env.cores.budget import Budget
 from gcop_env.envs.tasks import get_task
-from gcop_env.evaluation.conditions import Condition, build_condition, guide_recipe
+from gcop_env.cores.hf_core import local_model_problem
+from gcop_env.evaluation.conditions import Condition, build_condition, guide_recipe, strategies_file_problem
 from gcop_env.evaluation.config import EvalConfig, EvalInputError
 from gcop_env.evaluation.records import RECORDS, ROLES, RUN_CONFIG, SUMMARY
 from gcop_env.evaluation.summary import build_summary
@@ -165,6 +166,43 @@ def _changed_problems(kept: dict[str, list[dict]], wanted: dict[str, Any]) -> li
     return changed
 
 
+def _check_local_inputs(config: EvalConfig) -> None:
+    """The files the run reads, checked before anything is written or paid for: the strategies file, and
+    a local model's path (``hf:/no/such/dir`` is one line here, not an infrastructure row per problem)."""
+    if config.strategies:
+        problem = strategies_file_problem(Path(config.strategies))
+        if problem:
+            raise EvalInputError(problem)
+    specs = [("--core", config.core), ("--judge", config.judge)]
+    if config.kind == "guided":
+        specs.append(("--guide", config.guide))
+    for flag, spec in specs:
+        backend, _, rest = str(spec or "").partition(":")
+        if backend.strip().lower() == "hf" and rest:  # (vllm: a missing vLLM is said first, by the guide)
+            problem = local_model_problem(rest.split("?", 1)[0].strip())
+            if problem:
+                raise EvalInputError(f"{flag} {spec}: {problem}")
+
+
+def _load_local_models(condition: Condition, cores: list) -> None:
+    """Local models load before the first batch (they load then anyway): a directory that is not a model is
+    one line, before anything is paid, instead of an infrastructure error on every problem."""
+    loaders: list[tuple[str, Callable[[], None]]] = []
+    guide = getattr(condition, "guide", None)
+    if guide is not None:
+        loaders.append((guide.spec, guide.load))
+    for core in cores:
+        inner = getattr(core, "inner", core)
+        if core is not None and callable(getattr(inner, "load", None)):
+            loaders.append((core.spec, inner.load))
+    for spec, load in loaders:
+        try:
+            load()
+        except Exception as exc:  # noqa: BLE001 - whatever a loader raises, the model is not usable
+            detail = " ".join(f"{type(exc).__name__}: {exc}".split())  # one line, whatever the loader said
+            raise EvalInputError(f"{spec} cannot be loaded ({detail[:500]})") from None
+
+
 def _rewrite_records(path: Path, rows: list[dict]) -> None:
     write_text_atomic(path, "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
 
@@ -234,6 +272,7 @@ def _run_eval(config: EvalConfig, out: Path, *, progress: bool, preflight: bool,
     call are left for the re-run (their paid calls are cached), no ``summary.json`` is written,
     and ``budget_exhausted`` is True.
     """
+    _check_local_inputs(config)
     try:
         task = get_task(config.task)
     except KeyError as exc:
@@ -308,7 +347,9 @@ def _run_eval(config: EvalConfig, out: Path, *, progress: bool, preflight: bool,
         if len(keep) != len(existing):  # drop the rows to be redone (infra errors, half-written problems)
             _rewrite_records(records_path, keep)
         todo = [p for p in selected if p.task_id not in finished]
-        if todo and preflight:  # a finished condition re-runs with 0 API calls: no preflight then
+        if todo:  # a finished condition re-runs with 0 API calls and loads nothing
+            _load_local_models(condition, [core, judge_core])
+        if todo and preflight:
             _preflight(config)
         if todo and (out / SUMMARY).exists():
             (out / SUMMARY).unlink()  # it describes an earlier state; the finished run writes the new one

@@ -21,7 +21,7 @@ def _gcop(*args, **kwargs):
     (["curate", "--success-threshold", "2"], "success_threshold must be in [0, 1]"),
     (["curate", "--task", "GSM9K"], "unknown task 'GSM9K'"),
     (["curate", "--validator-options", "{oops"], "not valid JSON"),
-    (["grpo", "--guide", "/nonexistent/guide"], "the path does not exist"),
+    (["grpo", "--guide", "/nonexistent/guide"], "--guide /nonexistent/guide does not exist"),
     (["grpo", "--reward-beta", "inf"], "reward_beta must be a finite number"),
     (["sft", "--learning-rate", "-1"], "learning_rate must be > 0"),
     (["sft", "--corpus", "/nonexistent/curated.jsonl"], "--corpus /nonexistent/curated.jsonl does not exist"),

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from support import GOOD_GUIDE, REPO_ROOT, ScriptedSolver, gsm8k_golds
+from support import GOOD_GUIDE, GSM8K_DIR, REPO_ROOT, ScriptedSolver, gsm8k_golds
 from fake_llm import FakeLLMServer, api_error, status
 from tiny_guide import build_tiny_guide
 
@@ -301,6 +301,16 @@ def test_preset_paper_and_flags_override_it():
     (["--guide", "openai:g@http://127.0.0.1:9/v1", "--guide-prefill", "<think>"], "local guides"),
     (["--icl", "2", "--embedder", "/no/such/embedding-model"], "embedding"),
     (["--core-only", "--task", "GSM9K"], "unknown task"),
+    # issue 24, items 6, 11, 12, 14
+    (["--icl", "2", "--data-files", str(GSM8K_DIR / "test.jsonl")], "distinct training source"),
+    (["--icl", "0"], "icl_k must be an integer >= 1, got 0"),
+    (["--guide", "openai:g@http://127.0.0.1:9/v1", "--guide-price", "-1,2"], "expected IN,OUT"),
+    (["--guide", "openai:g@http://127.0.0.1:9/v1", "--guide-price=-1,2"], "expected IN,OUT"),
+    (["--guide", "hf:/nonexistent/path"], "/nonexistent/path does not exist"),
+    (["--core-only", "--core", "hf:/nonexistent/core"], "/nonexistent/core does not exist"),
+    (["--core-only", "--validator-options", "[1]"], "JSON object"),
+    (["--core-only", "--validator-options", '{"bogus": 1}'], "bogus"),
+    (["--strategies", str(REPO_ROOT)], "is a directory"),
 ])
 def test_bad_input_is_one_clear_line(world, tmp_path, capsys, argv, message):
     if "vllm:" in argv[1]:
@@ -309,7 +319,11 @@ def test_bad_input_is_one_clear_line(world, tmp_path, capsys, argv, message):
             pytest.skip("vLLM is installed here")
         except ImportError:
             pass
-    assert eval_cli(world.base + argv + ["--limit", "1", "--out", str(tmp_path / "o")]) == 2
+    try:
+        code = eval_cli(world.base + argv + ["--limit", "1", "--out", str(tmp_path / "o")])
+    except SystemExit as exc:  # a flag the parser refuses exits from the parser, as `gcop eval` does
+        code = exc.code
+    assert code == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and err.startswith("gcop eval: error:") and message in err, err
     assert world.count() == 0
@@ -720,3 +734,55 @@ def test_a_hand_edited_run_dir_is_one_line_and_loses_nothing(world, tmp_path, ca
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and words in err[0], err
     assert world.count() == sent and {p.name: p.read_bytes() for p in out.iterdir()} == files
+
+
+def test_icl_k_beyond_the_training_pairs_is_refused_not_capped(world, gsm8k_dir, tmp_path, capsys):
+    pytest.importorskip("sentence_transformers")
+    data = _small_gsm8k(tmp_path, gsm8k_dir)  # 12 training pairs
+    argv = ["--task", "GSM8K", "--data-files", str(data), "--core", world.core, "--no-progress", "--no-preflight",
+            "--icl", "10000", "--out", str(tmp_path / "icl")]
+    assert eval_cli(argv) == 2  # before: 12 examples in every prompt while the summary said icl_k 10000
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "--icl 10000" in err and "12" in err and world.count() == 0
+
+
+def test_empty_out_is_refused_not_the_current_directory(world, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert eval_cli(world.base + ["--core-only", "--limit", "1", "--out", ""]) == 2
+    assert "--out is empty" in capsys.readouterr().err and list(tmp_path.iterdir()) == [] and world.count() == 0
+
+
+def test_out_naming_a_file_is_one_line_and_the_file_is_kept(world, gsm8k_dir, tmp_path, capsys):
+    data = _data_dir(tmp_path / "data", gsm8k_dir, range(3))
+    for target in (tmp_path / "notes.txt", data / "test.jsonl"):  # a file; the data file itself
+        if not target.exists():
+            target.write_text("keep me")
+        before = target.read_bytes()
+        assert eval_cli(_on_data(world.base, data) + ["--core-only", "--out", str(target)]) == 2
+        assert "is a file" in capsys.readouterr().err and target.read_bytes() == before
+    assert world.count() == 0
+
+
+def test_a_local_guide_that_is_not_a_model_is_one_line_before_anything_runs(world, tmp_path, capsys):
+    not_a_model = tmp_path / "empty-dir"
+    not_a_model.mkdir()
+    out = tmp_path / "o"
+    assert eval_cli(world.base + ["--guide", f"hf:{not_a_model}", "--limit", "3", "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "cannot be loaded" in err[0] and world.count() == 0
+    assert not (out / "records.jsonl").exists()  # before: 3 infra rows and exit 3
+
+
+@pytest.mark.parametrize("content, words", [
+    (b'{"task_id": "gsm8k/test/0", "guide_output": "<strategy>a \\ud800 b</strategy>"}\n', "lone surrogate"),
+    (b'{"task_id": "gsm8k/test/0", "guide_output": "\xff"}\n', "not valid UTF-8"),
+    (b'[1, 2]\n', "must be a JSON object"),
+], ids=["lone-surrogate", "not-utf8", "not-an-object"])
+def test_a_bad_strategies_row_is_one_line_naming_it(world, tmp_path, capsys, content, words):
+    path = tmp_path / "s.jsonl"
+    path.write_bytes(b'{"task_id": "gsm8k/test/1", "guide_output": "ok"}\n' + content)
+    out = tmp_path / "o"
+    assert eval_cli(world.base + ["--strategies", str(path), "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "line 2" in err[0] and words in err[0], err
+    assert world.count() == 0 and not (out / "records.jsonl").exists()
