@@ -43,6 +43,7 @@ from typing import Any
 
 from gcop_env.cores.budget import Budget, BudgetExceeded, StopOrBudget
 from gcop_env.cores import Core, CoreError, FatalCoreError, make_core, sampling_report
+from gcop_env.cores.base import CallInterrupted
 from gcop_env.cores.base import CoreRequest, Message, SamplingParams
 from gcop_env.cores.options import core_from_options
 from gcop_env.utils.interrupt import StopRequest, completed_until_stopped
@@ -231,6 +232,8 @@ class Curator:
             raise  # a dead model or bad key ends the run, not one problem
         except BudgetExceeded as exc:
             raise Unfinished("budget", str(exc)) from exc
+        except CallInterrupted as exc:  # the user's stop ended its wait: nothing was sent
+            raise Unfinished("interrupted", str(exc)) from exc
         except CoreError as exc:
             raise Unfinished("teacher", str(exc)) from exc
 

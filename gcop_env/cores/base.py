@@ -127,6 +127,14 @@ class CoreError(RuntimeError):
         self.cause = cause
 
 
+class CallInterrupted(CoreError):
+    """A call that was waiting (for a rate limit, a retry's backoff, the budget) when the user asked
+    to stop (Ctrl-C / SIGTERM): nothing was sent for it. Not an outcome; the re-run makes the call."""
+
+    def __init__(self, message: str):
+        super().__init__(message, transient=False, attempts=0, cause="interrupted")
+
+
 class FatalCoreError(CoreError):
     """A permanent configuration error: a retired or misspelt model, a bad key, no permission, or a
     request the provider refuses for every input (e.g. a sampling parameter the model rejects).

@@ -41,7 +41,8 @@ import threading
 from dataclasses import asdict, dataclass
 from typing import Any, Sequence
 
-from gcop_env.cores.base import CoreError, CoreRequest, CoreResponse
+from gcop_env.cores.base import CallInterrupted, CoreError, CoreRequest, CoreResponse
+from gcop_env.utils.interrupt import stop_signalled
 
 # Tokens a provider adds around the text: the chat template's role markers per message and a
 # few per request. Generous on purpose: the estimate must be an upper bound.
@@ -214,7 +215,9 @@ class Budget:
                         self._reserved_tokens += tokens
                         return BudgetHold(self, usd, tokens)
                     if self._fits(usd, tokens, with_reserved=False):
-                        self._cond.wait(timeout=1.0)  # calls in flight settle, usually well under their worst case
+                        if stop_signalled():  # the user's Ctrl-C / SIGTERM: do not wait on, nothing is sent
+                            raise CallInterrupted(f"{core.spec}: stopped while waiting for the budget; nothing was sent")
+                        self._cond.wait(timeout=0.25)  # calls in flight settle, usually well under their worst case
                         continue
                     self._exhausted = True
                     left = [f"${self.max_usd - self.spent_usd:.4f}" if self.max_usd is not None else None,

@@ -26,8 +26,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Callable, TypeVar
 
-from gcop_env.cores.base import CoreError, FatalCoreError, MalformedReply
+from gcop_env.cores.base import CallInterrupted, CoreError, FatalCoreError, MalformedReply
 from gcop_env.cores.limits import retry_after_from_headers
+from gcop_env.utils.interrupt import sleep_unless_stopped
 from gcop_env.utils.numbers import check_int, check_number
 
 log = logging.getLogger(__name__)
@@ -158,8 +159,15 @@ def describe(exc: BaseException) -> str:
     return f"{prefix}{type(exc).__name__}: {exc}"[:500]
 
 
+def backoff_sleep(seconds: float) -> None:
+    """Sleep between attempts; the user's first Ctrl-C / SIGTERM ends it with
+    :class:`~gcop_env.cores.base.CallInterrupted` (a 120 s retry-after does not hold a stopping run)."""
+    if sleep_unless_stopped(seconds):
+        raise CallInterrupted("stopped during a retry's backoff; no further attempt was sent")
+
+
 def call_with_retries(fn: Callable[[], T], policy: RetryPolicy, *, what: str,
-                      sleep: Callable[[float], None] = time.sleep, rng: random.Random | None = None,
+                      sleep: Callable[[float], None] = backoff_sleep, rng: random.Random | None = None,
                       spec: str = "", successor: str | None = None) -> T:
     """Call ``fn`` until it succeeds, a permanent error occurs, or attempts run out.
 

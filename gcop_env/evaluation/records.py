@@ -7,7 +7,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from gcop_env.cores.base import CoreResponse
+from gcop_env.cores.base import CallInterrupted, CoreResponse
 from gcop_env.cores.budget import BudgetExceeded
 from gcop_env.cores.pricing import lookup_price
 from gcop_env.evaluation.config import EvalConfig
@@ -96,7 +96,8 @@ def make_row(task: str, split: str, condition: str, problem: Problem, sample: in
     cost = {"guide": _guide_role(guide_response, guide_price or GuidePrice(0, 0, "local-default")),
             "core": _role(), "judge": _role()}
     if guide_error is not None:  # the guide failed: infrastructure, not a wrong answer
-        stage = "budget" if isinstance(guide_error, BudgetExceeded) else "guide"
+        stage = "budget" if isinstance(guide_error, BudgetExceeded) else \
+            "interrupted" if isinstance(guide_error, CallInterrupted) else "guide"
         row.update(status="infra", error=f"{stage}: {guide_error}")
     else:
         assert outcome is not None

@@ -366,7 +366,7 @@ def _run_eval(config: EvalConfig, out: Path, *, progress: bool, preflight: bool,
                     break
                 chunk = todo[start:start + batch]
                 for p, rows in zip(chunk, condition.run(chunk)):
-                    if any(_refused_by_budget(row) for row in rows):
+                    if any(_not_finished(row) for row in rows):
                         continue  # not finished: the re-run does it, its paid calls come from the cache
                     for row in rows:
                         appender.append(row)
@@ -382,6 +382,9 @@ def _run_eval(config: EvalConfig, out: Path, *, progress: bool, preflight: bool,
             interrupted = True
         finally:
             bar.close()
+        if not (interrupted or budget_stopped) and stop is not None and stop() \
+                and any(p.task_id not in finished for p in selected):
+            interrupted = True  # stopped during the last batch, which left problems unfinished
         rows_by_problem = [finished[p.task_id] for p in selected if p.task_id in finished]
         summary = build_summary(config, condition, task, rows_by_problem)
         if not interrupted and not budget_stopped:
@@ -414,8 +417,9 @@ def _put_under_budget(condition: Condition, config: EvalConfig, budget: Budget, 
         raise EvalInputError(str(exc)) from None
 
 
-def _refused_by_budget(row: dict[str, Any]) -> bool:
-    return row.get("status") == "infra" and str(row.get("error") or "").startswith("budget:")
+def _not_finished(row: dict[str, Any]) -> bool:
+    """A row whose call was never sent: refused by the budget, or ended by the user's stop while it waited."""
+    return row.get("status") == "infra" and str(row.get("error") or "").startswith(("budget:", "interrupted:"))
 
 
 class _Tally:
