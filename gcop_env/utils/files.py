@@ -39,10 +39,22 @@ def replace_atomically(path: str | os.PathLike) -> Iterator[Path]:
         raise
 
 
+def utf8_safe(text: str) -> str:
+    """``text`` as it can be written in UTF-8: a surrogate pair held as two code points becomes the
+    character it encodes, a lone surrogate (``"\\ud800"`` from a model's reply, a file name's undecodable
+    byte) becomes U+FFFD. Text that is already valid is returned as it is (the common case costs one check)."""
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+
+
 def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
-    """Write ``text`` (UTF-8) to ``path`` atomically (:func:`replace_atomically`)."""
+    """Write ``text`` (UTF-8) to ``path`` atomically (:func:`replace_atomically`). Always writable: a lone
+    surrogate is written as U+FFFD (:func:`utf8_safe`), never a crash after the work is done."""
     with replace_atomically(path) as tmp:
-        tmp.write_text(text, encoding="utf-8")
+        tmp.write_text(utf8_safe(text), encoding="utf-8")
     return Path(path)
 
 
@@ -129,7 +141,13 @@ def _is_unicode(row: Any) -> bool:
 
 
 class JsonlAppender:
-    """Appends one JSON object per line and fsyncs it, so a killed run loses no finished row."""
+    """Appends one JSON object per line and fsyncs it, so a killed run loses no finished row.
+
+    Every row is writable: text that is not valid Unicode (a lone surrogate in a paid core reply) is
+    written as U+FFFD (:func:`utf8_safe`), so the file stays valid UTF-8 that :func:`read_jsonl_rows`
+    reads back. (Input files are the other way round: :func:`parse_jsonl_line` refuses such a line,
+    naming it, since the user can fix it; a model's reply cannot be fixed, only kept.) The exact text
+    stays in the response cache, which stores any string."""
 
     def __init__(self, path: str | Path, *, default: Any = None):
         self.path = Path(path)
@@ -138,7 +156,7 @@ class JsonlAppender:
         self._lock = threading.Lock()
 
     def append(self, row: dict) -> None:
-        line = json.dumps(row, ensure_ascii=False, default=self.default) + "\n"
+        line = utf8_safe(json.dumps(row, ensure_ascii=False, default=self.default)) + "\n"
         with self._lock, open(self.path, "a", encoding="utf-8") as fh:
             fh.write(line)
             fh.flush()

@@ -786,3 +786,18 @@ def test_a_bad_strategies_row_is_one_line_naming_it(world, tmp_path, capsys, con
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "line 2" in err[0] and words in err[0], err
     assert world.count() == 0 and not (out / "records.jsonl").exists()
+
+
+def test_a_lone_surrogate_in_a_core_reply_is_recorded_and_resumed_from_the_cache(world, tmp_path, capsys):
+    solver = world.responder_obj.solver
+    solver.unguided_correct = True
+    world.responder = lambda prompt: solver(prompt) + " \ud800"  # the SDK decodes "\\ud800" to a lone surrogate
+    argv = world.base + ["--core-only", "--limit", "2"]
+    assert eval_cli(argv + ["--out", str(tmp_path / "a")]) == 0  # before: UnicodeEncodeError after the paid call
+    rows = _rows(tmp_path / "a")
+    assert [r["status"] for r in rows] == ["pass", "pass"] and all(r["core_output"].endswith(" \ufffd") for r in rows)
+    sent = world.count()
+    assert eval_cli(argv + ["--out", str(tmp_path / "b")]) == 0  # a new run dir from the cache: no call, no crash
+    resumed = _rows(tmp_path / "b")
+    assert world.count() == sent and [(r["core_output"], r["status"]) for r in resumed] == \
+        [(r["core_output"], r["status"]) for r in rows]

@@ -77,3 +77,21 @@ def test_exclusive_use_refuses_a_second_holder_and_frees_on_exit(tmp_path):
         with exclusive_use(target, "job"):  # released when the block ends
             pass
     assert out_file.is_file() and list(run_dir.iterdir()) == []  # no lock file left in a run dir
+
+
+@pytest.mark.parametrize("text, written", [
+    ("answer \ud800 ok", "answer \ufffd ok"),            # a lone high surrogate
+    ("\udfff", "\ufffd"),                                # a lone low one
+    ("smile \ud83d\ude00", "smile \U0001F600"),          # a pair as two code points: the character it encodes
+    ("plain é ✓", "plain é ✓"),
+])
+def test_rows_with_surrogates_are_always_writable_and_read_back(tmp_path, text, written):
+    # issue 24, item 9: a lone surrogate in a (paid) core reply crashed the records writer, and every resume
+    # crashed the same way from the cache. Written records are valid UTF-8 the reader accepts.
+    from gcop_env.utils.files import write_text_atomic
+
+    path = tmp_path / "rows.jsonl"
+    JsonlAppender(path).append({"core_output": text, "n": 1})
+    assert read_jsonl_rows(path) == [{"core_output": written, "n": 1}]
+    write_text_atomic(tmp_path / "summary.json", json.dumps({"name": text}, ensure_ascii=False))
+    assert json.loads((tmp_path / "summary.json").read_text(encoding="utf-8")) == {"name": written}
