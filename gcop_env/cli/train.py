@@ -118,14 +118,18 @@ def grpo_cli(argv: list[str] | None = None) -> int:
     _setup_logging()
     from gcop_env.cores.budget import BudgetStatus, UnpricedModel
     from gcop_env.envs.tasks import ValidatorOptionsError
-    from gcop_env.trainers.grpo import train_grpo
+    from gcop_env.trainers.grpo import FinishedRunMismatch, train_grpo
     from gcop_env.utils.interrupt import stop_on_signal
 
     with stop_on_signal(what="training (after the current step, with a checkpoint)") as stop:
         try:
             summary = train_grpo(config, stop=stop)
-        except (UnpricedModel, ValidatorOptionsError) as exc:
+        except (UnpricedModel, ValidatorOptionsError, FinishedRunMismatch) as exc:
             return usage_error("gcop grpo", exc)
+    if summary.metrics.get("already_finished"):
+        print(f"gcop grpo: already finished: {summary.output_dir} holds this run ({summary.steps} steps; its model "
+              f"and summary.json are there), so nothing is trained or paid. Choose another --output-dir to train again.")
+        return EXIT_OK
     for line in summary.lines():
         print(line)
     if stop.requested:
