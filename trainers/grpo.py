@@ -42,7 +42,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import threading
 import time
 from collections import Counter
@@ -63,6 +62,7 @@ from gcop_env.envs.tasks import get_task
 from gcop_env.trainers.config import GRPORunConfig, write_config
 from gcop_env.trainers.training import (RUN_CONFIG, TrainSummary, common_trainer_args, last_checkpoint, load_guide,
                                         mean, save_final_model, stop_callback)
+from gcop_env.utils.environ import env_int
 from gcop_env.utils.files import write_json
 
 log = logging.getLogger(__name__)
@@ -169,7 +169,7 @@ class ShapedReward:
         return indices
 
     def _process_stream(self) -> int:
-        return int(os.environ.get("RANK", 0)) % SAMPLE_STREAMS
+        return env_int("RANK", 0) % SAMPLE_STREAMS
 
     def _core_samples(self) -> bool:
         return not core_is_deterministic(self.scorer.core, self.scorer.sampling)

@@ -18,6 +18,8 @@ import os
 import re
 import threading
 
+from gcop_env.utils.environ import EnvVarError
+
 log = logging.getLogger(__name__)
 
 # (input, output) USD per million tokens; a 5-tuple (input, output, prompt_threshold, input_long,
@@ -111,7 +113,7 @@ def _env_prices() -> dict[str, tuple[float, float]]:
             prices[str(k)] = (_rate(v[0], f"{k}'s input price"), _rate(v[1], f"{k}'s output price"))
         return prices
     except (ValueError, TypeError) as exc:
-        raise ValueError(
+        raise EnvVarError(
             f"GCOP_PRICES must be a JSON object like {{\"model\": [input_usd_per_mtok, output_usd_per_mtok]}} "
             f"with finite prices >= 0: {exc}"
         ) from None

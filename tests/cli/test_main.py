@@ -9,8 +9,8 @@ import pytest
 from support import REPO_ROOT
 
 
-def _gcop(*args, **kwargs):
-    return subprocess.run([sys.executable, "-m", "gcop_env.cli", *args], cwd=REPO_ROOT, capture_output=True,
+def _gcop(*args, cwd=REPO_ROOT, **kwargs):
+    return subprocess.run([sys.executable, "-m", "gcop_env.cli", *args], cwd=cwd, capture_output=True,
                           text=True, timeout=120, **kwargs)
 
 
@@ -45,3 +45,49 @@ def test_usage_errors_are_one_line_with_exit_2(args, needle):
     assert needle in result.stderr and "Traceback" not in result.stderr
     if args[0] != "bogus":  # (the unknown-command message adds the command list)
         assert result.stderr.strip().count("\n") == 0, result.stderr
+
+
+# -- the environment the commands read (issue 24, item 12): each was a traceback ---------------------------
+
+@pytest.mark.parametrize("variable, value, needle", [
+    ("GCOP_RPM", "abc", "GCOP_RPM='abc' is not a number"),
+    ("GCOP_RPM", "inf", "GCOP_RPM='inf' must be a finite number >= 1"),
+    ("GCOP_RPM", "nan", "GCOP_RPM='nan' must be a finite number >= 1"),
+    ("GCOP_ITPM", "-1", "GCOP_ITPM='-1' must be a finite number >= 1"),
+    ("GCOP_OTPM", "0.5", "GCOP_OTPM='0.5' must be a finite number >= 1"),
+    ("GCOP_RATE_LIMITS", "garbage", "invalid GCOP_RATE_LIMITS entry 'garbage'"),
+    ("GCOP_RATE_LIMITS", "openai:m=rpm:inf", "rpm must be a finite number >= 1"),
+    ("GCOP_RATE_LIMITS", "openai:m=rpm:-3", "rpm must be a finite number >= 1"),
+    ("GCOP_MAX_CONCURRENCY", "inf", "GCOP_MAX_CONCURRENCY='inf' must be a whole number >= 1"),
+    ("GCOP_MAX_CONCURRENCY", "nan", "GCOP_MAX_CONCURRENCY='nan' must be a whole number >= 1"),
+    ("GCOP_MAX_CONCURRENCY", "-1", "GCOP_MAX_CONCURRENCY='-1' must be a whole number >= 1"),
+    ("GCOP_MAX_CONCURRENCY", "0.5", "GCOP_MAX_CONCURRENCY='0.5' must be a whole number >= 1"),
+    ("GCOP_RATE_LIMIT_DIR", str(REPO_ROOT / "pyproject.toml"), "is a file; point it at a directory"),
+    ("GCOP_PRICES", '{"m": [-1, 2]}', "GCOP_PRICES must be a JSON object"),
+    ("GCOP_PRICES", '{"m": ["nan", 2]}', "GCOP_PRICES must be a JSON object"),
+    ("RANK", "abc", "RANK='abc' must be a whole number >= 0"),
+])
+@pytest.mark.parametrize("command", [["eval", "--core-only", "--out", "o", "--core", "openai:m@http://127.0.0.1:9/v1"],
+                                     ["check", "openai:m@http://127.0.0.1:9/v1"]], ids=["eval", "check"])
+def test_a_malformed_environment_variable_is_one_line_with_exit_2(tmp_path, variable, value, needle, command):
+    import os
+
+    result = _gcop(*command, env=dict(os.environ, **{variable: value}), cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
+    assert needle in result.stderr and "Traceback" not in result.stderr, result.stderr
+    assert result.stderr.strip().count("\n") == 0, result.stderr
+    assert not (tmp_path / "o").exists()  # refused before anything was written
+
+
+@pytest.mark.parametrize("variable, value", [("GCOP_RPM", "0"), ("GCOP_RPM", "0.0"), ("GCOP_RPM", "off"),
+                                             ("GCOP_RATE_LIMITS", "openai:m=rpm:0"), ("GCOP_MAX_CONCURRENCY", "0")])
+def test_zero_means_no_limit_as_the_readme_says(monkeypatch, variable, value):
+    from gcop_env.cores import check_environment, make_core
+    from gcop_env.cores.limits import reset_limiters
+
+    monkeypatch.setenv(variable, value)
+    reset_limiters()
+    check_environment()
+    core = make_core("openai:m@http://127.0.0.1:9/v1", cache=False)
+    assert core.limiter.limits.rpm is None
+    reset_limiters()

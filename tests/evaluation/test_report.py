@@ -1,7 +1,10 @@
 """`gcop report`: Table 1 / Figure 1 / report.json from run dirs written by hand to the eval contract."""
 
+import errno
 import json
 import math
+import os
+import pathlib
 import struct
 
 import pytest
@@ -270,3 +273,27 @@ def test_gcop_report_cli_prints_the_table_and_paths(gsm8k_runs, tmp_path, capsys
     assert "| guided-exectune |" in printed and str(out / "reward_cost.png") in printed
     assert all((out / name).is_file() for name in ("table.md", "reward_cost.png", "report.json"))
     assert math.isclose(json.loads((out / "report.json").read_text())["tables"][0]["rows"][0]["accuracy"], 0.4)
+
+
+@pytest.mark.parametrize("code, needle", [(errno.ENOSPC, "free some space"), (errno.EROFS, "read-only"),
+                                          (errno.EACCES, "not writable by you")])
+def test_a_full_or_read_only_disk_is_one_line_not_a_traceback(gsm8k_runs, tmp_path, capsys, monkeypatch, code,
+                                                               needle):
+    # Issue 24, item 12: a full or read-only disk under --out was a traceback (nothing lost, but a traceback).
+    def refuse(self, *args, **kwargs):
+        raise OSError(code, os.strerror(code), str(self))
+
+    monkeypatch.setattr(pathlib.Path, "write_text", refuse)
+    assert gcop_main(["report", str(gsm8k_runs["core"]), "--out", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and err.startswith("gcop report: error: ") and needle in err, err
+    assert os.strerror(code) in err and str(tmp_path / "r") in err
+
+
+def test_a_network_error_is_not_dressed_as_a_disk_error(gsm8k_runs, tmp_path, monkeypatch):
+    def refuse(self, *args, **kwargs):
+        raise ConnectionResetError(errno.ECONNRESET, "reset")
+
+    monkeypatch.setattr(pathlib.Path, "write_text", refuse)
+    with pytest.raises(ConnectionResetError):
+        gcop_main(["report", str(gsm8k_runs["core"]), "--out", str(tmp_path / "r")])
