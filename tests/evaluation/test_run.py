@@ -471,6 +471,29 @@ def test_judge_when_asked_rates_each_strategy_and_is_its_own_cost_role(world, tm
     assert m["accuracy"] == 1.0  # the judge does not change R: both strategies are executed by the core
 
 
+def test_judge_replies_without_a_score_are_counted_not_averaged_as_zero():
+    # Issue 24, item 14: judge_score_mean counted an unparsed judge reply as a rating of 0, with no count.
+    from gcop_env.evaluation.records import ROLES
+    from gcop_env.evaluation.summary import metric_notes, summarize_rows
+
+    def row(i, judge):
+        cost = {role: {"input_tokens": 1, "output_tokens": 1, "usd": 0.0, "latency_s": 0.0} for role in ROLES}
+        return [{"task_id": f"t/{i}", "sample": 0, "status": "ok", "success": True, "cost": cost, "judge": judge}]
+
+    rows = [row(0, {"score": 0.8, "leak": False, "parsed": True}),
+            row(1, {"score": 0.0, "leak": True, "parsed": False}),     # caught by the leak check: a rating of 0
+            row(2, {"score": 0.0, "leak": False, "parsed": False}),    # the judge's reply held no score
+            row(3, {"score": 0.0, "leak": False, "parsed": False})]
+    m = summarize_rows(rows, kind="strategies", lam=0.0)
+    assert m["judge_unparsed"] == 2
+    assert m["judge_score_mean"] == pytest.approx(0.4) and m["judge_leak_rate"] == pytest.approx(0.5)
+    from gcop_env.evaluation.records import GuidePrice
+    notes = metric_notes(m, "strategies", 1, GuidePrice(0.0, 0.0, "unpriced"))
+    assert any("2 judge repl(ies) held no usable score" in note for note in notes)
+    unrated = summarize_rows([row(0, {"score": 0.0, "leak": False, "parsed": False})], kind="strategies", lam=0.0)
+    assert unrated["judge_score_mean"] is None and unrated["judge_unparsed"] == 1
+
+
 def test_vllm_guide_against_a_stand_in_engine(monkeypatch, tmp_path):
     """vLLM needs a GPU, so the real engine is not run here: a stand-in module with vLLM's API checks
     what the guide sends (completion prompt + prefill, one seed per sample, the stop string) and reads back."""
