@@ -36,6 +36,8 @@ def out_path_problem(out: str) -> str | None:
     """Why the output file cannot be written (checked before anything is paid for), or None."""
     from pathlib import Path
 
+    if not out.strip():  # Path("") is the current directory
+        return "--out is empty; give a file path"
     path = Path(out)
     if path.is_dir():
         return f"--out {out} is a directory; give a file path"

@@ -38,6 +38,11 @@ def _gcop(*args, cwd=REPO_ROOT, **kwargs):
     (["demo", "--problems", "0"], "--problems must be an integer >= 1"),
     (["eval", "--core-only", "--out", "o", "--guide-samples", "0"], "guide_samples must be an integer >= 1"),
     (["eval", "--core-only"], "the following arguments are required: --out"),
+    # an empty output path was the current directory (issue 24, item 14)
+    (["curate", "--out", ""], "--out is empty; give a file path"),
+    (["sft", "--output-dir", ""], "output_dir is empty"),
+    (["grpo", "--output-dir", ""], "output_dir is empty"),
+    (["eval", "--core-only", "--out", ""], "--out is empty"),
 ])
 def test_usage_errors_are_one_line_with_exit_2(args, needle):
     result = _gcop(*args)
