@@ -254,6 +254,13 @@ def _run_dir(config: EvalConfig) -> tuple[Path, bool]:
         raise EvalInputError(f"--out {out} is a file, not a run dir; choose a directory (a new one, or a run dir "
                              f"to resume)")
     made = not out.exists()
+    if not made and not (out / RUN_CONFIG).exists():
+        # a directory of other files (the data's own, say) is not a run dir: never write a run among them
+        others = sorted(p.name for p in out.iterdir() if not p.name.startswith("."))
+        if others:
+            shown = ", ".join(others[:3]) + (f" and {len(others) - 3} more" if len(others) > 3 else "")
+            raise EvalInputError(f"--out {out} holds other files ({shown}) and is not a gcop eval run dir; choose a "
+                                 f"new or empty directory, or a run dir to resume")
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:

@@ -786,6 +786,22 @@ def test_out_naming_a_file_is_one_line_and_the_file_is_kept(world, gsm8k_dir, tm
     assert world.count() == 0
 
 
+def test_out_naming_a_directory_of_other_files_is_refused_and_left_as_it_was(world, gsm8k_dir, tmp_path, capsys):
+    # Issue 24, item 12: --out naming the data's directory (or any directory of other files) became a run dir:
+    # run_config.json, records.jsonl and summary.json were written among the data.
+    data = _data_dir(tmp_path / "data", gsm8k_dir, range(3))
+    before = sorted(p.name for p in data.iterdir())
+    assert eval_cli(_on_data(world.base, data) + ["--core-only", "--out", str(data)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "is not a gcop eval run dir" in err and "test.jsonl" in err, err
+    assert sorted(p.name for p in data.iterdir()) == before and world.count() == 0
+    resumable = tmp_path / "run"  # a run dir, or a new or empty directory, is still taken
+    resumable.mkdir()
+    assert eval_cli(_on_data(world.base, data) + ["--core-only", "--out", str(resumable)]) == 0
+    (resumable / "notes.txt").write_text("mine")  # a user's file beside a run's own ones does not stop a resume
+    assert eval_cli(_on_data(world.base, data) + ["--core-only", "--out", str(resumable)]) == 0
+
+
 def test_a_local_guide_that_is_not_a_model_is_one_line_before_anything_runs(world, tmp_path, capsys):
     not_a_model = tmp_path / "empty-dir"
     not_a_model.mkdir()
