@@ -210,38 +210,93 @@ def test_infra_errors_are_counted_apart_said_loudly_and_retried(world, tmp_path,
     assert m["n_infra"] == 0 and m["n_scored"] == 3 and len(_rows(out)) == 3
 
 
-def _start_slow_eval(gsm8k_dir, server, out, records_before: int):
-    """``gcop eval`` of 8 problems in a subprocess, one at a time; returns (argv, process) once
-    ``records_before`` problems are saved (or after 120 s), so the caller can stop it mid-run."""
+class _Held:
+    """A responder that answers its first ``after`` calls and holds every later one until ``release``
+    (``arrived`` is set when the first held call is asked): a run in a subprocess cannot get past that
+    point however the machine's load delays the test, so the test waits on conditions, not a clock."""
+
+    def __init__(self, inner, after: int = 0):
+        self.inner, self.after = inner, after
+        self.arrived, self.release = threading.Event(), threading.Event()
+        self.calls, self.lock = 0, threading.Lock()
+
+    def __call__(self, prompt):
+        with self.lock:
+            self.calls += 1
+            held = self.calls > self.after
+        if held:
+            self.arrived.set()
+            self.release.wait(600)
+        return self.inner(prompt)
+
+
+class _Stderr:
+    """The lines a subprocess writes to stderr, read as they come; :meth:`wait_for` a line holding a text."""
+
+    def __init__(self, proc):
+        self.lines, self.changed = [], threading.Condition()
+        self.thread = threading.Thread(target=self._read, args=(proc.stderr,), daemon=True)
+        self.thread.start()
+
+    def _read(self, stream):
+        for line in stream:
+            with self.changed:
+                self.lines.append(line)
+                self.changed.notify_all()
+
+    def wait_for(self, text: str, timeout: float = 300) -> bool:
+        with self.changed:
+            return self.changed.wait_for(lambda: any(text in line for line in self.lines), timeout)
+
+    def text(self) -> str:
+        self.thread.join(60)
+        return "".join(self.lines)
+
+
+def _start_slow_eval(gsm8k_dir, server, out):
+    """``gcop eval`` of 8 problems in a subprocess, one at a time; returns (argv, process)."""
     argv = ["eval", "--task", "GSM8K", "--data-files", str(gsm8k_dir), "--core",
             f"openai:gpt-4o-mini@{server.openai_base_url}", "--core-only", "--limit", "8", "--workers", "1",
             "--no-progress", "--no-preflight", "--out", str(out)]
     env = dict(os.environ, PYTHONPATH=str(REPO_ROOT))
     proc = subprocess.Popen([sys.executable, "-m", "gcop_env.cli", *argv], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    records = out / "records.jsonl"
-    deadline = time.time() + 120
-    while records_before and time.time() < deadline and (not records.exists()
-                                                         or len(records.read_text().splitlines()) < records_before):
-        time.sleep(0.05)
     return argv, proc
 
 
+def _wait_for_rows(out, n: int, proc, timeout: float = 300) -> None:
+    """Until ``out``'s records.jsonl holds ``n`` rows (the run is held after them, so it stops there)."""
+    records, deadline = out / "records.jsonl", time.monotonic() + timeout
+    while not records.exists() or len(records.read_text().splitlines()) < n:
+        assert proc.poll() is None, f"the run ended early: {proc.stderr.read()}"
+        assert time.monotonic() < deadline, f"no {n} rows in {timeout}s"
+        time.sleep(0.05)
+
+
 def test_kill_and_resume_finishes_without_repeating_finished_problems(gsm8k_dir, tmp_path):
-    responder = GuideAndSolver(unguided_correct=True, delay_s=0.4)
-    with FakeLLMServer(responder) as server:
+    # the 4th call is held until the run is killed: 3 problems saved and one in flight, on any load
+    held = _Held(GuideAndSolver(unguided_correct=True), after=3)
+    with FakeLLMServer(held) as server:
         out = tmp_path / "o"
-        argv, proc = _start_slow_eval(gsm8k_dir, server, out, records_before=3)
-        records = out / "records.jsonl"
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
-        done_before = {json.loads(line)["task_id"] for line in records.read_text().splitlines()}
-        assert 3 <= len(done_before) < 8, "the run was not killed mid-way"
+        argv, proc = _start_slow_eval(gsm8k_dir, server, out)
+        try:
+            assert held.arrived.wait(300), "the run never reached its 4th problem"
+            _wait_for_rows(out, 3, proc)
+            proc.send_signal(signal.SIGKILL)
+            proc.wait(60)
+        finally:
+            held.release.set()
+            if proc.poll() is None:
+                proc.kill()
+        assert server.wait_idle(60)  # the held call is answered to no one: it is the killed run's, not the resume's
+        done_before = {json.loads(line)["task_id"] for line in (out / "records.jsonl").read_text().splitlines()}
+        assert len(done_before) == 3, "the run was not killed mid-way"
         calls_before = server.count()
         result = run_eval(config_from_args(vars(build_parser().parse_args(argv[1:]))), progress=False, preflight=False)
         assert result.n_skipped == len(done_before) and not result.interrupted
-        # each unfinished problem costs at most one call (the one in flight at the kill may be cached)
-        assert server.count() - calls_before <= 8 - len(done_before)
+        # each unfinished problem costs one call: the finished ones none, the one in flight at the kill
+        # (never answered to the killed run, so never cached) one
+        assert server.count() - calls_before == 8 - len(done_before)
         rows = _rows(out)
         assert sorted(r["task_id"] for r in rows) == sorted(f"gsm8k/test/{i}" for i in range(8))
         assert result.metrics["accuracy"] == 1.0 and result.metrics["n_problems"] == 8
@@ -421,17 +476,26 @@ def test_demo_at_small_size_runs_an_evaluation_and_the_report(tiny_model, gsm8k_
 
 
 def test_ctrl_c_stops_after_the_batch_in_flight_with_exit_130_and_resumes(gsm8k_dir, tmp_path):
-    responder = GuideAndSolver(unguided_correct=True, delay_s=0.4)
-    with FakeLLMServer(responder) as server:
+    # the 3rd call is held until the run has said it is stopping: 2 problems saved, one in flight, on any load
+    held = _Held(GuideAndSolver(unguided_correct=True), after=2)
+    with FakeLLMServer(held) as server:
         out = tmp_path / "o"
-        argv, proc = _start_slow_eval(gsm8k_dir, server, out, records_before=2)
-        records = out / "records.jsonl"
-        proc.send_signal(signal.SIGINT)
-        _, err = proc.communicate(timeout=60)
-        assert proc.returncode == 130, err
-        assert "re-run the same command to resume" in err
-        done = len(records.read_text().splitlines())
-        assert 2 <= done < 8 and not (out / "summary.json").exists()
+        argv, proc = _start_slow_eval(gsm8k_dir, server, out)
+        stderr = _Stderr(proc)
+        try:
+            assert held.arrived.wait(300), "the run never reached its 3rd problem"
+            proc.send_signal(signal.SIGINT)
+            assert stderr.wait_for("SIGINT received: stopping gcop eval"), stderr.text()
+            held.release.set()  # the call in flight may finish and be saved
+            assert proc.wait(300) == 130, stderr.text()
+        finally:
+            held.release.set()
+            if proc.poll() is None:
+                proc.kill()
+        assert "re-run the same command to resume" in stderr.text()
+        done = len((out / "records.jsonl").read_text().splitlines())
+        assert 2 <= done <= 3 and not (out / "summary.json").exists()
+        assert server.wait_idle(60) and server.count() == 3  # nothing was asked after the signal
         calls = server.count()
         assert eval_cli(argv[1:]) == 0
         assert server.count() - calls == 8 - done and len(_rows(out)) == 8
@@ -603,23 +667,11 @@ def test_negative_usage_is_an_infra_row_never_a_negative_cost_and_never_cached(w
 
 # -- one run dir, one gcop eval at a time (issue 24, item 1) ---------------------------------------------
 
-class _Held:
-    """A responder whose first answer waits for ``release`` (``arrived`` is set when it is asked)."""
-
-    def __init__(self, inner):
-        self.inner, self.arrived, self.release = inner, threading.Event(), threading.Event()
-
-    def __call__(self, prompt):
-        self.arrived.set()
-        self.release.wait(120)
-        return self.inner(prompt)
-
-
 def test_a_second_eval_on_a_busy_run_dir_gets_one_line_and_exit_2(gsm8k_dir, tmp_path, capsys):
     held = _Held(GuideAndSolver(unguided_correct=True))
     with FakeLLMServer(held) as server:
         out = tmp_path / "shared"
-        argv, proc = _start_slow_eval(gsm8k_dir, server, out, records_before=0)
+        argv, proc = _start_slow_eval(gsm8k_dir, server, out)
         try:
             assert held.arrived.wait(120), proc.stderr.read() if proc.poll() is not None else "never called"
             assert eval_cli(argv[1:] + ["--max-retries", "1", "--timeout-s", "5"]) == 2  # the first run holds the dir
@@ -640,14 +692,15 @@ def test_the_lock_of_a_killed_eval_does_not_block_the_resume(gsm8k_dir, tmp_path
     held = _Held(GuideAndSolver(unguided_correct=True))
     with FakeLLMServer(held) as server:
         out = tmp_path / "o"
-        argv, proc = _start_slow_eval(gsm8k_dir, server, out, records_before=0)
+        argv, proc = _start_slow_eval(gsm8k_dir, server, out)
         assert held.arrived.wait(120)
         proc.send_signal(signal.SIGKILL)
         proc.wait(60)
         held.release.set()
-        start = time.monotonic()
-        assert eval_cli(argv[1:]) == 0  # the kernel dropped the dead run's lock: no wait, no stale-lock error
-        assert time.monotonic() - start < 60 and len(_rows(out)) == 8
+        # the kernel dropped the dead run's lock: no stale-lock error (the lock is taken without waiting, so a
+        # stale one would be exit 2 at once, not a wait)
+        assert eval_cli(argv[1:]) == 0
+        assert len(_rows(out)) == 8
 
 
 def test_two_evals_in_one_process_on_one_run_dir_are_refused_too(world, tmp_path):
