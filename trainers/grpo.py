@@ -30,9 +30,12 @@ Metrics (TRL logging, so ``report_to`` TensorBoard/W&B shows them), averaged per
 vLLM: ``use_vllm=True`` with ``vllm_mode="colocate"`` runs vLLM inside each training process;
 ``vllm_mode="server"`` talks to ``trl vllm-serve --model GUIDE`` on other GPUs. For several GPUs::
 
-    CUDA_VISIBLE_DEVICES=0 trl vllm-serve --model runs/sft &
-    CUDA_VISIBLE_DEVICES=1,2,3 accelerate launch --multi_gpu --num_processes 3 -m gcop_env.cli.train grpo \\
-        --guide runs/sft --use-vllm --vllm-mode server ...
+    CUDA_VISIBLE_DEVICES=0 trl vllm-serve --model runs/sft --host 127.0.0.1 --port 8000 &
+    CUDA_VISIBLE_DEVICES=1,2,3 accelerate launch --multi_gpu --num_processes 3 -m gcop_env.cli grpo \\
+        --guide runs/sft --use-vllm --vllm-mode server --vllm-server-base-url http://127.0.0.1:8000 ...
+
+The vLLM versions are checked at start-up (:func:`~gcop_env.trainers.grpo_trainer.check_vllm_setup`);
+the README's "vLLM generation" section has the commands and what was verified on CPU.
 
 Each process scores its own slice of every batch (its own reward pool, scorer and core client;
 the response cache file is shared); :func:`run_totals` adds their totals up for ``summary.json``.
@@ -153,15 +156,18 @@ class ShapedReward:
         return "".join(m.get("content") or "" for m in completion if m.get("role", "assistant") == "assistant")
 
     def sample_indices(self, items: Sequence[tuple[Problem, str]]) -> list[int]:
-        """The core sample each completion asks for: identical completions to one problem in a
-        batch get distinct samples, not one cached answer.
+        """The core sample each completion asks for: when the core samples, identical completions to
+        one problem in a batch get distinct samples, not one cached answer; when it is deterministic
+        they all ask for sample 0, so a repeated completion is paid once (the rest are cache hits).
 
         Under ``accelerate launch`` a GRPO group can span processes, each scoring its own slice: when
         the core samples, process ``RANK`` numbers its samples from ``RANK × SAMPLES_PER_STREAM``, so
         the same completion in two processes' slices gets two draws, not the first one's cached answer.
         """
+        if not self._core_samples():  # a deterministic core answers a repeat alike: one call, one price
+            return [0] * len(items)
         seen: Counter = Counter()
-        first = self._process_stream() * SAMPLES_PER_STREAM if self._core_samples() else 0
+        first = self._process_stream() * SAMPLES_PER_STREAM
         indices = []
         for problem, text in items:
             indices.append(first + seen[(problem.task_id, text)])
