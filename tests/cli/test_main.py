@@ -54,29 +54,30 @@ def test_usage_errors_are_one_line_with_exit_2(args, needle):
 
 # -- the environment the commands read (issue 24, item 12): each was a traceback ---------------------------
 
-@pytest.mark.parametrize("variable, value, needle", [
-    ("GCOP_RPM", "abc", "GCOP_RPM='abc' is not a number"),
-    ("GCOP_RPM", "inf", "GCOP_RPM='inf' must be a finite number >= 1"),
-    ("GCOP_RPM", "nan", "GCOP_RPM='nan' must be a finite number >= 1"),
-    ("GCOP_ITPM", "-1", "GCOP_ITPM='-1' must be a finite number >= 1"),
-    ("GCOP_OTPM", "0.5", "GCOP_OTPM='0.5' must be a finite number >= 1"),
-    ("GCOP_RATE_LIMITS", "garbage", "invalid GCOP_RATE_LIMITS entry 'garbage'"),
-    ("GCOP_RATE_LIMITS", "openai:m=rpm:inf", "rpm must be a finite number >= 1"),
-    ("GCOP_RATE_LIMITS", "openai:m=rpm:-3", "rpm must be a finite number >= 1"),
-    ("GCOP_MAX_CONCURRENCY", "inf", "GCOP_MAX_CONCURRENCY='inf' must be a whole number >= 1"),
-    ("GCOP_MAX_CONCURRENCY", "nan", "GCOP_MAX_CONCURRENCY='nan' must be a whole number >= 1"),
-    ("GCOP_MAX_CONCURRENCY", "-1", "GCOP_MAX_CONCURRENCY='-1' must be a whole number >= 1"),
-    ("GCOP_MAX_CONCURRENCY", "0.5", "GCOP_MAX_CONCURRENCY='0.5' must be a whole number >= 1"),
-    ("GCOP_RATE_LIMIT_DIR", str(REPO_ROOT / "pyproject.toml"), "is a file; point it at a directory"),
-    ("GCOP_PRICES", '{"m": [-1, 2]}', "GCOP_PRICES must be a JSON object"),
-    ("GCOP_PRICES", '{"m": ["nan", 2]}', "GCOP_PRICES must be a JSON object"),
-    ("RANK", "abc", "RANK='abc' must be a whole number >= 0"),
+@pytest.mark.parametrize("setting, needle", [
+    ("GCOP_RPM=abc", "GCOP_RPM='abc' is not a number"),
+    ("GCOP_RPM=inf", "GCOP_RPM='inf' must be a finite number >= 1"),
+    ("GCOP_RPM=nan", "GCOP_RPM='nan' must be a finite number >= 1"),
+    ("GCOP_ITPM=-1", "GCOP_ITPM='-1' must be a finite number >= 1"),
+    ("GCOP_OTPM=0.5", "GCOP_OTPM='0.5' must be a finite number >= 1"),
+    ("GCOP_RATE_LIMITS=garbage", "invalid GCOP_RATE_LIMITS entry 'garbage'"),
+    ("GCOP_RATE_LIMITS=openai:m=rpm:inf", "rpm must be a finite number >= 1"),
+    ("GCOP_RATE_LIMITS=openai:m=rpm:-3", "rpm must be a finite number >= 1"),
+    ("GCOP_MAX_CONCURRENCY=inf", "GCOP_MAX_CONCURRENCY='inf' must be a whole number >= 1"),
+    ("GCOP_MAX_CONCURRENCY=nan", "GCOP_MAX_CONCURRENCY='nan' must be a whole number >= 1"),
+    ("GCOP_MAX_CONCURRENCY=-1", "GCOP_MAX_CONCURRENCY='-1' must be a whole number >= 1"),
+    ("GCOP_MAX_CONCURRENCY=0.5", "GCOP_MAX_CONCURRENCY='0.5' must be a whole number >= 1"),
+    ("GCOP_RATE_LIMIT_DIR=" + str(REPO_ROOT / "pyproject.toml"), "is a file; point it at a directory"),
+    ('GCOP_PRICES={"m": [-1, 2]}', "GCOP_PRICES must be a JSON object"),
+    ('GCOP_PRICES={"m": ["nan", 2]}', "GCOP_PRICES must be a JSON object"),
+    ("RANK=abc", "RANK='abc' must be a whole number >= 0"),
 ])
 @pytest.mark.parametrize("command", [["eval", "--core-only", "--out", "o", "--core", "openai:m@http://127.0.0.1:9/v1"],
                                      ["check", "openai:m@http://127.0.0.1:9/v1"]], ids=["eval", "check"])
-def test_a_malformed_environment_variable_is_one_line_with_exit_2(tmp_path, variable, value, needle, command):
+def test_a_malformed_environment_variable_is_one_line_with_exit_2(tmp_path, setting, needle, command):
     import os
 
+    variable, _, value = setting.partition("=")
     result = _gcop(*command, env=dict(os.environ, **{variable: value}), cwd=tmp_path)
     assert result.returncode == 2, result.stderr
     assert needle in result.stderr and "Traceback" not in result.stderr, result.stderr
