@@ -27,7 +27,6 @@ for a plain template; both train the same reward::
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -39,6 +38,7 @@ from gcop_env.problem import Problem
 from gcop_env.step.scoring import StepOutcome
 from gcop_env.trainers.async_reward import DEFAULT_MAX_INFLIGHT, AsyncShapedReward
 from gcop_env.trainers.grpo import ShapedReward, grpo_dataset
+from gcop_env.utils.environ import env_int
 
 
 class GuideEnvironment:
@@ -131,7 +131,7 @@ class TRLAdapter:
         if reward_mode not in ("async", "sync"):
             raise ValueError(f"reward_mode must be 'async' or 'sync', got {reward_mode!r}")
         # one stream per training process, so processes scoring the same pair draw different samples
-        stream = (int(os.environ.get("RANK", 0)) if stream is None else stream) % SAMPLE_STREAMS
+        stream = (env_int("RANK", 0) if stream is None else stream) % SAMPLE_STREAMS
         self.env = env
         self.scoring = Scoring(env, stream=stream)  # holds the env's parts: close() releases them
         self.problems: list[Problem] = list(self.scoring.problems)
