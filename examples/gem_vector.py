@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import argparse
 
-import gem
+from gcop_env.cores.local import default_core
+from gcop_env.adapters.gem import register_gem_envs  # first: it imports GEM without GEM's INFO logging
 
-from gcop_env.adapters.gem import register_gem_envs
+import gem  # noqa: E402
 
 GUIDE = ("<think>Find the quantities and how they combine.</think>\n"
          "<strategy>1. List every quantity. 2. Decide which operations link them. 3. Compute step by step.</strategy>")
@@ -22,7 +23,8 @@ GUIDE = ("<think>Find the quantities and how they combine.</think>\n"
 
 def main(argv: list[str] | None = None) -> dict[str, float]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--core", default="anthropic:claude-haiku-4-5-20251001")
+    parser.add_argument("--core", default=None,
+                        help="core spec (default: Claude Haiku 4.5 with ANTHROPIC_API_KEY, else the local Gemma)")
     parser.add_argument("--task", default="GSM8K")
     parser.add_argument("--data-files", default=None)
     parser.add_argument("--split", default="test")
@@ -31,6 +33,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
+    args.core = args.core or default_core()
 
     register_gem_envs()
     envs = gem.make_vec([f"gcop:{args.task}"] * args.num_envs, seed=args.seed, core=args.core, split=args.split,

@@ -1,5 +1,6 @@
 """The environment from a plain training loop: a few lines of REINFORCE in torch, no TRL.
 
+    python examples/reinforce_loop.py      # offline default: the local Gemma 3 270M as guide and core
     python examples/reinforce_loop.py --guide Qwen/Qwen3-0.6B --core anthropic:claude-haiku-4-5-20251001
 
 Each episode: reset → the guide samples its output → env.step scores it → one policy-gradient
@@ -16,12 +17,15 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 import gcop_env  # noqa: F401 - registers the environments
+from gcop_env.cores.local import default_core, default_guide
 
 
 def main(argv: list[str] | None = None) -> list[float]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--guide", default="Qwen/Qwen3-0.6B")
-    parser.add_argument("--core", default="anthropic:claude-haiku-4-5-20251001")
+    parser.add_argument("--guide", default=None,
+                        help="a transformers model (default: Qwen/Qwen3-0.6B from the hub, else the local Gemma 3 270M)")
+    parser.add_argument("--core", default=None,
+                        help="core spec (default: Claude Haiku 4.5 with ANTHROPIC_API_KEY, else the local Gemma)")
     parser.add_argument("--env", default="GCoP-GSM8K-v0")
     parser.add_argument("--data-files", default=None)
     parser.add_argument("--split", default="train")
@@ -30,6 +34,8 @@ def main(argv: list[str] | None = None) -> list[float]:
     parser.add_argument("--max-new-tokens", type=int, default=256)
     parser.add_argument("--lr", type=float, default=1e-5)
     args = parser.parse_args(argv)
+    args.guide = args.guide or default_guide()  # offline: gcop models prepare-guide
+    args.core = args.core or default_core()
 
     env = gym.make(args.env, core=args.core, split=args.split, data_files=args.data_files, limit=args.limit,
                    gamma=0.0)

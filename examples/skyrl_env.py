@@ -18,6 +18,7 @@ import skyrl_gym
 from omegaconf import DictConfig
 
 import gcop_env  # noqa: F401 - registers the environments
+from gcop_env.cores.local import default_core
 from gcop_env.adapters.skyrl import SkyRLGuideEnv, register_skyrl_env, skyrl_dataset_rows
 
 GUIDE = ("<think>Find the quantities and how they combine.</think>\n"
@@ -26,12 +27,14 @@ GUIDE = ("<think>Find the quantities and how they combine.</think>\n"
 
 def main(argv: list[str] | None = None) -> dict[str, float]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--core", default="anthropic:claude-haiku-4-5-20251001")
+    parser.add_argument("--core", default=None,
+                        help="core spec (default: Claude Haiku 4.5 with ANTHROPIC_API_KEY, else the local Gemma)")
     parser.add_argument("--env", default="GCoP-GSM8K-v0")
     parser.add_argument("--data-files", default=None)
     parser.add_argument("--split", default="test")
     parser.add_argument("--limit", type=int, default=4)
     args = parser.parse_args(argv)
+    args.core = args.core or default_core()
 
     env_class = register_skyrl_env()
     env_config = DictConfig({"env_id": args.env, "core": args.core, "split": args.split,

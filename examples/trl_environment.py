@@ -1,5 +1,6 @@
 """GRPO through TRL's ``environment_factory``: each rollout resets a GCoP environment from its dataset row.
 
+    python examples/trl_environment.py      # offline default: the local Gemma 3 270M as guide and core
     python examples/trl_environment.py --guide Qwen/Qwen3-0.6B --core anthropic:claude-haiku-4-5-20251001
 
 :class:`gcop_env.adapters.trl.TRLAdapter` gives the dataset (guide prompt + ``task_id``), the
@@ -21,14 +22,17 @@ from transformers import AutoTokenizer
 from trl import GRPOConfig, GRPOTrainer
 
 import gcop_env  # noqa: F401 - registers the environments
+from gcop_env.cores.local import default_core, default_guide
 from gcop_env.adapters.trl import TRLAdapter
 from gcop_env.trainers.grpo import METRIC_PREFIX
 
 
 def main(argv: list[str] | None = None) -> GRPOTrainer:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--guide", default="Qwen/Qwen3-0.6B")
-    parser.add_argument("--core", default="anthropic:claude-haiku-4-5-20251001")
+    parser.add_argument("--guide", default=None,
+                        help="a transformers model (default: Qwen/Qwen3-0.6B from the hub, else the local Gemma 3 270M)")
+    parser.add_argument("--core", default=None,
+                        help="core spec (default: Claude Haiku 4.5 with ANTHROPIC_API_KEY, else the local Gemma)")
     parser.add_argument("--env", default="GCoP-GSM8K-v0")
     parser.add_argument("--data-files", default=None)
     parser.add_argument("--split", default="train")
@@ -39,6 +43,8 @@ def main(argv: list[str] | None = None) -> GRPOTrainer:
     parser.add_argument("--num-generations", type=int, default=8)
     parser.add_argument("--max-completion-length", type=int, default=2048)
     args = parser.parse_args(argv)
+    args.guide = args.guide or default_guide(tools=True)  # offline: gcop models prepare-guide --tools
+    args.core = args.core or default_core()
     os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")  # environment_factory is experimental in TRL
 
     env = gym.make(args.env, core=args.core, split=args.split, data_files=args.data_files, limit=args.limit,

@@ -1,5 +1,6 @@
 """The environment's shaped reward in a TRL GRPO script of your own.
 
+    python examples/trl_grpo.py      # offline default: the local Gemma 3 270M as guide and core
     python examples/trl_grpo.py --guide Qwen/Qwen3-0.6B --core anthropic:claude-haiku-4-5-20251001
 
 ``ShapedReward`` wraps the env's scorer as a TRL reward function: it scores a batch of guide
@@ -20,6 +21,7 @@ import torch
 from trl import GRPOConfig
 
 import gcop_env  # noqa: F401 - registers the environments
+from gcop_env.cores.local import default_core, default_guide
 from gcop_env.trainers.async_reward import AsyncShapedReward
 from gcop_env.trainers.grpo import METRIC_PREFIX, ShapedReward, grpo_dataset
 from gcop_env.trainers.grpo_trainer import InfraAwareGRPOTrainer
@@ -27,8 +29,10 @@ from gcop_env.trainers.grpo_trainer import InfraAwareGRPOTrainer
 
 def main(argv: list[str] | None = None) -> InfraAwareGRPOTrainer:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--guide", default="Qwen/Qwen3-0.6B")
-    parser.add_argument("--core", default="anthropic:claude-haiku-4-5-20251001")
+    parser.add_argument("--guide", default=None,
+                        help="a transformers model (default: Qwen/Qwen3-0.6B from the hub, else the local Gemma 3 270M)")
+    parser.add_argument("--core", default=None,
+                        help="core spec (default: Claude Haiku 4.5 with ANTHROPIC_API_KEY, else the local Gemma)")
     parser.add_argument("--env", default="GCoP-GSM8K-v0")
     parser.add_argument("--data-files", default=None)
     parser.add_argument("--split", default="train")
@@ -38,6 +42,8 @@ def main(argv: list[str] | None = None) -> InfraAwareGRPOTrainer:
     parser.add_argument("--num-generations", type=int, default=8)
     parser.add_argument("--max-completion-length", type=int, default=2048)
     args = parser.parse_args(argv)
+    args.guide = args.guide or default_guide()  # offline: gcop models prepare-guide
+    args.core = args.core or default_core()
 
     env = gym.make(args.env, core=args.core, split=args.split, data_files=args.data_files, limit=args.limit)
     problems = env.unwrapped.problems

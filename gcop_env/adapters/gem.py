@@ -11,6 +11,11 @@ GEM's contract differs from Gymnasium's in three ways this adapter absorbs:
   ``info["final_info"]`` (and its reward under ``info["final_reward"]``), as Gymnasium does.
 * A finished step returns GEM's ``TERMINAL_STATE`` observation, like GEM's own math envs.
 
+Sub-envs of one configuration share one set of parts per process (problems, core, response cache,
+sandbox pool, baseline table, sample counter) through the public scoring call's process handle
+(:func:`gcop_env.envs.score.process_scoring`); each is an episode of it with its own problem, RNG
+and sample stream, and closing one releases only its own hold.
+
 Infrastructure failures go through :class:`gcop_env.envs.wrappers.InfraAware` (``infra_policy``,
 default ``"retry"`` then mask): a masked step is ``truncated`` with ``info["infra_masked"]``
 (under ``final_info`` after an autoreset), never a silent 0 outcome.
@@ -23,13 +28,31 @@ default ``"retry"`` then mask): a masked step is ``truncated`` with ``info["infr
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
-import gymnasium as gym
-from gem.core import Env as GEMEnv
-from gem.utils.constants import TERMINAL_STATE
+
+def _import_gem_quietly() -> None:
+    """Import GEM without its side effect on logging: ``gem/__init__`` calls ``logging.basicConfig``
+    at INFO, which would print every HTTP request of every core call. The root logger's level and
+    handlers are put back as they were (a script that imported GEM first keeps GEM's setting)."""
+    root = logging.getLogger()
+    level, handlers = root.level, list(root.handlers)
+    try:
+        import gem  # noqa: F401
+    finally:
+        for handler in [h for h in root.handlers if h not in handlers]:
+            root.removeHandler(handler)
+        root.setLevel(level)
+
+
+_import_gem_quietly()
+
+from gem.core import Env as GEMEnv  # noqa: E402
+from gem.utils.constants import TERMINAL_STATE  # noqa: E402
 
 import gcop_env  # noqa: F401 - registers the Gymnasium environments
+from gcop_env.envs.score import process_scoring
 from gcop_env.envs.tasks import registered_tasks
 from gcop_env.envs.wrappers import InfraAware, InfraPolicy
 
@@ -54,7 +77,7 @@ class GEMGuideEnv(GEMEnv):
         self.seed = seed
         self._config = dict(gym_id=gym_id, infra_policy=infra_policy, infra_retries=infra_retries,
                             infra_backoff_s=infra_backoff_s, **make_kwargs)
-        self.env = InfraAware(gym.make(gym_id, **make_kwargs), policy=InfraPolicy(infra_policy),
+        self.env = InfraAware(process_scoring(gym_id, **make_kwargs).episode(), policy=InfraPolicy(infra_policy),
                               retries=infra_retries, backoff_s=infra_backoff_s, then=InfraPolicy.MASK)
         self._seeded = False
         self._finished: tuple[float, dict[str, Any]] | None = None

@@ -13,9 +13,12 @@ this env class) and ``extras`` (the dataset row's extra fields), calls ``init(pr
   info as ``metadata``. :meth:`get_metrics` gives the reward terms, cost and infra flag for
   SkyRL's per-environment metrics.
 
-Trajectories with one config share one made env per process (its problems, core, cache,
-validator and sample counters: all thread-safe), so creating an env per trajectory costs nothing
-and a GRPO group's identical strategies draw distinct core samples. An infra-failed step (after
+Trajectories with one config share the parts of one env per process (its problems, core, cache,
+validator and sample counters: all thread-safe), through the public scoring call's process handle
+(:func:`gcop_env.envs.score.process_scoring`): each trajectory is an episode of it
+(:meth:`~gcop_env.envs.score.Scoring.episode`), so creating an env per trajectory costs nothing,
+closing one releases only its own hold, and a GRPO group's identical strategies draw distinct core
+samples. An infra-failed step (after
 the retries) is masked: reward 0.0 with ``metadata["infra_masked"]`` and ``infra_error`` 1.0 in
 the metrics; SkyRL has no per-sample mask, so watch ``infra_error`` or choose
 ``infra_policy="drop"``, which raises instead.
@@ -23,9 +26,6 @@ the metrics; SkyRL has no per-sample mask, so watch ``infra_error`` or choose
 
 from __future__ import annotations
 
-import copy
-import json
-import threading
 from collections.abc import Mapping
 from typing import Any
 
@@ -33,14 +33,11 @@ import gymnasium as gym
 from skyrl_gym.envs.base_text_env import BaseTextEnv, BaseTextEnvStepOutput
 
 import gcop_env  # noqa: F401 - registers the Gymnasium environments
-from gcop_env.envs.env import GCoPEnv
+from gcop_env.envs.score import Scoring, process_scoring, score_of
 from gcop_env.envs.wrappers import InfraAware, InfraPolicy
 
 SKYRL_ENV_ID = "gcop"
 _ADAPTER_KEYS = ("env_id", "infra_policy", "infra_retries", "infra_backoff_s")
-
-_shared: dict[str, GCoPEnv] = {}
-_shared_lock = threading.Lock()
 
 
 def _plain(config: Any) -> dict[str, Any]:
@@ -55,13 +52,9 @@ def _plain(config: Any) -> dict[str, Any]:
     return config
 
 
-def shared_env(make_kwargs: dict[str, Any], env_id: str) -> GCoPEnv:
-    """The process's made env for this configuration (made on first use)."""
-    key = json.dumps({"env_id": env_id, **make_kwargs}, sort_keys=True, default=repr)
-    with _shared_lock:
-        if key not in _shared:
-            _shared[key] = gym.make(env_id, **make_kwargs).unwrapped
-        return _shared[key]
+def shared_scoring(make_kwargs: dict[str, Any], env_id: str) -> Scoring:
+    """The process's scoring handle for this configuration (made on first use)."""
+    return process_scoring(env_id, **make_kwargs)
 
 
 class SkyRLGuideEnv(BaseTextEnv):
@@ -79,9 +72,9 @@ class SkyRLGuideEnv(BaseTextEnv):
         policy = InfraPolicy(config.pop("infra_policy", "retry"))
         retries = int(config.pop("infra_retries", 2))
         backoff_s = float(config.pop("infra_backoff_s", 1.0))
-        # this trajectory's episode state over the shared, thread-safe parts (problems, core, scorer, counters)
-        episode = copy.copy(shared_env(config, env_id))
-        self.env = InfraAware(episode, policy=policy, retries=retries, backoff_s=backoff_s, then=InfraPolicy.MASK)
+        # this trajectory's episode over the shared, thread-safe parts (problems, core, scorer, counters)
+        self.episode = shared_scoring(config, env_id).episode()
+        self.env = InfraAware(self.episode, policy=policy, retries=retries, backoff_s=backoff_s, then=InfraPolicy.MASK)
         self.task_id = task_id
         self.max_turns = 1
         self._info: dict[str, Any] | None = None
@@ -100,13 +93,12 @@ class SkyRLGuideEnv(BaseTextEnv):
         """The episode's reward terms, cost (USD) and whether infrastructure failed (numbers only)."""
         if self._info is None:
             return {}
-        metrics = {k: float(v) for k, v in self._info["reward_components"].items() if isinstance(v, (int, float))}
-        metrics["cost_usd"] = float(self._info["cost"]["total_usd"])
-        metrics["infra_error"] = float(not self._info["reward_is_task_outcome"])
-        return metrics
+        metrics = score_of(self.task_id, 0.0, self._info).metrics()
+        return {name: metrics[name] for name in metrics if name not in ("spent_usd", "total_tokens")}
 
     def close(self) -> None:
-        """Nothing of its own to release: the shared env lives as long as the process."""
+        """Release this trajectory's episode; the process's shared parts stay for the others."""
+        self.episode.close()
 
 
 def register_skyrl_env(env_id: str = SKYRL_ENV_ID) -> str:
@@ -118,9 +110,11 @@ def register_skyrl_env(env_id: str = SKYRL_ENV_ID) -> str:
     return env_id
 
 
-def skyrl_dataset_rows(env: gym.Env, env_class: str = SKYRL_ENV_ID) -> list[dict[str, Any]]:
-    """SkyRL dataset rows for an env's problems: the guide prompt, ``env_class`` and ``task_id``."""
+def skyrl_dataset_rows(env: gym.Env | Scoring, env_class: str = SKYRL_ENV_ID) -> list[dict[str, Any]]:
+    """SkyRL dataset rows for the problems of an env (or of a :class:`Scoring`): the guide prompt,
+    ``env_class`` and ``task_id``."""
     from gcop_env.step.prompts import guide_prompt
 
+    problems = env.problems if isinstance(env, Scoring) else env.unwrapped.problems
     return [{"prompt": [{"role": "user", "content": guide_prompt(p.question)}], "env_class": env_class,
-             "task_id": p.task_id} for p in env.unwrapped.problems]
+             "task_id": p.task_id} for p in problems]

@@ -7,8 +7,8 @@ it reads ``task_id`` from the row (all ``num_generations`` rollouts of a row, a 
 same problem) and adds nothing to the prompt (the row's prompt already is the guide prompt).
 
 Scoring happens in :class:`EnvironmentReward`, a reward function TRL calls with the batch's
-``environments``: it scores all completions at once through the env's scorer (core calls run
-concurrently), returns None for infrastructure failures (TRL leaves them out of the group
+``environments``: it scores all completions at once through the public scoring call
+(:class:`gcop_env.envs.score.Scoring`; core calls run concurrently), returns None for infrastructure failures (TRL leaves them out of the group
 baseline) and logs every reward term as ``gcop/*``. By default TRL gets it in its ``async def``
 form (:class:`~gcop_env.trainers.async_reward.AsyncShapedReward`, at most ``max_inflight`` steps
 in flight), which TRL awaits on its event loop alongside any other async reward function. Repeated (problem, strategy) pairs get fresh
@@ -32,10 +32,10 @@ from typing import Any
 
 import gymnasium as gym
 
-from gcop_env.envs.env import SAMPLE_STREAMS, SAMPLES_PER_STREAM, SampleCounter
+from gcop_env.envs.env import SAMPLE_STREAMS, GCoPEnv
+from gcop_env.envs.score import Scoring
 from gcop_env.problem import Problem
-from gcop_env.step.scoring import GuideScorer, StepOutcome
-from gcop_env.step.strategy import parse_guide_output
+from gcop_env.step.scoring import StepOutcome
 from gcop_env.trainers.async_reward import DEFAULT_MAX_INFLIGHT, AsyncShapedReward
 from gcop_env.trainers.grpo import ShapedReward, grpo_dataset
 from gcop_env.utils.environ import env_int
@@ -67,45 +67,37 @@ class GuideEnvironment:
 
 
 class EnvironmentReward(ShapedReward):
-    """The shaped reward of each rollout's guide reply, scored in one concurrent batch.
+    """The shaped reward of each rollout's guide reply, scored in one concurrent batch through the
+    public scoring call (:class:`~gcop_env.envs.score.Scoring`): each completion is exactly the
+    env's step for its task id.
 
     Takes each completion's problem from its :class:`GuideEnvironment` when TRL passes
-    ``environments``, else from the ``task_id`` column (the plain-template path).
+    ``environments``, else from the ``task_id`` column (the plain-template path). Repeated
+    (problem, strategy) pairs draw fresh core samples when the core samples: the scoring handle
+    counts them across batches on its sample stream (one per training process), and a failed call
+    does not use up its sample.
     """
 
     __name__ = "gcop_shaped"
 
-    def __init__(self, scorer: GuideScorer, problems: Sequence[Problem], max_workers: int = 8,
-                 stream: int | None = None):
-        super().__init__(scorer, problems, max_workers=max_workers)
-        # one stream per training process, so processes scoring the same pair draw different samples
-        self.stream = (env_int("RANK", 0) if stream is None else stream) % SAMPLE_STREAMS
-        self.sample_counter = SampleCounter()  # per (problem, strategy), across batches
+    def __init__(self, scoring: Scoring, max_workers: int = 8):
+        super().__init__(scoring.scorer, scoring.problems, max_workers=max_workers)
+        self.scoring = scoring
 
-    def core_samples(self) -> bool:
-        """Whether the core's answer varies between calls (then repeats get fresh samples)."""
-        sampling = self.scorer.sampling
-        is_deterministic = getattr(self.scorer.core, "is_deterministic", None)
-        return sampling.temperature > 0 or (callable(is_deterministic) and not is_deterministic(sampling))
-
-    def _key(self, problem: Problem, text: str) -> tuple[str, str] | None:
-        parsed = parse_guide_output(text, self.scorer.max_strategy_chars, self.scorer.max_output_chars)
-        return (problem.task_id, parsed.strategy) if parsed.structure_ok else None
+    @property
+    def stream(self) -> int:
+        return self.scoring.stream
 
     def sample_indices(self, items: Sequence[tuple[Problem, str]]) -> list[int]:
-        if not self.core_samples():
-            return [0] * len(items)
-        keys = [self._key(problem, text) for problem, text in items]
-        return [0 if key is None else self.stream * SAMPLES_PER_STREAM + self.sample_counter.take(key) for key in keys]
+        return [0] * len(items)  # the scoring call picks each step's sample
 
-    def scored(self, items: Sequence[tuple[Problem, str]], indices: Sequence[int],
-               outcomes: Sequence[StepOutcome]) -> None:
-        if not self.core_samples():
-            return
-        for (problem, text), index, outcome in zip(items, indices, outcomes):
-            key = self._key(problem, text)
-            if key is not None and outcome.error is not None:  # a later batch asks for the same sample
-                self.sample_counter.give_back(key, index - self.stream * SAMPLES_PER_STREAM)
+    def score_item(self, problem: Problem, text: str, index: int) -> StepOutcome:
+        return self.scoring.score(problem.task_id, text).outcome
+
+    def score_items(self, items: Sequence[tuple[Problem, str]], indices: Sequence[int]) -> list[StepOutcome]:
+        scores = self.scoring.score_many([(problem.task_id, text) for problem, text in items],
+                                         max_workers=self.max_workers)
+        return [score.outcome for score in scores]
 
     def task_ids(self, task_id: list[str] | None, environments: list[GuideEnvironment] | None) -> list[str]:
         """Each completion's problem: from its rollout environment, else from the ``task_id`` column."""
@@ -116,6 +108,9 @@ class EnvironmentReward(ShapedReward):
         if task_id is None:
             raise KeyError("no problem for the completions: pass environment_factory or a 'task_id' dataset column")
         return list(task_id)
+
+    def close(self) -> None:
+        self.scoring.close()
 
 
 class TRLAdapter:
@@ -131,16 +126,18 @@ class TRLAdapter:
 
     def __init__(self, env: gym.Env, *, max_workers: int = 8, stream: int | None = None, reward_mode: str = "async",
                  max_inflight: int = DEFAULT_MAX_INFLIGHT):
-        base = env.unwrapped
-        if not hasattr(base, "scorer") or not hasattr(base, "problems"):
-            raise TypeError(f"TRLAdapter needs a GCoP env (gym.make('GCoP-...')), got {type(base).__name__}")
+        if not isinstance(env.unwrapped, GCoPEnv):
+            raise TypeError(f"TRLAdapter needs a GCoP env (gym.make('GCoP-...')), got {type(env.unwrapped).__name__}")
         if reward_mode not in ("async", "sync"):
             raise ValueError(f"reward_mode must be 'async' or 'sync', got {reward_mode!r}")
+        # one stream per training process, so processes scoring the same pair draw different samples
+        stream = (env_int("RANK", 0) if stream is None else stream) % SAMPLE_STREAMS
         self.env = env
-        self.problems: list[Problem] = list(base.problems)
+        self.scoring = Scoring(env, stream=stream)  # holds the env's parts: close() releases them
+        self.problems: list[Problem] = list(self.scoring.problems)
         self._by_id = {p.task_id: p for p in self.problems}
         self.reward_mode = reward_mode
-        self.reward = EnvironmentReward(base.scorer, self.problems, max_workers=max_workers, stream=stream)
+        self.reward = EnvironmentReward(self.scoring, max_workers=max_workers)
         self.async_reward = AsyncShapedReward(self.reward, max_inflight=max_inflight)
 
     @property
@@ -163,3 +160,7 @@ class TRLAdapter:
         if supports_tool_calling(processing_class):
             return {"environment_factory": self.environment_factory, "reward_funcs": [self.reward_function]}
         return {"reward_funcs": [self.reward_function]}
+
+    def close(self) -> None:
+        """Stop the async reward's threads and release the adapter's hold on the env's parts."""
+        self.async_reward.close()

@@ -19,6 +19,8 @@ commands:
   grpo      GRPO of the guide on the env's shaped reward
   eval      evaluate one condition (core-only, ICL, guided, strategies) into a run dir
   report    Table 1, Figure 1 and paired tests from `gcop eval` run dirs
+  serve     serve a task to another RL framework (serve openenv: an OpenEnv server)
+  models    local models (models prepare-guide: Gemma 3 270M as a transformers guide)
 
 Run 'gcop <command> --help' for a command's options."""
 
@@ -83,11 +85,22 @@ def _report(argv):
     return report_cli(argv)
 
 
+def _serve(argv):
+    from gcop_env.cli.serve import serve_cli
+    return serve_cli(argv)
+
+
+def _models(argv):
+    from gcop_env.cli.models import models_cli
+    return models_cli(argv)
+
+
 # The commands that call cores: they read the rate-limit, price and launcher variables first.
-CALLS_CORES = frozenset({"demo", "check", "curate", "grpo", "eval"})
+CALLS_CORES = frozenset({"demo", "check", "curate", "grpo", "eval", "serve"})
 
 COMMANDS = {"demo": _demo, "tasks": _tasks, "check": _check, "score": _score, "sandbox": _sandbox,
-            "curate": _curate, "sft": _sft, "grpo": _grpo, "eval": _eval, "report": _report}
+            "curate": _curate, "sft": _sft, "grpo": _grpo, "eval": _eval, "report": _report,
+            "serve": _serve, "models": _models}
 
 # The parser each command parses its arguments with (the docs' CLI reference is generated from these).
 PARSERS = {
@@ -101,6 +114,8 @@ PARSERS = {
     "grpo": lambda: _module("train").build_parser("grpo"),
     "eval": lambda: _module("eval").build_parser(),
     "report": lambda: _module("report").build_parser(),
+    "serve": lambda: _module("serve").build_parser(),
+    "models": lambda: _module("models").build_parser(),
 }
 
 

@@ -21,7 +21,9 @@ Pickling, ``copy.deepcopy`` and ``cloudpickle`` work: clients, SQLite connection
 sandboxes are left out and made again on first use. A deep copy shares the core and its
 response cache (thread-safe connections, like ``gym.make`` copies); a pickled copy gets its own.
 A copy starts with the original's sample counts: seed each copy's ``reset`` differently (as vector
-envs and Ray do) so that copies draw different core samples.
+envs and Ray do) so that copies draw different core samples. ``close()`` closes only what no
+other env still uses: siblings and copies hold the parts they share (reference counts), and the
+last one closed closes them.
 ``env.spec.to_json()`` stores core spec strings; a ``Core`` object cannot be written as JSON and
 is refused with a message saying which spec string to pass instead.
 """
@@ -54,6 +56,7 @@ from gcop_env.step.scoring import GuideScorer, StepOutcome
 from gcop_env.envs.spaces import UnicodeText
 from gcop_env.step.strategy import DEFAULT_MAX_STRATEGY_CHARS, parse_guide_output
 from gcop_env.envs.tasks import get_task
+from gcop_env.utils.sharing import contains, hold
 
 # sample_index = stream * SAMPLES_PER_STREAM + count. Bounded so that the index stays a small
 # integer for every backend (the hf: core seeds torch with it).
@@ -191,6 +194,7 @@ class GCoPEnv(gym.Env[str, str]):
         self.last_outcome: StepOutcome | None = None
         self._sample_stream = 0
         self.sample_counter = SampleCounter()
+        self._holding = hold(self.scorer, self.core)  # shared with siblings and copies: see close()
 
     # -- spec: gym.make sets it; ours writes JSON that gym.make can read back -----------------
     @property
@@ -279,17 +283,24 @@ class GCoPEnv(gym.Env[str, str]):
         # info by key with a `_key` mask for "absent", and a None beside a dict (core_sampling) breaks that
         return observation, reward, True, False, {key: value for key, value in info.items() if value is not None}
 
-    def sibling(self) -> GCoPEnv:
+    def sibling(self, stream: int = 0) -> GCoPEnv:
         """An env for a second concurrent episode on this env's scorer, core (SDK client, response
         cache), baseline table, validator (sandbox pool) and sample counter, with its own problem,
-        RNG and sample stream: what :class:`gcop_env.envs.vector.GCoPVectorEnv` steps on threads.
+        RNG and sample ``stream`` (see the module doc): what :class:`gcop_env.envs.vector.GCoPVectorEnv`
+        steps on threads and :class:`gcop_env.envs.score.Scoring` scores with.
 
-        Closing one closes the shared parts of all: close the owner once, not each sibling.
+        Each sibling holds the shared parts: closing it releases its hold only, and the last env
+        closed (this one or any sibling) closes them.
         """
-        twin = copy.copy(self)  # shallow on purpose: everything not reset below is shared
+        twin = copy.copy(self)  # shallow on purpose: everything not reset below is shared (and held)
         twin._np_random, twin._np_random_seed = None, None
-        twin.problem, twin.last_outcome, twin._sample_stream = None, None, 0
+        twin.problem, twin.last_outcome, twin._sample_stream = None, None, int(stream) % SAMPLE_STREAMS
         return twin
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        # copy.copy, copy.deepcopy and unpickling: the copy holds the parts it shares or owns
+        self.__dict__.update(state)
+        self._holding = hold(self.scorer, self.core)
 
     def render(self) -> str | None:
         if self.render_mode != "ansi":
@@ -305,8 +316,14 @@ class GCoPEnv(gym.Env[str, str]):
         return "\n".join(lines)
 
     def close(self) -> None:
-        self.scorer.close()
-        self.core.close()
+        """Release this env's hold on its scorer (validator, sandboxes) and core, closing those it
+        was the last holder of (siblings and copies share them). A second close does nothing."""
+        holding = self.__dict__.get("_holding")
+        last = holding.release() if holding is not None else [self.scorer, self.core]
+        if contains(last, self.scorer):
+            self.scorer.close()
+        if contains(last, self.core):
+            self.core.close()
 
 
 def _check_arguments(*, limit: Any, temperature: Any, top_p: Any, max_tokens: Any, judge_max_tokens: Any,

@@ -31,6 +31,7 @@ class UnicodeText(spaces.Space[str]):
         self.max_length = int(max_length)
         self.min_length = int(min_length)
         super().__init__(dtype=str, seed=seed)
+        _register_if_torchrl_is_loaded()
 
     def sample(self, mask: Any = None, probability: Any = None) -> str:
         length = int(self.np_random.integers(self.min_length, min(self.max_length, 256) + 1))
@@ -130,3 +131,38 @@ def _create_empty_unicode_text_array(space: UnicodeText, n: int = 1, fn: Any = n
 @concatenate.register(UnicodeText)
 def _concatenate_unicode_text(space: UnicodeText, items: Any, out: Any) -> tuple[str, ...]:
     return tuple(items)
+
+
+# -- TorchRL --------------------------------------------------------------------------------------
+# TorchRL's GymWrapper maps each Gymnasium space to a spec by a registry of conversions and knows no
+# UnicodeText ("No conversion tool could be found ..."): a text is a NonTensor spec there, as for
+# Gymnasium's own Text. Registered by gcop_env.adapters.torchrl, and by every new UnicodeText once
+# TorchRL's Gym module is imported (so `GymEnv("GCoP-GSM8K-v0")` works after `import torchrl`).
+_torchrl_registered = False
+
+
+def register_torchrl_conversion() -> bool:
+    """Teach TorchRL's ``GymWrapper`` the text space (idempotent); False when TorchRL is not installed."""
+    global _torchrl_registered
+    if _torchrl_registered:
+        return True
+    try:
+        from torchrl.data import NonTensor
+        from torchrl.envs.libs.gym import register_gym_spec_conversion
+    except ImportError:
+        return False
+
+    @register_gym_spec_conversion(UnicodeText)
+    def _unicode_text_to_non_tensor(spec: UnicodeText, dtype: Any = None, device: Any = None, **_: Any) -> Any:
+        return NonTensor((), device=device, example_data="<strategy></strategy>")
+
+    _torchrl_registered = True
+    return True
+
+
+def _register_if_torchrl_is_loaded() -> None:
+    import sys
+
+    if not _torchrl_registered and "torchrl.envs.libs.gym" in sys.modules:
+        register_torchrl_conversion()
+

@@ -182,7 +182,8 @@ class GCoPVectorEnv(VectorEnv):
         if self._executor is not None:
             self._executor.shutdown(wait=True)
             self._executor = None
-        self.envs[0].close()  # the sub-envs are siblings: one close releases the shared core and sandboxes
+        for env in self.envs:  # siblings: each releases its hold, the last one closes the core and sandboxes
+            env.close()
 
     # -- helpers --------------------------------------------------------------------------------
     def _step_concurrently(self, jobs: list[tuple[int, str]]) -> dict[int, tuple]:

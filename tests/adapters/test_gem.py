@@ -80,3 +80,14 @@ def test_gem_example_runs(solver_server, gsm8k_dir, capsys):
                     "--limit", "20", "--num-envs", "2", "--steps", "2"])
     assert summary == {"scored": 4, "infra_masked": 0, "task_reward": 1.0}
     assert "scored 4 episodes, 0 masked" in capsys.readouterr().out
+
+
+def test_importing_the_adapter_leaves_the_root_logger_as_it_was():
+    import subprocess
+    import sys
+
+    code = ("import logging; root = logging.getLogger(); import gcop_env.adapters.gem; "
+            "print(root.level, len(root.handlers))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["30", "0"]  # WARNING, no handler: GEM's basicConfig(INFO) was undone

@@ -77,3 +77,17 @@ def test_skyrl_example_runs(solver_server, gsm8k_dir, capsys):
     assert aggregated["task_reward"] == 1.0 and aggregated["infra_error"] == 0.0
     out = capsys.readouterr().out
     assert out.count("done=True") == 3 and "aggregated:" in out
+
+
+def test_closing_a_trajectory_leaves_the_shared_core_to_the_others(solver_server, gsm8k_dir):
+    config = env_config(solver_server, gsm8k_dir)
+    first, second = (SkyRLGuideEnv(config, {"task_id": f"gsm8k/test/{i}"}) for i in (0, 1))
+    assert first.episode.core is second.episode.core  # one set of parts per process and configuration
+    first.init(None)
+    assert first.step(GOOD_GUIDE)["reward"] == pytest.approx(1.1)
+    client = first.episode.core.inner._client
+    first.close()
+    second.init(None)
+    assert second.step(GOOD_GUIDE)["reward"] == pytest.approx(1.1)
+    assert second.episode.core.inner._client is client  # not closed under the second trajectory
+    second.close()
