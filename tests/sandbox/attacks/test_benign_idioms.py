@@ -40,28 +40,24 @@ def make_point(x, y):
     return Point(x, y)
 '''
 
+
+def _point_case(name: str, methods: str) -> Benign:
+    """A Point with the usual constructor and ``methods`` (its comparisons), faced with POINT_TESTS."""
+    return Benign(name, _POINT_INIT + methods + _MAKE_POINT, POINT_TESTS)
+
+
 CASES = [
-    Benign(
-        "eq_compares_dunder_dict",
-        _POINT_INIT + '''
+    _point_case("eq_compares_dunder_dict", '''
     def __eq__(self, other):
         return self.__dict__ == other.__dict__
-''' + _MAKE_POINT,
-        POINT_TESTS,
-    ),
-    Benign(
-        "eq_compares_dunder_dict_with_isinstance_guard",
-        _POINT_INIT + '''
+'''),
+    _point_case("eq_compares_dunder_dict_with_isinstance_guard", '''
     def __eq__(self, other):
         if not isinstance(other, self.__class__):
             return False
         return self.__dict__ == other.__dict__
-''' + _MAKE_POINT,
-        POINT_TESTS,
-    ),
-    Benign(
-        "ne_written_as_not_eq",
-        _POINT_INIT + '''
+'''),
+    _point_case("ne_written_as_not_eq", '''
     def __eq__(self, other):
         if not isinstance(other, Point):
             return NotImplemented
@@ -72,9 +68,7 @@ CASES = [
 
     def __hash__(self):
         return hash((self.x, self.y))
-''' + _MAKE_POINT,
-        POINT_TESTS,
-    ),
+'''),
     Benign(
         "eq_compares_vars",
         '''
