@@ -23,7 +23,6 @@ import sqlite3
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -32,29 +31,8 @@ sys.path.insert(0, str(REPO / "tests"))
 
 from conftest import GSM8K_DIR, ScriptedSolver, gsm8k_golds  # noqa: E402
 from fake_llm import FakeLLMServer  # noqa: E402
+from support import InFlightCounter  # noqa: E402
 from tiny_guide import build_tiny_guide  # noqa: E402
-
-
-class SlowCountingCore:
-    """The scripted GSM8K solver, answering after ``latency_s``; counts the requests inside it."""
-
-    def __init__(self, latency_s: float):
-        self.solver = ScriptedSolver(gsm8k_golds())
-        self.latency_s = latency_s
-        self.in_flight = self.max_in_flight = self.requests = 0
-        self.lock = threading.Lock()
-
-    def __call__(self, prompt: str) -> str:
-        with self.lock:
-            self.in_flight += 1
-            self.requests += 1
-            self.max_in_flight = max(self.max_in_flight, self.in_flight)
-        try:
-            time.sleep(self.latency_s)
-            return self.solver(prompt)
-        finally:
-            with self.lock:
-                self.in_flight -= 1
 
 
 def run_grpo(args: argparse.Namespace, server: FakeLLMServer, guide: Path, out: Path, cache_dir: Path) -> int:
@@ -86,7 +64,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-grpo-processes-") as tmp:
         tmp = Path(tmp)
         guide = build_tiny_guide(tmp / "guide", list(gsm8k_golds(args.problems)))
-        core = SlowCountingCore(args.latency_s)
+        core = InFlightCounter(ScriptedSolver(gsm8k_golds()), hold_s=args.latency_s)  # answers after the latency
         with FakeLLMServer(core) as server:
             runs = []
             for name in ("first", "second"):

@@ -47,12 +47,21 @@ def make_backend(kind: str, **options) -> DockerSandbox | ProcessSandbox:
 BACKENDS = [pytest.param("process"), pytest.param("docker", marks=pytest.mark.docker)]
 
 
-@pytest.fixture(scope="module", params=BACKENDS)
-def sandbox(request):
-    """One warm single-member sandbox per backend (single: a run after a hostile one is on the same pool)."""
-    box = make_backend(request.param, pool_size=1)
-    yield box
-    box.close()
+def backend_fixture(pool_size: int = 1, **options):
+    """A module-scoped fixture (assign it to the name tests ask for): one warm sandbox per backend,
+    made by :func:`make_backend` with ``pool_size`` and ``options``, closed after the module."""
+
+    @pytest.fixture(scope="module", params=BACKENDS)
+    def fixture(request):
+        box = make_backend(request.param, pool_size=pool_size, **options)
+        yield box
+        box.close()
+
+    return fixture
+
+
+# One warm single-member sandbox per backend (single: a run after a hostile one is on the same pool).
+sandbox = backend_fixture()
 
 
 @contextlib.contextmanager
@@ -109,7 +118,8 @@ def run_good(box) -> None:
     assert outcome.all_passed, outcome
 
 
-def _break(solution: str) -> str:
+def broken(solution: str) -> str:
+    """``solution`` with every function's body replaced by ``return None`` (a wrong solution)."""
     import ast
 
     tree = ast.parse(solution)

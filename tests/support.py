@@ -3,6 +3,7 @@ scripted fake cores and teachers, well-formed guide outputs."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import threading
@@ -63,6 +64,70 @@ class ScriptedSolver:
         return f"Let me work through it step by step. So the total is {answer}.\n\\boxed{{{answer}}}"
 
 
+class InFlightCounter:
+    """A responder that counts the requests inside it around ``respond``: ``requests`` in all,
+    ``in_flight`` now, ``max_in_flight`` at most at once.
+
+    Each request, once counted, waits up to ``hold_s`` for ``until(counter)`` to hold (so requests that
+    are really concurrent are all inside together; requests made one at a time are not); with no
+    ``until`` it waits the whole ``hold_s`` (a core with that latency).
+    """
+
+    def __init__(self, respond, hold_s: float, until=None):
+        self.respond, self.hold_s, self.until = respond, hold_s, until
+        self.in_flight = self.max_in_flight = self.requests = 0
+        self._cond = threading.Condition()
+
+    def __call__(self, prompt: str) -> str:
+        with self._cond:
+            self.in_flight += 1
+            self.requests += 1
+            self.max_in_flight = max(self.max_in_flight, self.in_flight)
+            self._cond.notify_all()
+            self._cond.wait_for(lambda: self.until is not None and self.until(self), timeout=self.hold_s)
+        try:
+            return self.respond(prompt)
+        finally:
+            with self._cond:
+                self.in_flight -= 1
+
+
+class HoldFirst:
+    """Calls ``call``, but holds the first call that ``is_held(*args)`` picks until ``needed`` other
+    calls have returned (or ``safety_s`` has passed), and tracks how many calls are inside at once
+    (``most_in_flight``).
+
+    A loop that waits for a whole batch could never finish ``needed`` others while the held call is
+    out: ``released_by_others`` is then False (the hold ends at the safety timeout)."""
+
+    def __init__(self, call, is_held, needed: int, safety_s: float = 60.0):
+        self.call, self.is_held, self.needed, self.safety_s = call, is_held, needed, safety_s
+        self.lock, self.release = threading.Lock(), threading.Event()
+        self.holding = self.released_by_others = False
+        self.others_done = self.in_flight = self.most_in_flight = 0
+
+    def __call__(self, *args):
+        with self.lock:
+            self.in_flight += 1
+            self.most_in_flight = max(self.most_in_flight, self.in_flight)
+            hold = not self.holding and self.is_held(*args)
+            self.holding = self.holding or hold
+        try:
+            if hold and not self.release.wait(self.safety_s):
+                self.release.set()  # released by time, not by the others
+            result = self.call(*args)
+            if not hold:
+                with self.lock:
+                    self.others_done += 1
+                    if self.others_done >= self.needed and not self.release.is_set():
+                        self.released_by_others = True
+                        self.release.set()
+            return result
+        finally:
+            with self.lock:
+                self.in_flight -= 1
+
+
 def gsm8k_golds(n: int = 20) -> dict[str, str]:
     from gcop_env.validators.gsm8k import load_gsm8k
 
@@ -72,6 +137,14 @@ def gsm8k_golds(n: int = 20) -> dict[str, str]:
 GOOD_GUIDE = ("<think>Find the quantities and combine them.</think>\n"
               "<strategy>1. List every quantity. 2. Decide which operations link them. "
               "3. Compute step by step and check units.</strategy>")
+
+
+def write_curated(path: Path, questions, guide_output: str = GOOD_GUIDE) -> Path:
+    """A curated corpus as ``gcop curate`` writes it: every one of ``questions`` accepted with ``guide_output``."""
+    path.write_text("".join(json.dumps({"problem_id": f"p{i}", "question": q, "accepted": True,
+                                        "guide_output": guide_output, "q_hat": 1.0}) + "\n"
+                            for i, q in enumerate(questions)))
+    return path
 
 
 def strip_ws(text: str) -> str:

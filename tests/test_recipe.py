@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from support import GOOD_GUIDE, GSM8K_DIR, gsm8k_golds
+from support import GOOD_GUIDE, GSM8K_DIR, gsm8k_golds, write_curated
 from tiny_guide import build_tiny_guide
 
 from gcop_env import RewardConfig, get_task, make_core
@@ -79,10 +79,7 @@ def test_sft_then_advisor_grpo_record_their_recipes(solver_server, tmp_path):
     golds = gsm8k_golds(4)
     tiny = build_tiny_guide(tmp_path / "tiny", list(golds), [GOOD_GUIDE] * 3)
     assert read_recipe(tiny) == "None"
-    corpus = tmp_path / "curated.jsonl"
-    corpus.write_text("".join(json.dumps({"problem_id": f"p{i}", "question": q, "accepted": True,
-                                          "guide_output": GOOD_GUIDE, "q_hat": 1.0}) + "\n"
-                              for i, q in enumerate(golds)))
+    corpus = write_curated(tmp_path / "curated.jsonl", golds)
     sft_dir = tmp_path / "sft"
     assert sft_cli(["--corpus", str(corpus), "--guide", str(tiny), "--output-dir", str(sft_dir), "--max-steps", "2",
                     "--per-device-train-batch-size", "2", "--save-steps", "10"]) == 0

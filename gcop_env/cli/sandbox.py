@@ -19,16 +19,23 @@ from gcop_env.sandbox.image import (
 )
 
 
+def _image_command(sub, name: str, **kwargs) -> argparse.ArgumentParser:
+    """A sub-command about the sandbox image: each one takes ``--tag``."""
+    command = sub.add_parser(name, **kwargs)
+    command.add_argument("--tag", default=DEFAULT_IMAGE, help=f"image tag (default $GCOP_SANDBOX_IMAGE or {DEFAULT_IMAGE})")
+    return command
+
+
 def build_parser(prog: str = "gcop sandbox") -> argparse.ArgumentParser:
     parser = OneLineErrorParser(prog=prog, description="Build and check the Docker image code runs in.")
     sub = parser.add_subparsers(dest="command", required=True)
-    build = sub.add_parser(
+    build = _image_command(
+        sub,
         "build-image",
         help="build the sandbox image",
         description="Build the sandbox image: offline by default (debootstrap + docker import, needs root "
         "and debootstrap, a few minutes), or from the Dockerfile with --registry.",
     )
-    build.add_argument("--tag", default=DEFAULT_IMAGE, help=f"image tag (default $GCOP_SANDBOX_IMAGE or {DEFAULT_IMAGE})")
     how = build.add_mutually_exclusive_group()
     how.add_argument("--offline", dest="offline", action="store_true", default=True, help="debootstrap + docker import (default)")
     how.add_argument("--registry", dest="offline", action="store_false", help="docker build of sandbox/image/Dockerfile")
@@ -44,31 +51,31 @@ def build_parser(prog: str = "gcop sandbox") -> argparse.ArgumentParser:
     build.add_argument(
         "--host", default=None, help="Docker engine URL to build on (default DOCKER_HOST); the offline build runs here"
     )
-    copy = sub.add_parser(
+    copy = _image_command(
+        sub,
         "copy-image",
         help="copy the sandbox image to another Docker engine",
         description="Stream the image from one engine to another (docker save | docker -H URL load), e.g. to "
         "each host in $GCOP_DOCKER_HOSTS. Does nothing when the target has the same image id.",
     )
-    copy.add_argument("--tag", default=DEFAULT_IMAGE, help=f"image tag (default $GCOP_SANDBOX_IMAGE or {DEFAULT_IMAGE})")
     copy.add_argument("--to", dest="to", nargs="+", required=True, help="engine URL(s) to copy to (unix://, tcp://, ssh://)")
     copy.add_argument("--from", dest="source", default=None, help="engine URL to copy from (default DOCKER_HOST)")
-    hosts = sub.add_parser(
+    hosts = _image_command(
+        sub,
         "hosts",
         help="check the Docker engines of a multi-host sandbox",
         description="For each engine (arguments, else $GCOP_DOCKER_HOSTS): does it answer, does it have the "
         "current image, how many containers it would keep warm. Exit 1 when any is unusable.",
     )
     hosts.add_argument("urls", nargs="*", help="engine URLs (default: $GCOP_DOCKER_HOSTS)")
-    hosts.add_argument("--tag", default=DEFAULT_IMAGE, help=f"image tag (default $GCOP_SANDBOX_IMAGE or {DEFAULT_IMAGE})")
-    check = sub.add_parser(
+    check = _image_command(
+        sub,
         "check",
         help="check the sandbox image (or a dataset's imports against it)",
         description="Without --data-files: run a right and a wrong solution in the image. With --data-files: "
         "list the modules the rows' solutions and tests import and import each one inside the sandbox; "
         "exit 1 when any is missing (rows that need it would be scored wrongly).",
     )
-    check.add_argument("--tag", default=DEFAULT_IMAGE, help=f"image tag (default $GCOP_SANDBOX_IMAGE or {DEFAULT_IMAGE})")
     check.add_argument("--data-files", nargs="+", default=None, help="dataset files (.jsonl[.gz], .json, .parquet)")
     check.add_argument("--sandbox", choices=("docker", "process"), default="docker", help="backend to probe (default docker)")
     return parser

@@ -12,7 +12,7 @@ import time
 from _sandbox_support import shared_data
 from gcop_env.validators import gsm8k
 from gcop_env.validators.score import partial_path
-from support import GSM8K_DIR, KODCODE_SAMPLE, REPO_ROOT
+from support import GSM8K_DIR, KODCODE_SAMPLE, REPO_ROOT, HoldFirst
 
 from gcop_env.cli.score import score_cli
 
@@ -219,38 +219,18 @@ def test_score_stops_on_sigint_keeps_rows_and_resumes(tmp_path):
     assert not partial_path(out).exists()
 
 
-class _HeldRow0:
+class _HeldRow0(HoldFirst):
     """A GSM8K validator whose row 0 is held until ``needed`` other rows are graded (or a safety
     timeout passes): only a loop that starts the next row as each finishes gets there while row 0
     is out; one that waits for a batch of ``--workers`` rows would wait on row 0 first."""
 
     def __init__(self, held_task_id: str, needed: int, safety_s: float = 60.0):
-        import threading
         self.inner = gsm8k.GSM8KValidator()
-        self.held_task_id, self.needed, self.safety_s = held_task_id, needed, safety_s
-        self.lock, self.release = threading.Lock(), threading.Event()
-        self.others = self.in_flight = self.most_in_flight = 0
-        self.released_by_others = False
+        super().__init__(self.inner.validate, lambda problem, completion: problem.task_id == held_task_id,
+                         needed, safety_s)
 
     def validate(self, problem, completion):
-        with self.lock:
-            self.in_flight += 1
-            self.most_in_flight = max(self.most_in_flight, self.in_flight)
-        try:
-            if problem.task_id == self.held_task_id:
-                if not self.release.wait(self.safety_s):
-                    self.release.set()
-                return self.inner.validate(problem, completion)
-            result = self.inner.validate(problem, completion)
-            with self.lock:
-                self.others += 1
-                if self.others >= self.needed and not self.release.is_set():
-                    self.released_by_others = True
-                    self.release.set()
-            return result
-        finally:
-            with self.lock:
-                self.in_flight -= 1
+        return self(problem, completion)
 
     def close(self):
         self.inner.close()

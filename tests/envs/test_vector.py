@@ -6,14 +6,13 @@ from __future__ import annotations
 import copy
 import json
 import pickle
-import threading
 
 import cloudpickle
 import gymnasium as gym
 import numpy as np
 import pytest
 from fake_llm import FakeLLMServer, api_error, status
-from support import GOOD_GUIDE, GSM8K_DIR, KODCODE_SAMPLE, ScriptedSolver, gsm8k_golds, solver_for
+from support import GOOD_GUIDE, GSM8K_DIR, KODCODE_SAMPLE, InFlightCounter, ScriptedSolver, gsm8k_golds, solver_for
 from gymnasium.utils.env_checker import data_equivalence
 from gymnasium.vector import AutoresetMode
 from gymnasium.vector.utils import (batch_space, create_empty_array, create_shared_memory, read_from_shared_memory,
@@ -241,53 +240,34 @@ def test_async_shared_memory_returns_unicode_prompts_exactly(tmp_path):
 
 
 # -- the native env: one process, threads, shared parts --------------------------------------------
-class ConcurrencyProbe:
-    """A responder that counts the requests in progress at the server at once.
-
-    Each request waits (up to ``patience_s``) for ``expect`` requests to have arrived, so requests
-    that are really concurrent are all in progress together; requests made one at a time are not.
-    """
-
-    def __init__(self, inner, expect: int, patience_s: float = 0.5):
-        self.inner, self.expect, self.patience_s = inner, expect, patience_s
-        self.active = self.peak = self.arrived = 0
-        self._cond = threading.Condition()
-
-    def __call__(self, prompt: str) -> str:
-        with self._cond:
-            self.active += 1
-            self.arrived += 1
-            self.peak = max(self.peak, self.active)
-            self._cond.notify_all()
-            self._cond.wait_for(lambda: self.arrived % self.expect == 0, timeout=self.patience_s)
-        try:
-            return self.inner(prompt)
-        finally:
-            with self._cond:
-                self.active -= 1
+def concurrency_probe(inner, expect: int, patience_s: float = 0.5) -> InFlightCounter:
+    """Counts the requests in progress at the server at once (``max_in_flight``): each waits (up to
+    ``patience_s``) for ``expect`` requests to have arrived, so requests that are really concurrent are
+    all in progress together; requests made one at a time are not."""
+    return InFlightCounter(inner, patience_s, until=lambda c: c.requests % expect == 0)
 
 
 @pytest.mark.parametrize("max_workers, peak", [(None, 6), (2, 2)])
 def test_native_env_overlaps_core_calls_on_bounded_threads(max_workers, peak):
-    probe = ConcurrencyProbe(ScriptedSolver(gsm8k_golds()), expect=6)
+    probe = concurrency_probe(ScriptedSolver(gsm8k_golds()), expect=6)
     with FakeLLMServer(probe) as server:
         envs = make_vec("native", 6, **gsm8k_kwargs(server, gamma=0.0, kappa=0.0, cache=False), max_workers=max_workers)
         envs.reset(seed=0)
         _, rewards, _, _, info = envs.step([GOOD_GUIDE] * 6)
         envs.close()
     assert server.count() == 6 and info["reward_is_task_outcome"].all() and (rewards > 1.0).all()
-    assert probe.peak == peak
+    assert probe.max_in_flight == peak
 
 
 def test_sync_mode_makes_one_call_at_a_time():
     """The contrast the native env exists for (and proof the probe tells the two apart)."""
-    probe = ConcurrencyProbe(ScriptedSolver(gsm8k_golds()), expect=3, patience_s=0.05)
+    probe = concurrency_probe(ScriptedSolver(gsm8k_golds()), expect=3, patience_s=0.05)
     with FakeLLMServer(probe) as server:
         envs = make_vec("sync", 3, **gsm8k_kwargs(server, gamma=0.0, kappa=0.0, cache=False))
         envs.reset(seed=0)
         envs.step([GOOD_GUIDE] * 3)
         envs.close()
-    assert server.count() == 3 and probe.peak == 1
+    assert server.count() == 3 and probe.max_in_flight == 1
 
 
 def test_native_sub_envs_share_scorer_core_cache_and_baseline(solver_server):

@@ -147,22 +147,23 @@ def test_png_is_a_valid_image_with_one_point_per_condition(gsm8k_runs, tmp_path)
     assert ax.get_xscale() == "log"
 
 
+def _core_and_guided_axis(tmp_path, core_usd: float, guided_usd: float):
+    """The reward-cost plot's axis for a core-only run (1100) and a guided one (1110) at these core costs."""
+    core = write_run(tmp_path / "core", name="core-only", kind="core-only", outcomes=_outcomes("1100"), core_usd=core_usd)
+    guided = write_run(tmp_path / "guided", name="guided", kind="guided", guide="hf:g", recipe="None",
+                       outcomes=_outcomes("1110"), core_usd=guided_usd)
+    (ax,) = plot_reward_cost(build_tables([load_run(core), load_run(guided)])).axes
+    return ax
+
+
 def test_zero_cost_runs_use_a_symlog_axis(tmp_path):
-    free = write_run(tmp_path / "free", name="core-only", kind="core-only", outcomes=_outcomes("1100"), core_usd=0.0)
-    paid = write_run(tmp_path / "paid", name="guided", kind="guided", guide="hf:g", recipe="None",
-                     outcomes=_outcomes("1110"), core_usd=0.002)
-    fig = plot_reward_cost(build_tables([load_run(free), load_run(paid)]))
-    (ax,) = fig.axes
+    ax = _core_and_guided_axis(tmp_path, 0.0, 0.002)
     assert ax.get_xscale() == "symlog" and "0 = local models" in ax.get_xlabel() and "$" not in ax.get_xlabel()
     assert [c.lines[0].get_xdata()[0] for c in ax.containers] == [0.0, 0.002]
 
 
 def test_all_free_runs_plot_tokens_per_problem(tmp_path):
-    core = write_run(tmp_path / "core", name="core-only", kind="core-only", outcomes=_outcomes("1100"), core_usd=0.0)
-    guided = write_run(tmp_path / "guided", name="guided", kind="guided", guide="hf:g", recipe="None",
-                       outcomes=_outcomes("1110"), core_usd=0.0)
-    fig = plot_reward_cost(build_tables([load_run(core), load_run(guided)]))
-    (ax,) = fig.axes
+    ax = _core_and_guided_axis(tmp_path, 0.0, 0.0)
     assert ax.get_xscale() == "log" and "tokens per problem" in ax.get_xlabel()
     # the summaries' total tokens per problem: 300 core-only, 150 guide + 300 core guided
     assert [c.lines[0].get_xdata()[0] for c in ax.containers] == [300, 450]

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from support import GOOD_GUIDE, GSM8K_DIR, REPO_ROOT, ScriptedSolver, gsm8k_golds
+from support import GOOD_GUIDE, GSM8K_DIR, REPO_ROOT, HoldFirst, ScriptedSolver, gsm8k_golds
 from fake_llm import FakeLLMServer, api_error, status
 from tiny_guide import build_tiny_guide
 
@@ -936,42 +936,10 @@ def test_a_lone_surrogate_in_a_core_reply_is_recorded_and_resumed_from_the_cache
 
 
 # -- the fan-out: --workers calls in flight, refilled as each finishes --------------------------------
-class HeldFirst:
-    """A responder that holds the first request naming ``held`` (a question) until ``needed``
-    other requests have been answered, and tracks how many requests are in the server at once.
-
-    A run loop that waits for a whole batch could never answer ``needed`` others while the held
-    request is out: ``released_by_others`` is then False (the hold ends at the safety timeout)."""
-
-    def __init__(self, held: str, needed: int, respond, safety_s: float = 60.0):
-        self.held, self.needed, self.respond, self.safety_s = held, needed, respond, safety_s
-        self.lock = threading.Lock()
-        self.holding = False
-        self.others_done = 0
-        self.in_server = self.most_in_server = 0
-        self.release = threading.Event()
-        self.released_by_others = False
-
-    def __call__(self, prompt: str) -> str:
-        with self.lock:
-            self.in_server += 1
-            self.most_in_server = max(self.most_in_server, self.in_server)
-            hold = self.held in prompt and not self.holding
-            self.holding = self.holding or hold
-        try:
-            if hold and not self.release.wait(self.safety_s):
-                self.release.set()  # released by time, not by the others
-            reply = self.respond(prompt)
-            if not hold:
-                with self.lock:
-                    self.others_done += 1
-                    if self.others_done >= self.needed and not self.release.is_set():
-                        self.released_by_others = True
-                        self.release.set()
-            return reply
-        finally:
-            with self.lock:
-                self.in_server -= 1
+def held_first(question: str, needed: int, respond) -> HoldFirst:
+    """A responder that holds the first request naming ``question`` until ``needed`` other requests
+    have been answered, and tracks how many requests are in the server at once."""
+    return HoldFirst(respond, lambda prompt: question in prompt, needed)
 
 
 def _first_question(gsm8k_dir) -> str:
@@ -983,7 +951,7 @@ def _first_question(gsm8k_dir) -> str:
 def test_a_slow_call_does_not_hold_the_other_workers(gsm8k_dir, tmp_path, workers):
     """Problem 0's call is held until 3 x W other problems are answered: only a loop that starts
     the next job as each finishes gets there (a batch of W would wait on problem 0 first)."""
-    held = HeldFirst(_first_question(gsm8k_dir), needed=3 * workers, respond=ScriptedSolver(gsm8k_golds(),
+    held = held_first(_first_question(gsm8k_dir), needed=3 * workers, respond=ScriptedSolver(gsm8k_golds(),
                                                                                               unguided_correct=True))
     if workers == 1:  # one worker: the held call is the only one in flight, so only time releases it
         held.safety_s = 0.5
@@ -993,7 +961,7 @@ def test_a_slow_call_does_not_hold_the_other_workers(gsm8k_dir, tmp_path, worker
                             kind="core-only", limit=16, workers=workers, out=str(out), cache="off")
         result = run_eval(config, progress=False, preflight=False)
     assert result.n_run == 16 and server.count() == 16
-    assert held.most_in_server <= workers  # never more than --workers calls at once
+    assert held.most_in_flight <= workers  # never more than --workers calls at once
     assert held.released_by_others == (workers > 1)
     # the records, appended as problems finished (problem 0 last), end in problem order
     assert [r["task_id"] for r in _rows(out)] == [f"gsm8k/test/{i}" for i in range(16)]
@@ -1004,14 +972,14 @@ def test_guide_samples_fan_out_one_job_per_sample(gsm8k_dir, tmp_path):
     """Three strategies per problem from an API guide: each (problem, sample) is its own job, so
     problem 0's held guide call keeps neither its other samples nor other problems waiting. (A
     batch of 8 problems waits for its 24 guide calls before its core calls: 23 others at most.)"""
-    held = HeldFirst(_first_question(gsm8k_dir), needed=30, respond=GuideAndSolver())
+    held = held_first(_first_question(gsm8k_dir), needed=30, respond=GuideAndSolver())
     with FakeLLMServer(held) as server:
         spec = f"openai:m@{server.openai_base_url}"
         out = tmp_path / "guided"
         config = EvalConfig(task="GSM8K", data_files=str(gsm8k_dir), core=spec, kind="guided", guide=spec,
                             guide_samples=3, limit=12, workers=4, out=str(out), cache="off")
         result = run_eval(config, progress=False, preflight=False)
-    assert result.n_run == 12 and held.released_by_others and held.most_in_server <= 4
+    assert result.n_run == 12 and held.released_by_others and held.most_in_flight <= 4
     rows = _rows(out)
     assert [(r["task_id"], r["sample"]) for r in rows] == [(f"gsm8k/test/{i}", s) for i in range(12) for s in range(3)]
     assert all(r["status"] == "pass" for r in rows)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from _sandbox_support import BACKENDS, GOOD, TESTS, make_backend, runner, shared_data, use_runner  # noqa: F401  (fixtures)
+from _sandbox_support import GOOD, TESTS, backend_fixture, runner, shared_data, use_runner  # noqa: F401  (fixtures)
 from gcop_env.problem import Problem
 from gcop_env.sandbox.monitor import FAMILIES, scan_code
 from gcop_env.validators.base import Status
@@ -204,19 +204,9 @@ HACKS = [
 ]
 
 
-@pytest.fixture(scope="module", params=BACKENDS)
-def sandbox(request):
-    """The runtime monitor guards the in-process fallback: its tests run there (one warm member)."""
-    box = make_backend(request.param, pool_size=1, isolation="in-process")
-    yield box
-    box.close()
-
-
-@pytest.fixture(scope="module", params=BACKENDS)
-def trusted_box(request):
-    box = make_backend(request.param, pool_size=1)
-    yield box
-    box.close()
+# The runtime monitor guards the in-process fallback: its tests run there (one warm member).
+sandbox = backend_fixture(isolation="in-process")
+trusted_box = backend_fixture()
 
 
 def _problem() -> Problem:

@@ -18,7 +18,7 @@ from _sandbox_support import GOOD, MODES, TESTS, sandbox, shared_data, use_mode,
 from gcop_env.sandbox.candidate.monitor import version_watcher as _version_watcher
 from gcop_env.sandbox.judge.plan import Plan as _Plan
 from gcop_env.sandbox.supervisor.warmup import PROBE_SOURCE as _PROBE_SOURCE
-from _sandbox_support import _break  # every function returns None
+from _sandbox_support import broken  # every function returns None
 
 PLAIN = "plain"
 HANDED_OVER = "handed over"  # the plain runner started, then pytest ran it from scratch
@@ -302,7 +302,7 @@ def test_reference_solutions_same_verdicts(sandbox):
     plain_runs = handed_over = trusted = 0
     jobs = _reference_jobs()
     for name, solution, tests in jobs:
-        for variant in (solution, _break(solution)):
+        for variant in (solution, broken(solution)):
             found = _modes(sandbox, {"solution.py": variant, "test_solution.py": tests}, timeout=20)
             plain, reference = found["trusted/plain"], found[REFERENCE]
             for mode, outcome in found.items():

@@ -159,6 +159,26 @@ def test_an_engine_over_tcp_with_tls(second_engine):
         assert plain.stats()[0].state is HostState.DOWN
 
 
+def _kill_when_busy(engine, fleet, host: int, runs: int) -> tuple[threading.Thread, threading.Event]:
+    """Start a thread that kills ``engine`` mid-run: once the fleet's ``host`` has finished ``runs`` runs
+    and has ``runs`` in flight (it gives up after 60 s). The event says whether it did."""
+    killed = threading.Event()
+
+    def kill_when_busy() -> None:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            stats = fleet.stats()[host]
+            if stats.validations >= runs and stats.in_flight >= runs:
+                engine.kill()
+                killed.set()
+                return
+            time.sleep(0.01)
+
+    killer = threading.Thread(target=kill_when_busy)
+    killer.start()
+    return killer, killed
+
+
 @pytest.mark.docker
 def test_an_engine_killed_mid_run_loses_nothing_and_comes_back(second_engine, caplog):
     jobs = _replies(_problems(6, seed=11), sleep=0.3)
@@ -166,22 +186,9 @@ def test_an_engine_killed_mid_run_loses_nothing_and_comes_back(second_engine, ca
     options = {"hosts": [FIRST, second_engine.url], "pool_size": 2, "max_backoff": 1.0}
     validator = HumanEvalValidator(sandbox="docker", infra_retries=0, sandbox_options=options)
     fleet = validator.sandbox
-    killed = threading.Event()
-
-    def kill_when_busy() -> None:  # mid-run: the second engine has finished some runs and has some in flight
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            second = fleet.stats()[1]
-            if second.validations >= 2 and second.in_flight >= 2:
-                second_engine.kill()
-                killed.set()
-                return
-            time.sleep(0.01)
-
     try:
         with caplog.at_level("INFO", logger="gcop_env.sandbox"):
-            killer = threading.Thread(target=kill_when_busy)
-            killer.start()
+            killer, killed = _kill_when_busy(second_engine, fleet, host=1, runs=2)
             results = _validate_all(validator, jobs)
             killer.join()
             assert killed.is_set(), "the second engine never had runs in flight"
@@ -253,21 +260,8 @@ def test_last_engine_killed_mid_run_is_infra_never_a_wrong_verdict(second_engine
     jobs = _replies(_problems(4, seed=13), sleep=0.5)
     fleet = DockerFleet([second_engine.url], pool_size=2, check_interval=30)
     validator = HumanEvalValidator(sandbox=fleet, infra_retries=0)
-    killed = threading.Event()
-
-    def kill_when_busy() -> None:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            host = fleet.stats()[0]
-            if host.validations >= 1 and host.in_flight >= 1:
-                second_engine.kill()
-                killed.set()
-                return
-            time.sleep(0.01)
-
     try:
-        killer = threading.Thread(target=kill_when_busy)
-        killer.start()
+        killer, killed = _kill_when_busy(second_engine, fleet, host=0, runs=1)
         results = _validate_all(validator, jobs, threads=2)
         killer.join()
     finally:

@@ -9,7 +9,7 @@ import os
 
 import pytest
 
-from _sandbox_support import BACKENDS, SCIENTIFIC_SOLUTION, make_backend, require_docker
+from _sandbox_support import SCIENTIFIC_SOLUTION, backend_fixture, make_backend, require_docker
 from gcop_env.problem import Problem
 from gcop_env.cli.sandbox import sandbox_cli
 from gcop_env.sandbox.imports import needed_modules, scan_dataset
@@ -34,11 +34,7 @@ def test_mean_zero():
 """
 
 
-@pytest.fixture(scope="module", params=BACKENDS)
-def box(request):
-    sandbox = make_backend(request.param, pool_size=1)
-    yield sandbox
-    sandbox.close()
+box = backend_fixture()
 
 
 def _problem(test: str) -> Problem:

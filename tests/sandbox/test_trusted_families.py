@@ -15,17 +15,13 @@ import textwrap
 
 import pytest
 
-from _sandbox_support import BACKENDS, GOOD, TESTS, make_backend
+from _sandbox_support import GOOD, TESTS, backend_fixture
 from gcop_env.problem import Problem
 from gcop_env.validators.base import Status
 from gcop_env.validators.kodcode import KodCodeValidator
 
 
-@pytest.fixture(scope="module", params=BACKENDS)
-def box(request):
-    sandbox = make_backend(request.param, pool_size=1)
-    yield sandbox
-    sandbox.close()
+box = backend_fixture()
 
 
 NUMERIC_TESTS = """

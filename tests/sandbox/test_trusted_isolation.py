@@ -15,16 +15,12 @@ import textwrap
 
 import pytest
 
-from _sandbox_support import BACKENDS, GOOD, TESTS, make_backend
+from _sandbox_support import GOOD, TESTS, backend_fixture
 
 JUDGE_UID, CANDIDATE_UID = 65533, 65534
 
 
-@pytest.fixture(scope="module", params=BACKENDS)
-def box(request):
-    sandbox = make_backend(request.param, pool_size=1)
-    yield sandbox
-    sandbox.close()
+box = backend_fixture()
 
 
 def _run(box, solution, tests, timeout=20.0):

@@ -14,14 +14,10 @@ import textwrap
 
 import pytest
 
-from _sandbox_support import BACKENDS, make_backend, use_mode
+from _sandbox_support import backend_fixture, use_mode
 
 
-@pytest.fixture(scope="module", params=BACKENDS)
-def box(request):
-    sandbox = make_backend(request.param, pool_size=1)
-    yield sandbox
-    sandbox.close()
+box = backend_fixture()
 
 
 def _run(box, solution, tests, mode="trusted/plain", timeout=20.0):

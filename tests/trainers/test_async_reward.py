@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import json
-import threading
 from dataclasses import asdict
 
 import pytest
-from support import GOOD_GUIDE, ScriptedSolver, gsm8k_golds
+from support import GOOD_GUIDE, InFlightCounter, ScriptedSolver, gsm8k_golds
 from fake_llm import FakeLLMServer, api_error
 
 from gcop_env import RetryPolicy, RewardConfig, get_task, make_core
@@ -28,30 +27,10 @@ from gcop_env.trainers.grpo import ShapedReward
 HOLD_S = 0.5  # how long a request waits for the pool to (over)fill; only counts are asserted
 
 
-class InFlightCounter:
-    """A responder that counts the requests inside it (``max_in_flight``) around ``respond``."""
-
-    def __init__(self, respond, limit: int, hold_s: float = HOLD_S):
-        self.respond = respond
-        self.limit = limit
-        self.hold_s = hold_s
-        self.in_flight = 0
-        self.max_in_flight = 0
-        self.requests = 0
-        self._cond = threading.Condition()
-
-    def __call__(self, prompt: str) -> str:
-        with self._cond:
-            self.in_flight += 1
-            self.requests += 1
-            self.max_in_flight = max(self.max_in_flight, self.in_flight)
-            self._cond.notify_all()
-            self._cond.wait_for(lambda: self.in_flight > self.limit, timeout=self.hold_s)
-        try:
-            return self.respond(prompt)
-        finally:
-            with self._cond:
-                self.in_flight -= 1
+def bounded_counter(respond, limit: int, hold_s: float = HOLD_S) -> InFlightCounter:
+    """Counts the requests inside ``respond``; each waits (up to ``hold_s``) for more than ``limit`` to be
+    inside at once, so a bound above ``limit`` would show."""
+    return InFlightCounter(respond, hold_s, until=lambda c: c.in_flight > limit)
 
 
 class DownFor:
@@ -90,7 +69,7 @@ ONE_CALL_PER_STEP = RewardConfig(beta=0.1, gamma=0.0, kappa=0.0)  # no baseline,
 
 
 def test_async_reward_overlaps_core_calls_and_never_exceeds_its_bound(problems):
-    counter = InFlightCounter(ScriptedSolver(gsm8k_golds()), limit=3)
+    counter = bounded_counter(ScriptedSolver(gsm8k_golds()), limit=3)
     with FakeLLMServer(counter) as server:
         reward = AsyncShapedReward(ShapedReward(scorer_for(server, ONE_CALL_PER_STEP), problems), max_inflight=3)
         ids = [p.task_id for p in problems]
@@ -103,7 +82,7 @@ def test_async_reward_overlaps_core_calls_and_never_exceeds_its_bound(problems):
 
 def test_the_in_flight_counter_sees_a_serial_reward_as_serial(problems):
     # the control for the test above: the sync reward with one worker never overlaps
-    counter = InFlightCounter(ScriptedSolver(gsm8k_golds()), limit=3, hold_s=0.05)
+    counter = bounded_counter(ScriptedSolver(gsm8k_golds()), limit=3, hold_s=0.05)
     with FakeLLMServer(counter) as server:
         reward = ShapedReward(scorer_for(server, ONE_CALL_PER_STEP), problems[:4], max_workers=1)
         reward(prompts=[None] * 4, completions=[as_completion(GOOD_GUIDE)] * 4, task_id=[p.task_id for p in problems[:4]])
@@ -122,7 +101,7 @@ def test_async_and_sync_rewards_are_identical_on_the_same_batch(problems):
     weights = RewardConfig(beta=0.1, gamma=0.2, kappa=0.5)  # core, baseline and judge calls
 
     def run(server, make_reward, call):
-        counter = server.responder = InFlightCounter(DownFor(ScriptedSolver(gsm8k_golds()), down), limit=4, hold_s=0.05)
+        counter = server.responder = bounded_counter(DownFor(ScriptedSolver(gsm8k_golds()), down), limit=4, hold_s=0.05)
         logged, extra = {}, {}
         reward = make_reward(scorer_for(server, weights))  # a fresh scorer: no baseline remembered
         rewards = call(reward(prompts=[None] * 5, completions=completions, task_id=ids,
@@ -146,7 +125,7 @@ def test_async_and_sync_rewards_are_identical_on_the_same_batch(problems):
 
 
 def test_a_fatal_error_stops_the_async_reward_after_the_running_steps_end(problems):
-    counter = InFlightCounter(ScriptedSolver(gsm8k_golds()), limit=2)
+    counter = bounded_counter(ScriptedSolver(gsm8k_golds()), limit=2)
     with FakeLLMServer(counter) as server:
         reward = AsyncShapedReward(ShapedReward(scorer_for(server, ONE_CALL_PER_STEP), problems), max_inflight=2)
         ids = [p.task_id for p in problems]
@@ -180,7 +159,7 @@ def test_a_tiny_grpo_step_scores_through_the_async_reward(gsm8k_dir, tmp_path, t
     guide = tiny_gsm8k_guide
     # the advisor recipe sends the whole (random) output of the untrained guide to the core, so every
     # non-empty completion makes exactly one core call (no baseline, no judge)
-    counter = InFlightCounter(ScriptedSolver(gsm8k_golds()), limit=3)
+    counter = bounded_counter(ScriptedSolver(gsm8k_golds()), limit=3)
     out = tmp_path / "grpo"
     with FakeLLMServer(counter) as server:
         code = grpo_cli(["--task", "GSM8K", "--data-files", str(gsm8k_dir), "--split", "test", "--limit", "2",
@@ -206,7 +185,7 @@ def test_a_tiny_grpo_step_scores_through_the_async_reward(gsm8k_dir, tmp_path, t
 def test_the_event_loop_stays_free_while_the_reward_scores(problems):
     # TRL awaits all async reward functions of a batch under one asyncio.gather: a second function
     # (here a probe) runs while this one's core calls are in flight, not before or after them
-    counter = InFlightCounter(ScriptedSolver(gsm8k_golds()), limit=4)
+    counter = bounded_counter(ScriptedSolver(gsm8k_golds()), limit=4)
     seen_in_flight = []
 
     async def probe(**_):

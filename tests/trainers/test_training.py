@@ -8,10 +8,9 @@ weights themselves are bf16 (an update of ~1e-6 is far below bf16's resolution o
 
 from __future__ import annotations
 
-import json
 
 import pytest
-from support import GOOD_GUIDE, gsm8k_golds
+from support import GOOD_GUIDE, gsm8k_golds, write_curated
 from tiny_guide import build_tiny_guide
 
 pytest.importorskip("trl")
@@ -27,10 +26,7 @@ def corpus_and_guide(tmp_path_factory):
     root = tmp_path_factory.mktemp("bf16")
     questions = list(gsm8k_golds(4))
     guide = build_tiny_guide(root / "tiny", questions, [GOOD_GUIDE] * 3)
-    corpus = root / "curated.jsonl"
-    corpus.write_text("".join(json.dumps({"problem_id": f"p{i}", "question": q, "accepted": True,
-                                          "guide_output": GOOD_GUIDE, "q_hat": 1.0}) + "\n"
-                              for i, q in enumerate(questions)))
+    corpus = write_curated(root / "curated.jsonl", questions)
     return corpus, guide
 
 

@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from _sandbox_support import BACKENDS, _break, make_backend, shared_data
+from _sandbox_support import backend_fixture, broken, shared_data
 from gcop_env.validators.base import Status
 from gcop_env.validators.code_extract import extract_code, reveals_code
 from gcop_env.validators.humaneval import HumanEvalValidator, load_humaneval
@@ -19,11 +19,7 @@ def kodcode_file():
     return shared_data("kodcode", "kodcode_prefill_sample.jsonl")
 
 
-@pytest.fixture(scope="module", params=BACKENDS)
-def box(request):
-    sandbox = make_backend(request.param, pool_size=2)
-    yield sandbox
-    sandbox.close()
+box = backend_fixture(pool_size=2)
 
 
 def fenced(code: str) -> str:
@@ -64,7 +60,7 @@ def test_kodcode_references_pass_and_wrong_ones_fail(box):
     with ThreadPoolExecutor(2) as pool:
         right = list(pool.map(lambda p: validator.validate(p, fenced(p.solution)), problems))
         # A wrong solution: the reference with every function returning None.
-        wrong = list(pool.map(lambda p: validator.validate(p, fenced(_break(p.solution))), problems[:8]))
+        wrong = list(pool.map(lambda p: validator.validate(p, fenced(broken(p.solution))), problems[:8]))
     assert [r.status for r in right] == [Status.PASS] * len(problems), [r.details for r in right if r.status != Status.PASS]
     assert all(r.reward == 1.0 for r in right)
     assert all(r.status in (Status.FAIL, Status.ERROR) and r.reward == 0.0 for r in wrong)

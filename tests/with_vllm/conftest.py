@@ -148,6 +148,7 @@ def guides(tmp_path_factory) -> dict[str, Path]:
     """Two tiny Qwen2 guides vLLM's CPU attention accepts (hidden 64, 2 heads, 1 KV head: head_dim 32):
     ``raw`` (random weights) and ``sft`` (fine-tuned on one well-formed guide output: greedy, it writes
     that one with large margins, so engines agree on it; sampled at temperature 1 it varies a little)."""
+    from support import write_curated
     from tiny_guide import build_tiny_guide
 
     from gcop_env.trainers.cli import sft_cli
@@ -155,10 +156,7 @@ def guides(tmp_path_factory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("vllm-guides")
     questions = list(gsm8k_golds(20))
     raw = build_tiny_guide(root / "raw", questions, [GOOD_GUIDE] * 3, heads=2, kv_heads=1)
-    corpus = root / "curated.jsonl"
-    corpus.write_text("".join(json.dumps({"problem_id": f"p{i}", "question": q, "accepted": True,
-                                          "guide_output": GOOD_GUIDE, "q_hat": 1.0}) + "\n"
-                              for i, q in enumerate(questions)))
+    corpus = write_curated(root / "curated.jsonl", questions)
     sft = root / "sft"
     assert sft_cli(["--corpus", str(corpus), "--guide", str(raw), "--output-dir", str(sft), "--max-steps", "80",
                     "--learning-rate", "1e-2", "--per-device-train-batch-size", "4", "--save-steps", "1000",

@@ -97,6 +97,21 @@ def test_items():
     assert answer() == [1, 2, 3]
 '''
 
+def _equal_to_any(base: str, cls: str, function: str, value: str, tests: str) -> Attack:
+    """A ``base`` subclass whose ``__eq__`` is true against any ``base``, returned by ``function``."""
+    hashed = f"    __hash__ = {base}.__hash__\n" if base in ("str", "tuple") else ""  # list and dict have none
+    solution = (f"\nclass {cls}({base}):\n    def __eq__(self, other):\n        return isinstance(other, {base})\n"
+                f"{hashed}def {function}:\n    return {value}\n")
+    return Attack(f"{base}_subclass", f"a {base} subclass whose __eq__ is true against any {base}", solution, tests=tests)
+
+
+SUBCLASSES_EQUAL_TO_ANY = [
+    _equal_to_any("str", "Text", "greet(name)", 'Text("hi")', STR_TESTS),
+    _equal_to_any("list", "Items", "sort_desc(values)", "Items(values)", LIST_TESTS),
+    _equal_to_any("dict", "Counts", "count(text)", "Counts()", DICT_TESTS),
+    _equal_to_any("tuple", "Pair", "divide(a, b)", "Pair((0, 0))", TUPLE_TESTS),
+]
+
 ATTACKS = [
     Attack(
         "type_guarded_eq",
@@ -219,43 +234,7 @@ def answer():
     return Answer(41)
 ''',
     ),
-    Attack(
-        "str_subclass",
-        "a str subclass whose __eq__ is true against any str",
-        '''
-class Text(str):
-    def __eq__(self, other):
-        return isinstance(other, str)
-    __hash__ = str.__hash__
-def greet(name):
-    return Text("hi")
-''',
-        tests=STR_TESTS,
-    ),
-    Attack(
-        "list_subclass",
-        "a list subclass whose __eq__ is true against any list",
-        '''
-class Items(list):
-    def __eq__(self, other):
-        return isinstance(other, list)
-def sort_desc(values):
-    return Items(values)
-''',
-        tests=LIST_TESTS,
-    ),
-    Attack(
-        "dict_subclass",
-        "a dict subclass whose __eq__ is true against any dict",
-        '''
-class Counts(dict):
-    def __eq__(self, other):
-        return isinstance(other, dict)
-def count(text):
-    return Counts()
-''',
-        tests=DICT_TESTS,
-    ),
+    *SUBCLASSES_EQUAL_TO_ANY,
     Attack(
         "float_subclass_against_approx",
         "a float subclass whose __eq__ is true against anything but the probe's objects (pytest.approx included)",
@@ -268,19 +247,6 @@ def area(radius):
     return Number(1.0)
 ''',
         tests=FLOAT_TESTS,
-    ),
-    Attack(
-        "tuple_subclass",
-        "a tuple subclass whose __eq__ is true against any tuple",
-        '''
-class Pair(tuple):
-    def __eq__(self, other):
-        return isinstance(other, tuple)
-    __hash__ = tuple.__hash__
-def divide(a, b):
-    return Pair((0, 0))
-''',
-        tests=TUPLE_TESTS,
     ),
     Attack(
         "numpy_subclass",

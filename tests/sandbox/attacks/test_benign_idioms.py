@@ -27,51 +27,37 @@ def test_not_equal():
     assert not (make_point(1, 2) == make_point(1, 3))
 '''
 
-CASES = [
-    Benign(
-        "eq_compares_dunder_dict",
-        '''
+# The Point classes below differ in how they compare: the same constructor (most of them) and factory.
+_POINT_INIT = '''
 class Point:
     def __init__(self, x, y):
         self.x = x
         self.y = y
-
-    def __eq__(self, other):
-        return self.__dict__ == other.__dict__
-
+'''
+_MAKE_POINT = '''
 
 def make_point(x, y):
     return Point(x, y)
-''',
-        POINT_TESTS,
-    ),
-    Benign(
-        "eq_compares_dunder_dict_with_isinstance_guard",
-        '''
-class Point:
-    def __init__(self, x, y):
-        self.x = x
-        self.y = y
+'''
 
+
+def _point_case(name: str, methods: str) -> Benign:
+    """A Point with the usual constructor and ``methods`` (its comparisons), faced with POINT_TESTS."""
+    return Benign(name, _POINT_INIT + methods + _MAKE_POINT, POINT_TESTS)
+
+
+CASES = [
+    _point_case("eq_compares_dunder_dict", '''
+    def __eq__(self, other):
+        return self.__dict__ == other.__dict__
+'''),
+    _point_case("eq_compares_dunder_dict_with_isinstance_guard", '''
     def __eq__(self, other):
         if not isinstance(other, self.__class__):
             return False
         return self.__dict__ == other.__dict__
-
-
-def make_point(x, y):
-    return Point(x, y)
-''',
-        POINT_TESTS,
-    ),
-    Benign(
-        "ne_written_as_not_eq",
-        '''
-class Point:
-    def __init__(self, x, y):
-        self.x = x
-        self.y = y
-
+'''),
+    _point_case("ne_written_as_not_eq", '''
     def __eq__(self, other):
         if not isinstance(other, Point):
             return NotImplemented
@@ -82,13 +68,7 @@ class Point:
 
     def __hash__(self):
         return hash((self.x, self.y))
-
-
-def make_point(x, y):
-    return Point(x, y)
-''',
-        POINT_TESTS,
-    ),
+'''),
     Benign(
         "eq_compares_vars",
         '''
@@ -100,11 +80,7 @@ class Point:
         return type(self) is type(other) and vars(self) == vars(other)
 
     __hash__ = None
-
-
-def make_point(x, y):
-    return Point(x, y)
-''',
+''' + _MAKE_POINT,
         POINT_TESTS,
     ),
     Benign(
@@ -127,11 +103,7 @@ class Point:
 
     def __repr__(self):
         return f"Point({self.x}, {self.y})"
-
-
-def make_point(x, y):
-    return Point(x, y)
-''',
+''' + _MAKE_POINT,
         POINT_TESTS + '''
 
 def test_repr_and_hash():

@@ -70,6 +70,14 @@ class _Near:
     __hash__ = object.__hash__
 '''
 
+# Installs the fake (``_fake``, built by the attack) with its lying approx; the solution answers wrong.
+_INSTALL_FAKE_PYTEST = '''
+_fake.approx = lambda *args, **kwargs: _Near()
+_modules["pytest"] = _fake
+def area(radius):
+    return 1.0
+'''
+
 ATTACKS = [
     Attack(
         "math_isclose_patched",
@@ -152,11 +160,7 @@ class _FakePytest(types.ModuleType):
     def __getattr__(self, name):
         return getattr(_real, name)
 _fake = _FakePytest("pytest")
-_fake.approx = lambda *args, **kwargs: _Near()
-_modules["pytest"] = _fake
-def area(radius):
-    return 1.0
-''',
+''' + _INSTALL_FAKE_PYTEST,
         tests=APPROX_AFTER_TESTS,
     ),
     Attack(
@@ -165,11 +169,7 @@ def area(radius):
         _FAKE_PYTEST + '''
 _fake = types.ModuleType("pytest")
 _fake.__dict__.update(vars(_real))
-_fake.approx = lambda *args, **kwargs: _Near()
-_modules["pytest"] = _fake
-def area(radius):
-    return 1.0
-''',
+''' + _INSTALL_FAKE_PYTEST,
         tests=APPROX_AFTER_TESTS,
     ),
     Attack(

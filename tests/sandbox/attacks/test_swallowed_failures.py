@@ -16,18 +16,23 @@ from _sandbox_support import runner, sandbox  # noqa: F401  (fixtures)
 
 _WRONG = "\ndef answer():\n    return 41\n"
 
+
+def _exit_swallows(prelude: str, manager: str) -> str:
+    """Source that (after ``prelude``) patches ``manager.__exit__`` to run the real one and then return
+    True (swallow the exception), followed by the wrong answer."""
+    return prelude + f'''
+_exit = {manager}.__exit__
+def _swallow(self, *exc):
+    _exit(self, *exc)
+    return True
+{manager}.__exit__ = _swallow
+''' + _WRONG
+
 ATTACKS = [
     Attack(
         "warnings_catch_warnings_exit_swallows",
         "patches warnings.catch_warnings.__exit__ to return True: the plain runner runs each test inside it",
-        '''
-import warnings
-_exit = warnings.catch_warnings.__exit__
-def _swallow(self, *exc):
-    _exit(self, *exc)
-    return True
-warnings.catch_warnings.__exit__ = _swallow
-''' + _WRONG,
+        _exit_swallows("import warnings", "warnings.catch_warnings"),
     ),
     Attack(
         "warnings_catch_warnings_class_replaced",
@@ -59,17 +64,12 @@ contextlib._GeneratorContextManager.__exit__ = _swallow
     Attack(
         "pytest_logging_capture_exit_swallows",
         "patches the __exit__ of pytest's catching_logs (module reached by a computed name) to swallow",
-        '''
+        _exit_swallows('''
 import sys
 _logging = sys.modules.get("_py" + "test.logging")
 if _logging is None:
     _logging = __import__("_py" + "test.logging", fromlist=["x"])
-_exit = _logging.catching_logs.__exit__
-def _swallow(self, *exc):
-    _exit(self, *exc)
-    return True
-_logging.catching_logs.__exit__ = _swallow
-''' + _WRONG,
+''', "_logging.catching_logs"),
     ),
     Attack(
         "skip_raised_inside_the_solution",
