@@ -54,7 +54,7 @@ def _segment(lines: list[str], node: ast.stmt) -> str:
     return "".join(lines[first - 1:node.end_lineno])
 
 
-def test_units(source: str) -> list[str]:
+def unit_names(source: str) -> list[str]:
     """The names of the file's top-level test functions and test classes, in file order."""
     return [n.name for n in parse_python(source).body if _is_test_unit(n)]
 

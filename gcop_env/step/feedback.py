@@ -220,6 +220,9 @@ class CodeFeedback(FeedbackSource):
         outcome = validator.run_tests(files)
         if outcome.infra_error is not None:
             raise FeedbackUnavailable(f"the feedback tests could not run: {outcome.infra_error}")
+        if outcome.monitor or outcome.tampered:  # a trick caught in the feedback run: its report is not trusted
+            return Feedback("The solver's code tried to tamper with the test harness.", "status",
+                            {"status": result.status.value, "feedback_tampered": True})
         tests = list(outcome.tests)
         passed = [t for t in tests if t.outcome == "passed"]
         lines = [self._code_status(result)]
@@ -292,15 +295,12 @@ class HumanEvalFeedback(CodeFeedback):
         with self._lock:
             if problem.task_id in self._vetted:
                 return self._vetted[problem.task_id]
-        reference = self.validator.reference_code(problem)
+        reference = problem.solution  # prompt + canonical body: the original harness's program
         if prepared.feedback_tests is None or not reference:
             return prepared
         examples = humaneval_examples(problem.metadata.get("prompt", problem.question),
                                       str(problem.metadata.get("entry_point")))
-        output = f"```python\n{reference}\n```"
-        files = dict(self.validator.program_files(problem, self.validator.extract(problem, output), output))
-        files["test_solution.py"] = prepared.feedback_tests
-        outcome = self.validator.run_tests(files)
+        outcome = self.validator.run_tests({"solution.py": reference, "test_solution.py": prepared.feedback_tests})
         if outcome.infra_error is not None:
             raise FeedbackUnavailable(f"the examples could not be checked against the reference: {outcome.infra_error}")
         passed = {t.nodeid.split("::")[-1] for t in outcome.tests if t.outcome == "passed"}
