@@ -191,6 +191,15 @@ class GRPORunConfig(TrainRunOptions, CoreCallOptions):
     vllm_gpu_memory_utilization: float = option(0.3, "GPU memory share of vLLM in colocate mode",
                                               lo=0, hi=1, lo_open=True)
     validator_options: dict = option({}, "keyword arguments for the task's validator, as JSON")
+    max_turns: int = option(1, "guide turns per episode: after a failed turn the guide sees the core's answer and "
+                               "the validator's feedback and revises its strategy (1 = single-turn GRPO)", lo=1,
+                            group="multi-turn")
+    credit: str = option("improvement", "how each turn's tokens are credited: improvement (u_t − u_{t−1} − c_t), "
+                                        "final (the episode's value for every turn) or turn (s_t); see "
+                                        "gcop_env.step.credit", choices=("improvement", "final", "turn"),
+                         group="multi-turn")
+    core_history: str = option("fresh", "fresh: the core answers each turn anew; previous: it also sees its previous "
+                                        "attempt and the feedback", choices=("fresh", "previous"), group="multi-turn")
 
     def __post_init__(self) -> None:
         validate_fields(self)

@@ -271,6 +271,10 @@ def build_grpo_trainer(config: GRPORunConfig, scorer: GuideScorer | None = None)
     ``reward_mode="async"`` (the default), a :class:`ShapedReward` with ``"sync"``; both have
     ``totals``, ``scorer`` and ``close()``.
     """
+    if getattr(config, "max_turns", 1) > 1:  # multi-turn episodes: gcop_env.trainers.multiturn_grpo
+        from gcop_env.trainers.multiturn_grpo import build_multiturn_grpo_trainer
+        return build_multiturn_grpo_trainer(config, scorer)
+
     from trl import GRPOConfig
 
     from gcop_env.trainers.async_reward import AsyncShapedReward
@@ -373,9 +377,11 @@ def train_grpo(config: GRPORunConfig, scorer: GuideScorer | None = None, stop: A
         return TrainSummary(command="grpo", output_dir=config.output_dir, steps=trainer.state.global_step,
                             examples=len(trainer.train_dataset), train_runtime_s=runtime, metrics=metrics)
     model = save_final_model(trainer, trainer.processing_class, config.output_dir, merged_lora=config.lora)
+    multi_turn = {"max_turns": config.max_turns, "credit": config.credit, "core_history": config.core_history} \
+        if config.max_turns > 1 else {}
     write_recipe(config.output_dir, Recipe.ADVISOR if config.recipe == "advisor" else Recipe.EXECTUNE,
                  command="grpo", base_guide=config.guide, base_recipe=base_recipe, task=config.task, core=config.core,
-                 reward=asdict(reward.scorer.reward))
+                 reward=asdict(reward.scorer.reward), **multi_turn)
     t = run_totals(trainer, reward.totals)
     if not trainer.accelerator.is_main_process:  # one evaluation and one summary.json, by the main process
         reward.close()
@@ -389,7 +395,13 @@ def train_grpo(config: GRPORunConfig, scorer: GuideScorer | None = None, stop: A
     metrics.update(completions=t.completions, infra_errors=t.infra_errors, cost_usd=t.cost_usd,
                    spent_usd=t.spent_usd, step_time_s=runtime / max(1, trainer.state.global_step),
                    core_sampling=sampling_report(reward.scorer.core, reward.scorer.sampling))
-    if config.eval_limit > 0:
+    if config.eval_limit > 0 and config.max_turns > 1:  # the trained guide in multi-turn episodes
+        from gcop_env.trainers.multiturn_grpo import evaluate_episodes
+        metrics.update(evaluate_episodes(model, trainer.processing_class, reward.episodes,
+                                         load_problems(config, config.eval_split, config.eval_limit),
+                                         config.eval_temperature, config.eval_top_p, config.max_completion_length,
+                                         config.max_workers))
+    elif config.eval_limit > 0:
         metrics.update(evaluate_guide(model, trainer.processing_class, reward.scorer,
                                       load_problems(config, config.eval_split, config.eval_limit),
                                       config.eval_temperature, config.eval_top_p, config.max_completion_length))

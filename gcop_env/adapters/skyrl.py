@@ -10,8 +10,11 @@ this env class) and ``extras`` (the dataset row's extra fields), calls ``init(pr
 * ``extras["task_id"]`` (or ``extras["extra_info"]["task_id"]``) picks the problem; ``init`` keeps
   the row's prompt, or builds the guide prompt when the row has none.
 * ``step`` returns ``done=True`` with the shaped reward, no new observation, and the step's whole
-  info as ``metadata``. :meth:`get_metrics` gives the reward terms, cost and infra flag for
-  SkyRL's per-environment metrics.
+  info as ``metadata``. With a multi-turn env (``env_id: GCoP-GSM8K-MultiTurn-v0`` or
+  ``max_turns: N``) a failed turn returns ``done=False`` and the revision prompt as the next user
+  message (SkyRL appends it to the chat), until the episode is solved or its turns are used up;
+  ``max_turns`` is the env's. :meth:`get_metrics` gives the reward terms, cost and infra flag of
+  the last turn (and ``turns``, ``success``) for SkyRL's per-environment metrics.
 
 Trajectories with one config share one made env per process (its problems, core, cache,
 validator and sample counters: all thread-safe), so creating an env per trajectory costs nothing
@@ -65,7 +68,8 @@ def shared_env(make_kwargs: dict[str, Any], env_id: str) -> GCoPEnv:
 
 
 class SkyRLGuideEnv(BaseTextEnv):
-    """One guide episode for SkyRL: ``init`` from ``extras["task_id"]``, one ``step``, done."""
+    """One guide episode for SkyRL: ``init`` from ``extras["task_id"]``, one ``step`` (or up to
+    ``max_turns`` with a multi-turn env), done."""
 
     def __init__(self, env_config: Any = None, extras: Mapping[str, Any] | None = None):
         super().__init__()
@@ -83,7 +87,7 @@ class SkyRLGuideEnv(BaseTextEnv):
         episode = copy.copy(shared_env(config, env_id))
         self.env = InfraAware(episode, policy=policy, retries=retries, backoff_s=backoff_s, then=InfraPolicy.MASK)
         self.task_id = task_id
-        self.max_turns = 1
+        self.max_turns = int(getattr(episode, "max_turns", 1))
         self._info: dict[str, Any] | None = None
 
     def init(self, prompt: list[dict[str, str]] | None = None) -> tuple[list[dict[str, str]], dict[str, Any]]:
@@ -92,17 +96,22 @@ class SkyRLGuideEnv(BaseTextEnv):
 
     def step(self, action: str) -> BaseTextEnvStepOutput:
         self.turns += 1
-        _, reward, _, _, info = self.env.step(action)
+        observation, reward, terminated, truncated, info = self.env.step(action)
         self._info = info
-        return BaseTextEnvStepOutput(observations=[], reward=float(reward), done=True, metadata=info)
+        done = bool(terminated or truncated)
+        observations = [] if done else [{"role": "user", "content": observation}]
+        return BaseTextEnvStepOutput(observations=observations, reward=float(reward), done=done, metadata=info)
 
     def get_metrics(self) -> dict[str, Any]:
         """The episode's reward terms, cost (USD) and whether infrastructure failed (numbers only)."""
         if self._info is None:
             return {}
         metrics = {k: float(v) for k, v in self._info["reward_components"].items() if isinstance(v, (int, float))}
-        metrics["cost_usd"] = float(self._info["cost"]["total_usd"])
+        metrics["cost_usd"] = float(self._info["cost"]["total_usd"])  # the episode's so far (every turn)
         metrics["infra_error"] = float(not self._info["reward_is_task_outcome"])
+        if "turn" in self._info:  # a multi-turn episode
+            metrics["turns"] = float(self._info["turn"])
+            metrics["success"] = float(bool(self._info.get("success")))
         return metrics
 
     def close(self) -> None:

@@ -23,7 +23,7 @@ from __future__ import annotations
 import dataclasses
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from gcop_env.problem import Problem
 from gcop_env.step.credit import DEFAULT_CREDIT, check_credit, step_reward
@@ -107,6 +107,7 @@ class Episode:
     turns: list[Turn] = field(default_factory=list)
     done: bool = False
     success: bool = False
+    error: str | None = None  # set by run_episodes when an infrastructure failure stopped the episode
 
     @property
     def turn(self) -> int:
@@ -265,6 +266,38 @@ class EpisodeScorer:
                 strategy = bounded(strategy, max(200, len(strategy) - over - 100))
         raise ValueError(f"problem {episode.problem.task_id}: the revision prompt needs {len(text)} characters, over "
                          f"max_observation_chars={self.max_observation_chars}; raise it")
+
+
+def run_episodes(generate: Callable[[list[list[dict[str, str]]]], list[Any]], scorer: EpisodeScorer,
+                 problems: Sequence[Problem], max_workers: int = 8,
+                 sample_index: int = 0) -> list[tuple[Episode, list[TurnResult]]]:
+    """Run one episode per problem with a guide that turns conversations into replies, batched per turn.
+
+    ``generate`` gets the conversation of every running episode (:meth:`Episode.conversation`) and
+    returns one reply each: a string, or an exception (the guide failed: an infrastructure error).
+    An infrastructure failure stops its episode where it was (``episode.error`` set, ``done``
+    False). Returns each episode with the result of every step it took, in the problems' order.
+    """
+    running = [(scorer.start(p), []) for p in problems]
+    active = list(running)
+    while active:
+        replies = generate([episode.conversation() for episode, _ in active])
+        if len(replies) != len(active):
+            raise ValueError(f"generate returned {len(replies)} replies for {len(active)} conversations")
+        items = [(i, episode, reply) for i, ((episode, _), reply) in enumerate(zip(active, replies))]
+        failed_guide = {i: reply for i, _, reply in items if isinstance(reply, BaseException)}
+        to_step = [(episode, reply, sample_index) for i, episode, reply in items if i not in failed_guide]
+        stepped = iter(scorer.step_many(to_step, max_workers=max_workers))
+        for i, (episode, results) in enumerate(active):
+            if i in failed_guide:
+                episode.error = f"guide: {failed_guide[i]}"
+                continue
+            result = next(stepped)
+            results.append(result)
+            if result.error is not None:
+                episode.error = f"{result.error_stage}: {result.error}"
+        active = [(episode, results) for episode, results in active if not episode.done and episode.error is None]
+    return running
 
 
 def check_multiturn_options(*, max_turns: Any, credit: Any, core_history: Any, max_answer_chars: Any,

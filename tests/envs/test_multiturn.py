@@ -6,13 +6,12 @@ from __future__ import annotations
 
 import copy
 import pickle
-import re
 
 import gymnasium as gym
 import numpy as np
 import pytest
 from fake_llm import status
-from support import GSM8K_DIR, gsm8k_golds
+from support import GSM8K_DIR, FeedbackSolver, reviser
 
 import gcop_env  # noqa: F401
 from gcop_env import RetryPolicy, make_core
@@ -23,34 +22,7 @@ from gcop_env.step.prompts import guide_prompt, revision_prompt
 
 FAST_RETRY = RetryPolicy(max_attempts=2, initial_backoff_s=0.01, max_backoff_s=0.02)
 PRICE = (2.0, 10.0)  # USD per million input / output tokens of the fake core
-FIRST = "<think>Plan.</think><strategy>List every quantity and add them up.</strategy>"
-
-
-class FeedbackSolver:
-    """A fake core for GSM8K: it answers gold + 1 unless the strategy says to avoid that very number,
-    which a guide can only know from the feedback ("the solver's final answer was N, which is wrong")."""
-
-    def __init__(self):
-        self.golds = gsm8k_golds(6)
-
-    def wrong(self, prompt: str) -> str:
-        gold = next(g for q, g in self.golds.items() if q in prompt)
-        return str(int(float(gold)) + 1)
-
-    def __call__(self, prompt: str) -> str:
-        if prompt.startswith("You review a strategy"):
-            return '{"usefulness": 8, "specificity": 6, "leaks_answer": false}'
-        gold = next(g for q, g in self.golds.items() if q in prompt)
-        wrong = str(int(float(gold)) + 1)
-        strategy = prompt.split("Suggested strategy:", 1)[1] if "Suggested strategy:" in prompt else ""
-        answer = gold if f"avoid {wrong}" in strategy else wrong
-        return f"Working through it, the total is {answer}.\n\\boxed{{{answer}}}"
-
-
-def reviser(observation: str) -> str:
-    """The scripted guide's second turn: it reads the wrong number from the feedback."""
-    wrong = re.search(r"The solver's final answer was (\S+), which is wrong\.", observation).group(1)
-    return f"<think>It said {wrong}.</think><strategy>Recompute every step and avoid {wrong}, it was wrong.</strategy>"
+from support import MT_FIRST as FIRST
 
 
 @pytest.fixture
