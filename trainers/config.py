@@ -122,6 +122,11 @@ class SFTRunConfig(TrainRunOptions):
     num_train_epochs: float = option(3.0, "epochs when max_steps is -1", lo=0, lo_open=True)
     max_length: int = option(4096, "longest tokenized example; longer ones are truncated", lo=1)
     min_q_hat: float | None = option(None, "also drop accepted rows whose q̂ is below this", lo=0, hi=1)
+    revision_turns: bool = option(True, "also train revision turns: each row accepted after refinement becomes a "
+                                        "multi-turn example (failed replies and the env's feedback as context, the "
+                                        "accepted strategy as the target)", group="multi-turn")
+    max_turns: int = option(3, "the N of the revision observations' 'attempt t of N' (the env's max_turns); longer "
+                               "refinement chains make no revision example", lo=2, group="multi-turn")
 
     def __post_init__(self) -> None:
         validate_fields(self)

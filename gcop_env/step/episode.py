@@ -41,13 +41,18 @@ _MALFORMED_REPLY_CHARS = 1000
 
 
 def bounded(text: str, limit: int) -> str:
-    """``text`` cut to at most about ``limit`` characters, keeping its head and its tail."""
+    """``text`` (stripped) cut to at most ``limit`` characters, keeping its head and its tail.
+
+    Idempotent: a bounded text is returned as it is, so a stored answer bounds the same way again.
+    """
     text = (text or "").strip()
     if len(text) <= limit:
         return text
-    keep = max(0, limit - 40)
+    marker = f"\n[… {len(text)} characters, {len(text) - limit} omitted …]\n"
+    keep = max(0, limit - len(marker) - 20)  # the marker's own digits: the omitted count shrinks as keep grows
     head = keep // 2
-    return text[:head] + f"\n[… {len(text) - keep} characters omitted …]\n" + text[len(text) - (keep - head):]
+    marker = f"\n[… {len(text) - keep} characters omitted …]\n"
+    return text[:head] + marker + text[len(text) - (keep - head):]
 
 
 def add_costs(costs: Sequence[StepCost]) -> StepCost:
@@ -246,26 +251,38 @@ class EpisodeScorer:
         """The observation after the episode's last (failed) turn, within ``max_observation_chars``."""
         last = episode.turns[-1]
         parsed = last.outcome.parsed
-        answer_limit = self.max_answer_chars
-        strategy = parsed.strategy if parsed.structure_ok else None
-        for _ in range(3):
-            if parsed.structure_ok:
-                text = revision_prompt(episode.problem.question, episode.turn, episode.max_turns, last.feedback.text,
-                                       strategy=strategy, answer=bounded(last.outcome.core_output or "", answer_limit))
-            else:
-                text = revision_prompt(episode.problem.question, episode.turn, episode.max_turns, last.feedback.text,
-                                       malformed_reply=bounded(last.guide_text, min(answer_limit,
-                                                                                    _MALFORMED_REPLY_CHARS)))
-            limit = self.max_observation_chars
-            if limit is None or len(text) <= limit:
-                return text
-            over = len(text) - limit
-            if answer_limit > 200:  # cut the answer first, then the strategy
-                answer_limit = max(200, answer_limit - over - 100)
-            elif strategy is not None:
-                strategy = bounded(strategy, max(200, len(strategy) - over - 100))
-        raise ValueError(f"problem {episode.problem.task_id}: the revision prompt needs {len(text)} characters, over "
-                         f"max_observation_chars={self.max_observation_chars}; raise it")
+        text = revision_observation(episode.problem.question, episode.turn, episode.max_turns, last.feedback.text,
+                                    last.guide_text, parsed.strategy if parsed.structure_ok else None,
+                                    last.outcome.core_output, self.max_answer_chars, self.max_observation_chars)
+        return text
+
+
+def revision_observation(question: str, turn: int, max_turns: int, feedback: str, guide_text: str,
+                         strategy: str | None, core_output: str | None,
+                         max_answer_chars: int = DEFAULT_MAX_ANSWER_CHARS, max_observation_chars: int | None = None,
+                         task_id: str = "") -> str:
+    """The revision prompt for ``turn`` after a failed turn whose reply was ``guide_text``
+    (``strategy`` None: the reply was malformed and ``core_output`` unused), bounded as the env
+    bounds it; the answer, then the strategy, are cut further to fit ``max_observation_chars``.
+    ``gcop sft`` builds its revision examples with it, so they read exactly like the env."""
+    answer_limit = max_answer_chars
+    text = ""
+    for _ in range(3):
+        if strategy is not None:
+            text = revision_prompt(question, turn, max_turns, feedback, strategy=strategy,
+                                   answer=bounded(core_output or "", answer_limit))
+        else:
+            text = revision_prompt(question, turn, max_turns, feedback,
+                                   malformed_reply=bounded(guide_text, min(answer_limit, _MALFORMED_REPLY_CHARS)))
+        if max_observation_chars is None or len(text) <= max_observation_chars:
+            return text
+        over = len(text) - max_observation_chars
+        if answer_limit > 200:  # cut the answer first, then the strategy
+            answer_limit = max(200, answer_limit - over - 100)
+        elif strategy is not None:
+            strategy = bounded(strategy, max(200, len(strategy) - over - 100))
+    raise ValueError(f"problem {task_id}: the revision prompt needs {len(text)} characters, over "
+                     f"max_observation_chars={max_observation_chars}; raise it")
 
 
 def run_episodes(generate: Callable[[list[list[dict[str, str]]]], list[Any]], scorer: EpisodeScorer,
