@@ -377,9 +377,9 @@ def evaluate_episodes(model: Any, tokenizer: Any, episodes: EpisodeScorer, probl
 
     model.eval()
 
-    def generate(conversations: list[list[dict]]) -> list[str]:
+    def generate(running: list[Episode]) -> list[str]:
         texts = []
-        for messages in conversations:
+        for messages in (episode.conversation() for episode in running):
             ids = tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt",
                                                 return_dict=True)
             ids = {k: v.to(model.device) for k, v in ids.items()}
@@ -389,7 +389,7 @@ def evaluate_episodes(model: Any, tokenizer: Any, episodes: EpisodeScorer, probl
             texts.append(tokenizer.decode(out[0, ids["input_ids"].shape[1]:], skip_special_tokens=True))
         return texts
 
-    ran = [e for e, _ in run_episodes(generate, episodes, problems, max_workers)]
+    ran = [e for e, _ in run_episodes(generate, episodes, [episodes.start(p) for p in problems], max_workers)]
     scored = [e for e in ran if e.error is None]
     metrics: dict[str, Any] = {"eval_problems": len(problems), "eval_infra_errors": len(ran) - len(scored)}
     for t in range(1, episodes.max_turns + 1):

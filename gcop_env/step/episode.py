@@ -285,27 +285,28 @@ def revision_observation(question: str, turn: int, max_turns: int, feedback: str
                      f"max_observation_chars={max_observation_chars}; raise it")
 
 
-def run_episodes(generate: Callable[[list[list[dict[str, str]]]], list[Any]], scorer: EpisodeScorer,
-                 problems: Sequence[Problem], max_workers: int = 8,
-                 sample_index: int = 0) -> list[tuple[Episode, list[TurnResult]]]:
-    """Run one episode per problem with a guide that turns conversations into replies, batched per turn.
+def run_episodes(generate: Callable[[list[Episode]], list[Any]], scorer: EpisodeScorer, episodes: Sequence[Episode],
+                 max_workers: int = 8, samples: Sequence[int] | None = None) -> list[tuple[Episode, list[TurnResult]]]:
+    """Run started episodes (``scorer.start(problem)``) to their end with a guide, batched per turn.
 
-    ``generate`` gets the conversation of every running episode (:meth:`Episode.conversation`) and
-    returns one reply each: a string, or an exception (the guide failed: an infrastructure error).
-    An infrastructure failure stops its episode where it was (``episode.error`` set, ``done``
-    False). Returns each episode with the result of every step it took, in the problems' order.
+    ``generate`` gets the running episodes (each one's :meth:`Episode.conversation` is what the guide
+    reads) and returns one reply each: a string, or an exception (the guide failed: an
+    infrastructure error). ``samples``: the core's sample index of each episode (default 0). An
+    infrastructure failure stops its episode where it was (``episode.error`` set, ``done`` False).
+    Returns each episode with the result of every step it took, in the problems' order.
     """
-    running = [(scorer.start(p), []) for p in problems]
+    indices = list(samples) if samples is not None else [0] * len(episodes)
+    running = [(episode, [], index) for episode, index in zip(episodes, indices)]
     active = list(running)
     while active:
-        replies = generate([episode.conversation() for episode, _ in active])
+        replies = generate([episode for episode, _, _ in active])
         if len(replies) != len(active):
-            raise ValueError(f"generate returned {len(replies)} replies for {len(active)} conversations")
-        items = [(i, episode, reply) for i, ((episode, _), reply) in enumerate(zip(active, replies))]
-        failed_guide = {i: reply for i, _, reply in items if isinstance(reply, BaseException)}
-        to_step = [(episode, reply, sample_index) for i, episode, reply in items if i not in failed_guide]
+            raise ValueError(f"generate returned {len(replies)} replies for {len(active)} episodes")
+        failed_guide = {i: reply for i, reply in enumerate(replies) if isinstance(reply, BaseException)}
+        to_step = [(episode, reply, index) for i, ((episode, _, index), reply) in enumerate(zip(active, replies))
+                   if i not in failed_guide]
         stepped = iter(scorer.step_many(to_step, max_workers=max_workers))
-        for i, (episode, results) in enumerate(active):
+        for i, (episode, results, _) in enumerate(active):
             if i in failed_guide:
                 episode.error = f"guide: {failed_guide[i]}"
                 continue
@@ -313,8 +314,8 @@ def run_episodes(generate: Callable[[list[list[dict[str, str]]]], list[Any]], sc
             results.append(result)
             if result.error is not None:
                 episode.error = f"{result.error_stage}: {result.error}"
-        active = [(episode, results) for episode, results in active if not episode.done and episode.error is None]
-    return running
+        active = [item for item in active if not item[0].done and item[0].error is None]
+    return [(episode, results) for episode, results, _ in running]
 
 
 def check_multiturn_options(*, max_turns: Any, credit: Any, core_history: Any, max_answer_chars: Any,
