@@ -210,6 +210,7 @@ def plot_turns(tables: list, path: Any = None):
             threshold = 10 ** math.floor(math.log10(min(positive))) if positive else 1e-6
             ax_cost.set_xscale("symlog", linthresh=threshold)
             ax_cost.set_xlabel(f"cumulative cost per problem after turn t (USD; symlog, linear below {threshold:g})")
+        ax_cost.margins(x=0.08)  # room for the turn labels at the ends
         ax_cost.set_ylabel("solved after turn t (Pass@1, 95% CI)")
         ax_cost.set_title(f"{table.title}: accuracy vs cumulative cost")
         for ax in (ax_turns, ax_cost):
