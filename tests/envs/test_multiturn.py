@@ -262,3 +262,28 @@ def test_rewards_are_plain_floats_in_the_vector_batch(world):
     _, rewards, *_ = envs.step([FIRST, FIRST])
     assert rewards.dtype == np.float64
     envs.close()
+
+
+def test_next_step_autoreset_and_infra_aware_retry_work_across_turns(world):
+    from gcop_env.envs.wrappers import EpisodeStatistics, InfraAware
+
+    core = make_core(f"openai:mt-core@{world.openai_base_url}", retry=FAST_RETRY, timeout_s=5)
+    envs = gym.make_vec("GCoP-GSM8K-v0", num_envs=2, vectorization_mode="vector_entry_point", core=core,
+                        data_files=str(GSM8K_DIR), limit=6, max_turns=2, gamma=0.0, kappa=0.0)
+    obs, _ = envs.reset(seed=3)
+    obs, _, term, trunc, _ = envs.step([FIRST, FIRST])
+    obs, _, term, trunc, infos = envs.step([reviser(obs[0]), FIRST])  # sub-env 0 solves, sub-env 1 runs out
+    assert term.tolist() == [True, False] and trunc.tolist() == [False, True] and infos["turn"].tolist() == [2, 2]
+    obs, rewards, term, trunc, infos = envs.step([FIRST, FIRST])  # NextStep: this call only resets both
+    assert rewards.tolist() == [0.0, 0.0] and not (term.any() or trunc.any()) and infos["turn"].tolist() == [1, 1]
+    envs.close()
+
+    env = EpisodeStatistics(InfraAware(make(world, max_turns=3, gamma=0.0, kappa=0.0), policy="retry", retries=2,
+                                       backoff_s=0.0))
+    env.reset(options={"index": 5})
+    obs, r1, *_ = env.step(FIRST)
+    world.faults.extend([status(500), status(500)])  # turn 2's first attempt fails; the wrapper steps again
+    _, r2, term, trunc, info = env.step(reviser(obs))
+    assert term and info["infra_attempts"] == 2 and info["turn"] == 2 and info["reward_is_task_outcome"]
+    assert info["episode"]["l"] == 2 and info["episode"]["r"] == pytest.approx(r1 + r2)
+    env.close()
