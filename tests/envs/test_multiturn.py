@@ -287,3 +287,19 @@ def test_next_step_autoreset_and_infra_aware_retry_work_across_turns(world):
     assert term and info["infra_attempts"] == 2 and info["turn"] == 2 and info["reward_is_task_outcome"]
     assert info["episode"]["l"] == 2 and info["episode"]["r"] == pytest.approx(r1 + r2)
     env.close()
+
+
+def test_gymnasium_env_checker_passes_and_the_spec_round_trips(world):
+    from gymnasium.utils.env_checker import check_env
+
+    env = make(world, max_turns=2, gamma=0.0, kappa=0.0, credit="final", core_history="previous")
+    check_env(env.unwrapped, skip_render_check=True)
+    spec = env.spec
+    env.close()
+    env = gym.make("GCoP-GSM8K-v0", core=f"openai:mt-core@{world.openai_base_url}", split="test",
+                   data_files=str(GSM8K_DIR), limit=6, max_turns=2, credit="final")
+    again = gym.make(gym.envs.registration.EnvSpec.from_json(env.spec.to_json()))
+    assert again.unwrapped.max_turns == 2 and again.unwrapped.credit == "final"
+    assert spec.kwargs["core_history"] == "previous"
+    env.close()
+    again.close()
