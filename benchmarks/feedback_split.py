@@ -17,7 +17,11 @@ import collections
 import sys
 from pathlib import Path
 
-from gcop_env.validators.feedback_tests import humaneval_examples, split_pytest_file, unit_names
+from gcop_env.validators.feedback_tests import (
+    humaneval_examples,
+    split_pytest_file,
+    unit_names,
+)
 from gcop_env.validators.humaneval import load_humaneval
 from gcop_env.validators.kodcode import load_kodcode
 
@@ -48,8 +52,9 @@ def main(argv: list[str] | None = None) -> dict:
           f"({sum(len(e) for e in examples.values())} examples); status-only: {len(humaneval) - len(with_examples)}")
     result = {"kodcode": len(kodcode), "kodcode_split": len(split), "humaneval_examples": len(with_examples)}
     if args.vet:
-        from gcop_env.step.feedback import HumanEvalFeedback
         from gcop_env.validators.humaneval import HumanEvalValidator
+
+        from gcop_env.step.feedback import HumanEvalFeedback
 
         validator = HumanEvalValidator(sandbox="process")
         source = HumanEvalFeedback(validator)

@@ -27,7 +27,7 @@ if ! "$PY" -c "import torch" 2>/dev/null; then
         || "$PY" -m pip install -q "torch>=2.6" --index-url https://download.pytorch.org/whl/cpu \
         || "$PY" -m pip install -q "torch>=2.6"
 fi
-echo "bootstrap: installing gcop-env[train,demo,dev,adapters,eval] (editable)"
-"$PY" -m pip install -q -e "$REPO[train,demo,dev,adapters,eval]"
+echo "bootstrap: installing gcop-env[train,demo,dev,adapters,eval,docs] (editable)"
+"$PY" -m pip install -q -e "$REPO[train,demo,dev,adapters,eval,docs]"
 echo "$want" > "$stamp"
 echo "bootstrap: ready ($("$PY" -c 'import torch, trl, gymnasium; print(f"torch {torch.__version__}, trl {trl.__version__}, gymnasium {gymnasium.__version__}")'))"

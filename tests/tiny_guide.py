@@ -11,7 +11,10 @@ CHATML = ("{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\
           "'<|im_end|>\n' }}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}")
 
 
-def build_tiny_guide(path: Path, questions: list[str], extra_texts: list[str] = (), seed: int = 0) -> Path:
+def build_tiny_guide(path: Path, questions: list[str], extra_texts: list[str] = (), seed: int = 0,
+                     heads: int = 4, kv_heads: int = 2) -> Path:
+    """Hidden size 64 over ``heads`` attention heads: the default head_dim is 16; vLLM's CPU attention
+    needs at least 32 (``heads=2, kv_heads=1``)."""
     import torch
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
@@ -27,7 +30,7 @@ def build_tiny_guide(path: Path, questions: list[str], extra_texts: list[str] = 
     tokenizer.chat_template = CHATML
     torch.manual_seed(seed)
     config = Qwen2Config(vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=2048,
+                         num_attention_heads=heads, num_key_value_heads=kv_heads, max_position_embeddings=2048,
                          eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
                          bos_token_id=None, tie_word_embeddings=True)
     model = Qwen2ForCausalLM(config)

@@ -189,7 +189,7 @@ class GRPORunConfig(TrainRunOptions, CoreCallOptions):
                             choices=("async", "sync"))
     max_inflight: int = option(16, "steps (core call, baseline, judge) scored at once by the async reward, per "
                                  "training process", lo=1)
-    use_vllm: bool = option(False, "generate with vLLM (TRL's use_vllm); needs a GPU and `pip install vllm`")
+    use_vllm: bool = option(False, "generate with vLLM (TRL's use_vllm; vLLM 0.22-0.32: pip install 'gcop-env[gpu]'); colocate needs a GPU")
     vllm_mode: str = option("colocate", "colocate (vLLM inside the training processes) or server (`trl vllm-serve`)",
                           choices=("colocate", "server"))
     vllm_server_base_url: str | None = option(None, "URL of `trl vllm-serve` in server mode (default host:port 0.0.0.0:8000)")

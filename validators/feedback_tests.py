@@ -233,5 +233,5 @@ def humaneval_feedback_file(examples: list[Example]) -> str:
         out.append("        assert isinstance(result, (int, float)) and math.isclose(result, expected, rel_tol=1e-6, "
                    "abs_tol=1e-9), f'{result!r} != {expected!r}'\n")
         out.append("    else:\n")
-        out.append(f"        assert result == expected, f'{{result!r}} != {{expected!r}}'\n")
+        out.append("        assert result == expected, f'{result!r} != {expected!r}'\n")
     return "".join(out)

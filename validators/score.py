@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from gcop_env.problem import Problem
-from gcop_env.validators.base import Status, Validator
+from gcop_env.validators.base import Status, ValidationResult, Validator
 
 INVALID = "invalid"
 DUPLICATE = "duplicate"
@@ -232,3 +232,77 @@ def summarize(results: list[dict[str, Any]]) -> dict[str, Any]:
 
 def cpu_count() -> int:
     return os.cpu_count() or 1
+
+
+@dataclass
+class Grading:
+    """What :func:`grade_predictions` did: every result row by input line, and whether it was stopped."""
+
+    results: dict[int, dict[str, Any]]
+    todo: int          # rows that needed grading this run
+    graded: int        # of those, rows graded (all of them unless interrupted)
+    interrupted: bool
+
+    def ordered(self) -> list[dict[str, Any]]:
+        """The result rows in input order."""
+        return [self.results[line] for line in sorted(self.results)]
+
+
+def grade_predictions(predictions: list[PredictionRow], problems: dict[str, Problem], validator: Validator, *,
+                      source: Path, task: str, split: str, done: dict[int, dict[str, Any]] | None = None,
+                      workers: int = 1, on_result: Callable[[dict[str, Any]], None] | None = None,
+                      stop: Any = None) -> Grading:
+    """Grade every prediction row with ``validator``, ``workers`` rows at once.
+
+    A row that cannot be graded (read as invalid, an unknown task id, a later row of a task id already
+    seen) gets its ``invalid`` / ``duplicate`` result with an error naming ``source`` and the line; a
+    row in ``done`` (finished result rows by line, from a resumed run) is kept as it is. Each new
+    result is passed to ``on_result`` as it finishes (to save progress). ``stop``
+    (:class:`~gcop_env.utils.interrupt.StopRequest`) ends the grading early: no new row starts, and
+    the validator is left open for the rows in flight. Otherwise the validator is closed at the end.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    from gcop_env.utils.interrupt import StopRequest, completed_until_stopped
+
+    done = done or {}
+    stop = stop if stop is not None else StopRequest()
+    results: dict[int, dict[str, Any]] = {}
+    first_line: dict[str, int] = {}
+    todo: list[PredictionRow] = []
+    for row in predictions:
+        error, status = row.error, INVALID
+        if error is None and row.task_id not in problems:
+            error = f"{source}: line {row.line}: unknown task_id {row.task_id!r} (not in {task} split {split!r})"
+        elif error is None and row.task_id in first_line:
+            error, status = (f"{source}: line {row.line}: duplicate task_id {row.task_id!r} (first at line "
+                             f"{first_line[row.task_id]}); only the first row of a task id is graded"), DUPLICATE
+        if error is None:
+            first_line[row.task_id] = row.line
+            if row.line in done and done[row.line].get("task_id") == row.task_id:
+                results[row.line] = done[row.line]
+            else:
+                todo.append(row)
+        else:
+            results[row.line] = {"line": row.line, "task_id": row.task_id, "status": status, "reward": None,
+                                 "error": error}
+
+    def grade(row: PredictionRow) -> dict[str, Any]:
+        try:
+            result = validator.validate(problems[row.task_id], row.completion)
+        except Exception as exc:  # noqa: BLE001 - a validator bug must not lose the other rows
+            result = ValidationResult.infra(f"the validator raised {exc.__class__.__name__}: {exc}")
+        return {"line": row.line, "task_id": row.task_id, "status": result.status.value, "reward": result.reward,
+                "details": result.details}
+
+    pool = ThreadPoolExecutor(max_workers=max(1, workers))
+    try:
+        for row, future in completed_until_stopped(pool, grade, todo, stop, max_in_flight=max(1, workers)):
+            results[row.line] = future.result()
+            if on_result is not None:
+                on_result(results[row.line])
+    finally:
+        pool.shutdown(wait=not stop.requested, cancel_futures=True)
+        if not stop.requested:
+            validator.close()
+    return Grading(results, len(todo), sum(1 for r in todo if r.line in results), stop.requested)

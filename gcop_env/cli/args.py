@@ -77,10 +77,12 @@ def build_parser(cls: type, prog: str, description: str | None = None) -> OneLin
 
     Flags are absent from the namespace unless given (``argument_default=SUPPRESS``), so the
     dataclass defaults, then the config file, stay in force for the rest. A field with
-    ``cli=False`` in its metadata has no flag (the command adds its own way to set it).
+    ``cli=False`` in its metadata has no flag (the command adds its own way to set it); one with
+    ``required=True`` must be given as a flag.
     """
     parser = OneLineErrorParser(prog=prog, description=description or (cls.__doc__ or "").split("\n\n")[0],
                                 argument_default=argparse.SUPPRESS)
+    parser.config_class = cls  # the docs' CLI reference reads each flag's field (type, default, range)
     parser.add_argument("--config", help="YAML or JSON file of field values; flags given here override it")
     hints = typing.get_type_hints(cls)
     groups: dict[str, Any] = {}
@@ -103,7 +105,7 @@ def build_parser(cls: type, prog: str, description: str | None = None) -> OneLin
                                 help=argparse.SUPPRESS)
         else:
             target.add_argument(flag, dest=f.name, type=kind, choices=meta.get("choices"), metavar=meta.get("metavar"),
-                                help=help_text)
+                                required=meta.get("required", False), help=help_text)
     return parser
 
 

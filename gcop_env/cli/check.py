@@ -13,14 +13,21 @@ from gcop_env.cores.preflight import preflight
 from gcop_env.utils.numbers import check_number
 
 
-def check_cli(argv: list[str] | None = None) -> int:
-    """``gcop check SPEC...``: exit 0 when every spec is ready, 1 otherwise."""
+def build_parser() -> OneLineErrorParser:
     parser = OneLineErrorParser(prog="gcop check", description=__doc__.split("\n\n")[0])
-    parser.add_argument("specs", nargs="+", metavar="SPEC", help="core, judge, teacher or guide spec (see README)")
+    parser.add_argument("specs", nargs="+", metavar="SPEC",
+                        help="core, judge, teacher or guide spec (anthropic:MODEL, openai:MODEL@URL, hf:PATH; see the "
+                             "docs' Cores page)")
     parser.add_argument("--temperature", type=float, default=0.0, help="temperature to test (default: 0)")
     parser.add_argument("--top-p", type=float, default=1.0, help="top-p to test (default: 1)")
     parser.add_argument("--timeout-s", type=float, default=60.0, help="per-request timeout")
     parser.add_argument("--json", action="store_true", help="print the results as JSON lines")
+    return parser
+
+
+def check_cli(argv: list[str] | None = None) -> int:
+    """``gcop check SPEC...``: exit 0 when every spec is ready, 1 otherwise."""
+    parser = build_parser()
     args = parser.parse_args(argv)
     try:
         check_number("--temperature", args.temperature, lo=0)

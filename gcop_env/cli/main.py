@@ -23,11 +23,16 @@ commands:
 Run 'gcop <command> --help' for a command's options."""
 
 
-def _tasks(argv: list[str]) -> int:
-    import gcop_env
+def _tasks_parser():
     from gcop_env.cli.args import OneLineErrorParser
 
-    OneLineErrorParser(prog="gcop tasks", description="List the registered tasks and their env ids.").parse_args(argv)
+    return OneLineErrorParser(prog="gcop tasks", description="List the registered tasks and their env ids.")
+
+
+def _tasks(argv: list[str]) -> int:
+    import gcop_env
+
+    _tasks_parser().parse_args(argv)
     for spec in gcop_env.registered_tasks():
         print(f"{spec.env_id:34s} {spec.description}")
         if spec.multiturn_env_id:
@@ -83,6 +88,31 @@ def _report(argv):
 
 COMMANDS = {"demo": _demo, "tasks": _tasks, "check": _check, "score": _score, "sandbox": _sandbox,
             "curate": _curate, "sft": _sft, "grpo": _grpo, "eval": _eval, "report": _report}
+
+# The parser each command parses its arguments with (the docs' CLI reference is generated from these).
+PARSERS = {
+    "demo": lambda: _module("demo").build_parser(),
+    "tasks": _tasks_parser,
+    "check": lambda: _module("check").build_parser(),
+    "score": lambda: _module("score").build_parser(),
+    "sandbox": lambda: _module("sandbox").build_parser(),
+    "curate": lambda: _module("train").build_parser("curate"),
+    "sft": lambda: _module("train").build_parser("sft"),
+    "grpo": lambda: _module("train").build_parser("grpo"),
+    "eval": lambda: _module("eval").build_parser(),
+    "report": lambda: _module("report").build_parser(),
+}
+
+
+def _module(name: str):
+    import importlib
+
+    return importlib.import_module(f"gcop_env.cli.{name}")
+
+
+def command_parser(name: str):
+    """The argument parser of ``gcop NAME`` (an argparse parser whose ``prog`` is ``gcop NAME``)."""
+    return PARSERS[name]()
 
 
 def main(argv: list[str] | None = None) -> int:

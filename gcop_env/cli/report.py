@@ -11,7 +11,7 @@ from gcop_env.cli.exit_codes import EXIT_OK, EXIT_USAGE
 from gcop_env.evaluation.report import ReportError, write_report
 
 
-def report_cli(argv: list[str] | None = None) -> int:
+def build_parser() -> OneLineErrorParser:
     parser = OneLineErrorParser(prog="gcop report", description=(
         "Table 1 (table.md), Figure 1 (reward_cost.png) and report.json from `gcop eval` run dirs, with a paired "
         "McNemar test of every condition against the core-only run of the same core and task."))
@@ -19,6 +19,11 @@ def report_cli(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", required=True, type=Path,
                         help="directory for table.md, reward_cost.png, report.json (and turns.png for multi-turn runs)")
     parser.add_argument("--task", default=None, help="refuse run dirs of any other task")
+    return parser
+
+
+def report_cli(argv: list[str] | None = None) -> int:
+    parser = build_parser()
     args = parser.parse_args(argv)
     try:
         report = write_report(args.run_dirs, args.out, task=args.task)

@@ -19,7 +19,7 @@ from gcop_env.sandbox.image import (
 )
 
 
-def _parser(prog: str) -> argparse.ArgumentParser:
+def build_parser(prog: str = "gcop sandbox") -> argparse.ArgumentParser:
     parser = OneLineErrorParser(prog=prog, description="Build and check the Docker image code runs in.")
     sub = parser.add_subparsers(dest="command", required=True)
     build = sub.add_parser(
@@ -76,7 +76,7 @@ def _parser(prog: str) -> argparse.ArgumentParser:
 
 def sandbox_cli(argv: list[str] | None = None, prog: str = "gcop sandbox") -> int:
     """Entry point for ``gcop sandbox ...``; returns the exit status."""
-    args = _parser(prog).parse_args(argv)
+    args = build_parser(prog).parse_args(argv)
     if args.command == "build-image":
         return _build(args)
     if args.command == "copy-image":

@@ -7,22 +7,21 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 from gcop_env.cli.args import OneLineErrorParser, usage_error
 from gcop_env.cli.exit_codes import EXIT_FAILED, EXIT_OK, exit_interrupted
 from gcop_env.utils.files import JsonlAppender, write_text_atomic
-from gcop_env.utils.interrupt import completed_until_stopped, stop_on_signal
+from gcop_env.utils.interrupt import stop_on_signal
 from gcop_env.utils.numbers import check_int, check_number
-from gcop_env.validators.base import Status, ValidationResult
-from gcop_env.validators.score import (DUPLICATE, INVALID, RESUME_HEADER, TASKS, PredictionRow, check_out, cpu_count,
-                                       data_paths, partial_path, read_partial, read_predictions, resume_fingerprint,
-                                       summarize)
+from gcop_env.validators.base import Status
+from gcop_env.validators.score import (DUPLICATE, INVALID, RESUME_HEADER, TASKS, check_out, cpu_count, data_paths,
+                                       grade_predictions, partial_path, read_partial, read_predictions,
+                                       resume_fingerprint, summarize)
 
 
-def _parser(prog: str) -> argparse.ArgumentParser:
+def build_parser(prog: str = "gcop score") -> argparse.ArgumentParser:
     parser = OneLineErrorParser(
         prog=prog,
         description="Grade core outputs: one JSON row per prediction, {\"task_id\": ..., \"completion\": ...}.",
@@ -44,7 +43,7 @@ def _parser(prog: str) -> argparse.ArgumentParser:
 def score_cli(argv: list[str] | None = None, prog: str = "gcop score") -> int:
     """Entry point for ``gcop score``. Exit 0 when every row was graded, 1 when some were not
     (invalid, duplicate or infra rows), 2 on a usage error, 130 when interrupted (re-run to resume)."""
-    parser = _parser(prog)
+    parser = build_parser(prog)
     args = parser.parse_args(argv)
     try:
         check_number("--timeout", args.timeout, lo=0, lo_open=True)
@@ -86,57 +85,19 @@ def score_cli(argv: list[str] | None = None, prog: str = "gcop score") -> int:
             print(f"resuming: {len(done)} rows already graded in {partial_path(args.out)}", file=sys.stderr)
 
     predictions = read_predictions(args.predictions)
-    results: dict[int, dict[str, Any]] = {}
-    first_line: dict[str, int] = {}
-    todo: list[PredictionRow] = []
-    for row in predictions:
-        error, status = row.error, INVALID
-        if error is None and row.task_id not in problems:
-            error = (f"{args.predictions}: line {row.line}: unknown task_id {row.task_id!r} "
-                     f"(not in {args.task} split {args.split!r})")
-        elif error is None and row.task_id in first_line:
-            error, status = (f"{args.predictions}: line {row.line}: duplicate task_id {row.task_id!r} (first at line "
-                             f"{first_line[row.task_id]}); only the first row of a task id is graded"), DUPLICATE
-        if error is None:
-            first_line[row.task_id] = row.line
-            if row.line in done and done[row.line].get("task_id") == row.task_id:
-                results[row.line] = done[row.line]
-            else:
-                todo.append(row)
-        else:
-            results[row.line] = {"line": row.line, "task_id": row.task_id, "status": status, "reward": None,
-                                 "error": error}
-
     validator = task.make_validator(args)
     workers = args.workers or (cpu_count() if task.code else 1)
-
-    def grade(row: PredictionRow) -> dict[str, Any]:
-        try:
-            result = validator.validate(problems[row.task_id], row.completion)
-        except Exception as exc:  # noqa: BLE001 - a validator bug must not lose the other rows
-            result = ValidationResult.infra(f"the validator raised {exc.__class__.__name__}: {exc}")
-        return {"line": row.line, "task_id": row.task_id, "status": result.status.value, "reward": result.reward,
-                "details": result.details}
-
-    pool = ThreadPoolExecutor(max_workers=max(1, workers))
     with stop_on_signal(what="grading") as stop:
-        try:
-            for row, future in completed_until_stopped(pool, grade, todo, stop, max_in_flight=max(1, workers)):
-                results[row.line] = future.result()
-                if partial is not None:
-                    partial.append(results[row.line])
-        finally:
-            pool.shutdown(wait=not stop.requested, cancel_futures=True)
-            if not stop.requested:
-                validator.close()
-    if stop.requested:
-        graded = sum(1 for r in todo if r.line in results)
+        grading = grade_predictions(predictions, problems, validator, source=args.predictions,
+                                    task=args.task, split=args.split, done=done, workers=workers,
+                                    on_result=partial.append if partial is not None else None, stop=stop)
+    if grading.interrupted:
         where = f"saved in {partial_path(args.out)}; re-run the same command to resume" if args.out else \
             "nothing saved (no --out)"
-        print(f"interrupted: {graded} of {len(todo)} rows graded this run, {where}", file=sys.stderr)
+        print(f"interrupted: {grading.graded} of {grading.todo} rows graded this run, {where}", file=sys.stderr)
         return exit_interrupted()
 
-    ordered = [results[line] for line in sorted(results)]
+    ordered = grading.ordered()
     if args.out is not None:
         write_text_atomic(args.out, "".join(json.dumps(row, default=str) + "\n" for row in ordered))
         partial_path(args.out).unlink(missing_ok=True)

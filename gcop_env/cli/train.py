@@ -13,10 +13,18 @@ import logging
 import sys
 from pathlib import Path
 
-from gcop_env.cli.args import parse_config, usage_error
+from gcop_env.cli.args import OneLineErrorParser, build_parser as config_parser, parse_config, usage_error
 from gcop_env.cli.budget import budget_message
 from gcop_env.cli.exit_codes import EXIT_BUDGET, EXIT_OK, EXIT_UNFINISHED, exit_interrupted
 from gcop_env.trainers.config import CurateConfig, GRPORunConfig, SFTRunConfig
+
+
+CONFIGS = {"curate": CurateConfig, "sft": SFTRunConfig, "grpo": GRPORunConfig}
+
+
+def build_parser(command: str) -> OneLineErrorParser:
+    """The parser of ``gcop curate``, ``sft`` or ``grpo`` (the one :func:`parse_config` builds)."""
+    return config_parser(CONFIGS[command], f"gcop {command}")
 
 
 def _setup_logging() -> None:
@@ -126,11 +134,16 @@ def grpo_cli(argv: list[str] | None = None) -> int:
     from gcop_env.cores.budget import BudgetStatus, UnpricedModel
     from gcop_env.trainers.grpo import train_grpo
     from gcop_env.utils.interrupt import stop_on_signal
+    from gcop_env.trainers.grpo_trainer import VLLMSetupError, check_vllm_setup
 
+    try:  # before anything loads: vLLM's version, server mode without CUDA
+        check_vllm_setup(config.use_vllm, config.vllm_mode)
+    except VLLMSetupError as exc:
+        return usage_error("gcop grpo", exc)
     with stop_on_signal(what="training (after the current step, with a checkpoint)") as stop:
         try:
             summary = train_grpo(config, stop=stop)
-        except UnpricedModel as exc:
+        except (UnpricedModel, VLLMSetupError) as exc:
             return usage_error("gcop grpo", exc)
     for line in summary.lines():
         print(line)

@@ -101,27 +101,40 @@ class GCoPEnv(gym.Env[str, str]):
 
     Args:
         task: registered task name (set by the env id, e.g. ``GCoP-GSM8K-v0`` → ``"GSM8K"``).
-        core: core spec (see :func:`gcop_env.make_core`), or a ready :class:`~gcop_env.cores.Core`.
-        split: dataset split. data_files: local files instead of the hub. limit: first N problems only.
-        judge: core spec for the judge J (default: the core itself). Unused when ``gamma == 0``.
-        beta, gamma, kappa, lam, cost_unit: the shaped reward's weights (:class:`~gcop_env.step.reward.RewardConfig`).
-        temperature, top_p, max_tokens: the core's sampling parameters (part of the cache keys).
+        core: core spec (see :func:`gcop_env.make_core` and the Cores page), or a ready
+            :class:`~gcop_env.cores.Core`.
+        split: dataset split.
+        data_files: local files (JSONL, ``.jsonl.gz``, JSON, Parquet, CSV) instead of the task's default
+            source (the hub, or a package for HumanEval); read directly, never through the ``datasets`` cache.
+        limit: use only the first N problems of the split (default: all).
+        judge: core spec of the judge J (default: the core itself). Unused when ``gamma == 0``.
+        beta: β, the structure bonus of a well-formed strategy.
+        gamma: γ, the judge weight; 0 means no judge calls.
+        kappa: κ, the harm weight on max(0, −ΔR); 0 means no unguided baseline calls.
+        lam, cost_unit: λ and the unit of T in the cost term λ·T: ``"usd"`` or ``"tokens"`` (thousands of
+            tokens of the core and the judge). The weights are :class:`~gcop_env.step.reward.RewardConfig`'s.
+        temperature, top_p, max_tokens: the core's sampling parameters (part of the cache keys; the cache
+            key and ``info["core_sampling"]`` hold what the backend really sends).
         baseline_samples: unguided draws averaged into the baseline E[r(y_0)] of ΔR. None: 1 when the
-            core is deterministic, else :data:`~gcop_env.step.scoring.DEFAULT_STOCHASTIC_BASELINE_SAMPLES`.
+            core is deterministic, else :data:`~gcop_env.step.scoring.DEFAULT_STOCHASTIC_BASELINE_SAMPLES` (4).
         judge_max_tokens: the judge's reply budget.
         max_strategy_chars: the strategy length budget of the structure check.
         max_observation_chars, max_action_chars: lengths of the text spaces.
         cache: None/True (the default on-disk cache), False (off), or a cache path.
-        retry: a :class:`RetryPolicy` (or a dict of its fields, as ``spec.to_json()`` writes it).
-        rate_limits: a :class:`~gcop_env.cores.RateLimits` (or a dict of its fields) for the core's and
-            the judge's endpoints, instead of ``GCOP_RPM`` / ``GCOP_RATE_LIMITS``; shared with every
-            other caller of the same endpoint in the process.
+        retry: a :class:`RetryPolicy` (attempts, backoff, jitter, longest retry-after honoured), or a dict of
+            its fields, as ``spec.to_json()`` writes it. None: ``RetryPolicy()``.
+        rate_limits: a :class:`~gcop_env.cores.RateLimits` (``rpm``, ``itpm``, ``otpm``, ``max_concurrency``,
+            ``shared_dir``) or a dict of its fields, for the core's and the judge's endpoints, instead of
+            ``GCOP_RPM`` / ``GCOP_RATE_LIMITS`` (none by default); shared with every other caller of the same
+            endpoint in the process.
         max_usd, max_total_tokens: a spend cap on the real calls of this env's core, judge and
             baseline (:class:`~gcop_env.cores.budget.Budget`; cache hits are free). Once it is reached a
             step is an infrastructure error (``info["error_stage"] == "budget"``), never a wrong
             answer; ``info["cost"]["budget"]`` shows what was spent and what is left. To share one
             budget between several envs, pass each a core made with ``make_core(spec, budget=b)``.
-        **validator_options: passed to the task's validator class (e.g. ``sandbox="docker"``).
+        render_mode: None or ``"ansi"`` (``render()`` returns the current problem and last step as text).
+        **validator_options: passed to the task's validator class (e.g. ``sandbox="docker"``, ``timeout``,
+            ``partial_credit`` for the code tasks).
     """
 
     metadata = {"render_modes": ["ansi"], "render_fps": 4}

@@ -46,8 +46,14 @@ from typing import Any
 
 from gcop_env.envs.env import SAMPLES_PER_STREAM, GCoPEnv
 from gcop_env.step.credit import DEFAULT_CREDIT
-from gcop_env.step.episode import (DEFAULT_MAX_ANSWER_CHARS, DEFAULT_MAX_TURNS, Episode, EpisodeScorer, add_costs,
-                                   check_multiturn_options)
+from gcop_env.step.episode import (
+    DEFAULT_MAX_ANSWER_CHARS,
+    DEFAULT_MAX_TURNS,
+    Episode,
+    EpisodeScorer,
+    add_costs,
+    check_multiturn_options,
+)
 from gcop_env.step.feedback import DEFAULT_MAX_FEEDBACK_CHARS
 
 MULTITURN_OPTIONS = ("max_turns", "credit", "core_history", "max_answer_chars", "max_feedback_chars")
@@ -150,7 +156,7 @@ class MultiTurnGCoPEnv(GCoPEnv):
         return next_observation, float(turn.reward), terminated, truncated, \
             {k: v for k, v in info.items() if v is not None}
 
-    def sibling(self) -> "MultiTurnGCoPEnv":
+    def sibling(self) -> MultiTurnGCoPEnv:
         twin = super().sibling()
         twin.episode = None
         return twin

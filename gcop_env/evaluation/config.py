@@ -16,7 +16,7 @@ from typing import Any
 from gcop_env.cores import parse_core_spec
 from gcop_env.cores.models import DEFAULT_CORE
 from gcop_env.cores.options import CoreCallOptions
-from gcop_env.evaluation.guides import DEFAULT_GUIDE_STOP, parse_guide_spec
+from gcop_env.evaluation.guides import DEFAULT_GUIDE_STOP, guide_identity, parse_guide_spec
 from gcop_env.step.strategy import DEFAULT_MAX_STRATEGY_CHARS
 from gcop_env.utils.fields import option, validate_fields
 from gcop_env.utils.numbers import check_number
@@ -68,7 +68,7 @@ class EvalConfig(CoreCallOptions):
     data_files: str | None = option(None, "local data file or dir instead of the hub")
     limit: int | None = option(None, "only the first N problems", lo=1)
     core: str = option(DEFAULT_CORE, "core spec")
-    out: str = option("runs/eval", "the run dir (re-use it to resume)", metavar="DIR")
+    out: str = option("runs/eval", "the run dir (re-use it to resume)", metavar="DIR", required=True)
     kind: str = option("core-only", "the condition: core-only | icl | guided | strategies", choices=KINDS, cli=False)
     name: str | None = option(None, "the condition's label in reports (default: derived from kind, guide, recipe)")
     icl_k: int | None = option(None, "ICL: the K nearest training (problem, solution) pairs in the core's prompt",
@@ -150,6 +150,8 @@ class EvalConfig(CoreCallOptions):
         ident = {k: v for k, v in dataclasses.asdict(self).items() if k not in LOOSE and not self._single_turn_default(k)}
         if self.guide_price is not None:
             ident["guide_price"] = list(self.guide_price)
+        if self.kind == "guided" and self.guide:  # vllm: memory options do not change the condition
+            ident["guide"] = guide_identity(self.guide)
         if self.strategies:
             ident["strategies_sha256"] = hashlib.sha256(Path(self.strategies).read_bytes()).hexdigest()
         return ident

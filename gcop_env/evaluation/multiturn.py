@@ -24,7 +24,7 @@ from typing import Any
 
 from gcop_env.cores.base import CoreError, CoreRequest, Message
 from gcop_env.evaluation.conditions import Guided
-from gcop_env.evaluation.records import ROLES, make_row
+from gcop_env.evaluation.records import ROLES
 from gcop_env.evaluation.stats import wilson_interval
 from gcop_env.problem import Problem
 from gcop_env.step.episode import EpisodeScorer, run_episodes
@@ -129,10 +129,10 @@ def turn_metrics(rows_by_problem: list[list[dict]], max_turns: int) -> dict[str,
 
 def turn_notes(turns: dict[str, Any]) -> list[str]:
     """What a reader of a multi-turn run's numbers must know."""
-    return [f"multi-turn: up to {turns['max_turns']} guide turns per problem; a failed turn's feedback never holds "
-            "the gold or a reward test (code tasks score R on their reward tests only: see docs/multi-turn.md); "
-            "cost and tokens per problem count every turn; metrics.turns gives the solve rate and the cumulative "
-            "cost after each turn"]
+    return [(f"multi-turn: up to {turns['max_turns']} guide turns per problem; a failed turn's feedback never holds "
+             "the gold or a reward test (code tasks score R on their reward tests only: see docs/multi-turn.md); "
+             "cost and tokens per problem count every turn; metrics.turns gives the solve rate and the cumulative "
+             "cost after each turn")]
 
 
 def turn_lines(metrics: dict[str, Any]) -> list[str]:

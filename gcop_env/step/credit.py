@@ -41,7 +41,7 @@ left out of the statistics and get no advantage.
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 CREDIT_RULES = ("improvement", "final", "turn")
 DEFAULT_CREDIT = "improvement"

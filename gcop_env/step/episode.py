@@ -21,15 +21,27 @@ episode: the turn can be stepped again, and nothing of it is recorded as a task 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from gcop_env.problem import Problem
 from gcop_env.step.credit import DEFAULT_CREDIT, check_credit, step_reward
-from gcop_env.step.feedback import (DEFAULT_MAX_FEEDBACK_CHARS, Feedback, FeedbackSource, FeedbackUnavailable,
-                                    TurnProblem, feedback_source_for, structure_feedback)
-from gcop_env.step.prompts import core_prompt_with_attempt, guide_prompt, revision_prompt
+from gcop_env.step.feedback import (
+    DEFAULT_MAX_FEEDBACK_CHARS,
+    Feedback,
+    FeedbackSource,
+    FeedbackUnavailable,
+    TurnProblem,
+    feedback_source_for,
+    structure_feedback,
+)
+from gcop_env.step.prompts import (
+    core_prompt_with_attempt,
+    guide_prompt,
+    revision_prompt,
+)
 from gcop_env.step.scoring import GuideScorer, RoleCost, StepCost, StepOutcome
 from gcop_env.utils.numbers import check_int
 from gcop_env.validators.base import Status

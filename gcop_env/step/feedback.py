@@ -37,7 +37,11 @@ from gcop_env.problem import Problem
 from gcop_env.step.strategy import ParsedGuideOutput
 from gcop_env.validators.base import Status, ValidationResult, Validator
 from gcop_env.validators.code import CodeValidator
-from gcop_env.validators.feedback_tests import humaneval_examples, humaneval_feedback_file, split_pytest_file
+from gcop_env.validators.feedback_tests import (
+    humaneval_examples,
+    humaneval_feedback_file,
+    split_pytest_file,
+)
 from gcop_env.validators.gsm8k import GSM8KValidator
 from gcop_env.validators.humaneval import HumanEvalValidator
 from gcop_env.validators.kodcode import KodCodeValidator

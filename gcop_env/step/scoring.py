@@ -19,17 +19,31 @@ infrastructure failure anywhere (API down, sandbox broken) ends the step with ``
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any
 
+from gcop_env.cores.base import (
+    Core,
+    CoreError,
+    CoreRequest,
+    CoreResponse,
+    FatalCoreError,
+    Message,
+    SamplingParams,
+)
 from gcop_env.cores.budget import BudgetExceeded
-from gcop_env.cores.base import Core, CoreError, CoreRequest, CoreResponse, FatalCoreError, Message, SamplingParams
-from gcop_env.step.judge import JudgeVerdict, StrategyJudge
 from gcop_env.problem import Problem
+from gcop_env.step.judge import JudgeVerdict, StrategyJudge
 from gcop_env.step.prompts import core_prompt
 from gcop_env.step.reward import RewardComponents, RewardConfig, shape_reward
-from gcop_env.step.strategy import DEFAULT_MAX_STRATEGY_CHARS, ParsedGuideOutput, parse_advice, parse_guide_output
+from gcop_env.step.strategy import (
+    DEFAULT_MAX_STRATEGY_CHARS,
+    ParsedGuideOutput,
+    parse_advice,
+    parse_guide_output,
+)
 from gcop_env.validators.base import ValidationResult, Validator
 
 # Unguided draws averaged for ΔR when the core samples: 4 draws put the standard error of a

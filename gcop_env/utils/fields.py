@@ -34,7 +34,7 @@ def option(default: Any, help: str, **metadata: Any) -> Any:  # noqa: A002 - mir
 
     Metadata: ``lo``/``hi`` (``lo_open``/``hi_open`` for strict bounds) give a number's range;
     ``choices`` the allowed values. For the flag: ``cli=False`` (no flag: the command sets the
-    field itself), ``parse`` (a function from the flag's text to the value), ``metavar``,
+    field itself), ``required=True`` (the flag must be given), ``parse`` (a function from the flag's text to the value), ``metavar``,
     ``group`` (a heading in ``--help``).
     """
     if isinstance(default, (dict, list)):

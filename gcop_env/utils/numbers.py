@@ -13,7 +13,8 @@ import numbers
 from typing import Any
 
 
-def _describe(lo: float | None, hi: float | None, lo_open: bool, hi_open: bool) -> str:
+def describe_range(lo: float | None, hi: float | None, lo_open: bool = False, hi_open: bool = False) -> str:
+    """A range as the error messages (and the docs' option tables) say it: ``in (0, 1]``, ``>= 1``, ``finite``."""
     if lo is not None and hi is not None:
         return f"in {'(' if lo_open else '['}{lo:g}, {hi:g}{')' if hi_open else ']'}"
     if lo is not None:
@@ -31,7 +32,7 @@ def is_number(value: Any) -> bool:
 def check_number(name: str, value: Any, lo: float | None = None, hi: float | None = None, *,
                  lo_open: bool = False, hi_open: bool = False) -> float:
     """``value`` as a float if it is a finite number in the range; else a ValueError saying the range."""
-    valid = _describe(lo, hi, lo_open, hi_open)
+    valid = describe_range(lo, hi, lo_open, hi_open)
     if not is_number(value):
         raise ValueError(f"{name} must be a number {valid}, got {value!r} ({type(value).__name__})")
     number = float(value)
@@ -45,7 +46,7 @@ def check_number(name: str, value: Any, lo: float | None = None, hi: float | Non
 
 def check_int(name: str, value: Any, lo: int | None = None, hi: int | None = None) -> int:
     """``value`` as an int if it is an integer (not a bool, not 1.7) in [lo, hi]; else a ValueError."""
-    valid = _describe(lo, hi, False, False)
+    valid = describe_range(lo, hi, False, False)
     if not isinstance(value, numbers.Integral) or isinstance(value, bool):
         raise ValueError(f"{name} must be an integer {valid}, got {value!r} ({type(value).__name__})")
     number = int(value)

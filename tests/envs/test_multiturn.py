@@ -183,7 +183,7 @@ def test_the_multi_turn_path_with_one_turn_gives_the_single_turn_reward_bit_for_
 
 def test_an_infra_failure_mid_episode_does_not_advance_it_and_the_turn_can_be_retried(world):
     env = make(world, max_turns=3, gamma=0.0, kappa=0.0)
-    obs1, _ = env.reset(options={"index": 3})
+    env.reset(options={"index": 3})
     obs2, *_ = env.step(FIRST)
     world.faults.extend([status(500), status(500)])  # both attempts of turn 2's core call fail
     obs_again, reward, term, trunc, info = env.step(reviser(obs2))
@@ -199,7 +199,7 @@ def test_the_core_sees_its_previous_attempt_only_when_asked(world):
     for history in ("fresh", "previous"):
         env = make(world, max_turns=2, gamma=0.0, kappa=0.0, core_history=history)
         env.reset(options={"index": 0})
-        obs, *_ = env.step(FIRST)
+        env.step(FIRST)
         before = len(world.requests)
         _, _, _, _, info = env.step(FIRST)
         if history == "fresh":
@@ -229,9 +229,9 @@ def test_the_vector_env_autoresets_on_episode_end(world):
                         data_files=str(GSM8K_DIR), limit=6, max_turns=2, gamma=0.0, kappa=0.0,
                         autoreset_mode="SameStep")
     obs, _ = envs.reset(seed=0)
-    obs, rewards, term, trunc, infos = envs.step([FIRST, FIRST])
+    obs, _, term, trunc, infos = envs.step([FIRST, FIRST])
     assert not term.any() and not trunc.any() and all("Feedback:" in o for o in obs)
-    obs, rewards, term, trunc, infos = envs.step([reviser(obs[0]), FIRST])
+    obs, _, term, trunc, infos = envs.step([reviser(obs[0]), FIRST])
     assert term.tolist() == [True, False] and trunc.tolist() == [False, True]
     # both sub-envs started a new episode in the same step; the finished turn's info is under final_info
     assert all("Feedback:" not in o and "<strategy>" in o for o in obs)

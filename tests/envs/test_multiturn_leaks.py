@@ -10,13 +10,13 @@ import time
 
 import gymnasium as gym
 import pytest
+from gcop_env.validators.feedback_tests import split_pytest_file, unit_names
+from gcop_env.validators.gsm8k import normalize_number, reference_value
 from support import GSM8K_DIR, KODCODE_SAMPLE
 
 import gcop_env  # noqa: F401
 from gcop_env.cores.base import Core, CoreRequest, CoreResponse
 from gcop_env.step.prompts import revision_prompt
-from gcop_env.validators.feedback_tests import split_pytest_file, unit_names
-from gcop_env.validators.gsm8k import normalize_number, reference_value
 
 STRATEGY = "Restate what is asked, then work it out one step at a time."
 GUIDE = f"<think>plan</think><strategy>{STRATEGY}</strategy>"
@@ -38,7 +38,7 @@ class WrongCore(Core):
 
 def _first_turn(env, index: int) -> tuple[str, dict]:
     env.reset(options={"index": index})
-    obs, _, term, trunc, info = env.step(GUIDE)
+    obs, *_, info = env.step(GUIDE)
     assert info["reward_is_task_outcome"], info.get("error")
     return obs, info
 

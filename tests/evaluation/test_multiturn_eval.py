@@ -92,7 +92,7 @@ def test_report_has_a_turns_column_and_the_accuracy_vs_turns_and_cost_figure(wor
     table = (out / "table.md").read_text()
     assert "| n | Turns |" in table
     cells = {line.split("|")[1].strip(): [c.strip() for c in line.strip("|").split("|")]
-             for line in table.splitlines() if line.startswith("| guided") or line.startswith("| core-only")}
+             for line in table.splitlines() if line.startswith(("| guided", "| core-only"))}
     assert cells["guided-3turns"][-1] == "3" and cells["guided"][-1] == "1" and cells["core-only"][-1] == "1"
     assert cells["guided-3turns"][4].startswith("100.0") and cells["guided"][4].startswith("0.0")
     data = (out / "turns.png").read_bytes()

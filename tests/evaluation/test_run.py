@@ -457,8 +457,9 @@ def test_judge_when_asked_rates_each_strategy_and_is_its_own_cost_role(world, tm
 
 
 def test_vllm_guide_against_a_stand_in_engine(monkeypatch, tmp_path):
-    """vLLM needs a GPU, so the real engine is not run here: a stand-in module with vLLM's API checks
-    what the guide sends (completion prompt + prefill, one seed per sample, the stop string) and reads back."""
+    """A stand-in module with vLLM's API checks what the guide sends (engine options, completion prompt +
+    prefill, one seed per sample, the stop string) and reads back. The real engine runs in the vLLM
+    stage (tests/with_vllm, scripts/test_vllm.sh)."""
     import types
 
     from gcop_env.cores.base import SamplingParams
@@ -470,13 +471,13 @@ def test_vllm_guide_against_a_stand_in_engine(monkeypatch, tmp_path):
         chat_template = None
 
     class FakeLLM:
-        def __init__(self, model):
-            sent["model"] = model
+        def __init__(self, model, **options):
+            sent["model"], sent["options"] = model, options
 
         def get_tokenizer(self):
             return FakeTokenizer()
 
-        def generate(self, prompts, params):
+        def generate(self, prompts, params, use_tqdm=True):
             sent["prompts"], sent["params"] = prompts, params
             outputs = []
             for i, _ in enumerate(prompts):
@@ -489,11 +490,15 @@ def test_vllm_guide_against_a_stand_in_engine(monkeypatch, tmp_path):
         def __init__(self, **kwargs):
             self.__dict__.update(kwargs)
 
-    monkeypatch.setitem(sys.modules, "vllm", types.SimpleNamespace(LLM=FakeLLM, SamplingParams=FakeSampling))
-    guide = make_guide("vllm:/models/my-guide", cache=str(tmp_path / "c.sqlite"), prefill="<think>")
+    monkeypatch.setitem(sys.modules, "vllm", types.SimpleNamespace(LLM=FakeLLM, SamplingParams=FakeSampling,
+                                                                   __version__="0.32.0"))
+    guide = make_guide("vllm:/models/my-guide?gpu_memory_utilization=0.5&max_model_len=512",
+                       cache=str(tmp_path / "c.sqlite"), prefill="<think>")
     sampling = SamplingParams(temperature=0.6, top_p=0.95, max_tokens=32)
     results = guide.generate([guide_request("What is 2+2?", sampling, s) for s in range(2)])
     assert sent["model"] == "/models/my-guide"
+    assert sent["options"] == {"gpu_memory_utilization": 0.5, "max_model_len": 512}  # typed engine options
+    assert guide.spec == "vllm:/models/my-guide?max_model_len=512"  # what changes outputs names the model
     assert all(p.endswith("Response:\n<think>") and "What is 2+2?" in p for p in sent["prompts"])
     seeds = [p.seed for p in sent["params"]]
     assert len(set(seeds)) == 2  # two samples of one problem are drawn with different seeds
@@ -502,6 +507,41 @@ def test_vllm_guide_against_a_stand_in_engine(monkeypatch, tmp_path):
     assert [(r.input_tokens, r.output_tokens) for r in results] == [(10, 5), (11, 6)]
     again = guide.generate([guide_request("What is 2+2?", sampling, s) for s in range(2)])
     assert all(r.cached for r in again) and guide.live_calls == 2 and guide.cached_calls == 2
+
+
+def test_vllm_engine_that_cannot_be_built_is_one_fatal_error(monkeypatch, tmp_path):
+    """vLLM builds its engine in child processes and raises only "see root cause above": the guide reads
+    the reason from their log (a child writes it to stderr here), raises one GuideEngineError with it and
+    the option to change, and never builds again (no error per row, no try per batch)."""
+    import subprocess
+    import types
+
+    from gcop_env.cores.base import SamplingParams
+    from gcop_env.evaluation.guides import GuideEngineError, guide_request, is_fatal, make_guide
+
+    builds = []
+
+    class FailingLLM:
+        def __init__(self, model, **options):
+            builds.append(options)
+            subprocess.run([sys.executable, "-c", "import sys; sys.stderr.write('(Worker pid=1) ERROR [x.py:1] "
+                            "ValueError: Available memory on node 0 is less than requested memory for kv. "
+                            "Decrease --kv-cache-memory-bytes\\n')"], check=True)
+            raise RuntimeError("Engine core initialization failed. See root cause above. Failed core proc(s): {}")
+
+    monkeypatch.setitem(sys.modules, "vllm", types.SimpleNamespace(LLM=FailingLLM, SamplingParams=dict,
+                                                                   __version__="0.32.0"))
+    guide = make_guide("vllm:/models/g?kv_cache_memory_bytes=1TiB", cache=False, batch_size=1)
+    requests = [guide_request(f"What is {i}+{i}?", SamplingParams(max_tokens=8), 0) for i in range(3)]
+    with pytest.raises(GuideEngineError) as first:
+        guide.generate(requests)  # 3 batches of 1: the first one stops the run
+    message = str(first.value)
+    assert is_fatal(first.value) and "\n" not in message
+    assert "vLLM could not build its engine: ValueError: Available memory" in message
+    assert "Decrease --kv-cache-memory-bytes" in message and "?kv_cache_memory_bytes=" in message
+    with pytest.raises(GuideEngineError) as again:
+        guide.generate(requests[:1])
+    assert again.value is first.value and builds == [{"kv_cache_memory_bytes": 2 ** 40}]
 
 
 def test_advisor_guide_passes_its_whole_output_to_the_core(world, tiny_model, tmp_path):
@@ -544,3 +584,15 @@ def test_hf_guide_samples_with_its_own_generator_reproducibly(tmp_path):
     assert torch.equal(torch.get_rng_state(), before)
     again = [r.text for r in HFGuide(str(copy), cache=None, stop=None).generate(requests)]
     assert first == again and all(first)
+
+
+def test_vllm_memory_options_do_not_change_the_condition():
+    """Resuming with another KV cache size or memory share is the same condition; another dtype is not."""
+    def ident(spec):
+        return config_from_args(vars(build_parser().parse_args(["--guide", spec, "--out", "o"]))).identity()["guide"]
+
+    base = ident("vllm:/m?dtype=bfloat16")
+    assert base == ident("vllm:/m?kv_cache_memory_bytes=1GiB&dtype=bfloat16&gpu_memory_utilization=0.4") \
+        == "vllm:/m?dtype=bfloat16"
+    assert ident("vllm:/m") == "vllm:/m" != base and ident("vllm:/m?dtype=float32") != base
+    assert ident("hf:/m?gguf_file=x.gguf") == "hf:/m?gguf_file=x.gguf"

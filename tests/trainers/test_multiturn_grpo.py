@@ -12,7 +12,13 @@ import pytest
 from support import GSM8K_DIR, gsm8k_golds
 
 from gcop_env import RewardConfig, get_task, make_core
-from gcop_env.cores.base import Core, CoreError, CoreRequest, CoreResponse, SamplingParams
+from gcop_env.cores.base import (
+    Core,
+    CoreError,
+    CoreRequest,
+    CoreResponse,
+    SamplingParams,
+)
 from gcop_env.step.credit import group_advantages
 from gcop_env.step.scoring import GuideScorer
 from gcop_env.utils.fields import config_from_dict
@@ -102,7 +108,10 @@ def test_grpo_max_turns_2_runs_steps_on_cpu_with_every_term_logged_per_turn(fake
 @pytest.mark.parametrize("credit", ["improvement", "final"])
 def test_each_turns_tokens_get_their_turns_advantage_and_observations_stay_out_of_the_loss(
         tmp_path, tiny_gsm8k_guide, credit):
-    from gcop_env.trainers.multiturn_grpo import build_multiturn_grpo_trainer, user_suffix_ids
+    from gcop_env.trainers.multiturn_grpo import (
+        build_multiturn_grpo_trainer,
+        user_suffix_ids,
+    )
 
     config = _config(tiny_gsm8k_guide, tmp_path, credit=credit, num_generations=4, per_device_train_batch_size=8)
     trainer, reward = build_multiturn_grpo_trainer(config, _scorer(CoinCore(p=0.4)))

