@@ -249,11 +249,16 @@ def _p_value(row: RunView) -> str:
     return "<0.001" if p < 0.001 else f"{p:.3f}"
 
 
+def _guide_unpriced(row: RunView) -> bool:
+    """A guide wrote this run's strategies and its tokens were counted at $0 for want of a price."""
+    return bool(row.guide) and row.metrics.get("guide_priced") is False
+
+
 def _table_row(row: RunView) -> str:
     m = row.metrics
     lo, hi = m["accuracy_ci95"] or (None, None)
     marks = []
-    if m.get("guide_priced") is False:
+    if _guide_unpriced(row):
         marks.append("†")
     if int(m.get("n_infra") or 0):
         marks.append("‡")
@@ -286,7 +291,7 @@ def render_markdown(tables: list[TaskTable]) -> str:
                              f"(not counted as wrong); re-run `gcop eval` to retry them.")
             if row.paired_note not in (None, "reference"):
                 notes.append(f"{row.name}: {row.paired_note}.")
-        if any(r.metrics.get("guide_priced") is False for r in table.rows):
+        if any(_guide_unpriced(r) for r in table.rows):
             notes.append("† the guide's tokens are not priced (a local guide counts $0 unless `--guide-price` is given).")
         out += ["", "Accuracy: Pass@1 (sample 0 of each problem) with its Wilson 95% interval. α̂: executability, "
                     "the mean over problems of the core's success rate over the guide's samples (with one sample it "

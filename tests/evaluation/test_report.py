@@ -228,3 +228,14 @@ def test_gcop_report_cli_prints_the_table_and_paths(gsm8k_runs, tmp_path, capsys
     assert "| guided-exectune |" in printed and str(out / "reward_cost.png") in printed
     assert all((out / name).is_file() for name in ("table.md", "reward_cost.png", "report.json"))
     assert math.isclose(json.loads((out / "report.json").read_text())["tables"][0]["rows"][0]["accuracy"], 0.4)
+
+
+def test_a_run_without_a_guide_is_never_marked_unpriced(tmp_path):
+    # gcop eval writes guide_priced False for core-only and ICL runs (their GuidePrice is the $0 default);
+    # the † footnote is about a guide's tokens, so a row with no guide never carries it
+    runs = [write_run(tmp_path / "core", name="core-only", kind="core-only", outcomes=_outcomes("1100"),
+                      guide_priced=False),
+            write_run(tmp_path / "icl", name="icl-4", kind="icl", outcomes=_outcomes("1110"), guide_priced=False)]
+    markdown = write_report(runs, tmp_path / "report").table_path.read_text()
+    assert _row(markdown, "core-only")[6] == "$0.001" and _row(markdown, "icl-4")[6] == "$0.001"
+    assert "† the guide's tokens are not priced" not in markdown
