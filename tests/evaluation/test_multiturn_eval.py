@@ -136,3 +136,32 @@ def test_single_turn_runs_keep_their_identity_and_other_conditions_refuse_max_tu
     assert multi.identity()["max_turns"] == 2
     assert eval_cli(argv(world, tmp_path / "c", "--core-only", "--max-turns", "2")) == 2
     assert "only a guide (--guide) revises" in capsys.readouterr().err
+
+
+def test_the_measured_example_of_the_docs_matches_its_scripted_world(tmp_path, monkeypatch, capsys):
+    # benchmarks/multiturn_example.py prints docs/multi-turn.md's measured example: its per-turn solve
+    # rates must be what its scripted core allows (a problem of depth d is solved on turn d + 1), turn 1
+    # of the 3-turn run must cost what the 1-turn run costs, and its last turn what the whole run costs
+    import importlib.util
+
+    from support import REPO_ROOT
+
+    monkeypatch.setenv("GCOP_PRICES", "{}")  # the script sets both; monkeypatch puts them back
+    monkeypatch.setenv("GCOP_CACHE_DIR", str(tmp_path / "cache"))
+    spec = importlib.util.spec_from_file_location("multiturn_example", REPO_ROOT / "benchmarks" / "multiturn_example.py")
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    result = example.run(["--problems", "12", "--out", str(tmp_path / "out"), "--data-files", str(GSM8K_DIR)])
+    depths, turns = result["depths"], result["turns"]
+    assert len(set(depths)) > 2  # the 12 problems span several depths
+    expected = [sum(d is not None and d < t for d in depths) / 12 for t in (1, 2, 3)]
+    assert turns["solved_after_turn"] == pytest.approx(expected)
+    summaries = result["summaries"]
+    one, three = summaries["guided, 1 turn"]["metrics"], summaries["guided, 3 turns"]["metrics"]
+    assert one["accuracy"] == pytest.approx(expected[0]) and three["accuracy"] == pytest.approx(expected[2])
+    assert turns["usd_after_turn"][0] == pytest.approx(one["cost_per_problem"]["total"]["usd"])
+    assert turns["usd_after_turn"][2] == pytest.approx(three["cost_per_problem"]["total"]["usd"])
+    assert turns["usd_after_turn"][0] < turns["usd_after_turn"][1] < turns["usd_after_turn"][2]
+    assert (result["report"] / "turns.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    printed = capsys.readouterr().out
+    assert "| after turn | solved (Wilson 95%)" in printed and "| guided-3turns |" in printed
