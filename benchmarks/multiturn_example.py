@@ -87,10 +87,10 @@ def run(argv: list[str] | None = None) -> dict:
 
     os.environ["GCOP_PRICES"] = json.dumps(PRICES)
     from fake_llm import FakeLLMServer
+    from gcop_env.validators.gsm8k import load_gsm8k
 
     from gcop_env.cli.eval import eval_cli
     from gcop_env.cli.report import report_cli
-    from gcop_env.validators.gsm8k import load_gsm8k
 
     problems = load_gsm8k("test", data_files=args.data_files)[: args.problems]
     world = World({p.question: p.reference for p in problems})
