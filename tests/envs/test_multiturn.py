@@ -303,3 +303,39 @@ def test_gymnasium_env_checker_passes_and_the_spec_round_trips(world):
     assert spec.kwargs["core_history"] == "previous"
     env.close()
     again.close()
+
+
+def test_a_budget_that_cannot_cover_turn_2_refuses_it_as_an_infra_error_and_keeps_turn_1(world):
+    from gcop_env.cores.budget import FRAMING_TOKENS_PER_MESSAGE, FRAMING_TOKENS_PER_REQUEST
+
+    def worst(body: dict) -> int:  # the budget's worst case for a request: UTF-8 bytes, framing, max_tokens
+        messages = body["messages"]
+        return (sum(len(m["content"].encode()) for m in messages) + FRAMING_TOKENS_PER_MESSAGE * len(messages)
+                + FRAMING_TOKENS_PER_REQUEST + body["max_tokens"])
+
+    options = dict(max_turns=2, gamma=0.0, kappa=0.0, cache=False)  # one core call per turn, every call paid
+    probe = make(world, **options)
+    probe.reset(options={"index": 0})
+    obs2, *_, probe_i1 = probe.step(FIRST)
+    first = len(world.requests) - 1
+    probe.step(reviser(obs2))
+    worst1, worst2 = worst(world.requests[first]["body"]), worst(world.requests[-1]["body"])
+    spent1 = probe_i1["turn_cost"]["total_tokens"]
+    assert worst2 >= worst1  # the revised strategy is the longer one
+    probe.close()
+
+    env = make(world, max_total_tokens=worst1 + spent1 - 1, **options)  # turn 1 fits, turn 2 cannot
+    env.reset(options={"index": 0})
+    obs2, r1, term, trunc, i1 = env.step(FIRST)
+    assert (term, trunc) == (False, False) and i1["reward_is_task_outcome"] and i1["success"] is False
+    assert i1["cost"]["budget"]["spent_tokens"] == spent1
+    before = len(world.requests)
+    for _ in range(2):  # refused, and refused again on a retry: the turn never advances, nothing is sent
+        obs, reward, term, trunc, info = env.step(reviser(obs2))
+        assert info["error_stage"] == "budget" and info["reward_is_task_outcome"] is False and reward == 0.0
+        assert (term, trunc) == (False, True) and obs == obs2 and info["turn"] == 2
+        assert info["cost"]["budget"]["exhausted"] and info["cost"]["budget"]["spent_tokens"] == spent1
+        assert info["cost"]["total_tokens"] == spent1  # the episode's cost: turn 1's; a refused call is free
+        assert len(env.unwrapped.episode.turns) == 1
+    assert len(world.requests) == before
+    env.close()
