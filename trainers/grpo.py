@@ -72,6 +72,17 @@ log = logging.getLogger(__name__)
 METRIC_PREFIX = "gcop/"
 
 
+def log_batch(log_metric: Callable[[str, float], None], metrics: dict[str, list[float]], n: int, errors: int,
+              cost_usd: float, spent_usd: float) -> None:
+    """Log a scored batch of ``n`` completions: each metric's mean, the batch's cost and its infra-error rate."""
+    for name, values in metrics.items():
+        if values:
+            log_metric(METRIC_PREFIX + name, sum(values) / len(values))
+    log_metric(METRIC_PREFIX + "cost_usd", cost_usd)
+    log_metric(METRIC_PREFIX + "spent_usd", spent_usd)
+    log_metric(METRIC_PREFIX + "infra_error_rate", errors / max(1, n))
+
+
 @dataclass
 class RewardTotals:
     """Running totals over every completion the reward function scored."""
@@ -90,6 +101,17 @@ class RewardTotals:
 
     def means(self) -> dict[str, float]:
         return {name: self.sums[name] / self.counts[name] for name in self.sums if self.counts[name]}
+
+    def add_batch(self, metrics: dict[str, list[float]], n: int, errors: int, cost_usd: float,
+                  spent_usd: float) -> None:
+        """Add one scored batch of ``n`` completions (the caller holds the reward's lock)."""
+        self.completions += n
+        self.infra_errors += errors
+        self.structure_ok += int(sum(metrics["structure_ok"]))
+        self.cost_usd += cost_usd
+        self.spent_usd += spent_usd
+        for name, values in metrics.items():
+            self.add(name, values)
 
     def merged(self, others: Sequence["RewardTotals"]) -> "RewardTotals":
         """These totals plus ``others`` (e.g. every training process's, each scoring its own slice)."""
@@ -204,21 +226,9 @@ class ShapedReward:
         cost_usd = sum(o.cost.as_dict()["total_usd"] for o in outcomes)
         spent_usd = sum(o.cost.as_dict()["total_spent_usd"] for o in outcomes)
         with self._lock:
-            t = self.totals
-            t.completions += len(outcomes)
-            t.infra_errors += errors
-            t.structure_ok += int(sum(metrics["structure_ok"]))
-            t.cost_usd += cost_usd
-            t.spent_usd += spent_usd
-            for name, values in metrics.items():
-                t.add(name, values)
+            self.totals.add_batch(metrics, len(outcomes), errors, cost_usd, spent_usd)
         if log_metric is not None:
-            for name, values in metrics.items():
-                if values:
-                    log_metric(METRIC_PREFIX + name, sum(values) / len(values))
-            log_metric(METRIC_PREFIX + "cost_usd", cost_usd)
-            log_metric(METRIC_PREFIX + "spent_usd", spent_usd)
-            log_metric(METRIC_PREFIX + "infra_error_rate", errors / max(1, len(outcomes)))
+            log_batch(log_metric, metrics, len(outcomes), errors, cost_usd, spent_usd)
             # Status "tampered": the reward-hack monitor caught the core's code gaming the tests.
             scored = [o for o in outcomes if o.error is None]
             tampered = sum(o.validation is not None and o.validation.status.value == "tampered" for o in scored)

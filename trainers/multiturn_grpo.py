@@ -46,7 +46,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from gcop_env.trainers.grpo import METRIC_PREFIX, RewardTotals
+from gcop_env.trainers.grpo import METRIC_PREFIX, RewardTotals, log_batch
 
 from gcop_env.envs.env import SAMPLE_STREAMS, SAMPLES_PER_STREAM, SampleCounter
 from gcop_env.problem import Problem
@@ -274,21 +274,9 @@ class EpisodeReward:
         cost_usd = sum(c["total_usd"] for c in costs)
         spent_usd = sum(c["total_spent_usd"] for c in costs)
         with self._lock:
-            t = self.totals
-            t.completions += len(records)
-            t.infra_errors += errors
-            t.structure_ok += int(sum(metrics["structure_ok"]))
-            t.cost_usd += cost_usd
-            t.spent_usd += spent_usd
-            for name, values in metrics.items():
-                t.add(name, values)
+            self.totals.add_batch(metrics, len(records), errors, cost_usd, spent_usd)
         if log_metric is not None:
-            for name, values in metrics.items():
-                if values:
-                    log_metric(METRIC_PREFIX + name, sum(values) / len(values))
-            log_metric(METRIC_PREFIX + "cost_usd", cost_usd)
-            log_metric(METRIC_PREFIX + "spent_usd", spent_usd)
-            log_metric(METRIC_PREFIX + "infra_error_rate", errors / max(1, len(records)))
+            log_batch(log_metric, metrics, len(records), errors, cost_usd, spent_usd)
             log_metric(METRIC_PREFIX + "context_cut_rate", sum(r.context_cut for r in records) / max(1, len(records)))
         if log_extra is not None:
             log_extra("turns", [len(r.episode.turns) for r in records])

@@ -19,7 +19,6 @@ k < t counts its cost through k), plus how many episodes ended at each turn.
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 from gcop_env.cores.base import CoreError, CoreRequest, Message
@@ -172,6 +171,11 @@ def plot_turns(tables: list, path: Any = None):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from gcop_env.evaluation.report import (  # report imports this module lazily
+        finish_figure,
+        symlog_threshold,
+    )
+
     fig, axes = plt.subplots(len(tables), 2, figsize=(12.8, 4.8 * len(tables)), squeeze=False)
     for (ax_turns, ax_cost), table in zip(axes, tables):
         curves = [(row, turn_curve(row.metrics)) for row in table.rows if row.metrics.get("accuracy") is not None]
@@ -206,21 +210,13 @@ def plot_turns(tables: list, path: Any = None):
             ax_cost.set_xscale("log")
             ax_cost.set_xlabel("cumulative cost per problem after turn t (USD, log scale)")
         else:
-            positive = [c for c in costs if c > 0]
-            threshold = 10 ** math.floor(math.log10(min(positive))) if positive else 1e-6
+            threshold = symlog_threshold(costs)
             ax_cost.set_xscale("symlog", linthresh=threshold)
             ax_cost.set_xlabel(f"cumulative cost per problem after turn t (USD; symlog, linear below {threshold:g})")
         ax_cost.margins(x=0.08)  # room for the turn labels at the ends
         ax_cost.set_ylabel("solved after turn t (Pass@1, 95% CI)")
         ax_cost.set_title(f"{table.title}: accuracy vs cumulative cost")
-        for ax in (ax_turns, ax_cost):
-            ax.set_ylim(-0.02, 1.02)
-            ax.grid(True, which="both", alpha=0.3)
-            ax.legend(fontsize=8, loc="lower right")
-    fig.tight_layout()
-    if path is not None:
-        fig.savefig(path, dpi=120)
-    return fig
+    return finish_figure(fig, axes.ravel(), path)
 
 
 def _turn_labels(turns, xs, ys) -> list[tuple[str, float, float]]:

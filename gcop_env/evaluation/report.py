@@ -304,7 +304,7 @@ def render_markdown(tables: list[TaskTable]) -> str:
     return "\n".join(out)
 
 
-def _symlog_threshold(costs: list[float]) -> float:
+def symlog_threshold(costs: list[float]) -> float:
     positive = [c for c in costs if c > 0]
     return 10 ** math.floor(math.log10(min(positive))) if positive else 1e-6
 
@@ -346,7 +346,7 @@ def plot_reward_cost(tables: list[TaskTable], path: Path | None = None):
             ax.set_xlabel("total tokens per problem (log scale; every run here costs 0 USD: local models)")
             ax.set_xlim(min(tokens) / 2, max(tokens) * 3)
         elif any(c == 0 for c in costs):
-            threshold = _symlog_threshold(costs)
+            threshold = symlog_threshold(costs)
             ax.set_xscale("symlog", linthresh=threshold)
             # No "$" in labels: matplotlib reads text between two dollar signs as mathtext.
             ax.set_xlabel(f"total cost per problem (USD; symlog: linear below {threshold:g}; 0 = local models)")
@@ -356,8 +356,15 @@ def plot_reward_cost(tables: list[TaskTable], path: Path | None = None):
             ax.set_xlabel("total cost per problem (USD, log scale)")
             ax.set_xlim(min(costs) / 3, max(costs) * 4)  # room for the point labels
         ax.set_ylabel("accuracy (Pass@1, 95% CI)")
-        ax.set_ylim(-0.02, 1.02)
         ax.set_title(table.title)
+    return finish_figure(fig, axes.ravel(), path)
+
+
+def finish_figure(fig, axes, path: Path | None):
+    """The report figures' common finish: an accuracy axis from 0 to 1, a grid and a legend on every
+    axis; the figure is saved to ``path`` (when given) and returned."""
+    for ax in axes:
+        ax.set_ylim(-0.02, 1.02)
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize=8, loc="lower right")
     fig.tight_layout()
