@@ -315,22 +315,25 @@ def build_grpo_trainer(config: GRPORunConfig, scorer: GuideScorer | None = None)
     return trainer, reward
 
 
+def sample_reply(model: Any, tokenizer: Any, messages: list[dict[str, str]], temperature: float, top_p: float,
+                 max_new_tokens: int) -> str:
+    """One sampled reply of the guide to a chat (its template, the generation prompt added)."""
+    import torch
+
+    ids = tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt", return_dict=True)
+    ids = {k: v.to(model.device) for k, v in ids.items()}
+    with torch.no_grad():
+        out = model.generate(**ids, do_sample=True, temperature=temperature, top_p=top_p,
+                             max_new_tokens=max_new_tokens, pad_token_id=tokenizer.pad_token_id)
+    return tokenizer.decode(out[0, ids["input_ids"].shape[1]:], skip_special_tokens=True)
+
+
 def evaluate_guide(model: Any, tokenizer: Any, scorer: GuideScorer, problems: Sequence[Problem],
                    temperature: float, top_p: float, max_new_tokens: int) -> dict[str, Any]:
     """Sample one guide output per problem (the paper's eval sampling) and score it in the env."""
-    import torch
-
-    texts = []
     model.eval()
-    for problem in problems:
-        messages = [{"role": "user", "content": guide_prompt(problem.question)}]
-        ids = tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt",
-                                            return_dict=True)
-        ids = {k: v.to(model.device) for k, v in ids.items()}
-        with torch.no_grad():
-            out = model.generate(**ids, do_sample=True, temperature=temperature, top_p=top_p,
-                                 max_new_tokens=max_new_tokens, pad_token_id=tokenizer.pad_token_id)
-        texts.append(tokenizer.decode(out[0, ids["input_ids"].shape[1]:], skip_special_tokens=True))
+    texts = [sample_reply(model, tokenizer, [{"role": "user", "content": guide_prompt(problem.question)}],
+                          temperature, top_p, max_new_tokens) for problem in problems]
     outcomes = scorer.score_many(list(zip(problems, texts)))
     metrics = {f"eval_{k}": mean(v) for k, v in batch_metrics(outcomes).items()}
     metrics["eval_problems"] = len(problems)

@@ -46,7 +46,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from gcop_env.trainers.grpo import METRIC_PREFIX, RewardTotals, log_batch
+from gcop_env.trainers.grpo import METRIC_PREFIX, RewardTotals, log_batch, sample_reply
 
 from gcop_env.envs.env import SAMPLE_STREAMS, SAMPLES_PER_STREAM, SampleCounter
 from gcop_env.problem import Problem
@@ -363,21 +363,11 @@ def evaluate_episodes(model: Any, tokenizer: Any, episodes: EpisodeScorer, probl
                       temperature: float, top_p: float, max_new_tokens: int, max_workers: int = 8) -> dict[str, Any]:
     """Run one multi-turn episode per problem with the trained guide (sampled at the eval settings):
     the solve rate after each turn, the mean number of turns, the cost."""
-    import torch
-
     model.eval()
 
     def generate(running: list[Episode]) -> list[str]:
-        texts = []
-        for messages in (episode.conversation() for episode in running):
-            ids = tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt",
-                                                return_dict=True)
-            ids = {k: v.to(model.device) for k, v in ids.items()}
-            with torch.no_grad():
-                out = model.generate(**ids, do_sample=True, temperature=temperature, top_p=top_p,
-                                     max_new_tokens=max_new_tokens, pad_token_id=tokenizer.pad_token_id)
-            texts.append(tokenizer.decode(out[0, ids["input_ids"].shape[1]:], skip_special_tokens=True))
-        return texts
+        return [sample_reply(model, tokenizer, episode.conversation(), temperature, top_p, max_new_tokens)
+                for episode in running]
 
     ran = [e for e, _ in run_episodes(generate, episodes, [episodes.start(p) for p in problems], max_workers)]
     scored = [e for e in ran if e.error is None]
