@@ -306,14 +306,17 @@ def test_gymnasium_env_checker_passes_and_the_spec_round_trips(world):
 
 
 def test_a_budget_that_cannot_cover_turn_2_refuses_it_as_an_infra_error_and_keeps_turn_1(world):
-    from gcop_env.cores.budget import FRAMING_TOKENS_PER_MESSAGE, FRAMING_TOKENS_PER_REQUEST
+    from gcop_env.cores.budget import (
+        FRAMING_TOKENS_PER_MESSAGE,
+        FRAMING_TOKENS_PER_REQUEST,
+    )
 
     def worst(body: dict) -> int:  # the budget's worst case for a request: UTF-8 bytes, framing, max_tokens
         messages = body["messages"]
         return (sum(len(m["content"].encode()) for m in messages) + FRAMING_TOKENS_PER_MESSAGE * len(messages)
                 + FRAMING_TOKENS_PER_REQUEST + body["max_tokens"])
 
-    options = dict(max_turns=2, gamma=0.0, kappa=0.0, cache=False)  # one core call per turn, every call paid
+    options = {"max_turns": 2, "gamma": 0.0, "kappa": 0.0, "cache": False}  # one core call a turn, all paid
     probe = make(world, **options)
     probe.reset(options={"index": 0})
     obs2, *_, probe_i1 = probe.step(FIRST)
@@ -326,7 +329,7 @@ def test_a_budget_that_cannot_cover_turn_2_refuses_it_as_an_infra_error_and_keep
 
     env = make(world, max_total_tokens=worst1 + spent1 - 1, **options)  # turn 1 fits, turn 2 cannot
     env.reset(options={"index": 0})
-    obs2, r1, term, trunc, i1 = env.step(FIRST)
+    obs2, _, term, trunc, i1 = env.step(FIRST)
     assert (term, trunc) == (False, False) and i1["reward_is_task_outcome"] and i1["success"] is False
     assert i1["cost"]["budget"]["spent_tokens"] == spent1
     before = len(world.requests)
