@@ -5,7 +5,7 @@ real isolation, a warm pool of containers) and ``process``
 (:mod:`gcop_env.sandbox.process_backend`, rlimits and a scrubbed environment only). Pick one with
 :func:`gcop_env.sandbox.make_sandbox`.
 
-Both run the same fork server (:mod:`gcop_env.sandbox.worker`) and read the verdict from the same
+Both run the same supervisor (:mod:`gcop_env.sandbox.supervisor`, shipped by :mod:`gcop_env.sandbox.bundle`) and read the verdict from the same
 unforgeable report, so a pass means the same thing in both.
 """
 
@@ -21,7 +21,6 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Callable, Protocol
 
 DEFAULT_TIMEOUT_S = 10.0
@@ -49,6 +48,9 @@ SANDBOX_ENV = {
 
 
 RUNNERS = ("auto", "pytest")  # see PooledSandbox.runner
+ISOLATIONS = ("auto", "in-process")  # see PooledSandbox.isolation
+#: The two users of a sandbox's runs: the judge (the tests) and the candidate (the solution).
+RUN_USERS = {"judge": [65533, 65533], "candidate": [65534, 65534]}
 
 
 class SandboxError(RuntimeError):
@@ -99,6 +101,11 @@ class PytestOutcome:
     infra_error: str | None = None
     profile: dict[str, float] | None = None  # seconds per phase, when the sandbox's ``profile`` is on
     runner: str = ""  # "plain" (the worker's plain runner) or "pytest" (with why, when the plain runner handed over)
+    # "trusted": the tests ran in a process of their own that the candidate's code could not reach
+    # (docs/sandbox.md); "in-process": the tests and the candidate's code shared one process, guarded
+    # by the runtime monitor; isolation_note says why (the test file's needs, or the sandbox's).
+    isolation: str = ""
+    isolation_note: str = ""
 
     @property
     def all_passed(self) -> bool:
@@ -163,6 +170,8 @@ class PytestOutcome:
             backend=backend,
             profile=dict(message["profile"]) if message.get("profile") else None,
             runner=str(message.get("runner", "")),
+            isolation=str(message.get("isolation", "")),
+            isolation_note=str(message.get("isolation_note", "") or ""),
         )
 
     def summary(self) -> dict[str, Any]:
@@ -184,6 +193,8 @@ class PytestOutcome:
             "duration_s": self.duration_s,
             "backend": self.backend,
             "runner": self.runner,
+            "isolation": self.isolation,
+            **({"isolation_note": self.isolation_note} if self.isolation_note else {}),
             **({"host": self.host} if self.host else {}),
         }
 
@@ -231,7 +242,7 @@ class WorkerTimeout(Exception):
 
 
 class WorkerChannel:
-    """Length-prefixed JSON messages over a byte stream (see :mod:`gcop_env.sandbox.worker`).
+    """Length-prefixed JSON messages over a byte stream (see :mod:`gcop_env.sandbox.wire.framing`).
 
     ``read(n, deadline) -> bytes`` returns up to n bytes (b"" at end of stream) or raises
     :class:`WorkerTimeout`; ``write(data)`` sends bytes.
@@ -253,7 +264,14 @@ class WorkerChannel:
         deadline = time.monotonic() + timeout
         header = self._take(4, deadline)
         (size,) = struct.unpack(">I", header)
-        return json.loads(self._take(size, deadline).decode("utf-8"))
+        body = self._take(size, deadline)
+        try:  # a worker that sends what is not a JSON object is out of step or not ours: never trust it again
+            message = json.loads(body.decode("utf-8"))
+        except ValueError as exc:  # (UnicodeDecodeError and JSONDecodeError both are)
+            raise WorkerDied(f"the sandbox worker sent a malformed message ({exc.__class__.__name__})") from None
+        if not isinstance(message, dict):
+            raise WorkerDied(f"the sandbox worker sent a {type(message).__name__}, not a message")
+        return message
 
     def _take(self, n: int, deadline: float) -> bytes:
         while len(self._buffer) < n:
@@ -267,11 +285,6 @@ class WorkerChannel:
         data = bytes(self._buffer[:n])
         del self._buffer[:n]
         return data
-
-
-def worker_source() -> str:
-    """The worker program's source, shipped into sandboxes with ``python3 -I -c``."""
-    return (Path(__file__).parent / "worker.py").read_text(encoding="utf-8")
 
 
 @dataclass
@@ -319,16 +332,23 @@ class PooledSandbox(Sandbox):
     pytest, a work dir that could not be wiped or a dead worker gets it replaced.
     """
 
-    def __init__(self, pool_size: int | None, output_limit: int, reuse: bool = True, runner: str = "auto") -> None:
+    def __init__(self, pool_size: int | None, output_limit: int, reuse: bool = True, runner: str = "auto",
+                 isolation: str = "auto") -> None:
         if runner not in RUNNERS:
             raise ValueError(f"runner must be one of {', '.join(RUNNERS)}, not {runner!r}")
+        if isolation not in ISOLATIONS:
+            raise ValueError(f"isolation must be one of {', '.join(ISOLATIONS)}, not {isolation!r}")
         self.pool_size = max(1, int(pool_size or os.cpu_count() or 1))
         self.output_limit = int(output_limit)
         self.reuse = reuse
         self.profile = False  # ask workers for per-phase timings (benchmarks/bench_sandbox.py --profile)
         # "auto": the worker's plain runner for test files made of plain test functions, pytest for
-        # the rest; "pytest": pytest for every file (same verdicts, slower: see sandbox/worker.py).
+        # the rest; "pytest": pytest for every file (same verdicts, slower: see sandbox/judge/plain_runner.py).
         self.runner = runner
+        # "auto": trusted isolation wherever the test file allows it (and the sandbox has its two
+        # users), the in-process fallback elsewhere; "in-process": every run in-process (the old
+        # way; for comparisons). Each outcome says which it had (PytestOutcome.isolation).
+        self.isolation = isolation
         self.versions: dict[str, str] = {}
         self._idle: queue.LifoQueue[Worker] = queue.LifoQueue()
         self._lock = threading.Lock()
@@ -403,7 +423,7 @@ class PooledSandbox(Sandbox):
         timeout: float = DEFAULT_TIMEOUT_S,
         test_file: str = "test_solution.py",
     ) -> PytestOutcome:
-        extra: dict[str, Any] = {"runner": self.runner}
+        extra: dict[str, Any] = {"runner": self.runner, "isolation": self.isolation}
         if self.profile:
             extra["profile"] = True
         request = RunRequest(files, timeout, test_file, self.output_limit, extra=extra)
@@ -416,11 +436,19 @@ class PooledSandbox(Sandbox):
             sent = time.monotonic()
             try:
                 reply = worker.run(request)
+                if reply.get("profile"):  # the round trip beyond the worker's own time: transport
+                    reply["profile"]["transport"] = max(0.0, time.monotonic() - sent - float(reply.get("duration_s", 0.0)))
+                try:
+                    outcome = PytestOutcome.from_worker(reply, self.kind)
+                except (KeyError, TypeError, ValueError, AttributeError) as exc:
+                    raise WorkerDied(f"the sandbox worker sent a malformed result ({exc.__class__.__name__})") from None
             except WorkerTimeout:
                 self._release(worker, False)
                 return PytestOutcome(timed_out=True, backend=self.kind)
-            except WorkerDied as exc:
-                self._release(worker, False)
+            except BaseException as exc:
+                self._release(worker, False)  # whatever went wrong, the pool gets its member back (replaced)
+                if not isinstance(exc, WorkerDied):
+                    raise
                 if not self._engine_ok():
                     return PytestOutcome.infra(f"the {self.kind} sandbox failed: {exc}", self.kind)
                 if attempt == 0:  # once more on a fresh worker: a second death is the run's doing
@@ -428,9 +456,6 @@ class PooledSandbox(Sandbox):
                     continue
                 # Not "tampered": nothing shows a trick, only that the run killed its sandbox twice.
                 return PytestOutcome(backend=self.kind, signal=f"the sandbox died during the run ({exc})")
-            if reply.get("profile"):  # the round trip beyond the worker's own time: transport
-                reply["profile"]["transport"] = max(0.0, time.monotonic() - sent - float(reply.get("duration_s", 0.0)))
-            outcome = PytestOutcome.from_worker(reply, self.kind)
             healthy = (
                 outcome.infra_error is None
                 and bool(reply.get("clean"))

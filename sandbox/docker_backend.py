@@ -2,7 +2,7 @@
 
 Every container: no network, read-only root filesystem, tmpfs work dirs wiped after every run,
 user ``nobody``, all capabilities dropped, ``no-new-privileges``, pids/memory/CPU limits, no log
-driver. Its PID 1 is the fork server (:mod:`gcop_env.sandbox.worker`), spoken to over the
+driver. Its PID 1 is the supervisor (:mod:`gcop_env.sandbox.supervisor`), spoken to over the
 container's attached stdin/stdout (no ``docker exec`` per run): PID 1 of a PID namespace cannot
 be killed from inside it, and after every run it ``kill(-1, SIGKILL)``\\ s every other process in
 the container, however it detached itself. A container whose run timed out, left processes
@@ -11,7 +11,6 @@ behind, could not be wiped or died is removed and replaced, never reused.
 
 from __future__ import annotations
 
-import json
 import socket
 import threading
 import time
@@ -23,14 +22,15 @@ from gcop_env.sandbox.base import (
     DEFAULT_PIDS_LIMIT,
     GRACE_S,
     SANDBOX_ENV,
+    RUN_USERS,
     PooledSandbox,
     RunRequest,
     SandboxError,
     WorkerChannel,
     log,
     WorkerTimeout,
-    worker_source,
 )
+from gcop_env.sandbox.bundle import bundle_frame, sandbox_command
 from gcop_env.sandbox.image import DEFAULT_IMAGE, image_is_current, image_recipe
 
 LABEL = "org.gcop.sandbox"
@@ -54,6 +54,7 @@ class _ContainerWorker:
             self._io = client.api.attach_socket(self.container.id, params={"stdin": 1, "stdout": 1, "stream": 1})
             self._sock: socket.socket = getattr(self._io, "_sock", self._io)
             self.container.start()
+            self._sock.sendall(bundle_frame())
             self.channel = WorkerChannel(self._read, self._sock.sendall)
             hello = self.channel.receive(start_timeout)
         except Exception:
@@ -62,7 +63,8 @@ class _ContainerWorker:
         if hello.get("op") != "ready":
             self.close()
             raise SandboxError(f"the sandbox worker failed to start in {image}: {hello.get('error', hello)}")
-        self.versions = {"python": hello.get("python"), "pytest": hello.get("pytest"), "plain_runner": hello.get("plain_runner")}
+        self.versions = {"python": hello.get("python"), "pytest": hello.get("pytest"), "plain_runner": hello.get("plain_runner"),
+                         "isolation": hello.get("isolation")}
 
     def _recv(self, n: int, deadline: float) -> bytes:
         wait = deadline - time.monotonic()
@@ -127,7 +129,7 @@ class DockerSandbox(PooledSandbox):
         client: a ``docker.DockerClient`` (default: ``docker.from_env()``).
         runner: "auto" (default) runs test files made of plain test functions with the worker's
             plain runner and the rest with pytest; "pytest" runs every file with pytest (the same
-            verdicts, about twice the CPU; see ``sandbox/worker.py``).
+            verdicts, about twice the CPU; see ``sandbox/judge/plain_runner.py``).
     """
 
     kind = "docker"
@@ -145,8 +147,9 @@ class DockerSandbox(PooledSandbox):
         start_timeout: float = 60.0,
         client: Any = None,
         runner: str = "auto",
+        isolation: str = "auto",
     ) -> None:
-        super().__init__(pool_size, output_limit, reuse=reuse, runner=runner)
+        super().__init__(pool_size, output_limit, reuse=reuse, runner=runner, isolation=isolation)
         import docker
 
         self.image = image
@@ -164,12 +167,17 @@ class DockerSandbox(PooledSandbox):
             "scratch": ["/work", "/tmp", "/dev/shm", "/dev/mqueue"],
             "env": dict(SANDBOX_ENV),
             "rlimits": {"RLIMIT_AS": memory_mb << 20, "RLIMIT_FSIZE": 16 << 20, "RLIMIT_NOFILE": 256},
+            "users": RUN_USERS,
+            "judge_dir": "/judge",
         }
         tmpfs = f"rw,nosuid,nodev,noexec,size={int(tmpfs_mb)}m,mode=1777"
-        container_mb = memory_mb + 2 * tmpfs_mb + 128
+        container_mb = 2 * memory_mb + 3 * tmpfs_mb + 256  # a run's candidate and judge, the servers, the tmpfs
         self.create_kwargs: dict[str, Any] = {
-            "command": ["python3", "-I", "-c", worker_source(), json.dumps(config)],
-            "user": "65534:65534",
+            "command": sandbox_command("python3", config),
+            # The supervisor starts as root with only the capabilities below; every run's process
+            # drops to the judge's or the candidate's user (and so to no capability) before any
+            # test or candidate code (see docs/sandbox.md).
+            "user": "0:0",
             "working_dir": "/",  # not /work: Docker would make the tmpfs 0755 root
             "environment": dict(SANDBOX_ENV),
             "stdin_open": True,
@@ -181,9 +189,14 @@ class DockerSandbox(PooledSandbox):
         self.host_kwargs: dict[str, Any] = {
             "network_mode": "none",
             "read_only": True,
-            "tmpfs": {"/work": tmpfs, "/tmp": tmpfs},
+            # /judge: the judge server's own (the candidate's user cannot enter it, nor take its name).
+            "tmpfs": {"/work": tmpfs, "/tmp": tmpfs, "/judge": "rw,nosuid,nodev,noexec,size=%dm,mode=0700,uid=%d,gid=%d" % (
+                int(tmpfs_mb), RUN_USERS["judge"][0], RUN_USERS["judge"][1])},
             "shm_size": "16m",
             "cap_drop": ["ALL"],
+            # change user (runs), signal other users' processes (clean-up), remove their files
+            # (wipe), and empty the bounding set (lock_down) — the supervisor's own, none a run's.
+            "cap_add": ["SETUID", "SETGID", "KILL", "DAC_OVERRIDE", "FOWNER", "SETPCAP"],
             "security_opt": ["no-new-privileges"],
             "pids_limit": int(pids_limit),
             "mem_limit": f"{container_mb}m",

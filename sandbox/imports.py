@@ -4,7 +4,7 @@ A reference solution that imports a module the sandbox lacks fails with ``Module
 a correct core answer would score as wrong. :func:`scan_dataset` lists the modules a dataset's
 solutions and tests import; :func:`probe_modules` imports each one inside a sandbox (the real
 image, the real limits) and says which fail. The worker applies the same rule,
-:func:`needed_modules` (defined in :mod:`gcop_env.sandbox.worker`, which ships as one stdlib-only
+:func:`needed_modules` (defined in :mod:`gcop_env.sandbox.judge.plan`, which ships as stdlib-only
 file), to refuse a run whose *tests* need a missing module: that is ``infra``, never ``fail``.
 """
 
@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Iterable
 
 from gcop_env.sandbox.base import Sandbox
-from gcop_env.sandbox.worker import needed_modules
+from gcop_env.sandbox.judge.plan import needed_modules
 
 __all__ = ["DatasetImports", "needed_modules", "probe_modules", "scan_dataset"]
 

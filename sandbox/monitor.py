@@ -2,7 +2,7 @@
 
 A guide trained against a code reward finds whatever the validator lets through. Out-of-process
 tricks (exit codes, planted ``conftest.py``, forged output) already fail the pass rule
-(:mod:`gcop_env.sandbox.worker`); what is left are in-process tricks, in five families:
+(:mod:`gcop_env.sandbox.supervisor`); what is left are in-process tricks, in five families:
 
 ======================  ========================================================================
 ``pytest_internals``    patching pytest's runner, ``TestReport``/``CallInfo``, hooks, plugins
@@ -17,7 +17,7 @@ tricks (exit codes, planted ``conftest.py``, forged output) already fail the pas
 :func:`scan_code` reads the candidate's code with :mod:`ast` (nothing runs) and returns a
 :class:`TamperFinding` per trick, with its line; the code validators give status ``tampered``
 (reward 0) without running it. The runtime layer (the ``_Monitor`` in
-:mod:`gcop_env.sandbox.worker`) checks the same families inside the test process, for code the
+:mod:`gcop_env.sandbox.candidate.monitor`) checks the same families inside the test process, for code the
 static rules cannot read (``exec``, ``getattr`` with computed names). Every rule is narrow enough
 to flag none of the reference solutions at hand (the KodCode sample, HumanEval's canonical
 solutions, the tests' examples); ``tests/test_monitor.py`` holds that count at 0.

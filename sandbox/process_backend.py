@@ -1,6 +1,6 @@
 """The process sandbox: candidate code runs as a host process with limits. WEAKER ISOLATION.
 
-For machines without Docker. Each pool member is a fork server (:mod:`gcop_env.sandbox.worker`)
+For machines without Docker. Each pool member is a supervisor (:mod:`gcop_env.sandbox.supervisor`)
 started with a scrubbed environment (no API keys, no ``PYTHON*``), stdin closed, in its own
 session. Every run is forked into a fresh temp work dir, its own session and process group,
 with rlimits on CPU time, address space, processes and file size, and is killed with all its
@@ -23,7 +23,6 @@ A package the *tests* import and this Python lacks makes the run ``infra`` (neve
 
 from __future__ import annotations
 
-import json
 import os
 import select
 import shutil
@@ -38,25 +37,39 @@ from gcop_env.sandbox.base import (
     DEFAULT_PIDS_LIMIT,
     GRACE_S,
     SANDBOX_ENV,
+    RUN_USERS,
     PooledSandbox,
     RunRequest,
     WorkerChannel,
     WorkerDied,
     WorkerTimeout,
-    worker_source,
 )
+from gcop_env.sandbox.bundle import bundle_frame, sandbox_command
 
 NOBODY = (65534, 65534)
+
+
+def _scratch_dir() -> str | None:
+    """Where runs' work dirs go: a memory file system when the host has one with room (a run's files
+    are small, and creating and removing them there costs microseconds, not a disk's
+    milliseconds), else the default temp dir."""
+    try:
+        stats = os.statvfs("/dev/shm")
+        if stats.f_bavail * stats.f_frsize >= (256 << 20) and os.access("/dev/shm", os.W_OK | os.X_OK):
+            return "/dev/shm"
+    except OSError:
+        pass
+    return None
 
 
 class _ProcessWorker:
     """One fork-server subprocess and its private channel."""
 
     def __init__(self, python: str, config: dict, start_timeout: float) -> None:
-        self.base = tempfile.mkdtemp(prefix="gcop-sandbox-")
+        self.base = tempfile.mkdtemp(prefix="gcop-sandbox-", dir=_scratch_dir())
         config = {**config, "base": self.base}
         self.proc = subprocess.Popen(
-            [python, "-I", "-c", worker_source(), json.dumps(config)],
+            sandbox_command(python, config),
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
@@ -80,20 +93,31 @@ class _ProcessWorker:
 
         self.channel = WorkerChannel(read, write)
         try:
+            write(bundle_frame())
             hello = self.channel.receive(start_timeout)
-        except (WorkerDied, WorkerTimeout) as exc:
+        except (WorkerDied, WorkerTimeout, OSError) as exc:
             self.close()
             raise WorkerDied(f"the process sandbox worker did not start: {exc}") from exc
         if hello.get("op") != "ready":
             self.close()
             raise WorkerDied(f"the process sandbox worker failed to start: {hello.get('error', hello)}")
-        self.versions = {"python": hello.get("python"), "pytest": hello.get("pytest"), "plain_runner": hello.get("plain_runner")}
+        self.versions = {"python": hello.get("python"), "pytest": hello.get("pytest"), "plain_runner": hello.get("plain_runner"),
+                         "isolation": hello.get("isolation")}
 
     def run(self, request: RunRequest) -> dict:
         self.channel.send(request.message())
         return self.channel.receive(request.timeout + GRACE_S)
 
     def close(self) -> None:
+        from gcop_env.sandbox.supervisor.procs import descendants
+
+        # The supervisor's process group, and every process under it (the judge server and the runs
+        # have process groups of their own).
+        for pid in [self.proc.pid] + descendants(self.proc.pid):
+            try:
+                os.kill(pid, 9)
+            except (ProcessLookupError, PermissionError):
+                pass
         try:
             os.killpg(self.proc.pid, 9)
         except (ProcessLookupError, PermissionError):
@@ -124,7 +148,7 @@ class ProcessSandbox(PooledSandbox):
         drop_privileges: run candidates as ``nobody`` (default: when this process is root).
         runner: "auto" (default) runs test files made of plain test functions with the worker's
             plain runner and the rest with pytest; "pytest" runs every file with pytest (the same
-            verdicts, about twice the CPU; see ``sandbox/worker.py``).
+            verdicts, about twice the CPU; see ``sandbox/judge/plain_runner.py``).
     """
 
     kind = "process"
@@ -140,8 +164,9 @@ class ProcessSandbox(PooledSandbox):
         drop_privileges: bool | None = None,
         start_timeout: float = 60.0,
         runner: str = "auto",
+        isolation: str = "auto",
     ) -> None:
-        super().__init__(pool_size, output_limit, runner=runner)
+        super().__init__(pool_size, output_limit, runner=runner, isolation=isolation)
         self.python = python or sys.executable
         self.start_timeout = start_timeout
         if drop_privileges is None:
@@ -151,7 +176,7 @@ class ProcessSandbox(PooledSandbox):
             "mode": "process",
             "env": dict(SANDBOX_ENV),
             "pids_limit": pids_limit,
-            "drop_to": list(NOBODY) if drop_privileges else None,
+            "users": RUN_USERS if drop_privileges else None,
             "rlimits": {
                 "RLIMIT_AS": memory_mb << 20,
                 "RLIMIT_FSIZE": file_size_mb << 20,

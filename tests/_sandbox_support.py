@@ -72,6 +72,37 @@ def runner(request, sandbox):
         yield request.param
 
 
+@contextlib.contextmanager
+def use_mode(box, mode: str):
+    """Run ``box``'s validations in ``mode`` for a while: "trusted/plain", "trusted/pytest",
+    "in-process/plain" or "in-process/pytest" (isolation, then runner)."""
+    isolation, runner = mode.split("/")
+    before = box.isolation, box.runner
+    box.isolation, box.runner = ("auto" if isolation == "trusted" else "in-process"), ("auto" if runner == "plain" else "pytest")
+    try:
+        yield box
+    finally:
+        box.isolation, box.runner = before
+
+
+MODES = ["trusted/plain", "trusted/pytest", "in-process/plain", "in-process/pytest"]
+
+
+@pytest.fixture(params=MODES)
+def mode(request, sandbox):
+    """Each test that asks for it runs in both isolations under both runners (on the shared ``sandbox``)."""
+    with use_mode(sandbox, request.param):
+        yield request.param
+
+
+def check_mode(outcome, mode: str) -> None:
+    """The outcome ran in ``mode`` (a test file the plain runner hands over still runs in its isolation)."""
+    isolation, runner = mode.split("/")
+    assert outcome.isolation == isolation, (outcome.isolation, outcome.isolation_note)
+    if runner == "pytest":
+        assert outcome.runner == "pytest", outcome.runner
+
+
 def run_good(box) -> None:
     """A known-good run must pass: the sandbox is usable and clean after whatever ran before."""
     outcome = box.run_pytest({"solution.py": GOOD, "test_solution.py": TESTS}, timeout=10)

@@ -58,7 +58,8 @@ class CurateConfig(CoreCallOptions):
                                        "sqrt(ln(1/alpha) / 2M) over the M teacher draws", lo=0, hi=1)
     alpha: float = option(0.05, "1 − confidence of the lower bound Â_s − ε on each state's acceptance rate",
                         lo=0, hi=1, lo_open=True, hi_open=True)
-    workers: int = option(4, "problems curated concurrently (each runs its K core calls concurrently too)", lo=1)
+    workers: int = option(4, "problems curated concurrently, the next started as each finishes (each runs its M "
+                             "teacher draws, and each draw's K core calls, concurrently too)", lo=1)
     core_temperature: float = option(0.7, "sampling temperature of the core (K executions need temperature > 0 to differ)",
                                    lo=0, hi=2)
     core_top_p: float = option(1.0, "top-p of the core", lo=0, hi=1, lo_open=True)

@@ -314,14 +314,19 @@ class Curator:
     def curate_problem(self, problem: Problem) -> dict[str, Any]:
         """The finished row for ``problem``. Raises :class:`Unfinished` on infrastructure failure.
 
-        First M teacher draws (sample indices 0..M−1 of the same prompt), each tested K times: the
-        share accepted is Â_s. The first accepted draw is the row's strategy; when none is, the
+        First M teacher draws (sample indices 0..M−1 of the same prompt, made at once), each tested
+        K times at once: the share accepted is Â_s. The first accepted draw is the row's strategy; when none is, the
         best draw (highest q̂) goes back to the teacher for up to N refinement rounds.
         """
         cfg = self.config
         solution = problem.solution if problem.solution is not None else str(problem.reference)
         prompt = teacher_prompt(problem.question, solution)
-        draws = [self._propose(problem, prompt, j, solution) for j in range(cfg.teacher_draws)]
+        # the M draws are independent (all are tested, the first accepted one is kept): they run at once
+        if cfg.teacher_draws > 1:
+            with ThreadPoolExecutor(max_workers=cfg.teacher_draws, thread_name_prefix="gcop-curate-draw") as pool:
+                draws = list(pool.map(lambda j: self._propose(problem, prompt, j, solution), range(cfg.teacher_draws)))
+        else:
+            draws = [self._propose(problem, prompt, 0, solution)]
         cost_usd = sum(d["cost_usd"] for d in draws)
         spent_usd = sum(d["spent_usd"] for d in draws)
         draw_stats = {"draws": cfg.teacher_draws, "accepted_draws": sum(d["accepted"] for d in draws),

@@ -177,15 +177,18 @@ class ShapedReward:
         return "".join(m.get("content") or "" for m in completion if m.get("role", "assistant") == "assistant")
 
     def sample_indices(self, items: Sequence[tuple[Problem, str]]) -> list[int]:
-        """The core sample each completion asks for: identical completions to one problem in a
-        batch get distinct samples, not one cached answer.
+        """The core sample each completion asks for: when the core samples, identical completions to
+        one problem in a batch get distinct samples, not one cached answer; when it is deterministic
+        they all ask for sample 0, so a repeated completion is paid once (the rest are cache hits).
 
         Under ``accelerate launch`` a GRPO group can span processes, each scoring its own slice: when
         the core samples, process ``RANK`` numbers its samples from ``RANK × SAMPLES_PER_STREAM``, so
         the same completion in two processes' slices gets two draws, not the first one's cached answer.
         """
+        if not self._core_samples():  # a deterministic core answers a repeat alike: one call, one price
+            return [0] * len(items)
         seen: Counter = Counter()
-        first = self._process_stream() * SAMPLES_PER_STREAM if self._core_samples() else 0
+        first = self._process_stream() * SAMPLES_PER_STREAM
         indices = []
         for problem, text in items:
             indices.append(first + seen[(problem.task_id, text)])

@@ -211,6 +211,8 @@ def summarize(results: list[dict[str, Any]]) -> dict[str, Any]:
     ``pass_rate_graded``: passes over graded rows (invalid, duplicate and infra rows left out).
     """
     counts = Counter(r["status"] for r in results)
+    isolation = Counter(str(r["details"]["isolation"]) for r in results
+                        if isinstance(r.get("details"), dict) and r["details"].get("isolation"))
     graded = [r["reward"] for r in results if r["status"] not in (INVALID, DUPLICATE, Status.INFRA.value)]
     counted = len(results) - counts.get(DUPLICATE, 0)
     passes = counts.get(Status.PASS.value, 0)
@@ -227,6 +229,9 @@ def summarize(results: list[dict[str, Any]]) -> dict[str, Any]:
         # reward hacks caught by the monitor: counted apart from wrong answers (they are not "fail")
         "tampered": counts.get(Status.TAMPERED.value, 0),
         "tamper_rate": (counts.get(Status.TAMPERED.value, 0) / len(graded)) if graded else None,
+        # code tasks: how many verdicts came from trusted isolation (the tests out of the candidate's
+        # reach) and how many from the in-process fallback (docs/sandbox.md)
+        **({"isolation": dict(sorted(isolation.items()))} if isolation else {}),
     }
 
 

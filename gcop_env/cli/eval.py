@@ -73,8 +73,9 @@ def eval_cli(argv: list[str] | None = None) -> int:
             budget = Budget.from_limits(config.max_usd, config.max_total_tokens)
         except ValueError as exc:
             parser.error(str(exc))
-        # Ctrl-C / SIGTERM: no new batch starts, the one in flight is saved, exit 130 (a second one stops at once)
-        with stop_on_signal(what="gcop eval") as stop:
+        # Ctrl-C / SIGTERM: no new job starts, those in flight finish (each within its request timeout) and
+        # are saved, exit 130 (a second one stops at once)
+        with stop_on_signal(grace_s=config.timeout_s, what="gcop eval") as stop:
             result = run_eval(config, progress=progress, preflight=config.preflight, stop=stop.is_set,
                               budget=budget)
     except EvalInputError as exc:

@@ -21,7 +21,7 @@ import os
 import sqlite3
 import threading
 import time
-from dataclasses import asdict, fields
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +35,8 @@ PROMPT_VERSION = "gcop-prompts-v1"
 
 SCHEMA = "CREATE TABLE IF NOT EXISTS responses (key TEXT PRIMARY KEY, value TEXT NOT NULL, created REAL NOT NULL)"
 _COLUMNS = ["key", "value", "created"]
-_RESPONSE_FIELDS = {f.name for f in fields(CoreResponse)}
+_RESPONSE_FIELD_ORDER = tuple(f.name for f in fields(CoreResponse))
+_RESPONSE_FIELDS = set(_RESPONSE_FIELD_ORDER)
 
 # Files this process has already checked (path, inode, size, mtime): a full integrity check reads the
 # whole file, so every env or core opening the same cache does not pay it again.
@@ -228,7 +229,8 @@ class ResponseCache:
         """Store ``response``. Returns False (and logs once) when the write failed; never raises."""
         if not self.enabled:
             return False
-        data = asdict(response)
+        # the fields as they are (JSON copies them): dataclasses.asdict would deep-copy every one first
+        data = {name: getattr(response, name) for name in _RESPONSE_FIELD_ORDER}
         data["cached"] = False
         try:
             # UTF-8 bytes with surrogatepass: any str (lone surrogates included) is stored exactly;

@@ -1,9 +1,13 @@
 """The conditions of an evaluation: a way of asking the core, one small class each.
 
-A condition turns a batch of problems into rows (:func:`~gcop_env.evaluation.records.make_row`);
-the core's answer becomes a number only through :class:`~gcop_env.step.scoring.GuideScorer`.
-To add one: subclass :class:`Condition` (``kind``, ``run``, and what differs: ``select``,
-``samples``, ``default_name``, ``guide_price``), then build it in :func:`build_condition`.
+A condition turns problems into *jobs*: one :class:`Job` per row (per problem and sample), each
+run in a worker thread, making its calls one after another (guide, core, judge) and returning its
+row (:func:`~gcop_env.evaluation.records.make_row`). The run loop keeps ``--workers`` jobs in
+flight and starts the next as soon as one finishes, so ``--workers`` calls are in flight whatever
+the latencies. The core's answer becomes a number only through
+:class:`~gcop_env.step.scoring.GuideScorer`. To add one: subclass :class:`Condition` (``kind``,
+``jobs``, and what differs: ``select``, ``samples``, ``default_name``, ``guide_price``), then
+build it in :func:`build_condition`.
 """
 
 from __future__ import annotations
@@ -11,11 +15,11 @@ from __future__ import annotations
 import difflib
 import json
 from abc import ABC, abstractmethod
-from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator
 
-from gcop_env.cores.base import CoreError, SamplingParams
+from gcop_env.cores.base import CoreError, CoreResponse, SamplingParams
 from gcop_env.cores.retry import RetryPolicy
 from gcop_env.envs.tasks import TaskSpec
 from gcop_env.evaluation.config import EvalConfig, EvalInputError
@@ -25,10 +29,23 @@ from gcop_env.problem import Problem
 from gcop_env.step.scoring import GuideScorer, StepOutcome
 
 
+@dataclass(frozen=True)
+class Job:
+    """One row's work: ``run()`` makes its calls in order and returns the row (never raises for an
+    API failure: that is an ``infra`` row; a fatal error, e.g. a bad key, does raise)."""
+
+    problem: Problem
+    sample: int
+    run: Callable[[], dict[str, Any]]
+
+
 class Condition(ABC):
-    """A way of asking the core; turns a batch of problems into one list of rows per problem."""
+    """A way of asking the core; turns problems into one :class:`Job` per row."""
 
     kind: str = ""
+    #: the jobs come from a batched local model (a guide generating on this machine): the run loop
+    #: draws them from a background thread, so the core calls go on while the next batch generates
+    batched: bool = False
 
     def __init__(self, config: EvalConfig, task: TaskSpec, scorer: GuideScorer):
         self.config = config
@@ -70,18 +87,19 @@ class Condition(ABC):
         core = self.scorer.core
         return {"core": (getattr(core, "calls", 0), getattr(core, "cache_hits", 0))}
 
-    def _row(self, problem: Problem, sample: int, outcome: StepOutcome | None, **kwargs: Any) -> dict[str, Any]:
-        return make_row(self.task.name, self.config.split, self.describe()["name"], problem, sample, outcome, **kwargs)
+    @property
+    def name(self) -> str:
+        """The condition's label in every row (worked out once: a guide's recipe is read from its dir)."""
+        if getattr(self, "_name", None) is None:
+            self._name = self.describe()["name"]
+        return self._name
 
-    def _map(self, fn: Callable, items: Sequence) -> list:
-        if len(items) <= 1 or self.config.workers <= 1:
-            return [fn(x) for x in items]
-        with ThreadPoolExecutor(max_workers=min(self.config.workers, len(items))) as pool:
-            return list(pool.map(fn, items))
+    def _row(self, problem: Problem, sample: int, outcome: StepOutcome | None, **kwargs: Any) -> dict[str, Any]:
+        return make_row(self.task.name, self.config.split, self.name, problem, sample, outcome, **kwargs)
 
     @abstractmethod
-    def run(self, problems: list[Problem]) -> list[list[dict[str, Any]]]:
-        """Rows for each problem, in order."""
+    def jobs(self, problems: list[Problem]) -> Iterator[Job]:
+        """The jobs of ``problems``, problem by problem, samples in order (drawn lazily)."""
 
     def close(self) -> None:
         pass
@@ -92,9 +110,9 @@ class CoreOnly(Condition):
 
     kind = "core-only"
 
-    def run(self, problems):
-        outcomes = self._map(lambda p: self.scorer.score_unguided(p), problems)
-        return [[self._row(p, 0, o)] for p, o in zip(problems, outcomes)]
+    def jobs(self, problems):
+        for p in problems:
+            yield Job(p, 0, lambda p=p: self._row(p, 0, self.scorer.score_unguided(p)))
 
 
 class ICL(Condition):
@@ -124,15 +142,15 @@ class ICL(Condition):
     def default_name(self) -> str:
         return f"icl-{self.config.icl_k}"
 
-    def run(self, problems):
-        def one(p: Problem):
-            examples = self.retriever.nearest(p.question, self.config.icl_k)
-            prompt = self._icl_prompt(p.question, examples, self.scorer.validator.answer_format)
-            extra = {"icl_examples": [{"task_id": e.task_id, "cosine": round(float(s), 6)} for e, s in examples]}
-            return self.scorer.score_unguided(p, prompt), extra
+    def _one(self, p: Problem) -> dict[str, Any]:
+        examples = self.retriever.nearest(p.question, self.config.icl_k)
+        prompt = self._icl_prompt(p.question, examples, self.scorer.validator.answer_format)
+        extra = {"icl_examples": [{"task_id": e.task_id, "cosine": round(float(s), 6)} for e, s in examples]}
+        return self._row(p, 0, self.scorer.score_unguided(p, prompt), extra=extra)
 
-        results = self._map(one, problems)
-        return [[self._row(p, 0, o, extra=extra)] for p, (o, extra) in zip(problems, results)]
+    def jobs(self, problems):
+        for p in problems:
+            yield Job(p, 0, lambda p=p: self._one(p))
 
 
 class Guided(Condition):
@@ -143,6 +161,7 @@ class Guided(Condition):
     def __init__(self, config, task, scorer, guide: Guide):
         super().__init__(config, task, scorer)
         self.guide = guide
+        self.batched = not guide.per_request
         self.sampling = SamplingParams(temperature=config.guide_temperature, top_p=config.guide_top_p,
                                        max_tokens=config.guide_max_tokens)
         self._price = resolve_guide_price(config)
@@ -172,21 +191,28 @@ class Guided(Condition):
         calls["guide"] = (self.guide.live_calls, self.guide.cached_calls)
         return calls
 
-    def run(self, problems):
+    def _scored(self, p: Problem, s: int, response: CoreResponse | CoreError) -> dict[str, Any]:
+        if isinstance(response, CoreError):
+            return self._row(p, s, None, guide_error=response)
+        outcome = self.scorer.score(p, response.text, sample_index=s)
+        return self._row(p, s, outcome, guide_output=response.text, guide_response=response, guide_price=self._price)
+
+    def jobs(self, problems):
         n = self.config.guide_samples
         pairs = [(p, s) for p in problems for s in range(n)]
-        responses = self.guide.generate([guide_request(p.question, self.sampling, s) for p, s in pairs])
-
-        def one(args):
-            (p, s), response = args
-            if isinstance(response, CoreError):
-                return self._row(p, s, None, guide_error=response)
-            outcome = self.scorer.score(p, response.text, sample_index=s)
-            return self._row(p, s, outcome, guide_output=response.text, guide_response=response,
-                             guide_price=self._price)
-
-        rows = self._map(one, list(zip(pairs, responses)))
-        return [rows[i * n:(i + 1) * n] for i in range(len(problems))]
+        if self.guide.per_request:  # an API guide: each job asks the guide, then the core
+            for p, s in pairs:
+                request = guide_request(p.question, self.sampling, s)
+                yield Job(p, s, lambda p=p, s=s, request=request: self._scored(p, s, self.guide.generate_one(request)))
+            return
+        # a local guide generates a batch at a time (in the run loop's background thread); each
+        # output becomes a job for the core as soon as its batch is done
+        size = max(1, self.config.guide_batch_size)
+        for start in range(0, len(pairs), size):
+            batch = pairs[start:start + size]
+            responses = self.guide.generate([guide_request(p.question, self.sampling, s) for p, s in batch])
+            for (p, s), response in zip(batch, responses):
+                yield Job(p, s, lambda p=p, s=s, response=response: self._scored(p, s, response))
 
     def close(self):
         self.guide.close()
@@ -221,16 +247,11 @@ class Strategies(Condition):
     def default_name(self) -> str:
         return f"strategies-{Path(self.config.strategies).stem}"
 
-    def run(self, problems):
-        items = [(p, s, text) for p in problems for s, text in enumerate(self.by_task[p.task_id])]
-        rows = self._map(lambda it: self._row(it[0], it[1], self.scorer.score(it[0], it[2], sample_index=it[1]),
-                                             guide_output=it[2]), items)
-        out, i = [], 0
+    def jobs(self, problems):
         for p in problems:
-            k = len(self.by_task[p.task_id])
-            out.append(rows[i:i + k])
-            i += k
-        return out
+            for s, text in enumerate(self.by_task[p.task_id]):
+                yield Job(p, s, lambda p=p, s=s, text=text: self._row(p, s, self.scorer.score(p, text, sample_index=s),
+                                                                      guide_output=text))
 
 
 def load_strategies(path: Path, problems: list[Problem], task: str, split: str) -> dict[str, list[str]]:

@@ -91,7 +91,8 @@ class EvalConfig(CoreCallOptions):
     guide_price: tuple[float, float] | None = option(
         None, "guide price in USD per million input,output tokens (default: the price table for API models; 0 for "
               "local guides, and the summary says so)", parse=_price_pair, metavar="IN,OUT", group="guide")
-    guide_batch_size: int = option(8, "local guides: prompts per generate()", lo=1, group="guide")
+    guide_batch_size: int = option(8, "local guides: prompts per generate() (one batch generated ahead of the core "
+                                      "calls)", lo=1, group="guide")
     core_temperature: float = option(0.0, "the core's temperature", lo=0, group="core")
     core_top_p: float = option(1.0, "the core's top-p", lo=0, hi=1, lo_open=True, group="core")
     core_max_tokens: int = option(1024, "the core's reply budget", lo=1, group="core")
@@ -101,7 +102,8 @@ class EvalConfig(CoreCallOptions):
                                      "its cost is the judge role). Default: off", metavar="SPEC", group="core")
     judge_max_tokens: int = option(256, "the judge's reply budget", lo=1, group="core")
     lam: float = option(0.0, "λ of the net utility V − λ·T (T: total USD per problem)", lo=0, group="run")
-    workers: int = option(8, "concurrent core calls", lo=1, group="run")
+    workers: int = option(8, "calls in flight: one job per problem and sample, the next started as each finishes",
+                          lo=1, group="run")
     validator_options: dict = option({}, "JSON kwargs for the validator, e.g. '{\"sandbox\": \"docker\"}'")
     preset: str | None = option(None, "'paper': the paper's split and sampling (guide 0.6/0.95, 2048 tokens; core "
                                       "greedy, 1024 tokens; all problems); flags given here override it",

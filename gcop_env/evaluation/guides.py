@@ -192,9 +192,17 @@ class Guide(ABC):
         """Runs on this machine (priced at $0 unless a price is given)."""
         return self.backend in LOCAL_BACKENDS
 
+    #: each request is its own call (an API): the run loop asks per job through :meth:`generate_one`;
+    #: else the guide generates batches on this machine through :meth:`generate`
+    per_request: bool = False
+
     @abstractmethod
     def generate(self, requests: Sequence[CoreRequest]) -> list[CoreResponse | CoreError]:
         """Outputs (or the infrastructure error) for each request."""
+
+    def generate_one(self, request: CoreRequest) -> CoreResponse | CoreError:
+        """The output (or the infrastructure error) for one request."""
+        return self.generate([request])[0]
 
     @property
     def live_calls(self) -> int:
@@ -212,6 +220,8 @@ class Guide(ABC):
 class APIGuide(Guide):
     """A guide behind an OpenAI-compatible server: the core machinery (retries, cache) does the calls."""
 
+    per_request = True
+
     def __init__(self, spec: str, *, cache: Any = None, retry: RetryPolicy | None = None,
                  timeout_s: float = 120.0, workers: int = 8):
         self.core = make_core(spec, cache=cache, retry=retry, timeout_s=timeout_s)
@@ -223,7 +233,7 @@ class APIGuide(Guide):
     def spec(self) -> str:
         return self._spec
 
-    def _one(self, request: CoreRequest) -> CoreResponse | CoreError:
+    def generate_one(self, request: CoreRequest) -> CoreResponse | CoreError:
         try:
             return self.core.complete(request)
         except CoreError as exc:
@@ -233,9 +243,9 @@ class APIGuide(Guide):
 
     def generate(self, requests: Sequence[CoreRequest]) -> list[CoreResponse | CoreError]:
         if len(requests) <= 1 or self.workers == 1:
-            return [self._one(r) for r in requests]
+            return [self.generate_one(r) for r in requests]
         with ThreadPoolExecutor(max_workers=min(self.workers, len(requests))) as pool:
-            return list(pool.map(self._one, requests))
+            return list(pool.map(self.generate_one, requests))
 
     @property
     def live_calls(self) -> int:

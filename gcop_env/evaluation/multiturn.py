@@ -4,7 +4,8 @@ every turn recorded, and the per-turn metrics of the summary.
 The condition runs each (problem, sample) as a multi-turn episode on the env's path
 (:class:`~gcop_env.step.episode.EpisodeScorer`): the guide reads the whole conversation so far (its
 earlier observations and replies, then the revision observation), as it does in ``gcop grpo
---max-turns``; turns are batched across problems. One record per (problem, sample), as for a
+--max-turns``; a local guide generates each turn for a batch of episodes at once, an API guide's
+episodes are jobs of their own. One record per (problem, sample), as for a
 single-turn run, whose top-level ``status`` / ``reward`` / ``success`` are the episode's last turn
 and whose ``cost`` is every turn's, added up; ``turns`` holds each turn's own record (the guide's
 output, strategy, the core's answer, status, reward, success, the feedback the guide was then shown,
@@ -19,10 +20,11 @@ k < t counts its cost through k), plus how many episodes ended at each turn.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 from gcop_env.cores.base import CoreError, CoreRequest, Message
-from gcop_env.evaluation.conditions import Guided
+from gcop_env.evaluation.conditions import Guided, Job
 from gcop_env.evaluation.records import ROLES
 from gcop_env.evaluation.stats import wilson_interval
 from gcop_env.problem import Problem
@@ -44,9 +46,24 @@ class MultiTurnGuided(Guided):
     def default_name(self) -> str:
         return f"{super().default_name()}-{self.config.max_turns}turns"
 
-    def run(self, problems: list[Problem]) -> list[list[dict[str, Any]]]:
+    def jobs(self, problems: list[Problem]) -> Iterator[Job]:
         n = self.config.guide_samples
         pairs = [(p, s) for p in problems for s in range(n)]
+        if self.guide.per_request:  # an API guide: each job runs its own episode, turn after turn
+            for p, s in pairs:
+                yield Job(p, s, lambda p=p, s=s: self._episodes([(p, s)], max_workers=1)[0])
+            return
+        # a local guide: a batch of episodes at a time (in the run loop's background thread), each
+        # turn generated for every running episode of the batch at once; the rows are then the jobs
+        size = max(1, self.config.guide_batch_size)
+        for start in range(0, len(pairs), size):
+            batch = pairs[start:start + size]
+            rows = self._episodes(batch, max_workers=self.config.workers)
+            for (p, s), row in zip(batch, rows):
+                yield Job(p, s, lambda row=row: row)
+
+    def _episodes(self, pairs: list[tuple[Problem, int]], max_workers: int) -> list[dict[str, Any]]:
+        """Run one episode per (problem, sample) and return their rows, in order."""
         sample_of: dict[int, int] = {}
         responses: dict[int, list[Any]] = {}  # id(episode) -> the guide's response of each turn
 
@@ -62,11 +79,10 @@ class MultiTurnGuided(Guided):
 
         started = [self.episodes.start(p) for p, _ in pairs]
         sample_of.update({id(e): s for e, (_, s) in zip(started, pairs)})
-        ran = run_episodes(generate, self.episodes, started, max_workers=self.config.workers,
+        ran = run_episodes(generate, self.episodes, started, max_workers=max_workers,
                            samples=[s for _, s in pairs])
-        rows = [self._episode_row(problem, sample, episode, results, responses.get(id(episode), []))
+        return [self._episode_row(problem, sample, episode, results, responses.get(id(episode), []))
                 for (problem, sample), (episode, results) in zip(pairs, ran)]
-        return [rows[i * n:(i + 1) * n] for i in range(len(problems))]
 
     def _episode_row(self, problem, sample, episode, results, replies) -> dict[str, Any]:
         turns = []

@@ -25,8 +25,9 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Any
+from urllib.parse import parse_qsl
 
 from gcop_env.utils.files import write_text_atomic
 from gcop_env.evaluation.stats import McNemarResult, mcnemar_exact, paired_bootstrap
@@ -235,9 +236,35 @@ def _percent(value) -> str:
 
 
 def _usd(value: float) -> str:
+    """Dollars in plain decimals: ``$0``, ``$0.0000234``, ``$0.00002`` (up to three significant digits
+    below a cent, never ``2e-05``), ``$0.0150``."""
     if value == 0:
         return "$0"
-    return f"${value:.2g}" if value < 0.01 else f"${value:.4f}"
+    if value >= 0.01:
+        return f"${value:.4f}"
+    digits = 2 - math.floor(math.log10(value))  # three significant digits, no exponent
+    return "$" + f"{value:.{digits}f}".rstrip("0")
+
+
+def short_model_name(spec: str | None) -> str:
+    """A model spec as a table cell: a local model by its file or folder name, not its cache path.
+
+    ``hf:/root/.cache/gcop_env/models?gguf_file=gemma-3-270m-q4_k_m.gguf`` → ``hf:gemma-3-270m-q4_k_m``,
+    ``vllm:/models/qwen3-1.7b/`` → ``vllm:qwen3-1.7b``. API models and hub ids (``hf:Qwen/Qwen3-1.7B``)
+    are already short and stay as given; ``report.json`` keeps every full spec.
+    """
+    if not spec or ":" not in spec:
+        return spec or "—"
+    backend, rest = spec.split(":", 1)
+    if backend not in ("hf", "vllm"):
+        return spec
+    path, _, query = rest.partition("?")
+    gguf = dict(parse_qsl(query)).get("gguf_file")
+    if gguf:
+        return f"{backend}:{PurePath(gguf).name.removesuffix('.gguf')}"
+    if path.startswith(("/", "~", "./", "../")) or "\\" in path:
+        return f"{backend}:{PurePath(path.rstrip('/')).name or path}"
+    return spec
 
 
 def _p_value(row: RunView) -> str:
@@ -249,20 +276,21 @@ def _p_value(row: RunView) -> str:
     return "<0.001" if p < 0.001 else f"{p:.3f}"
 
 
-def _guide_unpriced(row: RunView) -> bool:
-    """A guide wrote this run's strategies and its tokens were counted at $0 for want of a price."""
-    return bool(row.guide) and row.metrics.get("guide_priced") is False
+def _unpriced_guide(row: RunView) -> bool:
+    """A row whose guide's tokens are counted as $0 (a local or unknown guide): rows without a
+    guide (core-only, ICL) have nothing unpriced."""
+    return row.kind in GUIDED_KINDS and row.metrics.get("guide_priced") is False
 
 
 def _table_row(row: RunView) -> str:
     m = row.metrics
     lo, hi = m["accuracy_ci95"] or (None, None)
     marks = []
-    if _guide_unpriced(row):
+    if _unpriced_guide(row):
         marks.append("†")
     if int(m.get("n_infra") or 0):
         marks.append("‡")
-    cells = [row.name, row.core, row.guide or "—", row.recipe or "—",
+    cells = [row.name, short_model_name(row.core), short_model_name(row.guide), row.recipe or "—",
              f"{_percent(m['accuracy'])} [{_percent(lo)}, {_percent(hi)}]", _percent(m.get("executability")),
              _usd(row.total_usd) + "".join(marks), f"{row.total_tokens:,.0f}", _p_value(row), str(len(row.outcomes)),
              str(row.max_turns)]
@@ -291,7 +319,7 @@ def render_markdown(tables: list[TaskTable]) -> str:
                              f"(not counted as wrong); re-run `gcop eval` to retry them.")
             if row.paired_note not in (None, "reference"):
                 notes.append(f"{row.name}: {row.paired_note}.")
-        if any(_guide_unpriced(r) for r in table.rows):
+        if any(_unpriced_guide(r) for r in table.rows):
             notes.append("† the guide's tokens are not priced (a local guide counts $0 unless `--guide-price` is given).")
         out += ["", "Accuracy: Pass@1 (sample 0 of each problem) with its Wilson 95% interval. α̂: executability, "
                     "the mean over problems of the core's success rate over the guide's samples (with one sample it "
@@ -312,10 +340,13 @@ def symlog_threshold(costs: list[float]) -> float:
 def plot_reward_cost(tables: list[TaskTable], path: Path | None = None):
     """Figure 1: accuracy against total cost per problem; returns the matplotlib Figure.
 
-    One ``errorbar`` container per condition (label = condition name), in table order. The cost
-    axis is logarithmic; when a run costs $0 (local models) it is a *symlog* axis, linear below
-    the smallest non-zero cost's decade, and the axis label says so. When every run of a table
-    costs $0, the axis is total tokens per problem (log) instead, and the label says so.
+    One ``errorbar`` container per condition (label = condition name), in table order, and one
+    label per point, in the point's colour, placed beside its own point; labels that would overlap
+    one another, another point or an interval move apart and keep a leader line to their point.
+    The accuracy axis spans the points and their intervals (not the whole 0–1). The cost axis is
+    logarithmic; when a run costs $0 (local models) it is a *symlog* axis, linear below the
+    smallest non-zero cost's decade, and the axis label says so. When every run of a table costs
+    $0, the axis is total tokens per problem (log) instead, and the label says so.
     """
     try:
         import matplotlib
@@ -325,44 +356,55 @@ def plot_reward_cost(tables: list[TaskTable], path: Path | None = None):
         raise ReportError("the reward-cost plot needs matplotlib; install it with `pip install 'gcop-env[eval]'`") from None
 
     fig, axes = plt.subplots(1, len(tables), figsize=(6.4 * len(tables), 4.8), squeeze=False)
+    placements = []
     for ax, table in zip(axes[0], tables):
         costs = [r.total_usd for r in table.rows]
         # Every run free (local models only): dollars say nothing, so the cost axis counts tokens.
         by_tokens = all(c == 0 for c in costs) and all(r.total_tokens > 0 for r in table.rows)
-        for i, row in enumerate(table.rows):
+        points, intervals = [], []
+        for row in table.rows:
             if row.metrics["accuracy"] is None:
                 continue  # nothing scored (all infra errors): no point rather than a false 0
             accuracy = float(row.metrics["accuracy"])
             lo, hi = (float(v) for v in row.metrics["accuracy_ci95"])
             marker = "s" if row.kind in BASELINE_KINDS else "o"
             x = row.total_tokens if by_tokens else row.total_usd
-            ax.errorbar([x], [accuracy], yerr=[[accuracy - lo], [hi - accuracy]], fmt=marker,
-                        capsize=4, label=row.name)
-            # labels of points that share a spot are stacked, not drawn over each other
-            ax.annotate(row.name, (x, accuracy), textcoords="offset points", xytext=(6, 6 + 11 * i), fontsize=8)
+            container = ax.errorbar([x], [accuracy], yerr=[[accuracy - lo], [hi - accuracy]], fmt=marker,
+                                    capsize=4, label=row.name)
+            points.append((x, accuracy, lo, hi, row.name, container.lines[0].get_color()))
+            intervals += [lo, hi]
         if by_tokens:
             tokens = [r.total_tokens for r in table.rows]
             ax.set_xscale("log")
             ax.set_xlabel("total tokens per problem (log scale; every run here costs 0 USD: local models)")
-            ax.set_xlim(min(tokens) / 2, max(tokens) * 3)
+            ax.set_xlim(*_log_range(tokens))
         elif any(c == 0 for c in costs):
             threshold = symlog_threshold(costs)
             ax.set_xscale("symlog", linthresh=threshold)
             # No "$" in labels: matplotlib reads text between two dollar signs as mathtext.
-            ax.set_xlabel(f"total cost per problem (USD; symlog: linear below {threshold:g}; 0 = local models)")
+            ax.set_xlabel(f"total cost per problem (USD; symlog: linear below {_plain(threshold)}; 0 = local models)")
             ax.set_xlim(-threshold * 0.3, max(costs) * 4 if max(costs) > 0 else threshold)
         else:
             ax.set_xscale("log")
             ax.set_xlabel("total cost per problem (USD, log scale)")
-            ax.set_xlim(min(costs) / 3, max(costs) * 4)  # room for the point labels
+            ax.set_xlim(*_log_range(costs))
+        _plain_ticks(ax)
         ax.set_ylabel("accuracy (Pass@1, 95% CI)")
+        ax.set_ylim(*_fitted_range(intervals))
         ax.set_title(table.title)
-    return finish_figure(fig, axes.ravel(), path)
+        ax.grid(True, which="both", alpha=0.3)
+        placements.append((ax, points))
+    fig.tight_layout()
+    for ax, points in placements:  # after the layout: labels are placed in the axes' final pixels
+        _label_points(fig, ax, points)
+    if path is not None:
+        fig.savefig(path, dpi=120)
+    return fig
 
 
 def finish_figure(fig, axes, path: Path | None):
-    """The report figures' common finish: an accuracy axis from 0 to 1, a grid and a legend on every
-    axis; the figure is saved to ``path`` (when given) and returned."""
+    """The turns figure's finish: an accuracy axis from 0 to 1, a grid and a legend on every axis; the
+    figure is saved to ``path`` (when given) and returned."""
     for ax in axes:
         ax.set_ylim(-0.02, 1.02)
         ax.grid(True, which="both", alpha=0.3)
@@ -371,6 +413,112 @@ def finish_figure(fig, axes, path: Path | None):
     if path is not None:
         fig.savefig(path, dpi=120)
     return fig
+
+
+def _log_range(values: list[float]) -> tuple[float, float]:
+    """A log axis over ``values`` with a margin of a quarter of their span (at least 0.15 decades)
+    each side: room for the labels, which move to the left of a point near the right edge."""
+    lo, hi = math.log10(min(values)), math.log10(max(values))
+    pad = max(0.15, 0.25 * (hi - lo))
+    return 10 ** (lo - pad), 10 ** (hi + pad)
+
+
+def _plain(value: float) -> str:
+    """A tick or axis number in plain decimals (``0.0005``, ``2000``), never ``5e-04`` or ``10^{-3}``."""
+    if value == 0:
+        return "0"
+    digits = max(0, 2 - math.floor(math.log10(abs(value))))
+    return f"{value:.{digits}f}".rstrip("0").rstrip(".") if digits else f"{value:.0f}"
+
+
+def _plain_ticks(ax) -> None:
+    """Ticks at 1, 2 and 5 of each decade (over less than a decade: about five evenly spaced round
+    numbers), written as plain decimals, no minor labels."""
+    from matplotlib.ticker import FixedLocator, FuncFormatter, LogLocator, NullFormatter, SymmetricalLogLocator
+
+    if ax.get_xscale() == "log":
+        lo, hi = ax.get_xlim()
+        if hi / lo < 10:  # less than a decade (close conditions): evenly spaced round numbers
+            raw = (hi - lo) / 5
+            magnitude = 10.0 ** math.floor(math.log10(raw))
+            step = next(m * magnitude for m in (1, 2, 2.5, 5, 10) if m * magnitude >= raw)
+            ax.xaxis.set_major_locator(FixedLocator([k * step for k in range(math.ceil(lo / step), math.floor(hi / step) + 1)]))
+        else:
+            ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    else:
+        ax.xaxis.set_major_locator(SymmetricalLogLocator(ax.xaxis.get_transform(), subs=(1.0, 2.0, 5.0)))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda value, _: _plain(value)))
+    ax.xaxis.set_minor_formatter(NullFormatter())
+
+
+def _fitted_range(values: list[float]) -> tuple[float, float]:
+    """The accuracy axis: the points and their intervals with a margin, within [0, 1] plus a sliver."""
+    if not values:
+        return -0.02, 1.02
+    lo, hi = min(values), max(values)
+    pad = max(0.03, 0.12 * (hi - lo))
+    return max(-0.02, lo - pad), min(1.02, hi + pad)
+
+
+def _label_points(fig, ax, points: list[tuple]) -> None:
+    """Write each point's name beside it, in its colour, with no two labels overlapping and no
+    label over another point or interval; a label moved off its point keeps a leader line to it.
+
+    Greedy, in order of height: each label takes the first free place among right of its point,
+    left of it, then the same two shifted up and down by whole label heights (farther each time),
+    and finally farther out to the right; "free" means inside the axes and clear of the labels
+    already placed, every marker and every interval (with its caps)."""
+    if not points:
+        return
+    renderer = fig.canvas.get_renderer()
+    to_pixels = ax.transData.transform
+    frame = ax.get_window_extent(renderer)
+    pixels_per_point = fig.dpi / 72.0
+    obstacles = []  # (x0, y0, x1, y1) in display pixels
+    for x, y, lo, hi, _, _ in points:
+        px, py = to_pixels((x, y))
+        _, plo = to_pixels((x, lo))
+        _, phi = to_pixels((x, hi))
+        marker = 5 * pixels_per_point
+        cap = 4 * pixels_per_point + 1
+        obstacles += [(px - marker, py - marker, px + marker, py + marker), (px - 1.5, plo, px + 1.5, phi),
+                      (px - cap, plo - 1.5, px + cap, plo + 1.5), (px - cap, phi - 1.5, px + cap, phi + 1.5)]
+    gap = 10 * pixels_per_point
+    placed: list[tuple[float, float, float, float]] = []
+    for x, y, lo, hi, name, color in sorted(points, key=lambda p: p[1]):
+        probe = ax.text(0, 0, name, fontsize=8)
+        extent = probe.get_window_extent(renderer)
+        probe.remove()
+        width, height = extent.width + 2, extent.height + 2
+        px, py = to_pixels((x, y))
+        candidates = []
+        for step in range(0, 13):
+            for shift in ((0,) if step == 0 else (step, -step)):
+                dy = shift * (height + 2)
+                candidates += [(px + gap, py - height / 2 + dy), (px - gap - width, py - height / 2 + dy)]
+        candidates += [(px + gap + k * width / 2, py - height / 2) for k in range(1, 6)]
+        best, best_overlap = candidates[0], math.inf
+        for cx, cy in candidates:
+            box = (cx, cy, cx + width, cy + height)
+            inside = frame.x0 + 2 <= box[0] and box[2] <= frame.x1 - 2 and frame.y0 + 2 <= box[1] and box[3] <= frame.y1 - 2
+            overlap = sum(_overlap(box, other) for other in placed + obstacles) + (0 if inside else 1e6)
+            if overlap < best_overlap:
+                best, best_overlap = (cx, cy), overlap
+            if overlap == 0:
+                break
+        cx, cy = best
+        placed.append((cx, cy, cx + width, cy + height))
+        at_rest = abs(cy - (py - height / 2)) < 1 and (abs(cx - (px + gap)) < 1 or abs(cx - (px - gap - width)) < 1)
+        # offsets in points from the point to the label's lower-left corner
+        offset = ((cx + 1 - px) / pixels_per_point, (cy + 1 - py) / pixels_per_point)
+        ax.annotate(name, (x, y), xytext=offset, textcoords="offset points", ha="left", va="bottom", fontsize=8,
+                    color=color, annotation_clip=False,
+                    arrowprops=None if at_rest else dict(arrowstyle="-", color=color, lw=0.7, shrinkA=1, shrinkB=4))
+
+
+def _overlap(a: tuple[float, float, float, float], b: tuple[float, float, float, float]) -> float:
+    """The area two boxes (x0, y0, x1, y1) share."""
+    return max(0.0, min(a[2], b[2]) - max(a[0], b[0])) * max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
 
 
 def report_json(tables: list[TaskTable]) -> dict:

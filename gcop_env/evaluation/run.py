@@ -3,32 +3,42 @@
     problems ─▶ condition (core-only | ICL | guided | strategies) ─▶ GuideScorer ─▶ records.jsonl
                                                                                  ─▶ summary.json
 
-Every condition is a small object with one job: turn a batch of problems into rows. The core's
-answer becomes a number only through :class:`~gcop_env.step.scoring.GuideScorer` (the scorer the env
-and the trainer use), with the judge and the unguided baseline off: guided rows go through
-``score`` with the guide's text, core-only and ICL rows through ``score_unguided``.
+Every condition is a small object with one job: turn problems into jobs, one per row (a problem
+and a sample). The core's answer becomes a number only through
+:class:`~gcop_env.step.scoring.GuideScorer` (the scorer the env and the trainer use), with the judge
+and the unguided baseline off: guided rows go through ``score`` with the guide's text, core-only and
+ICL rows through ``score_unguided``.
 
-The run dir is the checkpoint: a problem's rows are appended (and fsynced) when its last sample
-is scored, so a killed run re-run with the same command skips the finished problems; problems
-whose rows hold an infrastructure error are retried. Core and guide calls go through the
-response cache, so re-running a finished condition makes 0 API calls and rewrites the same
-``summary.json`` byte for byte (it holds no clock time and no per-run counters).
+``--workers`` jobs are in flight at any time, and the next starts as soon as one finishes (no
+batch waits for its slowest call), so ``--workers`` calls are in flight whatever the latencies. A
+guide that generates in batches on this machine does so in a background thread, one batch ahead,
+while the core calls go on.
+
+The run dir is the checkpoint: a problem's rows are appended (written through at once, fsynced
+within a second) as soon as its last sample is scored, so a killed run re-run with the same command skips the finished problems;
+problems whose rows hold an infrastructure error are retried. When the run completes, the records
+are put back in problem order (they were appended as problems finished). Core and guide calls go
+through the response cache, so re-running a finished condition makes 0 API calls and rewrites the
+same ``summary.json`` byte for byte (it holds no clock time and no per-run counters).
 """
 
 from __future__ import annotations
 
 import inspect
 import json
+import queue
 import sys
+import threading
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterable, Iterator
 
 from gcop_env.cores import make_core
 from gcop_env.cores.base import SamplingParams
 from gcop_env.cores.budget import Budget
 from gcop_env.envs.tasks import get_task
-from gcop_env.evaluation.conditions import Condition, build_condition, guide_recipe
+from gcop_env.evaluation.conditions import Condition, Job, build_condition, guide_recipe
 from gcop_env.evaluation.config import EvalConfig, EvalInputError
 from gcop_env.evaluation.records import RECORDS, ROLES, RUN_CONFIG, SUMMARY
 from gcop_env.evaluation.summary import build_summary
@@ -128,12 +138,12 @@ def run_eval(config: EvalConfig, *, progress: bool = True, preflight: bool = Tru
              stop: Callable[[], bool] | None = None, budget: Budget | None = None) -> EvalResult:
     """Run (or resume) one condition; write ``records.jsonl`` and ``summary.json`` under ``config.out``.
 
-    ``stop``: polled between batches; when it returns True the run stops after the batch in flight
-    (its rows are saved), writes the summary of what is done and returns ``interrupted=True``.
-    ``budget``: the spend cap of the core, judge and API guide calls. Once it refuses a call the
-    run stops after the batch in flight: its finished problems are saved, problems with a refused
-    call are left for the re-run (their paid calls are cached), no ``summary.json`` is written,
-    and ``budget_exhausted`` is True.
+    ``stop``: polled before each job starts; when it returns True no new job starts, the jobs in
+    flight finish and their rows are saved, and the run returns ``interrupted=True`` (with the
+    summary of what is done, not written). ``budget``: the spend cap of the core, judge and API
+    guide calls. Once it refuses a call no new job starts: the jobs in flight finish, finished
+    problems are saved, problems with a refused call are left for the re-run (their paid calls are
+    cached), no ``summary.json`` is written, and ``budget_exhausted`` is True.
     """
     out = Path(config.out)
     try:
@@ -205,35 +215,60 @@ def run_eval(config: EvalConfig, *, progress: bool = True, preflight: bool = Tru
             _preflight(config)
         if todo and (out / SUMMARY).exists():
             (out / SUMMARY).unlink()  # it describes an earlier state; the finished run writes the new one
-        appender = JsonlAppender(records_path)
-        interrupted, budget_stopped, n_run = False, False, 0
+        # rows are written through at once (a killed run loses none) and fsynced once a second: their
+        # paid answers are in the response cache too
+        appender = JsonlAppender(records_path, fsync_every_s=1.0)
+        n_run = 0
         bar = _progress_bar(len(selected), len(selected) - len(todo), progress, condition.describe()["name"])
         tally = _Tally([finished[p.task_id] for p in selected if p.task_id in finished])
         bar.set_postfix_str(tally.postfix(), refresh=False)
-        batch = max(1, config.guide_batch_size if config.kind == "guided" else config.workers)
+        workers = max(1, config.workers)
+        failure: list[BaseException] = []  # a job that raised (a fatal API error): no new job starts
+
+        def should_stop() -> bool:
+            return bool(failure) or (stop is not None and stop()) or (budget is not None and budget.exhausted)
+
+        source = (_Ahead(condition.jobs(todo), depth=workers + config.guide_batch_size) if condition.batched
+                  else _Jobs(condition.jobs(todo)))
+        pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="gcop-eval")
+        partial: dict[str, dict[int, dict]] = {}  # task_id -> sample -> row, until the problem is complete
+        keyboard = False
         try:
-            for start in range(0, len(todo), batch):
-                if stop is not None and stop():
-                    interrupted = True
-                    break
-                chunk = todo[start:start + batch]
-                for p, rows in zip(chunk, condition.run(chunk)):
-                    if any(_refused_by_budget(row) for row in rows):
-                        continue  # not finished: the re-run does it, its paid calls come from the cache
-                    for row in rows:
-                        appender.append(row)
-                    finished[p.task_id] = rows
-                    tally.add(rows)
-                    n_run += 1
-                bar.update(len(chunk))
+            for job, future in _fan_out(pool, source, workers, should_stop, failure):
+                try:
+                    row = future.result()
+                except Exception as exc:  # noqa: BLE001 - re-raised below, once the jobs in flight are saved
+                    failure.append(exc)
+                    continue
+                done = partial.setdefault(job.problem.task_id, {})
+                done[job.sample] = row
+                if len(done) < condition.samples(job.problem):
+                    continue
+                rows = [done[i] for i in sorted(done)]
+                del partial[job.problem.task_id]
+                if any(_refused_by_budget(r) for r in rows):
+                    continue  # not finished: the re-run does it, its paid calls come from the cache
+                for r in rows:
+                    appender.append(r)
+                finished[job.problem.task_id] = rows
+                tally.add(rows)
+                n_run += 1
+                bar.update(1)
                 bar.set_postfix_str(tally.postfix())
-                if budget is not None and budget.exhausted:
-                    budget_stopped = True
-                    break
-        except KeyboardInterrupt:
-            interrupted = True
+        except KeyboardInterrupt:  # a second Ctrl-C: stop at once (what finished is saved)
+            keyboard = True
         finally:
+            pool.shutdown(wait=not keyboard, cancel_futures=True)
+            source.close(wait=not keyboard)
+            appender.close()
             bar.close()
+        if failure:
+            raise failure[0]
+        unfinished = any(p.task_id not in finished for p in todo)
+        interrupted = keyboard or (unfinished and stop is not None and stop())
+        budget_stopped = not interrupted and budget is not None and budget.exhausted
+        if not interrupted and not budget_stopped:
+            _in_problem_order(records_path, condition.select(all_problems))
         rows_by_problem = [finished[p.task_id] for p in selected if p.task_id in finished]
         summary = build_summary(config, condition, task, rows_by_problem)
         if not interrupted and not budget_stopped:
@@ -249,6 +284,118 @@ def run_eval(config: EvalConfig, *, progress: bool = True, preflight: bool = Tru
         core.close()
         if judge_core is not None:
             judge_core.close()
+
+
+def _fan_out(pool: ThreadPoolExecutor, source: "_Jobs", workers: int, should_stop: Callable[[], bool],
+             failure: list[BaseException]) -> Iterator[tuple[Job, Future]]:
+    """Run the jobs of ``source`` on ``pool`` and yield ``(job, future)`` as each finishes, keeping
+    ``workers`` of them in flight: the next job starts as soon as one finishes. Once
+    ``should_stop()`` is true (Ctrl-C, the budget, a fatal error) no new job starts; the ones in
+    flight are awaited and yielded, so their paid calls are saved. An error drawing a job (a
+    local guide that failed) goes to ``failure`` and stops the drawing the same way."""
+    in_flight: dict[Future, Job] = {}
+    while True:
+        while len(in_flight) < workers and not source.exhausted and not should_stop():
+            try:
+                job = source.take(timeout=0.0 if in_flight else 0.2)
+            except Exception as exc:  # noqa: BLE001 - raised by the run loop once the jobs in flight are saved
+                failure.append(exc)
+                break
+            if job is None:
+                break  # a batch is still being generated
+            in_flight[pool.submit(job.run)] = job
+        if not in_flight:
+            if source.exhausted or should_stop():
+                return
+            continue
+        # with a free slot and a batch on its way, look again for new jobs every 0.2 s
+        waiting = len(in_flight) < workers and not source.exhausted and not should_stop()
+        done, _ = wait(in_flight, timeout=0.2 if waiting else None, return_when=FIRST_COMPLETED)
+        for future in done:
+            yield in_flight.pop(future), future
+
+
+class _Jobs:
+    """The jobs of a condition, drawn when a worker is free."""
+
+    def __init__(self, jobs: Iterable[Job]):
+        self._jobs = iter(jobs)
+        self.exhausted = False
+
+    def take(self, timeout: float) -> Job | None:
+        """The next job; None when there is none (then ``exhausted``)."""
+        job = next(self._jobs, None)
+        self.exhausted = job is None
+        return job
+
+    def close(self, wait: bool = True) -> None:
+        pass
+
+
+class _Ahead(_Jobs):
+    """Jobs drawn in a background thread, up to ``depth`` ahead of the run loop: a local guide
+    generates its next batch while the core calls of the last one are in flight. An error raised
+    while drawing (the guide failed) is raised by :meth:`take`."""
+
+    _END = object()
+
+    def __init__(self, jobs: Iterable[Job], depth: int):
+        super().__init__(())
+        self._queue: queue.Queue = queue.Queue(maxsize=max(1, depth))
+        self._closed = threading.Event()
+        self._thread = threading.Thread(target=self._draw, args=(iter(jobs),), name="gcop-eval-guide", daemon=True)
+        self._thread.start()
+
+    def _put(self, item: Any) -> bool:
+        while not self._closed.is_set():
+            try:
+                self._queue.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _draw(self, jobs: Iterator[Job]) -> None:
+        try:
+            for job in jobs:
+                if not self._put(job):
+                    return
+            item: Any = self._END
+        except BaseException as exc:  # noqa: BLE001 - handed to the run loop, which raises it
+            item = exc
+        self._put(item)
+
+    def take(self, timeout: float) -> Job | None:
+        try:
+            item = self._queue.get(timeout=timeout) if timeout > 0 else self._queue.get_nowait()
+        except queue.Empty:
+            return None
+        if item is self._END:
+            self.exhausted = True
+            return None
+        if isinstance(item, BaseException):
+            self.exhausted = True
+            raise item
+        return item
+
+    def close(self, wait: bool = True) -> None:
+        """No more jobs are drawn; ``wait``: until the batch being generated is done (the guide is
+        closed next, and must not be closed under its own generation)."""
+        self._closed.set()
+        if wait:
+            self._thread.join()
+
+
+def _in_problem_order(path: Path, problems: list) -> None:
+    """Rewrite ``records.jsonl`` in problem order, samples in order, when the appends (made as
+    problems finished) left it otherwise; rows of problems outside ``problems`` keep their order
+    at the end. A finished run's records are the same whatever the latencies were."""
+    rows = read_jsonl_rows(path)
+    order = {p.task_id: i for i, p in enumerate(problems)}
+    ranked = sorted(range(len(rows)), key=lambda i: (order.get(str(rows[i]["task_id"]), len(order) + i),
+                                                     int(rows[i]["sample"])))
+    if ranked != list(range(len(rows))):
+        _rewrite_records(path, [rows[i] for i in ranked])
 
 
 def _put_under_budget(condition: Condition, config: EvalConfig, budget: Budget, cores: list) -> None:

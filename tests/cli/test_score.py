@@ -217,3 +217,56 @@ def test_score_stops_on_sigint_keeps_rows_and_resumes(tmp_path):
     assert [r["task_id"] for r in results] == [r["question_id"] for r in rows]
     assert all(r["status"] == "pass" for r in results)
     assert not partial_path(out).exists()
+
+
+class _HeldRow0:
+    """A GSM8K validator whose row 0 is held until ``needed`` other rows are graded (or a safety
+    timeout passes): only a loop that starts the next row as each finishes gets there while row 0
+    is out; one that waits for a batch of ``--workers`` rows would wait on row 0 first."""
+
+    def __init__(self, held_task_id: str, needed: int, safety_s: float = 60.0):
+        import threading
+        self.inner = gsm8k.GSM8KValidator()
+        self.held_task_id, self.needed, self.safety_s = held_task_id, needed, safety_s
+        self.lock, self.release = threading.Lock(), threading.Event()
+        self.others = self.in_flight = self.most_in_flight = 0
+        self.released_by_others = False
+
+    def validate(self, problem, completion):
+        with self.lock:
+            self.in_flight += 1
+            self.most_in_flight = max(self.most_in_flight, self.in_flight)
+        try:
+            if problem.task_id == self.held_task_id:
+                if not self.release.wait(self.safety_s):
+                    self.release.set()
+                return self.inner.validate(problem, completion)
+            result = self.inner.validate(problem, completion)
+            with self.lock:
+                self.others += 1
+                if self.others >= self.needed and not self.release.is_set():
+                    self.released_by_others = True
+                    self.release.set()
+            return result
+        finally:
+            with self.lock:
+                self.in_flight -= 1
+
+    def close(self):
+        self.inner.close()
+
+
+def test_score_keeps_its_workers_busy_past_a_slow_row(tmp_path):
+    """gcop score's grading loop refills each worker as its row finishes: with 2 workers, row 0 is
+    held until 6 other rows are graded, which only the other worker, refilled 6 times, can do."""
+    from gcop_env.validators.score import grade_predictions, read_predictions
+
+    golds = _golds(12)
+    predictions = _write(tmp_path / "p.jsonl",
+                         [json.dumps({"task_id": t, "completion": f"#### {g}"}) for t, g in golds])
+    problems = {p.task_id: p for p in gsm8k.load_gsm8k("test", data_files=str(GSM8K_DIR))[:12]}
+    validator = _HeldRow0(golds[0][0], needed=6)
+    grading = grade_predictions(read_predictions(predictions), problems, validator, source=predictions,
+                                task="gsm8k", split="test", workers=2)
+    assert validator.released_by_others and validator.most_in_flight <= 2
+    assert [r["status"] for r in grading.ordered()] == ["pass"] * 12

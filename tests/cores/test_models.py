@@ -177,7 +177,9 @@ def test_fatal_error_stops_curate_with_one_clear_message(monkeypatch, tmp_path, 
     err = capsys.readouterr().err
     assert code == 1 and "Traceback" not in err
     assert "anthropic:claude-3-5-sonnet-20241022" in err and "not_found_error" in err and "claude-sonnet-5-5" in err
-    assert requests <= 3  # at most one per worker (2) plus a race: the 8 queued problems were cancelled
+    # a problem sends its M = 4 teacher draws at once: at most M per worker (2) plus one problem's M in a race;
+    # the other queued problems were cancelled (all 8 would have sent 32)
+    assert requests <= (2 + 1) * 4
     assert not (tmp_path / "c.jsonl").exists() or not (tmp_path / "c.jsonl").read_text().strip()
 
 

@@ -117,12 +117,15 @@ def test_report_has_a_turns_column_and_the_accuracy_vs_turns_and_cost_figure(wor
 
 def test_an_infra_failure_on_turn_2_makes_the_record_infra_and_a_rerun_finishes_it(world, tmp_path):
     out = tmp_path / "mt"
-    world.faults.extend([None] * 10 + [status(500)] * 2)  # turn 1 of all five problems, then two failures
+    # one worker: the episodes run one after another, 4 requests each (guide, core, guide, core), so
+    # request 11 is the guide's turn 2 on the third problem
+    world.faults.extend([None] * 10 + [status(500)])
     code = eval_cli(guided(world, out, "--max-turns", "3", "--limit", "5", "--workers", "1"))
     rows = [json.loads(line) for line in (out / "records.jsonl").read_text().splitlines()]
     infra = [r for r in rows if r["status"] == "infra"]
-    assert code == 3 and infra and all(r["success"] is None for r in infra)
-    assert all(r["turns"][0]["status"] == "fail" for r in infra)  # its first turn was scored, then an outage
+    assert code == 3 and len(infra) == 1 and infra[0]["success"] is None
+    assert [t["status"] for t in infra[0]["turns"]] == ["fail", "infra"]  # turn 1 scored, then an outage
+    assert all(r["status"] == "pass" for r in rows if r is not infra[0])
     assert eval_cli(guided(world, out, "--max-turns", "3")) == 0  # the re-run retries them
     summary = json.loads((out / "summary.json").read_text())
     assert summary["metrics"]["n_infra"] == 0 and summary["metrics"]["turns"]["solved_after_turn"][-1] == 1.0
@@ -165,3 +168,20 @@ def test_the_measured_example_of_the_docs_matches_its_scripted_world(tmp_path, m
     assert (result["report"] / "turns.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     printed = capsys.readouterr().out
     assert "| after turn | solved (Wilson 95%)" in printed and "| guided-3turns |" in printed
+
+
+def test_a_local_guide_runs_batches_of_episodes_with_every_turn_recorded(world, tmp_path, tiny_gsm8k_guide):
+    # a local (hf:) guide generates each turn for a batch of episodes at once, unlike an API guide's job per episode
+    out = tmp_path / "hf"
+    assert eval_cli(argv(world, out, "--guide", f"hf:{tiny_gsm8k_guide}", "--guide-max-tokens", "12",
+                         "--guide-batch-size", "3", "--max-turns", "2")) == 0
+    rows = [json.loads(line) for line in (out / "records.jsonl").read_text().splitlines()]
+    assert sorted(r["task_id"] for r in rows) == [f"gsm8k/test/{i}" for i in range(5)]
+    for row in rows:
+        assert row["n_turns"] == len(row["turns"]) and 1 <= row["n_turns"] <= 2
+        assert row["cost"]["guide"]["calls"] == row["n_turns"] and row["cost"]["guide"]["usd"] == 0.0
+        assert row["turns"][-1]["status"] == row["status"]
+        assert all(t["status"] != "pass" for t in row["turns"][:-1])  # only a failed turn is followed by another
+        assert (row["n_turns"] == 1) == (row["status"] == "pass")
+    turns = json.loads((out / "summary.json").read_text())["metrics"]["turns"]
+    assert turns["max_turns"] == 2 and turns["mean_turns"] == pytest.approx(sum(r["n_turns"] for r in rows) / 5)

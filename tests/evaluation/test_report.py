@@ -230,12 +230,98 @@ def test_gcop_report_cli_prints_the_table_and_paths(gsm8k_runs, tmp_path, capsys
     assert math.isclose(json.loads((out / "report.json").read_text())["tables"][0]["rows"][0]["accuracy"], 0.4)
 
 
-def test_a_run_without_a_guide_is_never_marked_unpriced(tmp_path):
-    # gcop eval writes guide_priced False for core-only and ICL runs (their GuidePrice is the $0 default);
-    # the † footnote is about a guide's tokens, so a row with no guide never carries it
-    runs = [write_run(tmp_path / "core", name="core-only", kind="core-only", outcomes=_outcomes("1100"),
-                      guide_priced=False),
-            write_run(tmp_path / "icl", name="icl-4", kind="icl", outcomes=_outcomes("1110"), guide_priced=False)]
-    markdown = write_report(runs, tmp_path / "report").table_path.read_text()
-    assert _row(markdown, "core-only")[6] == "$0.001" and _row(markdown, "icl-4")[6] == "$0.001"
-    assert "† the guide's tokens are not priced" not in markdown
+# -- the figure and the table read right with close conditions ------------------------------------
+def _close_runs(tmp_path, n=200):
+    """Three conditions within 2 points of accuracy and 20% of cost of each other, and a baseline."""
+    def pattern(wins):
+        return _outcomes("1" * wins + "0" * (n - wins))
+    return [
+        write_run(tmp_path / "core", name="core-only", kind="core-only", outcomes=pattern(124), core_usd=0.0008,
+                  guide_priced=False),
+        write_run(tmp_path / "icl", name="icl-3", kind="icl", outcomes=pattern(140), core_usd=0.0011,
+                  guide_priced=False),
+        write_run(tmp_path / "sft", name="guided-sft", kind="guided", guide="hf:/root/.cache/gcop_env/models"
+                  "?gguf_file=gemma-3-270m-q4_k_m.gguf", recipe="SFT", outcomes=pattern(144), core_usd=0.00105,
+                  guide_priced=False),
+        write_run(tmp_path / "exectune", name="guided-exectune", kind="guided", guide="hf:runs/grpo",
+                  recipe="ExecTune", outcomes=pattern(142), core_usd=0.0012, guide_usd=0.00002),
+    ]
+
+
+def _label_boxes(fig, ax):
+    """Each annotation's text box and the pixel position of the point it names."""
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    out = {}
+    for text in ax.texts:
+        out[text.get_text()] = (text.get_window_extent(renderer), ax.transData.transform(text.xy), text)
+    return out
+
+
+def test_close_conditions_get_labels_at_their_own_points_kept_apart(tmp_path):
+    fig = plot_reward_cost(build_tables([load_run(p) for p in _close_runs(tmp_path)]))
+    (ax,) = fig.axes
+    boxes = _label_boxes(fig, ax)
+    points = {c.get_label(): ax.transData.transform((c.lines[0].get_xdata()[0], c.lines[0].get_ydata()[0]))
+              for c in ax.containers}
+    assert set(boxes) == set(points)
+    frame = ax.get_window_extent(fig.canvas.get_renderer())
+    names = sorted(boxes)
+    for i, name in enumerate(names):
+        box, anchor, text = boxes[name]
+        # each label is anchored at its own point (its leader line, when drawn, ends there)
+        assert tuple(anchor) == pytest.approx(tuple(points[name]))
+        assert text.get_color() == ax.containers[[c.get_label() for c in ax.containers].index(name)].lines[0].get_color()
+        assert frame.x0 <= box.x0 and box.x1 <= frame.x1 and frame.y0 <= box.y0 and box.y1 <= frame.y1
+        # no two labels overlap, and no label covers another condition's point
+        for other in names[i + 1:]:
+            assert not box.overlaps(boxes[other][0]), (name, other)
+        for other, (px, py) in points.items():
+            if other != name:
+                assert not (box.x0 - 2 <= px <= box.x1 + 2 and box.y0 - 2 <= py <= box.y1 + 2), (name, other)
+        # a label far from its point has a leader line; a label beside its point needs none
+        distance = min(abs(box.x0 - anchor[0]), abs(box.x1 - anchor[0])) + max(0, box.y0 - anchor[1], anchor[1] - box.y1)
+        if distance > 30:
+            assert text.arrow_patch is not None, name
+
+
+def test_the_accuracy_axis_fits_the_points_and_intervals(tmp_path):
+    tables = build_tables([load_run(p) for p in _close_runs(tmp_path)])
+    (ax,) = plot_reward_cost(tables).axes
+    lows = [float(r.metrics["accuracy_ci95"][0]) for r in tables[0].rows]
+    highs = [float(r.metrics["accuracy_ci95"][1]) for r in tables[0].rows]
+    bottom, top = ax.get_ylim()
+    assert bottom <= min(lows) and top >= max(highs)  # every interval is shown whole
+    assert top - bottom < 0.5 * (max(highs) - min(lows)) + (max(highs) - min(lows))  # and little else
+    assert bottom > 0.3 and top < 0.85
+
+
+def test_dagger_money_and_model_names_in_the_table(tmp_path):
+    report = write_report(_close_runs(tmp_path), tmp_path / "report")
+    markdown = report.table_path.read_text()
+    # core-only and ICL rows have no guide: nothing unpriced, no dagger
+    assert _row(markdown, "core-only")[6] == "$0.0008" and _row(markdown, "icl-3")[6] == "$0.0011"
+    sft = _row(markdown, "guided-sft")
+    assert sft[2] == "hf:gemma-3-270m-q4_k_m" and sft[6] == "$0.00105†"  # the local guide: a short name, unpriced
+    assert _row(markdown, "guided-exectune")[2] == "hf:runs/grpo" and _row(markdown, "guided-exectune")[6] == "$0.00122"
+    assert "e-0" not in markdown and "/root/.cache" not in markdown
+    payload = json.loads(report.json_path.read_text())
+    by_name = {row["condition"]: row for row in payload["tables"][0]["rows"]}
+    assert by_name["guided-sft"]["guide"] == "hf:/root/.cache/gcop_env/models?gguf_file=gemma-3-270m-q4_k_m.gguf"
+
+
+@pytest.mark.parametrize("usd, text", [(0.0, "$0"), (2e-05, "$0.00002"), (2.34e-05, "$0.0000234"), (0.001, "$0.001"),
+                                       (0.00105, "$0.00105"), (0.0099, "$0.0099"), (0.015, "$0.0150"), (1.5, "$1.5000")])
+def test_money_is_written_in_plain_decimals(usd, text):
+    from gcop_env.evaluation.report import _usd
+    assert _usd(usd) == text
+
+
+@pytest.mark.parametrize("spec, short", [
+    ("hf:/root/.cache/gcop_env/models?gguf_file=gemma-3-270m-q4_k_m.gguf", "hf:gemma-3-270m-q4_k_m"),
+    ("vllm:/models/qwen3-1.7b/", "vllm:qwen3-1.7b"), ("hf:./runs/sft", "hf:sft"), ("hf:Qwen/Qwen3-1.7B", "hf:Qwen/Qwen3-1.7B"),
+    ("anthropic:claude-haiku-4-5", "anthropic:claude-haiku-4-5"), (None, "—"),
+    ("openai:m@http://127.0.0.1:8000/v1", "openai:m@http://127.0.0.1:8000/v1")])
+def test_short_model_names(spec, short):
+    from gcop_env.evaluation.report import short_model_name
+    assert short_model_name(spec) == short

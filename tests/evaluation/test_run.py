@@ -276,9 +276,9 @@ def test_stop_request_saves_finished_problems_and_resumes(world, gsm8k_dir, tmp_
                         workers=1, out=str(out))
     first = dataclasses.replace(config, limit=1)
     assert run_eval(first, progress=False, preflight=False).n_run == 1 and (out / "summary.json").exists()
-    polls = iter([False, True])
-    result = run_eval(config, progress=False, preflight=False, stop=lambda: next(polls))
-    # stopped after one more batch (one problem per batch with one worker); the old summary is gone, not stale
+    # the stop comes once one more problem is saved: no new job starts after it
+    result = run_eval(config, progress=False, preflight=False, stop=lambda: len(_rows(out)) >= 2)
+    # stopped after one more problem (one job in flight with one worker); the old summary is gone, not stale
     assert result.interrupted and len(_rows(out)) == 2 and not (out / "summary.json").exists()
     result = run_eval(config, progress=False, preflight=False)
     assert result.n_skipped == 2 and result.n_run == 2 and len(_rows(out)) == 4
@@ -584,6 +584,109 @@ def test_hf_guide_samples_with_its_own_generator_reproducibly(tmp_path):
     assert torch.equal(torch.get_rng_state(), before)
     again = [r.text for r in HFGuide(str(copy), cache=None, stop=None).generate(requests)]
     assert first == again and all(first)
+
+
+# -- the fan-out: --workers calls in flight, refilled as each finishes --------------------------------
+class HeldFirst:
+    """A responder that holds the first request naming ``held`` (a question) until ``needed``
+    other requests have been answered, and tracks how many requests are in the server at once.
+
+    A run loop that waits for a whole batch could never answer ``needed`` others while the held
+    request is out: ``released_by_others`` is then False (the hold ends at the safety timeout)."""
+
+    def __init__(self, held: str, needed: int, respond, safety_s: float = 60.0):
+        self.held, self.needed, self.respond, self.safety_s = held, needed, respond, safety_s
+        self.lock = threading.Lock()
+        self.holding = False
+        self.others_done = 0
+        self.in_server = self.most_in_server = 0
+        self.release = threading.Event()
+        self.released_by_others = False
+
+    def __call__(self, prompt: str) -> str:
+        with self.lock:
+            self.in_server += 1
+            self.most_in_server = max(self.most_in_server, self.in_server)
+            hold = self.held in prompt and not self.holding
+            self.holding = self.holding or hold
+        try:
+            if hold and not self.release.wait(self.safety_s):
+                self.release.set()  # released by time, not by the others
+            reply = self.respond(prompt)
+            if not hold:
+                with self.lock:
+                    self.others_done += 1
+                    if self.others_done >= self.needed and not self.release.is_set():
+                        self.released_by_others = True
+                        self.release.set()
+            return reply
+        finally:
+            with self.lock:
+                self.in_server -= 1
+
+
+def _first_question(gsm8k_dir) -> str:
+    from gcop_env.validators.gsm8k import load_gsm8k
+    return load_gsm8k("test", data_files=str(gsm8k_dir))[0].question
+
+
+@pytest.mark.parametrize("workers", [1, 4])
+def test_a_slow_call_does_not_hold_the_other_workers(gsm8k_dir, tmp_path, workers):
+    """Problem 0's call is held until 3 x W other problems are answered: only a loop that starts
+    the next job as each finishes gets there (a batch of W would wait on problem 0 first)."""
+    held = HeldFirst(_first_question(gsm8k_dir), needed=3 * workers, respond=ScriptedSolver(gsm8k_golds(),
+                                                                                              unguided_correct=True))
+    if workers == 1:  # one worker: the held call is the only one in flight, so only time releases it
+        held.safety_s = 0.5
+    with FakeLLMServer(held) as server:
+        out = tmp_path / "run"
+        config = EvalConfig(task="GSM8K", data_files=str(gsm8k_dir), core=f"openai:m@{server.openai_base_url}",
+                            kind="core-only", limit=16, workers=workers, out=str(out), cache="off")
+        result = run_eval(config, progress=False, preflight=False)
+    assert result.n_run == 16 and server.count() == 16
+    assert held.most_in_server <= workers  # never more than --workers calls at once
+    assert held.released_by_others == (workers > 1)
+    # the records, appended as problems finished (problem 0 last), end in problem order
+    assert [r["task_id"] for r in _rows(out)] == [f"gsm8k/test/{i}" for i in range(16)]
+    assert _summary(out)["metrics"]["accuracy"] == 1.0
+
+
+def test_guide_samples_fan_out_one_job_per_sample(gsm8k_dir, tmp_path):
+    """Three strategies per problem from an API guide: each (problem, sample) is its own job, so
+    problem 0's held guide call keeps neither its other samples nor other problems waiting. (A
+    batch of 8 problems waits for its 24 guide calls before its core calls: 23 others at most.)"""
+    held = HeldFirst(_first_question(gsm8k_dir), needed=30, respond=GuideAndSolver())
+    with FakeLLMServer(held) as server:
+        spec = f"openai:m@{server.openai_base_url}"
+        out = tmp_path / "guided"
+        config = EvalConfig(task="GSM8K", data_files=str(gsm8k_dir), core=spec, kind="guided", guide=spec,
+                            guide_samples=3, limit=12, workers=4, out=str(out), cache="off")
+        result = run_eval(config, progress=False, preflight=False)
+    assert result.n_run == 12 and held.released_by_others and held.most_in_server <= 4
+    rows = _rows(out)
+    assert [(r["task_id"], r["sample"]) for r in rows] == [(f"gsm8k/test/{i}", s) for i in range(12) for s in range(3)]
+    assert all(r["status"] == "pass" for r in rows)
+    assert server.count() == 12 * 3 * 2  # one guide and one core call per row, none twice
+
+
+def test_a_fatal_error_stops_new_jobs_and_saves_those_in_flight(gsm8k_dir, tmp_path):
+    """A bad key (401) on one call: no new job starts, the calls already in flight are answered
+    and their problems saved, and the error reaches the caller."""
+    from gcop_env.cores.base import CoreError
+
+    with FakeLLMServer(ScriptedSolver(gsm8k_golds(), unguided_correct=True)) as server:
+        calls = itertools.count()
+        server.gate = lambda: api_error(401, "authentication_error", "invalid x-api-key") if next(calls) == 5 else None
+        out = tmp_path / "run"
+        config = EvalConfig(task="GSM8K", data_files=str(gsm8k_dir), core=f"openai:m@{server.openai_base_url}",
+                            kind="core-only", limit=40, workers=4, out=str(out), cache="off", max_retries=1)
+        with pytest.raises(CoreError, match="401|invalid x-api-key"):
+            run_eval(config, progress=False, preflight=False)
+        sent = server.count()
+    saved = _rows(out)
+    # the 5 answered before the error, and the (at most 3) others in flight with it: none is lost
+    assert sent <= 5 + 4 and len(saved) == sent - 1
+    assert all(r["status"] == "pass" for r in saved) and not (out / "summary.json").exists()
 
 
 def test_vllm_memory_options_do_not_change_the_condition():

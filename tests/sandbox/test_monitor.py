@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from _sandbox_support import GOOD, TESTS, runner, sandbox, shared_data, use_runner  # noqa: F401  (fixtures)
+from _sandbox_support import BACKENDS, GOOD, TESTS, make_backend, runner, shared_data, use_runner  # noqa: F401  (fixtures)
 from gcop_env.problem import Problem
 from gcop_env.sandbox.monitor import FAMILIES, scan_code
 from gcop_env.validators.base import Status
@@ -204,6 +204,21 @@ HACKS = [
 ]
 
 
+@pytest.fixture(scope="module", params=BACKENDS)
+def sandbox(request):
+    """The runtime monitor guards the in-process fallback: its tests run there (one warm member)."""
+    box = make_backend(request.param, pool_size=1, isolation="in-process")
+    yield box
+    box.close()
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def trusted_box(request):
+    box = make_backend(request.param, pool_size=1)
+    yield box
+    box.close()
+
+
 def _problem() -> Problem:
     return Problem(task_id="hack", question="Return 42.", reference=TESTS, metadata={"entry_point": "answer"})
 
@@ -249,6 +264,19 @@ def test_runtime_layer_alone_catches_it(sandbox, runner, hack):
     assert result.status is Status.TAMPERED, (result.status, result.details.get("failures"), result.details.get("output"))
     runtime = [t for t in result.details["tamper"] if t["layer"] == "runtime"]
     assert any(t["family"] == hack.family for t in runtime), result.details["tamper"]
+
+
+@pytest.mark.parametrize("hack", HACKS, ids=lambda h: h.name)
+def test_hack_fails_under_trusted_isolation(trusted_box, hack):
+    """No monitor at all (static layer off, none at run time): under trusted isolation every one of
+    these tricks is a wrong answer like any other, because the tests and their verdict are out of
+    the candidate's reach."""
+    for runner in ("auto", "pytest"):
+        with use_runner(trusted_box, runner):
+            result = KodCodeValidator(sandbox=trusted_box, static_monitor=False).validate(_problem(), _reply(hack.code))
+        assert result.details["isolation"] == "trusted", result.details
+        assert result.status in (Status.FAIL, Status.ERROR) and result.reward == 0.0, (runner, result.status, result.details)
+        assert "tamper" not in result.details
 
 
 def test_runtime_findings_name_the_candidates_line(sandbox, runner):

@@ -1,9 +1,10 @@
-"""The sandbox worker's plain runner gives pytest's verdicts, and hands pytest what it cannot run.
+"""Every way the sandbox runs a test file gives pytest's verdicts: both runners, both isolations.
 
-Every case runs under ``runner="auto"`` (the plain runner wherever it can) and ``runner="pytest"``
-on the same warm sandbox (both backends); the per-test outcomes, counts and pass/fail must be
-equal. The reference solutions of the KodCode sample and of HumanEval, each also broken, are
-compared the same way.
+Every case runs in the four modes (trusted or in-process isolation; the plain runner wherever it
+can, or pytest) on the same warm sandbox (both backends); the per-test outcomes, counts and
+pass/fail must be those of pytest in one process (in-process/pytest: how a test file always ran
+before trusted isolation). The reference solutions of the KodCode sample and of HumanEval, each
+also broken, are compared the same way.
 """
 
 from __future__ import annotations
@@ -13,8 +14,10 @@ import textwrap
 
 import pytest
 
-from _sandbox_support import GOOD, TESTS, sandbox, shared_data, use_runner  # noqa: F401  (sandbox is a fixture)
-from gcop_env.sandbox.worker import _PROBE_SOURCE, _Plan, _version_watcher
+from _sandbox_support import GOOD, MODES, TESTS, sandbox, shared_data, use_mode, use_runner  # noqa: F401  (sandbox is a fixture)
+from gcop_env.sandbox.candidate.monitor import version_watcher as _version_watcher
+from gcop_env.sandbox.judge.plan import Plan as _Plan
+from gcop_env.sandbox.supervisor.warmup import PROBE_SOURCE as _PROBE_SOURCE
 from _sandbox_support import _break  # every function returns None
 
 PLAIN = "plain"
@@ -22,8 +25,11 @@ HANDED_OVER = "handed over"  # the plain runner started, then pytest ran it from
 PYTEST = "pytest"  # not plain from its text: pytest from the start
 
 
-def _case(solution: str, tests: str, runner: str, **expect):
-    return pytest.param(textwrap.dedent(solution), textwrap.dedent(tests), runner, expect)
+def _case(solution: str, tests: str, runner: str, isolation: str = "trusted", trusted=None, **expect):
+    """``runner``: how the plain runner takes the file; ``isolation``: what "auto" isolation gives it;
+    ``trusted``: what differs under trusted isolation (then not compared with the reference)."""
+    return pytest.param(textwrap.dedent(solution), textwrap.dedent(tests), runner,
+                        dict(expect, isolation=isolation, trusted=trusted))
 
 
 CASES = {
@@ -88,7 +94,7 @@ CASES = {
             with warnings.catch_warnings(record=True) as seen:
                 old()
             assert len(seen) == 1
-        """, PLAIN, passed=1),
+        """, PLAIN, "in-process", passed=1),
     "logging_is_configured_as_under_pytest": _case("""
         import logging
         def configure():
@@ -100,7 +106,7 @@ CASES = {
 
         def test_level():
             assert configure() == logging.DEBUG
-        """, PLAIN, failed=1),
+        """, PLAIN, "in-process", failed=1),
     "pytest_current_test_is_set": _case("import os\ndef answer():\n    return os.environ['PYTEST_CURRENT_TEST']\n", """
         from solution import answer
 
@@ -122,10 +128,13 @@ CASES = {
     "flood_of_output": _case("def answer():\n    print('x' * 200000)\n    return 42\n", TESTS, PLAIN, passed=2),
     "import_error": _case("import no_such_module_here\ndef answer():\n    return 42\n", TESTS, PLAIN, errors=1),
     "error_at_import": _case("answer = undefined_name\n", TESTS, PLAIN, errors=1),
-    # Handed over after the import: what the module holds is not all plain test functions.
-    "solution_defines_a_test_function": _case(GOOD + "\ndef test_extra():\n    assert False\n", TESTS, HANDED_OVER),
+    # Handed over after the import: what the module holds is not all plain test functions. (In one
+    # process the monitor calls a solution's tests tampering; under trusted isolation the star
+    # import does not bring them: the file's own tests decide, and the answer is right.)
+    "solution_defines_a_test_function": _case(GOOD + "\ndef test_extra():\n    assert False\n", TESTS, HANDED_OVER,
+                                              trusted={"runner": PLAIN, "passed": 2, "all_passed": True}),
     "solution_defines_a_test_class": _case(GOOD + "\nclass TestMore:\n    def test_x(self):\n        pass\n", TESTS,
-                                           HANDED_OVER),
+                                           HANDED_OVER, trusted={"runner": PLAIN, "passed": 2, "all_passed": True}),
     "a_generator_test": _case(GOOD, "from solution import *\n\ndef test_gen():\n    yield answer()\n", HANDED_OVER),
     "module_level_skip_in_the_solution": _case(
         "import pytest\npytest.skip('no', allow_module_level=True)\n", TESTS, HANDED_OVER),
@@ -172,29 +181,50 @@ def _shape(outcome):
     }
 
 
+REFERENCE = "in-process/pytest"
+
+
+def _modes(box, files, timeout=10.0):
+    """{mode: outcome} of ``files`` in every mode (see _sandbox_support.MODES)."""
+    found = {}
+    for mode in MODES:
+        with use_mode(box, mode):
+            found[mode] = box.run_pytest(files, timeout)
+    return found
+
+
 def _both(box, files, timeout=10.0):
-    with use_runner(box, "pytest"):
-        reference = box.run_pytest(files, timeout)
-    with use_runner(box, "auto"):
-        plain = box.run_pytest(files, timeout)
-    return plain, reference
+    """(trusted isolation with the plain runner, in-process pytest): the default and the reference."""
+    found = _modes(box, files, timeout)
+    return found["trusted/plain"], found[REFERENCE]
 
 
 @pytest.mark.parametrize(("solution", "tests", "runner", "expect"), CASES.values(), ids=CASES.keys())
 def test_same_verdict_as_pytest(sandbox, solution, tests, runner, expect):
-    plain, reference = _both(sandbox, {"solution.py": solution, "test_solution.py": tests})
-    assert reference.runner == "pytest"
-    assert _shape(plain) == _shape(reference), (plain.output, reference.output)
-    if runner == HANDED_OVER:
-        assert plain.runner.startswith("pytest (plain runner: "), plain.runner
-    else:
-        assert plain.runner == runner
-    for key, value in expect.items():
-        assert getattr(plain, key) == value, (key, plain)
+    found = _modes(sandbox, {"solution.py": solution, "test_solution.py": tests})
+    reference = found[REFERENCE]
+    assert reference.runner == "pytest" and reference.isolation == "in-process"
+    for mode, outcome in found.items():
+        isolation, how = mode.split("/")
+        special = expect["trusted"] if isolation == "trusted" and expect["isolation"] == "trusted" else None
+        if special is None:
+            assert _shape(outcome) == _shape(reference), (mode, outcome.output, reference.output)
+        assert outcome.isolation == (expect["isolation"] if isolation == "trusted" else "in-process"), (mode, outcome)
+        expected_runner = (special or {}).get("runner", runner)
+        if how == "pytest":
+            assert outcome.runner == "pytest", (mode, outcome.runner)
+        elif expected_runner == HANDED_OVER:
+            assert outcome.runner.startswith("pytest (plain runner: "), (mode, outcome.runner)
+        else:
+            assert outcome.runner == expected_runner, (mode, outcome.runner)
+        for key, value in dict(expect, **(special or {})).items():
+            if key not in ("isolation", "trusted", "runner"):
+                assert getattr(outcome, key) == value, (mode, key, outcome)
 
 
-def test_failure_messages_show_the_compared_values(sandbox):
-    with use_runner(sandbox, "auto"):
+@pytest.mark.parametrize("mode", ["trusted/plain", "in-process/plain"])
+def test_failure_messages_show_the_compared_values(sandbox, mode):
+    with use_mode(sandbox, mode):
         outcome = sandbox.run_pytest({"solution.py": "def answer():\n    return 41\n", "test_solution.py": TESTS}, 10)
     assert outcome.runner == PLAIN
     message = next(t.message for t in outcome.tests if t.outcome == "failed")
@@ -208,32 +238,49 @@ def test_a_missing_module_in_the_solution_is_named_as_under_pytest(sandbox):
     from gcop_env.validators.code import CodeValidator
 
     files = {"solution.py": "import no_such_module_here\n", "test_solution.py": TESTS}
-    for runner in ("auto", "pytest"):
-        with use_runner(sandbox, runner):
+    for mode in MODES:
+        with use_mode(sandbox, mode):
             result = CodeValidator(sandbox=sandbox).score(sandbox.run_pytest(files, 10))
-        assert result.status is Status.ERROR and result.details["missing_module"] == "no_such_module_here", result.details
+        assert result.status is Status.ERROR and result.details["missing_module"] == "no_such_module_here", (mode, result.details)
+
+
+def _numbers(outcome):
+    return re.search(r"gcop-headroom (\d+) (\d+)", outcome.tests[0].message).groups()
 
 
 def test_recursion_headroom_is_pytests(sandbox):
-    """A solution that recurses close to the limit passes or fails alike: same headroom in both."""
+    """A test that recurses close to the limit passes or fails alike: the same headroom in every mode."""
     # The worker's own probe (it reports the headroom at import and in the test in its message),
     # run here as a task's test file after the server's calibration.
-    plain, reference = _both(sandbox, {"solution.py": GOOD, "test_solution.py": "import sys\n" + _PROBE_SOURCE})
-    assert plain.runner == PLAIN
-
-    def numbers(outcome):
-        return re.search(r"gcop-headroom (\d+) (\d+)", outcome.tests[0].message).groups()
-
-    assert numbers(plain) == numbers(reference)
+    found = _modes(sandbox, {"solution.py": GOOD, "test_solution.py": "import sys\n" + _PROBE_SOURCE})
+    assert found["trusted/plain"].runner == found["in-process/plain"].runner == PLAIN
+    assert len({_numbers(outcome) for outcome in found.values()}) == 1, {m: _numbers(o) for m, o in found.items()}
     assert sandbox.versions["plain_runner"].startswith("on ("), sandbox.versions
+
+
+def test_the_solutions_recursion_headroom_is_pytests(sandbox):
+    """A solution that recurses close to the limit passes or fails alike: under trusted isolation it
+    runs in its own process, as deep as it would be called in one process under pytest."""
+    from gcop_env.sandbox.supervisor.warmup import PROBE_SOLUTION, PROBE_SOLUTION_TESTS
+
+    found = _modes(sandbox, {"solution.py": PROBE_SOLUTION, "test_solution.py": PROBE_SOLUTION_TESTS})
+    assert found["trusted/plain"].isolation == "trusted"
+    assert len({_numbers(outcome) for outcome in found.values()}) == 1, {m: _numbers(o) for m, o in found.items()}
+    assert "as in one process" in sandbox.versions["isolation"], sandbox.versions
 
 
 def test_a_deep_recursion_fails_alike(sandbox):
     solution = "def depth(n):\n    return 0 if n == 0 else 1 + depth(n - 1)\n"
     tests = "from solution import depth\n\ndef test_deep():\n    assert depth(%d) >= 0\n"
-    for n in (900, 930, 940, 950, 960, 990):
-        plain, reference = _both(sandbox, {"solution.py": solution, "test_solution.py": tests % n})
-        assert plain.runner == PLAIN and _shape(plain) == _shape(reference), n
+    outcomes = set()
+    for n in (900, 930, 940, 945, 950, 955, 960, 990):
+        found = _modes(sandbox, {"solution.py": solution, "test_solution.py": tests % n})
+        assert found["trusted/plain"].runner == PLAIN and found["trusted/plain"].isolation == "trusted"
+        reference = _shape(found[REFERENCE])
+        outcomes.add(reference["all_passed"])
+        for mode, outcome in found.items():
+            assert _shape(outcome) == reference, (n, mode)
+    assert outcomes == {True, False}  # (the depths straddle the limit)
 
 
 def _reference_jobs():
@@ -252,17 +299,21 @@ def _reference_jobs():
 def test_reference_solutions_same_verdicts(sandbox):
     """All 170 KodCode and 164 HumanEval references, each as written and broken: every verdict and
     every test's outcome as under pytest; nearly all of them run by the plain runner."""
-    plain_runs = handed_over = 0
+    plain_runs = handed_over = trusted = 0
     jobs = _reference_jobs()
     for name, solution, tests in jobs:
         for variant in (solution, _break(solution)):
-            plain, reference = _both(sandbox, {"solution.py": variant, "test_solution.py": tests}, timeout=20)
-            assert _shape(plain) == _shape(reference), (name, plain.output[-2000:], reference.output[-2000:])
+            found = _modes(sandbox, {"solution.py": variant, "test_solution.py": tests}, timeout=20)
+            plain, reference = found["trusted/plain"], found[REFERENCE]
+            for mode, outcome in found.items():
+                assert _shape(outcome) == _shape(reference), (name, mode, outcome.output[-2000:], reference.output[-2000:])
             plain_runs += plain.runner == PLAIN
             handed_over += plain.runner.startswith("pytest (")
+            trusted += plain.isolation == "trusted"
             if variant is solution:
                 assert reference.all_passed, (name, reference.output[-2000:])
     assert plain_runs >= 0.95 * 2 * len(jobs), (plain_runs, handed_over, len(jobs))
+    assert trusted == 2 * len(jobs), trusted  # every one of them runs under trusted isolation
 
 
 def test_plan_reads_a_file_once():
@@ -299,12 +350,14 @@ def test_dict_versions_see_every_change():
         assert reader.value != before
 
 
-def test_a_child_that_dies_before_the_candidate_runs_is_infra_not_a_verdict():
-    """The run's child writes its nonce before any candidate code runs: dying before that is the
-    sandbox's fault (here a resource limit it cannot set), never a failed answer."""
+@pytest.mark.parametrize("isolation", ["auto", "in-process"])
+def test_a_child_that_dies_before_the_candidate_runs_is_infra_not_a_verdict(isolation):
+    """The run's processes are set up before any candidate code runs (the in-process child writes
+    its nonce, the judge server starts, the candidate process says hello): failing before that is
+    the sandbox's fault (here a resource limit it cannot set), never a failed answer."""
     from gcop_env.sandbox.process_backend import ProcessSandbox
 
-    box = ProcessSandbox(pool_size=1)
+    box = ProcessSandbox(pool_size=1, isolation=isolation)
     try:
         box.config["rlimits"]["RLIMIT_NOFILE"] = 1 << 40  # above any hard limit: setrlimit raises in the child
         outcome = box.run_pytest({"solution.py": GOOD, "test_solution.py": TESTS}, 10)

@@ -1,7 +1,8 @@
 """Hostile solutions, in both backends: each ends as fail or timeout, and the next run is clean.
 
 Every hostile ``solution.py`` faces the same tests (``answer() == 42``); a known-good solution
-runs right after on the same (single-member) pool and must pass.
+runs right after on the same (single-member) pool and must pass. Each case runs in both
+isolations (trusted: the tests in a process of their own; in-process) under both runners.
 """
 
 from __future__ import annotations
@@ -13,28 +14,30 @@ import textwrap
 
 import pytest
 
-from _sandbox_support import GOOD, TESTS, run_good, runner, sandbox  # noqa: F401  (fixtures)
+from _sandbox_support import GOOD, TESTS, check_mode, mode, run_good, sandbox  # noqa: F401  (fixtures)
 
 
 def attack(box, solution: str, timeout: float = 5.0, tests: str = TESTS):
     outcome = box.run_pytest({"solution.py": textwrap.dedent(solution), "test_solution.py": tests}, timeout=timeout)
     assert outcome.infra_error is None, outcome.infra_error
     assert not outcome.all_passed, outcome
+    expected = "trusted" if box.isolation == "auto" else "in-process"
+    assert outcome.isolation == expected, (outcome.isolation, outcome.isolation_note)
     run_good(box)
     return outcome
 
 
-def test_infinite_loop_times_out(sandbox, runner):
+def test_infinite_loop_times_out(sandbox, mode):
     outcome = attack(sandbox, "while True:\n    pass\n", timeout=1.5)
     assert outcome.timed_out
 
 
-def test_infinite_loop_inside_a_test_times_out(sandbox, runner):
+def test_infinite_loop_inside_a_test_times_out(sandbox, mode):
     outcome = attack(sandbox, "def answer():\n    while True:\n        pass\n", timeout=1.5)
     assert outcome.timed_out
 
 
-def test_fork_bomb_is_contained(sandbox, runner):
+def test_fork_bomb_is_contained(sandbox, mode):
     if sandbox.kind == "process" and not getattr(sandbox, "drops_privileges", False):
         pytest.skip("without root the process backend's RLIMIT_NPROC counts the whole user: not safe to bomb")
     outcome = attack(
@@ -53,7 +56,7 @@ def test_fork_bomb_is_contained(sandbox, runner):
     assert outcome.timed_out or outcome.failed or not outcome.complete
 
 
-def test_memory_bomb_fails(sandbox, runner):
+def test_memory_bomb_fails(sandbox, mode):
     outcome = attack(
         sandbox,
         """
@@ -69,13 +72,13 @@ def test_memory_bomb_fails(sandbox, runner):
 
 @pytest.mark.parametrize("where", ["import", "call"])
 @pytest.mark.parametrize("how", ["os._exit(0)", "sys.exit(0)", "raise SystemExit(0)", "os.kill(os.getpid(), 9)"])
-def test_exit_is_not_a_pass(sandbox, runner, where, how):
+def test_exit_is_not_a_pass(sandbox, mode, where, how):
     body = f"import os, sys\n{how}\n" if where == "import" else f"import os, sys\ndef answer():\n    {how}\n"
     outcome = attack(sandbox, body)
     assert outcome.passed == 0
 
 
-def test_exit_after_the_tests_is_not_a_pass(sandbox, runner):
+def test_exit_after_the_tests_is_not_a_pass(sandbox, mode):
     # Right answer first, then exit 0 at interpreter shutdown of a later test: still the report decides.
     outcome = attack(
         sandbox,
@@ -89,10 +92,13 @@ def test_exit_after_the_tests_is_not_a_pass(sandbox, runner):
             return 42
         """,
     )
-    assert not outcome.complete
+    if mode.startswith("trusted"):  # the judge saw the candidate's process end: that test failed
+        assert outcome.complete and outcome.failed == 1 and "process failed" in outcome.output, outcome
+    else:
+        assert not outcome.complete
 
 
-def test_planted_conftest_does_not_configure_pytest(sandbox, runner):
+def test_planted_conftest_does_not_configure_pytest(sandbox, mode):
     attack(
         sandbox,
         '''
@@ -125,7 +131,7 @@ def test_conftest_is_refused_as_a_file():
         box.run_pytest({"solution.py": GOOD, "test_solution.py": TESTS, "conftest.py": ""})
 
 
-def test_overwriting_the_test_file_does_not_help(sandbox, runner):
+def test_overwriting_the_test_file_does_not_help(sandbox, mode):
     attack(
         sandbox,
         """
@@ -139,7 +145,7 @@ def test_overwriting_the_test_file_does_not_help(sandbox, runner):
     )
 
 
-def test_printing_a_fake_report_is_not_a_pass(sandbox, runner):
+def test_printing_a_fake_report_is_not_a_pass(sandbox, mode):
     outcome = attack(
         sandbox,
         """
@@ -156,10 +162,13 @@ def test_printing_a_fake_report_is_not_a_pass(sandbox, runner):
             return 41
         """,
     )
-    assert outcome.tampered
+    if mode.startswith("trusted"):  # the report's pipe is out of reach: the writes hit the candidate's own channel
+        assert not outcome.tampered and outcome.passed == 0, outcome
+    else:
+        assert outcome.tampered
 
 
-def test_stdout_flood_is_capped(sandbox, runner):
+def test_stdout_flood_is_capped(sandbox, mode):
     outcome = attack(
         sandbox,
         """
@@ -176,7 +185,7 @@ def test_stdout_flood_is_capped(sandbox, runner):
     assert len(outcome.output.encode()) <= (1 << 20) + 4096
 
 
-def test_background_process_is_killed(sandbox, runner):
+def test_background_process_is_killed(sandbox, mode):
     outcome = attack(
         sandbox,
         """
@@ -194,7 +203,7 @@ def test_background_process_is_killed(sandbox, runner):
     assert outcome.strays >= 1
 
 
-def test_killing_the_parent_does_not_help(sandbox, runner):
+def test_killing_the_parent_does_not_help(sandbox, mode):
     attack(
         sandbox,
         """
@@ -211,7 +220,7 @@ def test_killing_the_parent_does_not_help(sandbox, runner):
     )
 
 
-def test_host_environment_is_invisible(sandbox, runner, monkeypatch):
+def test_host_environment_is_invisible(sandbox, mode, monkeypatch):
     secret = "sk-ant-gcop-test-SECRET-7f3a"
     monkeypatch.setenv("ANTHROPIC_API_KEY", secret)
     # A host process started with the key in its initial environment (what /proc/PID/environ shows).
@@ -239,7 +248,7 @@ def test_host_environment_is_invisible(sandbox, runner, monkeypatch):
     assert outcome.failed >= 1
 
 
-def test_environment_is_scrubbed(sandbox, runner):
+def test_environment_is_scrubbed(sandbox, mode):
     outcome = sandbox.run_pytest(
         {
             "solution.py": "import os\ndef answer():\n    return sorted(os.environ)\n",
@@ -254,7 +263,7 @@ def test_environment_is_scrubbed(sandbox, runner):
 
 
 @pytest.mark.docker
-def test_no_network_in_docker(sandbox, runner):
+def test_no_network_in_docker(sandbox, mode):
     if sandbox.kind != "docker":
         pytest.skip("the process backend does not isolate the network (documented)")
     attack(
@@ -275,7 +284,7 @@ def test_no_network_in_docker(sandbox, runner):
     )
 
 
-def test_writes_outside_the_work_dir_fail_or_vanish(sandbox, runner, tmp_path):
+def test_writes_outside_the_work_dir_fail_or_vanish(sandbox, mode, tmp_path):
     if sandbox.kind == "process":
         if not getattr(sandbox, "drops_privileges", False):
             pytest.skip("without root the process backend writes wherever its user can (documented)")
@@ -304,7 +313,7 @@ def test_writes_outside_the_work_dir_fail_or_vanish(sandbox, runner, tmp_path):
         assert not os.path.exists(path) or sandbox.kind == "docker"
 
 
-def test_scratch_files_do_not_survive_to_the_next_run(sandbox, runner):
+def test_scratch_files_do_not_survive_to_the_next_run(sandbox, mode):
     plant = """
     import os, tempfile
     for path in ("/tmp/gcop_marker", "/dev/shm/gcop_marker", os.path.join(tempfile.gettempdir(), "gcop_marker"),

@@ -256,4 +256,19 @@ def test_each_training_process_draws_its_own_core_samples(problems, monkeypatch)
     assert sampled.sample_indices(items) == [0, 1, 0]  # one process: as before
     monkeypatch.setenv("RANK", "1")
     assert sampled.sample_indices(items) == [SAMPLES_PER_STREAM, SAMPLES_PER_STREAM + 1, SAMPLES_PER_STREAM]
-    assert greedy.sample_indices(items) == [0, 1, 0]  # a deterministic core: the cached answer is the answer
+    assert greedy.sample_indices(items) == [0, 0, 0]  # a deterministic core: the cached answer is the answer
+
+
+def test_identical_completions_are_paid_once_with_a_deterministic_core(problems, fake_llm, tmp_path):
+    """A GRPO group often holds the same completion several times. A deterministic core answers each
+    copy alike, so the batch pays one core call per distinct completion; the copies are cache hits
+    (or wait on the identical request in flight) and get the same reward."""
+    server = fake_llm(ScriptedSolver(gsm8k_golds()))
+    core = make_core(f"openai:fake-core@{server.openai_base_url}", cache=tmp_path / "cache")
+    reward = ShapedReward(GuideScorer(get_task("GSM8K").validator(), core, reward=ONE_CALL_PER_STEP,
+                                      sampling=SamplingParams()), problems)
+    completions = [GOOD_GUIDE] * 4 + [GOOD_GUIDE.replace("Compute", "Work out")] * 2
+    rewards = reward([""] * 6, completions, task_id=[problems[0].task_id] * 6)
+    assert GOOD_GUIDE.replace("Compute", "Work out") != GOOD_GUIDE
+    assert server.count() == 2
+    assert len(set(rewards[:4])) == 1 and len(set(rewards[4:])) == 1 and None not in rewards

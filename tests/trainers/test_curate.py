@@ -183,3 +183,35 @@ def test_curate_refuses_to_resume_over_a_bad_complete_last_line(tmp_path, capsys
     err = capsys.readouterr().err
     assert f"{out}: line 2 is not valid JSON" in err and "Traceback" not in err
     assert out.read_text() == data
+
+
+def test_a_problems_teacher_draws_run_at_once(curation_world, tmp_path):
+    """With one worker and M = 4 draws, problem 0's first teacher call is held until its three other
+    draws have reached the teacher: only draws made at once get there (one after another, the
+    second draw would wait for the first)."""
+    import threading
+
+    world = curation_world
+    question = world.questions[0]
+    lock, release, arrived, holding, woken = threading.Lock(), threading.Event(), [], [], []
+    answer = world.__call__
+
+    def respond(prompt: str) -> str:
+        if prompt.startswith("You write strategies") and question in prompt:
+            with lock:
+                hold = not holding
+                holding.append(1)
+                if not hold:
+                    arrived.append(prompt)
+                    if len(arrived) == 3:
+                        release.set()
+            if hold:
+                woken.append(release.wait(30))  # True: the other draws arrived while this one was out
+        return answer(prompt)
+
+    world.server.responder = respond
+    out = tmp_path / "curated.jsonl"
+    assert curate_cli(curate_argv(world.server, out, workers=1, limit=1, draws=4)) == 0
+    assert woken == [True] and len(arrived) == 3
+    (row,) = [json.loads(line) for line in out.read_text().splitlines()]
+    assert row["accepted"] and row["draws"] == 4 and [d["draw"] for d in row["teacher_draw_records"]] == [0, 1, 2, 3]

@@ -117,8 +117,8 @@ def test_colocate_matches_the_transformers_path_where_it_must(runs):
     for key in common:
         assert v[key] == h[key], key
     for record, requests in ((v_record, v_requests), (h_record, h_requests)):
-        # one core call per (problem, strategy, core sample); the rest from the cache. Identical completions of
-        # a batch ask for distinct samples (ShapedReward.sample_indices), so they are paid apart.
+        # one core call per (problem, strategy, core sample); the rest from the cache. This core is
+        # deterministic, so identical completions all ask for sample 0 and are paid once.
         distinct = {(tid, s, i) for b in record["batches"]
                     for tid, s, i, ok in zip(b["task_ids"], b["strategies"], b["indices"], b["structure_ok"]) if ok}
         assert requests == len(distinct)

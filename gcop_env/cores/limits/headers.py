@@ -73,6 +73,8 @@ def parse_rate_headers(headers: Mapping[str, str] | None, now: float | None = No
     if not headers:
         return {}
     h = {str(k).lower(): str(v) for k, v in headers.items()}
+    if not any(k.startswith(("anthropic-ratelimit-", "x-ratelimit-")) for k in h):
+        return {}  # the usual reply of a local server: no quota headers at all
     quotas: dict[str, ServerQuota] = {}
     for name, resource in _ANTHROPIC.items():
         prefix = f"anthropic-ratelimit-{name}-"

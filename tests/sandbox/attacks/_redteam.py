@@ -24,6 +24,10 @@ Run: ``GCOP_REQUIRE_DOCKER=1 .venv/bin/python -m pytest -q -p no:cacheprovider t
 When the trusted runner stops an attack, its strict xfail turns into a failure: set that attack's
 ``forged`` to :func:`nowhere` (or the predicate of the cases still forged). Likewise ``false_flag`` for
 the benign idioms.
+
+With trusted isolation (issue 18, the default) every attack is ``forged=nowhere`` (the default; where
+each was forged before is in this suite's history, the commit that merged it) but one: ``filesystem_search_for_the_test_file`` in the process backend, which
+finds whatever readable copy of a test the host holds (a non-strict mark: it depends on the machine).
 """
 
 from __future__ import annotations
@@ -129,6 +133,12 @@ def same_uid(ctx: Ctx) -> bool:
     return ctx.kind == "docker" or not ctx.drops
 
 
+def shares_the_hosts_files(ctx: Ctx) -> bool:
+    """The process backend: the candidate's user reads what every user may read on the host (not the
+    run's own test file, which only the judge's user can open, but another copy of it left about)."""
+    return ctx.kind == "process"
+
+
 # ``/proc/self/mem`` is readable unless the run changed uid (the kernel then makes it non-dumpable):
 # where the candidate shares the server's uid.
 readable_self_mem = same_uid
@@ -149,6 +159,7 @@ class Attack:
     fresh: bool = False  # on a sandbox of its own: the attack may leave the pool out of step
     reason: str = FORGED_REASON  # the xfail reason where ``forged`` holds (when today's failure is not a pass)
     hang_s: float = 120.0  # beyond its own timeout: no verdict by then means the sandbox hung
+    strict: bool = True  # False where ``forged`` depends on the machine, not on the sandbox (files on the host)
 
     def __str__(self) -> str:  # the test id
         return self.name
@@ -199,10 +210,10 @@ def context(box, runner: str) -> Ctx:
     return Ctx(box.kind, runner, bool(getattr(box, "drops_privileges", False)), int(major) if major.isdigit() else 0)
 
 
-def mark_if(request, condition: bool, reason: str) -> None:
-    """Mark the running test strict-xfail when ``condition`` (decided per backend and runner)."""
+def mark_if(request, condition: bool, reason: str, strict: bool = True) -> None:
+    """Mark the running test xfail (strict unless told) when ``condition`` (decided per backend and runner)."""
     if condition:
-        request.node.add_marker(pytest.mark.xfail(strict=True, reason=reason))
+        request.node.add_marker(pytest.mark.xfail(strict=strict, reason=reason))
 
 
 def _describe(result: ValidationResult) -> str:
@@ -237,7 +248,7 @@ def _validate_or_hang(box, attack: Attack) -> ValidationResult:
 
 def check_attack(request, box, runner: str, attack: Attack) -> ValidationResult:
     """Score ``attack`` on ``box`` under ``runner``; assert the verdict is one it allows (never pass/infra)."""
-    mark_if(request, attack.forged(context(box, runner)), attack.reason)
+    mark_if(request, attack.forged(context(box, runner)), attack.reason, attack.strict)
     if attack.fresh:
         own = make_backend(box.kind, pool_size=1, runner=runner)
         try:

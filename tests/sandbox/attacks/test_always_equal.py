@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import pytest
 
-from _redteam import HUMANEVAL_TEST, Attack, check_attack, everywhere, ids, new_pytest
+from _redteam import HUMANEVAL_TEST, Attack, check_attack, ids
 from _sandbox_support import runner, sandbox  # noqa: F401  (fixtures)
 
 STR_TESTS = '''from solution import *
@@ -109,7 +109,6 @@ class Answer(int):
 def answer():
     return Answer(41)
 ''',
-        forged=everywhere,
     ),
     Attack(
         "slot_wrapper_eq",
@@ -121,7 +120,6 @@ class Answer(int):
 def answer():
     return Answer(10 ** 12)
 ''',
-        forged=everywhere,
     ),
     Attack(
         "staticmethod_eq",
@@ -135,7 +133,6 @@ class Answer(int):
 def answer():
     return Answer(41)
 ''',
-        forged=everywhere,
     ),
     Attack(
         "partial_object_eq",
@@ -148,7 +145,6 @@ class Answer(int):
 def answer():
     return Answer(41)
 ''',
-        forged=everywhere,
     ),
     Attack(
         "eq_compiled_under_another_file_name",
@@ -162,7 +158,6 @@ class Answer(int):
 def answer():
     return Answer(41)
 ''',
-        forged=everywhere,
     ),
     Attack(
         "class_hidden_from_the_module",
@@ -177,7 +172,6 @@ def answer():
         __hash__ = int.__hash__
     return Answer(41)
 ''',
-        forged=everywhere,
     ),
     Attack(
         "abc_base_and_frozen_collector",
@@ -194,7 +188,6 @@ def add(x, y):
 ''',
         tests=HUMANEVAL_TEST,
         humaneval=True,
-        forged=everywhere,
     ),
     Attack(
         "eq_true_only_when_the_test_calls",
@@ -210,7 +203,6 @@ class Answer(int):
 def answer():
     return Answer(41)
 ''',
-        forged=everywhere,
     ),
     Attack(
         "eq_returns_an_object_true_only_for_the_test",
@@ -226,7 +218,6 @@ class Answer(int):
 def answer():
     return Answer(41)
 ''',
-        forged=everywhere,
     ),
     Attack(
         "str_subclass",
@@ -240,7 +231,6 @@ def greet(name):
     return Text("hi")
 ''',
         tests=STR_TESTS,
-        forged=everywhere,
     ),
     Attack(
         "list_subclass",
@@ -253,7 +243,6 @@ def sort_desc(values):
     return Items(values)
 ''',
         tests=LIST_TESTS,
-        forged=everywhere,
     ),
     Attack(
         "dict_subclass",
@@ -266,7 +255,6 @@ def count(text):
     return Counts()
 ''',
         tests=DICT_TESTS,
-        forged=everywhere,
     ),
     Attack(
         "float_subclass_against_approx",
@@ -280,7 +268,6 @@ def area(radius):
     return Number(1.0)
 ''',
         tests=FLOAT_TESTS,
-        forged=everywhere,
     ),
     Attack(
         "tuple_subclass",
@@ -294,7 +281,6 @@ def divide(a, b):
     return Pair((0, 0))
 ''',
         tests=TUPLE_TESTS,
-        forged=everywhere,
     ),
     Attack(
         "numpy_subclass",
@@ -310,7 +296,6 @@ def scale(values, factor):
     return np.zeros(3).view(Values)
 ''',
         tests=NUMPY_TESTS,
-        forged=everywhere,
     ),
     Attack(
         "numpy_object_array",
@@ -328,7 +313,6 @@ def scale(values, factor):
     return out
 ''',
         tests=NUMPY_TESTS,
-        forged=everywhere,
     ),
     Attack(
         "pandas_dataframe_subclass",
@@ -345,7 +329,6 @@ def double(frame):
     return Frame({"a": [0, 0]})
 ''',
         tests=PANDAS_TESTS,
-        forged=everywhere,
     ),
     Attack(
         "mock_any_by_a_computed_name",
@@ -357,7 +340,6 @@ def add(x, y):
 ''',
         tests=HUMANEVAL_TEST,
         humaneval=True,
-        forged=everywhere,
     ),
     Attack(
         "exception_that_lies_about_its_class",
@@ -372,7 +354,6 @@ def root(x):
     return 2
 ''',
         tests=RAISES_TESTS,
-        forged=new_pytest,
     ),
     Attack(
         "reduce_lies",

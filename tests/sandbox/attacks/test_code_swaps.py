@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import pytest
 
-from _redteam import MULTILINE_TESTS, Attack, check_attack, everywhere, ids, plain_only, pytest_only
+from _redteam import MULTILINE_TESTS, Attack, check_attack, ids
 from _sandbox_support import runner, sandbox  # noqa: F401  (fixtures)
 
 # ``_swap(target, replacement)``: target.__code__ = replacement.__code__, done by a frame whose file
@@ -36,7 +36,6 @@ def _never_called(pyfuncitem):
     return True
 _swap(_module("_py" + "test.python").pytest_pyfunc_call, _never_called)
 ''' + _WRONG,
-        forged=everywhere,
     ),
     Attack(
         "outcome_mapping_code_swapped",
@@ -46,7 +45,6 @@ def _passed(exc):
     return "passed"
 _swap(_module("__ma" + "in__")._outcome_of, _passed)
 ''' + _WRONG,
-        forged=plain_only,
     ),
     Attack(
         "callinfo_code_swapped",
@@ -61,7 +59,6 @@ def _from_call(cls, func, when, reraise=None):
 _runner = _module("_py" + "test.runner")
 _swap(vars(_runner.CallInfo)["from_call"].__func__, _from_call)
 ''' + _WRONG,
-        forged=pytest_only,
     ),
     Attack(
         "test_code_swapped_from_another_file",
@@ -103,7 +100,6 @@ def answer():
     _defuse(frame.f_code)
     return 41
 ''',
-        forged=everywhere,
     ),
     Attack(
         "running_bytecode_edited_with_ctypes_multiline",
@@ -122,7 +118,6 @@ def answer():
     return 41
 ''',
         tests=MULTILINE_TESTS,
-        forged=everywhere,
     ),
     Attack(
         "settrace_jumps_over_the_test_call",
@@ -152,7 +147,6 @@ def _global(frame, event, arg):
     return None
 getattr(sys, "set" + "trace")(_global)
 ''' + _WRONG,
-        forged=everywhere,
     ),
 ]
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pytest
 
-from _redteam import Attack, check_attack, everywhere, ids
+from _redteam import Attack, check_attack, ids
 from _sandbox_support import runner, sandbox  # noqa: F401  (fixtures)
 
 MATH_TESTS = '''import math
@@ -76,7 +76,6 @@ ATTACKS = [
         "replaces math.isclose (the tests' own import of math sees the same module) with one that is always true",
         "import math\nmath.isclose = lambda *args, **kwargs: True\ndef area(radius):\n    return 1.0\n",
         tests=MATH_TESTS,
-        forged=everywhere,
     ),
     Attack(
         "numpy_assertions_patched",
@@ -89,7 +88,6 @@ def scale(values, factor):
     return numpy.zeros(len(values))
 ''',
         tests=NUMPY_TESTS,
-        forged=everywhere,
     ),
     Attack(
         "unittest_assert_equal_patched",
@@ -102,7 +100,6 @@ def answer():
     return "41"
 ''',
         tests=UNITTEST_TESTS,
-        forged=everywhere,
     ),
     Attack(
         "fake_module_planted_in_sys_modules",
@@ -117,7 +114,6 @@ def scale(values, factor):
     return [0 for _ in values]
 ''',
         tests=NUMPY_AFTER_TESTS,
-        forged=everywhere,
     ),
     Attack(
         "import_hook_from_another_file_name",
@@ -142,7 +138,6 @@ def scale(values, factor):
     return [0 for _ in values]
 ''',
         tests=NUMPY_AFTER_TESTS,
-        forged=everywhere,
     ),
     Attack(
         "pytest_swapped_and_restored_by_the_import",
@@ -163,7 +158,6 @@ def area(radius):
     return 1.0
 ''',
         tests=APPROX_AFTER_TESTS,
-        forged=everywhere,
     ),
     Attack(
         "pytest_swapped_in_sys_modules",

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from _redteam import EMITTER_VIA_GC, Attack, check_attack, everywhere, ids
+from _redteam import EMITTER_VIA_GC, Attack, check_attack, ids
 from _sandbox_support import runner, sandbox  # noqa: F401  (fixtures)
 
 # ``_passes()``: passed records for every test of the test module, sent through the run's emitter
@@ -51,7 +51,6 @@ def answer():
     _emitter()
     return 41
 ''',
-        forged=everywhere,
     ),
     Attack(
         "audit_hook_fires_on_the_monitors_gc_walk",
@@ -74,7 +73,6 @@ def answer():
         _installed.append(_hook)
     return 41
 ''',
-        forged=everywhere,
     ),
     Attack(
         "class_property_read_by_the_monitors_isinstance",
@@ -92,7 +90,6 @@ def answer():
     _emitter()
     return 41
 ''',
-        forged=everywhere,
     ),
     Attack(
         "atexit_handler_writes_fake_records",

@@ -11,8 +11,7 @@ from __future__ import annotations
 
 import pytest
 
-from _redteam import (EMITTER_VIA_GC, MEMORY, REPORT_FD, Attack, check_attack, everywhere, ids, readable_self_mem,
-                      same_uid)
+from _redteam import EMITTER_VIA_GC, MEMORY, REPORT_FD, Attack, check_attack, ids
 from _sandbox_support import runner, sandbox  # noqa: F401  (fixtures)
 
 # Writes a passing report (setup/call/teardown passed for every test of the test module, then the
@@ -83,7 +82,6 @@ def answer():
         _forge(emit)
     return 41
 ''',
-        forged=everywhere,
     ),
     Attack(
         "emitter_from_stack_frames",
@@ -100,7 +98,6 @@ def answer():
         _forge(emit)
     return 41
 ''',
-        forged=everywhere,
     ),
     Attack(
         "emitter_via_current_frames_and_walk_stack",
@@ -114,7 +111,6 @@ def answer():
         _forge(emit)
     return 41
 ''',
-        forged=everywhere,
     ),
     Attack(
         "prefix_bytes_in_gc_cells",
@@ -135,7 +131,6 @@ def answer():
             _forge(_raw(fd, value))
     return 41
 ''',
-        forged=everywhere,
     ),
     Attack(
         "nonce_from_proc_self_mem",
@@ -152,7 +147,6 @@ def answer():
         _forge(_raw(fd, nonces[0] + b" "))
     return 41
 ''',
-        forged=readable_self_mem,
         timeout=10.0,
     ),
     Attack(
@@ -173,7 +167,6 @@ def answer():
         time.sleep(0.02)
     return 41
 ''',
-        forged=same_uid,
         timeout=15.0,
     ),
 ]

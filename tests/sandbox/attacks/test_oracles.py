@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import pytest
 
-from _redteam import HUMANEVAL_TEST, MEMORY, Attack, check_attack, everywhere, ids, same_uid
+from _redteam import HUMANEVAL_TEST, MEMORY, Attack, check_attack, ids, shares_the_hosts_files
 from _sandbox_support import runner, sandbox  # noqa: F401  (fixtures)
 
 # The expected value of ``answer()`` in a test file's text.
@@ -33,7 +33,6 @@ import subprocess
 def answer():
     return _expected(subprocess.run(["cat", {_TEST_FILE}], capture_output=True, text=True).stdout)
 ''',
-        forged=everywhere,
     ),
     Attack(
         "test_file_read_through_libc",
@@ -48,7 +47,6 @@ def answer():
     _libc.close(fd)
     return _expected(buffer.raw[:max(size, 0)].decode())
 ''',
-        forged=everywhere,
     ),
     Attack(
         "caller_frame_code_constants",
@@ -59,7 +57,6 @@ def answer():
     found = [c for c in getattr(sys, "_get" + "frame")(1).f_code.co_consts if type(c) is int and c > 1]
     return found[0] if found else 0
 ''',
-        forged=everywhere,
     ),
     Attack(
         "test_module_code_constants",
@@ -72,7 +69,6 @@ def answer():
              for c in f.__code__.co_consts if type(c) is int and c > 1]
     return found[0] if found else 0
 ''',
-        forged=everywhere,
     ),
     Attack(
         "test_constants_through_the_collector",
@@ -87,7 +83,6 @@ def answer():
             found += [c for c in code.co_consts if type(c) is int and c > 1]
     return found[0] if found else 0
 ''',
-        forged=everywhere,
     ),
     Attack(
         "humaneval_check_parsed_by_a_child_python",
@@ -113,7 +108,6 @@ def add(x, y):
 ''',
         tests=HUMANEVAL_TEST,
         humaneval=True,
-        forged=everywhere,
     ),
     Attack(
         "filesystem_search_for_the_test_file",
@@ -142,7 +136,10 @@ def _search():
 def answer():
     return _expected(_search())
 ''',
-        forged=everywhere,
+        forged=shares_the_hosts_files,  # before issue 18: everywhere
+        reason="forged where the host holds a readable copy of the test: the process backend shares the host's "
+        "file system (the run's own test file is the judge's user's only; Docker hides the host)",
+        strict=False,
         timeout=15.0,
     ),
     Attack(
@@ -161,7 +158,6 @@ def answer():
         pass
     return 41
 ''',
-        forged=same_uid,
         timeout=15.0,
     ),
     Attack(

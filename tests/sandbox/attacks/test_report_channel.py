@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pytest
 
-from _redteam import REPORT_FD, Attack, check_attack, everywhere, ids, same_uid
+from _redteam import REPORT_FD, Attack, check_attack, ids
 from _sandbox_support import runner, sandbox  # noqa: F401  (fixtures)
 
 # Rewrites a report event so that the run reads as passed: failures become passes, monitor findings
@@ -76,7 +76,6 @@ def _dumps(obj, *args, **kwargs):
     return _real(_rewrite(obj), *args, **kwargs)
 json.dumps = _dumps
 ''' + _WRONG,
-        forged=everywhere,
     ),
     Attack(
         "json_encoder_class_patched",
@@ -87,7 +86,6 @@ def _patched(self, obj):
     return _encode(self, _rewrite(obj))
 json.JSONEncoder.encode = _patched
 ''' + _WRONG,
-        forged=everywhere,
     ),
     Attack(
         "harness_low_level_write_patched",
@@ -97,7 +95,6 @@ _harness = sys.modules.get("__ma" + "in__")
 _real = _harness._write_all
 _harness._write_all = lambda fd, data: _real(fd, _rewrite_line(data))
 ''' + _WRONG,
-        forged=everywhere,
     ),
     Attack(
         "os_write_patched",
@@ -109,7 +106,6 @@ def _write(fd, data):
     return len(data)
 os.write = _write
 ''' + _WRONG,
-        forged=everywhere,
     ),
     Attack(
         "report_fd_dup2_and_replay",
@@ -155,7 +151,6 @@ def answer():
     _state["done"] = True
     return 41
 ''',
-        forged=everywhere,
     ),
     Attack(
         "server_protocol_pipe_forged_result",
@@ -169,7 +164,6 @@ _to_server_pipes(json.dumps({
     "collect_errors": [], "missing_tests": [], "tampered": [], "monitor": [], "strays": 0,
     "output": "", "output_dropped": 0, "duration_s": 0.01, "clean": True, "runner": "plain"}).encode())
 ''' + _WRONG,
-        forged=same_uid,
         fresh=True,  # the server's real reply follows ours: the pool's worker is out of step afterwards
     ),
     Attack(
@@ -179,9 +173,7 @@ _to_server_pipes(json.dumps({
         _TO_SERVER_PIPES + '''
 _to_server_pipes(json.dumps({"op": "result", "harness_error": "the sandbox ran out of disk"}).encode())
 ''' + _WRONG,
-        forged=same_uid,
         fresh=True,
-        reason="infra forged today: issue 18",
     ),
     Attack(
         "server_protocol_pipe_malformed_message",
@@ -190,9 +182,7 @@ _to_server_pipes(json.dumps({"op": "result", "harness_error": "the sandbox ran o
         _TO_SERVER_PIPES + '''
 _to_server_pipes(b"{not json" + bytes(range(128, 192)))
 ''' + _WRONG,
-        forged=same_uid,
         fresh=True,
-        reason="hangs today: issue 18 (the host's reader raises, the pool's worker is never released)",
         hang_s=30.0,
     ),
     Attack(

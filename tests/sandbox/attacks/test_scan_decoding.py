@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from _redteam import Attack, check_attack, everywhere, ids
+from _redteam import Attack, check_attack, ids
 from _sandbox_support import runner, sandbox  # noqa: F401  (fixtures)
 
 EQUALITY_ONLY_TESTS = '''from solution import *
@@ -46,20 +46,17 @@ ATTACKS = [
         "'# -*- coding: utf-7 -*-' and a comment whose '+AAo-' become newlines: a sys._getframe oracle the scan "
         "reads as a comment",
         hidden("# -*- coding: utf-7 -*-", _VISIBLE, _ORACLE),
-        forged=everywhere,
     ),
     Attack(
         "vim_fileencoding_hides_a_frame_oracle",
         "the same behind a vim modeline ('# vim: set fileencoding=utf-7 :')",
         hidden("# vim: set fileencoding=utf-7 :", _VISIBLE, _ORACLE),
-        forged=everywhere,
     ),
     Attack(
         "utf7_alias_hides_mock_any",
         "the codec's alias ('# coding=u7') hiding 'from unittest.mock import ANY' and an answer() that returns it",
         hidden("# coding=u7", _VISIBLE, "from unittest.mock import ANY\ndef answer():\n    return ANY\n"),
         tests=EQUALITY_ONLY_TESTS,
-        forged=everywhere,
     ),
     Attack(
         "utf7_cookie_hides_an_always_equal_int",

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import pytest
 
-from _redteam import Attack, check_attack, ids, plain_only, plain_or_new_pytest
+from _redteam import Attack, check_attack, ids
 from _sandbox_support import runner, sandbox  # noqa: F401  (fixtures)
 
 _WRONG = "\ndef answer():\n    return 41\n"
@@ -28,7 +28,6 @@ def _swallow(self, *exc):
     return True
 warnings.catch_warnings.__exit__ = _swallow
 ''' + _WRONG,
-        forged=plain_only,
     ),
     Attack(
         "warnings_catch_warnings_class_replaced",
@@ -41,7 +40,6 @@ class _Quiet(warnings.catch_warnings):
         return True
 warnings.catch_warnings = _Quiet
 ''' + _WRONG,
-        forged=plain_only,
     ),
     Attack(
         "contextlib_generator_manager_exit_swallows",
@@ -57,7 +55,6 @@ def _swallow(self, typ, value, tb):
     return True
 contextlib._GeneratorContextManager.__exit__ = _swallow
 ''' + _WRONG,
-        forged=plain_or_new_pytest,
     ),
     Attack(
         "pytest_logging_capture_exit_swallows",
@@ -73,7 +70,6 @@ def _swallow(self, *exc):
     return True
 _logging.catching_logs.__exit__ = _swallow
 ''' + _WRONG,
-        forged=plain_or_new_pytest,
     ),
     Attack(
         "skip_raised_inside_the_solution",
