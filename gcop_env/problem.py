@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,3 +24,13 @@ class Problem:
     reference: Any
     solution: str | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
+
+    def fingerprint(self) -> str:
+        """16 hex digits of SHA-256 over the question and the reference: what an answer to this
+        problem was graded against. ``task_id`` is positional in many datasets, so a file edited in
+        place keeps the ids and changes the problems; records carry this to tell (``problem_sha256``)."""
+        try:
+            payload = json.dumps([self.question, self.reference], sort_keys=True, ensure_ascii=False, default=str)
+        except TypeError:  # keys of mixed types cannot be sorted
+            payload = json.dumps([self.question, repr(self.reference)], ensure_ascii=False)
+        return hashlib.sha256(payload.encode("utf-8", "surrogatepass")).hexdigest()[:16]

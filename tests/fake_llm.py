@@ -3,14 +3,19 @@
 The real ``anthropic`` and ``openai`` SDKs talk to them over HTTP. A test gives a ``responder``
 (the last user message's text -> the reply text) and can queue faults: an HTTP status with
 headers (429 with retry-after, 529, 500), a slow reply (client timeout), a malformed body, or a
-dropped connection. Every request that reaches the server is recorded. A ``gate`` (called once per
-request, under the server's lock) can refuse requests itself, e.g. a rate limit; ``reply_headers``
-(a dict, or a callable giving one) are sent with every successful reply.
+dropped connection. Every request that reaches the server whole is recorded (one whose body never
+fully arrived, e.g. from a client killed mid-send, is dropped as a real server would drop it). A
+``gate`` (called once per request, under the server's lock) can refuse requests itself, e.g. a rate
+limit; ``reply_headers`` (a dict, or a callable giving one) are sent with every successful reply;
+``edit_reply`` (a callable taking the reply's JSON object and returning the one to send) bends a
+successful reply, e.g. a negative token count or a message without content. :meth:`wait_idle`
+waits until no request is being handled (the requests of a killed client have all been seen).
 """
 
 from __future__ import annotations
 
 import json
+import select
 import threading
 import time
 from collections import deque
@@ -84,6 +89,29 @@ class _Server(ThreadingHTTPServer):
     # would not). A real server's backlog is far larger.
     request_queue_size = 128
 
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.busy = 0  # connections accepted and not yet done with (counted from the accept on)
+        self.idle = threading.Condition()
+
+    def get_request(self):
+        with self.idle:  # accepted and counted at once: wait_idle never sees it in neither place
+            conn = super().get_request()
+            self.busy += 1
+            return conn
+
+    def process_request_thread(self, request, client_address):
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            with self.idle:
+                self.busy -= 1
+                self.idle.notify_all()
+
+    def pending(self) -> bool:
+        """A connection waits in the listen backlog, not accepted yet."""
+        return bool(select.select([self.socket], [], [], 0)[0])
+
 
 class FakeLLMServer:
     """Serves ``POST /v1/messages`` (Anthropic) and ``POST /v1/chat/completions`` (OpenAI)."""
@@ -94,6 +122,8 @@ class FakeLLMServer:
         self.requests: list[dict] = []  # every request body received, faulted ones included
         self.gate: Callable[[], Fault | None] | None = None
         self.reply_headers: dict | Callable[[], dict] = {}
+        self.edit_reply: Callable[[dict], dict] | None = None
+        self.truncated = 0  # requests whose body never fully arrived (not recorded, not answered)
         self._lock = threading.Lock()
         server = self
 
@@ -108,7 +138,13 @@ class FakeLLMServer:
 
             def do_POST(self):  # noqa: N802 - http.server's naming
                 length = int(self.headers.get("content-length", 0))
-                body = json.loads(self.rfile.read(length) or b"{}")
+                raw = self.rfile.read(length)
+                if len(raw) < length:  # the client went away mid-request (e.g. killed): nothing to answer
+                    with server._lock:
+                        server.truncated += 1
+                    self.close_connection = True
+                    return
+                body = json.loads(raw or b"{}")
                 with server._lock:
                     server.requests.append({"path": self.path, "body": body, "headers": dict(self.headers)})
                     fault = server.faults.popleft() if server.faults else None
@@ -128,9 +164,9 @@ class FakeLLMServer:
                     return self._send(200, b'{"id": "msg_1", "content": [ this is not json')
                 extra = server.reply_headers() if callable(server.reply_headers) else server.reply_headers
                 if self.path.endswith("/messages"):
-                    return self._send(200, json.dumps(server._anthropic_reply(body)).encode(), extra)
+                    return self._send(200, json.dumps(server._edited(server._anthropic_reply(body))).encode(), extra)
                 if self.path.endswith("/chat/completions"):
-                    return self._send(200, json.dumps(server._openai_reply(body)).encode(), extra)
+                    return self._send(200, json.dumps(server._edited(server._openai_reply(body))).encode(), extra)
                 self._send(404, b'{"error": {"message": "not found"}}')
 
             def _send(self, code: int, payload: bytes, headers: dict | None = None):
@@ -147,6 +183,9 @@ class FakeLLMServer:
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
 
     # -- replies ------------------------------------------------------------------------------
+    def _edited(self, reply: dict) -> dict:
+        return self.edit_reply(reply) if self.edit_reply is not None else reply
+
     @staticmethod
     def _last_user_text(messages: list[dict]) -> str:
         for m in reversed(messages):
@@ -189,6 +228,20 @@ class FakeLLMServer:
             if kind is None:
                 return len(self.requests)
             return sum(1 for r in self.requests if r["path"].endswith("/messages" if kind == "messages" else "/chat/completions"))
+
+    def wait_idle(self, timeout: float = 60.0) -> bool:
+        """Wait until no connection is being handled: every request of a client that is gone (killed,
+        closed) has been read, recorded or dropped. A client still holding a connection open keeps the
+        server busy. False when ``timeout`` passed first."""
+        deadline = time.monotonic() + timeout
+        while True:
+            with self.httpd.idle:  # nothing being handled, and nothing waiting to be accepted
+                if self.httpd.idle.wait_for(lambda: self.httpd.busy == 0, max(0.0, deadline - time.monotonic())) \
+                        and not self.httpd.pending():
+                    return True
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.01)
 
     def __enter__(self) -> "FakeLLMServer":
         self.thread.start()

@@ -132,6 +132,7 @@ class SFTRunConfig(TrainRunOptions):
     def __post_init__(self) -> None:
         validate_fields(self)
         _check_max_steps(self.max_steps)
+        _check_output_dir(self.output_dir)
         _check(bool(self.corpus), "corpus is required")
 
 
@@ -210,6 +211,7 @@ class GRPORunConfig(TrainRunOptions, CoreCallOptions):
     def __post_init__(self) -> None:
         validate_fields(self)
         _check_max_steps(self.max_steps)
+        _check_output_dir(self.output_dir)
         _check_task(self.task)  # num_generations >= 2, vllm_mode, baseline_samples: the fields' lo= / choices=
         if self.recipe == "advisor":
             # The Advisor reward is R alone; a weight set on purpose would be silently dropped, so refuse it.
@@ -225,6 +227,11 @@ class GRPORunConfig(TrainRunOptions, CoreCallOptions):
     def reward_config(self) -> RewardConfig:
         return RewardConfig(beta=self.reward_beta, gamma=self.reward_gamma, kappa=self.reward_kappa,
                             lam=self.reward_lambda, cost_unit=self.cost_unit)
+
+
+def _check_output_dir(output_dir: str) -> None:
+    # "" is the current directory to every path function: a run would write its checkpoints there
+    _check(bool(output_dir.strip()), "output_dir is empty; give a directory (e.g. --output-dir runs/guide)")
 
 
 def _check(ok: bool, message: str) -> None:

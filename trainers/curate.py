@@ -52,6 +52,7 @@ from typing import Any
 
 from gcop_env.cores.budget import Budget, BudgetExceeded, StopOrBudget
 from gcop_env.cores import Core, CoreError, FatalCoreError, make_core, sampling_report
+from gcop_env.cores.base import CallInterrupted
 from gcop_env.cores.base import CoreRequest, Message, SamplingParams
 from gcop_env.cores.options import core_from_options
 from gcop_env.utils.interrupt import StopRequest, completed_until_stopped
@@ -64,7 +65,7 @@ from gcop_env.step.scoring import GuideScorer
 from gcop_env.step.strategy import parse_guide_output
 from gcop_env.envs.tasks import get_task
 from gcop_env.trainers.config import CurateConfig, write_config
-from gcop_env.utils.files import JsonlAppender, read_jsonl_rows, write_json
+from gcop_env.utils.files import JsonlAppender, exclusive_use, read_jsonl_rows, write_json
 
 log = logging.getLogger(__name__)
 
@@ -212,7 +213,7 @@ class Curator:
         self.config = config
         self.stop = stop or StopRequest()
         self.task = get_task(config.task)
-        self.validator = self.task.validator(**config.validator_options)
+        self.validator = self.task.make_validator(config.validator_options)
         # One budget for the teacher and the core (ready-made cores are rewrapped to pay from it).
         self.budget = Budget.from_limits(config.max_usd, config.max_total_tokens)
         self.teacher = make_core(teacher, budget=self.budget) if teacher and self.budget else \
@@ -243,6 +244,8 @@ class Curator:
             raise  # a dead model or bad key ends the run, not one problem
         except BudgetExceeded as exc:
             raise Unfinished("budget", str(exc)) from exc
+        except CallInterrupted as exc:  # the user's stop ended its wait: nothing was sent
+            raise Unfinished("interrupted", str(exc)) from exc
         except CoreError as exc:
             raise Unfinished("teacher", str(exc)) from exc
 
@@ -493,11 +496,14 @@ def curate(config: CurateConfig, teacher: Core | None = None, core: Core | None 
     """Run curation as configured; returns the summary (also written next to ``config.out``).
 
     ``stop``: set it (e.g. from :func:`gcop_env.utils.interrupt.stop_on_signal`) to end the run early;
-    finished rows are kept and ``summary.interrupted`` is True.
+    finished rows are kept and ``summary.interrupted`` is True. Raises
+    :class:`~gcop_env.utils.files.InUse` when another run holds ``config.out``.
     """
     curator = Curator(config, teacher=teacher, core=core, stop=stop)
     try:
-        return curator.run(progress=progress)
+        # one run per output file: a second one would pay for every problem again and append its rows too
+        with exclusive_use(config.out, "gcop curate"):
+            return curator.run(progress=progress)
     finally:
         curator.close()
 

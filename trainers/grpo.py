@@ -43,8 +43,8 @@ the response cache file is shared); :func:`run_totals` adds their totals up for 
 
 from __future__ import annotations
 
+import json
 import logging
-import os
 import threading
 import time
 from collections import Counter
@@ -65,6 +65,7 @@ from gcop_env.envs.tasks import get_task
 from gcop_env.trainers.config import GRPORunConfig, write_config
 from gcop_env.trainers.training import (RUN_CONFIG, TrainSummary, common_trainer_args, last_checkpoint, load_guide,
                                         mean, save_final_model, stop_callback)
+from gcop_env.utils.environ import env_int
 from gcop_env.utils.files import write_json
 
 log = logging.getLogger(__name__)
@@ -196,7 +197,7 @@ class ShapedReward:
         return indices
 
     def _process_stream(self) -> int:
-        return int(os.environ.get("RANK", 0)) % SAMPLE_STREAMS
+        return env_int("RANK", 0) % SAMPLE_STREAMS
 
     def _core_samples(self) -> bool:
         return not core_is_deterministic(self.scorer.core, self.scorer.sampling)
@@ -268,7 +269,7 @@ def build_scorer(config: GRPORunConfig, budget: Budget | None = None) -> GuideSc
     core = core_from_options(config.core, config, budget)
     reward = config.reward_config()
     judge = core_from_options(config.judge, config, budget) if config.judge and reward.gamma > 0 else None
-    return GuideScorer(task.validator(**config.validator_options), core, judge_core=judge, reward=reward,
+    return GuideScorer(task.make_validator(config.validator_options), core, judge_core=judge, reward=reward,
                        sampling=SamplingParams(config.core_temperature, config.core_top_p, config.core_max_tokens),
                        judge_sampling=SamplingParams(0.0, 1.0, config.judge_max_tokens),
                        max_strategy_chars=config.max_strategy_chars, baseline_samples=config.baseline_samples,
@@ -352,6 +353,46 @@ def _scorer_cores(scorer: GuideScorer) -> list[Any]:
     return cores
 
 
+# Settings a finished run may be re-run with and still be the same run (how it calls the core, not what it trains).
+RERUN_FREE_FIELDS = frozenset({"preflight", "max_usd", "max_total_tokens", "timeout_s", "max_retries", "retry_backoff_s",
+                               "cache", "report_to", "max_workers", "max_inflight", "reward_mode"})
+
+
+class FinishedRunMismatch(ValueError):
+    """``output_dir`` holds a finished run of other settings: training it further would mix two runs."""
+
+
+def finished_run(config: GRPORunConfig) -> TrainSummary | None:
+    """The summary of the finished run in ``config.output_dir`` (its ``summary.json`` is written last, by
+    the main process, only when training ended), or None when there is none.
+
+    Re-running a finished run is a no-op: without this, resuming from its last checkpoint trained on past
+    ``max_steps`` and paid the core again. A finished run of other settings raises
+    :class:`FinishedRunMismatch` naming them."""
+    out = Path(config.output_dir)
+    summary_path = out / "summary.json"
+    if not summary_path.is_file():
+        return None
+    try:
+        saved = json.loads(summary_path.read_text(encoding="utf-8"))
+        settings = json.loads((out / RUN_CONFIG).read_text(encoding="utf-8"))
+        if not isinstance(saved, dict) or not isinstance(settings, dict):
+            raise ValueError("not a JSON object")
+    except (OSError, ValueError) as exc:
+        raise FinishedRunMismatch(f"{out} holds a summary.json of a finished run, but its summary or {RUN_CONFIG} "
+                                  f"cannot be read ({exc}); choose another --output-dir") from None
+    now = json.loads(json.dumps(asdict(config), default=str))
+    changed = sorted(k for k in set(settings) | set(now)
+                     if k not in RERUN_FREE_FIELDS and settings.get(k) != now.get(k))
+    if changed:
+        detail = ", ".join(f"{k}: {settings.get(k)!r} there, {now.get(k)!r} now" for k in changed[:3])
+        raise FinishedRunMismatch(f"{out} holds a finished gcop grpo run with other settings ({detail}); choose another "
+                                  f"--output-dir (or delete {summary_path} to train it further from its last checkpoint)")
+    return TrainSummary(command="grpo", output_dir=str(out), steps=int(saved.get("steps") or 0),
+                        examples=int(saved.get("examples") or 0), train_runtime_s=0.0,
+                        metrics={"already_finished": True})
+
+
 def train_grpo(config: GRPORunConfig, scorer: GuideScorer | None = None, stop: Any = None) -> TrainSummary:
     """Run GRPO as configured. Writes ``run_config.json``, checkpoints, the model and ``summary.json``.
 
@@ -359,11 +400,17 @@ def train_grpo(config: GRPORunConfig, scorer: GuideScorer | None = None, stop: A
     step with a checkpoint saved; the summary's ``metrics["interrupted"]`` is True and no final model
     or evaluation is made. The same command resumes from the checkpoint.
 
+    A finished run in ``config.output_dir`` (same settings) is not trained again: the summary it returns
+    has ``metrics["already_finished"]`` (see :func:`finished_run`).
+
     ``config.max_usd`` / ``config.max_total_tokens``: a budget for the core, judge and baseline
     calls. A completion whose call it refuses is unscored (dropped from the loss, like an outage);
     training then ends after that step with a checkpoint, ``metrics["budget_exhausted"]`` is True,
     and no final model or evaluation is made. Re-running with a larger budget resumes.
     """
+    done = finished_run(config)  # before anything is written, loaded or paid
+    if done is not None:
+        return done
     budget = Budget.from_limits(config.max_usd, config.max_total_tokens)
     if scorer is not None and budget is not None:
         for core in _scorer_cores(scorer):  # the given scorer's cores pay from this run's budget

@@ -34,7 +34,6 @@ for a plain template; both train the same reward::
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -46,6 +45,7 @@ from gcop_env.step.scoring import GuideScorer, StepOutcome
 from gcop_env.step.strategy import parse_guide_output
 from gcop_env.trainers.async_reward import DEFAULT_MAX_INFLIGHT, AsyncShapedReward
 from gcop_env.trainers.grpo import ShapedReward, grpo_dataset
+from gcop_env.utils.environ import env_int
 
 
 class GuideEnvironment:
@@ -86,7 +86,7 @@ class EnvironmentReward(ShapedReward):
                  stream: int | None = None):
         super().__init__(scorer, problems, max_workers=max_workers)
         # one stream per training process, so processes scoring the same pair draw different samples
-        self.stream = (int(os.environ.get("RANK", 0)) if stream is None else stream) % SAMPLE_STREAMS
+        self.stream = (env_int("RANK", 0) if stream is None else stream) % SAMPLE_STREAMS
         self.sample_counter = SampleCounter()  # per (problem, strategy), across batches
 
     def core_samples(self) -> bool:

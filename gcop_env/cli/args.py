@@ -12,23 +12,94 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import errno
+import functools
 import json
 import sys
 import types
 import typing
-from typing import Any, TypeVar
+from typing import Any, Callable, TypeVar
 
 from gcop_env.cli.exit_codes import EXIT_USAGE
+from gcop_env.utils.environ import EnvVarError
 from gcop_env.utils.fields import ConfigError, config_from_dict, read_config_file
 
 C = TypeVar("C")
 
 
 class OneLineErrorParser(argparse.ArgumentParser):
-    """``prog: error: ...`` on one line with exit 2, not the usage block of every flag first."""
+    """``prog: error: ...`` on one line with exit 2, not the usage block of every flag first.
+
+    A flag that takes one value also takes one that starts with ``-`` (``--guide-price -1,2``,
+    ``--temperature -inf``), so the value's own check says what is wrong with it; plain argparse
+    reads such a value as a flag and says only "expected one argument".
+    """
 
     def error(self, message: str) -> typing.NoReturn:
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+    def parse_known_args(self, args=None, namespace=None):  # noqa: D102 - argparse's own
+        args = list(sys.argv[1:] if args is None else args)
+        return super().parse_known_args(self._join_dash_values(args), namespace)
+
+    def _join_dash_values(self, args: list[str]) -> list[str]:
+        one_value = {opt for a in self._actions if a.nargs is None and a.option_strings for opt in a.option_strings}
+        flags = [opt for a in self._actions for opt in a.option_strings]
+        out, i = [], 0
+        while i < len(args):
+            arg = args[i]
+            if arg == "--":  # everything after it is positional
+                out.extend(args[i:])
+                break
+            value = args[i + 1] if i + 1 < len(args) else None
+            if (arg in one_value and value is not None and value.startswith("-") and value != "--"
+                    and not any(flag.startswith(value.split("=", 1)[0]) for flag in flags)):
+                out.append(f"{arg}={value}")
+                i += 2
+                continue
+            out.append(arg)
+            i += 1
+        return out
+
+
+_FILE_ERRORS = {errno.ENOSPC: "free some space", errno.EDQUOT: "free some space (disk quota)",
+                errno.EROFS: "the file system is read-only: write somewhere else",
+                errno.EACCES: "it is not writable by you: fix its permissions or write somewhere else",
+                errno.EPERM: "it is not writable by you: fix its permissions or write somewhere else",
+                errno.EISDIR: "a directory is where a file should be",
+                errno.ENOTDIR: "a file is where a directory should be", errno.EIO: "the disk failed"}
+
+
+def file_system_error(exc: BaseException) -> bool:
+    """Whether ``exc`` is an error of the file system (a full or read-only disk, a file where a directory
+    should be) that the user fixes, not a network error or a bug (those keep their traceback)."""
+    return (isinstance(exc, OSError) and not isinstance(exc, ConnectionError)
+            and (exc.errno in _FILE_ERRORS or exc.filename is not None))
+
+
+def os_error_line(exc: OSError) -> str:
+    """A file-system error as the one line a user needs: what, where, and what to do."""
+    what = exc.strerror or str(exc) or type(exc).__name__
+    where = f": {exc.filename}" if exc.filename else ""
+    return (f"{what}{where} ({_FILE_ERRORS.get(exc.errno, 'I/O error')}); work finished before it is kept: "
+            f"re-run the same command once that is fixed")
+
+
+def one_line_errors(prog: str, command: Callable[[list[str] | None], int]) -> Callable[[list[str] | None], int]:
+    """``command`` with the last errors a user can fix turned into one line and exit 2: a malformed
+    environment variable (:class:`~gcop_env.utils.environ.EnvVarError`) and an I/O error (a full or
+    read-only disk, a file where a directory should be). Never a traceback for those."""
+    @functools.wraps(command)
+    def run(argv: list[str] | None = None) -> int:
+        try:
+            return command(argv)
+        except EnvVarError as exc:
+            return usage_error(prog, exc)
+        except OSError as exc:
+            if not file_system_error(exc):
+                raise
+            return usage_error(prog, os_error_line(exc))
+    return run
 
 
 def usage_error(prog: str, message: object) -> int:

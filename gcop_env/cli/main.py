@@ -86,6 +86,9 @@ def _report(argv):
     return report_cli(argv)
 
 
+# The commands that call cores: they read the rate-limit, price and launcher variables first.
+CALLS_CORES = frozenset({"demo", "check", "curate", "grpo", "eval"})
+
 COMMANDS = {"demo": _demo, "tasks": _tasks, "check": _check, "score": _score, "sandbox": _sandbox,
             "curate": _curate, "sft": _sft, "grpo": _grpo, "eval": _eval, "report": _report}
 
@@ -127,10 +130,17 @@ def main(argv: list[str] | None = None) -> int:
         print(f"gcop: unknown command {command!r}" + (f"; did you mean {close[0]!r}?" if close else "") + f"\n\n{USAGE}",
               file=sys.stderr)
         return EXIT_USAGE
+    from gcop_env.cli.args import one_line_errors
     from gcop_env.cores.base import FatalCoreError
 
+    def run(argv: list[str] | None) -> int:
+        if command in CALLS_CORES and not {"-h", "--help"} & set(argv or []):
+            from gcop_env.cores import check_environment
+            check_environment()  # a malformed GCOP_RPM, GCOP_PRICES, ... is one line before any work
+        return int(COMMANDS[command](argv) or 0)
+
     try:
-        return int(COMMANDS[command](rest) or 0)
+        return one_line_errors(f"gcop {command}", run)(rest)
     except FatalCoreError as exc:  # a retired model or bad key: one clear line, not a traceback
         print(f"gcop {command}: error: {exc}", file=sys.stderr)
         return EXIT_FAILED

@@ -33,26 +33,19 @@ def _setup_logging() -> None:
 
 
 def guide_path_problem(guide: str) -> str | None:
-    """Why ``guide`` cannot be a model, when it is clearly a local path (not a hub id) that is missing.
+    """Why ``guide`` cannot be a model (:func:`gcop_env.cores.hf_core.local_model_problem`), or None."""
+    from gcop_env.cores.hf_core import local_model_problem
 
-    A hub id is ``name`` or ``owner/name``; an absolute path, ``./…``, ``~/…`` or one with more
-    than one ``/`` is a local path and must exist (a hub lookup would only add a confusing error).
-    """
-    import os
-
-    if os.path.exists(os.path.expanduser(guide)):
-        return None
-    looks_local = (guide.startswith(("/", "./", "../", "~")) or guide.count("/") > 1
-                   or (os.sep != "/" and os.sep in guide))
-    if looks_local:
-        return f"--guide {guide}: the path does not exist (give a local model directory or a hub id like Qwen/Qwen3-1.7B)"
-    return None
+    problem = local_model_problem(guide)
+    return f"--guide {problem}" if problem else None
 
 
 def out_path_problem(out: str) -> str | None:
     """Why the output file cannot be written (checked before anything is paid for), or None."""
     from pathlib import Path
 
+    if not out.strip():  # Path("") is the current directory
+        return "--out is empty; give a file path"
     path = Path(out)
     if path.is_dir():
         return f"--out {out} is a directory; give a file path"
@@ -73,8 +66,9 @@ def curate_cli(argv: list[str] | None = None) -> int:
     config = parse_config(CurateConfig, argv, prog="gcop curate")
     _setup_logging()
     from gcop_env.cores.budget import UnpricedModel
+    from gcop_env.envs.tasks import ValidatorOptionsError
     from gcop_env.trainers.curate import ResumeMismatch, curate
-    from gcop_env.utils.files import DataError, JsonlError
+    from gcop_env.utils.files import DataError, InUse, JsonlError
     from gcop_env.utils.interrupt import stop_on_signal
 
     problem = out_path_problem(config.out)
@@ -83,7 +77,8 @@ def curate_cli(argv: list[str] | None = None) -> int:
     with stop_on_signal(what="curation") as stop:
         try:
             summary = curate(config, stop=stop)
-        except (DataError, JsonlError, ResumeMismatch, UnpricedModel) as exc:  # bad input or --out: nothing spent
+        except (DataError, JsonlError, ResumeMismatch, UnpricedModel, InUse, ValidatorOptionsError) as exc:
+            # bad input or --out: nothing spent
             return usage_error("gcop curate", exc)
     for line in summary.lines():
         print(line)
@@ -132,7 +127,8 @@ def grpo_cli(argv: list[str] | None = None) -> int:
         return usage_error("gcop grpo", problem)
     _setup_logging()
     from gcop_env.cores.budget import BudgetStatus, UnpricedModel
-    from gcop_env.trainers.grpo import train_grpo
+    from gcop_env.envs.tasks import ValidatorOptionsError
+    from gcop_env.trainers.grpo import FinishedRunMismatch, train_grpo
     from gcop_env.utils.interrupt import stop_on_signal
     from gcop_env.trainers.grpo_trainer import VLLMSetupError, check_vllm_setup
 
@@ -143,8 +139,12 @@ def grpo_cli(argv: list[str] | None = None) -> int:
     with stop_on_signal(what="training (after the current step, with a checkpoint)") as stop:
         try:
             summary = train_grpo(config, stop=stop)
-        except (UnpricedModel, VLLMSetupError) as exc:
+        except (UnpricedModel, ValidatorOptionsError, FinishedRunMismatch, VLLMSetupError) as exc:
             return usage_error("gcop grpo", exc)
+    if summary.metrics.get("already_finished"):
+        print(f"gcop grpo: already finished: {summary.output_dir} holds this run ({summary.steps} steps; its model "
+              f"and summary.json are there), so nothing is trained or paid. Choose another --output-dir to train again.")
+        return EXIT_OK
     for line in summary.lines():
         print(line)
     if stop.requested:

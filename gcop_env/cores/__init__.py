@@ -80,6 +80,22 @@ def _build_backend(spec: str, timeout_s: float) -> Core:
     return HFCore(model, gguf_file=options.get("gguf_file"))
 
 
+def check_environment() -> None:
+    """Read every environment variable the cores read: the rate limits (``GCOP_RPM``, ``GCOP_ITPM``,
+    ``GCOP_OTPM``, ``GCOP_RATE_LIMITS``, ``GCOP_RATE_LIMIT_DIR``), the process cap
+    (``GCOP_MAX_CONCURRENCY``), the prices (``GCOP_PRICES``) and the launcher's ``RANK``. A malformed one
+    raises :class:`~gcop_env.utils.environ.EnvVarError` naming it, before any work (the ``gcop``
+    commands call this first), instead of a traceback at the first call."""
+    from gcop_env.cores.limits.config import check_env_limits
+    from gcop_env.cores.pricing import _env_prices
+    from gcop_env.utils.environ import env_int, env_limit
+
+    check_env_limits()
+    env_limit("GCOP_MAX_CONCURRENCY", what="requests in flight in this process", integer=True)
+    _env_prices()
+    env_int("RANK", 0)
+
+
 def sampling_report(core: Core, sampling: SamplingParams) -> dict:
     """What was asked, what the backend really sends, and whether repeats give the same answer.
 
@@ -103,6 +119,7 @@ def make_core(spec: str | Core, *, cache: bool | str | ResponseCache | None = No
     :class:`ManagedCore` is returned as it is unless ``cache``, ``retry``, ``limits`` or ``budget``
     is given, in which case its backend is rewrapped with them.
     """
+    retry = RetryPolicy.coerce(retry)  # a dict of its fields too; a bad policy fails here, not at a call
     if isinstance(spec, ManagedCore):
         if cache is None and retry is None and limits is None and budget is None:
             return spec

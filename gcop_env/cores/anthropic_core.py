@@ -14,7 +14,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from gcop_env.cores.base import CoreRequest, CoreResponse, SamplingParams, SDKCore
+from gcop_env.cores.base import CoreRequest, CoreResponse, MalformedReply, SamplingParams, SDKCore, token_count
 from gcop_env.cores.limits import report_headers
 
 
@@ -76,12 +76,17 @@ class AnthropicCore(SDKCore):
         report_headers(raw.headers)
         message = raw.parse()
         latency = time.perf_counter() - start
-        text = "".join(getattr(block, "text", "") for block in (message.content or []))
-        usage = message.usage
+        content = getattr(message, "content", None)
+        if not isinstance(content, list):  # a 200 with `{}` or a message without content: not an answer
+            raise MalformedReply(f"malformed reply: the message has no content list (content={content!r:.80})")
+        texts = [getattr(block, "text", None) for block in content]
+        if any(t is not None and not isinstance(t, str) for t in texts):
+            raise MalformedReply("malformed reply: a content block's text is not a string")
+        usage = getattr(message, "usage", None)
         return CoreResponse(
-            text=text,
-            input_tokens=int(getattr(usage, "input_tokens", 0) or 0),
-            output_tokens=int(getattr(usage, "output_tokens", 0) or 0),
+            text="".join(t for t in texts if t),
+            input_tokens=token_count(getattr(usage, "input_tokens", None), "input_tokens"),
+            output_tokens=token_count(getattr(usage, "output_tokens", None), "output_tokens"),
             latency_s=latency,
             backend=self.backend,
             model=self.model,

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import math
+import numbers
 import os
 import threading
 from abc import ABC, abstractmethod
@@ -42,12 +44,43 @@ class CoreRequest:
     sample_index: int = 0
 
 
+class MalformedReply(ValueError):
+    """A reply that is not a valid answer: no content, or a token count that is not a count.
+
+    The server answered (HTTP 200), so the call may have been billed, but nothing in it can be
+    trusted: the answer is not scored (an infrastructure error, retried like a broken body), never
+    cached, and a budget counts it at its worst case (:mod:`gcop_env.cores.budget`).
+    """
+
+
+def token_count(value: Any, what: str) -> int:
+    """A token count as a server reports it: a non-negative whole number (``12`` or ``12.0``).
+
+    Anything else (negative, NaN, infinite, fractional, a bool, a string, a list) is a
+    :class:`MalformedReply` naming ``what``: a count of -100000 would turn into a negative cost and
+    pay a budget back. ``None`` (no usage reported) counts 0, as it always did.
+    """
+    if value is None:
+        return 0
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise MalformedReply(f"malformed reply: usage {what} is {value!r}, not a token count")
+    if isinstance(value, float) and not (math.isfinite(value) and value.is_integer()):
+        raise MalformedReply(f"malformed reply: usage {what} is {value!r}, not a whole number of tokens")
+    if value < 0:
+        raise MalformedReply(f"malformed reply: usage {what} is {value!r}, a negative number of tokens")
+    return int(value)
+
+
 @dataclass(frozen=True)
 class CoreResponse:
     """What one core call produced and what it cost.
 
     ``cost_usd`` is the nominal price of the call (tokens times the price table) whether or not
     it came from the cache; ``cached`` says whether it was actually paid for this time.
+
+    Checked when made (a backend's reply, a cache entry replayed): ``text`` a string, the token
+    counts non-negative integers, cost and latency finite and non-negative; else
+    :class:`MalformedReply`. So no number downstream (costs, budgets, rate limits) is ever negative.
     """
 
     text: str
@@ -62,6 +95,18 @@ class CoreResponse:
     sampling: dict[str, Any] | None = None  # the sampling parameters actually sent (None: not recorded)
     served_model: str | None = None  # the model id the server says answered (may differ from an alias)
     priced: bool = True  # False: the model is not in the price table, so cost_usd is 0 by default
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.text, str):
+            raise MalformedReply(f"malformed reply: its text is {type(self.text).__name__}, not a string")
+        for name in ("input_tokens", "output_tokens"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
+                raise MalformedReply(f"malformed reply: usage {name} is {value!r}, not a token count")
+        for name in ("cost_usd", "latency_s"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value) or value < 0:
+                raise MalformedReply(f"malformed reply: {name} is {value!r}, not a finite number >= 0")
 
     @property
     def spent_usd(self) -> float:
@@ -80,6 +125,14 @@ class CoreError(RuntimeError):
         self.transient = transient
         self.attempts = attempts
         self.cause = cause
+
+
+class CallInterrupted(CoreError):
+    """A call that was waiting (for a rate limit, a retry's backoff, the budget) when the user asked
+    to stop (Ctrl-C / SIGTERM): nothing was sent for it. Not an outcome; the re-run makes the call."""
+
+    def __init__(self, message: str):
+        super().__init__(message, transient=False, attempts=0, cause="interrupted")
 
 
 class FatalCoreError(CoreError):

@@ -17,7 +17,11 @@ the reservation is replaced by the real price and tokens. So N threads cannot ov
 calls: the spend stays at or under the cap whenever the provider bills no more than the worst
 case (the only way past it is a server reporting more tokens than the request could hold). A
 call that was sent is always settled and its answer returned: a call already paid for is never
-thrown away. A call that failed (retries exhausted) is counted as free.
+thrown away. Each attempt (a retry too) is reserved and settled on its own: an attempt the server
+refused with an error (a 429, a 5xx, a timeout) is counted as free; an attempt it answered with a
+malformed reply (no content, a token count that is not a count:
+:class:`~gcop_env.cores.base.MalformedReply`) is counted at its worst case, since it may have been
+billed and its usage cannot be trusted (a server reporting -100000 tokens never pays the cap back).
 
 The price of that guarantee: a run stops when what is left cannot cover one more worst-case
 call, so up to one worst-case call's cost of the cap can stay unused.
@@ -37,7 +41,8 @@ import threading
 from dataclasses import asdict, dataclass
 from typing import Any, Sequence
 
-from gcop_env.cores.base import CoreError, CoreRequest, CoreResponse
+from gcop_env.cores.base import CallInterrupted, CoreError, CoreRequest, CoreResponse
+from gcop_env.utils.interrupt import stop_signalled
 
 # Tokens a provider adds around the text: the chat template's role markers per message and a
 # few per request. Generous on purpose: the estimate must be an upper bound.
@@ -122,6 +127,13 @@ class BudgetHold:
             self._settled = True
             self.budget._settle(self, response)
 
+    def settle_worst_case(self) -> None:
+        """Settle a call the server answered with a malformed reply (it may have been billed, but its
+        usage cannot be trusted): it is counted at the worst case reserved for it."""
+        if not self._settled:
+            self._settled = True
+            self.budget._settle(self, None, worst_case=True)
+
 
 class Budget:
     """A spend cap shared by the cores of one env, command or trainer run. Thread-safe.
@@ -203,7 +215,9 @@ class Budget:
                         self._reserved_tokens += tokens
                         return BudgetHold(self, usd, tokens)
                     if self._fits(usd, tokens, with_reserved=False):
-                        self._cond.wait(timeout=1.0)  # calls in flight settle, usually well under their worst case
+                        if stop_signalled():  # the user's Ctrl-C / SIGTERM: do not wait on, nothing is sent
+                            raise CallInterrupted(f"{core.spec}: stopped while waiting for the budget; nothing was sent")
+                        self._cond.wait(timeout=0.25)  # calls in flight settle, usually well under their worst case
                         continue
                     self._exhausted = True
                     left = [f"${self.max_usd - self.spent_usd:.4f}" if self.max_usd is not None else None,
@@ -227,11 +241,16 @@ class Budget:
         tokens_ok = self.max_total_tokens is None or spent_tokens + tokens <= self.max_total_tokens
         return usd_ok and tokens_ok
 
-    def _settle(self, hold: BudgetHold, response: CoreResponse | None) -> None:
+    def _settle(self, hold: BudgetHold, response: CoreResponse | None, worst_case: bool = False) -> None:
         with self._cond:
             self._reserved_usd = max(0.0, self._reserved_usd - hold.usd)
             self._reserved_tokens = max(0, self._reserved_tokens - hold.tokens)
-            if response is not None:
+            if worst_case:
+                self.spent_usd += hold.usd
+                self.spent_tokens += hold.tokens
+                self.calls += 1
+            elif response is not None:
+                # CoreResponse holds only counts >= 0 and finite prices: nothing here pays the budget back
                 self.spent_usd += response.cost_usd
                 self.spent_tokens += response.input_tokens + response.output_tokens
                 self.calls += 1

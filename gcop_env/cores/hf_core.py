@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import threading
 import time
 from pathlib import Path
@@ -56,6 +57,21 @@ def weights_fingerprint(path: str, gguf_file: str | None = None) -> str:
     else:
         h.update(f"hub:{path}@{_hub_commit(path) or 'unresolved'}".encode())
     return h.hexdigest()[:24]
+
+
+def local_model_problem(path: str) -> str | None:
+    """Why ``path`` cannot be a model, when it is clearly a local path (not a hub id) that is missing.
+
+    A hub id is ``name`` or ``owner/name``; an absolute path, ``./…``, ``~/…`` or one with more
+    than one ``/`` is a local path and must exist (a hub lookup would only add a confusing error).
+    """
+    if os.path.exists(os.path.expanduser(path)):
+        return None
+    looks_local = (path.startswith(("/", "./", "../", "~")) or path.count("/") > 1
+                   or (os.sep != "/" and os.sep in path))
+    if looks_local:
+        return f"{path} does not exist (give a local model directory or a hub id like Qwen/Qwen3-1.7B)"
+    return None
 
 
 def _hub_commit(repo_id: str) -> str | None:
@@ -159,6 +175,11 @@ class HFCore(Core):
         stat = gguf.stat()
         digest = hashlib.sha256(f"{gguf.resolve()}:{stat.st_size}:{stat.st_mtime_ns}".encode()).hexdigest()[:16]
         return (self._cache_dir or default_cache_dir()) / "hf-dequantised" / digest
+
+    def load(self) -> None:
+        """Load the model now (it loads on first use otherwise): a path that is not a model fails here."""
+        with self._lock:
+            self._load()
 
     def _load(self):
         if self._model is not None:

@@ -7,7 +7,7 @@ import dataclasses
 import threading
 from typing import Any
 
-from gcop_env.cores.base import Core, CoreError, CoreRequest, CoreResponse, SamplingParams
+from gcop_env.cores.base import Core, CoreError, CoreRequest, CoreResponse, MalformedReply, SamplingParams
 from gcop_env.cores.cache import PROMPT_VERSION, ResponseCache, request_key
 from gcop_env.cores.limits import RateLimits, limiter_for
 from gcop_env.cores.models import retired_successor, warn_lifecycle
@@ -92,33 +92,37 @@ class ManagedCore(Core):
         return request_key(self.backend, self.model, request, PROMPT_VERSION,
                            identity=self.inner.cache_identity(), sampling=self.inner.sent_sampling(request.sampling))
 
+    def _attempt(self, request: CoreRequest) -> CoreResponse:
+        """One attempt, inside the rate limits and the budget: its worst case is reserved first
+        (``BudgetExceeded``: nothing is sent), then settled at the real price; an answer already paid
+        for is always returned. A failed attempt is free, a malformed reply counts its worst case."""
+        hold = self.budget.reserve(self, request) if self.budget is not None else None
+        response = None
+        try:
+            response = self.limiter.call(self.inner.complete, request)
+            if response.sampling is None:
+                response = dataclasses.replace(response, sampling=self.inner.sent_sampling(request.sampling))
+            response = self._priced(response, cached=False)
+            return response
+        except MalformedReply:
+            if hold is not None:
+                hold.settle_worst_case()
+            raise
+        finally:
+            if hold is not None:
+                hold.settle(response)  # None: the attempt failed and is counted as free
+
     def _call(self, request: CoreRequest) -> CoreResponse:
-        response = call_with_retries(lambda: self.limiter.call(self.inner.complete, request), self.retry, what=f"core {self.spec}",
+        response = call_with_retries(lambda: self._attempt(request), self.retry, what=f"core {self.spec}",
                                      spec=self.spec, successor=retired_successor(self.backend, self.model))
-        if response.sampling is None:
-            response = dataclasses.replace(response, sampling=self.inner.sent_sampling(request.sampling))
-        response = self._priced(response, cached=False)
         with self._lock:
             self.calls += 1
             self.spent_usd += response.cost_usd
         return response
 
-    def _call_within_budget(self, request: CoreRequest) -> CoreResponse:
-        """``_call`` under the budget: its worst case is reserved first (``BudgetExceeded``: nothing is
-        sent), then settled at the real price; an answer already paid for is always returned."""
-        if self.budget is None:
-            return self._call(request)
-        hold = self.budget.reserve(self, request)
-        response = None
-        try:
-            response = self._call(request)
-        finally:
-            hold.settle(response)  # None: the call failed and is counted as free
-        return response
-
     def complete(self, request: CoreRequest) -> CoreResponse:
         if self.cache is None:
-            return self._call_within_budget(request)
+            return self._call(request)
         key = self.request_key(request)
         hit = self.cache.get(key)
         if hit is not None:
@@ -141,7 +145,7 @@ class ManagedCore(Core):
                 self.shared_inflight += 1
             return dataclasses.replace(flight.response, cached=True)
         try:
-            response = self._call_within_budget(request)
+            response = self._call(request)
             self.cache.put(key, response)  # never raises: a failed write still returns the paid answer
             flight.response = response
             return response

@@ -11,7 +11,7 @@ import os
 import time
 from typing import Any
 
-from gcop_env.cores.base import CoreRequest, CoreResponse, SDKCore
+from gcop_env.cores.base import CoreRequest, CoreResponse, MalformedReply, SDKCore, token_count
 from gcop_env.cores.limits import report_headers
 
 
@@ -49,14 +49,21 @@ class OpenAICore(SDKCore):
         report_headers(raw.headers)
         completion = raw.parse()
         latency = time.perf_counter() - start
-        if not completion.choices:
-            raise ValueError("the server returned no choices")
-        choice = completion.choices[0]
-        usage = completion.usage
+        choices = getattr(completion, "choices", None)
+        if not isinstance(choices, list) or not choices:
+            raise MalformedReply("malformed reply: the server returned no choices")
+        choice = choices[0]
+        message = getattr(choice, "message", None)
+        text = getattr(message, "content", None)
+        if text is None:  # a refusal is the model's answer; no content and no refusal is not an answer
+            text = getattr(message, "refusal", None)
+        if not isinstance(text, str):
+            raise MalformedReply(f"malformed reply: the message has no content (content={text!r:.80})")
+        usage = getattr(completion, "usage", None)
         return CoreResponse(
-            text=choice.message.content or "",
-            input_tokens=int(getattr(usage, "prompt_tokens", 0) or 0),
-            output_tokens=int(getattr(usage, "completion_tokens", 0) or 0),
+            text=text,
+            input_tokens=token_count(getattr(usage, "prompt_tokens", None), "prompt_tokens"),
+            output_tokens=token_count(getattr(usage, "completion_tokens", None), "completion_tokens"),
             latency_s=latency,
             backend=self.backend,
             model=self.model,

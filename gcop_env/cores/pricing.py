@@ -13,9 +13,12 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import re
 import threading
+
+from gcop_env.utils.environ import EnvVarError
 
 log = logging.getLogger(__name__)
 
@@ -80,10 +83,19 @@ _lock = threading.Lock()
 _overrides: dict[str, tuple[float, ...]] = {}
 
 
+def _rate(value: object, what: str) -> float:
+    """A price in USD per million tokens: a finite number >= 0 (a negative or NaN price would make
+    every cost, and every dollar budget, wrong)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+        raise ValueError(f"{what} must be a finite number of USD per million tokens >= 0, got {value!r}")
+    return float(value)
+
+
 def set_price(model: str, input_per_mtok: float, output_per_mtok: float) -> None:
     """Override (or add) the price of ``model`` (exact name, or the name before a date suffix) for this process."""
+    prices = (_rate(input_per_mtok, f"the input price of {model}"), _rate(output_per_mtok, f"the output price of {model}"))
     with _lock:
-        _overrides[model] = (float(input_per_mtok), float(output_per_mtok))
+        _overrides[model] = prices
 
 
 def _env_prices() -> dict[str, tuple[float, float]]:
@@ -92,11 +104,19 @@ def _env_prices() -> dict[str, tuple[float, float]]:
         return {}
     try:
         table = json.loads(raw)
-        return {str(k): (float(v[0]), float(v[1])) for k, v in table.items()}
-    except (ValueError, TypeError, IndexError, KeyError) as exc:
-        raise ValueError(
-            f"GCOP_PRICES must be a JSON object like {{\"model\": [input_usd_per_mtok, output_usd_per_mtok]}}: {exc}"
-        ) from exc
+        if not isinstance(table, dict):
+            raise TypeError(f"got a JSON {type(table).__name__}")
+        prices = {}
+        for k, v in table.items():
+            if not isinstance(v, (list, tuple)) or len(v) != 2:
+                raise ValueError(f"{k!r} has {v!r}, not [input, output]")
+            prices[str(k)] = (_rate(v[0], f"{k}'s input price"), _rate(v[1], f"{k}'s output price"))
+        return prices
+    except (ValueError, TypeError) as exc:
+        raise EnvVarError(
+            f"GCOP_PRICES must be a JSON object like {{\"model\": [input_usd_per_mtok, output_usd_per_mtok]}} "
+            f"with finite prices >= 0: {exc}"
+        ) from None
 
 
 def lookup_price(backend: str, model: str, extra: dict[str, tuple[float, ...]] | None = None) -> tuple[float, ...] | None:

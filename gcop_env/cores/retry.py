@@ -1,7 +1,8 @@
 """Retries for transient API failures: backoff with jitter, honouring ``retry-after``.
 
-Transient: 408, 409, 429, 5xx (529 "overloaded" included), timeouts, connection resets and
-malformed response bodies. When retries run out the caller gets a
+Transient: 408, 409, 429, 5xx (529 "overloaded" included), timeouts, connection resets,
+malformed response bodies and malformed replies (:class:`~gcop_env.cores.base.MalformedReply`: a 200
+without content, or with a token count that is not a count). When retries run out the caller gets a
 :class:`~gcop_env.cores.base.CoreError`, which the environment reports as an infrastructure error,
 never as a wrong answer.
 
@@ -15,16 +16,20 @@ plain :class:`CoreError`.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import random
 import re
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Callable, TypeVar
+from typing import Any, Callable, TypeVar
 
-from gcop_env.cores.base import CoreError, FatalCoreError
+from gcop_env.cores.base import CallInterrupted, CoreError, FatalCoreError, MalformedReply
 from gcop_env.cores.limits import retry_after_from_headers
+from gcop_env.utils.interrupt import sleep_unless_stopped
+from gcop_env.utils.numbers import check_int, check_number
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -42,6 +47,29 @@ class RetryPolicy:
     multiplier: float = 2.0
     jitter: float = 0.25  # +/- fraction of the backoff, spreads out synchronised retries
     max_retry_after_s: float = 120.0  # never sleep longer than this on a server's say-so
+
+    def __post_init__(self) -> None:
+        # Checked when made (gym.make's retry={...}, a config file): a policy of 0 attempts would fail
+        # every step later with nothing to say why.
+        check_int("RetryPolicy.max_attempts", self.max_attempts, lo=1)
+        for name in ("initial_backoff_s", "max_backoff_s", "max_retry_after_s"):
+            check_number(f"RetryPolicy.{name}", getattr(self, name), lo=0)
+        check_number("RetryPolicy.multiplier", self.multiplier, lo=1)
+        check_number("RetryPolicy.jitter", self.jitter, lo=0, hi=1)
+
+    @classmethod
+    def coerce(cls, value: "RetryPolicy | Mapping[str, Any] | None", what: str = "retry") -> "RetryPolicy | None":
+        """``value`` as a policy: a :class:`RetryPolicy`, a dict of its fields (as ``spec.to_json()``
+        writes it) or None. Anything else, or an unknown field, is an error naming ``what``."""
+        if value is None or isinstance(value, cls):
+            return value
+        if not isinstance(value, Mapping):
+            raise TypeError(f"{what} must be a RetryPolicy, a dict of its fields or None, got {value!r}")
+        fields = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(value) - fields)
+        if unknown:
+            raise TypeError(f"{what} has unknown field(s) {unknown}; valid: {sorted(fields)}")
+        return cls(**value)
 
     def backoff(self, attempt: int, rng: random.Random) -> float:
         base = min(self.max_backoff_s, self.initial_backoff_s * self.multiplier ** (attempt - 1))
@@ -62,7 +90,7 @@ def is_transient(exc: BaseException) -> bool:
     name = type(exc).__name__
     if name in {"APIConnectionError", "APITimeoutError", "APIResponseValidationError"}:
         return True
-    if isinstance(exc, (TimeoutError, ConnectionError, json.JSONDecodeError)):  # undecodable body
+    if isinstance(exc, (TimeoutError, ConnectionError, json.JSONDecodeError, MalformedReply)):  # undecodable body
         return True
     return False
 
@@ -131,8 +159,15 @@ def describe(exc: BaseException) -> str:
     return f"{prefix}{type(exc).__name__}: {exc}"[:500]
 
 
+def backoff_sleep(seconds: float) -> None:
+    """Sleep between attempts; the user's first Ctrl-C / SIGTERM ends it with
+    :class:`~gcop_env.cores.base.CallInterrupted` (a 120 s retry-after does not hold a stopping run)."""
+    if sleep_unless_stopped(seconds):
+        raise CallInterrupted("stopped during a retry's backoff; no further attempt was sent")
+
+
 def call_with_retries(fn: Callable[[], T], policy: RetryPolicy, *, what: str,
-                      sleep: Callable[[float], None] = time.sleep, rng: random.Random | None = None,
+                      sleep: Callable[[float], None] = backoff_sleep, rng: random.Random | None = None,
                       spec: str = "", successor: str | None = None) -> T:
     """Call ``fn`` until it succeeds, a permanent error occurs, or attempts run out.
 
@@ -154,8 +189,8 @@ def call_with_retries(fn: Callable[[], T], policy: RetryPolicy, *, what: str,
             if attempt == policy.max_attempts:
                 raise CoreError(f"{what} failed after {attempt} attempts: {describe(exc)}",
                                 transient=True, attempts=attempt, cause=describe(exc)) from exc
-            wait = retry_after_seconds(exc)
-            wait = policy.backoff(attempt, rng) if wait is None else min(wait, policy.max_retry_after_s)
+            wait = retry_after_seconds(exc)  # >= 0 and finite, or None (see retry_after_from_headers)
+            wait = policy.backoff(attempt, rng) if wait is None else min(max(0.0, wait), policy.max_retry_after_s)
             log.warning("%s: attempt %d/%d failed (%s); retrying in %.2fs",
                         what, attempt, policy.max_attempts, describe(exc), wait)
             sleep(wait)

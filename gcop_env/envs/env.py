@@ -168,8 +168,7 @@ class GCoPEnv(gym.Env[str, str]):
         if not self.problems:
             raise ValueError(f"{self.task.env_id}: split {split!r} has no problems")
         self._index = {p.task_id: i for i, p in enumerate(self.problems)}
-        if isinstance(retry, Mapping):
-            retry = RetryPolicy(**retry)
+        retry = RetryPolicy.coerce(retry)
         self.budget = Budget.from_limits(max_usd, max_total_tokens)
         self.core = make_core(core, cache=cache, retry=retry, limits=rate_limits, budget=self.budget)
         if self.budget is None:  # a core made with make_core(spec, budget=b) shares b (e.g. across several envs)
@@ -179,7 +178,7 @@ class GCoPEnv(gym.Env[str, str]):
             judge_core = make_core(judge, cache=cache, retry=retry, limits=rate_limits, budget=self.budget)
         if self.budget is not None:
             self.budget.check_priced([c for c in (self.core, judge_core) if c is not None])
-        self.validator = self.task.validator(**validator_options)
+        self.validator = self.task.make_validator(validator_options)
         self.scorer = GuideScorer(
             self.validator, self.core, judge_core=judge_core, reward=self.reward_config,
             sampling=SamplingParams(temperature=temperature, top_p=top_p, max_tokens=max_tokens),

@@ -49,6 +49,35 @@ class TaskSpec:
         return {p.name for p in params if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD) and p.name != "self"}
 
 
+    def make_validator(self, options: dict | None = None) -> Validator:
+        """The task's validator with ``options`` (``--validator-options``, the env's extra kwargs).
+
+        An option the validator does not take, or a value its ``__init__`` refuses, is a
+        :class:`ValidatorOptionsError` naming the task and the valid options, raised before any work
+        (not a ``TypeError`` from deep inside a run)."""
+        options = dict(options or {})
+        try:
+            params = inspect.signature(self.validator).parameters.values()
+            open_ended = any(p.kind is p.VAR_KEYWORD for p in params)
+        except (TypeError, ValueError):  # no signature to read: the validator decides
+            open_ended = True
+        known = self.validator_options()
+        unknown = [] if open_ended else sorted(set(options) - known)
+        if unknown:
+            hints = {k: difflib.get_close_matches(k, sorted(known), n=1) for k in unknown}
+            detail = ", ".join(f"{k!r}" + (f" (did you mean {v[0]!r}?)" if v else "") for k, v in hints.items())
+            raise ValidatorOptionsError(f"the {self.name} validator takes no option {detail}; valid options: "
+                                        f"{sorted(known) if known else 'none'}")
+        try:
+            return self.validator(**options)
+        except (TypeError, ValueError) as exc:
+            raise ValidatorOptionsError(f"the {self.name} validator refused the options {options}: {exc}") from None
+
+
+class ValidatorOptionsError(ValueError):
+    """Validator options a task's validator does not take (the message names the valid ones)."""
+
+
 _TASKS: dict[str, TaskSpec] = {}
 
 

@@ -40,6 +40,8 @@ from typing import Any, SupportsFloat
 import gymnasium as gym
 from gymnasium.wrappers import RecordEpisodeStatistics
 
+from gcop_env.utils.numbers import check_int, check_number
+
 
 class InfraPolicy(str, enum.Enum):
     """What :class:`InfraAware` does with a step that failed for infrastructure reasons."""
@@ -82,11 +84,9 @@ class InfraAware(gym.Wrapper, gym.utils.RecordConstructorArgs):
         self.then = InfraPolicy(then)
         if self.then is InfraPolicy.RETRY:
             raise ValueError("then= says what a step becomes after the retries: 'mask' or 'drop', not 'retry'")
-        if retries < 0 or backoff_s < 0:
-            raise ValueError(f"retries and backoff_s must be >= 0, got {retries} and {backoff_s}")
-        self.retries = retries
-        self.backoff_s = backoff_s
-        self.masked_reward = float(masked_reward)
+        self.retries = check_int("InfraAware retries", retries, lo=0)
+        self.backoff_s = check_number("InfraAware backoff_s", backoff_s, lo=0)
+        self.masked_reward = check_number("InfraAware masked_reward", masked_reward)
         self.infra_failures = 0  # failed attempts seen, retried ones included
         self.masked_steps = 0
         self.dropped_steps = 0

@@ -13,7 +13,6 @@ build it in :func:`build_condition`.
 from __future__ import annotations
 
 import difflib
-import json
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +26,7 @@ from gcop_env.evaluation.guides import Guide, guide_request, make_guide, parse_g
 from gcop_env.evaluation.records import GuidePrice, make_row, resolve_guide_price
 from gcop_env.problem import Problem
 from gcop_env.step.scoring import GuideScorer, StepOutcome
+from gcop_env.utils.files import JsonlError, parse_jsonl_line
 
 
 @dataclass(frozen=True)
@@ -120,7 +120,7 @@ class ICL(Condition):
 
     kind = "icl"
 
-    def __init__(self, config, task, scorer):
+    def __init__(self, config, task, scorer, problems: list[Problem] | None = None):
         super().__init__(config, task, scorer)
         try:
             from gcop_env.evaluation.icl import ICLRetriever, icl_prompt
@@ -132,6 +132,11 @@ class ICL(Condition):
         except (ValueError, KeyError, FileNotFoundError) as exc:
             raise EvalInputError(f"--icl retrieves from the {task.name} train split, which could not be loaded: {exc}") \
                 from None
+        _check_training_source(config, task, train, problems or [])
+        pairs = sum(1 for p in train if p.solution is not None and str(p.solution).strip())
+        if pairs and config.icl_k > pairs:  # (no pairs at all: ICLRetriever.build says so)
+            raise EvalInputError(f"--icl {config.icl_k}: the {task.name} train split has only {pairs} (problem, "
+                                 f"solution) pairs to draw from; give --icl {pairs} or less")
         try:
             self.retriever = ICLRetriever.build(train, config.embedder)
         except ValueError as exc:
@@ -151,6 +156,21 @@ class ICL(Condition):
     def jobs(self, problems):
         for p in problems:
             yield Job(p, 0, lambda p=p: self._one(p))
+
+
+def _check_training_source(config: EvalConfig, task: TaskSpec, train: list[Problem], evaluated: list[Problem]) -> None:
+    """The ICL examples must come from problems other than the evaluated ones: with one ``--data-files``
+    file both splits are that file, and the "training" examples would be the test problems themselves."""
+    from gcop_env.evaluation.icl import _normalize_question
+
+    pool = {_normalize_question(p.question) for p in train}
+    shared = [p.task_id for p in evaluated if _normalize_question(p.question) in pool]
+    if shared:
+        raise EvalInputError(
+            f"--icl needs a distinct training source: {len(shared)} of the {len(evaluated)} evaluated {task.name} "
+            f"problems are in the train split it draws examples from (e.g. {shared[0]})"
+            + (f"; --data-files {config.data_files} gives both splits the same problems: pass a directory with "
+               f"train and {config.split} files" if config.data_files else ""))
 
 
 class Guided(Condition):
@@ -260,18 +280,19 @@ def load_strategies(path: Path, problems: list[Problem], task: str, split: str) 
     Every row is checked before anything is spent: an unknown task id or a row without a string
     ``guide_output`` is one clear error naming the line.
     """
-    if not path.is_file():
-        raise EvalInputError(f"--strategies file {path} does not exist")
+    problem = strategies_file_problem(path)
+    if problem:
+        raise EvalInputError(problem)
     known = {p.task_id for p in problems}
     collected: dict[str, list[tuple[int, int, str]]] = {}
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
+    for number, raw in enumerate(path.read_bytes().split(b"\n"), start=1):
+        try:  # UTF-8, JSON, an object, and no lone surrogate: a row is refused here, never after a paid call
+            row = parse_jsonl_line(raw.rstrip(b"\r"), path, number)
+        except JsonlError as exc:
+            raise EvalInputError(f"--strategies {exc}") from None
+        if row is None:
             continue
-        try:
-            row = json.loads(line)
-        except ValueError:
-            raise EvalInputError(f"{path} line {number} is not valid JSON") from None
-        if not isinstance(row, dict) or "task_id" not in row or not isinstance(row.get("guide_output"), str):
+        if "task_id" not in row or not isinstance(row.get("guide_output"), str):
             raise EvalInputError(f"{path} line {number}: each row needs \"task_id\" and a string \"guide_output\"")
         task_id = str(row["task_id"])
         if task_id not in known:
@@ -285,6 +306,15 @@ def load_strategies(path: Path, problems: list[Problem], task: str, split: str) 
     if not collected:
         raise EvalInputError(f"--strategies file {path} has no rows")
     return {tid: [text for _, _, text in sorted(rows)] for tid, rows in collected.items()}
+
+
+def strategies_file_problem(path: Path) -> str | None:
+    """Why ``--strategies PATH`` cannot be read as a file of rows, or None."""
+    if path.is_dir():
+        return f"--strategies {path} is a directory; give the JSONL file of guide outputs"
+    if not path.is_file():
+        return f"--strategies file {path} does not exist"
+    return None
 
 
 def guide_recipe(spec: str | None) -> str | None:
@@ -313,7 +343,7 @@ def build_condition(config: EvalConfig, task: TaskSpec, problems: list[Problem],
     if config.kind == "core-only":
         return CoreOnly(config, task, scorer)
     if config.kind == "icl":
-        return ICL(config, task, scorer)
+        return ICL(config, task, scorer, problems)
     if config.kind == "strategies":
         return Strategies(config, task, scorer, problems)
     try:

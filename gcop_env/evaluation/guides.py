@@ -200,6 +200,10 @@ class Guide(ABC):
     def generate(self, requests: Sequence[CoreRequest]) -> list[CoreResponse | CoreError]:
         """Outputs (or the infrastructure error) for each request."""
 
+    def load(self) -> None:
+        """Load what generating needs (a local model) now, before the first batch; a guide that cannot
+        load fails here, once, instead of failing every batch as infrastructure. API guides: nothing."""
+
     def generate_one(self, request: CoreRequest) -> CoreResponse | CoreError:
         """The output (or the infrastructure error) for one request."""
         return self.generate([request])[0]
@@ -357,6 +361,9 @@ class HFGuide(LocalBatchGuide):
         super().__init__(**kwargs)
         self._loader = HFCore(path, gguf_file=gguf_file)  # its loading: GGUF dequantisation, device
         self.model = self._loader.model
+
+    def load(self) -> None:
+        self._loader.load()
 
     def prompt_text(self, request: CoreRequest) -> str:
         """The prompt as text: the chat template if the tokenizer has one, else a completion prompt."""

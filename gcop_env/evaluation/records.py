@@ -7,7 +7,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from gcop_env.cores.base import CoreResponse
+from gcop_env.cores.base import CallInterrupted, CoreResponse
 from gcop_env.cores.budget import BudgetExceeded
 from gcop_env.cores.pricing import lookup_price
 from gcop_env.evaluation.config import EvalConfig
@@ -89,13 +89,15 @@ def make_row(task: str, split: str, condition: str, problem: Problem, sample: in
              guide_price: GuidePrice | None = None, guide_error: str | Exception | None = None,
              extra: dict[str, Any] | None = None) -> dict[str, Any]:
     """One record of the contract (see the module docstring of :mod:`gcop_env.evaluation`)."""
-    row: dict[str, Any] = {"task": task, "split": split, "task_id": problem.task_id, "condition": condition,
+    row: dict[str, Any] = {"task": task, "split": split, "task_id": problem.task_id,
+                           "problem_sha256": problem.fingerprint(), "condition": condition,
                            "sample": sample, "guide_output": guide_output, "strategy": None, "structure_ok": None,
                            "core_output": None, "status": None, "reward": None, "success": None, "error": None}
     cost = {"guide": _guide_role(guide_response, guide_price or GuidePrice(0, 0, "local-default")),
             "core": _role(), "judge": _role()}
     if guide_error is not None:  # the guide failed: infrastructure, not a wrong answer
-        stage = "budget" if isinstance(guide_error, BudgetExceeded) else "guide"
+        stage = "budget" if isinstance(guide_error, BudgetExceeded) else \
+            "interrupted" if isinstance(guide_error, CallInterrupted) else "guide"
         row.update(status="infra", error=f"{stage}: {guide_error}")
     else:
         assert outcome is not None

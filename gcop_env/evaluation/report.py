@@ -87,6 +87,13 @@ class RunView:
     outcomes: dict[str, bool] = field(repr=False)   # task_id -> success of sample 0 (infra rows left out)
     paired: PairedTest | None = None
     paired_note: str | None = None
+    # task_id -> the problem's fingerprint as its sample-0 row recorded it (None: a row from before they were)
+    fingerprints: dict[str, str | None] = field(default_factory=dict, repr=False)
+    data_files: str | None = None
+    label: str = ""  # the name in the table and the figure: the condition's, or with its run dir when two share it
+
+    def __post_init__(self) -> None:
+        self.label = self.label or self.name
 
     @property
     def total_usd(self) -> float:
@@ -113,9 +120,67 @@ def _need(mapping: dict, key: str, run_dir: Path, where: str):
     return mapping[key]
 
 
+def _number(value: Any, where: str, run_dir: Path, *, lo: float = 0.0, hi: float | None = None,
+            optional: bool = False) -> float | None:
+    """A number of summary.json: finite, in [lo, hi] (a NaN or a string cost would print as $nan or
+    break the figure); None only when ``optional``."""
+    if value is None and optional:
+        return None
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) \
+        and value >= lo and (hi is None or value <= hi)
+    if not ok:
+        bounds = f"in [{lo:g}, {hi:g}]" if hi is not None else f">= {lo:g}"
+        raise _fail(run_dir, f"summary.json {where} is {value!r}, not a finite number {bounds}"
+                             + (" (or null)" if optional else "") + "; the file was edited or damaged")
+    return float(value)
+
+
+def _check_metrics(metrics: dict, run_dir: Path) -> None:
+    accuracy = _number(metrics["accuracy"], "metrics.accuracy", run_dir, hi=1.0, optional=True)
+    ci = metrics["accuracy_ci95"]
+    if accuracy is not None or ci is not None:
+        if not isinstance(ci, list) or len(ci) != 2:
+            raise _fail(run_dir, f"summary.json metrics.accuracy_ci95 is {ci!r}, not [low, high]"
+                                 + (f" (accuracy is {accuracy})" if accuracy is not None else ""))
+        lo, hi = (_number(v, "metrics.accuracy_ci95", run_dir, hi=1.0) for v in ci)
+        if lo > hi:
+            raise _fail(run_dir, f"summary.json metrics.accuracy_ci95 is {ci!r}: its low end is above its high end")
+    _number(metrics.get("executability"), "metrics.executability", run_dir, hi=1.0, optional=True)
+    n_infra = metrics["n_infra"]
+    if isinstance(n_infra, bool) or not isinstance(n_infra, int) or n_infra < 0:
+        raise _fail(run_dir, f"summary.json metrics.n_infra is {n_infra!r}, not a count")
+    for role, cost in metrics["cost_per_problem"].items():
+        if not isinstance(cost, dict):
+            raise _fail(run_dir, f"summary.json metrics.cost_per_problem.{role} is {cost!r}, not an object")
+        for key in ("usd", "tokens"):
+            if key in cost or role == "total":
+                _number(cost.get(key), f"metrics.cost_per_problem.{role}.{key}", run_dir)
+
+
+def _records(records_path: Path, run_dir: Path):
+    """(line number, row) of records.jsonl; a line that is not UTF-8 or not JSON is an error naming it."""
+    with records_path.open("rb") as handle:
+        for number, raw in enumerate(handle, start=1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise _fail(run_dir, f"records.jsonl line {number} is not valid UTF-8 (byte {exc.start}); the file "
+                                     f"was edited or damaged") from None
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise _fail(run_dir, f"records.jsonl line {number} is not valid JSON ({exc.msg}); the file is "
+                                     f"truncated or edited: re-run the same `gcop eval` command to complete it") from None
+            yield number, row
+
+
 def load_run(run_dir: Path | str) -> RunView:
     """Read and check one run dir; any problem is a :class:`ReportError` naming the file and line."""
     run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise _fail(run_dir, "it is not a directory (give the run dir written by `gcop eval --out DIR`)")
     summary_path, records_path = run_dir / "summary.json", run_dir / "records.jsonl"
     for path in (summary_path, records_path):
         if not path.is_file():
@@ -134,37 +199,41 @@ def load_run(run_dir: Path | str) -> RunView:
     kind = _need(condition, "kind", run_dir, "summary.json condition")
     if kind not in KIND_ORDER:
         raise _fail(run_dir, f"summary.json condition kind {kind!r} is not one of {list(KIND_ORDER)}")
+    if not isinstance(condition, dict):
+        raise _fail(run_dir, "summary.json condition is not a JSON object")
     for key in ("accuracy", "accuracy_ci95", "n_infra", "cost_per_problem"):
         _need(metrics, key, run_dir, "summary.json metrics")
+    if not isinstance(metrics["cost_per_problem"], dict):
+        raise _fail(run_dir, "summary.json metrics.cost_per_problem is not a JSON object")
     for key in ("usd", "tokens"):
         _need(_need(metrics["cost_per_problem"], "total", run_dir, "summary.json cost_per_problem"), key, run_dir,
               "summary.json cost_per_problem.total")
+    _check_metrics(metrics, run_dir)
 
     latest: dict[tuple[str, int], dict] = {}
-    with records_path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise _fail(run_dir, f"records.jsonl line {number} is not valid JSON ({exc.msg}); the file is "
-                                     f"truncated or edited: re-run the same `gcop eval` command to complete it") from None
-            if not isinstance(row, dict):
-                raise _fail(run_dir, f"records.jsonl line {number} is not a JSON object")
-            for key in ("task", "task_id", "sample", "success"):
-                if key not in row:
-                    raise _fail(run_dir, f"records.jsonl line {number} has no {key!r} field")
-            if row["task"] != task:
-                raise _fail(run_dir, f"records.jsonl line {number} is a {row['task']!r} record but summary.json "
-                                     f"says task {task!r}: the files come from different runs")
-            if row["success"] not in (True, False, None):
-                raise _fail(run_dir, f"records.jsonl line {number} has success={row['success']!r}; expected "
-                                     f"true, false or null")
-            # A resumed run appends; a later row for the same (problem, sample) supersedes an earlier one.
-            latest[(str(row["task_id"]), int(row["sample"]))] = row
+    for number, row in _records(records_path, run_dir):
+        if not isinstance(row, dict):
+            raise _fail(run_dir, f"records.jsonl line {number} is not a JSON object")
+        for key in ("task", "task_id", "sample", "success"):
+            if key not in row:
+                raise _fail(run_dir, f"records.jsonl line {number} has no {key!r} field")
+        if row["task"] != task:
+            raise _fail(run_dir, f"records.jsonl line {number} is a {row['task']!r} record but summary.json "
+                                 f"says task {task!r}: the files come from different runs")
+        if row["success"] not in (True, False, None):
+            raise _fail(run_dir, f"records.jsonl line {number} has success={row['success']!r}; expected "
+                                 f"true, false or null")
+        sample = row["sample"]
+        if isinstance(sample, bool) or not isinstance(sample, int) or sample < 0:
+            raise _fail(run_dir, f"records.jsonl line {number} has sample={sample!r}; expected an integer >= 0")
+        if not isinstance(row["task_id"], (str, int)) or isinstance(row["task_id"], bool):
+            raise _fail(run_dir, f"records.jsonl line {number} has task_id={row['task_id']!r}; expected a string")
+        # A resumed run appends; a later row for the same (problem, sample) supersedes an earlier one.
+        latest[(str(row["task_id"]), sample)] = row
     outcomes = {task_id: row["success"] for (task_id, sample), row in latest.items()
                 if sample == 0 and row["success"] is not None}
+    fingerprints = {task_id: row.get("problem_sha256") if isinstance(row.get("problem_sha256"), str) else None
+                    for (task_id, sample), row in latest.items() if sample == 0}
 
     # Pass@1 in summary.json is sample 0 of each problem over the scored ones: check it is the records'.
     accuracy = metrics["accuracy"]
@@ -183,9 +252,11 @@ def load_run(run_dir: Path | str) -> RunView:
         if accuracy is not None and (solved[-1] is None or abs(float(solved[-1]) - float(accuracy)) > _ACCURACY_TOLERANCE):
             raise _fail(run_dir, f"summary.json's solve rate after the last turn ({solved[-1]}) is not its accuracy "
                                  f"({accuracy}): the files were edited or come from different runs")
+    data_files = summary.get("data_files")
     return RunView(run_dir=str(run_dir), task=str(task), split=str(split), name=str(condition.get("name") or kind),
                    kind=kind, core=str(condition.get("core")), guide=condition.get("guide"),
-                   recipe=condition.get("recipe"), metrics=metrics, outcomes=outcomes)
+                   recipe=condition.get("recipe"), metrics=metrics, outcomes=outcomes, fingerprints=fingerprints,
+                   data_files=None if data_files is None else str(data_files))
 
 
 @dataclass
@@ -213,6 +284,7 @@ def build_tables(runs: list[RunView]) -> list[TaskTable]:
         for row in rows:
             if row.kind == "core-only":
                 references.setdefault(row.core, row)  # the first core-only run of each core is the reference
+        _label_duplicates(rows)
         for row in rows:
             reference = references.get(row.core)
             if reference is None:
@@ -221,6 +293,10 @@ def build_tables(runs: list[RunView]) -> list[TaskTable]:
                 row.paired_note = "reference"
             else:
                 shared = sorted(set(reference.outcomes) & set(row.outcomes))
+                other_data = _other_data(reference, row, shared)
+                if other_data:
+                    row.paired_note = other_data  # pairing by task_id would compare different problems
+                    continue
                 row.paired = PairedTest.from_outcomes(reference.run_dir, [reference.outcomes[t] for t in shared],
                                                       [row.outcomes[t] for t in shared])
                 if not shared:
@@ -229,6 +305,37 @@ def build_tables(runs: list[RunView]) -> list[TaskTable]:
                     row.paired_note = f"paired on the {len(shared)} problems scored in both runs"
         tables.append(TaskTable(task=task, split=split, rows=rows))
     return tables
+
+
+def _other_data(reference: RunView, row: RunView, shared: list[str]) -> str | None:
+    """Why ``row`` cannot be paired with ``reference`` by task_id (their data differ), or None.
+
+    Task ids are positional in many datasets: two runs on different files (or one file edited in
+    between) share ids but not problems. Each record carries its problem's fingerprint; where both
+    runs have them, they must agree on every shared id. Runs from before fingerprints were recorded
+    must at least name the same data files."""
+    differ = [t for t in shared if reference.fingerprints.get(t) and row.fingerprints.get(t)
+              and reference.fingerprints[t] != row.fingerprints[t]]
+    if differ:
+        return (f"not paired with {reference.run_dir}: the runs were made on different data ({len(differ)} of the "
+                f"{len(shared)} shared task ids hold other problems, e.g. {differ[0]}); compare runs of the same data")
+    unchecked = [t for t in shared if not (reference.fingerprints.get(t) and row.fingerprints.get(t))]
+    if unchecked and reference.data_files != row.data_files:
+        return (f"not paired with {reference.run_dir}: the runs name different data files ({reference.data_files} "
+                f"and {row.data_files}) and {len(unchecked)} shared task ids have no problem fingerprint to compare")
+    return None
+
+
+def _label_duplicates(rows: list[RunView]) -> None:
+    """Two rows that would read the same in the table (e.g. two core-only runs of one core) get their
+    run dirs in their labels, so the reader can tell them apart."""
+    seen: dict[tuple, list[RunView]] = {}
+    for row in rows:
+        seen.setdefault((row.name, short_model_name(row.core), short_model_name(row.guide), row.recipe), []).append(row)
+    for same in seen.values():
+        if len(same) > 1:
+            for row in same:
+                row.label = f"{row.name} ({row.run_dir})"
 
 
 def _percent(value) -> str:
@@ -290,7 +397,7 @@ def _table_row(row: RunView) -> str:
         marks.append("†")
     if int(m.get("n_infra") or 0):
         marks.append("‡")
-    cells = [row.name, short_model_name(row.core), short_model_name(row.guide), row.recipe or "—",
+    cells = [row.label, short_model_name(row.core), short_model_name(row.guide), row.recipe or "—",
              f"{_percent(m['accuracy'])} [{_percent(lo)}, {_percent(hi)}]", _percent(m.get("executability")),
              _usd(row.total_usd) + "".join(marks), f"{row.total_tokens:,.0f}", _p_value(row), str(len(row.outcomes)),
              str(row.max_turns)]
@@ -315,10 +422,10 @@ def render_markdown(tables: list[TaskTable]) -> str:
         for row in table.rows:
             n_infra = int(row.metrics.get("n_infra") or 0)
             if n_infra:
-                notes.append(f"‡ {row.name}: {n_infra} problem(s) hit infrastructure errors and are left out "
+                notes.append(f"‡ {row.label}: {n_infra} problem(s) hit infrastructure errors and are left out "
                              f"(not counted as wrong); re-run `gcop eval` to retry them.")
             if row.paired_note not in (None, "reference"):
-                notes.append(f"{row.name}: {row.paired_note}.")
+                notes.append(f"{row.label}: {row.paired_note}.")
         if any(_unpriced_guide(r) for r in table.rows):
             notes.append("† the guide's tokens are not priced (a local guide counts $0 unless `--guide-price` is given).")
         out += ["", "Accuracy: Pass@1 (sample 0 of each problem) with its Wilson 95% interval. α̂: executability, "
@@ -370,8 +477,8 @@ def plot_reward_cost(tables: list[TaskTable], path: Path | None = None):
             marker = "s" if row.kind in BASELINE_KINDS else "o"
             x = row.total_tokens if by_tokens else row.total_usd
             container = ax.errorbar([x], [accuracy], yerr=[[accuracy - lo], [hi - accuracy]], fmt=marker,
-                                    capsize=4, label=row.name)
-            points.append((x, accuracy, lo, hi, row.name, container.lines[0].get_color()))
+                                    capsize=4, label=row.label)
+            points.append((x, accuracy, lo, hi, row.label, container.lines[0].get_color()))
             intervals += [lo, hi]
         if by_tokens:
             tokens = [r.total_tokens for r in table.rows]
@@ -524,7 +631,7 @@ def _overlap(a: tuple[float, float, float, float], b: tuple[float, float, float,
 def report_json(tables: list[TaskTable]) -> dict:
     return {"schema": SCHEMA, "tables": [{
         "task": t.task, "split": t.split,
-        "rows": [{"run_dir": r.run_dir, "condition": r.name, "kind": r.kind, "core": r.core, "guide": r.guide,
+        "rows": [{"run_dir": r.run_dir, "condition": r.name, "label": r.label, "kind": r.kind, "core": r.core, "guide": r.guide,
                   "recipe": r.recipe, "accuracy": r.metrics["accuracy"], "accuracy_ci95": r.metrics["accuracy_ci95"],
                   "executability": r.metrics.get("executability"), "n_scored_problems": len(r.outcomes),
                   "n_infra": r.metrics.get("n_infra"), "usd_per_problem": r.total_usd,
@@ -581,6 +688,10 @@ def write_report(run_dirs: list[Path | str], out_dir: Path | str, *, task: str |
         runs.append(run)
     tables = build_tables(runs)
     out = Path(out_dir)
+    if not str(out_dir).strip():
+        raise ReportError("--out is empty; give a directory for table.md, reward_cost.png and report.json")
+    if out.exists() and not out.is_dir():
+        raise ReportError(f"--out {out} is a file; give a directory for table.md, reward_cost.png and report.json")
     out.mkdir(parents=True, exist_ok=True)
     report = Report(out_dir=out, tables=tables)
     # Everything is computed before anything is written: a bad run dir leaves no half report.

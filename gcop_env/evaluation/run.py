@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import math
 import queue
 import sys
 import threading
@@ -38,13 +39,14 @@ from gcop_env.cores import make_core
 from gcop_env.cores.base import SamplingParams
 from gcop_env.cores.budget import Budget
 from gcop_env.envs.tasks import get_task
-from gcop_env.evaluation.conditions import Condition, Job, build_condition, guide_recipe
+from gcop_env.cores.hf_core import local_model_problem
+from gcop_env.evaluation.conditions import Condition, Job, build_condition, guide_recipe, strategies_file_problem
 from gcop_env.evaluation.config import EvalConfig, EvalInputError
 from gcop_env.evaluation.records import RECORDS, ROLES, RUN_CONFIG, SUMMARY
 from gcop_env.evaluation.summary import build_summary
 from gcop_env.step.reward import RewardConfig
 from gcop_env.step.scoring import GuideScorer
-from gcop_env.utils.files import JsonlAppender, read_jsonl_rows, write_text_atomic
+from gcop_env.utils.files import DataError, InUse, JsonlAppender, exclusive_use, read_jsonl_rows, write_text_atomic
 
 
 @dataclass
@@ -99,9 +101,12 @@ def _check_identity(out: Path, config: EvalConfig) -> None:
     if path.exists() and has_rows:  # a dir without rows holds nothing to protect: it takes the new identity
         try:
             saved = json.loads(path.read_text(encoding="utf-8"))
-        except ValueError:
+        except ValueError:  # not UTF-8 or not JSON
             raise EvalInputError(f"{path} is not valid JSON; delete the run dir or choose another --out") from None
-        old = saved.get("identity", {})
+        old = saved.get("identity") if isinstance(saved, dict) else None
+        if not isinstance(old, dict):
+            raise EvalInputError(f"{path} holds no run identity (it was edited or damaged); delete the run dir or "
+                                 f"choose another --out")
         if old != ident:
             diff = sorted(k for k in set(old) | set(ident) if old.get(k) != ident.get(k))
             detail = "; ".join(f"{k}: {old.get(k)!r} there, {ident.get(k)!r} now" for k in diff[:4])
@@ -110,6 +115,102 @@ def _check_identity(out: Path, config: EvalConfig) -> None:
         raise EvalInputError(f"{out} has {RECORDS} but no {RUN_CONFIG}; it is not a gcop eval run dir of this "
                              f"version: choose another --out")
     write_text_atomic(path, json.dumps({"identity": ident}, indent=2, sort_keys=True) + "\n")
+
+
+_STATUSES = frozenset({"pass", "fail", "timeout", "error", "tampered", "infra", "malformed"})
+_COST_FIELDS = ("calls", "cached_calls", "input_tokens", "output_tokens", "usd", "latency_s")
+
+
+def _row_problem(row: Any) -> str | None:
+    """Why a saved row cannot be resumed from (a hand edit, a damaged file), or None when it can."""
+    if not isinstance(row, dict):
+        return "not a JSON object"
+    task_id, sample = row.get("task_id"), row.get("sample")
+    if isinstance(task_id, bool) or not isinstance(task_id, (str, int)):
+        return f"task_id is {task_id!r}"
+    if isinstance(sample, bool) or not isinstance(sample, int) or sample < 0:
+        return f"sample is {sample!r}, not an integer >= 0"
+    if row.get("status") not in _STATUSES:
+        return f"status is {row.get('status')!r}, not one of {sorted(_STATUSES)}"
+    if row.get("success") not in (True, False, None):
+        return f"success is {row.get('success')!r}"
+    cost = row.get("cost")
+    if not isinstance(cost, dict):
+        return f"cost is {cost!r}, not an object"
+    for role in ROLES:
+        spent = cost.get(role)
+        if not isinstance(spent, dict):
+            return f"cost.{role} is {spent!r}, not an object"
+        for name in _COST_FIELDS:
+            value = spent.get(name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+                return f"cost.{role}.{name} is {value!r}, not a finite number >= 0"
+    return None
+
+
+def _saved_rows(records_path: Path) -> list[dict]:
+    """The rows a resumed run keeps; any row it could not use is one clear error, nothing is rewritten."""
+    try:
+        rows = read_jsonl_rows(records_path, repair=True)
+    except DataError as exc:  # a bad line (not UTF-8, not JSON, not an object)
+        raise EvalInputError(f"{exc}; or choose another --out") from None
+    for number, row in enumerate(rows, start=1):
+        problem = _row_problem(row)
+        if problem:
+            raise EvalInputError(f"{records_path} row {number}: {problem}; the run dir was edited or damaged: fix or "
+                                 f"delete that row, or choose another --out")
+    return rows
+
+
+def _changed_problems(kept: dict[str, list[dict]], wanted: dict[str, Any]) -> list[str]:
+    """Task ids whose saved rows answered another problem than the data now holds under that id (a data
+    file edited in place: ids are positional). Rows from before fingerprints were recorded are not checked."""
+    changed = []
+    for task_id, rows in kept.items():
+        problem = wanted.get(task_id)
+        if problem is None:
+            continue
+        recorded = {r.get("problem_sha256") for r in rows if isinstance(r.get("problem_sha256"), str)}
+        if recorded and recorded != {problem.fingerprint()}:
+            changed.append(task_id)
+    return changed
+
+
+def _check_local_inputs(config: EvalConfig) -> None:
+    """The files the run reads, checked before anything is written or paid for: the strategies file, and
+    a local model's path (``hf:/no/such/dir`` is one line here, not an infrastructure row per problem)."""
+    if config.strategies:
+        problem = strategies_file_problem(Path(config.strategies))
+        if problem:
+            raise EvalInputError(problem)
+    specs = [("--core", config.core), ("--judge", config.judge)]
+    if config.kind == "guided":
+        specs.append(("--guide", config.guide))
+    for flag, spec in specs:
+        backend, _, rest = str(spec or "").partition(":")
+        if backend.strip().lower() == "hf" and rest:  # (vllm: a missing vLLM is said first, by the guide)
+            problem = local_model_problem(rest.split("?", 1)[0].strip())
+            if problem:
+                raise EvalInputError(f"{flag} {spec}: {problem}")
+
+
+def _load_local_models(condition: Condition, cores: list) -> None:
+    """Local models load before the first batch (they load then anyway): a directory that is not a model is
+    one line, before anything is paid, instead of an infrastructure error on every problem."""
+    loaders: list[tuple[str, Callable[[], None]]] = []
+    guide = getattr(condition, "guide", None)
+    if guide is not None:
+        loaders.append((guide.spec, guide.load))
+    for core in cores:
+        inner = getattr(core, "inner", core)
+        if core is not None and callable(getattr(inner, "load", None)):
+            loaders.append((core.spec, inner.load))
+    for spec, load in loaders:
+        try:
+            load()
+        except Exception as exc:  # noqa: BLE001 - whatever a loader raises, the model is not usable
+            detail = " ".join(f"{type(exc).__name__}: {exc}".split())  # one line, whatever the loader said
+            raise EvalInputError(f"{spec} cannot be loaded ({detail[:500]})") from None
 
 
 def _rewrite_records(path: Path, rows: list[dict]) -> None:
@@ -138,6 +239,49 @@ def run_eval(config: EvalConfig, *, progress: bool = True, preflight: bool = Tru
              stop: Callable[[], bool] | None = None, budget: Budget | None = None) -> EvalResult:
     """Run (or resume) one condition; write ``records.jsonl`` and ``summary.json`` under ``config.out``.
 
+    One run at a time per run dir: the run holds a lock on it (:func:`~gcop_env.utils.files.exclusive_use`),
+    and a second ``run_eval`` into it raises :class:`EvalInputError` before it reads or pays anything.
+    See :func:`_run_eval` for the rest.
+    """
+    out, made = _run_dir(config)
+    try:
+        with exclusive_use(out, "gcop eval"):
+            return _run_eval(config, out, progress=progress, preflight=preflight, stop=stop, budget=budget)
+    except InUse as exc:
+        raise EvalInputError(str(exc).replace("choose another output", "choose another --out")) from None
+    except BaseException:
+        if made and not any(out.iterdir()):  # refused before anything was written: leave no empty run dir
+            out.rmdir()
+        raise
+
+
+def _run_dir(config: EvalConfig) -> tuple[Path, bool]:
+    """``--out`` as a directory, made if missing (and whether it was); a file or an empty name is refused."""
+    if not str(config.out).strip():
+        raise EvalInputError("--out is empty; give the run dir (e.g. --out runs/core-only)")
+    out = Path(config.out)
+    if out.exists() and not out.is_dir():
+        raise EvalInputError(f"--out {out} is a file, not a run dir; choose a directory (a new one, or a run dir "
+                             f"to resume)")
+    made = not out.exists()
+    if not made and not (out / RUN_CONFIG).exists():
+        # a directory of other files (the data's own, say) is not a run dir: never write a run among them
+        others = sorted(p.name for p in out.iterdir() if not p.name.startswith("."))
+        if others:
+            shown = ", ".join(others[:3]) + (f" and {len(others) - 3} more" if len(others) > 3 else "")
+            raise EvalInputError(f"--out {out} holds other files ({shown}) and is not a gcop eval run dir; choose a "
+                                 f"new or empty directory, or a run dir to resume")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise EvalInputError(f"--out {out} cannot be made ({exc.strerror or exc})") from None
+    return out, made
+
+
+def _run_eval(config: EvalConfig, out: Path, *, progress: bool, preflight: bool,
+              stop: Callable[[], bool] | None, budget: Budget | None) -> EvalResult:
+    """Run (or resume) one condition into the run dir ``out``, which this process holds.
+
     ``stop``: polled before each job starts; when it returns True no new job starts, the jobs in
     flight finish and their rows are saved, and the run returns ``interrupted=True`` (with the
     summary of what is done, not written). ``budget``: the spend cap of the core, judge and API
@@ -145,7 +289,7 @@ def run_eval(config: EvalConfig, *, progress: bool = True, preflight: bool = Tru
     problems are saved, problems with a refused call are left for the re-run (their paid calls are
     cached), no ``summary.json`` is written, and ``budget_exhausted`` is True.
     """
-    out = Path(config.out)
+    _check_local_inputs(config)
     try:
         task = get_task(config.task)
     except KeyError as exc:
@@ -162,7 +306,10 @@ def run_eval(config: EvalConfig, *, progress: bool = True, preflight: bool = Tru
     cache = config.cache_setting()
     retry = config.retry_policy()
     core = make_core(config.core, cache=cache, retry=retry, timeout_s=config.timeout_s, budget=budget)
-    validator = task.validator(**config.validator_options)
+    try:
+        validator = task.make_validator(config.validator_options)
+    except ValueError as exc:  # ValidatorOptionsError: nothing is spent yet
+        raise EvalInputError(f"--validator-options: {exc}") from None
     scorer_options: dict[str, Any] = {}
     recipe = (config.recipe or guide_recipe(config.guide)) if config.kind == "guided" else config.recipe
     if recipe == "Advisor":
@@ -192,10 +339,16 @@ def run_eval(config: EvalConfig, *, progress: bool = True, preflight: bool = Tru
             selected = selected[:config.limit]
         records_path = out / RECORDS
         kept: dict[str, list[dict]] = {}
-        existing = read_jsonl_rows(records_path, repair=True)
+        existing = _saved_rows(records_path)
         for row in existing:
             kept.setdefault(str(row["task_id"]), []).append(row)
         wanted = {p.task_id: p for p in selected}
+        changed = _changed_problems(kept, wanted)
+        if changed:
+            raise EvalInputError(f"{out} holds answers to {len(changed)} problem(s) that changed in the data since they "
+                                 f"were run ({', '.join(changed[:3])}{', ...' if len(changed) > 3 else ''}): the data "
+                                 f"was edited in place, so the same task ids now name other problems. Choose another "
+                                 f"--out for the new data, or restore the data to resume")
         finished: dict[str, list[dict]] = {}
         retried = 0
         for task_id, rows in kept.items():
@@ -211,7 +364,9 @@ def run_eval(config: EvalConfig, *, progress: bool = True, preflight: bool = Tru
         if len(keep) != len(existing):  # drop the rows to be redone (infra errors, half-written problems)
             _rewrite_records(records_path, keep)
         todo = [p for p in selected if p.task_id not in finished]
-        if todo and preflight:  # a finished condition re-runs with 0 API calls: no preflight then
+        if todo:  # a finished condition re-runs with 0 API calls and loads nothing
+            _load_local_models(condition, [core, judge_core])
+        if todo and preflight:
             _preflight(config)
         if todo and (out / SUMMARY).exists():
             (out / SUMMARY).unlink()  # it describes an earlier state; the finished run writes the new one
@@ -246,7 +401,7 @@ def run_eval(config: EvalConfig, *, progress: bool = True, preflight: bool = Tru
                     continue
                 rows = [done[i] for i in sorted(done)]
                 del partial[job.problem.task_id]
-                if any(_refused_by_budget(r) for r in rows):
+                if any(_not_finished(r) for r in rows):
                     continue  # not finished: the re-run does it, its paid calls come from the cache
                 for r in rows:
                     appender.append(r)
@@ -413,8 +568,9 @@ def _put_under_budget(condition: Condition, config: EvalConfig, budget: Budget, 
         raise EvalInputError(str(exc)) from None
 
 
-def _refused_by_budget(row: dict[str, Any]) -> bool:
-    return row.get("status") == "infra" and str(row.get("error") or "").startswith("budget:")
+def _not_finished(row: dict[str, Any]) -> bool:
+    """A row whose call was never sent: refused by the budget, or ended by the user's stop while it waited."""
+    return row.get("status") == "infra" and str(row.get("error") or "").startswith(("budget:", "interrupted:"))
 
 
 class _Tally:

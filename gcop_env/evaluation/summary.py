@@ -61,8 +61,13 @@ def summarize_rows(rows_by_problem: list[list[dict]], *, kind: str, lam: float) 
     }
     judged = [r["judge"] for r in records if r.get("judge")]
     if judged:
-        metrics["judge_score_mean"] = sum(j["score"] for j in judged) / len(judged)
-        metrics["judge_leak_rate"] = sum(1 for j in judged if j["leak"]) / len(judged)
+        # A judge reply with no usable score is J = 0 for the reward, but not a rating of 0: the means are
+        # over the rated strategies (a leak, caught by the check or the judge, is rated 0), with the count
+        # of unparsed replies beside them.
+        rated = [j for j in judged if j.get("parsed", True) or j["leak"]]
+        metrics["judge_unparsed"] = len(judged) - len(rated)
+        metrics["judge_score_mean"] = sum(j["score"] for j in rated) / len(rated) if rated else None
+        metrics["judge_leak_rate"] = sum(1 for j in rated if j["leak"]) / len(rated) if rated else None
     return metrics
 
 
@@ -82,6 +87,9 @@ def metric_notes(metrics: dict[str, Any], kind: str, guide_samples: int, price: 
     if metrics["n_infra"]:
         notes.append(f"WARNING: {metrics['n_infra']} record(s) hit an infrastructure error; they are left out of "
                      f"accuracy (not counted as wrong). Re-run the same command to retry them.")
+    if metrics.get("judge_unparsed"):
+        notes.append(f"WARNING: {metrics['judge_unparsed']} judge repl(ies) held no usable score; they are left out "
+                     f"of judge_score_mean and judge_leak_rate (J = 0 for those rows)")
     if metrics.get("guide_empty_outputs"):
         notes.append(f"WARNING: the guide emitted nothing for {metrics['guide_empty_outputs']} record(s) "
                      f"(status malformed, R = 0)")

@@ -13,7 +13,8 @@ The environment calls :meth:`GuideScorer.score` once per step; the trainer calls
 :meth:`GuideScorer.score_many` for a batch, which runs core calls concurrently. An
 infrastructure failure anywhere (API down, sandbox broken) ends the step with ``error`` set and
 ``reward`` None: it is never scored as a wrong answer. A call refused by the spend cap
-(:class:`~gcop_env.cores.budget.BudgetExceeded`) is such a failure with ``error_stage`` ``"budget"``.
+(:class:`~gcop_env.cores.budget.BudgetExceeded`) is such a failure with ``error_stage`` ``"budget"``; one
+ended by the user's stop while it waited (:class:`~gcop_env.cores.base.CallInterrupted`), ``"interrupted"``.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from gcop_env.cores.base import (
+    CallInterrupted,
     Core,
     CoreError,
     CoreRequest,
@@ -240,6 +242,8 @@ class GuideScorer:
             raise  # a dead model or bad key stops the run: every later step would fail the same way
         except BudgetExceeded as exc:  # nothing was sent: not an outage, the spend cap was reached
             raise _InfraFailure("budget", str(exc)) from exc
+        except CallInterrupted as exc:  # nothing was sent: the user asked to stop while it waited
+            raise _InfraFailure("interrupted", str(exc)) from exc
         except CoreError as exc:
             raise _InfraFailure("baseline" if strategy is None else "core", str(exc)) from exc
 
@@ -330,6 +334,8 @@ class GuideScorer:
                     raise
                 except BudgetExceeded as exc:
                     raise _InfraFailure("budget", str(exc)) from exc
+                except CallInterrupted as exc:
+                    raise _InfraFailure("interrupted", str(exc)) from exc
                 except CoreError as exc:
                     raise _InfraFailure("judge", str(exc)) from exc
                 if judge_response is not None:  # None: the leak check settled J = 0 without a call

@@ -40,10 +40,22 @@ def replace_atomically(path: str | os.PathLike) -> Iterator[Path]:
         raise
 
 
+def utf8_safe(text: str) -> str:
+    """``text`` as it can be written in UTF-8: a surrogate pair held as two code points becomes the
+    character it encodes, a lone surrogate (``"\\ud800"`` from a model's reply, a file name's undecodable
+    byte) becomes U+FFFD. Text that is already valid is returned as it is (the common case costs one check)."""
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+
+
 def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
-    """Write ``text`` (UTF-8) to ``path`` atomically (:func:`replace_atomically`)."""
+    """Write ``text`` (UTF-8) to ``path`` atomically (:func:`replace_atomically`). Always writable: a lone
+    surrogate is written as U+FFFD (:func:`utf8_safe`), never a crash after the work is done."""
     with replace_atomically(path) as tmp:
-        tmp.write_text(text, encoding="utf-8")
+        tmp.write_text(utf8_safe(text), encoding="utf-8")
     return Path(path)
 
 
@@ -51,6 +63,40 @@ def write_json(path: str | Path, payload: dict) -> Path:
     """``payload`` as indented, key-sorted JSON, written atomically."""
     return write_text_atomic(path, json.dumps(payload, indent=2, sort_keys=True, default=str) + "\n")
 
+
+
+# -- one writer at a time ---------------------------------------------------------------------------
+
+class InUse(RuntimeError):
+    """Another process (or another open in this one) holds the lock of an output: a second run into
+    it would pay for everything twice and interleave its rows."""
+
+
+@contextmanager
+def exclusive_use(path: str | os.PathLike, what: str) -> Iterator[None]:
+    """Hold an exclusive ``flock`` on ``path`` (a run dir, or an output file appended in place) for
+    the block; :class:`InUse` at once when another holder has it.
+
+    The kernel releases the lock when its holder ends, however it ends (SIGKILL included), so a
+    killed run never leaves a stale lock behind. A directory is locked itself (no lock file in it);
+    a file is created if missing. POSIX only (``fcntl``), like the rate-limit ledger.
+    """
+    import fcntl
+
+    path = Path(path)
+    if path.is_dir():
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    else:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise InUse(f"{path} is in use by another {what} (it holds the lock until it ends): wait for it to "
+                        f"finish, or choose another output") from None
+        yield
+    finally:
+        os.close(fd)  # releases the lock
 
 
 # -- JSONL ----------------------------------------------------------------------------------------
@@ -99,6 +145,12 @@ class JsonlAppender:
     """Appends one JSON object per line, written through to the OS at once, so a killed process
     loses no finished row; and fsynced, so a machine that crashes loses none either.
 
+    Every row is writable: text that is not valid Unicode (a lone surrogate in a paid core reply) is
+    written as U+FFFD (:func:`utf8_safe`), so the file stays valid UTF-8 that :func:`read_jsonl_rows`
+    reads back. (Input files are the other way round: :func:`parse_jsonl_line` refuses such a line,
+    naming it, since the user can fix it; a model's reply cannot be fixed, only kept.) The exact text
+    stays in the response cache, which stores any string.
+
     ``fsync_every_s``: fsync at most this often (and at :meth:`close`), for a writer of many small
     rows whose answers are also kept elsewhere (``gcop eval``'s paid calls are in the response
     cache): a crash of the machine, not of the process, can then lose the rows of that last
@@ -129,7 +181,7 @@ class JsonlAppender:
         return self._handle
 
     def append(self, row: dict) -> None:
-        line = json.dumps(row, ensure_ascii=False, default=self.default) + "\n"
+        line = utf8_safe(json.dumps(row, ensure_ascii=False, default=self.default)) + "\n"
         with self._lock:
             handle = self._open()
             handle.write(line)

@@ -4,7 +4,9 @@ A paid run (``gcop curate``, ``score``, ``eval``, ``grpo``) must not keep submit
 the user asked it to stop, and must not lose what already finished. The first SIGINT/SIGTERM sets
 a flag: the command stops submitting work, lets what is in flight finish for a few seconds
 (``grace_s``), saves, prints how to resume and exits with status 130 (``gcop_env.cli.exit_codes``, the
-shell's code for Ctrl-C). A second signal stops at once (the usual ``KeyboardInterrupt``).
+shell's code for Ctrl-C). A second signal stops at once (the usual ``KeyboardInterrupt``). A call that
+is only waiting (for a rate limit, or a retry's backoff) ends its wait at the first signal
+(:func:`stop_signalled`, :func:`sleep_unless_stopped`): nothing was sent, and the re-run makes it.
 
 Usage in a command::
 
@@ -30,6 +32,21 @@ from typing import Any, TypeVar
 DEFAULT_GRACE_S = 5.0
 
 T = TypeVar("T")
+
+# Set by the first SIGINT/SIGTERM inside a stop_on_signal block (cleared when it ends): code that
+# waits on something outside the process (a rate limit, a retry's backoff) reads it to end its wait,
+# so one Ctrl-C stops a run that is only waiting, not after the wait (which may never end).
+_signalled = threading.Event()
+
+
+def stop_signalled() -> bool:
+    """Whether the user asked the running command to stop (its first Ctrl-C / SIGTERM)."""
+    return _signalled.is_set()
+
+
+def sleep_unless_stopped(seconds: float) -> bool:
+    """Sleep ``seconds`` (or until the user asks to stop); True when the sleep ended for a stop."""
+    return _signalled.wait(max(0.0, seconds))
 
 
 class StopRequest:
@@ -83,6 +100,7 @@ def stop_on_signal(grace_s: float = DEFAULT_GRACE_S, what: str = "the run",
                 signal.signal(sig, old)
             raise KeyboardInterrupt
         stop.request(signal.Signals(signum).name)
+        _signalled.set()  # waits on a rate limit or a backoff end now
         say(stop.message(what))
 
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -91,6 +109,7 @@ def stop_on_signal(grace_s: float = DEFAULT_GRACE_S, what: str = "the run",
     try:
         yield stop
     finally:
+        _signalled.clear()
         for sig, old in previous.items():
             signal.signal(sig, old)
 

@@ -36,3 +36,19 @@ def test_unreadable_config_file_is_a_usage_error(tmp_path):
     with pytest.raises(SystemExit) as info:
         parse_config(CurateConfig, ["--config", str(config)], prog="gcop curate")
     assert info.value.code == 2
+
+
+def test_a_value_that_starts_with_a_dash_reaches_its_own_check(capsys):
+    # issue 24, item 14: `--guide-price -1,2` was "expected one argument" (argparse took -1,2 for a flag)
+    from gcop_env.cli.args import OneLineErrorParser
+
+    parser = OneLineErrorParser(prog="t")
+    parser.add_argument("--price")
+    parser.add_argument("--flag", action="store_true")
+    parser.add_argument("rest", nargs="*")
+    assert parser.parse_args(["--price", "-1,2"]).price == "-1,2"
+    assert parser.parse_args(["--price", "-inf", "--flag"]).price == "-inf"
+    for lacking_a_value in (["--price", "--flag"], ["--price"]):  # a real flag is still a flag
+        with pytest.raises(SystemExit):
+            parser.parse_args(lacking_a_value)
+    assert parser.parse_args(["--", "--price", "-1"]).rest == ["--price", "-1"]

@@ -26,6 +26,7 @@ from gcop_env.cli.exit_codes import EXIT_BUDGET
 from gcop_env.cores.budget import Budget, BudgetExceeded, UnpricedModel, worst_case_input_tokens
 from gcop_env.cores import make_core
 from gcop_env.cores.base import CoreRequest, Message, SamplingParams
+from gcop_env.cores.cache import ResponseCache
 from gcop_env.cores.pricing import price_tokens
 
 # USD per million (input, output) tokens of the fake models: prices large enough that a few
@@ -228,6 +229,30 @@ def test_a_failed_call_is_free_and_a_cache_hit_is_never_refused(tmp_path):
         with pytest.raises(BudgetExceeded):  # exhausted stays exhausted, even for a call that would fit
             core.complete(CoreRequest(messages=(Message("user", "hi"),), sampling=SamplingParams(max_tokens=1)))
         assert server.count() == sent == 2
+
+
+@pytest.mark.parametrize("tokens", [-100000, float("nan")], ids=["negative", "nan"])
+def test_a_reply_with_bad_usage_is_charged_its_worst_case_never_a_negative_or_free_call(tmp_path, tokens):
+    # A server reporting -100000 tokens must not pay the budget back (nor NaN make it stop counting):
+    # the reply is malformed (an infra error, not cached) and the budget counts what the call could have cost.
+    with FakeLLMServer(lambda prompt: "ok") as server:
+        server.edit_reply = lambda reply: {**reply, "usage": {**reply["usage"], "prompt_tokens": tokens}}
+        request = CoreRequest(messages=(Message("user", "hello there"),), sampling=SamplingParams(max_tokens=64))
+        worst = worst_case_input_tokens(request) + 64
+        budget = Budget(max_usd=10.0, max_total_tokens=3 * worst)
+        core = make_core(_core_spec(server), cache=tmp_path / "c.sqlite", budget=budget,
+                         retry=gcop_env.RetryPolicy(max_attempts=1))
+        refused = 0
+        for i in range(10):
+            try:
+                core.complete(CoreRequest(messages=request.messages, sampling=request.sampling, sample_index=i))
+            except BudgetExceeded:
+                refused += 1
+            except gcop_env.CoreError as exc:
+                assert "usage" in str(exc)
+        assert server.count() == 3 and refused == 7  # --max-total-tokens holds: 3 worst cases, then nothing sent
+        assert budget.spent_tokens == 3 * worst and budget.spent_usd > 0
+        assert len(ResponseCache(tmp_path / "c.sqlite")) == 0
 
 
 def test_resume_command_replaces_the_caps():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import sqlite3
@@ -115,3 +116,28 @@ def test_a_failed_write_never_loses_the_paid_response(tmp_path, monkeypatch, cap
             assert response.text == "four" and not response.cached
     assert cache.write_errors == 3 and core.calls == 3
     assert sum("writing to the cache failed" in r.message for r in caplog.records) == 1  # one warning, not three
+
+
+@pytest.mark.parametrize("stored", [
+    {"input_tokens": -100000}, {"output_tokens": float("nan")}, {"input_tokens": "abc"}, {"text": None},
+    {"text": 17}, {"cost_usd": -12.0},
+], ids=["negative-tokens", "nan-tokens", "tokens-not-a-number", "no-text", "text-not-a-string", "negative-cost"])
+def test_a_cached_reply_that_is_not_a_valid_reply_is_a_miss(tmp_path, stored):
+    # What an older version (or a hand edit) may have stored: replayed, it would turn into a negative
+    # cost or a wrong answer on every later run. It is a miss: the call is paid again, and stored right.
+    path = filled_cache(tmp_path / "responses.sqlite", n=0)
+    cache = ResponseCache(path)
+    with FakeLLMServer(lambda p: "four") as server:
+        core = make_core(f"openai:m@{server.openai_base_url}", cache=cache, retry=FAST)
+        key = core.request_key(REQUEST)
+        good = core.complete(REQUEST)
+        conn = sqlite3.connect(path)
+        value = json.loads(conn.execute("SELECT value FROM responses WHERE key = ?", (key,)).fetchone()[0])
+        value.update(stored)
+        with conn:
+            conn.execute("UPDATE responses SET value = ? WHERE key = ?", (json.dumps(value), key))
+        conn.close()
+        assert cache.get(key) is None
+        again = core.complete(REQUEST)
+        assert server.count() == 2 and not again.cached and again.input_tokens == good.input_tokens >= 0
+        assert core.complete(REQUEST).cached and server.count() == 2

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -24,7 +25,8 @@ from fake_llm import FakeLLMServer, SlidingWindowLimit, status
 from gcop_env import CoreError, RetryPolicy, make_core
 from gcop_env.cores import CoreRequest, Message, RateLimits, SamplingParams
 from gcop_env.cores.limits import (EndpointLimiter, Need, env_limits, estimate_input_tokens,
-                                   parse_duration, parse_rate_headers, reset_limiters, set_max_concurrency)
+                                   parse_duration, parse_rate_headers, reset_limiters, retry_after_from_headers,
+                                   set_max_concurrency)
 
 RETRY = RetryPolicy(max_attempts=8, initial_backoff_s=0.01, max_backoff_s=0.05)
 ANTHROPIC = "anthropic:claude-haiku-4-5-20251001"
@@ -226,6 +228,55 @@ def test_a_429_without_retry_after_pauses_until_the_quota_resets(monkeypatch):
         assert core.complete(request(1)).text == "ok"
     stats = core.limiter.stats()
     assert stats.rate_limited == 1 and stats.waits == {"paused": 1} and server.count() == 2
+
+
+# -- what a server says may be garbage: retry-after and quota headers (issue 24, item 8) -----------------
+
+def test_retry_after_is_clamped_and_non_finite_values_are_absent():
+    assert retry_after_from_headers({"retry-after": "-5"}) == 0.0
+    assert retry_after_from_headers({"retry-after-ms": "-100"}) == 0.0
+    for garbage in ("nan", "NaN", "-inf", "inf", "Infinity", "1e999"):
+        assert retry_after_from_headers({"retry-after": garbage}) is None, garbage
+        assert retry_after_from_headers({"retry-after-ms": garbage}) is None, garbage
+    assert retry_after_from_headers({"retry-after-ms": "nan", "retry-after": "2"}) == 2.0  # the next one counts
+    assert retry_after_from_headers({"retry-after": "1.5"}) == 1.5
+
+
+def test_quota_headers_with_garbage_numbers_are_left_out():
+    headers = {"x-ratelimit-limit-requests": "nan", "x-ratelimit-remaining-requests": "-inf",
+               "x-ratelimit-reset-requests": "nan", "x-ratelimit-remaining-tokens": "5",
+               "x-ratelimit-reset-tokens": "-3s"}
+    quotas = parse_rate_headers(headers)
+    assert quotas["requests"].limit is None and quotas["requests"].remaining is None
+    assert quotas["requests"].reset_after_s is None
+    assert quotas["tokens"].remaining == 5 and quotas["tokens"].reset_after_s in (None, 0.0)
+    assert parse_duration("nan") is None and parse_duration("-5") is None and parse_duration("inf") is None
+
+
+@pytest.mark.parametrize("value", ["-5", "nan", "-inf", "inf", "1e999"])
+@pytest.mark.parametrize("backend", ["anthropic", "openai"])
+def test_a_429_with_a_garbage_retry_after_is_retried_not_a_crash(monkeypatch, backend, value):
+    with FakeLLMServer(lambda p: "ok") as server:
+        server.faults.append(status(429, retry_after=value))
+        core = core_for(backend, server, monkeypatch)
+        start = time.monotonic()
+        assert core.complete(request(1)).text == "ok"
+    assert server.count() == 2 and time.monotonic() - start < 30  # waited a backoff (or the 1 s pause), no more
+    assert core.limiter.stats().rate_limited == 1
+
+
+def test_env_step_and_check_survive_a_garbage_retry_after(solver_server, gsm8k_dir, monkeypatch, capsys):
+    from gcop_env.cli import main
+
+    solver_server.faults.extend([status(429, retry_after="nan"), status(429, retry_after="-5")])
+    env = gym.make("GCoP-GSM8K-v0", core=f"openai:m@{solver_server.openai_base_url}", data_files=str(gsm8k_dir),
+                   limit=2, gamma=0.0, kappa=0.0, retry=RETRY)
+    env.reset(seed=0)
+    _, _, _, _, info = env.step(GOOD_GUIDE)
+    assert info["reward_is_task_outcome"] and info["reward_components"]["task_reward"] == 1.0
+    with FakeLLMServer(lambda p: "OK") as server:
+        server.faults.append(status(429, retry_after="-inf"))
+        assert main(["check", f"openai:m@{server.openai_base_url}"]) == 0 and server.count() == 2
 
 
 # -- tokens: estimated before, settled after ---------------------------------------------------------
@@ -449,6 +500,114 @@ def test_a_killed_process_does_not_hold_its_requests_in_flight_forever(tmp_path)
         child.wait(timeout=60)
     ticket, _, reason = limiter.try_acquire(Need(1, 1))
     assert ticket is not None and reason is None
+
+
+def _ledger_with_pending(tmp_path, key: str, tickets: list[str]) -> EndpointLimiter:
+    """A shared limiter of one request in flight whose ledger already holds ``tickets`` (as another process
+    would have left them)."""
+    limiter = EndpointLimiter(key, RateLimits(max_concurrency=1, shared_dir=str(tmp_path)))
+    limiter.settle(limiter.try_acquire(Need(1, 1))[0], {"input_tokens": 1, "output_tokens": 1})  # makes the file
+    (ledger,) = tmp_path.glob("ratelimit-*.json")
+    state = json.loads(ledger.read_text())
+    state["pending"] = {ticket: {"requests": 1} for ticket in tickets}
+    ledger.write_text(json.dumps(state))
+    return limiter
+
+
+def test_a_booking_whose_pid_was_reused_is_dropped(tmp_path):
+    # issue 24, item 7: pid 1 is alive (this container's init), but it is not the process that booked:
+    # its start time differs. Before, the booking was kept for ever and every admission waited.
+    from gcop_env.cores.limits.ledger import _NAMESPACE, process_start
+
+    assert process_start(1) not in (None, "12345")
+    limiter = _ledger_with_pending(tmp_path, "reused", [f"1:{_NAMESPACE}:12345:{time.time():.3f}:99:1"])
+    ticket, _, reason = limiter.try_acquire(Need(1, 1))
+    assert ticket is not None and reason is None
+
+
+def test_bookings_expire_by_age_and_a_live_one_is_kept(tmp_path):
+    from gcop_env.cores.limits.ledger import _NAMESPACE, MAX_PENDING_AGE_S, process_start
+
+    now = time.time()
+    old_elsewhere = f"4242:other-namespace:1:{now - MAX_PENDING_AGE_S - 1:.3f}:1:1"  # another container, too old
+    limiter = _ledger_with_pending(tmp_path / "a", "aged", [old_elsewhere, "1:2:3"])  # and one in an older form
+    assert limiter.try_acquire(Need(1, 1))[0] is not None
+    live = f"{os.getppid()}:{_NAMESPACE}:{process_start(os.getppid())}:{now:.3f}:1:1"  # a live process, booked now
+    young_elsewhere = f"4242:other-namespace:1:{now:.3f}:1:1"
+    for i, ticket in enumerate((live, young_elsewhere)):
+        limiter = _ledger_with_pending(tmp_path / f"k{i}", "kept", [ticket])
+        assert limiter.try_acquire(Need(1, 1))[2] == "concurrency"
+
+
+@pytest.mark.parametrize("state", [
+    {"ledger": [], "pending": {}, "paused_until": 0.0, "server": {}},
+    {"ledger": {"requests": {}, "input_tokens": {}, "output_tokens": {}}, "pending": {"x": 5}, "paused_until": 0.0,
+     "server": {}},
+    {"ledger": {"requests": {"1": "a"}, "input_tokens": {}, "output_tokens": {}}, "pending": {}, "paused_until": 0.0,
+     "server": {}},
+    {"ledger": {"requests": {}, "input_tokens": {}, "output_tokens": {}}, "pending": {}, "paused_until": "soon",
+     "server": {}},
+    {"ledger": {"requests": {}, "input_tokens": {}, "output_tokens": {}}, "pending": {}, "paused_until": 0.0,
+     "server": {"requests": 3}},
+], ids=["ledger-list", "pending-number", "slot-string", "paused-string", "server-number"])
+def test_a_ledger_of_the_wrong_shape_starts_afresh(tmp_path, caplog, state):
+    # issue 24, item 14: valid JSON of another shape was an infra error on every step, for ever
+    limiter = EndpointLimiter("shape", RateLimits(rpm=5, shared_dir=str(tmp_path)))
+    limiter.settle(limiter.try_acquire(Need(1, 1))[0], {"input_tokens": 1, "output_tokens": 1})
+    (ledger,) = tmp_path.glob("ratelimit-*.json")
+    ledger.write_text(json.dumps(state))
+    assert limiter.try_acquire(Need(1, 1))[0] is not None and "unreadable" in caplog.text
+    assert limiter.try_acquire(Need(1, 1))[0] is not None  # and the next admission too
+
+
+def test_the_first_sigterm_ends_a_wait_on_a_booking_that_never_settles(tmp_path, gsm8k_dir):
+    """A run waiting on the shared ledger (here: a booking this test holds and never settles) stops at the
+    first SIGTERM, as it does when it is working: exit 130, nothing sent. Before, it took three signals."""
+    with FakeLLMServer(lambda p: "\\boxed{1}") as server:
+        spec = f"openai:gpt-4o-mini@{server.openai_base_url}"
+        shared = tmp_path / "ledger"
+        holder = EndpointLimiter(f"openai:gpt-4o-mini@{server.openai_base_url}",
+                                 RateLimits(max_concurrency=1, shared_dir=str(shared)))
+        assert holder.try_acquire(Need(1, 1))[0] is not None  # held for the whole test
+        env = dict(os.environ, PYTHONPATH=str(REPO_ROOT), GCOP_RATE_LIMIT_DIR=str(shared),
+                   GCOP_RATE_LIMITS=f"{spec}=concurrency:1")
+        out = tmp_path / "o"
+        proc = subprocess.Popen([sys.executable, "-m", "gcop_env.cli", "eval", "--task", "GSM8K", "--data-files",
+                                 str(gsm8k_dir), "--core", spec, "--core-only", "--limit", "2", "--no-progress",
+                                 "--no-preflight", "--out", str(out)], env=env, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+        try:
+            deadline = time.time() + 120
+            while time.time() < deadline and not (out / "run_config.json").exists():
+                time.sleep(0.1)
+            time.sleep(1.0)  # well into its wait for the one slot
+            proc.send_signal(signal.SIGTERM)
+            _, err = proc.communicate(timeout=60)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        assert proc.returncode == 130, err
+        assert server.count() == 0 and "Traceback" not in err
+        records = out / "records.jsonl"
+        assert not records.exists() or records.read_text() == ""  # a call that never started is not a row
+
+
+def test_the_first_signal_ends_a_long_retry_backoff(monkeypatch):
+    from gcop_env.cores.base import CallInterrupted
+    from gcop_env.utils.interrupt import stop_on_signal
+
+    with FakeLLMServer(lambda p: "ok") as server:
+        server.faults.append(status(429, retry_after="100"))
+        core = core_for("openai", server, monkeypatch)
+        timer = threading.Timer(1.0, os.kill, (os.getpid(), signal.SIGTERM))
+        start = time.monotonic()
+        with stop_on_signal(announce=lambda text: None):
+            timer.start()
+            with pytest.raises(CallInterrupted, match="backoff"):
+                core.complete(request(1))  # before: slept the whole 100 s first
+        timer.join()
+    assert time.monotonic() - start < 30 and server.count() == 1
 
 
 def test_a_damaged_ledger_file_starts_afresh(tmp_path, caplog):

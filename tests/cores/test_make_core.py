@@ -145,3 +145,94 @@ def test_sample_index_makes_distinct_cache_entries(monkeypatch):
         for k in (0, 1, 0, 1):
             core.complete(CoreRequest(messages=REQUEST.messages, sample_index=k))
         assert server.count() == 2 and core.cache_hits == 2
+
+
+# -- what a 200 reply says: its usage and its content (issue 24, items 2 and 3) -----------------------
+
+def _usage(backend: str, value) -> "callable":
+    """An ``edit_reply`` putting ``value`` in the reply's input-token count."""
+    def edit(reply: dict) -> dict:
+        reply["usage"]["input_tokens" if backend == "anthropic" else "prompt_tokens"] = value
+        return reply
+    return edit
+
+
+def _core(backend, server, monkeypatch, **kw):
+    return anthropic_core(server, monkeypatch, **kw) if backend == "anthropic" else openai_core(server, **kw)
+
+
+BAD_USAGE = [-100000, -1, float("nan"), float("inf"), 1.5, "abc", [3], {"n": 1}]
+# The OpenAI SDK itself reads "12" as 12 and true as 1 (pydantic's lax mode): counts, not malformed.
+BAD_USAGE_CASES = [(b, v) for b in ("anthropic", "openai") for v in BAD_USAGE] + [("anthropic", "12"), ("anthropic", True)]
+
+
+@pytest.mark.parametrize("backend,value", BAD_USAGE_CASES, ids=[f"{b}-{v!r}" for b, v in BAD_USAGE_CASES])
+def test_a_reply_with_bad_usage_is_malformed_never_a_number_and_never_cached(monkeypatch, backend, value):
+    set_price("m", 1.0, 2.0)
+    with FakeLLMServer(lambda p: "four: \\boxed{4}") as server:
+        server.edit_reply = _usage(backend, value)
+        core = _core(backend, server, monkeypatch, retry=RetryPolicy(max_attempts=2, initial_backoff_s=0.001))
+        with pytest.raises(CoreError) as err:
+            core.complete(REQUEST)
+        assert "usage" in str(err.value) and server.count() == 2  # malformed like a broken body: retried
+        server.edit_reply = None
+        response = core.complete(REQUEST)  # the bad reply was not cached: this one is paid
+        assert server.count() == 3 and not response.cached and response.input_tokens > 0 and response.cost_usd > 0
+
+
+@pytest.mark.parametrize("edit", [
+    lambda r: {},  # a 200 with an empty JSON object
+    lambda r: {k: v for k, v in r.items() if k != "content"},  # a message without content
+    lambda r: {**r, "content": None},
+], ids=["empty-object", "no-content", "content-null"])
+def test_an_anthropic_reply_without_content_is_infra_and_never_cached(monkeypatch, edit):
+    with FakeLLMServer(lambda p: "four: \\boxed{4}") as server:
+        server.edit_reply = edit
+        core = anthropic_core(server, monkeypatch, retry=RetryPolicy(max_attempts=1))
+        with pytest.raises(CoreError, match="content"):
+            core.complete(REQUEST)
+        server.edit_reply = None
+        assert core.complete(REQUEST).text == "four: \\boxed{4}" and server.count() == 2
+
+
+@pytest.mark.parametrize("edit", [
+    lambda r: {**r, "choices": [{"index": 0, "message": {"role": "assistant"}, "finish_reason": "stop"}]},
+    lambda r: {**r, "choices": [{"index": 0, "message": {"role": "assistant", "content": None},
+                                 "finish_reason": "stop"}]},
+    lambda r: {**r, "choices": [{"index": 0, "finish_reason": "stop"}]},
+    lambda r: {},
+], ids=["no-content", "content-null", "no-message", "empty-object"])
+def test_an_openai_reply_without_content_is_infra_and_never_cached(edit):
+    with FakeLLMServer(lambda p: "four: \\boxed{4}") as server:
+        server.edit_reply = edit
+        core = openai_core(server, retry=RetryPolicy(max_attempts=1))
+        with pytest.raises(CoreError, match="content|choices"):
+            core.complete(REQUEST)
+        server.edit_reply = None
+        assert core.complete(REQUEST).text == "four: \\boxed{4}" and server.count() == 2
+
+
+@pytest.mark.parametrize("backend", ["anthropic", "openai"])
+def test_an_empty_answer_is_still_an_answer(monkeypatch, backend):
+    # The bound of the rule above: content that is there but empty is the model's (wrong) answer.
+    with FakeLLMServer(lambda p: "") as server:
+        if backend == "anthropic":
+            server.edit_reply = lambda r: {**r, "content": []}
+        core = _core(backend, server, monkeypatch, retry=RetryPolicy(max_attempts=1))
+        assert core.complete(REQUEST).text == ""
+
+
+def test_a_refusal_is_the_answer_text(monkeypatch):
+    # OpenAI states a refusal in message.refusal with content null: the model answered, with a refusal.
+    with FakeLLMServer(lambda p: "") as server:
+        server.edit_reply = lambda r: {**r, "choices": [{"index": 0, "finish_reason": "stop", "message": {
+            "role": "assistant", "content": None, "refusal": "I can't help with that."}}]}
+        assert openai_core(server, retry=RetryPolicy(max_attempts=1)).complete(REQUEST).text == "I can't help with that."
+
+
+def test_make_core_checks_its_retry_policy_up_front():
+    with pytest.raises(ValueError, match="max_attempts"):
+        make_core("openai:m@http://127.0.0.1:9/v1", cache=False, retry={"max_attempts": 0})
+    with pytest.raises(TypeError, match="retry must be a RetryPolicy"):
+        make_core("openai:m@http://127.0.0.1:9/v1", cache=False, retry="abc")
+    assert make_core("openai:m@http://127.0.0.1:9/v1", cache=False, retry={"max_attempts": 2}).retry.max_attempts == 2

@@ -56,6 +56,24 @@ def test_check_finds_a_retired_model_and_a_refused_temperature(monkeypatch, caps
     assert refused.status is CheckStatus.CONFIG_ERROR and refused.sampling_accepted is False
 
 
+@pytest.mark.parametrize("backend,edit", [
+    ("anthropic", lambda r: {}),
+    ("anthropic", lambda r: {**r, "usage": {"input_tokens": -100000, "output_tokens": 1}}),
+    ("openai", lambda r: {**r, "choices": [{"index": 0, "message": {"role": "assistant"}, "finish_reason": "stop"}]}),
+    ("openai", lambda r: {**r, "usage": {"prompt_tokens": "many", "completion_tokens": 1}}),
+], ids=["anthropic-empty", "anthropic-negative-usage", "openai-no-content", "openai-usage-not-a-number"])
+def test_check_fails_a_server_whose_200_replies_are_malformed(monkeypatch, capsys, backend, edit):
+    with FakeLLMServer(lambda p: "OK") as server:
+        server.edit_reply = edit
+        monkeypatch.setenv("ANTHROPIC_BASE_URL", server.url)
+        monkeypatch.setenv("ANTHROPIC_API_KEY", "k")
+        spec = "anthropic:claude-haiku-4-5-20251001" if backend == "anthropic" else f"openai:m@{server.openai_base_url}"
+        code = main(["check", spec])
+    out = capsys.readouterr().out
+    first = out.splitlines()[0]
+    assert code == 1 and not first.endswith(": OK") and "malformed" in first
+
+
 def test_check_unreachable_and_bad_specs():
     results = preflight([f"openai:m@http://127.0.0.1:{free_port()}/v1", "gpt-4o", "hf:/no/such/model"],
                         timeout_s=2)

@@ -24,6 +24,27 @@ def test_env_arguments_are_checked_before_any_work(kwargs, field):
         gym.make("GCoP-GSM8K-v0", core="openai:m@http://127.0.0.1:9/v1", data_files=str(GSM8K_DIR), **kwargs)
 
 
+@pytest.mark.parametrize("retry, words", [
+    ({"max_attempts": 0}, "max_attempts"), ({"max_attempts": -2}, "max_attempts"),
+    ({"max_attempts": "abc"}, "max_attempts"), ({"max_attempts": 2.5}, "max_attempts"),
+    ({"max_attempts": True}, "max_attempts"), ({"initial_backoff_s": NAN}, "initial_backoff_s"),
+    ({"max_backoff_s": -1}, "max_backoff_s"), ({"multiplier": 0.5}, "multiplier"), ({"jitter": 2}, "jitter"),
+    ({"max_retry_after_s": INF}, "max_retry_after_s"), ({"max_attemps": 3}, "max_attemps"),
+    ("abc", "retry"), (3, "retry"),
+])
+def test_a_bad_retry_policy_is_refused_by_gym_make(retry, words):
+    # Before: gym.make accepted it and every step then failed with AssertionError("unreachable").
+    with pytest.raises((ValueError, TypeError), match=words):
+        gym.make("GCoP-GSM8K-v0", core="openai:m@http://127.0.0.1:9/v1", data_files=str(GSM8K_DIR), retry=retry)
+
+
+def test_a_good_retry_policy_as_a_dict_round_trips():
+    env = gym.make("GCoP-GSM8K-v0", core="openai:m@http://127.0.0.1:9/v1", data_files=str(GSM8K_DIR), limit=1,
+                   cache=False, retry={"max_attempts": 2, "initial_backoff_s": 0.5})
+    assert env.unwrapped.core.retry.max_attempts == 2 and env.unwrapped.core.retry.initial_backoff_s == 0.5
+    env.close()
+
+
 # -- reset options ------------------------------------------------------------------------------
 @pytest.fixture
 def env():

@@ -106,6 +106,18 @@ def test_bad_policy_is_refused():
         InfraAware(gym.make("CartPole-v1"), policy="retry", then="retry")
 
 
+@pytest.mark.parametrize("kwargs, words", [
+    ({"retries": "2"}, "retries"), ({"retries": 1.5}, "retries"), ({"retries": True}, "retries"),
+    ({"retries": -1}, "retries"), ({"backoff_s": float("nan")}, "backoff_s"), ({"backoff_s": -1.0}, "backoff_s"),
+    ({"backoff_s": float("inf")}, "backoff_s"), ({"masked_reward": float("nan")}, "masked_reward"),
+    ({"masked_reward": "0"}, "masked_reward"),
+])
+def test_bad_numbers_are_refused_with_their_name(kwargs, words):
+    # Before: retries="2" was a TypeError from a comparison; NaN backoffs and masked rewards were taken.
+    with pytest.raises(ValueError, match=words):
+        InfraAware(gym.make("CartPole-v1"), policy="retry", **kwargs)
+
+
 def make_vec(server, gsm8k_dir, mode, **kwargs):
     return gym.make_vec("GCoP-GSM8K-v0", num_envs=2, vectorization_mode="sync",
                         core=f"openai:solver@{server.openai_base_url}", split="test", data_files=str(gsm8k_dir),

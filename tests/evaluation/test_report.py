@@ -1,7 +1,10 @@
 """`gcop report`: Table 1 / Figure 1 / report.json from run dirs written by hand to the eval contract."""
 
+import errno
 import json
 import math
+import os
+import pathlib
 import struct
 
 import pytest
@@ -207,6 +210,21 @@ def test_no_core_only_reference_is_said_not_invented(tmp_path):
      "line 1 is a 'KodCode' record but summary.json says task 'GSM8K'"),
     (lambda d: (d / "summary.json").write_text(
         (d / "summary.json").read_text().replace('"schema": 1', '"schema": 7')), "schema 7"),
+    # garbled input (issue 24, item 12): each was a traceback
+    (lambda d: (d / "records.jsonl").write_bytes(b"\xff\xfe" + (d / "records.jsonl").read_bytes()),
+     "records.jsonl line 1 is not valid UTF-8"),
+    (lambda d: (d / "records.jsonl").write_text(
+        (d / "records.jsonl").read_text().replace('"sample": 0', '"sample": "abc"', 1)),
+     "line 1 has sample='abc'"),
+    (lambda d: _edit_summary(d, lambda m: m["cost_per_problem"]["total"].update(usd="abc")),
+     "cost_per_problem.total.usd is 'abc'"),
+    (lambda d: (d / "summary.json").write_text(
+        (d / "summary.json").read_text().replace('"usd": 0.001', '"usd": NaN')),
+     "cost_per_problem.core.usd is nan"),
+    (lambda d: _edit_summary(d, lambda m: m.update(accuracy_ci95=None)), "accuracy_ci95 is None"),
+    (lambda d: _edit_summary(d, lambda m: m.update(n_infra="0")), "n_infra is '0'"),
+    (lambda d: _edit_summary(d, lambda m: m.update(accuracy=-0.5)), "accuracy is -0.5"),
+    (lambda d: (d / "summary.json").write_text("[]"), "not a JSON object"),
 ])
 def test_bad_run_dir_is_one_clear_error_and_writes_nothing(tmp_path, capsys, damage, message):
     good = write_run(tmp_path / "good", name="core-only", kind="core-only", outcomes=_outcomes("1100"))
@@ -221,6 +239,33 @@ def test_bad_run_dir_is_one_clear_error_and_writes_nothing(tmp_path, capsys, dam
     assert not (tmp_path / "out" / "table.md").exists()
 
 
+def _edit_summary(run_dir, change):
+    summary = json.loads((run_dir / "summary.json").read_text())
+    change(summary["metrics"])
+    (run_dir / "summary.json").write_text(json.dumps(summary))
+
+
+def test_out_naming_a_file_or_a_run_dir_that_is_a_file_is_one_line(gsm8k_runs, tmp_path, capsys):
+    a_file = tmp_path / "a-file"
+    a_file.write_text("keep me")
+    assert gcop_main(["report", str(gsm8k_runs["core"]), "--out", str(a_file)]) == 2
+    assert gcop_main(["report", str(a_file), "--out", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 2 and "is a file" in err[0] and "not a directory" in err[1]
+    assert a_file.read_text() == "keep me"
+
+
+def test_two_core_only_runs_of_one_core_are_told_apart(tmp_path):
+    # Before: two rows "core-only | openai:core-model..." with nothing to say which run dir each is.
+    first = write_run(tmp_path / "t0", name="core-only", kind="core-only", outcomes=_outcomes("1100"))
+    second = write_run(tmp_path / "t7", name="core-only", kind="core-only", outcomes=_outcomes("1110"))
+    report = write_report([first, second], tmp_path / "out")
+    markdown = report.table_path.read_text()
+    assert f"| core-only ({first}) |" in markdown and f"| core-only ({second}) |" in markdown
+    labels = [r["label"] for r in json.loads(report.json_path.read_text())["tables"][0]["rows"]]
+    assert sorted(labels) == sorted([f"core-only ({first})", f"core-only ({second})"])
+
+
 def test_gcop_report_cli_prints_the_table_and_paths(gsm8k_runs, tmp_path, capsys):
     out = tmp_path / "report"
     assert gcop_main(["report", *map(str, gsm8k_runs.values()), "--out", str(out)]) == 0
@@ -228,6 +273,30 @@ def test_gcop_report_cli_prints_the_table_and_paths(gsm8k_runs, tmp_path, capsys
     assert "| guided-exectune |" in printed and str(out / "reward_cost.png") in printed
     assert all((out / name).is_file() for name in ("table.md", "reward_cost.png", "report.json"))
     assert math.isclose(json.loads((out / "report.json").read_text())["tables"][0]["rows"][0]["accuracy"], 0.4)
+
+
+@pytest.mark.parametrize("code, needle", [(errno.ENOSPC, "free some space"), (errno.EROFS, "read-only"),
+                                          (errno.EACCES, "not writable by you")])
+def test_a_full_or_read_only_disk_is_one_line_not_a_traceback(gsm8k_runs, tmp_path, capsys, monkeypatch, code,
+                                                               needle):
+    # Issue 24, item 12: a full or read-only disk under --out was a traceback (nothing lost, but a traceback).
+    def refuse(self, *args, **kwargs):
+        raise OSError(code, os.strerror(code), str(self))
+
+    monkeypatch.setattr(pathlib.Path, "write_text", refuse)
+    assert gcop_main(["report", str(gsm8k_runs["core"]), "--out", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and err.startswith("gcop report: error: ") and needle in err, err
+    assert os.strerror(code) in err and str(tmp_path / "r") in err
+
+
+def test_a_network_error_is_not_dressed_as_a_disk_error(gsm8k_runs, tmp_path, monkeypatch):
+    def refuse(self, *args, **kwargs):
+        raise ConnectionResetError(errno.ECONNRESET, "reset")
+
+    monkeypatch.setattr(pathlib.Path, "write_text", refuse)
+    with pytest.raises(ConnectionResetError):
+        gcop_main(["report", str(gsm8k_runs["core"]), "--out", str(tmp_path / "r")])
 
 
 # -- the figure and the table read right with close conditions ------------------------------------

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from support import GOOD_GUIDE, REPO_ROOT, ScriptedSolver, gsm8k_golds
+from support import GOOD_GUIDE, GSM8K_DIR, REPO_ROOT, ScriptedSolver, gsm8k_golds
 from fake_llm import FakeLLMServer, api_error, status
 from tiny_guide import build_tiny_guide
 
@@ -210,37 +210,93 @@ def test_infra_errors_are_counted_apart_said_loudly_and_retried(world, tmp_path,
     assert m["n_infra"] == 0 and m["n_scored"] == 3 and len(_rows(out)) == 3
 
 
-def _start_slow_eval(gsm8k_dir, server, out, records_before: int):
-    """``gcop eval`` of 8 problems in a subprocess, one at a time; returns (argv, process) once
-    ``records_before`` problems are saved (or after 120 s), so the caller can stop it mid-run."""
+class _Held:
+    """A responder that answers its first ``after`` calls and holds every later one until ``release``
+    (``arrived`` is set when the first held call is asked): a run in a subprocess cannot get past that
+    point however the machine's load delays the test, so the test waits on conditions, not a clock."""
+
+    def __init__(self, inner, after: int = 0):
+        self.inner, self.after = inner, after
+        self.arrived, self.release = threading.Event(), threading.Event()
+        self.calls, self.lock = 0, threading.Lock()
+
+    def __call__(self, prompt):
+        with self.lock:
+            self.calls += 1
+            held = self.calls > self.after
+        if held:
+            self.arrived.set()
+            self.release.wait(600)
+        return self.inner(prompt)
+
+
+class _Stderr:
+    """The lines a subprocess writes to stderr, read as they come; :meth:`wait_for` a line holding a text."""
+
+    def __init__(self, proc):
+        self.lines, self.changed = [], threading.Condition()
+        self.thread = threading.Thread(target=self._read, args=(proc.stderr,), daemon=True)
+        self.thread.start()
+
+    def _read(self, stream):
+        for line in stream:
+            with self.changed:
+                self.lines.append(line)
+                self.changed.notify_all()
+
+    def wait_for(self, text: str, timeout: float = 300) -> bool:
+        with self.changed:
+            return self.changed.wait_for(lambda: any(text in line for line in self.lines), timeout)
+
+    def text(self) -> str:
+        self.thread.join(60)
+        return "".join(self.lines)
+
+
+def _start_slow_eval(gsm8k_dir, server, out):
+    """``gcop eval`` of 8 problems in a subprocess, one at a time; returns (argv, process)."""
     argv = ["eval", "--task", "GSM8K", "--data-files", str(gsm8k_dir), "--core",
             f"openai:gpt-4o-mini@{server.openai_base_url}", "--core-only", "--limit", "8", "--workers", "1",
             "--no-progress", "--no-preflight", "--out", str(out)]
     env = dict(os.environ, PYTHONPATH=str(REPO_ROOT))
     proc = subprocess.Popen([sys.executable, "-m", "gcop_env.cli", *argv], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    records = out / "records.jsonl"
-    deadline = time.time() + 120
-    while time.time() < deadline and (not records.exists() or len(records.read_text().splitlines()) < records_before):
-        time.sleep(0.05)
     return argv, proc
 
 
+def _wait_for_rows(out, n: int, proc, timeout: float = 300) -> None:
+    """Until ``out``'s records.jsonl holds ``n`` rows (the run is held after them, so it stops there)."""
+    records, deadline = out / "records.jsonl", time.monotonic() + timeout
+    while not records.exists() or len(records.read_text().splitlines()) < n:
+        assert proc.poll() is None, f"the run ended early: {proc.stderr.read()}"
+        assert time.monotonic() < deadline, f"no {n} rows in {timeout}s"
+        time.sleep(0.05)
+
+
 def test_kill_and_resume_finishes_without_repeating_finished_problems(gsm8k_dir, tmp_path):
-    responder = GuideAndSolver(unguided_correct=True, delay_s=0.4)
-    with FakeLLMServer(responder) as server:
+    # the 4th call is held until the run is killed: 3 problems saved and one in flight, on any load
+    held = _Held(GuideAndSolver(unguided_correct=True), after=3)
+    with FakeLLMServer(held) as server:
         out = tmp_path / "o"
-        argv, proc = _start_slow_eval(gsm8k_dir, server, out, records_before=3)
-        records = out / "records.jsonl"
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
-        done_before = {json.loads(line)["task_id"] for line in records.read_text().splitlines()}
-        assert 3 <= len(done_before) < 8, "the run was not killed mid-way"
+        argv, proc = _start_slow_eval(gsm8k_dir, server, out)
+        try:
+            assert held.arrived.wait(300), "the run never reached its 4th problem"
+            _wait_for_rows(out, 3, proc)
+            proc.send_signal(signal.SIGKILL)
+            proc.wait(60)
+        finally:
+            held.release.set()
+            if proc.poll() is None:
+                proc.kill()
+        assert server.wait_idle(60)  # the held call is answered to no one: it is the killed run's, not the resume's
+        done_before = {json.loads(line)["task_id"] for line in (out / "records.jsonl").read_text().splitlines()}
+        assert len(done_before) == 3, "the run was not killed mid-way"
         calls_before = server.count()
         result = run_eval(config_from_args(vars(build_parser().parse_args(argv[1:]))), progress=False, preflight=False)
         assert result.n_skipped == len(done_before) and not result.interrupted
-        # each unfinished problem costs at most one call (the one in flight at the kill may be cached)
-        assert server.count() - calls_before <= 8 - len(done_before)
+        # each unfinished problem costs one call: the finished ones none, the one in flight at the kill
+        # (never answered to the killed run, so never cached) one
+        assert server.count() - calls_before == 8 - len(done_before)
         rows = _rows(out)
         assert sorted(r["task_id"] for r in rows) == sorted(f"gsm8k/test/{i}" for i in range(8))
         assert result.metrics["accuracy"] == 1.0 and result.metrics["n_problems"] == 8
@@ -300,6 +356,16 @@ def test_preset_paper_and_flags_override_it():
     (["--guide", "openai:g@http://127.0.0.1:9/v1", "--guide-prefill", "<think>"], "local guides"),
     (["--icl", "2", "--embedder", "/no/such/embedding-model"], "embedding"),
     (["--core-only", "--task", "GSM9K"], "unknown task"),
+    # issue 24, items 6, 11, 12, 14
+    (["--icl", "2", "--data-files", str(GSM8K_DIR / "test.jsonl")], "distinct training source"),
+    (["--icl", "0"], "icl_k must be an integer >= 1, got 0"),
+    (["--guide", "openai:g@http://127.0.0.1:9/v1", "--guide-price", "-1,2"], "expected IN,OUT"),
+    (["--guide", "openai:g@http://127.0.0.1:9/v1", "--guide-price=-1,2"], "expected IN,OUT"),
+    (["--guide", "hf:/nonexistent/path"], "/nonexistent/path does not exist"),
+    (["--core-only", "--core", "hf:/nonexistent/core"], "/nonexistent/core does not exist"),
+    (["--core-only", "--validator-options", "[1]"], "JSON object"),
+    (["--core-only", "--validator-options", '{"bogus": 1}'], "bogus"),
+    (["--strategies", str(REPO_ROOT)], "is a directory"),
 ])
 def test_bad_input_is_one_clear_line(world, tmp_path, capsys, argv, message):
     if "vllm:" in argv[1]:
@@ -308,7 +374,11 @@ def test_bad_input_is_one_clear_line(world, tmp_path, capsys, argv, message):
             pytest.skip("vLLM is installed here")
         except ImportError:
             pass
-    assert eval_cli(world.base + argv + ["--limit", "1", "--out", str(tmp_path / "o")]) == 2
+    try:
+        code = eval_cli(world.base + argv + ["--limit", "1", "--out", str(tmp_path / "o")])
+    except SystemExit as exc:  # a flag the parser refuses exits from the parser, as `gcop eval` does
+        code = exc.code
+    assert code == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and err.startswith("gcop eval: error:") and message in err, err
     assert world.count() == 0
@@ -406,17 +476,26 @@ def test_demo_at_small_size_runs_an_evaluation_and_the_report(tiny_model, gsm8k_
 
 
 def test_ctrl_c_stops_after_the_batch_in_flight_with_exit_130_and_resumes(gsm8k_dir, tmp_path):
-    responder = GuideAndSolver(unguided_correct=True, delay_s=0.4)
-    with FakeLLMServer(responder) as server:
+    # the 3rd call is held until the run has said it is stopping: 2 problems saved, one in flight, on any load
+    held = _Held(GuideAndSolver(unguided_correct=True), after=2)
+    with FakeLLMServer(held) as server:
         out = tmp_path / "o"
-        argv, proc = _start_slow_eval(gsm8k_dir, server, out, records_before=2)
-        records = out / "records.jsonl"
-        proc.send_signal(signal.SIGINT)
-        _, err = proc.communicate(timeout=60)
-        assert proc.returncode == 130, err
-        assert "re-run the same command to resume" in err
-        done = len(records.read_text().splitlines())
-        assert 2 <= done < 8 and not (out / "summary.json").exists()
+        argv, proc = _start_slow_eval(gsm8k_dir, server, out)
+        stderr = _Stderr(proc)
+        try:
+            assert held.arrived.wait(300), "the run never reached its 3rd problem"
+            proc.send_signal(signal.SIGINT)
+            assert stderr.wait_for("SIGINT received: stopping gcop eval"), stderr.text()
+            held.release.set()  # the call in flight may finish and be saved
+            assert proc.wait(300) == 130, stderr.text()
+        finally:
+            held.release.set()
+            if proc.poll() is None:
+                proc.kill()
+        assert "re-run the same command to resume" in stderr.text()
+        done = len((out / "records.jsonl").read_text().splitlines())
+        assert 2 <= done <= 3 and not (out / "summary.json").exists()
+        assert server.wait_idle(60) and server.count() == 3  # nothing was asked after the signal
         calls = server.count()
         assert eval_cli(argv[1:]) == 0
         assert server.count() - calls == 8 - done and len(_rows(out)) == 8
@@ -454,6 +533,29 @@ def test_judge_when_asked_rates_each_strategy_and_is_its_own_cost_role(world, tm
     m = _summary(out)["metrics"]
     assert m["judge_leak_rate"] == 0.5 and m["cost_per_problem"]["judge"]["tokens"] > 0
     assert m["accuracy"] == 1.0  # the judge does not change R: both strategies are executed by the core
+
+
+def test_judge_replies_without_a_score_are_counted_not_averaged_as_zero():
+    # Issue 24, item 14: judge_score_mean counted an unparsed judge reply as a rating of 0, with no count.
+    from gcop_env.evaluation.records import ROLES
+    from gcop_env.evaluation.summary import metric_notes, summarize_rows
+
+    def row(i, judge):
+        cost = {role: {"input_tokens": 1, "output_tokens": 1, "usd": 0.0, "latency_s": 0.0} for role in ROLES}
+        return [{"task_id": f"t/{i}", "sample": 0, "status": "ok", "success": True, "cost": cost, "judge": judge}]
+
+    rows = [row(0, {"score": 0.8, "leak": False, "parsed": True}),
+            row(1, {"score": 0.0, "leak": True, "parsed": False}),     # caught by the leak check: a rating of 0
+            row(2, {"score": 0.0, "leak": False, "parsed": False}),    # the judge's reply held no score
+            row(3, {"score": 0.0, "leak": False, "parsed": False})]
+    m = summarize_rows(rows, kind="strategies", lam=0.0)
+    assert m["judge_unparsed"] == 2
+    assert m["judge_score_mean"] == pytest.approx(0.4) and m["judge_leak_rate"] == pytest.approx(0.5)
+    from gcop_env.evaluation.records import GuidePrice
+    notes = metric_notes(m, "strategies", 1, GuidePrice(0.0, 0.0, "unpriced"))
+    assert any("2 judge repl(ies) held no usable score" in note for note in notes)
+    unrated = summarize_rows([row(0, {"score": 0.0, "leak": False, "parsed": False})], kind="strategies", lam=0.0)
+    assert unrated["judge_score_mean"] is None and unrated["judge_unparsed"] == 1
 
 
 def test_vllm_guide_against_a_stand_in_engine(monkeypatch, tmp_path):
@@ -584,6 +686,253 @@ def test_hf_guide_samples_with_its_own_generator_reproducibly(tmp_path):
     assert torch.equal(torch.get_rng_state(), before)
     again = [r.text for r in HFGuide(str(copy), cache=None, stop=None).generate(requests)]
     assert first == again and all(first)
+
+
+def test_negative_usage_is_an_infra_row_never_a_negative_cost_and_never_cached(world, tmp_path, capsys):
+    world.responder_obj.solver.unguided_correct = True
+    world.edit_reply = lambda r: {**r, "usage": {**r["usage"], "prompt_tokens": -100000}}
+    out = tmp_path / "negative"
+    argv = world.base + ["--core-only", "--limit", "3", "--out", str(out), "--max-retries", "1"]
+    assert eval_cli(argv) == 3  # infra: re-run to retry
+    rows = _rows(out)
+    assert [r["status"] for r in rows] == ["infra"] * 3 and all("usage" in r["error"] for r in rows)
+    assert all(r["cost"][role]["usd"] >= 0 for r in rows for role in ("guide", "core", "judge"))
+    assert _summary(out)["metrics"]["cost_total_usd"] >= 0
+    world.edit_reply = None
+    sent = world.count()
+    assert eval_cli(argv) == 0  # retried for real: the malformed replies were not cached
+    assert world.count() == sent + 3 and [r["status"] for r in _rows(out)] == ["pass"] * 3
+    assert _summary(out)["metrics"]["cost_total_usd"] > 0
+
+
+# -- one run dir, one gcop eval at a time (issue 24, item 1) ---------------------------------------------
+
+def test_a_second_eval_on_a_busy_run_dir_gets_one_line_and_exit_2(gsm8k_dir, tmp_path, capsys):
+    held = _Held(GuideAndSolver(unguided_correct=True))
+    with FakeLLMServer(held) as server:
+        out = tmp_path / "shared"
+        argv, proc = _start_slow_eval(gsm8k_dir, server, out)
+        try:
+            assert held.arrived.wait(120), proc.stderr.read() if proc.poll() is not None else "never called"
+            assert eval_cli(argv[1:] + ["--max-retries", "1", "--timeout-s", "5"]) == 2  # the first run holds the dir
+            err = capsys.readouterr().err.strip().splitlines()
+            assert len(err) == 1 and "in use by another gcop eval" in err[0] and str(out) in err[0]
+            assert server.count() == 1  # the refused run sent nothing
+            held.release.set()
+            assert proc.wait(120) == 0
+        finally:
+            held.release.set()
+            if proc.poll() is None:
+                proc.kill()
+        assert len(_rows(out)) == 8 and server.count() == 8  # each problem paid once, one row each
+        assert _summary(out)["metrics"]["n_problems"] == 8
+
+
+def test_the_lock_of_a_killed_eval_does_not_block_the_resume(gsm8k_dir, tmp_path):
+    held = _Held(GuideAndSolver(unguided_correct=True))
+    with FakeLLMServer(held) as server:
+        out = tmp_path / "o"
+        argv, proc = _start_slow_eval(gsm8k_dir, server, out)
+        assert held.arrived.wait(120)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(60)
+        held.release.set()
+        # the kernel dropped the dead run's lock: no stale-lock error (the lock is taken without waiting, so a
+        # stale one would be exit 2 at once, not a wait)
+        assert eval_cli(argv[1:]) == 0
+        assert len(_rows(out)) == 8
+
+
+def test_two_evals_in_one_process_on_one_run_dir_are_refused_too(world, tmp_path):
+    from gcop_env.evaluation.config import EvalInputError
+    from gcop_env.utils.files import exclusive_use
+
+    out = tmp_path / "o"
+    out.mkdir()
+    config = EvalConfig(task="GSM8K", data_files=world.base[3], core=world.core, kind="core-only", limit=2, out=str(out))
+    with exclusive_use(out, "gcop eval"):
+        with pytest.raises(EvalInputError, match="in use by another gcop eval"):
+            run_eval(config, progress=False, preflight=False)
+    assert world.count() == 0
+    assert run_eval(config, progress=False, preflight=False).n_run == 2  # released: it runs
+
+
+# -- data identity: what a finished row answered (issue 24, items 4 and 5) ---------------------------------
+
+def _data_dir(path: Path, gsm8k_dir: Path, order) -> Path:
+    """A GSM8K data dir whose test.jsonl holds the given rows of the offline test file, in that order."""
+    lines = (gsm8k_dir / "test.jsonl").read_text().splitlines()
+    path.mkdir(exist_ok=True)
+    (path / "test.jsonl").write_text("".join(lines[i] + "\n" for i in order))
+    return path
+
+
+def _on_data(base: list[str], data: Path) -> list[str]:
+    return [str(data) if a.endswith("gsm8k") else a for a in base]
+
+
+def test_a_data_file_edited_in_place_is_not_resumed_into_the_old_run_dir(world, gsm8k_dir, tmp_path, capsys):
+    world.responder_obj.solver.unguided_correct = True
+    data = _data_dir(tmp_path / "data", gsm8k_dir, range(6))
+    out = tmp_path / "o"
+    argv = _on_data(world.base, data) + ["--core-only", "--limit", "4", "--out", str(out)]
+    assert eval_cli(argv) == 0
+    rows_before = (out / "records.jsonl").read_text()
+    assert all(len(r["problem_sha256"]) == 16 for r in _rows(out))  # each row says what it answered
+    _data_dir(data, gsm8k_dir, [10, 11, 2, 3, 4, 5])  # problems 0 and 1 replaced in place: same ids, new questions
+    sent = world.count()
+    assert eval_cli(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "gsm8k/test/0" in err[0] and "changed" in err[0], err
+    assert world.count() == sent and (out / "records.jsonl").read_text() == rows_before  # nothing paid or lost
+
+
+def test_the_same_data_rewritten_or_grown_resumes(world, gsm8k_dir, tmp_path):
+    world.responder_obj.solver.unguided_correct = True
+    data = _data_dir(tmp_path / "data", gsm8k_dir, range(4))
+    out = tmp_path / "o"
+    argv = _on_data(world.base, data) + ["--core-only", "--out", str(out)]
+    assert eval_cli(argv) == 0 and world.count() == 4
+    _data_dir(data, gsm8k_dir, range(6))  # rewritten (new mtime) with two more problems at the end
+    assert eval_cli(argv) == 0 and world.count() == 6  # only the two new ones are paid
+    assert len(_rows(out)) == 6
+
+
+def test_report_refuses_to_pair_runs_made_on_different_data(world, gsm8k_dir, tmp_path, capsys):
+    from gcop_env.cli import main
+
+    world.responder_obj.solver.unguided_correct = True
+    data_a = _data_dir(tmp_path / "a", gsm8k_dir, range(6))
+    data_b = _data_dir(tmp_path / "b", gsm8k_dir, [6, 7, 8, 9, 10, 11])  # the same ids, other questions
+    strategies = tmp_path / "s.jsonl"
+    strategies.write_text("".join(json.dumps({"task_id": f"gsm8k/test/{i}", "guide_output": GOOD_GUIDE}) + "\n"
+                                  for i in range(6)))
+    assert eval_cli(_on_data(world.base, data_a) + ["--core-only", "--out", str(tmp_path / "core")]) == 0
+    assert eval_cli(_on_data(world.base, data_b) + ["--strategies", str(strategies), "--out", str(tmp_path / "s")]) == 0
+    capsys.readouterr()
+    assert main(["report", str(tmp_path / "core"), str(tmp_path / "s"), "--out", str(tmp_path / "r")]) == 0
+    report = json.loads((tmp_path / "r" / "report.json").read_text())
+    row = next(r for r in report["tables"][0]["rows"] if r["kind"] == "strategies")
+    assert row["mcnemar_vs_core_only"] is None and "different data" in row["paired_note"]
+    table = (tmp_path / "r" / "table.md").read_text()
+    assert "different data" in table and "gsm8k/test/0" in table
+
+
+def _edit_first_row(out: Path, change) -> None:
+    lines = (out / "records.jsonl").read_text().splitlines()
+    row = json.loads(lines[0])
+    change(row)
+    (out / "records.jsonl").write_text("\n".join([json.dumps(row)] + lines[1:]) + "\n")
+
+
+@pytest.mark.parametrize("damage, words", [
+    (lambda out: _edit_first_row(out, lambda r: r.pop("task_id")), "row 1: task_id is None"),
+    (lambda out: _edit_first_row(out, lambda r: r.pop("status")), "row 1: status is None"),
+    (lambda out: _edit_first_row(out, lambda r: r.update(cost=None)), "row 1: cost is None"),
+    (lambda out: _edit_first_row(out, lambda r: r["cost"]["core"].update(usd="abc")), "cost.core.usd is 'abc'"),
+    (lambda out: _edit_first_row(out, lambda r: r.update(sample="0")), "sample is '0'"),
+    (lambda out: (out / "run_config.json").write_text("[]"), "holds no run identity"),
+    (lambda out: (out / "run_config.json").write_bytes(b"\xff\xfe"), "run_config.json is not valid JSON"),
+    (lambda out: (out / "records.jsonl").write_bytes(b"\xff" + (out / "records.jsonl").read_bytes()),
+     "line 1 is not valid UTF-8"),
+], ids=["no-task_id", "no-status", "cost-null", "cost-abc", "sample-string", "run_config-list", "run_config-bytes",
+        "records-bytes"])
+def test_a_hand_edited_run_dir_is_one_line_and_loses_nothing(world, tmp_path, capsys, damage, words):
+    world.responder_obj.solver.unguided_correct = True
+    out = tmp_path / "o"
+    argv = world.base + ["--core-only", "--limit", "3", "--out", str(out)]
+    assert eval_cli(argv + ["--limit", "2"]) == 0
+    damage(out)
+    files = {p.name: p.read_bytes() for p in out.iterdir()}
+    sent = world.count()
+    capsys.readouterr()
+    assert eval_cli(argv) == 2  # a traceback before
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and words in err[0], err
+    assert world.count() == sent and {p.name: p.read_bytes() for p in out.iterdir()} == files
+
+
+def test_icl_k_beyond_the_training_pairs_is_refused_not_capped(world, gsm8k_dir, tmp_path, capsys):
+    pytest.importorskip("sentence_transformers")
+    data = _small_gsm8k(tmp_path, gsm8k_dir)  # 12 training pairs
+    argv = ["--task", "GSM8K", "--data-files", str(data), "--core", world.core, "--no-progress", "--no-preflight",
+            "--icl", "10000", "--out", str(tmp_path / "icl")]
+    assert eval_cli(argv) == 2  # before: 12 examples in every prompt while the summary said icl_k 10000
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "--icl 10000" in err and "12" in err and world.count() == 0
+
+
+def test_empty_out_is_refused_not_the_current_directory(world, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert eval_cli(world.base + ["--core-only", "--limit", "1", "--out", ""]) == 2
+    assert "--out is empty" in capsys.readouterr().err and list(tmp_path.iterdir()) == [] and world.count() == 0
+
+
+def test_out_naming_a_file_is_one_line_and_the_file_is_kept(world, gsm8k_dir, tmp_path, capsys):
+    data = _data_dir(tmp_path / "data", gsm8k_dir, range(3))
+    for target in (tmp_path / "notes.txt", data / "test.jsonl"):  # a file; the data file itself
+        if not target.exists():
+            target.write_text("keep me")
+        before = target.read_bytes()
+        assert eval_cli(_on_data(world.base, data) + ["--core-only", "--out", str(target)]) == 2
+        assert "is a file" in capsys.readouterr().err and target.read_bytes() == before
+    assert world.count() == 0
+
+
+def test_out_naming_a_directory_of_other_files_is_refused_and_left_as_it_was(world, gsm8k_dir, tmp_path, capsys):
+    # Issue 24, item 12: --out naming the data's directory (or any directory of other files) became a run dir:
+    # run_config.json, records.jsonl and summary.json were written among the data.
+    data = _data_dir(tmp_path / "data", gsm8k_dir, range(3))
+    before = sorted(p.name for p in data.iterdir())
+    assert eval_cli(_on_data(world.base, data) + ["--core-only", "--out", str(data)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "is not a gcop eval run dir" in err and "test.jsonl" in err, err
+    assert sorted(p.name for p in data.iterdir()) == before and world.count() == 0
+    resumable = tmp_path / "run"  # a run dir, or a new or empty directory, is still taken
+    resumable.mkdir()
+    assert eval_cli(_on_data(world.base, data) + ["--core-only", "--out", str(resumable)]) == 0
+    (resumable / "notes.txt").write_text("mine")  # a user's file beside a run's own ones does not stop a resume
+    assert eval_cli(_on_data(world.base, data) + ["--core-only", "--out", str(resumable)]) == 0
+
+
+def test_a_local_guide_that_is_not_a_model_is_one_line_before_anything_runs(world, tmp_path, capsys):
+    not_a_model = tmp_path / "empty-dir"
+    not_a_model.mkdir()
+    out = tmp_path / "o"
+    assert eval_cli(world.base + ["--guide", f"hf:{not_a_model}", "--limit", "3", "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "cannot be loaded" in err[0] and world.count() == 0
+    assert not (out / "records.jsonl").exists()  # before: 3 infra rows and exit 3
+
+
+@pytest.mark.parametrize("content, words", [
+    (b'{"task_id": "gsm8k/test/0", "guide_output": "<strategy>a \\ud800 b</strategy>"}\n', "lone surrogate"),
+    (b'{"task_id": "gsm8k/test/0", "guide_output": "\xff"}\n', "not valid UTF-8"),
+    (b'[1, 2]\n', "must be a JSON object"),
+], ids=["lone-surrogate", "not-utf8", "not-an-object"])
+def test_a_bad_strategies_row_is_one_line_naming_it(world, tmp_path, capsys, content, words):
+    path = tmp_path / "s.jsonl"
+    path.write_bytes(b'{"task_id": "gsm8k/test/1", "guide_output": "ok"}\n' + content)
+    out = tmp_path / "o"
+    assert eval_cli(world.base + ["--strategies", str(path), "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "line 2" in err[0] and words in err[0], err
+    assert world.count() == 0 and not (out / "records.jsonl").exists()
+
+
+def test_a_lone_surrogate_in_a_core_reply_is_recorded_and_resumed_from_the_cache(world, tmp_path, capsys):
+    solver = world.responder_obj.solver
+    solver.unguided_correct = True
+    world.responder = lambda prompt: solver(prompt) + " \ud800"  # the SDK decodes "\\ud800" to a lone surrogate
+    argv = world.base + ["--core-only", "--limit", "2"]
+    assert eval_cli(argv + ["--out", str(tmp_path / "a")]) == 0  # before: UnicodeEncodeError after the paid call
+    rows = _rows(tmp_path / "a")
+    assert [r["status"] for r in rows] == ["pass", "pass"] and all(r["core_output"].endswith(" \ufffd") for r in rows)
+    sent = world.count()
+    assert eval_cli(argv + ["--out", str(tmp_path / "b")]) == 0  # a new run dir from the cache: no call, no crash
+    resumed = _rows(tmp_path / "b")
+    assert world.count() == sent and [(r["core_output"], r["status"]) for r in resumed] == \
+        [(r["core_output"], r["status"]) for r in rows]
 
 
 # -- the fan-out: --workers calls in flight, refilled as each finishes --------------------------------

@@ -98,6 +98,9 @@ def test_killed_curate_resumes_without_repeating_paid_calls(curation_world, tmp_
     answered_before = set(curation_world.answered_teacher)
     curation_world.hold_question = None
     curation_world.release.set()
+    # The killed run's last requests may still be arriving (a loaded machine schedules the server's
+    # threads late): count the resumed run's requests only once every old connection is done.
+    assert curation_world.server.wait_idle(60)
     before = len(curation_world.server.requests)
     assert curate_cli(argv) == 0
     new_prompts = [curation_world.server._last_user_text(r["body"]["messages"]) for r in curation_world.server.requests[before:]]
@@ -106,6 +109,18 @@ def test_killed_curate_resumes_without_repeating_paid_calls(curation_world, tmp_
     by_role, rows = rows_by_role(curation_world, out)
     assert sorted(by_role) == list(range(6)) and len(rows) == 6
     assert {i for i, r in by_role.items() if r["accepted"]} == {0, 1, 2, 4}
+
+
+def test_a_second_curate_into_a_busy_output_gets_one_line_and_pays_nothing(curation_world, tmp_path, capsys):
+    from gcop_env.utils.files import exclusive_use
+
+    out = tmp_path / "curated.jsonl"
+    with exclusive_use(out, "gcop curate"):  # as a run in progress holds it
+        assert curate_cli(curate_argv(curation_world.server, out)) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "in use by another gcop curate" in err[0]
+    assert curation_world.server.count() == 0 and out.read_text() == ""
+    assert curate_cli(curate_argv(curation_world.server, out)) == 0  # released: it runs
 
 
 def test_per_state_hoeffding_check():

@@ -62,3 +62,36 @@ def test_atomic_write_keeps_the_old_file_when_the_write_fails(tmp_path, monkeypa
     with pytest.raises(OSError, match="disk full"):
         write_text_atomic(path, "new\n" * 1000)
     assert path.read_text() == "old\n" and [p.name for p in tmp_path.iterdir()] == ["results.jsonl"]
+
+
+def test_exclusive_use_refuses_a_second_holder_and_frees_on_exit(tmp_path):
+    from gcop_env.utils.files import InUse, exclusive_use
+
+    run_dir, out_file = tmp_path / "run", tmp_path / "out.jsonl"
+    run_dir.mkdir()
+    for target in (run_dir, out_file):
+        with exclusive_use(target, "job"):
+            with pytest.raises(InUse, match=f"{target} is in use by another job"):
+                with exclusive_use(target, "job"):
+                    pass
+        with exclusive_use(target, "job"):  # released when the block ends
+            pass
+    assert out_file.is_file() and list(run_dir.iterdir()) == []  # no lock file left in a run dir
+
+
+@pytest.mark.parametrize("text, written", [
+    ("answer \ud800 ok", "answer \ufffd ok"),            # a lone high surrogate
+    ("\udfff", "\ufffd"),                                # a lone low one
+    ("smile \ud83d\ude00", "smile \U0001F600"),          # a pair as two code points: the character it encodes
+    ("plain é ✓", "plain é ✓"),
+])
+def test_rows_with_surrogates_are_always_writable_and_read_back(tmp_path, text, written):
+    # issue 24, item 9: a lone surrogate in a (paid) core reply crashed the records writer, and every resume
+    # crashed the same way from the cache. Written records are valid UTF-8 the reader accepts.
+    from gcop_env.utils.files import write_text_atomic
+
+    path = tmp_path / "rows.jsonl"
+    JsonlAppender(path).append({"core_output": text, "n": 1})
+    assert read_jsonl_rows(path) == [{"core_output": written, "n": 1}]
+    write_text_atomic(tmp_path / "summary.json", json.dumps({"name": text}, ensure_ascii=False))
+    assert json.loads((tmp_path / "summary.json").read_text(encoding="utf-8")) == {"name": written}

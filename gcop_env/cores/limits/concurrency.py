@@ -6,7 +6,7 @@ import threading
 from contextlib import contextmanager
 from typing import Iterator
 
-from gcop_env.cores.limits.config import _env_number
+from gcop_env.utils.environ import env_limit
 
 _global_lock = threading.Lock()
 _global_cap: tuple[int | None, threading.BoundedSemaphore | None] | None = None
@@ -29,10 +29,7 @@ def max_concurrency() -> int | None:
     global _global_cap
     with _global_lock:
         if _global_cap is None:
-            raw = _env_number("GCOP_MAX_CONCURRENCY")
-            if raw is not None and (raw != int(raw) or raw < 1):
-                raise ValueError(f"GCOP_MAX_CONCURRENCY={raw!r} must be a whole number >= 1 (or unset)")
-            n = int(raw) if raw is not None else None
+            n = env_limit("GCOP_MAX_CONCURRENCY", what="requests in flight in this process", integer=True)
             _global_cap = (n, threading.BoundedSemaphore(n) if n else None)
         return _global_cap[0]
 

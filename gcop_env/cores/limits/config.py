@@ -9,6 +9,8 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
+from gcop_env.utils.environ import EnvVarError, env_dir, env_limit
+
 ENV_VARS = {"rpm": "GCOP_RPM", "itpm": "GCOP_ITPM", "otpm": "GCOP_OTPM"}
 _KEYS = {"rpm": "rpm", "itpm": "itpm", "otpm": "otpm", "concurrency": "max_concurrency",
          "max_concurrency": "max_concurrency"}
@@ -78,9 +80,14 @@ class RateLimits:
                                  f"rpm, itpm, otpm, concurrency (e.g. 'rpm:50,itpm:50000'), or 'off'")
             value = value.strip()
             try:
-                number = None if value.lower() in {"off", "none"} else float(value)
+                number = None if value.lower() in {"off", "none", "unlimited"} else float(value)
             except ValueError:
                 raise ValueError(f"invalid number {value!r} for {key} in rate limits {text!r}") from None
+            if number == 0:  # 0 is no limit, as for GCOP_RPM (the README says so)
+                number = None
+            if number is not None and (not math.isfinite(number) or number < 1):
+                raise ValueError(f"{key} must be a finite number >= 1, or 0 / off for no limit, got {value!r} in "
+                                 f"{text!r}")
             if field_name == "max_concurrency" and number is not None:
                 if number != int(number):
                     raise ValueError(f"concurrency must be a whole number, got {value!r} in {text!r}")
@@ -91,14 +98,12 @@ class RateLimits:
 
 # -- configuration from the environment --------------------------------------------------------
 
+_WHAT = {"GCOP_RPM": "requests per minute", "GCOP_ITPM": "input tokens per minute",
+         "GCOP_OTPM": "output tokens per minute"}
+
+
 def _env_number(name: str) -> float | None:
-    raw = os.environ.get(name, "").strip()
-    if not raw or raw.lower() in {"off", "none", "0"}:
-        return None
-    try:
-        return float(raw)
-    except ValueError:
-        raise ValueError(f"{name}={raw!r} is not a number; set a limit per minute (e.g. {name}=50) or unset it") from None
+    return env_limit(name, what=_WHAT.get(name, "a limit per minute"))
 
 
 def env_limits(spec: str, backend_model: str) -> RateLimits:
@@ -106,10 +111,10 @@ def env_limits(spec: str, backend_model: str) -> RateLimits:
 
     ``GCOP_RPM`` / ``GCOP_ITPM`` / ``GCOP_OTPM`` apply to every remote endpoint;
     ``GCOP_RATE_LIMITS="SPEC=rpm:50,itpm:50000;SPEC2=off"`` overrides them per core spec (the
-    full spec, or ``backend:model`` for every base URL of that model).
+    full spec, or ``backend:model`` for every base URL of that model). ``0`` or ``off`` is no limit.
+    A malformed setting is an :class:`~gcop_env.utils.environ.EnvVarError` naming the variable.
     """
-    limits = RateLimits(**{f: _env_number(var) for f, var in ENV_VARS.items()},
-                        shared_dir=os.environ.get("GCOP_RATE_LIMIT_DIR") or None)
+    limits = RateLimits(**{f: _env_number(var) for f, var in ENV_VARS.items()}, shared_dir=env_dir("GCOP_RATE_LIMIT_DIR"))
     overrides = _parse_overrides(os.environ.get("GCOP_RATE_LIMITS", ""))
     for key in (backend_model, spec):  # the exact spec wins over backend:model
         if key in overrides:
@@ -117,14 +122,25 @@ def env_limits(spec: str, backend_model: str) -> RateLimits:
     return limits
 
 
+def check_env_limits() -> None:
+    """Read every rate-limit variable once (``gcop`` commands call it before any work)."""
+    for var in ENV_VARS.values():
+        _env_number(var)
+    env_dir("GCOP_RATE_LIMIT_DIR")
+    _parse_overrides(os.environ.get("GCOP_RATE_LIMITS", ""))
+
+
 def _parse_overrides(text: str) -> dict[str, str]:
     overrides = {}
     for entry in filter(None, (part.strip() for part in text.split(";"))):
         spec, sep, settings = entry.rpartition("=")  # a spec may hold "=" (?api_version=...), settings never
         if not sep or ":" not in spec:
-            raise ValueError(f"invalid GCOP_RATE_LIMITS entry {entry!r}; expected SPEC=rpm:N,itpm:N,otpm:N,"
-                             f"concurrency:N (entries separated by ';'), e.g. "
-                             f"'anthropic:claude-haiku-4-5-20251001=rpm:50,itpm:50000'")
-        RateLimits.parse(settings)  # a typo fails here, naming the entry, not at the first call
+            raise EnvVarError(f"invalid GCOP_RATE_LIMITS entry {entry!r}; expected SPEC=rpm:N,itpm:N,otpm:N,"
+                              f"concurrency:N (entries separated by ';'), e.g. "
+                              f"'anthropic:claude-haiku-4-5-20251001=rpm:50,itpm:50000'")
+        try:
+            RateLimits.parse(settings)  # a typo fails here, naming the entry, not at the first call
+        except ValueError as exc:
+            raise EnvVarError(f"GCOP_RATE_LIMITS entry {entry!r}: {exc}") from None
         overrides[spec.strip()] = settings
     return overrides

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import email.utils
+import math
 import re
 import threading
 import time
@@ -30,17 +31,22 @@ _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|h|m|s)")
 
 
 def parse_duration(text: str) -> float | None:
-    """OpenAI's reset durations: ``"1s"``, ``"6m0s"``, ``"20ms"``, ``"1h2m3.5s"``, or plain seconds."""
+    """OpenAI's reset durations: ``"1s"``, ``"6m0s"``, ``"20ms"``, ``"1h2m3.5s"``, or plain seconds.
+
+    None for anything else, a negative, NaN or infinite number included: a server's garbage is
+    treated as absent, never slept on."""
     text = text.strip()
-    try:
-        return float(text)
-    except ValueError:
-        pass
+    seconds = _number(text)
+    if seconds is not None:
+        return seconds if seconds >= 0 else None
+    if text.lower().lstrip("+-") in ("nan", "inf", "infinity"):
+        return None
     parts = _DURATION.findall(text)
     if not parts or "".join(n + u for n, u in parts) != text:
         return None
     scale = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}
-    return sum(float(n) * scale[u] for n, u in parts)
+    total = sum(float(n) * scale[u] for n, u in parts)
+    return total if math.isfinite(total) else None
 
 
 def parse_reset_time(text: str, now: float | None = None) -> float | None:
@@ -52,7 +58,7 @@ def parse_reset_time(text: str, now: float | None = None) -> float | None:
     except ValueError:
         try:
             when = email.utils.parsedate_to_datetime(text)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
             return parse_duration(text)
     if when.tzinfo is None:
         return None
@@ -60,12 +66,20 @@ def parse_reset_time(text: str, now: float | None = None) -> float | None:
 
 
 def _number(text: str | None) -> float | None:
+    """A header's number; None when it is absent or not a finite number ("nan", "-inf", "1e999")."""
     if text is None:
         return None
     try:
-        return float(text)
+        value = float(text)
     except ValueError:
         return None
+    return value if math.isfinite(value) else None
+
+
+def _count(text: str | None) -> float | None:
+    """A quota's limit or remaining amount: a finite number, negative ones read as 0 (spent)."""
+    value = _number(text)
+    return None if value is None else max(0.0, value)
 
 
 def parse_rate_headers(headers: Mapping[str, str] | None, now: float | None = None) -> dict[str, ServerQuota]:
@@ -80,34 +94,37 @@ def parse_rate_headers(headers: Mapping[str, str] | None, now: float | None = No
         prefix = f"anthropic-ratelimit-{name}-"
         if any(k.startswith(prefix) for k in h):
             reset = h.get(prefix + "reset")
-            quotas[resource] = ServerQuota(resource, _number(h.get(prefix + "limit")), _number(h.get(prefix + "remaining")),
+            quotas[resource] = ServerQuota(resource, _count(h.get(prefix + "limit")), _count(h.get(prefix + "remaining")),
                                            parse_reset_time(reset, now) if reset else None)
     for name, resource in _OPENAI.items():
         keys = [f"x-ratelimit-{part}-{name}" for part in ("limit", "remaining", "reset")]
         if any(k in h for k in keys):
             reset = h.get(keys[2])
-            quotas[resource] = ServerQuota(resource, _number(h.get(keys[0])), _number(h.get(keys[1])),
+            quotas[resource] = ServerQuota(resource, _count(h.get(keys[0])), _count(h.get(keys[1])),
                                            parse_duration(reset) if reset else None)
     return quotas
 
 
 def retry_after_from_headers(headers: Mapping[str, str] | None) -> float | None:
-    """Seconds the server asked us to wait (``retry-after-ms`` or ``retry-after``), if any."""
+    """Seconds the server asked us to wait (``retry-after-ms`` or ``retry-after``), if any: >= 0
+    (a negative value means now), finite (NaN or infinity counts as absent). Callers cap it."""
     if not headers:
         return None
     h = {str(k).lower(): str(v) for k, v in headers.items()}
     ms = _number(h.get("retry-after-ms"))
     if ms is not None:
-        return ms / 1000.0
+        return max(0.0, ms / 1000.0)  # a negative wait is "now"; NaN or infinite was dropped as absent
     value = h.get("retry-after")
     if not value:
         return None
     seconds = _number(value)
     if seconds is not None:
-        return seconds
+        return max(0.0, seconds)
     try:
         parsed = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
+        return None
+    if parsed.tzinfo is None:
         return None
     return max(0.0, parsed.timestamp() - time.time())
 

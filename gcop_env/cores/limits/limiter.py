@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
-import os
+import numbers
 import threading
 import time
 from collections.abc import Mapping
@@ -14,12 +14,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, TypeVar
 
-from gcop_env.cores.base import CoreError
+from gcop_env.cores.base import CallInterrupted, CoreError
 from gcop_env.cores.limits.concurrency import _global_slot
 from gcop_env.cores.limits.config import RateLimits
 from gcop_env.cores.limits.headers import ServerQuota, _reported, parse_rate_headers, retry_after_from_headers
-from gcop_env.cores.limits.ledger import RESOURCES, _FileStore, _MemoryStore, _pid_alive
+from gcop_env.cores.limits.ledger import RESOURCES, _FileStore, _MemoryStore, stale_ticket, ticket_id
 from gcop_env.cores.limits.need import Need, Ticket
+from gcop_env.utils.interrupt import stop_signalled
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -28,6 +29,7 @@ SLOTS_PER_WINDOW = 600
 DEFAULT_PAUSE_S = 1.0  # a 429 that says nothing of when to come back
 MAX_PAUSE_S = 120.0  # never stop an endpoint longer than this on one server reply
 FILE_POLL_S = 0.05  # how often a waiter re-reads a shared ledger that another process may free
+STOP_POLL_S = 0.25  # how often a waiter looks whether the user asked to stop
 
 
 @dataclass(frozen=True)
@@ -119,7 +121,10 @@ class EndpointLimiter:
                                 f"shared_dir", transient=False) from exc
 
     def acquire(self, need: Need) -> Ticket:
-        """Wait until ``need`` fits every limit, then book it."""
+        """Wait until ``need`` fits every limit, then book it.
+
+        The user's first Ctrl-C / SIGTERM ends the wait (:class:`~gcop_env.cores.base.CallInterrupted`,
+        nothing sent): a wait that may never end (a booking that never settles) never holds a run."""
         first_reason = None
         with self._cond:
             while True:
@@ -130,9 +135,14 @@ class EndpointLimiter:
                         self._waits[first_reason] = self._waits.get(first_reason, 0) + 1
                     return ticket
                 first_reason = first_reason or reason
+                if stop_signalled():
+                    raise CallInterrupted(f"{self.key}: stopped while waiting for the rate limit ({first_reason}); "
+                                          f"nothing was sent")
+                if wait is not None:  # never a negative, NaN or endless sleep, whatever a ledger holds
+                    wait = min(max(wait, 0.0), MAX_PAUSE_S) if math.isfinite(wait) else DEFAULT_PAUSE_S
                 if self._store.shared:  # another process may free room at any time
                     wait = FILE_POLL_S if wait is None else min(wait, FILE_POLL_S)
-                self._cond.wait(timeout=wait)
+                self._cond.wait(timeout=STOP_POLL_S if wait is None else min(wait, STOP_POLL_S))
 
     def in_window(self) -> dict[str, float]:
         """What is booked in the current window per limited resource (requests, tokens) and in flight."""
@@ -148,7 +158,9 @@ class EndpointLimiter:
         actual = {"requests": 1}
         for resource in ("input_tokens", "output_tokens"):
             used = usage.get(resource)
-            actual[resource] = ticket.booked.get(resource, 0) if used is None else max(0, int(used))
+            valid = isinstance(used, numbers.Real) and not isinstance(used, bool) and math.isfinite(used) and used >= 0
+            # what the server reported; a count that is not one (a CoreResponse never holds one) keeps the booking
+            actual[resource] = int(used) if valid else ticket.booked.get(resource, 0)
         self._release(ticket, actual, headers, status=None, retry_after=None)
 
     def _failed(self, ticket: Ticket, exc: BaseException) -> None:
@@ -191,7 +203,7 @@ class EndpointLimiter:
                         state["server"][resource] = [quota.remaining, now + min(quota.reset_after_s, MAX_PAUSE_S)]
             if status in (429, 529):
                 self._rate_limited += 1
-                pause = retry_after
+                pause = retry_after if retry_after is not None and math.isfinite(retry_after) else None
                 if pause is None:
                     spent = [q.reset_after_s for q in quotas.values()
                              if q.remaining is not None and q.remaining <= 0 and q.reset_after_s is not None]
@@ -217,10 +229,8 @@ class EndpointLimiter:
         for resource, (remaining, reset_at) in list(state["server"].items()):
             if reset_at <= now:
                 del state["server"][resource]
-        if self._store.shared:
-            dead = {p for p in {t.split(":")[0] for t in state["pending"]}
-                    if int(p) != os.getpid() and not _pid_alive(int(p))}
-            for ticket in [t for t in state["pending"] if t.split(":")[0] in dead]:
+        if self._store.shared:  # a killed process's bookings (its pid gone or reused, or too old) are dropped
+            for ticket in [t for t in state["pending"] if stale_ticket(t, now)]:
                 del state["pending"][ticket]
         if state["paused_until"] - now > MAX_PAUSE_S:  # a ledger from another clock: ignore
             state["paused_until"] = 0.0
@@ -265,6 +275,6 @@ class EndpointLimiter:
         for resource, entry in state["server"].items():
             entry[0] -= need.amount(resource)  # until the next headers say otherwise
         self._tickets += 1
-        ticket = Ticket(f"{os.getpid()}:{id(self)}:{self._tickets}", booked)
+        ticket = Ticket(ticket_id(f"{id(self)}:{self._tickets}", now), booked)
         state["pending"][ticket.id] = booked
         return ticket

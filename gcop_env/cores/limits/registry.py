@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import os
 import threading
 from collections.abc import Mapping
 from typing import Any
@@ -14,6 +13,7 @@ from gcop_env.cores.limits import concurrency
 from gcop_env.cores.limits.concurrency import max_concurrency
 from gcop_env.cores.limits.config import RateLimits, env_limits
 from gcop_env.cores.limits.limiter import EndpointLimiter
+from gcop_env.utils.environ import env_dir
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +40,7 @@ def resolve_limits(core: Any, limits: RateLimits | Mapping[str, Any] | None) -> 
         raise TypeError(f"limits must be a RateLimits, a dict of its fields or None, got {type(limits).__name__}")
     remote = hasattr(core, "resolved_base_url")
     from_env = env_limits(core.spec, f"{core.backend}:{core.model}") if remote else RateLimits(
-        shared_dir=os.environ.get("GCOP_RATE_LIMIT_DIR") or None)
+        shared_dir=env_dir("GCOP_RATE_LIMIT_DIR"))
     if limits is None:
         return from_env
     if limits.shared_dir is None and from_env.shared_dir:
