@@ -34,6 +34,7 @@ for a plain template; both train the same reward::
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 

@@ -187,9 +187,8 @@ def plot_turns(tables: list, path: Any = None):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from gcop_env.evaluation.report import (  # report imports this module lazily
-        finish_figure,
-        symlog_threshold,
+    from gcop_env.evaluation.report import (
+        symlog_threshold,  # report imports this module lazily
     )
 
     fig, axes = plt.subplots(len(tables), 2, figsize=(12.8, 4.8 * len(tables)), squeeze=False)
@@ -233,6 +232,19 @@ def plot_turns(tables: list, path: Any = None):
         ax_cost.set_ylabel("solved after turn t (Pass@1, 95% CI)")
         ax_cost.set_title(f"{table.title}: accuracy vs cumulative cost")
     return finish_figure(fig, axes.ravel(), path)
+
+
+def finish_figure(fig, axes, path: Any):
+    """The turns figure's finish: an accuracy axis from 0 to 1, a grid and a legend on every axis; the
+    figure is saved to ``path`` (when given) and returned."""
+    for ax in axes:
+        ax.set_ylim(-0.02, 1.02)
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    if path is not None:
+        fig.savefig(path, dpi=120)
+    return fig
 
 
 def _turn_labels(turns, xs, ys) -> list[tuple[str, float, float]]:

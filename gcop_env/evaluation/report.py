@@ -509,19 +509,6 @@ def plot_reward_cost(tables: list[TaskTable], path: Path | None = None):
     return fig
 
 
-def finish_figure(fig, axes, path: Path | None):
-    """The turns figure's finish: an accuracy axis from 0 to 1, a grid and a legend on every axis; the
-    figure is saved to ``path`` (when given) and returned."""
-    for ax in axes:
-        ax.set_ylim(-0.02, 1.02)
-        ax.grid(True, which="both", alpha=0.3)
-        ax.legend(fontsize=8, loc="lower right")
-    fig.tight_layout()
-    if path is not None:
-        fig.savefig(path, dpi=120)
-    return fig
-
-
 def _log_range(values: list[float]) -> tuple[float, float]:
     """A log axis over ``values`` with a margin of a quarter of their span (at least 0.15 decades)
     each side: room for the labels, which move to the left of a point near the right edge."""
