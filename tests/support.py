@@ -268,3 +268,36 @@ def import_adapter_library(module: str, extra: str):
                         pytrace=False)
         pytest.skip(f"{module} is not installed here: `bash scripts/test.sh` runs these tests in the "
                     f"{extra} venv (.venv-{extra}, `pip install 'gcop-env[{extra}]'`)", allow_module_level=True)
+
+
+# -- multi-turn episodes (issue 20) ---------------------------------------------------------------
+MT_FIRST = "<think>Plan.</think><strategy>List every quantity and add them up.</strategy>"
+
+
+class FeedbackSolver:
+    """A fake core for GSM8K: it answers gold + 1 unless the strategy says to avoid that very number,
+    which a guide can only know from the feedback ("the solver's final answer was N, which is wrong")."""
+
+    def __init__(self):
+        self.golds = gsm8k_golds(20)
+
+    def wrong(self, prompt: str) -> str:
+        gold = next(g for q, g in self.golds.items() if q in prompt)
+        return str(int(float(gold)) + 1)
+
+    def __call__(self, prompt: str) -> str:
+        if prompt.startswith("You review a strategy"):
+            return '{"usefulness": 8, "specificity": 6, "leaks_answer": false}'
+        gold = next(g for q, g in self.golds.items() if q in prompt)
+        wrong = str(int(float(gold)) + 1)
+        strategy = prompt.split("Suggested strategy:", 1)[1] if "Suggested strategy:" in prompt else ""
+        answer = gold if f"avoid {wrong}" in strategy else wrong
+        return f"Working through it, the total is {answer}.\n\\boxed{{{answer}}}"
+
+
+def reviser(observation: str) -> str:
+    """The scripted guide's second turn: it reads the wrong number from the feedback."""
+    wrong = re.search(r"The solver's final answer was (\S+), which is wrong\.", observation).group(1)
+    return f"<think>It said {wrong}.</think><strategy>Recompute every step and avoid {wrong}, it was wrong.</strategy>"
+
+

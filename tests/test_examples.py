@@ -130,3 +130,43 @@ def test_prepared_gemma_is_every_examples_default_guide_offline(solver_server, g
     adapter = TRLAdapter(gym.make("GCoP-GSM8K-v0", core=core, data_files=str(gsm8k_dir), limit=2))
     assert "environment_factory" in adapter.trainer_kwargs(AutoTokenizer.from_pretrained(default_guide(tools=True)))
     adapter.close()
+
+
+def test_multiturn_grpo_loop_example_updates_each_turn_by_its_advantage(fake_llm, tiny_gsm8k_guide, monkeypatch):
+    """examples/multiturn_grpo_loop.py with the tiny guide, whose sampling is scripted (an untrained model
+    never writes a strategy): a coin decides between a malformed reply and the right move for the turn
+    (turn 1: a plan; later: avoid the number the feedback called wrong), so groups differ and the
+    per-turn advantages move the weights."""
+    import random
+    import runpy
+
+    import torch
+    from support import GSM8K_DIR, MT_FIRST, FeedbackSolver, reviser
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    server = fake_llm(FeedbackSolver())
+    tokenizer = AutoTokenizer.from_pretrained(tiny_gsm8k_guide)
+    model = AutoModelForCausalLM.from_pretrained(tiny_gsm8k_guide)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    coin = random.Random(0)
+
+    def scripted_generate(input_ids, attention_mask=None, **_):
+        prompt = tokenizer.decode(input_ids[0])
+        if coin.random() < 0.4:
+            reply = "no tags, just words"
+        else:
+            told = prompt.rfind("The solver's final answer was")  # the last feedback that named a number
+            reply = reviser(prompt[told:]) if told >= 0 else MT_FIRST
+        ids = tokenizer(reply + "<|im_end|>", add_special_tokens=False, return_tensors="pt")["input_ids"]
+        return torch.cat([input_ids, ids], dim=1)
+
+    monkeypatch.setattr(model, "generate", scripted_generate)
+    monkeypatch.setattr(AutoModelForCausalLM, "from_pretrained", lambda *a, **k: model)
+    main = runpy.run_path(str(EXAMPLES / "multiturn_grpo_loop.py"))["main"]
+    history = main(["--guide", str(tiny_gsm8k_guide), "--core", f"openai:solver@{server.openai_base_url}",
+                    "--data-files", str(GSM8K_DIR), "--split", "test", "--limit", "2", "--steps", "3",
+                    "--group", "4", "--lr", "1e-2"])
+    assert len(history) == 3 and all(h["scored"] == 4 and h["infra_skipped"] == 0 for h in history)
+    assert sum(h["solved"] for h in history) > 0 and any(h["mean_turns"] > 1 for h in history)
+    assert sum(h["turn1_success"] for h in history) == 0  # turn 1 never solves: only a revision can
+    assert any(not torch.equal(before[k], v) for k, v in model.state_dict().items())

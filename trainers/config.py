@@ -123,6 +123,11 @@ class SFTRunConfig(TrainRunOptions):
     num_train_epochs: float = option(3.0, "epochs when max_steps is -1", lo=0, lo_open=True)
     max_length: int = option(4096, "longest tokenized example; longer ones are truncated", lo=1)
     min_q_hat: float | None = option(None, "also drop accepted rows whose q̂ is below this", lo=0, hi=1)
+    revision_turns: bool = option(True, "also train revision turns: each row accepted after refinement becomes a "
+                                        "multi-turn example (failed replies and the env's feedback as context, the "
+                                        "accepted strategy as the target)", group="multi-turn")
+    max_turns: int = option(3, "the N of the revision observations' 'attempt t of N' (the env's max_turns); longer "
+                               "refinement chains make no revision example", lo=2, group="multi-turn")
 
     def __post_init__(self) -> None:
         validate_fields(self)
@@ -193,6 +198,15 @@ class GRPORunConfig(TrainRunOptions, CoreCallOptions):
     vllm_gpu_memory_utilization: float = option(0.3, "GPU memory share of vLLM in colocate mode",
                                               lo=0, hi=1, lo_open=True)
     validator_options: dict = option({}, "keyword arguments for the task's validator, as JSON")
+    max_turns: int = option(1, "guide turns per episode: after a failed turn the guide sees the core's answer and "
+                               "the validator's feedback and revises its strategy (1 = single-turn GRPO)", lo=1,
+                            group="multi-turn")
+    credit: str = option("improvement", "how each turn's tokens are credited: improvement (u_t − u_{t−1} − c_t), "
+                                        "final (the episode's value for every turn) or turn (s_t); see "
+                                        "gcop_env.step.credit", choices=("improvement", "final", "turn"),
+                         group="multi-turn")
+    core_history: str = option("fresh", "fresh: the core answers each turn anew; previous: it also sees its previous "
+                                        "attempt and the feedback", choices=("fresh", "previous"), group="multi-turn")
 
     def __post_init__(self) -> None:
         validate_fields(self)

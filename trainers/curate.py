@@ -20,6 +20,15 @@ says something only when δ ≤ Â_s − ε. The report gives the share of state
 Refined proposals are not draws from the teacher's distribution (they were conditioned on the
 core's failures), so they are counted separately and are not covered by the guarantee.
 
+Multi-turn SFT (issue 20): a refinement chain is also the record of a multi-turn episode in which
+the teacher played the guide. Each round record that a refinement followed keeps the teacher's reply
+(``guide_output``), one failing answer of the core (``core_output``, bounded as the env bounds it)
+and the *env's* feedback on it (``feedback``: :mod:`gcop_env.step.feedback`, which never holds the
+gold or a reward test; the teacher's own refinement prompt, which shows the checker's details and
+the reference solution, is not what the guide will see). ``gcop sft`` turns a row accepted after
+refinement into a revision example: the guide's turns up to the accepted strategy, in the env's
+observations (:func:`gcop_env.trainers.sft.revision_example`).
+
 Resumable: a row is appended and fsynced as each problem finishes; a re-run with the same
 ``--out`` skips finished problems, and the response cache makes the calls already made for an
 unfinished problem free. An infrastructure failure (API down after retries) is not a rejection:
@@ -48,6 +57,8 @@ from gcop_env.cores.base import CoreRequest, Message, SamplingParams
 from gcop_env.cores.options import core_from_options
 from gcop_env.utils.interrupt import StopRequest, completed_until_stopped
 from gcop_env.problem import Problem
+from gcop_env.step.episode import DEFAULT_MAX_ANSWER_CHARS, bounded
+from gcop_env.step.feedback import FeedbackUnavailable, feedback_source_for, structure_feedback
 from gcop_env.step.prompts import teacher_prompt, teacher_refine_prompt
 from gcop_env.step.reward import RewardConfig
 from gcop_env.step.scoring import GuideScorer
@@ -218,6 +229,7 @@ class Curator:
             sampling=SamplingParams(config.core_temperature, config.core_top_p, config.core_max_tokens),
             max_strategy_chars=config.max_strategy_chars)
         self.teacher_sampling = SamplingParams(config.teacher_temperature, 1.0, config.teacher_max_tokens)
+        self.feedback = feedback_source_for(self.validator)  # what a guide would be told (multi-turn SFT)
 
     # -- one problem ---------------------------------------------------------------------------
     def _ask_teacher(self, prompt: str, round_index: int) -> Any:
@@ -251,11 +263,14 @@ class Curator:
         if round_index == 0:
             record["draw"] = sample_index
         candidate = None
+        failing = None  # one failing core run, for the env's feedback on this round (multi-turn SFT)
         if not parsed.structure_ok:
             record["reason"] = f"malformed: {parsed.message}"
             feedback = (f"Your reply was not in the required format ({parsed.message}). Reply with one "
                         "<think>…</think> block followed by exactly one non-empty <strategy>…</strategy> block.")
             previous = reply.text.strip()[:cfg.feedback_chars] or "(empty)"
+            record["guide_output"] = reply.text
+            record["feedback"] = structure_feedback(parsed).text
         elif self.validator.leaks(problem, parsed.strategy):
             record["reason"] = "leak: the strategy states the answer"
             feedback = "Your strategy gives away the final answer. Describe how to get there, not the result."
@@ -291,9 +306,11 @@ class Curator:
                             f"{answer[-cfg.feedback_chars:]}\n"
                             f"The checker reported: {_short(details, cfg.feedback_chars)}")
                 previous = parsed.strategy
+                record["guide_output"] = guide_output
+                record["core_output"] = bounded(failing.core_output or "", DEFAULT_MAX_ANSWER_CHARS)
         accepted = candidate is not None and candidate["q_hat"] >= cfg.tau
         return {"record": record, "candidate": candidate, "accepted": accepted, "cost_usd": cost_usd,
-                "spent_usd": spent_usd,
+                "spent_usd": spent_usd, "failing": failing,
                 "refine_prompt": None if accepted else teacher_refine_prompt(problem.question, solution, previous,
                                                                              feedback)}
 
@@ -326,6 +343,8 @@ class Curator:
                              accepted_from="teacher_draw", **draw_stats)
         best_candidate = best["candidate"]
         prompt = best["refine_prompt"]
+        if cfg.max_rounds:
+            self._env_feedback(problem, best)
         for round_index in range(1, 1 + cfg.max_rounds):
             result = self._propose(problem, prompt, round_index, solution, round_index)
             cost_usd += result["cost_usd"]
@@ -337,9 +356,28 @@ class Curator:
             if result["accepted"]:
                 return self._row(problem, candidate, True, rounds, cost_usd, spent_usd,
                                  accepted_from="refinement", **draw_stats)
+            if round_index < cfg.max_rounds:
+                self._env_feedback(problem, result)
             prompt = result["refine_prompt"]
         return self._row(problem, best_candidate, False, rounds, cost_usd, spent_usd, accepted_from=None,
                          **draw_stats)
+
+    def _env_feedback(self, problem: Problem, proposal: dict[str, Any]) -> None:
+        """Record the env's feedback on the proposal's failing core answer (what a guide would see).
+
+        Nothing is recorded when the feedback cannot be written (the sandbox failed on the feedback
+        tests): the row then makes no revision example, and curation goes on.
+        """
+        failing, record = proposal.get("failing"), proposal["record"]
+        if failing is None or failing.validation is None or "core_output" not in record:
+            return
+        try:
+            text = self.feedback.feedback(self.feedback.prepare(problem), failing.core_output or "",
+                                          failing.validation).text
+        except FeedbackUnavailable as exc:
+            log.warning("problem %s: no multi-turn feedback for round %s (%s)", problem.task_id, record["round"], exc)
+            return
+        record["feedback"] = text
 
     def _row(self, problem: Problem, best: dict[str, Any] | None, accepted: bool, rounds: list[dict],
              cost_usd: float, spent_usd: float, **extra: Any) -> dict[str, Any]:

@@ -73,6 +73,17 @@ log = logging.getLogger(__name__)
 METRIC_PREFIX = "gcop/"
 
 
+def log_batch(log_metric: Callable[[str, float], None], metrics: dict[str, list[float]], n: int, errors: int,
+              cost_usd: float, spent_usd: float) -> None:
+    """Log a scored batch of ``n`` completions: each metric's mean, the batch's cost and its infra-error rate."""
+    for name, values in metrics.items():
+        if values:
+            log_metric(METRIC_PREFIX + name, sum(values) / len(values))
+    log_metric(METRIC_PREFIX + "cost_usd", cost_usd)
+    log_metric(METRIC_PREFIX + "spent_usd", spent_usd)
+    log_metric(METRIC_PREFIX + "infra_error_rate", errors / max(1, n))
+
+
 @dataclass
 class RewardTotals:
     """Running totals over every completion the reward function scored."""
@@ -91,6 +102,17 @@ class RewardTotals:
 
     def means(self) -> dict[str, float]:
         return {name: self.sums[name] / self.counts[name] for name in self.sums if self.counts[name]}
+
+    def add_batch(self, metrics: dict[str, list[float]], n: int, errors: int, cost_usd: float,
+                  spent_usd: float) -> None:
+        """Add one scored batch of ``n`` completions (the caller holds the reward's lock)."""
+        self.completions += n
+        self.infra_errors += errors
+        self.structure_ok += int(sum(metrics["structure_ok"]))
+        self.cost_usd += cost_usd
+        self.spent_usd += spent_usd
+        for name, values in metrics.items():
+            self.add(name, values)
 
     def merged(self, others: Sequence["RewardTotals"]) -> "RewardTotals":
         """These totals plus ``others`` (e.g. every training process's, each scoring its own slice)."""
@@ -208,21 +230,9 @@ class ShapedReward:
         cost_usd = sum(o.cost.as_dict()["total_usd"] for o in outcomes)
         spent_usd = sum(o.cost.as_dict()["total_spent_usd"] for o in outcomes)
         with self._lock:
-            t = self.totals
-            t.completions += len(outcomes)
-            t.infra_errors += errors
-            t.structure_ok += int(sum(metrics["structure_ok"]))
-            t.cost_usd += cost_usd
-            t.spent_usd += spent_usd
-            for name, values in metrics.items():
-                t.add(name, values)
+            self.totals.add_batch(metrics, len(outcomes), errors, cost_usd, spent_usd)
         if log_metric is not None:
-            for name, values in metrics.items():
-                if values:
-                    log_metric(METRIC_PREFIX + name, sum(values) / len(values))
-            log_metric(METRIC_PREFIX + "cost_usd", cost_usd)
-            log_metric(METRIC_PREFIX + "spent_usd", spent_usd)
-            log_metric(METRIC_PREFIX + "infra_error_rate", errors / max(1, len(outcomes)))
+            log_batch(log_metric, metrics, len(outcomes), errors, cost_usd, spent_usd)
             # Status "tampered": the reward-hack monitor caught the core's code gaming the tests.
             scored = [o for o in outcomes if o.error is None]
             tampered = sum(o.validation is not None and o.validation.status.value == "tampered" for o in scored)
@@ -286,6 +296,10 @@ def build_grpo_trainer(config: GRPORunConfig, scorer: GuideScorer | None = None)
     ``reward_mode="async"`` (the default), a :class:`ShapedReward` with ``"sync"``; both have
     ``totals``, ``scorer`` and ``close()``.
     """
+    if getattr(config, "max_turns", 1) > 1:  # multi-turn episodes: gcop_env.trainers.multiturn_grpo
+        from gcop_env.trainers.multiturn_grpo import build_multiturn_grpo_trainer
+        return build_multiturn_grpo_trainer(config, scorer)
+
     from trl import GRPOConfig
 
     from gcop_env.trainers.async_reward import AsyncShapedReward
@@ -313,22 +327,25 @@ def build_grpo_trainer(config: GRPORunConfig, scorer: GuideScorer | None = None)
     return trainer, reward
 
 
+def sample_reply(model: Any, tokenizer: Any, messages: list[dict[str, str]], temperature: float, top_p: float,
+                 max_new_tokens: int) -> str:
+    """One sampled reply of the guide to a chat (its template, the generation prompt added)."""
+    import torch
+
+    ids = tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt", return_dict=True)
+    ids = {k: v.to(model.device) for k, v in ids.items()}
+    with torch.no_grad():
+        out = model.generate(**ids, do_sample=True, temperature=temperature, top_p=top_p,
+                             max_new_tokens=max_new_tokens, pad_token_id=tokenizer.pad_token_id)
+    return tokenizer.decode(out[0, ids["input_ids"].shape[1]:], skip_special_tokens=True)
+
+
 def evaluate_guide(model: Any, tokenizer: Any, scorer: GuideScorer, problems: Sequence[Problem],
                    temperature: float, top_p: float, max_new_tokens: int) -> dict[str, Any]:
     """Sample one guide output per problem (the paper's eval sampling) and score it in the env."""
-    import torch
-
-    texts = []
     model.eval()
-    for problem in problems:
-        messages = [{"role": "user", "content": guide_prompt(problem.question)}]
-        ids = tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt",
-                                            return_dict=True)
-        ids = {k: v.to(model.device) for k, v in ids.items()}
-        with torch.no_grad():
-            out = model.generate(**ids, do_sample=True, temperature=temperature, top_p=top_p,
-                                 max_new_tokens=max_new_tokens, pad_token_id=tokenizer.pad_token_id)
-        texts.append(tokenizer.decode(out[0, ids["input_ids"].shape[1]:], skip_special_tokens=True))
+    texts = [sample_reply(model, tokenizer, [{"role": "user", "content": guide_prompt(problem.question)}],
+                          temperature, top_p, max_new_tokens) for problem in problems]
     outcomes = scorer.score_many(list(zip(problems, texts)))
     metrics = {f"eval_{k}": mean(v) for k, v in batch_metrics(outcomes).items()}
     metrics["eval_problems"] = len(problems)
@@ -434,9 +451,11 @@ def train_grpo(config: GRPORunConfig, scorer: GuideScorer | None = None, stop: A
         return TrainSummary(command="grpo", output_dir=config.output_dir, steps=trainer.state.global_step,
                             examples=len(trainer.train_dataset), train_runtime_s=runtime, metrics=metrics)
     model = save_final_model(trainer, trainer.processing_class, config.output_dir, merged_lora=config.lora)
+    multi_turn = {"max_turns": config.max_turns, "credit": config.credit, "core_history": config.core_history} \
+        if config.max_turns > 1 else {}
     write_recipe(config.output_dir, Recipe.ADVISOR if config.recipe == "advisor" else Recipe.EXECTUNE,
                  command="grpo", base_guide=config.guide, base_recipe=base_recipe, task=config.task, core=config.core,
-                 reward=asdict(reward.scorer.reward))
+                 reward=asdict(reward.scorer.reward), **multi_turn)
     t = run_totals(trainer, reward.totals)
     if not trainer.accelerator.is_main_process:  # one evaluation and one summary.json, by the main process
         reward.close()
@@ -450,7 +469,13 @@ def train_grpo(config: GRPORunConfig, scorer: GuideScorer | None = None, stop: A
     metrics.update(completions=t.completions, infra_errors=t.infra_errors, cost_usd=t.cost_usd,
                    spent_usd=t.spent_usd, step_time_s=runtime / max(1, trainer.state.global_step),
                    core_sampling=sampling_report(reward.scorer.core, reward.scorer.sampling))
-    if config.eval_limit > 0:
+    if config.eval_limit > 0 and config.max_turns > 1:  # the trained guide in multi-turn episodes
+        from gcop_env.trainers.multiturn_grpo import evaluate_episodes
+        metrics.update(evaluate_episodes(model, trainer.processing_class, reward.episodes,
+                                         load_problems(config, config.eval_split, config.eval_limit),
+                                         config.eval_temperature, config.eval_top_p, config.max_completion_length,
+                                         config.max_workers))
+    elif config.eval_limit > 0:
         metrics.update(evaluate_guide(model, trainer.processing_class, reward.scorer,
                                       load_problems(config, config.eval_split, config.eval_limit),
                                       config.eval_temperature, config.eval_top_p, config.max_completion_length))

@@ -9,7 +9,9 @@ GEM's contract differs from Gymnasium's in three ways this adapter absorbs:
   reward survives in the reward array, but the reward terms, the cost and the infra flag would
   be lost: :meth:`GEMGuideEnv.reset` therefore returns the previous step's full info under
   ``info["final_info"]`` (and its reward under ``info["final_reward"]``), as Gymnasium does.
-* A finished step returns GEM's ``TERMINAL_STATE`` observation, like GEM's own math envs.
+* A finished step returns GEM's ``TERMINAL_STATE`` observation, like GEM's own math envs. A
+  multi-turn env (``max_turns=N`` or ``gcop:<Task>-MultiTurn``) returns the revision prompt while
+  its episode goes on, and ``TERMINAL_STATE`` when it ends (solved, or turns used up).
 
 Sub-envs of one configuration share one set of parts per process (problems, core, response cache,
 sandbox pool, baseline table, sample counter) through the public scoring call's process handle
@@ -22,7 +24,7 @@ default ``"retry"`` then mask): a masked step is ``truncated`` with ``info["infr
 
     import gem
     from gcop_env.adapters.gem import register_gem_envs
-    register_gem_envs()                                # gcop:GSM8K, gcop:KodCode, ...
+    register_gem_envs()                                # gcop:GSM8K, gcop:GSM8K-MultiTurn, gcop:KodCode, ...
     envs = gem.make_vec(["gcop:GSM8K"] * 8, seed=0, core="anthropic:claude-haiku-4-5-20251001")
 """
 
@@ -60,7 +62,8 @@ GEM_NAMESPACE = "gcop"
 
 
 class GEMGuideEnv(GEMEnv):
-    """A GCoP env behind GEM's ``Env`` API (one problem, one guide step per episode).
+    """A GCoP env behind GEM's ``Env`` API (one problem per episode; one guide step, or up to
+    ``max_turns`` with a multi-turn id or ``max_turns=N``).
 
     Args:
         gym_id: the Gymnasium id (``"GCoP-GSM8K-v0"``; GEM keeps ``env_id`` for its own id).
@@ -97,7 +100,9 @@ class GEMGuideEnv(GEMEnv):
         return observation, info
 
     def step(self, action: str) -> tuple[str, float, bool, bool, dict[str, Any]]:
-        _, reward, terminated, truncated, info = self.env.step(action)
+        observation, reward, terminated, truncated, info = self.env.step(action)
+        if not (terminated or truncated):  # a multi-turn episode goes on: the revision prompt is next
+            return observation, float(reward), terminated, truncated, info
         self._finished = (float(reward), info)
         return TERMINAL_STATE, float(reward), terminated, truncated, info
 
@@ -117,13 +122,17 @@ class GEMGuideEnv(GEMEnv):
 
 
 def register_gem_envs(namespace: str = GEM_NAMESPACE) -> list[str]:
-    """Register every GCoP task with GEM as ``<namespace>:<Task>``; returns the ids (already registered ones are kept)."""
+    """Register every GCoP task with GEM as ``<namespace>:<Task>`` and ``<namespace>:<Task>-MultiTurn``;
+    returns the ids (already registered ones are kept)."""
     from gem.envs.registration import ENV_REGISTRY, register
 
     ids = []
     for task in registered_tasks():
-        gem_id = f"{namespace}:{task.name}"
-        if gem_id not in ENV_REGISTRY:
-            register(gem_id, entry_point=GEMGuideEnv, gym_id=task.env_id)
-        ids.append(gem_id)
+        for gem_id, gym_id in ((f"{namespace}:{task.name}", task.env_id),
+                               (f"{namespace}:{task.name}-MultiTurn", task.multiturn_env_id)):
+            if gym_id is None:
+                continue
+            if gem_id not in ENV_REGISTRY:
+                register(gem_id, entry_point=GEMGuideEnv, gym_id=gym_id)
+            ids.append(gem_id)
     return ids

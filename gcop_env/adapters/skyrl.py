@@ -10,8 +10,11 @@ this env class) and ``extras`` (the dataset row's extra fields), calls ``init(pr
 * ``extras["task_id"]`` (or ``extras["extra_info"]["task_id"]``) picks the problem; ``init`` keeps
   the row's prompt, or builds the guide prompt when the row has none.
 * ``step`` returns ``done=True`` with the shaped reward, no new observation, and the step's whole
-  info as ``metadata``. :meth:`get_metrics` gives the reward terms, cost and infra flag for
-  SkyRL's per-environment metrics.
+  info as ``metadata``. With a multi-turn env (``env_id: GCoP-GSM8K-MultiTurn-v0`` or
+  ``max_turns: N``) a failed turn returns ``done=False`` and the revision prompt as the next user
+  message (SkyRL appends it to the chat), until the episode is solved or its turns are used up;
+  ``max_turns`` is the env's. :meth:`get_metrics` gives the reward terms, cost and infra flag of
+  the last turn (and ``turns``, ``success``) for SkyRL's per-environment metrics.
 
 Trajectories with one config share the parts of one env per process (its problems, core, cache,
 validator and sample counters: all thread-safe), through the public scoring call's process handle
@@ -58,7 +61,8 @@ def shared_scoring(make_kwargs: dict[str, Any], env_id: str) -> Scoring:
 
 
 class SkyRLGuideEnv(BaseTextEnv):
-    """One guide episode for SkyRL: ``init`` from ``extras["task_id"]``, one ``step``, done."""
+    """One guide episode for SkyRL: ``init`` from ``extras["task_id"]``, one ``step`` (or up to
+    ``max_turns`` with a multi-turn env), done."""
 
     def __init__(self, env_config: Any = None, extras: Mapping[str, Any] | None = None):
         super().__init__()
@@ -76,7 +80,7 @@ class SkyRLGuideEnv(BaseTextEnv):
         self.episode = shared_scoring(config, env_id).episode()
         self.env = InfraAware(self.episode, policy=policy, retries=retries, backoff_s=backoff_s, then=InfraPolicy.MASK)
         self.task_id = task_id
-        self.max_turns = 1
+        self.max_turns = int(getattr(self.episode, "max_turns", 1))
         self._info: dict[str, Any] | None = None
 
     def init(self, prompt: list[dict[str, str]] | None = None) -> tuple[list[dict[str, str]], dict[str, Any]]:
@@ -85,16 +89,22 @@ class SkyRLGuideEnv(BaseTextEnv):
 
     def step(self, action: str) -> BaseTextEnvStepOutput:
         self.turns += 1
-        _, reward, _, _, info = self.env.step(action)
+        observation, reward, terminated, truncated, info = self.env.step(action)
         self._info = info
-        return BaseTextEnvStepOutput(observations=[], reward=float(reward), done=True, metadata=info)
+        done = bool(terminated or truncated)
+        observations = [] if done else [{"role": "user", "content": observation}]
+        return BaseTextEnvStepOutput(observations=observations, reward=float(reward), done=done, metadata=info)
 
     def get_metrics(self) -> dict[str, Any]:
         """The episode's reward terms, cost (USD) and whether infrastructure failed (numbers only)."""
         if self._info is None:
             return {}
-        metrics = score_of(self.task_id, 0.0, self._info).metrics()
-        return {name: metrics[name] for name in metrics if name not in ("spent_usd", "total_tokens")}
+        metrics = score_of(self.task_id, 0.0, self._info).metrics()  # cost_usd: the episode's so far (every turn)
+        metrics = {name: metrics[name] for name in metrics if name not in ("spent_usd", "total_tokens")}
+        if "turn" in self._info:  # a multi-turn episode
+            metrics["turns"] = float(self._info["turn"])
+            metrics["success"] = float(bool(self._info.get("success")))
+        return metrics
 
     def close(self) -> None:
         """Release this trajectory's episode; the process's shared parts stay for the others."""

@@ -15,6 +15,13 @@ in flight), which TRL awaits on its event loop alongside any other async reward 
 core samples when the core samples, from counters kept across batches (a per-process stream, so
 ``accelerate`` processes draw different samples); a re-run replays them from the cache.
 
+Multi-turn envs (``max_turns > 1``): :meth:`TRLAdapter.trainer_kwargs` gives ``rollout_func`` (a
+:class:`~gcop_env.trainers.multiturn_grpo.MultiTurnRollout`, which runs each rollout's episode: the guide
+revises after each failed turn, the revision observations are out of the loss) and the episode
+reward. A plain ``GRPOTrainer`` then gives every turn of a rollout the episode return's advantage
+(the ``final`` credit rule); :class:`~gcop_env.trainers.multiturn_grpo.MultiTurnGRPOTrainer`
+(``multiturn_trainer_class()``) gives each turn its own, by the env's credit rule.
+
 Chat templates: TRL accepts ``environment_factory`` only with a tokenizer whose chat template can
 render tool calls. :meth:`TRLAdapter.trainer_kwargs` checks that (with TRL's own check) and gives
 ``environment_factory`` plus the reward function for such a template, or the reward function alone
@@ -27,6 +34,7 @@ for a plain template; both train the same reward::
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -139,6 +147,13 @@ class TRLAdapter:
         self.reward_mode = reward_mode
         self.reward = EnvironmentReward(self.scoring, max_workers=max_workers)
         self.async_reward = AsyncShapedReward(self.reward, max_inflight=max_inflight)
+        self.max_turns = int(getattr(base, "max_turns", 1))
+        self.rollout = self.episode_reward = None
+        if self.max_turns > 1:  # a multi-turn env: TRL's rollout_func runs the episodes
+            from gcop_env.trainers.multiturn_grpo import EpisodeReward, MultiTurnRollout
+
+            self.rollout = MultiTurnRollout(base.episodes, self.problems, max_workers=max_workers, stream=stream)
+            self.episode_reward = EpisodeReward(base.episodes, self.max_turns)
 
     @property
     def reward_function(self) -> EnvironmentReward | AsyncShapedReward:
@@ -154,8 +169,13 @@ class TRLAdapter:
         return grpo_dataset(self.problems)
 
     def trainer_kwargs(self, processing_class: Any) -> dict[str, Any]:
-        """``environment_factory`` and ``reward_funcs`` for a tool-capable template; ``reward_funcs`` alone otherwise."""
+        """``environment_factory`` and ``reward_funcs`` for a tool-capable template; ``reward_funcs`` alone
+        otherwise; ``rollout_func`` and the episode reward for a multi-turn env."""
         from trl.chat_template_utils import supports_tool_calling
+
+        if self.rollout is not None:
+            os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")  # rollout_func is experimental in TRL 1.16
+            return {"rollout_func": self.rollout, "reward_funcs": [self.episode_reward]}
 
         if supports_tool_calling(processing_class):
             return {"environment_factory": self.environment_factory, "reward_funcs": [self.reward_function]}

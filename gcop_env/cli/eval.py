@@ -85,7 +85,9 @@ def eval_cli(argv: list[str] | None = None) -> int:
         print(f"gcop eval: error: {exc} (finished problems are saved in {ns['out']}; fix it and re-run to resume)",
               file=sys.stderr)
         return EXIT_USAGE
-    for line in result.lines():
+    from gcop_env.evaluation.multiturn import turn_lines
+
+    for line in result.lines() + turn_lines(result.metrics):
         print(line)
     if result.interrupted:
         print(f"gcop eval: interrupted after {result.metrics['n_problems']} of {result.n_problems} problems; "

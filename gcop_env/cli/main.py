@@ -36,7 +36,10 @@ def _tasks(argv: list[str]) -> int:
 
     _tasks_parser().parse_args(argv)
     for spec in gcop_env.registered_tasks():
-        print(f"{spec.env_id:24s} {spec.description}")
+        print(f"{spec.env_id:34s} {spec.description}")
+        if spec.multiturn_env_id:
+            print(f"{spec.multiturn_env_id:34s} the same task, multi-turn: the guide revises after a failure "
+                  f"(max_turns=3; any id takes max_turns=N)")
     return EXIT_OK
 
 

@@ -25,6 +25,7 @@ from typing import Callable
 import gymnasium as gym
 
 from gcop_env.problem import Problem
+from gcop_env.step.episode import DEFAULT_MAX_TURNS
 from gcop_env.validators.base import Validator
 
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
@@ -37,6 +38,7 @@ class TaskSpec:
     validator: Callable[..., Validator]
     load: Callable[..., list[Problem]]
     description: str = ""
+    multiturn_env_id: str | None = None  # GCoP-<name>-MultiTurn-v<N>: the same task with max_turns=3
 
     def validator_options(self) -> set[str]:
         """Keyword arguments the validator class accepts."""
@@ -81,7 +83,8 @@ _TASKS: dict[str, TaskSpec] = {}
 
 def register_task(name: str, *, validator: Callable[..., Validator], load: Callable[..., list[Problem]],
                   version: int = 0, description: str = "", overwrite: bool = False) -> str:
-    """Register a task and its Gymnasium id ``GCoP-<name>-v<version>``; returns the id.
+    """Register a task and its Gymnasium ids ``GCoP-<name>-v<version>`` (one turn; ``max_turns=N``
+    for N turns) and ``GCoP-<name>-MultiTurn-v<version>`` (``max_turns=3``); returns the first id.
 
     ``validator``: a :class:`Validator` subclass (or factory) called with the env's extra kwargs.
     ``load``: ``load(split="test", data_files=None) -> list[Problem]``.
@@ -92,12 +95,16 @@ def register_task(name: str, *, validator: Callable[..., Validator], load: Calla
     if key in _TASKS and not overwrite:
         raise ValueError(f"task {name!r} is already registered as {_TASKS[key].env_id}; pass overwrite=True to replace it")
     env_id = f"GCoP-{name}-v{version}"
-    _TASKS[key] = TaskSpec(name=name, env_id=env_id, validator=validator, load=load, description=description)
-    if env_id in gym.registry:
-        del gym.registry[env_id]
+    multiturn_id = f"GCoP-{name}-MultiTurn-v{version}"
+    _TASKS[key] = TaskSpec(name=name, env_id=env_id, validator=validator, load=load, description=description,
+                           multiturn_env_id=multiturn_id)
+    # The entry point gives the single-turn GCoPEnv unless max_turns > 1 (gcop_env.envs.multiturn).
     # vector_entry_point: gym.make_vec(env_id, num_envs=N) steps N episodes on threads in one process
-    gym.register(id=env_id, entry_point="gcop_env.envs.env:GCoPEnv", vector_entry_point="gcop_env.envs.vector:GCoPVectorEnv",
-                 kwargs={"task": name})
+    for gym_id, kwargs in ((env_id, {"task": name}), (multiturn_id, {"task": name, "max_turns": DEFAULT_MAX_TURNS})):
+        if gym_id in gym.registry:
+            del gym.registry[gym_id]
+        gym.register(id=gym_id, entry_point="gcop_env.envs.multiturn:make_env",
+                     vector_entry_point="gcop_env.envs.vector:GCoPVectorEnv", kwargs=kwargs)
     return env_id
 
 

@@ -50,6 +50,7 @@ from gymnasium.vector.utils import batch_space
 from gcop_env.utils.numbers import check_int
 from gcop_env.cores.base import FatalCoreError
 from gcop_env.envs.env import GCoPEnv
+from gcop_env.envs.multiturn import make_env
 
 # Threads are cheap while they wait on sockets; the cap keeps a large num_envs from opening
 # hundreds of connections at once (rate limits, not threads, should pace a big run).
@@ -80,7 +81,7 @@ class GCoPVectorEnv(VectorEnv):
         if max_workers is not None:
             check_int("max_workers", max_workers, lo=1)
         self.max_workers = max_workers or min(num_envs, DEFAULT_MAX_WORKERS)
-        owner = GCoPEnv(task, **env_kwargs)
+        owner = make_env(task, **env_kwargs)  # the single-turn env, or a multi-turn one for max_turns > 1
         self.envs: list[GCoPEnv] = [owner] + [owner.sibling() for _ in range(num_envs - 1)]
         self.num_envs = num_envs
         self.single_observation_space = owner.observation_space

@@ -351,4 +351,7 @@ def build_condition(config: EvalConfig, task: TaskSpec, problems: list[Problem],
                            batch_size=config.guide_batch_size, prefill=config.guide_prefill, stop=config.guide_stop)
     except (ImportError, ValueError) as exc:
         raise EvalInputError(str(exc)) from None
+    if config.max_turns > 1:  # the guide revises after a failed turn (gcop_env.evaluation.multiturn)
+        from gcop_env.evaluation.multiturn import MultiTurnGuided
+        return MultiTurnGuided(config, task, scorer, guide)
     return Guided(config, task, scorer, guide)

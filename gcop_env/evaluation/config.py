@@ -108,6 +108,12 @@ class EvalConfig(CoreCallOptions):
     preset: str | None = option(None, "'paper': the paper's split and sampling (guide 0.6/0.95, 2048 tokens; core "
                                       "greedy, 1024 tokens; all problems); flags given here override it",
                                 choices=tuple(sorted(PRESETS)))
+    max_turns: int = option(1, "guided: turns per episode; after a failed turn the guide sees the core's answer and "
+                               "the validator's feedback and revises (every turn is recorded; the summary gives the "
+                               "solve rate and cumulative cost after each turn)", lo=1, group="multi-turn")
+    core_history: str = option("fresh", "multi-turn: fresh (the core answers each turn anew) or previous (it also "
+                                        "sees its previous attempt and the feedback)", choices=("fresh", "previous"),
+                               group="multi-turn")
 
     def __post_init__(self) -> None:
         validate_fields(self)
@@ -125,6 +131,9 @@ class EvalConfig(CoreCallOptions):
                 raise EvalInputError(str(exc)) from None
         if self.judge and self.kind not in ("guided", "strategies"):
             raise EvalInputError(f"--judge rates strategies; the {self.kind} condition has none")
+        if self.max_turns > 1 and self.kind != "guided":
+            raise EvalInputError(f"--max-turns {self.max_turns}: only a guide (--guide) revises after a failed turn; "
+                                 f"the {self.kind} condition has one turn")
         try:  # a bad spec fails here, before anything is loaded or called
             parse_core_spec(self.core)
             if self.judge:
@@ -140,7 +149,7 @@ class EvalConfig(CoreCallOptions):
         Left out: ``limit`` (raising it extends a run), ``lam`` (applied in the summary only),
         ``workers`` / batch size, retries and timeouts, the preflight and the budget, ``name``, ``out``.
         """
-        ident = {k: v for k, v in dataclasses.asdict(self).items() if k not in LOOSE}
+        ident = {k: v for k, v in dataclasses.asdict(self).items() if k not in LOOSE and not self._single_turn_default(k)}
         if self.guide_price is not None:
             ident["guide_price"] = list(self.guide_price)
         if self.kind == "guided" and self.guide:  # vllm: memory options do not change the condition
@@ -152,12 +161,19 @@ class EvalConfig(CoreCallOptions):
     def resolved(self) -> dict[str, Any]:
         """The config as ``summary.json`` records it (what the run's numbers depend on; not the
         preflight or the budget, which a resumed run may change)."""
-        resolved = {k: v for k, v in dataclasses.asdict(self).items() if k not in RUN_ONLY}
+        resolved = {k: v for k, v in dataclasses.asdict(self).items()
+                    if k not in RUN_ONLY and not self._single_turn_default(k)}
         if self.guide_price is not None:
             resolved["guide_price"] = list(self.guide_price)
         return resolved
 
+    def _single_turn_default(self, name: str) -> bool:
+        """A multi-turn field of a single-turn run: left out of the identity and the summary, so that a
+        run dir of an earlier version (which had no such field) resumes and reads the same."""
+        return name in MULTI_TURN_FIELDS and self.max_turns == 1
 
+
+MULTI_TURN_FIELDS = ("max_turns", "core_history")
 # Fields that do not change what a finished row means (a run dir resumes across them).
 RUN_ONLY = ("preflight", "max_usd", "max_total_tokens")
 LOOSE = frozenset({"limit", "lam", "workers", "guide_batch_size", "max_retries", "retry_backoff_s", "timeout_s",

@@ -11,6 +11,10 @@ Reads only each run dir's ``summary.json`` (the condition and its metrics) and `
 - ``reward_cost.png``: Figure 1, accuracy against total cost per problem, one labelled point per
   condition with its interval, log cost axis (symlog near zero so that free local runs still show).
 - ``report.json``: every number in the table, with the paired counts behind each p-value.
+- ``turns.png`` (when a run is multi-turn, ``gcop eval --max-turns N``): per task, the solve rate
+  after each turn and against the cumulative cost after each turn, one line per condition with
+  Wilson 95% intervals (the paper's Fig. 3 view, for trained guides); the table's *Turns* column
+  gives each run's ``max_turns`` (:mod:`gcop_env.evaluation.multiturn`).
 
 The accuracy in ``summary.json`` is checked against the records it claims to summarise; a run
 dir whose two files disagree is refused rather than shown.
@@ -98,6 +102,12 @@ class RunView:
     @property
     def total_tokens(self) -> float:
         return float(self.metrics["cost_per_problem"]["total"]["tokens"])
+
+    @property
+    def max_turns(self) -> int:
+        """Guide turns per episode (1: a single-turn run)."""
+        turns = self.metrics.get("turns")
+        return int(turns["max_turns"]) if isinstance(turns, dict) else 1
 
 
 def _fail(run_dir: Path, what: str) -> ReportError:
@@ -236,6 +246,12 @@ def load_run(run_dir: Path | str) -> RunView:
                                  f"unfinished, or the files were edited or come from different runs")
     elif accuracy is not None:
         raise _fail(run_dir, f"summary.json reports accuracy {accuracy} but records.jsonl has no scored sample-0 row")
+    turns = metrics.get("turns")
+    if turns is not None:  # a multi-turn run: the solve rate after the last turn is the accuracy
+        solved = (turns.get("solved_after_turn") or [None]) if isinstance(turns, dict) else [None]
+        if accuracy is not None and (solved[-1] is None or abs(float(solved[-1]) - float(accuracy)) > _ACCURACY_TOLERANCE):
+            raise _fail(run_dir, f"summary.json's solve rate after the last turn ({solved[-1]}) is not its accuracy "
+                                 f"({accuracy}): the files were edited or come from different runs")
     data_files = summary.get("data_files")
     return RunView(run_dir=str(run_dir), task=str(task), split=str(split), name=str(condition.get("name") or kind),
                    kind=kind, core=str(condition.get("core")), guide=condition.get("guide"),
@@ -383,12 +399,13 @@ def _table_row(row: RunView) -> str:
         marks.append("‡")
     cells = [row.label, short_model_name(row.core), short_model_name(row.guide), row.recipe or "—",
              f"{_percent(m['accuracy'])} [{_percent(lo)}, {_percent(hi)}]", _percent(m.get("executability")),
-             _usd(row.total_usd) + "".join(marks), f"{row.total_tokens:,.0f}", _p_value(row), str(len(row.outcomes))]
+             _usd(row.total_usd) + "".join(marks), f"{row.total_tokens:,.0f}", _p_value(row), str(len(row.outcomes)),
+             str(row.max_turns)]
     return "| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |"
 
 
 TABLE_HEADER = ("| Condition | Core | Guide | Recipe | Accuracy % [95% CI] | α̂ % | $/problem | tokens/problem "
-                "| p vs core-only | n |\n|---|---|---|---|---|---|---|---|---|---|")
+                "| p vs core-only | n | Turns |\n|---|---|---|---|---|---|---|---|---|---|---|")
 
 
 def render_markdown(tables: list[TaskTable]) -> str:
@@ -399,7 +416,7 @@ def render_markdown(tables: list[TaskTable]) -> str:
         for block, kinds in (("Baselines", BASELINE_KINDS), ("Guided generation", GUIDED_KINDS)):
             rows = [r for r in table.rows if r.kind in kinds]
             if rows:
-                out.append(f"| **{block}** | | | | | | | | | |")
+                out.append(f"| **{block}** | | | | | | | | | | |")
                 out += [_table_row(r) for r in rows]
         notes = []
         for row in table.rows:
@@ -414,13 +431,15 @@ def render_markdown(tables: list[TaskTable]) -> str:
         out += ["", "Accuracy: Pass@1 (sample 0 of each problem) with its Wilson 95% interval. α̂: executability, "
                     "the mean over problems of the core's success rate over the guide's samples (with one sample it "
                     "equals the guided accuracy). p: two-sided McNemar exact test against the core-only run of the "
-                    "same core, paired by problem; the paper reports no significance test."]
+                    "same core, paired by problem; the paper reports no significance test. Turns: guide turns per "
+                    "problem (more than 1: the guide revised after each failed turn; accuracy is after the last "
+                    "turn and $/problem, tokens/problem count every turn)."]
         out += [f"- {n}" for n in notes]
         out.append("")
     return "\n".join(out)
 
 
-def _symlog_threshold(costs: list[float]) -> float:
+def symlog_threshold(costs: list[float]) -> float:
     positive = [c for c in costs if c > 0]
     return 10 ** math.floor(math.log10(min(positive))) if positive else 1e-6
 
@@ -467,7 +486,7 @@ def plot_reward_cost(tables: list[TaskTable], path: Path | None = None):
             ax.set_xlabel("total tokens per problem (log scale; every run here costs 0 USD: local models)")
             ax.set_xlim(*_log_range(tokens))
         elif any(c == 0 for c in costs):
-            threshold = _symlog_threshold(costs)
+            threshold = symlog_threshold(costs)
             ax.set_xscale("symlog", linthresh=threshold)
             # No "$" in labels: matplotlib reads text between two dollar signs as mathtext.
             ax.set_xlabel(f"total cost per problem (USD; symlog: linear below {_plain(threshold)}; 0 = local models)")
@@ -604,7 +623,8 @@ def report_json(tables: list[TaskTable]) -> dict:
                   "executability": r.metrics.get("executability"), "n_scored_problems": len(r.outcomes),
                   "n_infra": r.metrics.get("n_infra"), "usd_per_problem": r.total_usd,
                   "tokens_per_problem": r.total_tokens, "guide_priced": r.metrics.get("guide_priced"),
-                  "cost_per_problem": r.metrics["cost_per_problem"],
+                  "cost_per_problem": r.metrics["cost_per_problem"], "max_turns": r.max_turns,
+                  "turns": r.metrics.get("turns"),
                   "mcnemar_vs_core_only": asdict(r.paired) if r.paired else None, "paired_note": r.paired_note}
                  for r in t.rows]} for t in tables]}
 
@@ -625,6 +645,13 @@ class Report:
     @property
     def json_path(self) -> Path:
         return self.out_dir / "report.json"
+
+    @property
+    def turns_path(self) -> Path | None:
+        """``turns.png``, written when a run is multi-turn (else None)."""
+        if not any(r.max_turns > 1 for t in self.tables for r in t.rows):
+            return None
+        return self.out_dir / "turns.png"
 
 
 def write_report(run_dirs: list[Path | str], out_dir: Path | str, *, task: str | None = None) -> Report:
@@ -659,6 +686,9 @@ def write_report(run_dirs: list[Path | str], out_dir: Path | str, *, task: str |
     fig = plot_reward_cost(tables, report.plot_path)
     import matplotlib.pyplot as plt
     plt.close(fig)
+    if report.turns_path is not None:
+        from gcop_env.evaluation.multiturn import plot_turns
+        plt.close(plot_turns(tables, report.turns_path))
     write_text_atomic(report.table_path, markdown)
     write_text_atomic(report.json_path, json.dumps(payload, indent=2) + "\n")
     return report

@@ -103,6 +103,11 @@ def _versions() -> dict[str, str]:
 def build_summary(config: EvalConfig, condition: Condition, task: TaskSpec,
                   rows_by_problem: list[list[dict]]) -> dict[str, Any]:
     metrics = summarize_rows(rows_by_problem, kind=condition.kind, lam=config.lam)
+    notes = []
+    if getattr(config, "max_turns", 1) > 1:  # per-turn solve rate and cumulative cost (gcop_env.evaluation.multiturn)
+        from gcop_env.evaluation.multiturn import turn_metrics, turn_notes
+        metrics["turns"] = turn_metrics(rows_by_problem, config.max_turns)
+        notes = turn_notes(metrics["turns"])
     price = condition.guide_price()
     metrics["guide_priced"] = price.priced
     metrics["guide_price_usd_per_mtok"] = {"input": price.input_per_mtok, "output": price.output_per_mtok,
@@ -111,4 +116,4 @@ def build_summary(config: EvalConfig, condition: Condition, task: TaskSpec,
     return {"schema": SCHEMA, "condition": condition.describe(), "task": task.name, "split": config.split,
             "data_files": config.data_files, "limit": config.limit, "config": resolved, "versions": _versions(),
             "metrics": metrics,
-            "notes": metric_notes(metrics, condition.kind, config.guide_samples, price)}
+            "notes": metric_notes(metrics, condition.kind, config.guide_samples, price) + notes}

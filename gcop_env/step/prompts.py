@@ -123,6 +123,50 @@ Write an improved strategy that fixes what went wrong. Reply in exactly this for
 <think>your private reasoning about what went wrong and how to fix it</think>
 <strategy>the step-by-step strategy for the solver</strategy>"""
 
+# Multi-turn episodes (gcop_env.envs.multiturn): the guide's revision request after a failed turn.
+# It is self-contained (problem, previous strategy, the solver's answer, the validator's feedback),
+# so a guide that keeps no history can answer it; the feedback never holds the gold or a reward test.
+REVISION_PROMPT = """\
+You are a strategist who guides another model that will solve the problem below. Do not solve \
+the problem and do not state the final answer or write the final code. Your previous strategy \
+did not lead the solver to a correct solution. Read what happened and write a revised strategy \
+(attempt {turn} of {max_turns}) that fixes what went wrong.
+
+Problem:
+{question}
+
+{previous}
+
+Feedback:
+{feedback}
+
+Reply in exactly this format:
+<think>your private reasoning about what went wrong and how to fix it</think>
+<strategy>the revised step-by-step strategy for the solver</strategy>"""
+
+REVISION_PREVIOUS = """\
+Your previous strategy:
+{strategy}
+
+The solver's answer with it:
+{answer}"""
+
+REVISION_MALFORMED = """\
+Your previous reply (not a well-formed strategy, so the solver was not called):
+{reply}"""
+
+# core_history="previous": the core sees its own failed attempt and the same feedback as the guide.
+CORE_PREVIOUS_ATTEMPT = """\
+
+
+Your previous attempt at this problem:
+{answer}
+
+Feedback on that attempt:
+{feedback}
+
+"""
+
 CORE_TEMPLATES = {
     ("math", True): CORE_MATH_GUIDED,
     ("math", False): CORE_MATH_UNGUIDED,
@@ -180,3 +224,27 @@ def icl_core_prompt(question: str, answer_format: str, examples: list[tuple[str,
     if not blocks:
         return unguided
     return "\n\n".join([ICL_HEADER, *blocks, unguided])
+
+
+def revision_prompt(question: str, turn: int, max_turns: int, feedback: str, *, strategy: str | None = None,
+                    answer: str | None = None, malformed_reply: str | None = None) -> str:
+    """The guide's observation for turn ``turn`` (2..max_turns) after a failed turn.
+
+    ``strategy`` and ``answer``: the previous turn's strategy and the core's answer to it (both
+    already bounded by the caller); ``malformed_reply`` instead when the previous reply was not a
+    well-formed strategy (the core was not called).
+    """
+    if strategy is not None:
+        previous = REVISION_PREVIOUS.format(strategy=strategy.strip(), answer=(answer or "(no answer)").strip())
+    else:
+        previous = REVISION_MALFORMED.format(reply=(malformed_reply or "").strip() or "(empty)")
+    return REVISION_PROMPT.format(question=question.strip(), turn=turn, max_turns=max_turns, previous=previous,
+                                  feedback=feedback.strip())
+
+
+def core_prompt_with_attempt(question: str, answer_format: str, strategy: str, answer: str, feedback: str) -> str:
+    """The guided core prompt plus the core's previous attempt and its feedback (``core_history="previous"``)."""
+    guided = core_prompt(question, answer_format, strategy)
+    head, sep, tail = guided.rpartition("\n\n")  # the last paragraph is the reply instruction
+    attempt = CORE_PREVIOUS_ATTEMPT.format(answer=answer.strip() or "(empty)", feedback=feedback.strip())
+    return head + attempt.rstrip("\n") + sep + tail

@@ -20,18 +20,32 @@ ended by the user's stop while it waited (:class:`~gcop_env.cores.base.CallInter
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
+from gcop_env.cores.base import (
+    CallInterrupted,
+    Core,
+    CoreError,
+    CoreRequest,
+    CoreResponse,
+    FatalCoreError,
+    Message,
+    SamplingParams,
+)
 from gcop_env.cores.budget import BudgetExceeded
-from gcop_env.cores.base import (CallInterrupted, Core, CoreError, CoreRequest, CoreResponse, FatalCoreError, Message,
-                                 SamplingParams)
-from gcop_env.step.judge import JudgeVerdict, StrategyJudge
 from gcop_env.problem import Problem
+from gcop_env.step.judge import JudgeVerdict, StrategyJudge
 from gcop_env.step.prompts import core_prompt
 from gcop_env.step.reward import RewardComponents, RewardConfig, shape_reward
-from gcop_env.step.strategy import DEFAULT_MAX_STRATEGY_CHARS, ParsedGuideOutput, parse_advice, parse_guide_output
+from gcop_env.step.strategy import (
+    DEFAULT_MAX_STRATEGY_CHARS,
+    ParsedGuideOutput,
+    parse_advice,
+    parse_guide_output,
+)
 from gcop_env.validators.base import ValidationResult, Validator
 
 # Unguided draws averaged for ΔR when the core samples: 4 draws put the standard error of a
@@ -255,7 +269,8 @@ class GuideScorer:
         happened to succeed would be a different estimate.
         """
         n = max(1, self.baseline_samples)
-        key = (problem.task_id, problem.question, self.core.spec, self.sampling, n)
+        # the reference is part of the key: a multi-turn env scores a code problem on its reward tests only
+        key = (problem.task_id, problem.question, str(problem.reference), self.core.spec, self.sampling, n)
         with self._locks_guard:
             lock = self._baseline_locks.setdefault(key, threading.Lock())
         with lock:
@@ -276,8 +291,12 @@ class GuideScorer:
             return baseline, True
 
     # -- the step -----------------------------------------------------------------------------
-    def score(self, problem: Problem, guide_text: str, sample_index: int = 0) -> StepOutcome:
+    def score(self, problem: Problem, guide_text: str, sample_index: int = 0,
+              core_prompt: Callable[[str], str] | None = None) -> StepOutcome:
         """Score one guide output. Never raises for API or sandbox failures: see ``error``.
+
+        ``core_prompt``: builds the core's prompt from the strategy instead of the guided template
+        (a multi-turn episode whose core sees its previous attempt).
 
         Raises :class:`~gcop_env.cores.base.FatalCoreError` for a permanent configuration error
         (retired model, bad key): that is not a per-step outcome but the end of the run.
@@ -293,7 +312,8 @@ class GuideScorer:
         outcome = StepOutcome(problem.task_id, parsed, RewardComponents(structure_ok=True), cost,
                               baseline_samples=self.baseline_samples)
         try:
-            response = self._ask_core(problem, parsed.strategy, sample_index)
+            prompt = core_prompt(parsed.strategy) if core_prompt is not None else None
+            response = self._ask_core(problem, parsed.strategy, sample_index, prompt=prompt)
             cost.core.add(response)
             outcome.core_output = response.text
             outcome.core_sampling = response.sampling

@@ -22,3 +22,11 @@ def parse_python(source: str) -> ast.Module:
         return ast.parse(source)
     with _LOCK:
         return ast.parse(source)
+
+
+def parse_expression(source: str) -> ast.Expression:
+    """``ast.parse(source, mode="eval")`` under the same lock; raises SyntaxError / ValueError as it does."""
+    if _LOCK is None:
+        return ast.parse(source, mode="eval")
+    with _LOCK:
+        return ast.parse(source, mode="eval")

@@ -91,3 +91,20 @@ def test_importing_the_adapter_leaves_the_root_logger_as_it_was():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["30", "0"]  # WARNING, no handler: GEM's basicConfig(INFO) was undone
+
+
+def test_a_multi_turn_episode_returns_the_revision_prompt_until_it_ends(fake_llm, gsm8k_dir):
+    from support import MT_FIRST, FeedbackSolver, reviser
+
+    server = fake_llm(FeedbackSolver())
+    register_gem_envs()
+    env = gem.make("gcop:GSM8K-MultiTurn", seed=0, **env_kwargs(server, gsm8k_dir))
+    observation, info = env.reset(idx=2)
+    assert info["max_turns"] == 3
+    observation, reward, terminated, truncated, info = env.step(MT_FIRST)
+    assert not (terminated or truncated) and observation != TERMINAL_STATE and "Feedback:" in observation
+    observation, reward, terminated, truncated, info = env.step(reviser(observation))
+    assert terminated and observation == TERMINAL_STATE and info["turn"] == 2 and info["success"]
+    _, info = env.reset()
+    assert info["final_info"]["turn"] == 2 and info["final_reward"] == reward  # the finished turn rides along
+    env.close()

@@ -91,3 +91,21 @@ def test_closing_a_trajectory_leaves_the_shared_core_to_the_others(solver_server
     assert second.step(GOOD_GUIDE)["reward"] == pytest.approx(1.1)
     assert second.episode.core.inner._client is client  # not closed under the second trajectory
     second.close()
+
+
+def test_a_multi_turn_trajectory_appends_the_revision_prompt_until_done(fake_llm, gsm8k_dir):
+    from support import MT_FIRST, FeedbackSolver, reviser
+
+    server = fake_llm(FeedbackSolver())
+    env = SkyRLGuideEnv(env_config(server, gsm8k_dir, env_id="GCoP-GSM8K-MultiTurn-v0"), {"task_id": "gsm8k/test/2"})
+    assert env.max_turns == 3
+    env.init(None)
+    out = env.step(MT_FIRST)
+    assert out["done"] is False and len(out["observations"]) == 1
+    revision = out["observations"][0]
+    assert revision["role"] == "user" and "Feedback:" in revision["content"]
+    out = env.step(reviser(revision["content"]))
+    assert out["done"] is True and out["observations"] == [] and out["metadata"]["success"]
+    metrics = env.get_metrics()
+    assert metrics["turns"] == 2.0 and metrics["success"] == 1.0 and metrics["task_reward"] == 1.0
+    env.close()

@@ -166,3 +166,28 @@ def test_trl_examples_print_their_metrics(solver_server, gsm8k_dir, tiny_gsm8k_g
         out = capsys.readouterr().out
         assert "step 1: {" in out and "'gcop/structure_ok': " in out and "'gcop/infra_error_rate': 0.0" in out, out
         assert "run: 2 completions scored, 0 infrastructure errors" in out, out
+
+
+def test_a_multi_turn_env_trains_through_rollout_func(fake_llm, gsm8k_dir, tiny_gsm8k_guide, tmp_path):
+    """A plain GRPOTrainer with the adapter's rollout_func: each rollout is a multi-turn episode (the
+    untrained guide's replies are malformed, so every episode runs all its turns)."""
+    from support import FeedbackSolver
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from trl import GRPOTrainer
+
+    server = fake_llm(FeedbackSolver())
+    env = gym.make("GCoP-GSM8K-v0", core=f"openai:solver@{server.openai_base_url}", split="test",
+                   data_files=str(gsm8k_dir), limit=2, max_turns=2, gamma=0.0, kappa=0.0)
+    adapter = TRLAdapter(env)
+    tokenizer = AutoTokenizer.from_pretrained(tiny_gsm8k_guide)
+    kwargs = adapter.trainer_kwargs(tokenizer)
+    assert set(kwargs) == {"rollout_func", "reward_funcs"}
+    trainer = GRPOTrainer(model=AutoModelForCausalLM.from_pretrained(tiny_gsm8k_guide), args=grpo_config(tmp_path),
+                          processing_class=tokenizer, train_dataset=adapter.dataset(), **kwargs)
+    trainer.train()
+    records = adapter.rollout.last
+    assert len(records) == 4 and all(r.scored and len(r.episode.turns) == 2 for r in records)
+    assert all("not one well-formed strategy" in r.episode.turns[1].observation for r in records)
+    step_log = next(e for e in trainer.state.log_history if "gcop/turn2/reached" in e)
+    assert step_log["gcop/turn2/reached"] == 1.0 and adapter.episode_reward.totals.completions == 4
+    env.close()

@@ -100,7 +100,7 @@ def test_table_matches_the_records_with_mcnemar_p_values(gsm8k_runs, tmp_path):
     lo, hi = wilson_interval(8, 20)
     core = _row(markdown, "core-only")
     assert core[1:5] == ["openai:core-model@http://127.0.0.1:1/v1", "—", "—", f"40.0 [{100 * lo:.1f}, {100 * hi:.1f}]"]
-    assert core[6:] == ["$0.001", "300", "ref.", "20"]
+    assert core[6:] == ["$0.001", "300", "ref.", "20", "1"]  # the last column: guide turns (single-turn runs: 1)
 
     exectune = _row(markdown, "guided-exectune")
     lo, hi = wilson_interval(16, 20)
