@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 import sysconfig
@@ -17,8 +18,17 @@ from support import REPO_ROOT as REPO
 @pytest.mark.slow
 def test_wheel_installs_into_fresh_venv_and_imports_every_module(tmp_path):
     wheel_dir = tmp_path / "wheels"
+    # Built from a copy of the files git knows (what a clean checkout ships): an in-tree build would
+    # reuse a stale build/ folder of this checkout and put modules that no longer exist in the wheel.
+    listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=REPO,
+                            check=True, capture_output=True, timeout=60).stdout.decode().split("\0")
+    source = tmp_path / "source"
+    for name in filter(None, listed):
+        if (REPO / name).is_file():
+            (source / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO / name, source / name)
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
-                    "-w", str(wheel_dir), str(REPO)], check=True, capture_output=True, timeout=300)
+                    "-w", str(wheel_dir), str(source)], check=True, capture_output=True, timeout=300)
     (wheel,) = wheel_dir.glob("gcop_env-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
     top_level = {n.split("/")[0] for n in names if not n.startswith("gcop_env-")}
