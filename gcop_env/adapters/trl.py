@@ -147,6 +147,7 @@ class TRLAdapter:
         self.reward_mode = reward_mode
         self.reward = EnvironmentReward(self.scoring, max_workers=max_workers)
         self.async_reward = AsyncShapedReward(self.reward, max_inflight=max_inflight)
+        base = env.unwrapped
         self.max_turns = int(getattr(base, "max_turns", 1))
         self.rollout = self.episode_reward = None
         if self.max_turns > 1:  # a multi-turn env: TRL's rollout_func runs the episodes

@@ -156,8 +156,8 @@ class MultiTurnGCoPEnv(GCoPEnv):
         return next_observation, float(turn.reward), terminated, truncated, \
             {k: v for k, v in info.items() if v is not None}
 
-    def sibling(self) -> MultiTurnGCoPEnv:
-        twin = super().sibling()
+    def sibling(self, stream: int = 0) -> MultiTurnGCoPEnv:
+        twin = super().sibling(stream)
         twin.episode = None
         return twin
 
