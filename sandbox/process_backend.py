@@ -102,7 +102,7 @@ class _ProcessWorker:
             self.close()
             raise WorkerDied(f"the process sandbox worker failed to start: {hello.get('error', hello)}")
         self.versions = {"python": hello.get("python"), "pytest": hello.get("pytest"), "plain_runner": hello.get("plain_runner"),
-                         "isolation": hello.get("isolation")}
+                         "isolation": hello.get("isolation"), "filesystem": hello.get("filesystem")}
 
     def run(self, request: RunRequest) -> dict:
         self.channel.send(request.message())
