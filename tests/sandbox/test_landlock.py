@@ -109,15 +109,18 @@ HONEST = ["Europe/Paris", "ok", 8, 6, "[1]", True, "hi"]
 
 
 @needs_landlock
-@pytest.mark.parametrize("isolation", ["auto", "in-process"])
-def test_candidate_cannot_read_a_world_readable_file_outside_its_paths(outside, isolation):
-    box = make_backend("process", pool_size=1, isolation=isolation)
+@pytest.mark.parametrize("isolation, drop", [("auto", True), ("in-process", True), ("auto", False)],
+                         ids=["trusted", "in-process", "one-user"])
+def test_candidate_cannot_read_a_world_readable_file_outside_its_paths(outside, isolation, drop):
+    """Trusted runs, in-process runs, and a sandbox with one user (no drop: the run keeps the host's
+    uid, root here, and only Landlock stands between it and the file)."""
+    box = make_backend("process", pool_size=1, isolation=isolation, drop_privileges=drop)
     try:
         outcome, reach, honest = _report(box, outside)
         assert box.versions["filesystem"].startswith("confined by Landlock"), box.versions
     finally:
         box.close()
-    assert outcome.isolation == ("trusted" if isolation == "auto" else "in-process")
+    assert outcome.isolation == ("trusted" if isolation == "auto" and drop else "in-process")
     assert reach == {"open": "PermissionError", "cat": "denied", "listdir": "PermissionError"}, reach
     assert honest == HONEST
 
@@ -188,3 +191,28 @@ def test_python_dirs_never_include_the_root():
     dirs = landlock.python_dirs()
     assert "/" not in dirs and dirs
     assert all(os.path.isdir(d) for d in dirs)
+
+
+@needs_landlock
+def test_sandbox_check_says_the_process_backend_is_confined(capsys):
+    from gcop_env.cli.sandbox import sandbox_cli
+
+    assert sandbox_cli(["check", "--sandbox", "process"]) == 0
+    out = capsys.readouterr()
+    assert "filesystem: confined by Landlock (ABI " in out.out, out
+    assert "warning" not in out.err
+
+
+def test_sandbox_check_warns_when_unconfined(monkeypatch, capsys):
+    from gcop_env.cli.sandbox import sandbox_cli
+    from gcop_env.sandbox import process_backend
+
+    class Unconfined(process_backend.ProcessSandbox):
+        def __init__(self, **options):
+            super().__init__(confine=False, **options)
+
+    monkeypatch.setattr(process_backend, "ProcessSandbox", Unconfined)
+    assert sandbox_cli(["check", "--sandbox", "process"]) == 0
+    out = capsys.readouterr()
+    assert "filesystem: host files NOT confined" in out.out, out
+    assert "warning: candidate code can read every file" in out.err
