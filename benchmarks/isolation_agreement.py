@@ -79,6 +79,8 @@ def main(argv=None) -> int:
             disagreements += [(dataset, name) for name, r in results if shape(r["auto"]) != shape(r["in-process"])]
             print(f"| {dataset} | {len(results)} | {passes['auto']} | {passes['in-process']} | {same_verdict}/{len(results)} "
                   f"| {same_tests}/{len(results)} | {trusted}/{len(results)} ({100 * trusted / len(results):.0f}%) |")
+        for iso, box in boxes.items():  # (the process backend: whether Landlock confined the candidates' files)
+            print(f"filesystem ({iso}): {box.versions.get('filesystem')}")
     finally:
         for box in boxes.values():
             box.close()

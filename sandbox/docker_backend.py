@@ -64,7 +64,7 @@ class _ContainerWorker:
             self.close()
             raise SandboxError(f"the sandbox worker failed to start in {image}: {hello.get('error', hello)}")
         self.versions = {"python": hello.get("python"), "pytest": hello.get("pytest"), "plain_runner": hello.get("plain_runner"),
-                         "isolation": hello.get("isolation")}
+                         "isolation": hello.get("isolation"), "filesystem": hello.get("filesystem")}
 
     def _recv(self, n: int, deadline: float) -> bytes:
         wait = deadline - time.monotonic()

@@ -7,11 +7,16 @@ with rlimits on CPU time, address space, processes and file size, and is killed 
 descendants (the worker is a child subreaper, so even double-forked daemons stay findable) at
 the timeout. When the host process runs as root, runs also drop to ``nobody``.
 
-What it does NOT give you, unlike Docker: a private filesystem (a run can read whatever its user
-can read and write where its user can write, e.g. ``/tmp``), a private network (a run can open
-sockets), or a private process table (a run as the same user as the host could read the host
-process's ``/proc/PID/environ``; run as root, so that runs drop to ``nobody``, or use Docker).
-Use it for trusted or semi-trusted code.
+Where the kernel has Landlock (Linux 5.13+, enabled), the processes that run candidate code read
+only the Python installation, the system's libraries, ``/proc`` and a few ``/etc`` files, and write
+only their own work dir (:mod:`gcop_env.sandbox.supervisor.landlock`); ``versions["filesystem"]``
+says whether they are confined. Without Landlock a run can read whatever its user can read (a
+dataset's test files included) and write where its user can write, e.g. ``/tmp``.
+
+What it does NOT give you, unlike Docker: a private network (a run can open sockets), a private
+process table (a run as the same user as the host could read the host process's
+``/proc/PID/environ``; run as root, so that runs drop to ``nobody``, or use Docker), or a private
+file system where the kernel lacks Landlock. Use it for trusted or semi-trusted code.
 
 What it needs on the host: the fork servers run *this* Python (``python=`` to choose another), so
 that interpreter must have pytest and every package the tasks' solutions and tests import. For
@@ -102,7 +107,7 @@ class _ProcessWorker:
             self.close()
             raise WorkerDied(f"the process sandbox worker failed to start: {hello.get('error', hello)}")
         self.versions = {"python": hello.get("python"), "pytest": hello.get("pytest"), "plain_runner": hello.get("plain_runner"),
-                         "isolation": hello.get("isolation")}
+                         "isolation": hello.get("isolation"), "filesystem": hello.get("filesystem")}
 
     def run(self, request: RunRequest) -> dict:
         self.channel.send(request.message())
@@ -149,6 +154,10 @@ class ProcessSandbox(PooledSandbox):
         runner: "auto" (default) runs test files made of plain test functions with the worker's
             plain runner and the rest with pytest; "pytest" runs every file with pytest (the same
             verdicts, about twice the CPU; see ``sandbox/judge/plain_runner.py``).
+        isolation: "auto" (default): trusted isolation where the test file allows it; "in-process": none.
+        confine: restrict the processes that run candidate code to the files they need with Landlock
+            (default; see ``sandbox/supervisor/landlock.py``). Where the kernel has no Landlock the
+            sandbox still runs, unconfined, and ``versions["filesystem"]`` says so.
     """
 
     kind = "process"
@@ -165,6 +174,7 @@ class ProcessSandbox(PooledSandbox):
         start_timeout: float = 60.0,
         runner: str = "auto",
         isolation: str = "auto",
+        confine: bool = True,
     ) -> None:
         super().__init__(pool_size, output_limit, runner=runner, isolation=isolation)
         self.python = python or sys.executable
@@ -177,6 +187,7 @@ class ProcessSandbox(PooledSandbox):
             "env": dict(SANDBOX_ENV),
             "pids_limit": pids_limit,
             "users": RUN_USERS if drop_privileges else None,
+            "confine": bool(confine),
             "rlimits": {
                 "RLIMIT_AS": memory_mb << 20,
                 "RLIMIT_FSIZE": file_size_mb << 20,

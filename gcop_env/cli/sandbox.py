@@ -72,7 +72,8 @@ def build_parser(prog: str = "gcop sandbox") -> argparse.ArgumentParser:
         sub,
         "check",
         help="check the sandbox image (or a dataset's imports against it)",
-        description="Without --data-files: run a right and a wrong solution in the image. With --data-files: "
+        description="Without --data-files: run a right and a wrong solution in the image (with --sandbox process: "
+        "in the process backend, and say which isolation and file-system confinement its runs get). With --data-files: "
         "list the modules the rows' solutions and tests import and import each one inside the sandbox; "
         "exit 1 when any is missing (rows that need it would be scored wrongly).",
     )
@@ -92,9 +93,43 @@ def sandbox_cli(argv: list[str] | None = None, prog: str = "gcop sandbox") -> in
         return _hosts(args)
     if args.data_files:
         return _check_dataset(args)
+    if args.sandbox == "process":
+        return _check_process()
     result = check_image(args.tag)
     print(("ok: " if result.ok else "error: ") + result.message + f" ({result.seconds:.1f}s)")
     return EXIT_OK if result.ok else 1
+
+
+def _check_process() -> int:
+    """``gcop sandbox check --sandbox process``: grade a right and a wrong solution with the process
+    backend, and say what isolation its runs get (users, and the host files a candidate can read)."""
+    import time
+
+    from gcop_env.sandbox.process_backend import ProcessSandbox
+
+    tests = "from solution import *\n\ndef test_add():\n    assert add(2, 3) == 5\n"
+    started = time.monotonic()
+    try:
+        with ProcessSandbox(pool_size=1) as box:
+            good = box.run_pytest({"solution.py": "def add(a, b):\n    return a + b\n", "test_solution.py": tests}, 10)
+            bad = box.run_pytest({"solution.py": "def add(a, b):\n    return a - b\n", "test_solution.py": tests}, 10)
+            versions = dict(box.versions)
+    except Exception as exc:
+        print(f"error: the process sandbox failed: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    seconds = time.monotonic() - started
+    broken = next((o.infra_error for o in (good, bad) if o.infra_error), None)
+    if broken or not good.all_passed or bad.all_passed:
+        print(f"error: the process sandbox gave wrong verdicts: {broken or (good.all_passed, bad.all_passed)}", file=sys.stderr)
+        return EXIT_FAILED
+    print(f"ok: the process backend works: python {versions.get('python')}, pytest {versions.get('pytest')} ({seconds:.1f}s)")
+    print(f"isolation: {versions.get('isolation')}")
+    filesystem = str(versions.get("filesystem"))
+    print(f"filesystem: {filesystem}")
+    if not filesystem.startswith("confined"):
+        print("warning: candidate code can read every file its user may read on this host (a dataset's test files "
+              "included): use the Docker backend for training", file=sys.stderr)
+    return EXIT_OK
 
 
 def _build(args: argparse.Namespace) -> int:

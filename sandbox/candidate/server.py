@@ -663,7 +663,8 @@ class CandidateServer:
             out = os.memfd_create("stdout")
             err = os.memfd_create("stderr")
             enter_run(self.limits, request["workdir"], float(request["timeout"]), out, [control], self.limits.candidate_user,
-                      self.path_fixes, None, None, files=request["files"], err_w=err, oom_score=None, prepared=True)
+                      self.path_fixes, None, None, files=request["files"], err_w=err, oom_score=None, prepared=True,
+                      confine=True)
             sys.path.insert(0, request["workdir"])
             _RunFinder.install(request["workdir"], request["modules"])
             sys.stdin = _DontReadFromInput()

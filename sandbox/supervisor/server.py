@@ -440,7 +440,7 @@ class ForkServer:
                plain, codes):
         try:
             profile, capture = enter_run(self.limits, workdir, timeout, out_w, close_fds, self.limits.candidate_user,
-                                         path_fixes, session, forked, files=mine)
+                                         path_fixes, session, forked, files=mine, confine=True)
             run_in_process(self, workdir, args, rep_w, test_file, names, session, profile, capture, plain, codes, forked)
         except RunInThisChild:
             raise
@@ -584,7 +584,8 @@ class ForkServer:
             self.pads = None
             self.calibration_state = "off: %s: %s" % (type(exc).__name__, exc)
         send_json(self.proto_out, {"op": "ready", "python": sys.version.split()[0], "pytest": pytest_version(),
-                                   "plain_runner": self.calibration_state, "isolation": self.trusted_state})
+                                   "plain_runner": self.calibration_state, "isolation": self.trusted_state,
+                                   "filesystem": self.limits.filesystem})
         while True:
             self._ensure_judge()
             try:

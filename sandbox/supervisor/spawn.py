@@ -61,6 +61,20 @@ class RunLimits:
                 self.import_path.append("/proc/self/fd/%d" % fd)
                 self.path_fds.append(fd)
                 self.path_map.append((entry.rstrip("/") + "/", "/proc/self/fd/%d/" % fd))
+        # The host's files a candidate's process may reach (the process backend; a container has only
+        # the image's): see gcop_env.sandbox.supervisor.landlock.
+        self.confinement = None
+        if self.in_container:
+            self.filesystem = "the container's own (the image's files and the run's dir)"
+        elif config.get("confine", True):
+            from gcop_env.sandbox.supervisor.landlock import Confinement
+
+            self.confinement = Confinement()
+            self.filesystem = self.confinement.state
+            if not self.confinement.active:
+                self.confinement = None
+        else:
+            self.filesystem = "host files NOT confined: turned off (confine=False)"
         self.nproc = {}
         if not self.in_container:  # (a container has its pids limit)
             for user in {self.judge_user, self.candidate_user, None}:
@@ -194,7 +208,7 @@ def prepare(limits, workdir, oom_score):
 
 
 def enter_run(limits, workdir, timeout, out_w, close_fds, user, path_fixes, session, forked, files=None, err_w=None,
-              oom_score=b"1000", prepared=False):
+              oom_score=b"1000", prepared=False, confine=False):
     """Set up this freshly forked process for a run; returns ``(profile, capture)``.
 
     ``timeout``: the run's, for its CPU limit (None: none); ``user``: (uid, gid) to drop to, or
@@ -203,7 +217,9 @@ def enter_run(limits, workdir, timeout, out_w, close_fds, user, path_fixes, sess
     manager is stopped here), or None; ``forked``: the time of the fork when profiling, else
     None; ``files``: {name: text} written into ``workdir``, which this process creates (0700,
     its user's) after the drop; ``err_w``: stderr's descriptor when it is not ``out_w``'s;
-    ``prepared``: the server has done :func:`prepare` for this work dir.
+    ``prepared``: the server has done :func:`prepare` for this work dir; ``confine``: this process
+    will run candidate code: it restricts itself to its work dir and the files it needs (Landlock,
+    where ``limits.confinement`` is on; see :mod:`gcop_env.sandbox.supervisor.landlock`).
     """
     profile = None
     if forked is not None:
@@ -276,6 +292,11 @@ def enter_run(limits, workdir, timeout, out_w, close_fds, user, path_fixes, sess
                     data = data[os.write(fd, data):]
             finally:
                 os.close(fd)
+    if limits.confinement is not None:
+        if confine:
+            limits.confinement.apply(workdir)  # (raises where the kernel refuses: never unconfined by surprise)
+        else:
+            limits.confinement.close()
     os.chdir(workdir)
     if not prepared:
         prepare(limits, workdir, None)

@@ -26,8 +26,10 @@ When the trusted runner stops an attack, its strict xfail turns into a failure: 
 the benign idioms.
 
 With trusted isolation (issue 18, the default) every attack is ``forged=nowhere`` (the default; where
-each was forged before is in this suite's history, the commit that merged it) but one: ``filesystem_search_for_the_test_file`` in the process backend, which
-finds whatever readable copy of a test the host holds (a non-strict mark: it depends on the machine).
+each was forged before is in this suite's history, the commit that merged it) but one: ``filesystem_search_for_the_test_file`` in the process backend
+*without Landlock*, which finds whatever readable copy of a test the host holds (a non-strict mark: it
+depends on the machine). Where the kernel has Landlock the candidate sees none of the host's other files
+and the attack is expected caught.
 """
 
 from __future__ import annotations
@@ -87,13 +89,15 @@ ALLOWED = frozenset({Status.FAIL, Status.TAMPERED, Status.ERROR, Status.TIMEOUT}
 @dataclass(frozen=True)
 class Ctx:
     """Where a case runs: the backend, the runner asked for, whether runs drop to another uid (the
-    process backend as root), and the major version of the sandbox's pytest (the Docker image has
-    Debian's, the process backend this interpreter's)."""
+    process backend as root), the major version of the sandbox's pytest (the Docker image has
+    Debian's, the process backend this interpreter's), and whether the process backend confines the
+    candidate's file access (Landlock, where the kernel has it: ``versions["filesystem"]``)."""
 
     kind: str
     runner: str
     drops: bool
     pytest: int
+    confined: bool = False  # the process backend's candidate sees only the files it needs (Landlock)
 
 
 Where = Callable[[Ctx], bool]  # forged (or falsely flagged) today, there
@@ -134,9 +138,11 @@ def same_uid(ctx: Ctx) -> bool:
 
 
 def shares_the_hosts_files(ctx: Ctx) -> bool:
-    """The process backend: the candidate's user reads what every user may read on the host (not the
-    run's own test file, which only the judge's user can open, but another copy of it left about)."""
-    return ctx.kind == "process"
+    """The process backend without Landlock: the candidate's user reads what every user may read on
+    the host (not the run's own test file, which only the judge's user can open, but another copy of
+    it left about). With Landlock it reads only the Python installation, the system's libraries and
+    its own dir (``gcop_env.sandbox.supervisor.landlock``)."""
+    return ctx.kind == "process" and not ctx.confined
 
 
 # ``/proc/self/mem`` is readable unless the run changed uid (the kernel then makes it non-dumpable):
@@ -207,7 +213,9 @@ def context(box, runner: str) -> Ctx:
     """The :class:`Ctx` of runs on ``box`` under ``runner`` (starts a pool member to learn its pytest)."""
     box.warm()
     major = str(box.versions.get("pytest") or "0").split(".")[0]
-    return Ctx(box.kind, runner, bool(getattr(box, "drops_privileges", False)), int(major) if major.isdigit() else 0)
+    confined = str(box.versions.get("filesystem") or "").startswith("confined")
+    return Ctx(box.kind, runner, bool(getattr(box, "drops_privileges", False)), int(major) if major.isdigit() else 0,
+               confined)
 
 
 def mark_if(request, condition: bool, reason: str, strict: bool = True) -> None:

@@ -136,9 +136,9 @@ def _search():
 def answer():
     return _expected(_search())
 ''',
-        forged=shares_the_hosts_files,  # before issue 18: everywhere
-        reason="forged where the host holds a readable copy of the test: the process backend shares the host's "
-        "file system (the run's own test file is the judge's user's only; Docker hides the host)",
+        forged=shares_the_hosts_files,  # before issue 18: everywhere; then the process backend without Landlock
+        reason="forged where the host holds a readable copy of the test: the process backend without Landlock "
+        "shares the host's file system (the run's own test file is the judge's user's only; Docker hides the host)",
         strict=False,
         timeout=15.0,
     ),
