@@ -1001,8 +1001,12 @@ def test_a_fatal_error_stops_new_jobs_and_saves_those_in_flight(gsm8k_dir, tmp_p
             run_eval(config, progress=False, preflight=False)
         sent = server.count()
     saved = _rows(out)
-    # the 5 answered before the error, and the (at most 3) others in flight with it: none is lost
-    assert sent <= 5 + 4 and len(saved) == sent - 1
+    # Every answered call is saved (none is lost), and the run stopped: a run that went on would send
+    # all 40. How many jobs start between the 401 reaching the server and the runner seeing it depends on
+    # scheduling (the other workers' calls can finish and start new jobs in that window: 10 were seen at
+    # load average 30), so the bound is the stop itself, not a count of that window.
+    assert len(saved) == sent - 1
+    assert 6 <= sent <= 20
     assert all(r["status"] == "pass" for r in saved) and not (out / "summary.json").exists()
 
 
