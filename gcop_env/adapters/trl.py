@@ -134,8 +134,9 @@ class TRLAdapter:
 
     def __init__(self, env: gym.Env, *, max_workers: int = 8, stream: int | None = None, reward_mode: str = "async",
                  max_inflight: int = DEFAULT_MAX_INFLIGHT):
-        if not isinstance(env.unwrapped, GCoPEnv):
-            raise TypeError(f"TRLAdapter needs a GCoP env (gym.make('GCoP-...')), got {type(env.unwrapped).__name__}")
+        base = env.unwrapped
+        if not isinstance(base, GCoPEnv):
+            raise TypeError(f"TRLAdapter needs a GCoP env (gym.make('GCoP-...')), got {type(base).__name__}")
         if reward_mode not in ("async", "sync"):
             raise ValueError(f"reward_mode must be 'async' or 'sync', got {reward_mode!r}")
         # one stream per training process, so processes scoring the same pair draw different samples
@@ -147,7 +148,6 @@ class TRLAdapter:
         self.reward_mode = reward_mode
         self.reward = EnvironmentReward(self.scoring, max_workers=max_workers)
         self.async_reward = AsyncShapedReward(self.reward, max_inflight=max_inflight)
-        base = env.unwrapped
         self.max_turns = int(getattr(base, "max_turns", 1))
         self.rollout = self.episode_reward = None
         if self.max_turns > 1:  # a multi-turn env: TRL's rollout_func runs the episodes
